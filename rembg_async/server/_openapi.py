@@ -1,0 +1,264 @@
+"""``GET /api/openapi``: the OpenAPI 3.1 document of both endpoints and the error body."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from aiohttp import web
+
+from .._contract import (
+    ALLOWED_EXTENSIONS,
+    API_KEY_HEADER,
+    DEFAULT_FORMAT,
+    MAX_ANGLE,
+    MAX_DIMENSION,
+    OUTPUT_FORMATS,
+)
+from ._state import json_response
+
+_ERROR: Final = {"$ref": "#/components/schemas/Error"}
+
+
+def _json_error(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ERROR}}}
+
+
+def _boolean_field(description: str, default: bool) -> dict[str, Any]:
+    return {
+        "type": "string",
+        "enum": ["true", "false", "1", "0"],
+        "default": "true" if default else "false",
+        "description": f"{description} Also 1/0, case-insensitive.",
+    }
+
+
+_RMBG_FORM: Final = {
+    "type": "object",
+    "required": ["image"],
+    "properties": {
+        "image": {
+            "type": "string",
+            "contentMediaType": "application/octet-stream",
+            "description": f"The input image: {', '.join(ALLOWED_EXTENSIONS)}; at most 50 MB "
+            f"and {MAX_DIMENSION} px a side.",
+        },
+        "format": {
+            "type": "string",
+            "enum": [*OUTPUT_FORMATS, "jpg"],
+            "default": DEFAULT_FORMAT,
+            "description": "Output format, case-insensitive; jpg means jpeg.",
+        },
+        "w": {
+            "type": "integer",
+            "minimum": 0,
+            "maximum": MAX_DIMENSION,
+            "description": "Target width; keeps the aspect ratio unless exact_resize. 0 = unset.",
+        },
+        "h": {
+            "type": "integer",
+            "minimum": 0,
+            "maximum": MAX_DIMENSION,
+            "description": "Target height; keeps the aspect ratio unless exact_resize. 0 = unset.",
+        },
+        "exact_resize": _boolean_field("Force exactly w × h (may distort).", False),
+        "mask": _boolean_field("Return only the alpha mask (grey).", False),
+        "bg_color": {
+            "type": "string",
+            "description": "Solid background: #RGB, #RGBA, #RRGGBB, #RRGGBBAA or a CSS colour name.",
+        },
+        "angle": {
+            "type": "number",
+            "minimum": -MAX_ANGLE,
+            "maximum": MAX_ANGLE,
+            "default": 0,
+            "description": "Rotate the result by this many degrees (counter-clockwise).",
+        },
+        "expand": _boolean_field("Pad the canvas so a rotated image is not cropped.", True),
+    },
+}
+
+_RATE_LIMITED: Final = {
+    "description": "Too many requests (short-term), or the daily (anonymous) or monthly "
+    "(keyed) limit. Carries Retry-After in seconds.",
+    "headers": {"Retry-After": {"schema": {"type": "integer", "minimum": 1}}},
+    "content": {"application/json": {"schema": _ERROR}},
+}
+
+_RMBG: Final = {
+    "post": {
+        "operationId": "removeBackground",
+        "summary": "Remove the background of an image",
+        "security": [{}, {"ApiKey": []}],
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": _RMBG_FORM,
+                    "encoding": {"image": {"contentType": "image/*, application/octet-stream"}},
+                }
+            },
+        },
+        "responses": {
+            "200": {
+                "description": "The image, in the requested format.",
+                "content": {
+                    mime: {"schema": {"type": "string", "contentMediaType": mime}}
+                    for mime in OUTPUT_FORMATS.values()
+                },
+            },
+            "400": _json_error("A validation error (one, or several with details)."),
+            "401": _json_error("invalid api key"),
+            "403": _json_error("Email address not verified"),
+            "429": _RATE_LIMITED,
+        },
+    }
+}
+
+_BILLING_CYCLE: Final = {
+    "type": "object",
+    "required": [
+        "periodStartUnix",
+        "periodEndUnix",
+        "appUsage",
+        "apiUsage",
+        "includedCredits",
+        "prepaidCredits",
+        "usedIncludedCredits",
+        "remainingIncludedCredits",
+        "stripeBillingSynced",
+    ],
+    "properties": {
+        "periodStartUnix": {"type": "integer"},
+        "periodEndUnix": {"type": "integer"},
+        "appUsage": {"type": "integer"},
+        "apiUsage": {"type": "integer"},
+        "includedCredits": {"type": "integer"},
+        "prepaidCredits": {"type": "integer"},
+        "usedIncludedCredits": {"type": "integer"},
+        "remainingIncludedCredits": {"type": "integer", "minimum": 0},
+        "stripeBillingSynced": {"type": "boolean"},
+    },
+}
+
+_USAGE: Final = {
+    "type": "object",
+    "required": ["membership", "credits", "prepaidCredits", "app_usage", "api_usage"],
+    "properties": {
+        "membership": {"type": "string"},
+        "credits": {"type": "integer"},
+        "prepaidCredits": {"type": "integer"},
+        "app_usage": {"type": "integer"},
+        "api_usage": {"type": "integer"},
+        "billingCycle": {"$ref": "#/components/schemas/BillingCycle"},
+    },
+}
+
+_CYCLE_LIST: Final = {
+    "type": "object",
+    "required": ["billingCycles"],
+    "properties": {
+        "billingCycles": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["periodStartUnix", "periodEndUnix", "appUsage", "apiUsage"],
+                "properties": {
+                    "periodStartUnix": {"type": "integer"},
+                    "periodEndUnix": {"type": "integer"},
+                    "appUsage": {"type": "integer"},
+                    "apiUsage": {"type": "integer"},
+                },
+            },
+        }
+    },
+}
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+
+_FLAG: Final = {"type": "string", "enum": ["1", "true", "0", "false"]}
+
+_MEMBERSHIP_USAGE: Final = {
+    "get": {
+        "operationId": "membershipUsage",
+        "summary": "Plan, credits and usage by calendar month or billing cycle",
+        "security": [{"ApiKey": []}],
+        "parameters": [
+            _query("year", {"type": "integer", "minimum": 1, "maximum": 9999}, "UTC year."),
+            _query("month", {"type": "integer", "minimum": 1, "maximum": 12}, "UTC month."),
+            _query(
+                "periodStartUnix",
+                {"type": "integer", "minimum": 0},
+                "Start of one billing period; not with year or month.",
+            ),
+            _query("expand", {"type": "string"}, "Comma-separated; billing_cycle adds billingCycle."),
+            _query("includeBillingCycle", _FLAG, "Same as expand=billing_cycle."),
+            _query("listBillingCycles", _FLAG, "List mode: only billingCycles, newest first."),
+        ],
+        "responses": {
+            "200": {
+                "description": "Usage, or the list of billing cycles in list mode.",
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "oneOf": [
+                                {"$ref": "#/components/schemas/MembershipUsage"},
+                                {"$ref": "#/components/schemas/BillingCycleList"},
+                            ]
+                        }
+                    }
+                },
+            },
+            "400": _json_error("Malformed parameters, or periodStartUnix with year or month."),
+            "401": _json_error("invalid api key"),
+            "403": _json_error("Email address not verified"),
+        },
+    }
+}
+
+_ERROR_SCHEMA: Final = {
+    "type": "object",
+    "required": ["error", "status"],
+    "properties": {
+        "error": {"type": "string"},
+        "status": {"type": "integer"},
+        "details": {
+            "type": "array",
+            "minItems": 2,
+            "items": {
+                "type": "object",
+                "required": ["field", "message"],
+                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+    },
+}
+
+
+def openapi_document(server_url: str | None = None) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of the local server (and of the hosted API's contract)."""
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "RemBG background removal API (local rembg-async server)",
+            "version": "1.0.0",
+        },
+        "servers": [{"url": server_url or "https://api.rembg.com"}],
+        "paths": {"/rmbg": _RMBG, "/api/membership-usage": _MEMBERSHIP_USAGE},
+        "components": {
+            "securitySchemes": {"ApiKey": {"type": "apiKey", "in": "header", "name": API_KEY_HEADER}},
+            "schemas": {
+                "Error": _ERROR_SCHEMA,
+                "MembershipUsage": _USAGE,
+                "BillingCycle": _BILLING_CYCLE,
+                "BillingCycleList": _CYCLE_LIST,
+            },
+        },
+    }
+
+
+async def handle_openapi(request: web.Request) -> web.Response:
+    """Serve the document, with this server's own URL as its server."""
+    return json_response(openapi_document(str(request.url.origin())))

@@ -1,0 +1,109 @@
+"""The server's configuration, its shared state, and the API's error answer."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+
+import attrs
+from aiohttp import web
+
+from .._contract import MAX_UPLOAD_BYTES, FieldProblem, error_body, validation_error_body
+from ._accounts import Account, AccountStore
+from ._faults import FaultInjector
+from ._ratelimit import DailyLimiter, RateLimits, SlidingWindowLimiter
+
+
+def _accounts(value: Iterable[Account]) -> tuple[Account, ...]:
+    return tuple(value)
+
+
+@attrs.frozen(kw_only=True)
+class ServerConfig:
+    """Everything that shapes a local server.
+
+    ``faults`` enables fault injection (the ``x-rembg-fault`` header, :meth:`FaultInjector.push`
+    and ``fault_rate``, the share of requests failed at random with ``fault_seed``).
+    ``drain_limit`` is how many bytes of an oversized upload are read (and dropped) to report
+    its real size before the client is cut off. ``clock`` gives Unix seconds, for tests that
+    need billing windows at a chosen moment.
+    """
+
+    accounts: tuple[Account, ...] = attrs.field(default=(), converter=_accounts)
+    rate_limits: RateLimits = RateLimits()
+    faults: bool = False
+    fault_rate: float = 0.0
+    fault_seed: int | None = None
+    drain_limit: int = 2 * MAX_UPLOAD_BYTES
+    workers: int | None = None
+    clock: Callable[[], float] = time.time
+
+
+@attrs.define
+class ServerState:
+    """The mutable state of one running server."""
+
+    config: ServerConfig
+    accounts: AccountStore
+    short_term: SlidingWindowLimiter
+    daily: DailyLimiter
+    faults: FaultInjector
+    executor: ThreadPoolExecutor | None = None
+
+    @classmethod
+    def from_config(cls, config: ServerConfig) -> ServerState:
+        """Fresh state for ``config``."""
+        limits = config.rate_limits
+        return cls(
+            config=config,
+            accounts=AccountStore(list(config.accounts), now=int(config.clock())),
+            short_term=SlidingWindowLimiter(limits.short_term_requests, limits.short_term_window),
+            daily=DailyLimiter(limits.daily_anonymous),
+            faults=FaultInjector(
+                enabled=config.faults, rate=config.fault_rate, seed=config.fault_seed
+            ),
+        )
+
+    def now(self) -> int:
+        """The current Unix time in whole seconds, from the configured clock."""
+        return int(self.config.clock())
+
+
+STATE = web.AppKey("rembg_state", ServerState)
+
+
+class APIError(Exception):
+    """An error answer in the API's JSON shape."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        problems: list[FieldProblem] | None = None,
+        headers: dict[str, str] | None = None,
+        close: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = validation_error_body(problems, status) if problems else error_body(status, message)
+        self.headers = headers or {}
+        self.close = close  # drop the connection: the client is still sending what we won't read
+
+    def response(self) -> web.Response:
+        """The JSON response for this error."""
+        response = json_response(self.body, status=self.status, headers=self.headers)
+        if self.close:
+            response.force_close()
+        return response
+
+
+def json_response(
+    body: object, *, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    """A compact JSON response."""
+    return web.json_response(
+        body, status=status, headers=headers, dumps=lambda value: json.dumps(value, ensure_ascii=False)
+    )
