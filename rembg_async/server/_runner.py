@@ -79,6 +79,11 @@ class LocalServer:
         self.url = ""
 
     @property
+    def api_key(self) -> str | None:
+        """The key of the first configured account, if there is one."""
+        return self.config.accounts[0].api_key if self.config.accounts else None
+
+    @property
     def state(self) -> ServerState:
         """The server's state; change it only through :meth:`call`."""
         return self._app[STATE]

@@ -1,0 +1,137 @@
+"""Helpers shared by the tests: images made on the fly and calls to a real local server."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import aiohttp
+import attrs
+import pytest
+from PIL import Image, ImageDraw
+
+from rembg_async.pytest_plugin import TEST_API_KEY
+from rembg_async.server import LocalServer
+
+pytest_plugins = ["pytester"]
+
+
+def make_image(
+    size: tuple[int, int] = (64, 48),
+    format: str = "PNG",
+    *,
+    background: tuple[int, int, int] = (250, 250, 250),
+    subject: tuple[int, int, int] = (200, 20, 20),
+) -> bytes:
+    """A plain background with a filled ellipse in the middle, encoded in ``format``."""
+    image = Image.new("RGB", size, background)
+    width, height = size
+    ImageDraw.Draw(image).ellipse(
+        (width // 4, height // 4, 3 * width // 4, 3 * height // 4), fill=subject
+    )
+    buffer = io.BytesIO()
+    image.save(buffer, format)
+    return buffer.getvalue()
+
+
+@attrs.frozen
+class Answer:
+    """What the server answered."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        """The body as JSON."""
+        return json.loads(self.body)
+
+    def image(self) -> Image.Image:
+        """The body as an image."""
+        return Image.open(io.BytesIO(self.body))
+
+    @property
+    def error(self) -> str:
+        """The ``error`` field of a JSON error body."""
+        return str(self.json()["error"])
+
+
+_DEFAULT = object()
+
+
+def rmbg_form(
+    image: bytes | None = None,
+    *,
+    filename: str = "photo.png",
+    fields: Mapping[str, str] | None = None,
+) -> aiohttp.FormData:
+    """A ``/rmbg`` form: the image part first (if any), then the text fields."""
+    form = aiohttp.FormData()
+    if image is not None:
+        # A BytesIO, not bytes: aiohttp warns about large raw bytes bodies.
+        form.add_field(
+            "image", io.BytesIO(image), filename=filename, content_type="application/octet-stream"
+        )
+    for name, value in (fields or {}).items():
+        form.add_field(name, value)
+    return form
+
+
+class Client:
+    """Calls to one local server over a real aiohttp session."""
+
+    def __init__(self, server: LocalServer, session: aiohttp.ClientSession) -> None:
+        self.server = server
+        self.session = session
+
+    def _headers(self, api_key: object, headers: Mapping[str, str] | None) -> dict[str, str]:
+        result = dict(headers or {})
+        key = TEST_API_KEY if api_key is _DEFAULT else api_key
+        if key is not None:
+            result["x-api-key"] = str(key)
+        return result
+
+    async def rmbg(
+        self,
+        image: bytes | None = None,
+        *,
+        filename: str = "photo.png",
+        fields: Mapping[str, str] | None = None,
+        api_key: object = _DEFAULT,
+        headers: Mapping[str, str] | None = None,
+        data: Any = None,
+    ) -> Answer:
+        """POST /rmbg with ``image`` (made if not given) and ``fields``."""
+        body = data if data is not None else rmbg_form(
+            make_image() if image is None else image, filename=filename, fields=fields
+        )
+        async with self.session.post(
+            f"{self.server.url}/rmbg", data=body, headers=self._headers(api_key, headers)
+        ) as response:
+            return Answer(response.status, response.headers, await response.read())
+
+    async def usage(
+        self, api_key: object = _DEFAULT, headers: Mapping[str, str] | None = None, **params: str
+    ) -> Answer:
+        """GET /api/membership-usage with ``params``."""
+        async with self.session.get(
+            f"{self.server.url}/api/membership-usage",
+            params=params,
+            headers=self._headers(api_key, headers),
+        ) as response:
+            return Answer(response.status, response.headers, await response.read())
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    """An aiohttp client session, closed after the test."""
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.fixture
+def client(rembg_server: LocalServer, session: aiohttp.ClientSession) -> Client:
+    """A client of the default test server."""
+    return Client(rembg_server, session)
