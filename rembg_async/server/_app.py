@@ -24,7 +24,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except APIError as error:
-        return error.response()
+        return await error.respond(request)
     except web.HTTPException as error:
         if error.status < 400:
             raise

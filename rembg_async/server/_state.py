@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable, Iterable
+from typing import Final
 from concurrent.futures import ThreadPoolExecutor
 
 import attrs
@@ -73,6 +75,9 @@ class ServerState:
 
 STATE = web.AppKey("rembg_state", ServerState)
 
+#: How long a client still sending an upload we refused has to read our answer.
+HANG_UP_GRACE_SECONDS: Final = 1.0
+
 
 class APIError(Exception):
     """An error answer in the API's JSON shape."""
@@ -92,11 +97,20 @@ class APIError(Exception):
         self.headers = headers or {}
         self.close = close  # drop the connection: the client is still sending what we won't read
 
-    def response(self) -> web.Response:
-        """The JSON response for this error."""
+    async def respond(self, request: web.Request) -> web.StreamResponse:
+        """Send the JSON response for this error (and hang up, if ``close`` was asked)."""
         response = json_response(self.body, status=self.status, headers=self.headers)
-        if self.close:
-            response.force_close()
+        if not self.close:
+            return response
+        response.force_close()
+        await response.prepare(request)
+        await response.write_eof()
+        # We read nothing more, so TCP flow control stalls the sender. Closing with its data
+        # unread sends a reset that can destroy the answer in flight, so give the client a
+        # moment to read it first; aiohttp's own "lingering close" would instead read (and
+        # drop) whatever the client sends, gigabytes from a lying one.
+        await asyncio.sleep(HANG_UP_GRACE_SECONDS)
+        request.protocol.force_close()
         return response
 
 
