@@ -58,6 +58,14 @@ async def serve(
         await runner.cleanup()
 
 
+async def _cancel_leftover_tasks() -> None:
+    """End what the runner's cleanup left running (handlers of connections a client dropped)."""
+    tasks = asyncio.all_tasks() - {asyncio.current_task()}
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
 class LocalServer:
     """A local server on its own thread and event loop, for tests and for code of any kind.
 
@@ -107,6 +115,8 @@ class LocalServer:
             return
         try:
             self._run(self._runner.cleanup())
+            self._run(_cancel_leftover_tasks())
+            self._run(self._loop.shutdown_asyncgens())
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join()
