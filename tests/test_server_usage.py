@@ -139,7 +139,8 @@ async def test_period_start_cannot_combine_with_calendar(billing_client: Client,
         ({"year": "abc"}, "'year' must be an integer, got: 'abc'"),
         ({"year": "0"}, "'year' must be between 1 and 9999, got: 0"),
         ({"month": "13"}, "'month' must be between 1 and 12, got: 13"),
-        ({"periodStartUnix": "-1"}, "'periodStartUnix' must be between 0 and 9007199254740992, got: -1"),
+        ({"periodStartUnix": "-1"}, "'periodStartUnix' must be between 0 and 253394352000, got: -1"),
+        ({"periodStartUnix": "414496254521"}, "'periodStartUnix' must be between 0 and 253394352000, got: 414496254521"),
     ],
 )
 async def test_bad_query_values(client: Client, params: dict[str, str], message: str) -> None:

@@ -14,6 +14,8 @@ from ._auth import authenticate
 from ._state import STATE, APIError, json_response
 
 _TRUE = frozenset({"1", "true"})
+#: The latest period start whose window (and the next) still falls in year 9999, where dates end.
+MAX_PERIOD_START = int(datetime(9999, 10, 1, tzinfo=timezone.utc).timestamp())
 
 
 @attrs.frozen(kw_only=True)
@@ -45,7 +47,7 @@ def parse_usage_query(query: Mapping[str, str]) -> UsageQuery:
     problems: list[FieldProblem] = []
     year = _integer(query, "year", 1, 9999, problems)
     month = _integer(query, "month", 1, 12, problems)
-    period_start = _integer(query, "periodStartUnix", 0, 2**53, problems)
+    period_start = _integer(query, "periodStartUnix", 0, MAX_PERIOD_START, problems)
     if problems:
         raise APIError(400, problems[0].message, problems=problems)
     if period_start is not None and (year is not None or month is not None):

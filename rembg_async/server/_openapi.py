@@ -14,6 +14,7 @@ from .._contract import (
     MAX_DIMENSION,
     OUTPUT_FORMATS,
 )
+from ._membership import MAX_PERIOD_START
 from ._state import json_response
 
 _ERROR: Final = {"$ref": "#/components/schemas/Error"}
@@ -178,7 +179,8 @@ def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
     return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
 
 
-_FLAG: Final = {"type": "string", "enum": ["1", "true", "0", "false"]}
+# A flag is on when it is 1 or true (any case); any other value leaves it off.
+_FLAG: Final = {"type": "string", "examples": ["1", "true"]}
 
 _MEMBERSHIP_USAGE: Final = {
     "get": {
@@ -190,7 +192,7 @@ _MEMBERSHIP_USAGE: Final = {
             _query("month", {"type": "integer", "minimum": 1, "maximum": 12}, "UTC month."),
             _query(
                 "periodStartUnix",
-                {"type": "integer", "minimum": 0},
+                {"type": "integer", "minimum": 0, "maximum": MAX_PERIOD_START},
                 "Start of one billing period; not with year or month.",
             ),
             _query("expand", {"type": "string"}, "Comma-separated; billing_cycle adds billingCycle."),
