@@ -23,22 +23,45 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rembg-async", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the local RemBG-compatible server")
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
-    serve.add_argument("--port", type=int, default=7000, help="port; 0 picks a free one (default %(default)s)")
     serve.add_argument(
-        "--api-key", action="append", default=[], metavar="KEY",
+        "--host", default="127.0.0.1", help="address to listen on (default %(default)s)"
+    )
+    serve.add_argument(
+        "--port", type=int, default=7000, help="port; 0 picks a free one (default %(default)s)"
+    )
+    serve.add_argument(
+        "--api-key",
+        action="append",
+        default=[],
+        metavar="KEY",
         help="add a verified account with the default plan (repeatable)",
     )
     serve.add_argument(
-        "--accounts", type=Path, metavar="FILE",
-        help='JSON list of {"api_key", "membership", "credits", "prepaid_credits", "email_verified"}',
+        "--accounts",
+        type=Path,
+        metavar="FILE",
+        help="JSON list of accounts: api_key, membership, credits, prepaid_credits, email_verified",
     )
     serve.add_argument("--faults", action="store_true", help="honour the x-rembg-fault header")
-    serve.add_argument("--fault-rate", type=float, default=0.0, help="fail this share of requests at random")
+    serve.add_argument(
+        "--fault-rate", type=float, default=0.0, help="fail this share of requests at random"
+    )
     serve.add_argument("--fault-seed", type=int, default=None, help="seed of the random faults")
-    serve.add_argument("--rate-limit", type=int, default=100, help="requests per window per key or address (0: off)")
-    serve.add_argument("--rate-window", type=float, default=1.0, help="seconds of the short-term window")
-    serve.add_argument("--daily-limit", type=int, default=100, help="anonymous requests per address per UTC day (0: off)")
+    serve.add_argument(
+        "--rate-limit",
+        type=int,
+        default=100,
+        help="requests per window per key or address (0: off)",
+    )
+    serve.add_argument(
+        "--rate-window", type=float, default=1.0, help="seconds of the short-term window"
+    )
+    serve.add_argument(
+        "--daily-limit",
+        type=int,
+        default=100,
+        help="anonymous requests per address per UTC day (0: off)",
+    )
     return parser
 
 

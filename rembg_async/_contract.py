@@ -39,9 +39,7 @@ MSG_EMAIL_NOT_VERIFIED: Final = "Email address not verified \u2013 please check 
 MSG_KEY_AND_TOKEN: Final = "This is a mistake: Cannot use both API key and user token"
 
 # --- the uploaded file, in the order the server checks it --------------------------------------
-MSG_NO_IMAGE: Final = (
-    "No image file provided. Please include an 'image' field in your form data."
-)
+MSG_NO_IMAGE: Final = "No image file provided. Please include an 'image' field in your form data."
 MSG_NO_FILE_SELECTED: Final = "No file selected. Please choose an image file to upload."
 MSG_EMPTY_FILE: Final = "Uploaded file is empty (0 bytes)."
 MSG_INVALID_SIGNATURE: Final = "File does not appear to be a valid image (invalid file signature)"

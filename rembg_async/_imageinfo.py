@@ -8,7 +8,7 @@ refuse them before handing a decompression bomb to the decoder.
 from __future__ import annotations
 
 import struct
-from typing import BinaryIO, Final
+from typing import IO, Final
 
 import attrs
 
@@ -55,7 +55,7 @@ def sniff_kind(head: bytes) -> str | None:
     return None
 
 
-def read_image_info(stream: BinaryIO) -> ImageInfo | None:
+def read_image_info(stream: IO[bytes]) -> ImageInfo | None:
     """Type and size of the image in ``stream`` (read from its current position), or None.
 
     The size is None when the header is cut short or malformed; the decoder will judge it.
@@ -108,7 +108,7 @@ _SOF_MARKERS: Final = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 _STANDALONE_MARKERS: Final = frozenset({0x01, *range(0xD0, 0xD8)})
 
 
-def _jpeg_size(stream: BinaryIO) -> tuple[int, int] | None:
+def _jpeg_size(stream: IO[bytes]) -> tuple[int, int] | None:
     """Walk the JPEG segments (EXIF and ICC blocks can be large) up to the start of frame."""
     stream.seek(2)
     while True:
@@ -132,7 +132,7 @@ def _jpeg_size(stream: BinaryIO) -> tuple[int, int] | None:
         stream.seek(length - 2, 1)
 
 
-def _next_jpeg_marker(stream: BinaryIO) -> int | None:
+def _next_jpeg_marker(stream: IO[bytes]) -> int | None:
     byte = stream.read(1)
     if byte != b"\xff":
         return None

@@ -104,8 +104,12 @@ class Client:
         data: Any = None,
     ) -> Answer:
         """POST /rmbg with ``image`` (made if not given) and ``fields``."""
-        body = data if data is not None else rmbg_form(
-            make_image() if image is None else image, filename=filename, fields=fields
+        body = (
+            data
+            if data is not None
+            else rmbg_form(
+                make_image() if image is None else image, filename=filename, fields=fields
+            )
         )
         async with self.session.post(
             f"{self.server.url}/rmbg", data=body, headers=self._headers(api_key, headers)

@@ -43,12 +43,16 @@ def test_serve_answers_with_the_given_key(served: tuple[subprocess.Popen[str], s
     """A key given with --api-key works; another does not."""
     _, url = served
     files = {"image": ("a.png", make_image())}
-    assert requests.post(f"{url}/rmbg", headers={"x-api-key": "cli-key"}, files=files, timeout=30).ok
+    assert requests.post(
+        f"{url}/rmbg", headers={"x-api-key": "cli-key"}, files=files, timeout=30
+    ).ok
     wrong = requests.post(f"{url}/rmbg", headers={"x-api-key": "other"}, files=files, timeout=30)
     assert wrong.status_code == 401
 
 
-@pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+@pytest.mark.parametrize(
+    "signal_number", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"]
+)
 def test_serve_stops_cleanly_on_signals(
     served: tuple[subprocess.Popen[str], str], signal_number: int
 ) -> None:
@@ -63,16 +67,35 @@ def test_serve_stops_cleanly_on_signals(
 def test_accounts_file(tmp_path: Path) -> None:
     """--accounts loads plans, credits and verification state from a JSON file."""
     accounts = [
-        {"api_key": "a", "membership": "Pro", "credits": 7, "prepaid_credits": 3, "email_verified": True},
-        {"api_key": "b", "membership": "Free", "credits": 1, "prepaid_credits": 0, "email_verified": False},
+        {
+            "api_key": "a",
+            "membership": "Pro",
+            "credits": 7,
+            "prepaid_credits": 3,
+            "email_verified": True,
+        },
+        {
+            "api_key": "b",
+            "membership": "Free",
+            "credits": 1,
+            "prepaid_credits": 0,
+            "email_verified": False,
+        },
     ]
     path = tmp_path / "accounts.json"
     path.write_text(json.dumps(accounts))
     process, url = start("--accounts", str(path))
     try:
-        usage = requests.get(f"{url}/api/membership-usage", headers={"x-api-key": "a"}, timeout=10).json()
+        usage = requests.get(
+            f"{url}/api/membership-usage", headers={"x-api-key": "a"}, timeout=10
+        ).json()
         assert (usage["membership"], usage["credits"], usage["prepaidCredits"]) == ("Pro", 7, 3)
-        assert requests.get(f"{url}/api/membership-usage", headers={"x-api-key": "b"}, timeout=10).status_code == 403
+        assert (
+            requests.get(
+                f"{url}/api/membership-usage", headers={"x-api-key": "b"}, timeout=10
+            ).status_code
+            == 403
+        )
     finally:
         process.terminate()
         assert process.wait(timeout=15) == 0

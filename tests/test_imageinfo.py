@@ -44,7 +44,8 @@ def test_size_matches_the_encoder(width: int, height: int, format: str) -> None:
 def test_webp_variants(options: dict[str, object], label: str) -> None:
     """Lossy, lossless (VP8L) and extended (VP8X) WEBP headers all give the size."""
     info = read_image_info(io.BytesIO(encoded((321, 123), "WEBP", **options)))
-    assert info is not None and (info.width, info.height) == (321, 123), label
+    assert info is not None, label
+    assert (info.width, info.height) == (321, 123), label
 
 
 def test_jpeg_with_large_exif_block_before_the_frame() -> None:
@@ -52,13 +53,15 @@ def test_jpeg_with_large_exif_block_before_the_frame() -> None:
     exif = Image.Exif()
     exif[0x010E] = "x" * 60_000  # ImageDescription
     info = read_image_info(io.BytesIO(encoded((640, 480), "JPEG", exif=exif)))
-    assert info is not None and (info.width, info.height) == (640, 480)
+    assert info is not None
+    assert (info.width, info.height) == (640, 480)
 
 
 def test_progressive_jpeg() -> None:
     """A progressive JPEG's frame header (SOF2) gives the size too."""
     info = read_image_info(io.BytesIO(encoded((77, 55), "JPEG", progressive=True)))
-    assert info is not None and (info.width, info.height) == (77, 55)
+    assert info is not None
+    assert (info.width, info.height) == (77, 55)
 
 
 @given(st.binary(max_size=200))

@@ -17,7 +17,9 @@ def png_header(width: int, height: int) -> bytes:
     """A PNG signature and header chunk declaring ``width`` × ``height`` (no pixel data)."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     chunk = b"IHDR" + ihdr
-    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + chunk + struct.pack(">I", zlib.crc32(chunk))
+    return (
+        b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + chunk + struct.pack(">I", zlib.crc32(chunk))
+    )
 
 
 async def test_no_image_field(client: Client) -> None:
@@ -140,8 +142,14 @@ async def test_image_too_large(client: Client, content: bytes, message: str) -> 
         ({"angle": "500"}, "'angle' must be between -360 and 360 degrees, got: 500.0"),
         ({"angle": "-360.5"}, "'angle' must be between -360 and 360 degrees, got: -360.5"),
         ({"format": "gif"}, "Invalid format 'gif'. Allowed formats: PNG, JPEG, WEBP, BMP"),
-        ({"bg_color": "#12345"}, "Invalid color format '#12345'. Use hex format: #RGB, #RGBA, #RRGGBB, or #RRGGBBAA"),
-        ({"bg_color": "notacolour"}, "Invalid color format 'notacolour'. Use hex format: #RGB, #RGBA, #RRGGBB, or #RRGGBBAA"),
+        (
+            {"bg_color": "#12345"},
+            "Invalid color format '#12345'. Use hex format: #RGB, #RGBA, #RRGGBB, or #RRGGBBAA",
+        ),
+        (
+            {"bg_color": "notacolour"},
+            "Invalid color format 'notacolour'. Use hex format: #RGB, #RGBA, #RRGGBB, or #RRGGBBAA",
+        ),
         ({"mask": "maybe"}, "'mask' must be a boolean (true or false), got: 'maybe'"),
         ({"expand": "yes"}, "'expand' must be a boolean (true or false), got: 'yes'"),
         ({"mask": "true", "bg_color": "#fff"}, contract.MSG_MASK_WITH_BG_COLOR),
@@ -162,9 +170,15 @@ async def test_multiple_errors_have_details_in_field_order(client: Client) -> No
     assert answer.json() == {
         "error": "Multiple validation errors",
         "details": [
-            {"field": "format", "message": "Invalid format 'gif'. Allowed formats: PNG, JPEG, WEBP, BMP"},
+            {
+                "field": "format",
+                "message": "Invalid format 'gif'. Allowed formats: PNG, JPEG, WEBP, BMP",
+            },
             {"field": "w", "message": "'w' must be an integer, got: 'abc'"},
-            {"field": "angle", "message": "'angle' must be between -360 and 360 degrees, got: 500.0"},
+            {
+                "field": "angle",
+                "message": "'angle' must be between -360 and 360 degrees, got: 500.0",
+            },
         ],
         "status": 400,
     }
@@ -178,7 +192,9 @@ async def test_invalid_api_key(client: Client) -> None:
 
 async def test_unverified_email(rembg_server_factory, session: aiohttp.ClientSession) -> None:
     """A key whose account has an unverified e-mail is 403, with the en dash."""
-    server = rembg_server_factory(ServerConfig(accounts=[Account(api_key="u", email_verified=False)]))
+    server = rembg_server_factory(
+        ServerConfig(accounts=[Account(api_key="u", email_verified=False)])
+    )
     answer = await Client(server, session).rmbg(api_key="u")
     assert answer.status == 403
     assert answer.error == "Email address not verified \u2013 please check your inbox"
@@ -214,7 +230,9 @@ async def test_field_problems_win_over_rate_limits(
     rembg_server_factory, session: aiohttp.ClientSession
 ) -> None:
     """A refused field is reported even when the caller is out of requests."""
-    server = rembg_server_factory(ServerConfig(rate_limits=RateLimits(short_term_requests=1, short_term_window=3600)))
+    server = rembg_server_factory(
+        ServerConfig(rate_limits=RateLimits(short_term_requests=1, short_term_window=3600))
+    )
     client = Client(server, session)
     assert (await client.rmbg()).status == 200
     assert (await client.rmbg(fields={"w": "abc"})).status == 400

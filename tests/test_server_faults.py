@@ -153,7 +153,9 @@ async def test_pushed_faults_apply_to_the_next_requests(
     assert [(await client.rmbg()).status for _ in range(3)] == [500, 500, 200]
 
 
-async def test_random_faults_fail_a_share(rembg_server_factory, session: aiohttp.ClientSession) -> None:
+async def test_random_faults_fail_a_share(
+    rembg_server_factory, session: aiohttp.ClientSession
+) -> None:
     """fault_rate fails about that share of requests, each in one of the known ways."""
     server = rembg_server_factory(ServerConfig(fault_rate=0.5, fault_seed=3, faults=True))
     client = Client(server, session)

@@ -22,8 +22,11 @@ FIELD_VALUES = {
     "h": st.integers(-20, 400).map(str) | st.text(max_size=6),
     "exact_resize": st.sampled_from(["true", "false", "1", "0", "maybe"]),
     "mask": st.sampled_from(["true", "false", "TRUE", "0", ""]),
-    "bg_color": st.sampled_from(["#fff", "#12345", "red", "nocolour", "#11223344"]) | st.text(max_size=9),
-    "angle": st.floats(-720, 720).map(str) | st.sampled_from(["nan", "inf", "1e400"]) | st.text(max_size=6),
+    "bg_color": st.sampled_from(["#fff", "#12345", "red", "nocolour", "#11223344"])
+    | st.text(max_size=9),
+    "angle": st.floats(-720, 720).map(str)
+    | st.sampled_from(["nan", "inf", "1e400"])
+    | st.text(max_size=6),
     "expand": st.sampled_from(["true", "false", "no"]),
 }
 IMAGES = [make_image((48, 36), kind) for kind in ("PNG", "JPEG", "WEBP", "BMP")]
@@ -33,7 +36,9 @@ IMAGES = [make_image((48, 36), kind) for kind in ("PNG", "JPEG", "WEBP", "BMP")]
 def server() -> Iterator[LocalServer]:
     """One unlimited server for every generated example."""
     limits = RateLimits(short_term_requests=0, daily_anonymous=0)
-    config = ServerConfig(accounts=[Account(api_key=TEST_API_KEY, credits=10**9)], rate_limits=limits)
+    config = ServerConfig(
+        accounts=[Account(api_key=TEST_API_KEY, credits=10**9)], rate_limits=limits
+    )
     with LocalServer(config) as running:
         yield running
 

@@ -80,7 +80,9 @@ async def test_resizing(client: Client, fields: dict[str, str], size: tuple[int,
     assert answer.image().size == size
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     width=st.integers(1, 10_000),
     height=st.integers(1, 10_000),
@@ -93,13 +95,15 @@ def test_target_size_properties(
 ) -> None:
     """The size always fits the request, keeps the aspect ratio to a pixel, and is never empty."""
     out_w, out_h = target_size(width, height, RenderOptions(w=w, h=h, exact_resize=exact))
-    assert out_w >= 1 and out_h >= 1
+    assert out_w >= 1
+    assert out_h >= 1
     if w is None and h is None:
         assert (out_w, out_h) == (width, height)
     elif exact and w is not None and h is not None:
         assert (out_w, out_h) == (w, h)
     else:
-        assert out_w <= (w or math.inf) and out_h <= (h or math.inf)
+        assert out_w <= (w or math.inf)
+        assert out_h <= (h or math.inf)
         assert out_w == w or out_h == h  # one side meets its target
         # Rounding moves each side by at most half a pixel from the true aspect ratio.
         assert abs(out_w * height - out_h * width) <= (width + height) / 2 + max(width, height)
@@ -140,7 +144,9 @@ async def test_formats_without_alpha_are_flattened(
 ) -> None:
     """jpeg and bmp carry no alpha: the cut-out lies on bg_color, or on white."""
     fields = {"format": format, **({"bg_color": bg_color} if bg_color else {})}
-    image = (await client.rmbg(make_image((80, 60), background=(10, 10, 200)), fields=fields)).image()
+    image = (
+        await client.rmbg(make_image((80, 60), background=(10, 10, 200)), fields=fields)
+    ).image()
     assert image.mode == "RGB"
     assert image.getpixel((0, 0)) == pytest.approx(rgb, abs=4)
 
@@ -165,7 +171,9 @@ async def test_rotation_bounds(
 
 async def test_rotation_by_45_degrees_expands_to_the_bounding_box(client: Client) -> None:
     """A 45° turn with expand holds the whole rotated rectangle."""
-    image = (await client.rmbg(make_image((80, 60)), fields={"angle": "45", "format": "png"})).image()
+    image = (
+        await client.rmbg(make_image((80, 60)), fields={"angle": "45", "format": "png"})
+    ).image()
     diagonal = (80 + 60) / math.sqrt(2)
     assert image.size[0] == pytest.approx(diagonal, abs=2)
     assert image.size[1] == pytest.approx(diagonal, abs=2)

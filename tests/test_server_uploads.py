@@ -55,17 +55,20 @@ def small_drain_server(rembg_server_factory) -> LocalServer:
     return rembg_server_factory(ServerConfig(drain_limit=60 * MIB))
 
 
-async def test_declared_huge_body_is_refused_before_reading(small_drain_server: LocalServer) -> None:
+async def test_declared_huge_body_is_refused_before_reading(
+    small_drain_server: LocalServer,
+) -> None:
     """A 3 GiB Content-Length is answered at once with its size, having read almost nothing."""
     answer, sent = await send_endless_upload(small_drain_server, chunked=False)
     assert answer.startswith(b"HTTP/1.1 400")
-    assert answer.endswith(
-        b'{"error": "File size (3072.0 MB) exceeds the maximum allowed size of 50 MB.", "status": 400}'
-    )
+    message = b"File size (3072.0 MB) exceeds the maximum allowed size of 50 MB."
+    assert answer.endswith(b'{"error": "' + message + b'", "status": 400}')
     assert sent < 60 * MIB  # only what socket buffers hold before flow control stops the sender
 
 
-async def test_endless_chunked_body_is_cut_off_at_the_drain_limit(small_drain_server: LocalServer) -> None:
+async def test_endless_chunked_body_is_cut_off_at_the_drain_limit(
+    small_drain_server: LocalServer,
+) -> None:
     """With no length to go by, the server reads up to its drain limit, answers and hangs up."""
     answer, sent = await send_endless_upload(small_drain_server, chunked=True)
     assert answer.startswith(b"HTTP/1.1 400")

@@ -29,7 +29,9 @@ def fixed_clock() -> float:
 def billing_client(rembg_server_factory, session: aiohttp.ClientSession) -> Client:
     """A server at a fixed moment with a synced account ('s') and a calendar one ('c')."""
     accounts = [
-        Account(api_key="s", credits=3, prepaid_credits=2, app_usage=1, billing_anchor=unix(2026, 1, 10)),
+        Account(
+            api_key="s", credits=3, prepaid_credits=2, app_usage=1, billing_anchor=unix(2026, 1, 10)
+        ),
         Account(api_key="c", membership="Free", credits=50),
     ]
     server = rembg_server_factory(ServerConfig(accounts=accounts, clock=fixed_clock))
@@ -56,10 +58,17 @@ async def test_usage_without_billing_cycle(client: Client) -> None:
 
 @pytest.mark.parametrize(
     "params",
-    [{"expand": "billing_cycle"}, {"expand": "x,billing_cycle"}, {"includeBillingCycle": "1"}, {"includeBillingCycle": "true"}],
+    [
+        {"expand": "billing_cycle"},
+        {"expand": "x,billing_cycle"},
+        {"includeBillingCycle": "1"},
+        {"includeBillingCycle": "true"},
+    ],
     ids=["expand", "expand-list", "include-1", "include-true"],
 )
-async def test_billing_cycle_of_a_synced_account(billing_client: Client, params: dict[str, str]) -> None:
+async def test_billing_cycle_of_a_synced_account(
+    billing_client: Client, params: dict[str, str]
+) -> None:
     """The current cycle follows the anchor (10th to 9th), with the derived counts."""
     assert (await billing_client.rmbg(api_key="s")).status == 200
     body = (await billing_client.usage(api_key="s", **params)).json()
@@ -86,7 +95,10 @@ async def test_billing_cycle_of_a_synced_account(billing_client: Client, params:
 async def test_unsynced_account_falls_back_to_the_calendar_month(billing_client: Client) -> None:
     """With no subscription anchor, the cycle is the UTC month and stripeBillingSynced false."""
     cycle = (await billing_client.usage(api_key="c", expand="billing_cycle")).json()["billingCycle"]
-    assert (cycle["periodStartUnix"], cycle["periodEndUnix"]) == (unix(2026, 3, 1), unix(2026, 4, 1) - 1)
+    assert (cycle["periodStartUnix"], cycle["periodEndUnix"]) == (
+        unix(2026, 3, 1),
+        unix(2026, 4, 1) - 1,
+    )
     assert cycle["stripeBillingSynced"] is False
 
 
@@ -107,8 +119,12 @@ async def test_prepaid_credits_are_used_after_the_included_ones(billing_client: 
 async def test_calendar_month_query(billing_client: Client) -> None:
     """year and month select a UTC month's counters; other months are empty."""
     assert (await billing_client.rmbg(api_key="c")).status == 200
-    assert (await billing_client.usage(api_key="c", year="2026", month="3")).json()["api_usage"] == 1
-    assert (await billing_client.usage(api_key="c", year="2026", month="2")).json()["api_usage"] == 0
+    assert (await billing_client.usage(api_key="c", year="2026", month="3")).json()[
+        "api_usage"
+    ] == 1
+    assert (await billing_client.usage(api_key="c", year="2026", month="2")).json()[
+        "api_usage"
+    ] == 0
     assert (await billing_client.usage(api_key="c", month="3")).json()["api_usage"] == 1
 
 
@@ -116,15 +132,21 @@ async def test_period_start_query(billing_client: Client) -> None:
     """periodStartUnix selects one cycle's counters and window."""
     assert (await billing_client.rmbg(api_key="s")).status == 200
     start = unix(2026, 3, 10)
-    body = (await billing_client.usage(api_key="s", periodStartUnix=str(start), expand="billing_cycle")).json()
+    body = (
+        await billing_client.usage(api_key="s", periodStartUnix=str(start), expand="billing_cycle")
+    ).json()
     assert (body["app_usage"], body["api_usage"]) == (1, 1)
     assert body["billingCycle"]["periodEndUnix"] == unix(2026, 4, 10) - 1
-    earlier = (await billing_client.usage(api_key="s", periodStartUnix=str(unix(2026, 2, 10)))).json()
+    earlier = (
+        await billing_client.usage(api_key="s", periodStartUnix=str(unix(2026, 2, 10)))
+    ).json()
     assert (earlier["app_usage"], earlier["api_usage"]) == (0, 0)
 
 
 @pytest.mark.parametrize("other", [{"year": "2026"}, {"month": "3"}], ids=["year", "month"])
-async def test_period_start_cannot_combine_with_calendar(billing_client: Client, other: dict[str, str]) -> None:
+async def test_period_start_cannot_combine_with_calendar(
+    billing_client: Client, other: dict[str, str]
+) -> None:
     """periodStartUnix with year or month is the API's 400."""
     answer = await billing_client.usage(api_key="s", periodStartUnix="1", **other)
     assert answer.json() == {
@@ -139,8 +161,14 @@ async def test_period_start_cannot_combine_with_calendar(billing_client: Client,
         ({"year": "abc"}, "'year' must be an integer, got: 'abc'"),
         ({"year": "0"}, "'year' must be between 1 and 9999, got: 0"),
         ({"month": "13"}, "'month' must be between 1 and 12, got: 13"),
-        ({"periodStartUnix": "-1"}, "'periodStartUnix' must be between 0 and 253394352000, got: -1"),
-        ({"periodStartUnix": "414496254521"}, "'periodStartUnix' must be between 0 and 253394352000, got: 414496254521"),
+        (
+            {"periodStartUnix": "-1"},
+            "'periodStartUnix' must be between 0 and 253394352000, got: -1",
+        ),
+        (
+            {"periodStartUnix": "414496254521"},
+            "'periodStartUnix' must be between 0 and 253394352000, got: 414496254521",
+        ),
     ],
 )
 async def test_bad_query_values(client: Client, params: dict[str, str], message: str) -> None:
@@ -153,7 +181,12 @@ async def test_list_billing_cycles(billing_client: Client) -> None:
     answer = await billing_client.usage(api_key="s", listBillingCycles="1", year="oops")
     assert answer.json() == {
         "billingCycles": [
-            {"periodStartUnix": unix(2026, 3, 10), "periodEndUnix": unix(2026, 4, 10) - 1, "appUsage": 1, "apiUsage": 0}
+            {
+                "periodStartUnix": unix(2026, 3, 10),
+                "periodEndUnix": unix(2026, 4, 10) - 1,
+                "appUsage": 1,
+                "apiUsage": 0,
+            }
         ]
     }
 
@@ -181,7 +214,9 @@ async def test_short_term_limit(rembg_server_factory, session: aiohttp.ClientSes
 
 async def test_daily_anonymous_limit(rembg_server_factory, session: aiohttp.ClientSession) -> None:
     """Anonymous callers get a daily allowance; after it, 429 until the next UTC day."""
-    server = rembg_server_factory(ServerConfig(rate_limits=RateLimits(daily_anonymous=1), clock=fixed_clock))
+    server = rembg_server_factory(
+        ServerConfig(rate_limits=RateLimits(daily_anonymous=1), clock=fixed_clock)
+    )
     client = Client(server, session)
     assert (await client.rmbg(api_key=None)).status == 200
     answer = await client.rmbg(api_key=None)

@@ -57,7 +57,7 @@ def orange() -> Image.Image:
     """An orange on a pale blue background."""
     image = _canvas((214, 230, 245))
     _shadow(image, (270, 440, 540, 490))
-    yy, xx = np.mgrid[0:SIZE[1], 0:SIZE[0]]
+    yy, xx = np.mgrid[0 : SIZE[1], 0 : SIZE[0]]
     distance = np.hypot(xx - 400, yy - 290) / 170
     light = np.clip(1.1 - np.hypot(xx - 350, yy - 230) / 260, 0.25, 1.0)[..., None]
     sphere = (np.array([250, 140, 20]) * light).astype(np.uint8)
@@ -65,7 +65,9 @@ def orange() -> Image.Image:
     inside = distance <= 1.0
     pixels[inside] = sphere[inside]
     image = Image.fromarray(pixels, "RGB")
-    ImageDraw.Draw(image).polygon([(400, 120), (430, 95), (445, 110), (410, 128)], fill=(40, 120, 40))
+    ImageDraw.Draw(image).polygon(
+        [(400, 120), (430, 95), (445, 110), (410, 128)], fill=(40, 120, 40)
+    )
     return _add_noise(image, 2)
 
 

@@ -77,9 +77,7 @@ class AccountState:
 
     account: Account
     prepaid: int
-    by_month: defaultdict[tuple[int, int], Usage] = attrs.field(
-        factory=lambda: defaultdict(Usage)
-    )
+    by_month: defaultdict[tuple[int, int], Usage] = attrs.field(factory=lambda: defaultdict(Usage))
     by_cycle: defaultdict[int, Usage] = attrs.field(factory=lambda: defaultdict(Usage))
 
     @property

@@ -29,7 +29,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if error.status < 400:
             raise
         allow = {"Allow": error.headers["Allow"]} if "Allow" in error.headers else None
-        return json_response(error_body(error.status, error.reason), status=error.status, headers=allow)
+        return json_response(
+            error_body(error.status, error.reason), status=error.status, headers=allow
+        )
 
 
 async def _thread_pool(app: web.Application) -> AsyncIterator[None]:

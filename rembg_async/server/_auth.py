@@ -14,7 +14,9 @@ from ._accounts import AccountState
 from ._state import APIError, ServerState
 
 
-def authenticate(request: web.Request, state: ServerState, *, required: bool) -> AccountState | None:
+def authenticate(
+    request: web.Request, state: ServerState, *, required: bool
+) -> AccountState | None:
     """The caller's account, or None for an anonymous call where that is allowed.
 
     **[decision]** a user token is an ``Authorization: Bearer …`` header. The local server has

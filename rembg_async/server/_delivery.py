@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import gzip
 import os
-from http import HTTPStatus
 from collections.abc import Awaitable, Callable
+from http import HTTPStatus
 from typing import Final
 
 from aiohttp import web

@@ -89,7 +89,7 @@ def parse_fault(text: str) -> tuple[Fault, int | None]:
     for item in filter(None, (part.strip() for part in text.split(","))):
         key, _, value = (piece.strip() for piece in item.partition("="))
         if key == "times":
-            times = _as(int, key, value)
+            times = int(_as(int, key, value))
         elif key == "id":
             continue  # lets a test make its header text unique
         else:

@@ -71,7 +71,9 @@ def render(source: IO[bytes], options: RenderOptions) -> Rendered:
     cutout = remove_background(decode(source))
     cutout = resize(cutout, options)
     if options.angle:
-        cutout = cutout.rotate(options.angle, resample=Image.Resampling.BICUBIC, expand=options.expand)
+        cutout = cutout.rotate(
+            options.angle, resample=Image.Resampling.BICUBIC, expand=options.expand
+        )
     result = cutout.getchannel("A") if options.mask else apply_background(cutout, options)
     return encode(result, options.format)
 
@@ -126,7 +128,9 @@ def apply_background(cutout: Image.Image, options: RenderOptions) -> Image.Image
     if options.bg_color is not None:
         result = Image.alpha_composite(Image.new("RGBA", cutout.size, options.bg_color), result)
     if options.format in OPAQUE_FORMATS:
-        result = Image.alpha_composite(Image.new("RGBA", cutout.size, _WHITE), result).convert("RGB")
+        result = Image.alpha_composite(Image.new("RGBA", cutout.size, _WHITE), result).convert(
+            "RGB"
+        )
     return result
 
 

@@ -44,7 +44,9 @@ def _border_pixels(rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
     )
 
 
-def _distance(pixels: npt.NDArray[np.float32], colour: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+def _distance(
+    pixels: npt.NDArray[np.float32], colour: npt.NDArray[np.float32]
+) -> npt.NDArray[np.float32]:
     difference = pixels - colour
     result: npt.NDArray[np.float32] = np.sqrt(np.sum(difference * difference, axis=-1))
     return result

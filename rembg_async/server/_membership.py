@@ -53,8 +53,12 @@ def parse_usage_query(query: Mapping[str, str]) -> UsageQuery:
     if period_start is not None and (year is not None or month is not None):
         raise APIError(400, MSG_PERIOD_WITH_CALENDAR)
     flags = {flag.strip() for flag in query.get("expand", "").split(",")}
-    billing_cycle = "billing_cycle" in flags or query.get("includeBillingCycle", "").lower() in _TRUE
-    return UsageQuery(year=year, month=month, period_start=period_start, billing_cycle=billing_cycle)
+    billing_cycle = (
+        "billing_cycle" in flags or query.get("includeBillingCycle", "").lower() in _TRUE
+    )
+    return UsageQuery(
+        year=year, month=month, period_start=period_start, billing_cycle=billing_cycle
+    )
 
 
 def _integer(

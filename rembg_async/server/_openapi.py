@@ -65,7 +65,8 @@ _RMBG_FORM: Final = {
         "mask": _boolean_field("Return only the alpha mask (grey).", False),
         "bg_color": {
             "type": "string",
-            "description": "Solid background: #RGB, #RGBA, #RRGGBB, #RRGGBBAA or a CSS colour name.",
+            "description": "Solid background: #RGB, #RGBA, #RRGGBB, #RRGGBBAA or a CSS colour "
+            "name.",
         },
         "angle": {
             "type": "number",
@@ -176,7 +177,13 @@ _CYCLE_LIST: Final = {
 
 
 def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema,
+        "description": description,
+    }
 
 
 # A flag is on when it is 1 or true (any case); any other value leaves it off.
@@ -195,7 +202,9 @@ _MEMBERSHIP_USAGE: Final = {
                 {"type": "integer", "minimum": 0, "maximum": MAX_PERIOD_START},
                 "Start of one billing period; not with year or month.",
             ),
-            _query("expand", {"type": "string"}, "Comma-separated; billing_cycle adds billingCycle."),
+            _query(
+                "expand", {"type": "string"}, "Comma-separated; billing_cycle adds billingCycle."
+            ),
             _query("includeBillingCycle", _FLAG, "Same as expand=billing_cycle."),
             _query("listBillingCycles", _FLAG, "List mode: only billingCycles, newest first."),
         ],
@@ -250,7 +259,9 @@ def openapi_document(server_url: str | None = None) -> dict[str, Any]:
         "servers": [{"url": server_url or "https://api.rembg.com"}],
         "paths": {"/rmbg": _RMBG, "/api/membership-usage": _MEMBERSHIP_USAGE},
         "components": {
-            "securitySchemes": {"ApiKey": {"type": "apiKey", "in": "header", "name": API_KEY_HEADER}},
+            "securitySchemes": {
+                "ApiKey": {"type": "apiKey", "in": "header", "name": API_KEY_HEADER}
+            },
             "schemas": {
                 "Error": _ERROR_SCHEMA,
                 "MembershipUsage": _USAGE,

@@ -45,7 +45,11 @@ class SlidingWindowLimiter:
 
     def forget_idle(self, now: float) -> None:
         """Drop identities with no admission inside the window, so memory stays bounded."""
-        idle = [key for key, times in self._admitted.items() if not times or times[-1] <= now - self._window]
+        idle = [
+            key
+            for key, times in self._admitted.items()
+            if not times or times[-1] <= now - self._window
+        ]
         for key in idle:
             del self._admitted[key]
 

@@ -98,7 +98,8 @@ async def _read_parts(reader: MultipartReader, form: ReceivedForm, drain_limit: 
 
 
 async def _receive_file(part: BodyPartReader, filename: str, drain_limit: int) -> ReceivedFile:
-    content: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY_BYTES)
+    # Not a `with`: the file outlives this function, owned (and closed) by the ReceivedFile.
+    content: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY_BYTES)  # noqa: SIM115
     size = 0
     try:
         while chunk := await part.read_chunk(CHUNK_BYTES):

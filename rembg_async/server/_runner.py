@@ -81,7 +81,9 @@ class LocalServer:
         self._host = host
         self._port = port
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="rembg-local-server", daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="rembg-local-server", daemon=True
+        )
         self._app = create_app(self.config)
         self._runner = make_runner(self._app, shutdown_timeout=2.0)
         self.url = ""

@@ -6,8 +6,8 @@ import asyncio
 import json
 import time
 from collections.abc import Callable, Iterable
-from typing import Final
 from concurrent.futures import ThreadPoolExecutor
+from typing import Final
 
 import attrs
 from aiohttp import web
@@ -34,7 +34,7 @@ class ServerConfig:
     """
 
     accounts: tuple[Account, ...] = attrs.field(default=(), converter=_accounts)
-    rate_limits: RateLimits = RateLimits()
+    rate_limits: RateLimits = attrs.field(factory=RateLimits)
     faults: bool = False
     fault_rate: float = 0.0
     fault_seed: int | None = None
@@ -93,7 +93,9 @@ class APIError(Exception):
     ) -> None:
         super().__init__(message)
         self.status = status
-        self.body = validation_error_body(problems, status) if problems else error_body(status, message)
+        self.body = (
+            validation_error_body(problems, status) if problems else error_body(status, message)
+        )
         self.headers = headers or {}
         self.close = close  # drop the connection: the client is still sending what we won't read
 
@@ -119,5 +121,8 @@ def json_response(
 ) -> web.Response:
     """A compact JSON response."""
     return web.json_response(
-        body, status=status, headers=headers, dumps=lambda value: json.dumps(value, ensure_ascii=False)
+        body,
+        status=status,
+        headers=headers,
+        dumps=lambda value: json.dumps(value, ensure_ascii=False),
     )
