@@ -26,7 +26,7 @@ _PIL_FORMATS: Final = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP", "bmp": "BMP
 _ENCODER_OPTIONS: Final[dict[str, dict[str, int]]] = {
     "png": {"compress_level": 1},
     "jpeg": {"quality": 90},
-    "webp": {"quality": 90, "method": 1},
+    "webp": {"quality": 90, "method": 0},  # method 0: a third of method 1's time, ~40% larger
     "bmp": {},
 }
 

@@ -1,0 +1,66 @@
+"""Shared pieces of the benchmarks: a local server in its own process, and its memory."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import attrs
+
+BENCH_KEY = "bench-key"
+
+
+@attrs.frozen
+class ServerProcess:
+    """A ``rembg-async serve`` process and its URL."""
+
+    process: subprocess.Popen[str]
+    url: str
+
+    def peak_rss_mib(self) -> float:
+        """The process's peak resident memory (VmHWM) in MiB."""
+        return _status_kib(self.process.pid, "VmHWM") / 1024
+
+    def rss_mib(self) -> float:
+        """The process's current resident memory in MiB."""
+        return _status_kib(self.process.pid, "VmRSS") / 1024
+
+    def reset_peak(self) -> None:
+        """Start a new peak-memory measurement (Linux: clear_refs 5 resets VmHWM)."""
+        Path(f"/proc/{self.process.pid}/clear_refs").write_text("5")
+
+
+def _status_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    raise LookupError(field)
+
+
+@contextmanager
+def server_process(*extra: str) -> Iterator[ServerProcess]:
+    """Run the local server in a child process, without rate limits, on a free port."""
+    command = [sys.executable, "-m", "rembg_async", "serve", "--port", "0", "--api-key", BENCH_KEY]
+    command += ["--rate-limit", "0", "--daily-limit", "0", *extra]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
+    try:
+        assert process.stdout is not None
+        yield ServerProcess(process, process.stdout.readline().strip())
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+def machine() -> str:
+    """One line describing this machine."""
+    processor = platform.processor() or platform.machine()
+    return f"{processor}, {os.cpu_count()} cores, Python {platform.python_version()}"

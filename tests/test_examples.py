@@ -1,0 +1,26 @@
+"""The examples run as a user runs them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from PIL import Image
+
+ROOT = Path(__file__).parent.parent
+
+
+def test_main_job_removes_every_example_background() -> None:
+    """The README's main job writes a transparent PNG for each example image."""
+    result = subprocess.run(
+        [sys.executable, "examples/remove_backgrounds_locally.py"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    for source in (ROOT / "examples" / "images").glob("*.jpg"):
+        output = ROOT / "examples" / "output" / f"{source.stem}.png"
+        assert f"saved examples/output/{source.stem}.png" in result.stdout
+        with Image.open(output) as image, Image.open(source) as original:
+            assert (image.mode, image.size) == ("RGBA", original.size)
+            assert image.getpixel((0, 0))[3] == 0  # the corner was background
