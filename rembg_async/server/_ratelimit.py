@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from datetime import datetime, timedelta, timezone
+from typing import Final
 
 import attrs
 
@@ -23,6 +24,10 @@ class RateLimits:
     daily_anonymous: int = 100
 
 
+#: Below this many remembered callers, no sweep for idle ones is worth its time.
+PRUNE_FLOOR: Final = 1024
+
+
 class SlidingWindowLimiter:
     """At most ``limit`` admissions per identity in any ``window`` seconds."""
 
@@ -30,11 +35,16 @@ class SlidingWindowLimiter:
         self._limit = limit
         self._window = window
         self._admitted: dict[str, deque[float]] = {}
+        self._prune_at = PRUNE_FLOOR
 
     def admit(self, identity: str, now: float) -> float | None:
         """Admit one request (None), or say how many seconds until one would be admitted."""
         if self._limit <= 0:
             return None
+        if len(self._admitted) >= self._prune_at:
+            # Amortised: a sweep only each time the number of callers doubles.
+            self.forget_idle(now)
+            self._prune_at = max(PRUNE_FLOOR, 2 * len(self._admitted))
         times = self._admitted.setdefault(identity, deque())
         while times and times[0] <= now - self._window:
             times.popleft()
@@ -43,13 +53,15 @@ class SlidingWindowLimiter:
         times.append(now)
         return None
 
+    @property
+    def tracked(self) -> int:
+        """How many callers are remembered."""
+        return len(self._admitted)
+
     def forget_idle(self, now: float) -> None:
-        """Drop identities with no admission inside the window, so memory stays bounded."""
-        idle = [
-            key
-            for key, times in self._admitted.items()
-            if not times or times[-1] <= now - self._window
-        ]
+        """Drop callers with no admission inside the window, so memory stays bounded."""
+        horizon = now - self._window
+        idle = [key for key, times in self._admitted.items() if not times or times[-1] <= horizon]
         for key in idle:
             del self._admitted[key]
 
