@@ -34,6 +34,13 @@ def _shaded(size: tuple[int, int], dark: tuple[int, ...], light: tuple[int, ...]
     return Image.fromarray(np.repeat(colours, height, axis=0).astype(np.uint8), "RGB")
 
 
+def _paste_rounded(image: Image.Image, body: Image.Image, at: tuple[int, int], radius: int) -> None:
+    """Paste ``body`` with its corners rounded."""
+    mask = Image.new("L", body.size, 0)
+    ImageDraw.Draw(mask).rounded_rectangle((0, 0, *(side - 1 for side in body.size)), radius, 255)
+    image.paste(body, at, mask)
+
+
 def _add_noise(image: Image.Image, seed: int) -> Image.Image:
     noise = np.random.default_rng(seed).normal(0, 2.5, (SIZE[1], SIZE[0], 1))
     pixels = np.asarray(image, dtype=np.float32) + noise
@@ -44,10 +51,7 @@ def mug() -> Image.Image:
     """A red mug on a light grey background."""
     image = _canvas((232, 232, 230))
     _shadow(image, (250, 450, 560, 500))
-    body = _shaded((240, 280), (120, 10, 20), (230, 60, 60))
-    mask = Image.new("L", body.size, 0)
-    ImageDraw.Draw(mask).rounded_rectangle((0, 0, 239, 279), radius=24, fill=255)
-    image.paste(body, (260, 190), mask)
+    _paste_rounded(image, _shaded((240, 280), (120, 10, 20), (230, 60, 60)), (260, 190), 24)
     ImageDraw.Draw(image).ellipse((460, 240, 580, 400), outline=(170, 30, 35), width=26)
     ImageDraw.Draw(image).ellipse((262, 176, 498, 212), fill=(90, 8, 14))
     return _add_noise(image, 1)
@@ -75,10 +79,7 @@ def bottle() -> Image.Image:
     """A green bottle on a beige background."""
     image = _canvas((240, 228, 205))
     _shadow(image, (300, 520, 500, 560))
-    body = _shaded((160, 300), (10, 70, 30), (70, 170, 90))
-    mask = Image.new("L", body.size, 0)
-    ImageDraw.Draw(mask).rounded_rectangle((0, 0, 159, 299), radius=40, fill=255)
-    image.paste(body, (320, 240), mask)
+    _paste_rounded(image, _shaded((160, 300), (10, 70, 30), (70, 170, 90)), (320, 240), 40)
     neck = _shaded((60, 170), (10, 70, 30), (70, 170, 90))
     image.paste(neck, (370, 80))
     ImageDraw.Draw(image).rectangle((364, 60, 436, 90), fill=(180, 150, 60))
