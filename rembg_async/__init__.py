@@ -1,5 +1,46 @@
 """rembg-async: an async-first client for the RemBG background-removal API."""
 
+from ._api import rembg
+from ._client import AsyncRembg
+from ._exceptions import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    InvalidInputError,
+    PaymentRequiredError,
+    PermissionDeniedError,
+    RateLimitError,
+    RembgError,
+    ServerError,
+)
+from ._options import RemoveOptions
+from ._progress import ProgressEvent
+from ._results import Base64Image, ImageFile
+from ._usage import BillingCycle, BillingCycleSummary, MembershipUsage
 from ._version import __version__
 
-__all__ = ["__version__"]
+__all__ = [
+    "APIConnectionError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AsyncRembg",
+    "AuthenticationError",
+    "BadRequestError",
+    "Base64Image",
+    "BillingCycle",
+    "BillingCycleSummary",
+    "ImageFile",
+    "InvalidInputError",
+    "MembershipUsage",
+    "PaymentRequiredError",
+    "PermissionDeniedError",
+    "ProgressEvent",
+    "RateLimitError",
+    "RembgError",
+    "RemoveOptions",
+    "ServerError",
+    "__version__",
+    "rembg",
+]

@@ -1,0 +1,50 @@
+"""rembg(): one call, like the official rembg.js client."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from ._client import AsyncRembg
+from ._inputs import ImageInput
+from ._options import RemoveOptions, _resolve_return_base64
+from ._progress import ProgressCallback
+from ._results import Base64Image, ImageFile
+
+
+async def rembg(
+    *,
+    api_key: str | None = None,
+    input_image: ImageInput,
+    options: RemoveOptions | Mapping[str, Any] | None = None,
+    on_upload_progress: ProgressCallback | None = None,
+    on_download_progress: ProgressCallback | None = None,
+    output_path: str | os.PathLike[str] | None = None,
+    base_url: str | None = None,
+) -> ImageFile | Base64Image:
+    """Remove a background in one call, with a client made and closed for it.
+
+    ``options`` is a :class:`RemoveOptions` or a dict with rembg.js's names (``format``, ``w``,
+    ``h``, ``exact_resize``, ``returnMask``, ``returnBase64``, ``bg_color``, ``angle``,
+    ``expand``). The result is an :class:`ImageFile` (``await result.cleanup()`` when done) or,
+    with ``returnBase64``, a :class:`Base64Image`. For many images, keep one
+    :class:`AsyncRembg` open instead.
+    """
+    return_base64 = _resolve_return_base64(options)
+    async with AsyncRembg(api_key, base_url=base_url) as client:
+        if return_base64:
+            return await client.remove(
+                input_image,
+                options,
+                return_base64=True,
+                on_upload_progress=on_upload_progress,
+                on_download_progress=on_download_progress,
+            )
+        return await client.remove(
+            input_image,
+            options,
+            output_path=output_path,
+            on_upload_progress=on_upload_progress,
+            on_download_progress=on_download_progress,
+        )

@@ -1,0 +1,299 @@
+"""AsyncRembg: one aiohttp session, the background-removal call and the usage calls."""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import ipaddress
+import logging
+import os
+import warnings
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final, Literal, overload
+
+import aiohttp
+from yarl import URL
+
+from ._contract import API_KEY_HEADER, MSG_PERIOD_WITH_CALENDAR
+from ._download import receive_base64, receive_file
+from ._exceptions import (
+    APIStatusError,
+    InvalidInputError,
+    error_from_response,
+    error_from_transport,
+)
+from ._inputs import ImageInput, open_source
+from ._options import RemoveOptions, options_from_mapping
+from ._progress import DEFAULT_INTERVAL, ProgressCallback, ProgressTracker
+from ._results import Base64Image, ImageFile
+from ._upload import CHUNK_BYTES, UploadBody, build_form
+from ._usage import BillingCycleSummary, MembershipUsage
+from ._version import __version__
+
+logger = logging.getLogger("rembg_async")
+
+API_BASE_URL: Final = "https://api.rembg.com"
+ACCOUNT_BASE_URL: Final = "https://www.rembg.com"
+#: No total deadline (a 50 MB upload on a slow link takes long), but bounded silences.
+DEFAULT_TIMEOUT: Final = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=120)
+#: Error bodies are small; a proxy's HTML page is cut to this.
+MAX_ERROR_BODY: Final = 64 * 1024
+
+
+class _State(enum.Enum):
+    UNOPENED = "unopened"
+    OPENED = "opened"
+    CLOSED = "closed"
+
+
+class AsyncRembg:
+    """A client of the RemBG API: ``async with AsyncRembg() as client: await client.remove(...)``.
+
+    ``api_key`` defaults to ``$REMBG_API_KEY``; with none, calls are anonymous (small daily
+    limit). ``base_url`` (or ``$REMBG_BASE_URL``) points both the API and the account host at
+    one server, such as the local one; ``account_base_url`` sets the account host alone. Plain
+    ``http://`` is refused for any host but loopback unless ``allow_insecure_http``.
+    A ``session`` you pass is used and left open; otherwise the client owns one.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        base_url: str | None = None,
+        account_base_url: str | None = None,
+        timeout: aiohttp.ClientTimeout = DEFAULT_TIMEOUT,
+        session: aiohttp.ClientSession | None = None,
+        progress_interval: float = DEFAULT_INTERVAL,
+        allow_insecure_http: bool = False,
+    ) -> None:
+        self._api_key = api_key if api_key is not None else os.environ.get("REMBG_API_KEY") or None
+        shared = base_url or os.environ.get("REMBG_BASE_URL")
+        self._api_url = _checked_url(shared or API_BASE_URL, allow_insecure_http)
+        self._account_url = _checked_url(
+            account_base_url or shared or ACCOUNT_BASE_URL, allow_insecure_http
+        )
+        self._timeout = timeout
+        self._session = session
+        self._owns_session = session is None
+        self._progress_interval = progress_interval
+        self._state = _State.UNOPENED
+        if self._api_key is None:
+            logger.warning("no RemBG API key given: calls are anonymous, with a small daily limit")
+
+    def __repr__(self) -> str:
+        key = "set" if self._api_key else "none (anonymous)"
+        return f"<AsyncRembg {self._state.value} api={self._api_url} api_key={key}>"
+
+    async def __aenter__(self) -> AsyncRembg:
+        self._open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the client (and its session, if it made it). Safe to call twice."""
+        if self._state is _State.OPENED and self._owns_session and self._session is not None:
+            await self._session.close()
+        self._state = _State.CLOSED
+
+    def __del__(self) -> None:
+        if self._state is _State.OPENED and self._owns_session:
+            warnings.warn(
+                "AsyncRembg was never closed: use 'async with' or 'await client.aclose()'",
+                ResourceWarning,
+                stacklevel=2,
+                source=self,
+            )
+
+    def _open(self) -> aiohttp.ClientSession:
+        if self._state is _State.CLOSED:
+            raise RuntimeError("this AsyncRembg client is closed; make a new one")
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        self._state = _State.OPENED
+        return self._session
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"User-Agent": f"rembg-async/{__version__}"}
+        if self._api_key:
+            headers[API_KEY_HEADER] = self._api_key
+        return headers
+
+    @overload
+    async def remove(
+        self,
+        input_image: ImageInput,
+        options: RemoveOptions | Mapping[str, Any] | None = None,
+        *,
+        return_base64: Literal[False] = False,
+        output_path: str | os.PathLike[str] | None = None,
+        on_upload_progress: ProgressCallback | None = None,
+        on_download_progress: ProgressCallback | None = None,
+    ) -> ImageFile: ...
+
+    @overload
+    async def remove(
+        self,
+        input_image: ImageInput,
+        options: RemoveOptions | Mapping[str, Any] | None = None,
+        *,
+        return_base64: Literal[True],
+        output_path: None = None,
+        on_upload_progress: ProgressCallback | None = None,
+        on_download_progress: ProgressCallback | None = None,
+    ) -> Base64Image: ...
+
+    async def remove(
+        self,
+        input_image: ImageInput,
+        options: RemoveOptions | Mapping[str, Any] | None = None,
+        *,
+        return_base64: bool = False,
+        output_path: str | os.PathLike[str] | None = None,
+        on_upload_progress: ProgressCallback | None = None,
+        on_download_progress: ProgressCallback | None = None,
+    ) -> ImageFile | Base64Image:
+        """Remove the background of ``input_image``.
+
+        ``input_image`` is a path, bytes, ``{"base64": ...}`` (a ``data:`` prefix is fine) or a
+        seekable binary file. The result is a temporary :class:`ImageFile` (``cleanup()`` it),
+        the file at ``output_path``, or with ``return_base64`` a :class:`Base64Image`.
+        Bad input raises :class:`InvalidInputError` before anything is sent.
+        """
+        remove_options, return_base64 = _resolve_options(options, return_base64)
+        if return_base64 and output_path is not None:
+            raise ValueError("return_base64 and output_path exclude each other")
+        source = await open_source(input_image)
+        session = self._open()
+        form = build_form(source, remove_options.form_fields(), CHUNK_BYTES)
+        upload = ProgressTracker(
+            on_upload_progress, total=form.size, upload=True, interval=self._progress_interval
+        )
+        url = self._api_url / "rmbg"
+        with _transport_errors(url):
+            async with session.post(
+                url, data=UploadBody(form, upload), headers=self._headers(), allow_redirects=False
+            ) as response:
+                await _raise_for_status(response)
+                download = ProgressTracker(
+                    on_download_progress,
+                    total=response.content_length,
+                    upload=False,
+                    interval=self._progress_interval,
+                )
+                if return_base64:
+                    return await receive_base64(response, download)
+                target = Path(output_path) if output_path is not None else None
+                return await receive_file(response, target, download)
+
+    async def membership_usage(
+        self,
+        *,
+        year: int | None = None,
+        month: int | None = None,
+        period_start: int | None = None,
+        billing_cycle: bool = False,
+    ) -> MembershipUsage:
+        """The plan, credits and usage of a UTC month (default: this one) or a billing period.
+
+        ``period_start`` (Unix seconds, from :meth:`billing_cycles`) cannot go with
+        ``year``/``month``; ``billing_cycle=True`` adds the current (or chosen) window.
+        """
+        params = _usage_params(year, month, period_start)
+        if billing_cycle:
+            params["expand"] = "billing_cycle"
+        return MembershipUsage.from_json(await self._get_usage(params))
+
+    async def billing_cycles(self) -> list[BillingCycleSummary]:
+        """Every known billing period, newest first."""
+        body = await self._get_usage({"listBillingCycles": "1"})
+        return [BillingCycleSummary.from_json(item) for item in body.get("billingCycles", [])]
+
+    async def _get_usage(self, params: dict[str, str]) -> dict[str, Any]:
+        session = self._open()
+        url = self._account_url / "api" / "membership-usage"
+        with _transport_errors(url):
+            async with session.get(
+                url, params=params, headers=self._headers(), allow_redirects=False
+            ) as response:
+                await _raise_for_status(response)
+                body = await response.json(content_type=None)
+        if not isinstance(body, dict):
+            raise error_from_response(502, b"the usage answer is not a JSON object", {})
+        return body
+
+
+def _resolve_options(
+    options: RemoveOptions | Mapping[str, Any] | None, return_base64: bool
+) -> tuple[RemoveOptions, bool]:
+    if options is None:
+        return RemoveOptions(), return_base64
+    if isinstance(options, RemoveOptions):
+        return options, return_base64
+    resolved, mapping_base64 = options_from_mapping(options)
+    return resolved, return_base64 or mapping_base64
+
+
+def _usage_params(year: int | None, month: int | None, period_start: int | None) -> dict[str, str]:
+    if period_start is not None and (year is not None or month is not None):
+        raise InvalidInputError(
+            MSG_PERIOD_WITH_CALENDAR, [("periodStartUnix", MSG_PERIOD_WITH_CALENDAR)]
+        )
+    params: dict[str, str] = {}
+    for name, value, low, high in (("year", year, 1, 9999), ("month", month, 1, 12)):
+        if value is not None:
+            if not low <= value <= high:
+                message = f"'{name}' must be between {low} and {high}, got: {value}"
+                raise InvalidInputError(message, [(name, message)])
+            params[name] = str(value)
+    if period_start is not None:
+        params["periodStartUnix"] = str(int(period_start))
+    return params
+
+
+def _checked_url(url: str, allow_insecure_http: bool) -> URL:
+    parsed = URL(url.rstrip("/"))
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ValueError(f"not an http(s) URL: {url!r}")
+    if parsed.scheme == "http" and not allow_insecure_http and not _is_loopback(parsed.host):
+        raise ValueError(
+            f"refusing to send the API key over plain http to {parsed.host}; use https, "
+            "or allow_insecure_http=True"
+        )
+    return parsed
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+async def _raise_for_status(response: aiohttp.ClientResponse) -> None:
+    if response.status == 200:
+        return
+    body = await response.content.read(MAX_ERROR_BODY)
+    raise error_from_response(response.status, body, response.headers)
+
+
+@contextlib.contextmanager
+def _transport_errors(url: URL) -> Iterator[None]:
+    """Map aiohttp's failures to ours; the one place where that happens."""
+    try:
+        yield
+    except APIStatusError:
+        raise
+    except (aiohttp.ClientError, TimeoutError) as error:
+        raise error_from_transport(error, url=str(url)) from error

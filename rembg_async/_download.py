@@ -1,0 +1,109 @@
+"""Receiving the image: chunk by chunk to a file (renamed into place when whole) or to base64.
+
+A temporary file starts beside its target, readable by its owner only, and becomes the result
+only once the last byte is in; any failure, truncation or cancellation deletes it. The real
+format is read from the first bytes, so the file's extension and the data URL's type are true
+whatever the ``Content-Type`` says.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Final
+
+import aiofiles
+import aiohttp
+
+from ._contract import OUTPUT_FORMATS
+from ._imageinfo import sniff_kind
+from ._progress import ProgressTracker
+from ._results import Base64Image, ImageFile
+
+CHUNK_BYTES: Final = 256 * 1024
+TEMP_PREFIX: Final = "rembg-"
+_EXTENSIONS: Final = {mime: kind for kind, mime in OUTPUT_FORMATS.items()}
+
+
+def real_content_type(first_bytes: bytes, declared: str) -> str:
+    """The MIME type of the body: from its signature, else the declared one."""
+    kind = sniff_kind(first_bytes)
+    return OUTPUT_FORMATS[kind] if kind is not None else declared
+
+
+async def receive_file(
+    response: aiohttp.ClientResponse, output_path: Path | None, tracker: ProgressTracker
+) -> ImageFile:
+    """Stream the body to ``output_path``, or to a new temporary file when it is None."""
+    folder = output_path.parent if output_path is not None else Path(tempfile.gettempdir())
+    partial = _create_partial(folder)
+    try:
+        content_type, size = await _write_body(response, partial, tracker)
+        extension = "jpg" if content_type == "image/jpeg" else _EXTENSIONS.get(content_type, "bin")
+        target = output_path if output_path is not None else partial.with_suffix(f".{extension}")
+        os.replace(partial, target)
+    except BaseException:
+        _discard(partial)
+        raise
+    return ImageFile(
+        output_image_path=target,
+        content_type=content_type,
+        size=size,
+        temporary=output_path is None,
+    )
+
+
+# File-system metadata calls below are microseconds, and cleanup must run to its end even in a
+# task that is being cancelled: they are plain calls, not awaited ones.
+
+
+def _create_partial(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".part", dir=folder)
+    os.close(handle)  # mkstemp made it 0600; aiofiles reopens it for writing
+    return Path(name)
+
+
+def _discard(partial: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        partial.unlink()
+
+
+async def _write_body(
+    response: aiohttp.ClientResponse, partial: Path, tracker: ProgressTracker
+) -> tuple[str, int]:
+    content_type = response.content_type
+    size = 0
+    async with aiofiles.open(partial, "wb") as file:
+        async for chunk in response.content.iter_chunked(CHUNK_BYTES):
+            if size == 0:
+                content_type = real_content_type(chunk, content_type)
+            await file.write(chunk)
+            size += len(chunk)
+            await tracker.advance(len(chunk))
+    await tracker.finish()
+    return content_type, size
+
+
+async def receive_base64(response: aiohttp.ClientResponse, tracker: ProgressTracker) -> Base64Image:
+    """The body as a ``data:`` URL, encoded as it streams in (no copy of the raw bytes kept)."""
+    content_type = response.content_type
+    encoded: list[bytes] = []
+    pending = b""
+    size = 0
+    async for chunk in response.content.iter_chunked(CHUNK_BYTES):
+        if size == 0:
+            content_type = real_content_type(chunk, content_type)
+        size += len(chunk)
+        pending += chunk
+        whole = len(pending) - len(pending) % 3  # base64 works on groups of three bytes
+        encoded.append(base64.b64encode(pending[:whole]))
+        pending = pending[whole:]
+        await tracker.advance(len(chunk))
+    encoded.append(base64.b64encode(pending))
+    await tracker.finish()
+    data_url = f"data:{content_type};base64," + b"".join(encoded).decode("ascii")
+    return Base64Image(base64_image=data_url, content_type=content_type, size=size)

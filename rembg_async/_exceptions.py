@@ -1,0 +1,208 @@
+"""The exception tree, and the one place where transport and HTTP failures become ours.
+
+Every exception inherits :class:`RembgError`; those that match a built-in also inherit it
+(:class:`InvalidInputError` is a :class:`ValueError`, :class:`APITimeoutError` a
+:class:`TimeoutError`) so that generic handlers still catch them. No message, repr or attribute
+here ever holds the API key: errors are built from the server's answer and the request's URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import time
+from collections.abc import Mapping, Sequence
+from typing import Final, Literal
+
+import aiohttp
+
+from ._contract import MSG_RATE_DAILY, MSG_RATE_MONTHLY, MSG_RATE_SHORT_TERM
+
+RateLimitScope = Literal["short_term", "daily", "monthly"]
+FieldDetail = tuple[str, str]
+
+#: How much of a non-JSON error body is kept (an HTML page from a proxy can be large).
+MAX_KEPT_BODY: Final = 2048
+
+
+class RembgError(Exception):
+    """The base of every error this library raises."""
+
+
+class InvalidInputError(RembgError, ValueError):
+    """Refused before sending: the server would refuse it with the same message.
+
+    ``details`` lists every ``(field, message)`` problem; ``str()`` is the message the server
+    would give (the single problem's, or "Multiple validation errors").
+    """
+
+    def __init__(self, message: str, details: Sequence[FieldDetail] = ()) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: tuple[FieldDetail, ...] = tuple(details)
+
+
+class APIStatusError(RembgError):
+    """The server answered with an error status.
+
+    ``message`` is the server's ``error`` text (or the start of a non-JSON body), ``details``
+    its field problems, ``body`` the parsed JSON (or None), ``headers`` the response headers.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        details: Sequence[FieldDetail] = (),
+        body: object = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.details: tuple[FieldDetail, ...] = tuple(details)
+        self.body = body
+        self.headers: Mapping[str, str] = dict(headers or {})
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.message}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(status={self.status}, message={self.message!r})"
+
+
+class BadRequestError(APIStatusError):
+    """400: the server refused the request's content."""
+
+
+class AuthenticationError(APIStatusError):
+    """401: no valid API key (``invalid api key``)."""
+
+
+class PaymentRequiredError(APIStatusError):
+    """402: the hosted API may use it when credits run out."""
+
+
+class PermissionDeniedError(APIStatusError):
+    """403: the key's account may not do this (an unverified e-mail, for one)."""
+
+
+class RateLimitError(APIStatusError):
+    """429: too many requests; ``retry_after`` seconds (or None) and the limit's ``scope``."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        details: Sequence[FieldDetail] = (),
+        body: object = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message, status=status, details=details, body=body, headers=headers)
+        self.retry_after = retry_after_seconds(self.headers)
+        self.scope = rate_limit_scope(message)
+
+
+class ServerError(APIStatusError):
+    """5xx: the server, or a proxy before it, failed."""
+
+
+class APIConnectionError(RembgError):
+    """The exchange failed below HTTP: connection refused or dropped, a truncated body."""
+
+
+class APITimeoutError(APIConnectionError, TimeoutError):
+    """No answer in time."""
+
+
+_STATUS_CLASSES: Final[dict[int, type[APIStatusError]]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    402: PaymentRequiredError,
+    403: PermissionDeniedError,
+    429: RateLimitError,
+}
+
+_SCOPES: Final[dict[str, RateLimitScope]] = {
+    MSG_RATE_SHORT_TERM: "short_term",
+    MSG_RATE_DAILY: "daily",
+    MSG_RATE_MONTHLY: "monthly",
+}
+
+
+def rate_limit_scope(message: str) -> RateLimitScope | None:
+    """Which limit a 429 message speaks of, by the API's wording (tolerant of small changes)."""
+    if message in _SCOPES:
+        return _SCOPES[message]
+    lowered = message.lower()
+    for word, scope in (("daily", "daily"), ("monthly", "monthly"), ("too quickly", "short_term")):
+        if word in lowered:
+            return scope  # type: ignore[return-value]
+    return None
+
+
+def retry_after_seconds(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date)."""
+    lowered = {name.lower(): value for name, value in headers.items()}
+    if (milliseconds := _number(lowered.get("retry-after-ms"))) is not None:
+        return max(0.0, milliseconds / 1000)
+    value = lowered.get("retry-after")
+    if value is None:
+        return None
+    if (seconds := _number(value)) is not None:
+        return max(0.0, seconds)
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, moment.timestamp() - (time.time() if now is None else now))
+
+
+def _number(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def error_from_response(status: int, body: bytes, headers: Mapping[str, str]) -> APIStatusError:
+    """The exception for an error answer: JSON with or without details, or any other body."""
+    parsed = _json_or_none(body)
+    if isinstance(parsed, dict) and isinstance(parsed.get("error"), str):
+        message = parsed["error"]
+        details = _details(parsed.get("details"))
+    else:
+        text = body[:MAX_KEPT_BODY].decode("utf-8", errors="replace").strip()
+        message = text or f"HTTP {status}"
+        details = []
+    kind = _STATUS_CLASSES.get(status, ServerError if status >= 500 else APIStatusError)
+    return kind(message, status=status, details=details, body=parsed, headers=headers)
+
+
+def _json_or_none(body: bytes) -> object:
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
+
+
+def _details(raw: object) -> list[FieldDetail]:
+    if not isinstance(raw, list):
+        return []
+    return [
+        (str(item.get("field", "")), str(item.get("message", "")))
+        for item in raw
+        if isinstance(item, dict)
+    ]
+
+
+def error_from_transport(error: BaseException, *, url: str) -> APIConnectionError:
+    """Our exception for an aiohttp or socket failure talking to ``url``."""
+    if isinstance(error, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
+        return APITimeoutError(f"timed out talking to {url}")
+    if isinstance(error, aiohttp.ClientPayloadError):
+        return APIConnectionError(f"the answer from {url} was cut short: {error}")
+    return APIConnectionError(f"connection to {url} failed: {error}")

@@ -1,0 +1,167 @@
+"""Every kind of input image becomes one :class:`Source`, which can be read again and again.
+
+A retry must send the image afresh, so a source never holds an exhausted stream: it knows how
+to open its bytes from the start. Each source is checked as the server checks an upload (type,
+empty, size, signature, dimensions from the header), so bad input is refused before sending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import io
+import os
+from collections.abc import AsyncIterator, Callable, Mapping
+from pathlib import Path
+from typing import IO, Any, Union
+
+import aiofiles
+import attrs
+
+from ._contract import (
+    MAX_UPLOAD_BYTES,
+    MSG_EMPTY_FILE,
+    MSG_INVALID_SIGNATURE,
+    dimension_messages,
+    extension_problem,
+    file_too_large_message,
+)
+from ._exceptions import InvalidInputError
+from ._imageinfo import ImageInfo, read_image_info
+
+#: Everything ``remove()`` accepts as an image.
+ImageInput = Union[
+    str, "os.PathLike[str]", bytes, bytearray, memoryview, Mapping[str, str], IO[bytes]
+]
+
+Chunks = Callable[[int], AsyncIterator[bytes]]
+
+
+@attrs.frozen(kw_only=True)
+class Source:
+    """An input image ready to send: its name and type (from its content), size, and bytes."""
+
+    filename: str
+    content_type: str
+    size: int
+    info: ImageInfo
+    chunks: Chunks = attrs.field(repr=False)
+
+
+async def open_source(image: Any) -> Source:
+    """The :class:`Source` for any accepted input, checked; :class:`InvalidInputError` if bad."""
+    if isinstance(image, (str, os.PathLike)):
+        return await _path_source(Path(image))
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return _memory_source(memoryview(image).cast("B"), name=None)
+    if isinstance(image, Mapping):
+        return _memory_source(memoryview(_decode_base64(image)), name=None)
+    if hasattr(image, "read") and hasattr(image, "seek"):
+        return await _file_object_source(image)
+    raise TypeError(
+        "input_image must be a path, bytes, {'base64': ...} or a seekable binary file, "
+        f"not {type(image).__name__}"
+    )
+
+
+async def _path_source(path: Path) -> Source:
+    def inspect() -> tuple[int, ImageInfo | None]:
+        with path.open("rb") as file:
+            return os.fstat(file.fileno()).st_size, read_image_info(file)
+
+    _refuse_by_name(path.name)
+    size, info = await asyncio.to_thread(inspect)
+
+    async def chunks(chunk_size: int) -> AsyncIterator[bytes]:
+        async with aiofiles.open(path, "rb") as file:
+            while chunk := await file.read(chunk_size):
+                yield chunk
+
+    return _source(path.name, size, info, chunks)
+
+
+def _memory_source(data: memoryview, name: str | None) -> Source:
+    if name is not None:
+        _refuse_by_name(name)
+    info = read_image_info(io.BytesIO(data)) if len(data) else None
+
+    async def chunks(chunk_size: int) -> AsyncIterator[bytes]:
+        for start in range(0, len(data), chunk_size):
+            yield data[start : start + chunk_size]  # type: ignore[misc]  # a zero-copy slice
+
+    return _source(name, len(data), info, chunks)
+
+
+async def _file_object_source(file: IO[bytes]) -> Source:
+    name = os.path.basename(str(getattr(file, "name", ""))) or None
+    if name is not None:
+        _refuse_by_name(name)
+
+    def inspect() -> tuple[int, int, ImageInfo | None]:
+        start = file.tell()
+        size = file.seek(0, io.SEEK_END) - start
+        file.seek(start)
+        info = read_image_info(file)
+        file.seek(start)
+        return start, size, info
+
+    start, size, info = await asyncio.to_thread(inspect)
+
+    async def chunks(chunk_size: int) -> AsyncIterator[bytes]:
+        await asyncio.to_thread(file.seek, start)
+        left = size
+        while left > 0 and (chunk := await asyncio.to_thread(file.read, min(chunk_size, left))):
+            left -= len(chunk)
+            yield chunk
+
+    return _source(name, size, info, chunks)
+
+
+def _decode_base64(image: Mapping[str, str]) -> bytes:
+    text = image.get("base64")
+    if not isinstance(text, str):
+        raise TypeError("a dict input_image needs a 'base64' string")
+    if text.startswith("data:"):
+        text = text.partition(",")[2]  # a data URL: keep what follows the comma
+    try:
+        return base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError):
+        message = "The 'base64' input is not valid base64."
+        raise InvalidInputError(message, [("image", message)]) from None
+
+
+def _refuse_by_name(name: str) -> None:
+    problem = extension_problem(name)
+    if problem is not None:
+        raise InvalidInputError(problem, [("image", problem)])
+
+
+def _source(name: str | None, size: int, info: ImageInfo | None, chunks: Chunks) -> Source:
+    """Check the file as the server would, in its order; name it after its real type."""
+    problem = _file_problem(size, info)
+    if problem is not None:
+        raise InvalidInputError(problem, [("image", problem)])
+    assert info is not None
+    stem = Path(name).stem if name else "image"
+    return Source(
+        filename=f"{stem or 'image'}.{info.extension}",
+        content_type=info.mime_type,
+        size=size,
+        info=info,
+        chunks=chunks,
+    )
+
+
+def _file_problem(size: int, info: ImageInfo | None) -> str | None:
+    if size == 0:
+        return MSG_EMPTY_FILE
+    if size > MAX_UPLOAD_BYTES:
+        return file_too_large_message(size)
+    if info is None:
+        return MSG_INVALID_SIGNATURE
+    if info.width is not None and info.height is not None:
+        messages = dimension_messages(info.width, info.height)
+        if messages:
+            return messages[0]
+    return None

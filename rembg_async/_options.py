@@ -1,0 +1,185 @@
+"""RemoveOptions: what to do with the image, checked on construction like the server does."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+import attrs
+
+from ._contract import (
+    DEFAULT_FORMAT,
+    MSG_MASK_WITH_BG_COLOR,
+    MSG_MULTIPLE_ERRORS,
+    FieldProblem,
+    check_angle,
+    check_dimension,
+    parse_color,
+    parse_format,
+)
+from ._exceptions import InvalidInputError
+
+
+@attrs.frozen(kw_only=True)
+class RemoveOptions:
+    """The options of a background removal; every one optional.
+
+    - ``format``: ``"webp"`` (default), ``"png"``, ``"jpeg"`` (or ``"jpg"``), ``"bmp"``.
+    - ``w``, ``h``: target size in pixels (1 … 10,000); the aspect ratio is kept, fitting
+      inside both when both are given, unless ``exact_resize``.
+    - ``mask``: return only the alpha mask; not with ``bg_color``.
+    - ``bg_color``: ``#RGB``, ``#RGBA``, ``#RRGGBB``, ``#RRGGBBAA`` or a CSS colour name.
+    - ``angle``: degrees of rotation, -360 … 360; ``expand`` pads the canvas to fit.
+
+    Invalid values raise :class:`InvalidInputError` with the server's own messages, all of
+    them at once.
+    """
+
+    format: str = DEFAULT_FORMAT
+    w: int | None = None
+    h: int | None = None
+    exact_resize: bool = False
+    mask: bool = False
+    bg_color: str | None = None
+    angle: float = 0
+    expand: bool = True
+
+    def __attrs_post_init__(self) -> None:
+        problems = _problems(self)
+        if problems:
+            raise invalid_input(problems)
+
+    def form_fields(self) -> dict[str, str]:
+        """The form fields to send: only those that differ from the API's defaults."""
+        fields: dict[str, str] = {}
+        output_format = parse_format(self.format)
+        if output_format != DEFAULT_FORMAT:
+            fields["format"] = output_format
+        for name, value in (("w", self.w), ("h", self.h)):
+            if value:
+                fields[name] = str(value)
+        for name, flag, default in (
+            ("exact_resize", self.exact_resize, False),
+            ("mask", self.mask, False),
+            ("expand", self.expand, True),
+        ):
+            if flag != default:
+                fields[name] = "true" if flag else "false"
+        if self.bg_color is not None:
+            fields["bg_color"] = self.bg_color
+        if self.angle:
+            fields["angle"] = repr(float(self.angle))
+        return fields
+
+    @property
+    def output_format(self) -> str:
+        """The canonical output format (``jpg`` becomes ``jpeg``)."""
+        return parse_format(self.format)
+
+
+def _problems(options: RemoveOptions) -> list[FieldProblem]:
+    """Every problem, in the order the API lists its fields."""
+    problems: list[FieldProblem] = []
+    checks: list[Callable[[], object]] = [
+        lambda: parse_format(_text("format", options.format)),
+        lambda: _dimension("w", options.w),
+        lambda: _dimension("h", options.h),
+        lambda: _boolean("exact_resize", options.exact_resize),
+        lambda: _boolean("mask", options.mask),
+        lambda: _color(options.bg_color),
+        lambda: _angle(options.angle),
+        lambda: _boolean("expand", options.expand),
+    ]
+    for check in checks:
+        try:
+            check()
+        except FieldProblem as problem:
+            problems.append(problem)
+    color_is_valid = options.bg_color is not None and not any(
+        p.field == "bg_color" for p in problems
+    )
+    if options.mask is True and color_is_valid:
+        problems.append(FieldProblem("bg_color", MSG_MASK_WITH_BG_COLOR))
+    return problems
+
+
+def _color(value: object) -> None:
+    if value is not None:
+        parse_color(_text("bg_color", value))
+
+
+def _text(field: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise FieldProblem(field, f"'{field}' must be a string, got: {value!r}")
+    return value
+
+
+def _dimension(field: str, value: object) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise FieldProblem(field, f"'{field}' must be an integer, got: '{value}'")
+    if value == 0:
+        return  # 0 means unset, as on the server
+    check_dimension(field, value)
+
+
+def _boolean(field: str, value: object) -> None:
+    if not isinstance(value, bool):
+        raise FieldProblem(field, f"'{field}' must be a boolean (true or false), got: '{value}'")
+
+
+def _angle(value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise FieldProblem("angle", f"'angle' must be a number, got: '{value}'")
+    check_angle(float(value))
+
+
+def invalid_input(problems: list[FieldProblem]) -> InvalidInputError:
+    """The error for ``problems``: one message, or the multiple-errors one with every detail."""
+    message = problems[0].message if len(problems) == 1 else MSG_MULTIPLE_ERRORS
+    return InvalidInputError(message, [(p.field, p.message) for p in problems])
+
+
+#: rembg.js option names and the RemoveOptions fields they become.
+REMBG_JS_NAMES: Final = {
+    "format": "format",
+    "w": "w",
+    "h": "h",
+    "exact_resize": "exact_resize",
+    "returnMask": "mask",
+    "bg_color": "bg_color",
+    "angle": "angle",
+    "expand": "expand",
+}
+
+
+def options_from_mapping(options: Mapping[str, Any]) -> tuple[RemoveOptions, bool]:
+    """RemoveOptions (and ``returnBase64``) from a dict with rembg.js's option names.
+
+    Python names (``mask``) are accepted too; unknown names are an error, not ignored.
+    """
+    values: dict[str, Any] = {}
+    return_base64 = False
+    for name, value in options.items():
+        if name in ("returnBase64", "return_base64"):
+            return_base64 = bool(value)
+        elif name in REMBG_JS_NAMES or name in REMBG_JS_NAMES.values():
+            if value is not None:
+                values[REMBG_JS_NAMES.get(name, name)] = value
+        else:
+            raise InvalidInputError(
+                f"Unknown option {name!r}", [(name, f"Unknown option {name!r}")]
+            )
+    if values.get("w") == 0:
+        values["w"] = None
+    if values.get("h") == 0:
+        values["h"] = None
+    return RemoveOptions(**values), return_base64
+
+
+def _resolve_return_base64(options: RemoveOptions | Mapping[str, Any] | None) -> bool:
+    """Whether a rembg.js-style options dict asks for base64."""
+    if isinstance(options, Mapping):
+        return bool(options.get("returnBase64") or options.get("return_base64"))
+    return False

@@ -1,0 +1,68 @@
+"""What ``remove()`` returns: an image file (temporary or the user's), or a base64 data URL."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import warnings
+from pathlib import Path
+from types import TracebackType
+
+import aiofiles.os
+import attrs
+
+
+@attrs.define
+class _Cleanup:
+    done: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class ImageFile:
+    """An image on disk: ``output_image_path``, its ``content_type`` and ``size`` in bytes.
+
+    ``await cleanup()`` deletes it (safe to call twice), as does leaving ``async with``. A
+    temporary file (``temporary=True``, made when no ``output_path`` was given) that is never
+    cleaned up gives a :class:`ResourceWarning` when the object is collected.
+    """
+
+    output_image_path: Path
+    content_type: str
+    size: int
+    temporary: bool = False
+    _cleanup: _Cleanup = attrs.field(factory=_Cleanup, repr=False, eq=False)
+
+    async def cleanup(self) -> None:
+        """Delete the file; nothing happens if it is already gone."""
+        self._cleanup.done = True
+        with contextlib.suppress(FileNotFoundError):
+            await aiofiles.os.remove(self.output_image_path)
+
+    async def __aenter__(self) -> ImageFile:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.cleanup()
+
+    def __del__(self) -> None:
+        if self.temporary and not self._cleanup.done and os.path.exists(self.output_image_path):
+            warnings.warn(
+                f"temporary image {self.output_image_path} was never cleaned up",
+                ResourceWarning,
+                stacklevel=2,
+                source=self,
+            )
+
+
+@attrs.frozen(kw_only=True)
+class Base64Image:
+    """An image as a ``data:`` URL (``base64_image``) whose MIME type is the real format's."""
+
+    base64_image: str = attrs.field(repr=lambda value: f"'{value[:40]}…'")
+    content_type: str
+    size: int

@@ -1,0 +1,85 @@
+"""The streaming multipart body of ``POST /rmbg``: exact size, read in chunks, progress per chunk.
+
+Its ``size`` is known before a byte is sent, so aiohttp sends ``Content-Length`` (no chunked
+encoding) and upload progress has a ``total``: the bytes of the whole body on the wire.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+import aiohttp
+from aiohttp.abc import AbstractStreamWriter
+from aiohttp.payload import Payload
+
+from ._inputs import Source
+from ._progress import ProgressTracker
+
+#: Large reads keep the per-chunk overhead (and the progress callbacks) small.
+CHUNK_BYTES: Final = 256 * 1024
+
+
+class _SourcePayload(Payload):
+    """The image part: the source's bytes, read afresh from its start."""
+
+    _autoclose = True  # holds nothing open between writes
+
+    def __init__(self, source: Source, chunk_size: int) -> None:
+        super().__init__(source, content_type=source.content_type, filename=source.filename)
+        self._size = source.size
+        self._chunk_size = chunk_size
+
+    async def write(self, writer: AbstractStreamWriter) -> None:
+        source: Source = self._value
+        async for chunk in source.chunks(self._chunk_size):
+            await writer.write(chunk)
+
+    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        raise TypeError("an image upload is binary")
+
+
+class _CountingWriter:
+    """Passes writes through to aiohttp's writer, counting them for progress."""
+
+    def __init__(self, inner: AbstractStreamWriter, tracker: ProgressTracker) -> None:
+        self._inner = inner
+        self._tracker = tracker
+
+    async def write(self, chunk: bytes | bytearray | memoryview) -> None:
+        await self._inner.write(chunk)
+        await self._tracker.advance(len(chunk))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def build_form(
+    source: Source, fields: Mapping[str, str], chunk_size: int
+) -> aiohttp.MultipartWriter:
+    """The multipart form: the image first, then the option fields."""
+    form = aiohttp.MultipartWriter("form-data")
+    image = form.append_payload(_SourcePayload(source, chunk_size))
+    image.set_content_disposition("form-data", name="image", filename=source.filename)
+    for name, value in fields.items():
+        form.append(value).set_content_disposition("form-data", name=name)
+    return form
+
+
+class UploadBody(Payload):
+    """The whole form as one payload, reporting each chunk written to the tracker."""
+
+    _autoclose = True
+
+    def __init__(self, form: aiohttp.MultipartWriter, tracker: ProgressTracker) -> None:
+        super().__init__(form, content_type=form.content_type)
+        self._size = form.size
+        self._tracker = tracker
+
+    async def write(self, writer: AbstractStreamWriter) -> None:
+        form: aiohttp.MultipartWriter = self._value
+        await form.write(_CountingWriter(writer, self._tracker))  # type: ignore[arg-type]
+        await self._tracker.finish()
+
+    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        raise TypeError("an image upload is binary")
