@@ -69,6 +69,9 @@ class AsyncRembg:
         progress_interval: float = DEFAULT_INTERVAL,
         allow_insecure_http: bool = False,
     ) -> None:
+        # First, so that __del__ finds a consistent object even if a check below fails.
+        self._state = _State.UNOPENED
+        self._owns_session = session is None
         self._api_key = api_key if api_key is not None else os.environ.get("REMBG_API_KEY") or None
         shared = base_url or os.environ.get("REMBG_BASE_URL")
         self._api_url = _checked_url(shared or API_BASE_URL, allow_insecure_http)
@@ -77,9 +80,7 @@ class AsyncRembg:
         )
         self._timeout = timeout
         self._session = session
-        self._owns_session = session is None
         self._progress_interval = progress_interval
-        self._state = _State.UNOPENED
         if self._api_key is None:
             logger.warning("no RemBG API key given: calls are anonymous, with a small daily limit")
 

@@ -111,9 +111,12 @@ async def _file_object_source(file: IO[bytes]) -> Source:
     async def chunks(chunk_size: int) -> AsyncIterator[bytes]:
         await asyncio.to_thread(file.seek, start)
         left = size
-        while left > 0 and (chunk := await asyncio.to_thread(file.read, min(chunk_size, left))):
-            left -= len(chunk)
-            yield chunk
+        try:
+            while left > 0 and (chunk := await asyncio.to_thread(file.read, min(chunk_size, left))):
+                left -= len(chunk)
+                yield chunk
+        finally:
+            file.seek(start)  # leave the caller's file where it was (a seek is instant)
 
     return _source(name, size, info, chunks)
 

@@ -1,9 +1,10 @@
 """Progress events, shaped like Axios's, and the tracker that emits them.
 
-The tracker is fed the size of every chunk that goes out or comes in. It emits an event at
-most every ``interval`` seconds, and always a final one when the transfer completes, so a
-progress bar reaches 100%. ``bytes`` is what moved since the previous *emitted* event, so the
-``bytes`` of all events add up to ``loaded``.
+The tracker is fed the size of every chunk that goes out or comes in. It emits an event for
+the first chunk (the transfer has started), then at most one every ``interval`` seconds, and
+always a final one when the transfer completes, so a progress bar reaches 100%. ``bytes`` is
+what moved since the previous *emitted* event, so the ``bytes`` of all events add up to
+``loaded``.
 """
 
 from __future__ import annotations

@@ -139,3 +139,60 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 def client(rembg_server: LocalServer, session: aiohttp.ClientSession) -> Client:
     """A client of the default test server."""
     return Client(rembg_server, session)
+
+
+@attrs.frozen
+class Received:
+    """One request as a capturing server saw it on the wire."""
+
+    headers: Mapping[str, str]
+    parts: Mapping[str, tuple[str | None, str | None, bytes]]  # name: (filename, type, bytes)
+
+
+@attrs.define
+class CaptureServer:
+    """A stand-in for the API that records each request and answers a fixed image."""
+
+    url: str
+    received: list[Received]
+
+
+@pytest.fixture
+async def capture_server() -> AsyncIterator[CaptureServer]:
+    """A real HTTP server on 127.0.0.1 that records what clients send it."""
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    received: list[Received] = []
+    answer = make_image((20, 10), "WEBP")
+
+    async def handler(request: web.Request) -> web.Response:
+        parts = {}
+        reader = await request.multipart()
+        while (part := await reader.next()) is not None:
+            assert isinstance(part, aiohttp.BodyPartReader)
+            parts[part.name or ""] = (
+                part.filename,
+                part.headers.get("Content-Type"),
+                bytes(await part.read()),
+            )
+        received.append(Received(headers=dict(request.headers), parts=parts))
+        return web.Response(body=answer, content_type="image/webp")
+
+    app = web.Application()
+    app.router.add_post("/rmbg", handler)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield CaptureServer(url=str(server.make_url("")).rstrip("/"), received=received)
+    finally:
+        await server.close()
+
+
+@pytest.fixture
+async def api(rembg_server: LocalServer) -> AsyncIterator[Any]:
+    """An AsyncRembg client of the default test server."""
+    from rembg_async import AsyncRembg
+
+    async with AsyncRembg(rembg_server.api_key, base_url=rembg_server.url) as client:
+        yield client

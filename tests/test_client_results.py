@@ -1,0 +1,145 @@
+"""Results: temporary files, the user's file, base64; no file left behind on any failure."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import stat
+import tempfile
+from pathlib import Path
+
+import aiohttp
+import pytest
+from conftest import make_image
+from PIL import Image
+
+from rembg_async import APIConnectionError, AsyncRembg, ImageFile, RemoveOptions
+from rembg_async.server import FAULT_HEADER, LocalServer, ServerConfig
+
+
+@pytest.fixture
+def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A temporary directory of the test's own, used for the client's temporary results."""
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("format", "extension", "mime"),
+    [
+        ("webp", ".webp", "image/webp"),
+        ("png", ".png", "image/png"),
+        ("jpeg", ".jpg", "image/jpeg"),
+        ("bmp", ".bmp", "image/bmp"),
+    ],
+)
+async def test_temporary_file(
+    api: AsyncRembg, private_tmp: Path, format: str, extension: str, mime: str
+) -> None:
+    """A temporary result is rembg-….ext of the real format, owner-only, gone after cleanup."""
+    result = await api.remove(make_image(), RemoveOptions(format=format))
+    path = result.output_image_path
+    assert path.parent == private_tmp
+    assert path.name.startswith("rembg-")
+    assert path.suffix == extension
+    assert (result.content_type, result.size, result.temporary) == (mime, path.stat().st_size, True)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    await result.cleanup()
+    await result.cleanup()  # twice is fine
+    assert list(private_tmp.iterdir()) == []
+
+
+async def test_async_with_cleans_up(api: AsyncRembg, private_tmp: Path) -> None:
+    """Leaving ``async with`` deletes the temporary file."""
+    async with await api.remove(make_image()) as result:
+        assert result.output_image_path.exists()
+    assert list(private_tmp.iterdir()) == []
+
+
+async def test_forgotten_temporary_file_warns(api: AsyncRembg, private_tmp: Path) -> None:
+    """A temporary result dropped without cleanup gives a ResourceWarning."""
+    result = await api.remove(make_image())
+    path = result.output_image_path
+    with pytest.warns(ResourceWarning, match="never cleaned up"):
+        del result  # the last reference: CPython collects it here
+    path.unlink()
+
+
+async def test_output_path(api: AsyncRembg, tmp_path: Path) -> None:
+    """output_path writes exactly there (creating folders) and leaves nothing else."""
+    target = tmp_path / "out" / "deep" / "cat.png"
+    result = await api.remove(make_image(), RemoveOptions(format="png"), output_path=target)
+    assert result == ImageFile(
+        output_image_path=target, content_type="image/png", size=target.stat().st_size
+    )
+    assert list(target.parent.iterdir()) == [target]
+    with Image.open(target) as image:
+        assert image.format == "PNG"
+
+
+async def test_base64_data_url_has_the_real_type(api: AsyncRembg) -> None:
+    """return_base64 gives a data URL whose MIME type matches the bytes (unlike rembg.js)."""
+    result = await api.remove(make_image(), RemoveOptions(format="jpeg"), return_base64=True)
+    prefix, _, data = result.base64_image.partition(",")
+    assert prefix == "data:image/jpeg;base64"
+    raw = base64.b64decode(data)
+    assert len(raw) == result.size
+    assert Image.open(io.BytesIO(raw)).format == "JPEG"
+
+
+@pytest.fixture
+def faulty_server(rembg_server_factory) -> LocalServer:
+    """A server with fault injection."""
+    return rembg_server_factory(ServerConfig(faults=True))
+
+
+async def faulty_client(
+    server: LocalServer, fault: str
+) -> tuple[AsyncRembg, aiohttp.ClientSession]:
+    """A client whose every request asks ``server`` for ``fault``."""
+    session = aiohttp.ClientSession(headers={FAULT_HEADER: fault})
+    return AsyncRembg(server.api_key, base_url=server.url, session=session), session
+
+
+@pytest.mark.parametrize("fault", ["truncate", "drop=download"])
+async def test_failed_download_leaves_no_file(
+    faulty_server: LocalServer, tmp_path: Path, private_tmp: Path, fault: str
+) -> None:
+    """A body cut short raises APIConnectionError and leaves no partial or final file."""
+    client, session = await faulty_client(faulty_server, fault)
+    async with session, client:
+        with pytest.raises(APIConnectionError):
+            await client.remove(make_image((300, 200)), output_path=tmp_path / "out" / "x.webp")
+        with pytest.raises(APIConnectionError):
+            await client.remove(make_image((300, 200)))
+    assert list((tmp_path / "out").iterdir()) == []
+    assert list(private_tmp.iterdir()) == []
+
+
+async def test_cancelled_download_leaves_no_file(
+    faulty_server: LocalServer, tmp_path: Path, private_tmp: Path
+) -> None:
+    """Cancelling mid-download re-raises CancelledError and deletes the partial file."""
+    client, session = await faulty_client(faulty_server, "trickle=0.05,chunk=200")
+    started = asyncio.Event()
+
+    async def on_download(event: object) -> None:
+        started.set()
+
+    async with session, client:
+        task = asyncio.create_task(
+            client.remove(
+                make_image((300, 200)),
+                RemoveOptions(format="bmp"),
+                on_download_progress=on_download,
+            )
+        )
+        await started.wait()
+        assert list(private_tmp.glob("rembg-*.part"))  # the download was under way
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert list(private_tmp.iterdir()) == []

@@ -1,0 +1,64 @@
+"""The public API used as a user would; ``mypy --strict`` must accept it (CI checks it).
+
+Not collected by pytest: it is a type-checking test, and it would need a running server.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rembg_async import (
+    APIStatusError,
+    AsyncRembg,
+    Base64Image,
+    BillingCycleSummary,
+    ImageFile,
+    InvalidInputError,
+    MembershipUsage,
+    ProgressEvent,
+    RateLimitError,
+    RemoveOptions,
+    rembg,
+)
+
+
+def show(event: ProgressEvent) -> None:
+    print(event.loaded, event.total, event.progress, event.rate, event.estimated, event.to_dict())
+
+
+async def show_async(event: ProgressEvent) -> None:
+    show(event)
+
+
+async def main() -> None:
+    result = await rembg(api_key="key", input_image="input.png", on_upload_progress=show)
+    if isinstance(result, ImageFile):
+        print(result.output_image_path)
+        await result.cleanup()
+
+    async with AsyncRembg(api_key="key") as client:
+        image: ImageFile = await client.remove(
+            "cat.jpg",
+            RemoveOptions(format="png", w=800, bg_color="#ffffff"),
+            on_download_progress=show_async,
+        )
+        path: Path = image.output_image_path
+        print(path, image.content_type, image.size)
+        async with image:
+            pass
+        b64: Base64Image = await client.remove(b"...", return_base64=True)
+        print(b64.base64_image)
+        saved: ImageFile = await client.remove({"base64": "..."}, output_path="out/cat.webp")
+        print(saved)
+        usage: MembershipUsage = await client.membership_usage(billing_cycle=True)
+        cycles: list[BillingCycleSummary] = await client.billing_cycles()
+        print(usage.credits, [cycle.period_start for cycle in cycles])
+        try:
+            await client.remove("x.png", {"returnMask": True})
+        except InvalidInputError as error:
+            details: tuple[tuple[str, str], ...] = error.details
+            print(details)
+        except RateLimitError as error:
+            print(error.retry_after, error.scope)
+        except APIStatusError as error:
+            print(error.status, error.message)
