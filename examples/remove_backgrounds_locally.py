@@ -1,60 +1,59 @@
 """Remove the background of every example image through the embedded local server.
 
-No key and no network: the RemBG-compatible server runs in this process, on 127.0.0.1, and
-the images go to it over a real socket. Results land in ``examples/output/``.
+No key and no network: the RemBG-compatible server runs in this process on 127.0.0.1, and
+AsyncRembg talks to it over a real socket, with a progress bar for each upload and download.
+Results land in ``examples/output/``.
 
-This is the README's main job until the client library lands; it uses aiohttp directly.
 Run: ``python examples/remove_backgrounds_locally.py``
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
-import aiohttp
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TransferSpeedColumn,
-)
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
+from rembg_async import AsyncRembg, ProgressEvent, RemoveOptions
 from rembg_async.server import Account, LocalServer, ServerConfig
 
 HERE = Path(__file__).parent
 IMAGES = sorted((HERE / "images").glob("*.jpg"))
 OUTPUT = HERE / "output"
 KEY = "local-demo-key"
-CHUNK = 64 * 1024
 
 
-async def remove_background(
-    session: aiohttp.ClientSession, url: str, image: Path, progress: Progress, task: TaskID
-) -> Path:
-    """Upload one image and stream its cut-out to ``OUTPUT``, advancing the task's bar."""
-    target = OUTPUT / f"{image.stem}.png"
-    with image.open("rb") as file:
-        form = aiohttp.FormData()
-        form.add_field("image", file, filename=image.name, content_type="image/jpeg")
-        form.add_field("format", "png")
-        async with session.post(f"{url}/rmbg", data=form, headers={"x-api-key": KEY}) as response:
-            response.raise_for_status()
-            progress.update(task, total=response.content_length)
-            with target.open("wb") as out:
-                async for chunk in response.content.iter_chunked(CHUNK):
-                    out.write(chunk)
-                    progress.advance(task, len(chunk))
-    return target
+def bar(progress: Progress, label: str) -> Callable[[ProgressEvent], None]:
+    """A progress callback that drives one rich bar."""
+    task = progress.add_task(label, total=None)
+
+    def update(event: ProgressEvent) -> None:
+        progress.update(task, completed=event.loaded, total=event.total)
+
+    return update
+
+
+async def remove_all(client: AsyncRembg, progress: Progress) -> list[Path]:
+    """Every example image at once; each gets an upload bar and a download bar."""
+
+    async def one(image: Path) -> Path:
+        result = await client.remove(
+            image,
+            RemoveOptions(format="png"),
+            output_path=OUTPUT / f"{image.stem}.png",
+            on_upload_progress=bar(progress, f"↑ {image.name}"),
+            on_download_progress=bar(progress, f"↓ {image.stem}.png"),
+        )
+        return result.output_image_path
+
+    return await asyncio.gather(*(one(image) for image in IMAGES))
 
 
 async def main() -> None:
-    """Start the server, process every image with a progress bar each, print the results."""
-    OUTPUT.mkdir(exist_ok=True)
+    """Start the local server, remove every background, print where the results are."""
     columns = (
-        TextColumn("{task.description:<12}"),
+        TextColumn("{task.description:<14}"),
         BarColumn(),
         DownloadColumn(),
         TransferSpeedColumn(),
@@ -63,14 +62,8 @@ async def main() -> None:
         LocalServer(ServerConfig(accounts=[Account(api_key=KEY)])) as server,
         Progress(*columns) as progress,
     ):
-        async with aiohttp.ClientSession() as session:
-            tasks = {image: progress.add_task(image.name, total=None) for image in IMAGES}
-            results = await asyncio.gather(
-                *(
-                    remove_background(session, server.url, image, progress, task)
-                    for image, task in tasks.items()
-                )
-            )
+        async with AsyncRembg(KEY, base_url=server.url) as client:
+            results = await remove_all(client, progress)
     for result in results:
         print(f"saved {result.relative_to(HERE.parent)}")
 

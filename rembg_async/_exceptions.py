@@ -90,7 +90,12 @@ class PermissionDeniedError(APIStatusError):
 
 
 class RateLimitError(APIStatusError):
-    """429: too many requests; ``retry_after`` seconds (or None) and the limit's ``scope``."""
+    """429: too many requests.
+
+    ``retry_after`` is the seconds to wait (from ``Retry-After`` or ``retry-after-ms``; None if
+    the server did not say), ``scope`` which limit (``short_term``, ``daily``, ``monthly``), and
+    ``limit``, ``remaining``, ``reset`` the ``X-RateLimit-*`` headers when the server sends them.
+    """
 
     def __init__(
         self,
@@ -104,6 +109,10 @@ class RateLimitError(APIStatusError):
         super().__init__(message, status=status, details=details, body=body, headers=headers)
         self.retry_after = retry_after_seconds(self.headers)
         self.scope = rate_limit_scope(message)
+        lowered = {name.lower(): value for name, value in self.headers.items()}
+        self.limit = _number(lowered.get("x-ratelimit-limit"))
+        self.remaining = _number(lowered.get("x-ratelimit-remaining"))
+        self.reset = _number(lowered.get("x-ratelimit-reset"))
 
 
 class ServerError(APIStatusError):

@@ -120,6 +120,15 @@ async def test_real_short_term_limit(rembg_server_factory) -> None:
     assert caught.value.retry_after > 3000
 
 
+def test_rate_limit_headers_when_present() -> None:
+    """X-RateLimit-* headers, when a server sends them, are read; absent ones are None."""
+    headers = {"X-RateLimit-Limit": "60", "x-ratelimit-remaining": "0", "Retry-After": "3"}
+    error = error_from_response(429, b'{"error": "slow down", "status": 429}', headers)
+    assert isinstance(error, RateLimitError)
+    assert (error.limit, error.remaining, error.reset, error.retry_after) == (60, 0, None, 3)
+    assert error.scope is None  # a message the API never used: scope unknown
+
+
 def test_multiple_errors_become_details() -> None:
     """The multiple-errors body keeps every (field, message)."""
     body = (

@@ -24,3 +24,33 @@ def test_main_job_removes_every_example_background() -> None:
         with Image.open(output) as image, Image.open(source) as original:
             assert (image.mode, image.size) == ("RGBA", original.size)
             assert image.getpixel((0, 0))[3] == 0  # the corner was background
+
+
+def test_one_shot_example_prints_axios_events_and_cleans_up() -> None:
+    """examples/one_shot.py prints rembg.js-style events and leaves no temporary file."""
+    result = subprocess.run(
+        [sys.executable, "examples/one_shot.py"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "'upload': True" in result.stdout
+    assert "'progress': 1.0" in result.stdout
+    path = result.stdout.split("path= ")[1].strip()
+    assert path.endswith(".png")
+    assert not Path(path).exists()
+
+
+def test_tqdm_example() -> None:
+    """examples/progress_tqdm.py fills both bars to 100%."""
+    result = subprocess.run(
+        [sys.executable, "examples/progress_tqdm.py"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("100%") >= 2

@@ -219,3 +219,22 @@ async def test_exif_orientation_is_applied(client: Client) -> None:
     image.save(buffer, "JPEG", exif=exif)
     answer = await client.rmbg(buffer.getvalue(), filename="p.jpg", fields={"format": "png"})
     assert answer.image().size == (60, 80)
+
+
+def test_huge_webp_falls_back_to_lossless() -> None:
+    """A canvas too large for lossy WEBP (libwebp's partition overflow) is still encoded.
+
+    A 10,000 px image turned 45° with expand is such a canvas; the server must answer it, not 500.
+    """
+    from PIL import Image, ImageDraw
+
+    from rembg_async.server._imaging import encode
+
+    side = 12376
+    image = Image.new("RGBA", (side, side), (0, 0, 0, 0))
+    half = side // 2
+    diamond = [(half, 0), (side - 1, half), (half, side - 1), (0, half)]
+    ImageDraw.Draw(image).polygon(diamond, fill=(200, 20, 20, 255))
+    rendered = encode(image, "webp")
+    assert rendered.content_type == "image/webp"
+    assert rendered.body[12:16] == b"VP8L"  # the lossless bitstream

@@ -31,6 +31,9 @@ _ENCODER_OPTIONS: Final[dict[str, dict[str, int]]] = {
 }
 
 
+_WEBP_FALLBACK: Final = {"lossless": True, "method": 0, "quality": 0}
+
+
 class UndecodableImage(Exception):
     """The bytes passed the signature check but the decoder could not read them."""
 
@@ -137,5 +140,13 @@ def apply_background(cutout: Image.Image, options: RenderOptions) -> Image.Image
 def encode(image: Image.Image, format: str) -> Rendered:
     """The encoded bytes of ``image`` in ``format`` (``png``, ``jpeg``, ``webp`` or ``bmp``)."""
     buffer = io.BytesIO()
-    image.save(buffer, _PIL_FORMATS[format], **_ENCODER_OPTIONS[format])
+    try:
+        image.save(buffer, _PIL_FORMATS[format], **_ENCODER_OPTIONS[format])
+    except (ValueError, OSError):
+        if format != "webp":
+            raise
+        # Lossy WEBP overflows its first partition (libwebp error 6) on very large canvases,
+        # such as a 10,000 px image turned 45° with expand; lossless has no such limit.
+        buffer = io.BytesIO()
+        image.save(buffer, "WEBP", **_WEBP_FALLBACK)
     return Rendered(buffer.getvalue(), OUTPUT_FORMATS[format])
