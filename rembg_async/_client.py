@@ -16,10 +16,9 @@ from typing import Any, Final, Literal, overload
 import aiohttp
 from yarl import URL
 
-from ._contract import API_KEY_HEADER, MSG_PERIOD_WITH_CALENDAR
+from ._contract import API_KEY_HEADER, MSG_PERIOD_WITH_CALENDAR, out_of_range_message
 from ._download import receive_base64, receive_file
 from ._exceptions import (
-    APIStatusError,
     InvalidInputError,
     error_from_response,
     error_from_transport,
@@ -253,7 +252,7 @@ def _usage_params(year: int | None, month: int | None, period_start: int | None)
     for name, value, low, high in (("year", year, 1, 9999), ("month", month, 1, 12)):
         if value is not None:
             if not low <= value <= high:
-                message = f"'{name}' must be between {low} and {high}, got: {value}"
+                message = out_of_range_message(name, low, high, value)
                 raise InvalidInputError(message, [(name, message)])
             params[name] = str(value)
     if period_start is not None:
@@ -294,7 +293,5 @@ def _transport_errors(url: URL) -> Iterator[None]:
     """Map aiohttp's failures to ours; the one place where that happens."""
     try:
         yield
-    except APIStatusError:
-        raise
     except (aiohttp.ClientError, TimeoutError) as error:
         raise error_from_transport(error, url=str(url)) from error

@@ -57,6 +57,11 @@ MSG_RATE_MONTHLY: Final = "You've reached your monthly limit. Consider purchasin
 MSG_PERIOD_WITH_CALENDAR: Final = "Cannot combine 'periodStartUnix' with 'year' or 'month'."
 
 
+def out_of_range_message(name: str, low: int, high: int, value: int) -> str:
+    """**[decision]** the message for a usage query number out of its range."""
+    return f"'{name}' must be between {low} and {high}, got: {value}"
+
+
 def unsupported_type_message(extension: str) -> str:
     """The message for a file name whose extension is not an accepted image type."""
     allowed = ", ".join(ALLOWED_EXTENSIONS)

@@ -19,13 +19,13 @@ import aiofiles
 import aiohttp
 
 from ._contract import OUTPUT_FORMATS
-from ._imageinfo import sniff_kind
+from ._imageinfo import extension_for, sniff_kind
 from ._progress import ProgressTracker
 from ._results import Base64Image, ImageFile
 
 CHUNK_BYTES: Final = 256 * 1024
 TEMP_PREFIX: Final = "rembg-"
-_EXTENSIONS: Final = {mime: kind for kind, mime in OUTPUT_FORMATS.items()}
+_KINDS: Final = {mime: kind for kind, mime in OUTPUT_FORMATS.items()}
 
 
 def real_content_type(first_bytes: bytes, declared: str) -> str:
@@ -42,7 +42,8 @@ async def receive_file(
     partial = _create_partial(folder)
     try:
         content_type, size = await _write_body(response, partial, tracker)
-        extension = "jpg" if content_type == "image/jpeg" else _EXTENSIONS.get(content_type, "bin")
+        kind = _KINDS.get(content_type)
+        extension = extension_for(kind) if kind is not None else "bin"
         target = output_path if output_path is not None else partial.with_suffix(f".{extension}")
         os.replace(partial, target)
     except BaseException:

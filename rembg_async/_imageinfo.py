@@ -39,7 +39,12 @@ class ImageInfo:
     @property
     def extension(self) -> str:
         """The usual file extension, without a dot."""
-        return "jpg" if self.kind == "jpeg" else self.kind
+        return extension_for(self.kind)
+
+
+def extension_for(kind: str) -> str:
+    """The usual file extension of an image type (``jpeg`` files end in ``.jpg``)."""
+    return "jpg" if kind == "jpeg" else kind
 
 
 def sniff_kind(head: bytes) -> str | None:

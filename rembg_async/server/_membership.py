@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 import attrs
 from aiohttp import web
 
-from .._contract import MSG_PERIOD_WITH_CALENDAR, FieldProblem
+from .._contract import MSG_PERIOD_WITH_CALENDAR, FieldProblem, out_of_range_message
 from ._accounts import AccountState, Window
 from ._auth import authenticate
 from ._state import STATE, APIError, json_response
@@ -73,9 +73,7 @@ def _integer(
         problems.append(FieldProblem(name, f"'{name}' must be an integer, got: '{raw}'"))
         return None
     if not low <= value <= high:
-        problems.append(
-            FieldProblem(name, f"'{name}' must be between {low} and {high}, got: {value}")
-        )
+        problems.append(FieldProblem(name, out_of_range_message(name, low, high, value)))
         return None
     return value
 
