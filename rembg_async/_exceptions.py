@@ -97,22 +97,34 @@ class RateLimitError(APIStatusError):
     ``limit``, ``remaining``, ``reset`` the ``X-RateLimit-*`` headers when the server sends them.
     """
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int,
-        details: Sequence[FieldDetail] = (),
-        body: object = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(message, status=status, details=details, body=body, headers=headers)
-        self.retry_after = retry_after_seconds(self.headers)
-        self.scope = rate_limit_scope(message)
-        lowered = {name.lower(): value for name, value in self.headers.items()}
-        self.limit = _number(lowered.get("x-ratelimit-limit"))
-        self.remaining = _number(lowered.get("x-ratelimit-remaining"))
-        self.reset = _number(lowered.get("x-ratelimit-reset"))
+    @property
+    def retry_after(self) -> float | None:
+        """Seconds to wait, from ``retry-after-ms`` or ``Retry-After``; None if not said."""
+        return retry_after_seconds(self.headers)
+
+    @property
+    def scope(self) -> RateLimitScope | None:
+        """Which limit was hit, read from the message; None if the wording is unknown."""
+        return rate_limit_scope(self.message)
+
+    @property
+    def limit(self) -> float | None:
+        """The ``X-RateLimit-Limit`` header, when sent."""
+        return self._header_number("x-ratelimit-limit")
+
+    @property
+    def remaining(self) -> float | None:
+        """The ``X-RateLimit-Remaining`` header, when sent."""
+        return self._header_number("x-ratelimit-remaining")
+
+    @property
+    def reset(self) -> float | None:
+        """The ``X-RateLimit-Reset`` header, when sent."""
+        return self._header_number("x-ratelimit-reset")
+
+    def _header_number(self, name: str) -> float | None:
+        lowered = {key.lower(): value for key, value in self.headers.items()}
+        return _number(lowered.get(name))
 
 
 class ServerError(APIStatusError):

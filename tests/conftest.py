@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
 import aiohttp
@@ -187,6 +187,19 @@ async def capture_server() -> AsyncIterator[CaptureServer]:
         yield CaptureServer(url=str(server.make_url("")).rstrip("/"), received=received)
     finally:
         await server.close()
+
+
+@pytest.fixture(scope="module")
+def unlimited_server() -> Iterator[LocalServer]:
+    """One server for a whole module of generated examples: no rate limits, endless credits."""
+    from rembg_async.server import Account, RateLimits, ServerConfig
+
+    limits = RateLimits(short_term_requests=0, daily_anonymous=0)
+    config = ServerConfig(
+        accounts=[Account(api_key=TEST_API_KEY, credits=10**9)], rate_limits=limits
+    )
+    with LocalServer(config) as server:
+        yield server
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,19 +14,8 @@ from rembg_async import InvalidInputError, RemoveOptions
 from rembg_async._contract import MSG_MULTIPLE_ERRORS
 from rembg_async._options import options_from_mapping
 from rembg_async.pytest_plugin import TEST_API_KEY
-from rembg_async.server import Account, LocalServer, RateLimits, ServerConfig
+from rembg_async.server import LocalServer
 from rembg_async.server._form import InvalidFields, parse_options
-
-
-@pytest.fixture(scope="module")
-def oracle() -> Iterator[LocalServer]:
-    """The local server, asked for its verdict on every generated set of options."""
-    limits = RateLimits(short_term_requests=0, daily_anonymous=0)
-    config = ServerConfig(
-        accounts=[Account(api_key=TEST_API_KEY, credits=10**9)], rate_limits=limits
-    )
-    with LocalServer(config) as server:
-        yield server
 
 
 def as_form(values: dict[str, Any]) -> dict[str, str]:
@@ -83,10 +71,12 @@ def server_problems(values: dict[str, Any]) -> list[tuple[str, str]] | None:
     ],
     ids=["three-problems", "too-tall", "mask-and-colour", "colour-and-angle", "valid"],
 )
-def test_client_and_live_server_agree(oracle: LocalServer, values: dict[str, Any]) -> None:
+def test_client_and_live_server_agree(
+    unlimited_server: LocalServer, values: dict[str, Any]
+) -> None:
     """Over HTTP too: the server's answer carries the same words as the client's refusal."""
     response = requests.post(
-        f"{oracle.url}/rmbg",
+        f"{unlimited_server.url}/rmbg",
         headers={"x-api-key": TEST_API_KEY},
         files={"image": ("a.png", make_image((8, 6)))},
         data=as_form(values),

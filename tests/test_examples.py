@@ -11,13 +11,17 @@ from PIL import Image
 ROOT = Path(__file__).parent.parent
 
 
+def run_example(name: str) -> subprocess.CompletedProcess[str]:
+    """Run ``examples/NAME`` from the repository root, as the README says; it must succeed."""
+    command = [sys.executable, f"examples/{name}"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
 def test_main_job_removes_every_example_background() -> None:
     """The README's main job writes a transparent PNG for each example image."""
-    result = subprocess.run(
-        [sys.executable, "examples/remove_backgrounds_locally.py"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
+    result = run_example("remove_backgrounds_locally.py")
     for source in (ROOT / "examples" / "images").glob("*.jpg"):
         output = ROOT / "examples" / "output" / f"{source.stem}.png"
         assert f"saved examples/output/{source.stem}.png" in result.stdout

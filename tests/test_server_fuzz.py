@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 
-import pytest
 import requests
 from conftest import make_image
 from hypothesis import HealthCheck, given, settings
@@ -14,7 +12,7 @@ from PIL import Image
 
 from rembg_async._contract import OUTPUT_FORMATS
 from rembg_async.pytest_plugin import TEST_API_KEY
-from rembg_async.server import Account, LocalServer, RateLimits, ServerConfig
+from rembg_async.server import LocalServer
 
 FIELD_VALUES = {
     "format": st.sampled_from(["png", "JPG", "webp", "bmp", "gif", ""]) | st.text(max_size=8),
@@ -32,28 +30,17 @@ FIELD_VALUES = {
 IMAGES = [make_image((48, 36), kind) for kind in ("PNG", "JPEG", "WEBP", "BMP")]
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[LocalServer]:
-    """One unlimited server for every generated example."""
-    limits = RateLimits(short_term_requests=0, daily_anonymous=0)
-    config = ServerConfig(
-        accounts=[Account(api_key=TEST_API_KEY, credits=10**9)], rate_limits=limits
-    )
-    with LocalServer(config) as running:
-        yield running
-
-
 @settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
     image=st.sampled_from(IMAGES),
     fields=st.fixed_dictionaries({}, optional=FIELD_VALUES),
 )
 def test_any_field_values_give_an_image_or_a_documented_error(
-    server: LocalServer, image: bytes, fields: dict[str, str]
+    unlimited_server: LocalServer, image: bytes, fields: dict[str, str]
 ) -> None:
     """No 500 ever; a 200 is an image of the announced type; a 400 has the error shape."""
     response = requests.post(
-        f"{server.url}/rmbg",
+        f"{unlimited_server.url}/rmbg",
         headers={"x-api-key": TEST_API_KEY},
         files={"image": ("in.png", image)},
         data=fields,

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, settings
@@ -12,21 +9,11 @@ from openapi_spec_validator import validate
 from schemathesis.checks import negative_data_rejection, positive_data_acceptance
 
 from rembg_async.pytest_plugin import TEST_API_KEY
-from rembg_async.server import Account, LocalServer, RateLimits, ServerConfig, openapi_document
+from rembg_async.server import LocalServer, RateLimits, openapi_document
 
 schema = schemathesis.openapi.from_dict(openapi_document())
 
 UNLIMITED = RateLimits(short_term_requests=0, daily_anonymous=0)
-
-
-@pytest.fixture(scope="module")
-def fuzz_server() -> Iterator[LocalServer]:
-    """One server for the whole fuzzing run, with no rate limits to trip over."""
-    config = ServerConfig(
-        accounts=[Account(api_key=TEST_API_KEY, credits=10**9)], rate_limits=UNLIMITED
-    )
-    with LocalServer(config) as server:
-        yield server
 
 
 def test_document_is_valid_openapi_3_1() -> None:
@@ -36,18 +23,18 @@ def test_document_is_valid_openapi_3_1() -> None:
     validate(document)  # type: ignore[arg-type]
 
 
-def test_document_is_served_with_the_servers_own_url(fuzz_server: LocalServer) -> None:
+def test_document_is_served_with_the_servers_own_url(unlimited_server: LocalServer) -> None:
     """GET /api/openapi serves the document, pointing at the server that serves it."""
-    response = requests.get(f"{fuzz_server.url}/api/openapi", timeout=10)
+    response = requests.get(f"{unlimited_server.url}/api/openapi", timeout=10)
     assert response.status_code == 200
-    assert response.json()["servers"] == [{"url": fuzz_server.url}]
+    assert response.json()["servers"] == [{"url": unlimited_server.url}]
     assert set(response.json()["paths"]) == {"/rmbg", "/api/membership-usage"}
 
 
 @schema.parametrize()
 @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
 def test_fuzzed_requests_never_break_the_contract(
-    case: schemathesis.Case, fuzz_server: LocalServer
+    case: schemathesis.Case, unlimited_server: LocalServer
 ) -> None:
     """Generated requests, valid or not: no 5xx, documented statuses and body shapes.
 
@@ -57,7 +44,7 @@ def test_fuzzed_requests_never_break_the_contract(
     requests the schema calls invalid.
     """
     case.call_and_validate(
-        base_url=fuzz_server.url,
+        base_url=unlimited_server.url,
         headers={"x-api-key": TEST_API_KEY},
         excluded_checks=[positive_data_acceptance, negative_data_rejection],
         timeout=30,
