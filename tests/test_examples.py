@@ -32,14 +32,7 @@ def test_main_job_removes_every_example_background() -> None:
 
 def test_one_shot_example_prints_axios_events_and_cleans_up() -> None:
     """examples/one_shot.py prints rembg.js-style events and leaves no temporary file."""
-    result = subprocess.run(
-        [sys.executable, "examples/one_shot.py"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
+    result = run_example("one_shot.py")
     assert "'upload': True" in result.stdout
     assert "'progress': 1.0" in result.stdout
     path = result.stdout.split("path= ")[1].strip()
@@ -49,12 +42,5 @@ def test_one_shot_example_prints_axios_events_and_cleans_up() -> None:
 
 def test_tqdm_example() -> None:
     """examples/progress_tqdm.py fills both bars to 100%."""
-    result = subprocess.run(
-        [sys.executable, "examples/progress_tqdm.py"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
+    result = run_example("progress_tqdm.py")
     assert result.stderr.count("100%") >= 2
