@@ -4,6 +4,7 @@ from ._api import rembg
 from ._client import AsyncRembg
 from ._exceptions import (
     APIConnectionError,
+    APIResponseError,
     APIStatusError,
     APITimeoutError,
     AuthenticationError,
@@ -18,11 +19,14 @@ from ._exceptions import (
 from ._options import RemoveOptions
 from ._progress import ProgressEvent
 from ._results import Base64Image, ImageFile
+from ._retry import RetryPolicy
+from ._timeouts import Timeout
 from ._usage import BillingCycle, BillingCycleSummary, MembershipUsage
 from ._version import __version__
 
 __all__ = [
     "APIConnectionError",
+    "APIResponseError",
     "APIStatusError",
     "APITimeoutError",
     "AsyncRembg",
@@ -40,7 +44,9 @@ __all__ = [
     "RateLimitError",
     "RembgError",
     "RemoveOptions",
+    "RetryPolicy",
     "ServerError",
+    "Timeout",
     "__version__",
     "rembg",
 ]

@@ -14,19 +14,25 @@ from types import TracebackType
 from typing import Any, Final, Literal, overload
 
 import aiohttp
+import attrs
 from yarl import URL
 
 from ._contract import API_KEY_HEADER, MSG_PERIOD_WITH_CALENDAR, out_of_range_message
-from ._download import receive_base64, receive_file
+from ._download import body_length, receive_base64, receive_file
 from ._exceptions import (
+    APIResponseError,
     InvalidInputError,
+    RateLimitError,
     error_from_response,
     error_from_transport,
 )
-from ._inputs import ImageInput, open_source
+from ._inputs import ImageInput, Source, open_source
+from ._limiter import RateLimiter
 from ._options import RemoveOptions, options_from_mapping
 from ._progress import DEFAULT_INTERVAL, ProgressCallback, ProgressTracker
 from ._results import Base64Image, ImageFile
+from ._retry import RetryPolicy
+from ._timeouts import Timeout
 from ._upload import CHUNK_BYTES, UploadBody, build_form
 from ._usage import BillingCycleSummary, MembershipUsage
 from ._version import __version__
@@ -35,8 +41,6 @@ logger = logging.getLogger("rembg_async")
 
 API_BASE_URL: Final = "https://api.rembg.com"
 ACCOUNT_BASE_URL: Final = "https://www.rembg.com"
-#: No total deadline (a 50 MB upload on a slow link takes long), but bounded silences.
-DEFAULT_TIMEOUT: Final = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=120)
 #: Error bodies are small; a proxy's HTML page is cut to this.
 MAX_ERROR_BODY: Final = 64 * 1024
 
@@ -47,6 +51,19 @@ class _State(enum.Enum):
     CLOSED = "closed"
 
 
+@attrs.frozen(kw_only=True)
+class _RemoveCall:
+    """What stays the same across the attempts of one remove() call."""
+
+    source: Source
+    fields: dict[str, str]
+    target: Path | None
+    return_base64: bool
+    on_upload: ProgressCallback | None
+    on_download: ProgressCallback | None
+    timeout: Timeout | None  # None: the session's own
+
+
 class AsyncRembg:
     """A client of the RemBG API: ``async with AsyncRembg() as client: await client.remove(...)``.
 
@@ -55,6 +72,10 @@ class AsyncRembg:
     one server, such as the local one; ``account_base_url`` sets the account host alone. Plain
     ``http://`` is refused for any host but loopback unless ``allow_insecure_http``.
     A ``session`` you pass is used and left open; otherwise the client owns one.
+
+    Failures worth it are retried (``max_retries``, or a whole :class:`RetryPolicy` as
+    ``retry``); ``timeout`` is a :class:`Timeout`; both can be overridden per call.
+    ``requests_per_second`` and ``max_concurrency`` limit every call of this client together.
     """
 
     def __init__(
@@ -63,7 +84,11 @@ class AsyncRembg:
         *,
         base_url: str | None = None,
         account_base_url: str | None = None,
-        timeout: aiohttp.ClientTimeout = DEFAULT_TIMEOUT,
+        timeout: Timeout | None = None,
+        max_retries: int = 2,
+        retry: RetryPolicy | None = None,
+        requests_per_second: float | None = None,
+        max_concurrency: int | None = None,
         session: aiohttp.ClientSession | None = None,
         progress_interval: float = DEFAULT_INTERVAL,
         allow_insecure_http: bool = False,
@@ -77,7 +102,11 @@ class AsyncRembg:
         self._account_url = _checked_url(
             account_base_url or shared or ACCOUNT_BASE_URL, allow_insecure_http
         )
-        self._timeout = timeout
+        self._timeout = timeout  # None: the session's own (ours: Timeout()'s defaults)
+        self._retry = retry or RetryPolicy(max_retries=max_retries)
+        self._limiter = RateLimiter(
+            requests_per_second=requests_per_second, max_concurrency=max_concurrency
+        )
         self._session = session
         self._progress_interval = progress_interval
         if self._api_key is None:
@@ -118,7 +147,7 @@ class AsyncRembg:
         if self._state is _State.CLOSED:
             raise RuntimeError("this AsyncRembg client is closed; make a new one")
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
+            self._session = aiohttp.ClientSession(timeout=(self._timeout or Timeout()).to_aiohttp())
         self._state = _State.OPENED
         return self._session
 
@@ -138,6 +167,8 @@ class AsyncRembg:
         output_path: str | os.PathLike[str] | None = None,
         on_upload_progress: ProgressCallback | None = None,
         on_download_progress: ProgressCallback | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: Timeout | None = None,
     ) -> ImageFile: ...
 
     @overload
@@ -150,6 +181,8 @@ class AsyncRembg:
         output_path: None = None,
         on_upload_progress: ProgressCallback | None = None,
         on_download_progress: ProgressCallback | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: Timeout | None = None,
     ) -> Base64Image: ...
 
     async def remove(
@@ -161,39 +194,60 @@ class AsyncRembg:
         output_path: str | os.PathLike[str] | None = None,
         on_upload_progress: ProgressCallback | None = None,
         on_download_progress: ProgressCallback | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: Timeout | None = None,
     ) -> ImageFile | Base64Image:
         """Remove the background of ``input_image``.
 
         ``input_image`` is a path, bytes, ``{"base64": ...}`` (a ``data:`` prefix is fine) or a
         seekable binary file. The result is a temporary :class:`ImageFile` (``cleanup()`` it),
         the file at ``output_path``, or with ``return_base64`` a :class:`Base64Image`.
-        Bad input raises :class:`InvalidInputError` before anything is sent.
+        Bad input raises :class:`InvalidInputError` before anything is sent. Each retry sends
+        the image afresh and restarts progress, its events carrying the new ``attempt``.
         """
         remove_options, return_base64 = _resolve_options(options, return_base64)
         if return_base64 and output_path is not None:
             raise ValueError("return_base64 and output_path exclude each other")
-        source = await open_source(input_image)
-        session = self._open()
-        form = build_form(source, remove_options.form_fields(), CHUNK_BYTES)
-        upload = ProgressTracker(
-            on_upload_progress, total=form.size, upload=True, interval=self._progress_interval
+        call = _RemoveCall(
+            source=await open_source(input_image),
+            fields=remove_options.form_fields(),
+            target=Path(output_path) if output_path is not None else None,
+            return_base64=return_base64,
+            on_upload=on_upload_progress,
+            on_download=on_download_progress,
+            timeout=timeout or self._timeout,
         )
+        self._open()
+        return await (retry or self._retry).run(lambda attempt: self._remove_once(call, attempt))
+
+    async def _remove_once(self, call: _RemoveCall, attempt: int) -> ImageFile | Base64Image:
+        session = self._open()
+        form = build_form(call.source, call.fields, CHUNK_BYTES)
+        upload = self._tracker(call.on_upload, form.size, attempt, upload=True)
         url = self._api_url / "rmbg"
-        with _transport_errors(url):
-            async with session.post(
-                url, data=UploadBody(form, upload), headers=self._headers(), allow_redirects=False
-            ) as response:
-                await _raise_for_status(response)
-                download = ProgressTracker(
-                    on_download_progress,
-                    total=response.content_length,
-                    upload=False,
-                    interval=self._progress_interval,
-                )
-                if return_base64:
-                    return await receive_base64(response, download)
-                target = Path(output_path) if output_path is not None else None
-                return await receive_file(response, target, download)
+        async with self._limiter.slot():
+            with _transport_errors(url):
+                async with session.post(
+                    url,
+                    data=UploadBody(form, upload),
+                    headers=self._headers(),
+                    allow_redirects=False,
+                    **_timeout_argument(call.timeout),
+                ) as response:
+                    await self._raise_for_status(response)
+                    download = self._tracker(
+                        call.on_download, body_length(response), attempt, upload=False
+                    )
+                    if call.return_base64:
+                        return await receive_base64(response, download)
+                    return await receive_file(response, call.target, download)
+
+    def _tracker(
+        self, callback: ProgressCallback | None, total: int | None, attempt: int, *, upload: bool
+    ) -> ProgressTracker:
+        return ProgressTracker(
+            callback, total=total, upload=upload, interval=self._progress_interval, attempt=attempt
+        )
 
     async def membership_usage(
         self,
@@ -219,17 +273,44 @@ class AsyncRembg:
         return [BillingCycleSummary.from_json(item) for item in body.get("billingCycles", [])]
 
     async def _get_usage(self, params: dict[str, str]) -> dict[str, Any]:
+        self._open()
+        return await self._retry.run(lambda attempt: self._get_usage_once(params))
+
+    async def _get_usage_once(self, params: dict[str, str]) -> dict[str, Any]:
         session = self._open()
         url = self._account_url / "api" / "membership-usage"
-        with _transport_errors(url):
-            async with session.get(
-                url, params=params, headers=self._headers(), allow_redirects=False
-            ) as response:
-                await _raise_for_status(response)
-                body = await response.json(content_type=None)
+        async with self._limiter.slot():
+            with _transport_errors(url):
+                async with session.get(
+                    url,
+                    params=params,
+                    headers=self._headers(),
+                    allow_redirects=False,
+                    **_timeout_argument(self._timeout),
+                ) as response:
+                    await self._raise_for_status(response)
+                    try:
+                        body = await response.json(content_type=None)
+                    except ValueError:
+                        body = None
         if not isinstance(body, dict):
-            raise error_from_response(502, b"the usage answer is not a JSON object", {})
+            raise APIResponseError("the usage answer is not a JSON object")
         return body
+
+    async def _raise_for_status(self, response: aiohttp.ClientResponse) -> None:
+        if response.status == 200:
+            return
+        body = await response.content.read(MAX_ERROR_BODY)
+        error = error_from_response(response.status, body, response.headers)
+        wait = error.retry_after if isinstance(error, RateLimitError) else None
+        if wait is not None and wait <= self._retry.max_retry_after:
+            self._limiter.hold_off(wait)  # every call of this client waits, not only this one
+        raise error
+
+
+def _timeout_argument(timeout: Timeout | None) -> dict[str, aiohttp.ClientTimeout]:
+    """``timeout=`` for aiohttp when one was set, so a user's own session keeps its own."""
+    return {} if timeout is None else {"timeout": timeout.to_aiohttp()}
 
 
 def _resolve_options(
@@ -279,13 +360,6 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
-
-
-async def _raise_for_status(response: aiohttp.ClientResponse) -> None:
-    if response.status == 200:
-        return
-    body = await response.content.read(MAX_ERROR_BODY)
-    raise error_from_response(response.status, body, response.headers)
 
 
 @contextlib.contextmanager

@@ -19,6 +19,7 @@ import aiofiles
 import aiohttp
 
 from ._contract import OUTPUT_FORMATS
+from ._exceptions import APIResponseError
 from ._imageinfo import extension_for, sniff_kind
 from ._progress import ProgressTracker
 from ._results import Base64Image, ImageFile
@@ -29,9 +30,28 @@ _KINDS: Final = {mime: kind for kind, mime in OUTPUT_FORMATS.items()}
 
 
 def real_content_type(first_bytes: bytes, declared: str) -> str:
-    """The MIME type of the body: from its signature, else the declared one."""
+    """The MIME type of the body, from its signature; an answer that is no image is an error.
+
+    A wrong ``Content-Type`` over a real image is forgiven: the bytes are what count.
+    """
     kind = sniff_kind(first_bytes)
-    return OUTPUT_FORMATS[kind] if kind is not None else declared
+    if kind is None:
+        raise APIResponseError(
+            f"the server answered 200 with something that is no image ({declared})"
+        )
+    return OUTPUT_FORMATS[kind]
+
+
+def body_length(response: aiohttp.ClientResponse) -> int | None:
+    """The number of body bytes to expect, if known: none when the body is encoded (gzip)."""
+    if response.headers.get("Content-Encoding", "identity").lower() != "identity":
+        return None  # Content-Length counts encoded bytes; we count decoded ones
+    return response.content_length
+
+
+def _check_not_empty(size: int) -> None:
+    if size == 0:
+        raise APIResponseError("the server answered 200 with an empty body")
 
 
 async def receive_file(
@@ -85,6 +105,7 @@ async def _write_body(
             await file.write(chunk)
             size += len(chunk)
             await tracker.advance(len(chunk))
+    _check_not_empty(size)
     await tracker.finish()
     return content_type, size
 
@@ -105,6 +126,7 @@ async def receive_base64(response: aiohttp.ClientResponse, tracker: ProgressTrac
         pending = pending[whole:]
         await tracker.advance(len(chunk))
     encoded.append(base64.b64encode(pending))
+    _check_not_empty(size)
     await tracker.finish()
     data_url = f"data:{content_type};base64," + b"".join(encoded).decode("ascii")
     return Base64Image(base64_image=data_url, content_type=content_type, size=size)

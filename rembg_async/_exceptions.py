@@ -27,7 +27,18 @@ MAX_KEPT_BODY: Final = 2048
 
 
 class RembgError(Exception):
-    """The base of every error this library raises."""
+    """The base of every error this library raises.
+
+    ``attempts`` is how many attempts were made before giving up (retries included).
+    """
+
+    attempts: int = 1
+
+    def _with_attempts(self, text: str) -> str:
+        return text if self.attempts <= 1 else f"{text} (after {self.attempts} attempts)"
+
+    def __str__(self) -> str:
+        return self._with_attempts(super().__str__())
 
 
 class InvalidInputError(RembgError, ValueError):
@@ -67,7 +78,7 @@ class APIStatusError(RembgError):
         self.headers: Mapping[str, str] = dict(headers or {})
 
     def __str__(self) -> str:
-        return f"{self.status} {self.message}"
+        return self._with_attempts(f"{self.status} {self.message}")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(status={self.status}, message={self.message!r})"
@@ -135,8 +146,19 @@ class APIConnectionError(RembgError):
     """The exchange failed below HTTP: connection refused or dropped, a truncated body."""
 
 
+class APIResponseError(APIConnectionError):
+    """The server said 200 but its answer is unusable: a body that is no image."""
+
+
+TimeoutKind = Literal["connect", "read", "attempt"]
+
+
 class APITimeoutError(APIConnectionError, TimeoutError):
-    """No answer in time."""
+    """No answer in time; ``timeout`` names the limit that fired (see :class:`Timeout`)."""
+
+    def __init__(self, message: str, *, timeout: TimeoutKind) -> None:
+        super().__init__(message)
+        self.timeout: TimeoutKind = timeout
 
 
 _STATUS_CLASSES: Final[dict[int, type[APIStatusError]]] = {
@@ -222,8 +244,14 @@ def _details(raw: object) -> list[FieldDetail]:
 
 def error_from_transport(error: BaseException, *, url: str) -> APIConnectionError:
     """Our exception for an aiohttp or socket failure talking to ``url``."""
-    if isinstance(error, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
-        return APITimeoutError(f"timed out talking to {url}")
+    if isinstance(error, aiohttp.ConnectionTimeoutError):
+        return APITimeoutError(f"timed out connecting to {url}", timeout="connect")
+    if isinstance(error, aiohttp.SocketTimeoutError):
+        return APITimeoutError(
+            f"{url} went silent for longer than the read timeout", timeout="read"
+        )
+    if isinstance(error, asyncio.TimeoutError):
+        return APITimeoutError(f"the attempt on {url} passed its deadline", timeout="attempt")
     if isinstance(error, aiohttp.ClientPayloadError):
         return APIConnectionError(f"the answer from {url} was cut short: {error}")
     return APIConnectionError(f"connection to {url} failed: {error}")

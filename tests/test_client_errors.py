@@ -21,6 +21,7 @@ from rembg_async import (
     RateLimitError,
     RembgError,
     ServerError,
+    Timeout,
 )
 from rembg_async._exceptions import error_from_response, retry_after_seconds
 from rembg_async.server import FAULT_HEADER, Account, LocalServer, RateLimits, ServerConfig
@@ -40,7 +41,7 @@ async def call(server: LocalServer, *, key: str | None = SECRET, fault: str | No
     headers = {FAULT_HEADER: fault} if fault else {}
     async with (
         aiohttp.ClientSession(headers=headers) as session,
-        AsyncRembg(key, base_url=server.url, session=session) as client,
+        AsyncRembg(key, base_url=server.url, session=session, max_retries=0) as client,
     ):
         await (await client.remove(make_image())).cleanup()
 
@@ -170,22 +171,40 @@ async def test_connection_refused() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    async with AsyncRembg("k", base_url=f"http://127.0.0.1:{port}") as client:
+    async with AsyncRembg("k", base_url=f"http://127.0.0.1:{port}", max_retries=0) as client:
         with pytest.raises(APIConnectionError, match="connection to"):
             await client.remove(make_image())
 
 
-async def test_timeout_is_a_timeout_error(server: LocalServer) -> None:
-    """A server slower than the read timeout raises APITimeoutError, a TimeoutError too."""
-    timeout = aiohttp.ClientTimeout(sock_read=0.2)
+@pytest.mark.parametrize(
+    ("timeout", "kind"),
+    [(Timeout(read=0.2), "read"), (Timeout(attempt=0.3), "attempt")],
+    ids=["read", "attempt"],
+)
+async def test_timeout_is_a_timeout_error(server: LocalServer, timeout: Timeout, kind: str) -> None:
+    """A server slower than a timeout raises APITimeoutError (a TimeoutError too), naming it."""
     async with (
-        aiohttp.ClientSession(headers={FAULT_HEADER: "latency=5"}, timeout=timeout) as session,
-        AsyncRembg(SECRET, base_url=server.url, session=session) as client,
+        aiohttp.ClientSession(headers={FAULT_HEADER: "latency=5"}) as session,
+        AsyncRembg(SECRET, base_url=server.url, session=session, max_retries=0) as client,
     ):
         with pytest.raises(APITimeoutError) as caught:
-            await client.remove(make_image())
+            await client.remove(make_image(), timeout=timeout)
+    assert caught.value.timeout == kind
     assert isinstance(caught.value, TimeoutError)
     assert isinstance(caught.value, RembgError)
+
+
+async def test_session_timeout_is_respected(server: LocalServer) -> None:
+    """With no timeout= given, a user's own session keeps its own timeouts."""
+    session_timeout = aiohttp.ClientTimeout(sock_read=0.2)
+    async with (
+        aiohttp.ClientSession(
+            headers={FAULT_HEADER: "latency=5"}, timeout=session_timeout
+        ) as session,
+        AsyncRembg(SECRET, base_url=server.url, session=session, max_retries=0) as client,
+    ):
+        with pytest.raises(APITimeoutError):
+            await client.remove(make_image())
 
 
 async def test_the_key_never_shows(server: LocalServer, caplog: pytest.LogCaptureFixture) -> None:

@@ -101,7 +101,8 @@ async def faulty_client(
 ) -> tuple[AsyncRembg, aiohttp.ClientSession]:
     """A client whose every request asks ``server`` for ``fault``."""
     session = aiohttp.ClientSession(headers={FAULT_HEADER: fault})
-    return AsyncRembg(server.api_key, base_url=server.url, session=session), session
+    client = AsyncRembg(server.api_key, base_url=server.url, session=session, max_retries=0)
+    return client, session
 
 
 @pytest.mark.parametrize("fault", ["truncate", "drop=download"])

@@ -7,11 +7,11 @@ import inspect
 import rembg_async
 
 DOCUMENTED = {
-    "APIConnectionError", "APIStatusError", "APITimeoutError", "AsyncRembg", "AuthenticationError",
-    "BadRequestError", "Base64Image", "BillingCycle", "BillingCycleSummary", "ImageFile",
-    "InvalidInputError", "MembershipUsage", "PaymentRequiredError", "PermissionDeniedError",
-    "ProgressEvent", "RateLimitError", "RembgError", "RemoveOptions", "ServerError",
-    "__version__", "rembg",
+    "APIConnectionError", "APIResponseError", "APIStatusError", "APITimeoutError",
+    "AsyncRembg", "AuthenticationError", "BadRequestError", "Base64Image", "BillingCycle",
+    "BillingCycleSummary", "ImageFile", "InvalidInputError", "MembershipUsage",
+    "PaymentRequiredError", "PermissionDeniedError", "ProgressEvent", "RateLimitError",
+    "RembgError", "RemoveOptions", "RetryPolicy", "ServerError", "Timeout", "__version__", "rembg",
 }  # fmt: skip
 
 

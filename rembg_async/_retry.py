@@ -1,0 +1,75 @@
+"""RetryPolicy: which failures are worth another attempt, and how long to wait before it.
+
+Retried: connection failures, timeouts, truncated or unusable answers, and the statuses 408,
+409, 429 and 5xx. Never retried: refused input and 400, 401, 402, 403 (they would fail again).
+The wait is the server's ``Retry-After`` (or ``retry-after-ms``) when it gives one, up to
+``max_retry_after``; a longer one (a daily or monthly limit) is raised at once, with
+``retry_after`` set, rather than slept through. Otherwise: exponential backoff with jitter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from typing import Final, TypeVar
+
+import attrs
+
+from ._exceptions import APIConnectionError, APIStatusError, RembgError, retry_after_seconds
+
+T = TypeVar("T")
+
+RETRYABLE_STATUSES: Final = frozenset({408, 409, 429})
+
+
+@attrs.frozen(kw_only=True)
+class RetryPolicy:
+    """How a client retries; set on the client, and overridable per call.
+
+    ``max_retries`` further attempts (so ``max_retries + 1`` in all); backoff starts at
+    ``initial_backoff`` seconds and doubles up to ``max_backoff``, each wait jittered over its
+    upper half; ``max_retry_after`` caps the waits a server may ask for. ``wait=False`` keeps
+    every rule but sleeps zero seconds: the switch for tests.
+    """
+
+    max_retries: int = attrs.field(default=2, validator=attrs.validators.ge(0))
+    initial_backoff: float = 0.5
+    max_backoff: float = 8.0
+    max_retry_after: float = 60.0
+    wait: bool = True
+
+    def is_retryable(self, error: BaseException) -> bool:
+        """Whether ``error`` is worth another attempt."""
+        if isinstance(error, APIConnectionError):
+            return True
+        if isinstance(error, APIStatusError):
+            return error.status in RETRYABLE_STATUSES or error.status >= 500
+        return False
+
+    def delay(self, error: RembgError, attempt: int) -> float | None:
+        """Seconds to wait after failed ``attempt`` (1-based), or None to give up now."""
+        if attempt > self.max_retries or not self.is_retryable(error):
+            return None
+        asked = retry_after_seconds(error.headers) if isinstance(error, APIStatusError) else None
+        if asked is not None:
+            return asked if asked <= self.max_retry_after else None
+        ceiling = min(self.max_backoff, self.initial_backoff * 2 ** (attempt - 1))
+        return random.uniform(ceiling / 2, ceiling)
+
+    async def run(self, attempt_once: Callable[[int], Awaitable[T]]) -> T:
+        """Call ``attempt_once(1)``, ``attempt_once(2)``, … until one succeeds or we give up.
+
+        The final error carries ``attempts``, the number of attempts made.
+        """
+        attempt = 1
+        while True:
+            try:
+                return await attempt_once(attempt)
+            except RembgError as error:
+                error.attempts = attempt
+                delay = self.delay(error, attempt)
+                if delay is None:
+                    raise
+            await asyncio.sleep(delay if self.wait else 0)
+            attempt += 1
