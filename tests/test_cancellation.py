@@ -1,0 +1,119 @@
+"""Cancelling a call at any point: CancelledError, and nothing left behind."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from pathlib import Path
+
+import aiohttp
+import psutil
+import pytest
+from conftest import make_image
+
+from rembg_async import AsyncRembg, ProgressEvent, RetryPolicy
+from rembg_async.server import FAULT_HEADER, LocalServer, ServerConfig
+
+LARGE = make_image((2000, 1500), "BMP")  # 9 MB: an upload that takes many chunks
+
+
+@pytest.fixture
+def server(rembg_server_factory) -> LocalServer:
+    """A server with fault injection."""
+    return rembg_server_factory(ServerConfig(faults=True))
+
+
+@pytest.fixture
+def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The client's temporary folder, for this test alone."""
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+def established(server: LocalServer) -> int:
+    """How many connections this process has open to the server."""
+    port = int(server.url.rsplit(":", 1)[1])
+    return sum(
+        1 for c in psutil.Process().net_connections("tcp")
+        if c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED
+    )  # fmt: skip
+
+
+async def cancel_when(task: asyncio.Task[object], ready: asyncio.Event) -> None:
+    """Cancel ``task`` once ``ready`` is set; it must end in CancelledError."""
+    await ready.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def assert_nothing_left(server: LocalServer, folder: Path, tasks_before: set[object]) -> None:
+    """No file in ``folder``, no connection to the server, no new task."""
+    await asyncio.sleep(0.05)  # let the loop finish closing what the cancellation closed
+    assert list(folder.iterdir()) == []
+    assert established(server) == 0
+    assert asyncio.all_tasks() - {asyncio.current_task()} <= tasks_before
+
+
+async def test_cancel_during_upload(server: LocalServer, private_tmp: Path) -> None:
+    """Cancelled while the image is going out: the connection is closed, no task remains."""
+    before = asyncio.all_tasks() - {asyncio.current_task()}
+    uploading = asyncio.Event()
+
+    def on_upload(event: ProgressEvent) -> None:
+        if 0 < event.loaded < (event.total or 0):
+            uploading.set()
+
+    async with AsyncRembg(server.api_key, base_url=server.url, progress_interval=0) as client:
+        task = asyncio.create_task(client.remove(LARGE, on_upload_progress=on_upload))
+        await cancel_when(task, uploading)
+        await asyncio.sleep(0.05)
+        assert established(server) == 0  # closed, not kept in the pool, while the client lives
+    await assert_nothing_left(server, private_tmp, before)
+
+
+async def test_cancel_between_retries(server: LocalServer, private_tmp: Path) -> None:
+    """Cancelled while waiting to retry: no second attempt starts, nothing is left."""
+    before = asyncio.all_tasks() - {asyncio.current_task()}
+    attempts: list[int] = []
+    first_sent = asyncio.Event()
+
+    def on_upload(event: ProgressEvent) -> None:
+        attempts.append(event.attempt)
+        if event.progress == 1.0:
+            first_sent.set()
+
+    policy = RetryPolicy(max_retries=3, initial_backoff=30, max_backoff=30)
+    async with (
+        aiohttp.ClientSession(headers={FAULT_HEADER: "status=503"}) as session,
+        AsyncRembg(server.api_key, base_url=server.url, session=session, retry=policy) as client,
+    ):
+        task = asyncio.create_task(client.remove(make_image(), on_upload_progress=on_upload))
+        await first_sent.wait()
+        await asyncio.sleep(0.3)  # the 503 arrives, and the client starts its 15-30 s wait
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert set(attempts) == {1}
+    await assert_nothing_left(server, private_tmp, before)
+
+
+async def test_cancel_during_download(server: LocalServer, private_tmp: Path) -> None:
+    """Cancelled while the answer trickles in: the partial file is deleted."""
+    before = asyncio.all_tasks() - {asyncio.current_task()}
+    downloading = asyncio.Event()
+    async with (
+        aiohttp.ClientSession(headers={FAULT_HEADER: "trickle=0.05,chunk=500"}) as session,
+        AsyncRembg(server.api_key, base_url=server.url, session=session) as client,
+    ):
+        task = asyncio.create_task(
+            client.remove(
+                make_image((200, 150), "BMP"), on_download_progress=lambda e: downloading.set()
+            )
+        )
+        await cancel_when(task, downloading)
+        await asyncio.sleep(0.05)
+        assert established(server) == 0
+    await assert_nothing_left(server, private_tmp, before)

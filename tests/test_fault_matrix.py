@@ -1,0 +1,143 @@
+"""Every injected fault, in the upload or the download phase, recovered from or not.
+
+For each: the outcome, the number of attempts, no file left behind, no connection left open,
+no task left pending, and (when there is a result) bytes identical to a clean run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import psutil
+import pytest
+from conftest import make_image
+
+from rembg_async import (
+    APIConnectionError,
+    APIResponseError,
+    AsyncRembg,
+    ProgressEvent,
+    RateLimitError,
+    RembgError,
+    RemoveOptions,
+    RetryPolicy,
+    ServerError,
+    Timeout,
+)
+from rembg_async.server import FAULT_HEADER, LocalServer, ServerConfig
+
+IMAGE = make_image((120, 90))
+OPTIONS = RemoveOptions(format="png")
+POLICY = RetryPolicy(max_retries=2, wait=False)
+_unique = itertools.count()
+
+
+def fault(text: str, phase: str, error: type[RembgError]) -> object:
+    """One row of the matrix: the fault, the error when retries run out; the id names the phase."""
+    return pytest.param(text, error, id=f"{phase}:{text.split(',')[0]}")
+
+
+FAULTS = [
+    fault("drop=upload", "upload", APIConnectionError),
+    fault("status=500", "answer", ServerError),
+    fault("status=502", "answer", ServerError),
+    fault("status=503,retry_after=0", "answer", ServerError),
+    fault("status=429,retry_after=0", "answer", RateLimitError),
+    fault("latency=3", "answer", APIConnectionError),  # with a 0.3 s read timeout
+    fault("drop=download", "download", APIConnectionError),
+    fault("truncate", "download", APIConnectionError),
+    fault("garbage", "download", APIResponseError),
+]
+
+
+@pytest.fixture
+def server(rembg_server_factory) -> LocalServer:
+    """A server with fault injection."""
+    return rembg_server_factory(ServerConfig(faults=True))
+
+
+@pytest.fixture
+def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The client's temporary folder, for this test alone."""
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+@pytest.fixture
+async def clean_bytes(server: LocalServer) -> bytes:
+    """The result of a run with no fault, to compare recovered results with."""
+    async with AsyncRembg(server.api_key, base_url=server.url) as client:
+        return (await client.remove(IMAGE, OPTIONS, return_base64=True)).base64_image.encode()
+
+
+def open_connections(port: int) -> list[object]:
+    """This process's established TCP connections to the server."""
+    return [
+        c for c in psutil.Process().net_connections("tcp")
+        if c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED
+    ]  # fmt: skip
+
+
+async def pending_tasks() -> set[asyncio.Task[object]]:
+    """Tasks other than this one, once the loop has had a turn to finish closing."""
+    await asyncio.sleep(0.05)
+    return asyncio.all_tasks() - {asyncio.current_task()}  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def no_leaks(server: LocalServer, private_tmp: Path) -> AsyncIterator[None]:
+    """After the test: no temporary file, no open connection, no pending task."""
+    before = await pending_tasks()
+    yield
+    port = int(server.url.rsplit(":", 1)[1])
+    assert list(private_tmp.iterdir()) == []
+    assert open_connections(port) == []
+    assert await pending_tasks() <= before
+
+
+@pytest.mark.parametrize("recovers", [True, False], ids=["recovers", "exhausts"])
+@pytest.mark.parametrize(("fault_text", "error"), FAULTS)
+@pytest.mark.usefixtures("no_leaks")
+async def test_fault(
+    server: LocalServer,
+    tmp_path: Path,
+    clean_bytes: bytes,
+    fault_text: str,
+    error: type[RembgError],
+    recovers: bool,
+) -> None:
+    """The outcome and the attempts, for one fault that stops or does not."""
+    times = POLICY.max_retries if recovers else 99
+    header = f"{fault_text},times={times},id={next(_unique)}"
+    attempts: set[int] = set()
+
+    def record(event: ProgressEvent) -> None:
+        attempts.add(event.attempt)
+
+    output = tmp_path / "out" / "cut.png"
+    async with (
+        aiohttp.ClientSession(headers={FAULT_HEADER: header}) as session,
+        AsyncRembg(server.api_key, base_url=server.url, session=session, retry=POLICY) as client,
+    ):
+        call = client.remove(
+            IMAGE, OPTIONS, output_path=output, on_upload_progress=record, timeout=Timeout(read=0.3)
+        )
+        if recovers:
+            result = await call
+            assert result.output_image_path == output
+            with_base64 = await client.remove(IMAGE, OPTIONS, return_base64=True)
+            assert with_base64.base64_image.encode() == clean_bytes
+            assert output.stat().st_size == result.size
+            assert attempts == {1, 2, 3}
+        else:
+            with pytest.raises(error) as caught:
+                await call
+            assert caught.value.attempts == 3
+            assert not output.parent.exists() or list(output.parent.iterdir()) == []
