@@ -221,3 +221,22 @@ async def test_the_key_never_shows(server: LocalServer, caplog: pytest.LogCaptur
     seen += [record.getMessage() for record in caplog.records]
     assert seen
     assert not [text for text in seen if SECRET in text]
+
+
+@pytest.mark.parametrize(
+    ("failure", "kind"),
+    [
+        (aiohttp.ConnectionTimeoutError(), "connect"),
+        (aiohttp.SocketTimeoutError(), "read"),
+        (TimeoutError(), "attempt"),
+    ],
+    ids=["connect", "read", "attempt"],
+)
+def test_each_timeout_is_named(failure: BaseException, kind: str) -> None:
+    """aiohttp's timeouts map to APITimeoutError naming the limit (a real connect timeout
+    needs an address that does not answer, which these tests may not send traffic to)."""
+    from rembg_async._exceptions import error_from_transport
+
+    error = error_from_transport(failure, url="http://127.0.0.1:1")
+    assert isinstance(error, APITimeoutError)
+    assert error.timeout == kind

@@ -18,6 +18,8 @@ from rembg_async import (
     ProgressEvent,
     RateLimitError,
     RemoveOptions,
+    RetryPolicy,
+    Timeout,
     rembg,
 )
 
@@ -36,7 +38,10 @@ async def main() -> None:
         print(result.output_image_path)
         await result.cleanup()
 
-    async with AsyncRembg(api_key="key") as client:
+    policy = RetryPolicy(max_retries=5, max_retry_after=30, wait=False)
+    async with AsyncRembg(
+        api_key="key", retry=policy, timeout=Timeout(connect=5, read=30), max_concurrency=8
+    ) as client:
         image: ImageFile = await client.remove(
             "cat.jpg",
             RemoveOptions(format="png", w=800, bg_color="#ffffff"),
@@ -48,7 +53,9 @@ async def main() -> None:
             pass
         b64: Base64Image = await client.remove(b"...", return_base64=True)
         print(b64.base64_image)
-        saved: ImageFile = await client.remove({"base64": "..."}, output_path="out/cat.webp")
+        saved: ImageFile = await client.remove(
+            {"base64": "..."}, output_path="out/cat.webp", timeout=Timeout(attempt=60)
+        )
         print(saved)
         usage: MembershipUsage = await client.membership_usage(billing_cycle=True)
         cycles: list[BillingCycleSummary] = await client.billing_cycles()
