@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import AsyncIterator, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -209,3 +210,37 @@ async def api(rembg_server: LocalServer) -> AsyncIterator[Any]:
 
     async with AsyncRembg(rembg_server.api_key, base_url=rembg_server.url) as client:
         yield client
+
+
+@pytest.fixture
+def faulty_server(rembg_server_factory: Any) -> LocalServer:
+    """A server with fault injection enabled."""
+    from rembg_async.server import ServerConfig
+
+    server: LocalServer = rembg_server_factory(ServerConfig(faults=True))
+    return server
+
+
+@pytest.fixture
+def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The client's temporary folder, for this test alone (to see what is left in it)."""
+    import tempfile
+
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+def open_connections(server: LocalServer) -> int:
+    """How many TCP connections this process has established to ``server``."""
+    import psutil
+
+    port = int(server.url.rsplit(":", 1)[1])
+    return sum(
+        1
+        for connection in psutil.Process().net_connections("tcp")
+        if connection.raddr
+        and connection.raddr.port == port
+        and connection.status == psutil.CONN_ESTABLISHED
+    )

@@ -3,42 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import tempfile
 from pathlib import Path
 
 import aiohttp
-import psutil
 import pytest
-from conftest import make_image
+from conftest import make_image, open_connections
 
 from rembg_async import AsyncRembg, ProgressEvent, RetryPolicy
-from rembg_async.server import FAULT_HEADER, LocalServer, ServerConfig
+from rembg_async.server import FAULT_HEADER, LocalServer
 
 LARGE = make_image((2000, 1500), "BMP")  # 9 MB: an upload that takes many chunks
-
-
-@pytest.fixture
-def server(rembg_server_factory) -> LocalServer:
-    """A server with fault injection."""
-    return rembg_server_factory(ServerConfig(faults=True))
-
-
-@pytest.fixture
-def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The client's temporary folder, for this test alone."""
-    folder = tmp_path / "tmp"
-    folder.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(folder))
-    return folder
-
-
-def established(server: LocalServer) -> int:
-    """How many connections this process has open to the server."""
-    port = int(server.url.rsplit(":", 1)[1])
-    return sum(
-        1 for c in psutil.Process().net_connections("tcp")
-        if c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED
-    )  # fmt: skip
 
 
 async def cancel_when(task: asyncio.Task[object], ready: asyncio.Event) -> None:
@@ -53,11 +27,11 @@ async def assert_nothing_left(server: LocalServer, folder: Path, tasks_before: s
     """No file in ``folder``, no connection to the server, no new task."""
     await asyncio.sleep(0.05)  # let the loop finish closing what the cancellation closed
     assert list(folder.iterdir()) == []
-    assert established(server) == 0
+    assert open_connections(server) == 0
     assert asyncio.all_tasks() - {asyncio.current_task()} <= tasks_before
 
 
-async def test_cancel_during_upload(server: LocalServer, private_tmp: Path) -> None:
+async def test_cancel_during_upload(faulty_server: LocalServer, private_tmp: Path) -> None:
     """Cancelled while the image is going out: the connection is closed, no task remains."""
     before = asyncio.all_tasks() - {asyncio.current_task()}
     uploading = asyncio.Event()
@@ -66,15 +40,19 @@ async def test_cancel_during_upload(server: LocalServer, private_tmp: Path) -> N
         if 0 < event.loaded < (event.total or 0):
             uploading.set()
 
-    async with AsyncRembg(server.api_key, base_url=server.url, progress_interval=0) as client:
+    async with AsyncRembg(
+        faulty_server.api_key, base_url=faulty_server.url, progress_interval=0
+    ) as client:
         task = asyncio.create_task(client.remove(LARGE, on_upload_progress=on_upload))
         await cancel_when(task, uploading)
         await asyncio.sleep(0.05)
-        assert established(server) == 0  # closed, not kept in the pool, while the client lives
-    await assert_nothing_left(server, private_tmp, before)
+        assert (
+            open_connections(faulty_server) == 0
+        )  # closed, not kept in the pool, while the client lives
+    await assert_nothing_left(faulty_server, private_tmp, before)
 
 
-async def test_cancel_between_retries(server: LocalServer, private_tmp: Path) -> None:
+async def test_cancel_between_retries(faulty_server: LocalServer, private_tmp: Path) -> None:
     """Cancelled while waiting to retry: no second attempt starts, nothing is left."""
     before = asyncio.all_tasks() - {asyncio.current_task()}
     attempts: list[int] = []
@@ -88,7 +66,9 @@ async def test_cancel_between_retries(server: LocalServer, private_tmp: Path) ->
     policy = RetryPolicy(max_retries=3, initial_backoff=30, max_backoff=30)
     async with (
         aiohttp.ClientSession(headers={FAULT_HEADER: "status=503"}) as session,
-        AsyncRembg(server.api_key, base_url=server.url, session=session, retry=policy) as client,
+        AsyncRembg(
+            faulty_server.api_key, base_url=faulty_server.url, session=session, retry=policy
+        ) as client,
     ):
         task = asyncio.create_task(client.remove(make_image(), on_upload_progress=on_upload))
         await first_sent.wait()
@@ -97,16 +77,16 @@ async def test_cancel_between_retries(server: LocalServer, private_tmp: Path) ->
         with pytest.raises(asyncio.CancelledError):
             await task
     assert set(attempts) == {1}
-    await assert_nothing_left(server, private_tmp, before)
+    await assert_nothing_left(faulty_server, private_tmp, before)
 
 
-async def test_cancel_during_download(server: LocalServer, private_tmp: Path) -> None:
+async def test_cancel_during_download(faulty_server: LocalServer, private_tmp: Path) -> None:
     """Cancelled while the answer trickles in: the partial file is deleted."""
     before = asyncio.all_tasks() - {asyncio.current_task()}
     downloading = asyncio.Event()
     async with (
         aiohttp.ClientSession(headers={FAULT_HEADER: "trickle=0.05,chunk=500"}) as session,
-        AsyncRembg(server.api_key, base_url=server.url, session=session) as client,
+        AsyncRembg(faulty_server.api_key, base_url=faulty_server.url, session=session) as client,
     ):
         task = asyncio.create_task(
             client.remove(
@@ -115,5 +95,5 @@ async def test_cancel_during_download(server: LocalServer, private_tmp: Path) ->
         )
         await cancel_when(task, downloading)
         await asyncio.sleep(0.05)
-        assert established(server) == 0
-    await assert_nothing_left(server, private_tmp, before)
+        assert open_connections(faulty_server) == 0
+    await assert_nothing_left(faulty_server, private_tmp, before)

@@ -6,7 +6,6 @@ import asyncio
 import base64
 import io
 import stat
-import tempfile
 from pathlib import Path
 
 import aiohttp
@@ -15,16 +14,7 @@ from conftest import make_image
 from PIL import Image
 
 from rembg_async import APIConnectionError, AsyncRembg, ImageFile, RemoveOptions
-from rembg_async.server import FAULT_HEADER, LocalServer, ServerConfig
-
-
-@pytest.fixture
-def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A temporary directory of the test's own, used for the client's temporary results."""
-    folder = tmp_path / "tmp"
-    folder.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(folder))
-    return folder
+from rembg_async.server import FAULT_HEADER, LocalServer
 
 
 @pytest.mark.parametrize(
@@ -88,12 +78,6 @@ async def test_base64_data_url_has_the_real_type(api: AsyncRembg) -> None:
     raw = base64.b64decode(data)
     assert len(raw) == result.size
     assert Image.open(io.BytesIO(raw)).format == "JPEG"
-
-
-@pytest.fixture
-def faulty_server(rembg_server_factory) -> LocalServer:
-    """A server with fault injection."""
-    return rembg_server_factory(ServerConfig(faults=True))
 
 
 async def faulty_client(

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
-import psutil
 import pytest
-from conftest import make_image
+from conftest import make_image, open_connections
 
 from rembg_async import (
     APIConnectionError,
@@ -29,7 +27,7 @@ from rembg_async import (
     ServerError,
     Timeout,
 )
-from rembg_async.server import FAULT_HEADER, LocalServer, ServerConfig
+from rembg_async.server import FAULT_HEADER, LocalServer
 
 IMAGE = make_image((120, 90))
 OPTIONS = RemoveOptions(format="png")
@@ -56,33 +54,10 @@ FAULTS = [
 
 
 @pytest.fixture
-def server(rembg_server_factory) -> LocalServer:
-    """A server with fault injection."""
-    return rembg_server_factory(ServerConfig(faults=True))
-
-
-@pytest.fixture
-def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The client's temporary folder, for this test alone."""
-    folder = tmp_path / "tmp"
-    folder.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(folder))
-    return folder
-
-
-@pytest.fixture
-async def clean_bytes(server: LocalServer) -> bytes:
+async def clean_bytes(faulty_server: LocalServer) -> bytes:
     """The result of a run with no fault, to compare recovered results with."""
-    async with AsyncRembg(server.api_key, base_url=server.url) as client:
+    async with AsyncRembg(faulty_server.api_key, base_url=faulty_server.url) as client:
         return (await client.remove(IMAGE, OPTIONS, return_base64=True)).base64_image.encode()
-
-
-def open_connections(port: int) -> list[object]:
-    """This process's established TCP connections to the server."""
-    return [
-        c for c in psutil.Process().net_connections("tcp")
-        if c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED
-    ]  # fmt: skip
 
 
 async def pending_tasks() -> set[asyncio.Task[object]]:
@@ -92,13 +67,12 @@ async def pending_tasks() -> set[asyncio.Task[object]]:
 
 
 @pytest.fixture
-async def no_leaks(server: LocalServer, private_tmp: Path) -> AsyncIterator[None]:
+async def no_leaks(faulty_server: LocalServer, private_tmp: Path) -> AsyncIterator[None]:
     """After the test: no temporary file, no open connection, no pending task."""
     before = await pending_tasks()
     yield
-    port = int(server.url.rsplit(":", 1)[1])
     assert list(private_tmp.iterdir()) == []
-    assert open_connections(port) == []
+    assert open_connections(faulty_server) == 0
     assert await pending_tasks() <= before
 
 
@@ -106,7 +80,7 @@ async def no_leaks(server: LocalServer, private_tmp: Path) -> AsyncIterator[None
 @pytest.mark.parametrize(("fault_text", "error"), FAULTS)
 @pytest.mark.usefixtures("no_leaks")
 async def test_fault(
-    server: LocalServer,
+    faulty_server: LocalServer,
     tmp_path: Path,
     clean_bytes: bytes,
     fault_text: str,
@@ -124,7 +98,9 @@ async def test_fault(
     output = tmp_path / "out" / "cut.png"
     async with (
         aiohttp.ClientSession(headers={FAULT_HEADER: header}) as session,
-        AsyncRembg(server.api_key, base_url=server.url, session=session, retry=POLICY) as client,
+        AsyncRembg(
+            faulty_server.api_key, base_url=faulty_server.url, session=session, retry=POLICY
+        ) as client,
     ):
         call = client.remove(
             IMAGE, OPTIONS, output_path=output, on_upload_progress=record, timeout=Timeout(read=0.3)
