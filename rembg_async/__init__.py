@@ -1,6 +1,8 @@
 """rembg-async: an async-first client for the RemBG background-removal API."""
 
+from ._adapters import rich_progress, tqdm_progress
 from ._api import rembg
+from ._batch import BatchItem, BatchProgress, BatchRun
 from ._client import AsyncRembg
 from ._exceptions import (
     APIConnectionError,
@@ -33,6 +35,9 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "Base64Image",
+    "BatchItem",
+    "BatchProgress",
+    "BatchRun",
     "BillingCycle",
     "BillingCycleSummary",
     "ImageFile",
@@ -49,4 +54,6 @@ __all__ = [
     "Timeout",
     "__version__",
     "rembg",
+    "rich_progress",
+    "tqdm_progress",
 ]

@@ -8,7 +8,7 @@ import ipaddress
 import logging
 import os
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterable, Iterable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Literal, overload
@@ -17,6 +17,7 @@ import aiohttp
 import attrs
 from yarl import URL
 
+from ._batch import BatchProgressCallback, BatchRun
 from ._contract import API_KEY_HEADER, MSG_PERIOD_WITH_CALENDAR, out_of_range_message
 from ._download import body_length, receive_base64, receive_file
 from ._exceptions import (
@@ -247,6 +248,37 @@ class AsyncRembg:
     ) -> ProgressTracker:
         return ProgressTracker(
             callback, total=total, upload=upload, interval=self._progress_interval, attempt=attempt
+        )
+
+    def remove_many(
+        self,
+        inputs: Iterable[Any] | AsyncIterable[Any],
+        options: RemoveOptions | None = None,
+        *,
+        concurrency: int = 8,
+        output_dir: str | os.PathLike[str] | None = None,
+        on_progress: BatchProgressCallback | None = None,
+        skip_existing: bool = False,
+        manifest: str | os.PathLike[str] | None = None,
+    ) -> BatchRun:
+        """Remove many backgrounds, ``concurrency`` at a time, yielding :class:`BatchItem` objects.
+
+        ``inputs`` (any iterable or async iterable, consumed lazily) are what :meth:`remove`
+        takes. Results go to ``output_dir`` (named after each input, made safe) or to temporary
+        files. ``skip_existing`` skips inputs whose output is already there; ``manifest`` appends
+        one JSON line per outcome; ``on_progress`` gets a :class:`BatchProgress` after each item.
+        Use ``async with client.remove_many(...) as run: async for item in run: ...`` to have
+        work in flight cancelled as soon as you stop iterating.
+        """
+        return BatchRun(
+            self,
+            inputs,
+            options,
+            concurrency=concurrency,
+            output_dir=Path(output_dir) if output_dir is not None else None,
+            on_progress=on_progress,
+            skip_existing=skip_existing,
+            manifest=Path(manifest) if manifest is not None else None,
         )
 
     async def membership_usage(

@@ -1,7 +1,8 @@
 """Receiving the image: chunk by chunk to a file (renamed into place when whole) or to base64.
 
 A temporary file starts beside its target, readable by its owner only, and becomes the result
-only once the last byte is in; any failure, truncation or cancellation deletes it. The real
+only once the last byte is in; any failure, truncation or cancellation deletes it. Writes go
+to a thread through :func:`run_to_completion`, which stays correct under cancellation. The real
 format is read from the first bytes, so the file's extension and the data URL's type are true
 whatever the ``Content-Type`` says.
 """
@@ -13,9 +14,8 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Final
+from typing import BinaryIO, Final
 
-import aiofiles
 import aiohttp
 
 from ._contract import OUTPUT_FORMATS
@@ -23,6 +23,7 @@ from ._exceptions import APIResponseError
 from ._imageinfo import extension_for, sniff_kind
 from ._progress import ProgressTracker
 from ._results import Base64Image, ImageFile
+from ._threads import run_to_completion
 
 CHUNK_BYTES: Final = 256 * 1024
 TEMP_PREFIX: Final = "rembg-"
@@ -59,9 +60,10 @@ async def receive_file(
 ) -> ImageFile:
     """Stream the body to ``output_path``, or to a new temporary file when it is None."""
     folder = output_path.parent if output_path is not None else Path(tempfile.gettempdir())
-    partial = _create_partial(folder)
+    handle, partial = _create_partial(folder)
     try:
-        content_type, size = await _write_body(response, partial, tracker)
+        with os.fdopen(handle, "wb", buffering=0) as file:
+            content_type, size = await _write_body(response, file, tracker)
         kind = _KINDS.get(content_type)
         extension = extension_for(kind) if kind is not None else "bin"
         target = output_path if output_path is not None else partial.with_suffix(f".{extension}")
@@ -81,11 +83,10 @@ async def receive_file(
 # task that is being cancelled: they are plain calls, not awaited ones.
 
 
-def _create_partial(folder: Path) -> Path:
+def _create_partial(folder: Path) -> tuple[int, Path]:
     folder.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".part", dir=folder)
-    os.close(handle)  # mkstemp made it 0600; aiofiles reopens it for writing
-    return Path(name)
+    handle, name = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".part", dir=folder)  # 0600
+    return handle, Path(name)
 
 
 def _discard(partial: Path) -> None:
@@ -94,17 +95,16 @@ def _discard(partial: Path) -> None:
 
 
 async def _write_body(
-    response: aiohttp.ClientResponse, partial: Path, tracker: ProgressTracker
+    response: aiohttp.ClientResponse, file: BinaryIO, tracker: ProgressTracker
 ) -> tuple[str, int]:
     content_type = response.content_type
     size = 0
-    async with aiofiles.open(partial, "wb") as file:
-        async for chunk in response.content.iter_chunked(CHUNK_BYTES):
-            if size == 0:
-                content_type = real_content_type(chunk, content_type)
-            await file.write(chunk)
-            size += len(chunk)
-            await tracker.advance(len(chunk))
+    async for chunk in response.content.iter_chunked(CHUNK_BYTES):
+        if size == 0:
+            content_type = real_content_type(chunk, content_type)
+        await run_to_completion(file.write, chunk)
+        size += len(chunk)
+        await tracker.advance(len(chunk))
     _check_not_empty(size)
     await tracker.finish()
     return content_type, size

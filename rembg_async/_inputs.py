@@ -12,11 +12,10 @@ import base64
 import binascii
 import io
 import os
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from pathlib import Path
 from typing import IO, Any, Union
 
-import aiofiles
 import attrs
 
 from ._contract import (
@@ -29,13 +28,14 @@ from ._contract import (
 )
 from ._exceptions import InvalidInputError
 from ._imageinfo import ImageInfo, read_image_info
+from ._threads import run_to_completion
 
 #: Everything ``remove()`` accepts as an image.
 ImageInput = Union[
     str, "os.PathLike[str]", bytes, bytearray, memoryview, Mapping[str, str], IO[bytes]
 ]
 
-Chunks = Callable[[int], AsyncIterator[bytes]]
+Chunks = Callable[[int], AsyncGenerator[bytes, None]]
 
 
 @attrs.frozen(kw_only=True)
@@ -73,9 +73,10 @@ async def _path_source(path: Path) -> Source:
     _refuse_by_name(path.name)
     size, info = await asyncio.to_thread(inspect)
 
-    async def chunks(chunk_size: int) -> AsyncIterator[bytes]:
-        async with aiofiles.open(path, "rb") as file:
-            while chunk := await file.read(chunk_size):
+    async def chunks(chunk_size: int) -> AsyncGenerator[bytes, None]:
+        # Opening a local file is a metadata call of microseconds; reads go to a thread.
+        with path.open("rb", buffering=0) as file:
+            while chunk := await run_to_completion(file.read, chunk_size):
                 yield chunk
 
     return _source(path.name, size, info, chunks)
@@ -86,7 +87,7 @@ def _memory_source(data: memoryview, name: str | None) -> Source:
         _refuse_by_name(name)
     info = read_image_info(io.BytesIO(data)) if len(data) else None
 
-    async def chunks(chunk_size: int) -> AsyncIterator[bytes]:
+    async def chunks(chunk_size: int) -> AsyncGenerator[bytes, None]:
         for start in range(0, len(data), chunk_size):
             yield data[start : start + chunk_size]  # type: ignore[misc]  # a zero-copy slice
 
@@ -108,11 +109,11 @@ async def _file_object_source(file: IO[bytes]) -> Source:
 
     start, size, info = await asyncio.to_thread(inspect)
 
-    async def chunks(chunk_size: int) -> AsyncIterator[bytes]:
-        await asyncio.to_thread(file.seek, start)
+    async def chunks(chunk_size: int) -> AsyncGenerator[bytes, None]:
+        await run_to_completion(file.seek, start)
         left = size
         try:
-            while left > 0 and (chunk := await asyncio.to_thread(file.read, min(chunk_size, left))):
+            while left > 0 and (chunk := await run_to_completion(file.read, min(chunk_size, left))):
                 left -= len(chunk)
                 yield chunk
         finally:

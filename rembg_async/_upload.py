@@ -6,6 +6,7 @@ encoding) and upload progress has a ``total``: the bytes of the whole body on th
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -32,8 +33,10 @@ class _SourcePayload(Payload):
 
     async def write(self, writer: AbstractStreamWriter) -> None:
         source: Source = self._value
-        async for chunk in source.chunks(self._chunk_size):
-            await writer.write(chunk)
+        # aclosing: if the connection dies mid-upload, the file is closed now, not by the GC.
+        async with contextlib.aclosing(source.chunks(self._chunk_size)) as chunks:
+            async for chunk in chunks:
+                await writer.write(chunk)
 
     def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
         raise TypeError("an image upload is binary")

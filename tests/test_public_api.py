@@ -8,10 +8,12 @@ import rembg_async
 
 DOCUMENTED = {
     "APIConnectionError", "APIResponseError", "APIStatusError", "APITimeoutError",
-    "AsyncRembg", "AuthenticationError", "BadRequestError", "Base64Image", "BillingCycle",
+    "AsyncRembg", "AuthenticationError", "BadRequestError", "Base64Image", "BatchItem",
+    "BatchProgress", "BatchRun", "BillingCycle",
     "BillingCycleSummary", "ImageFile", "InvalidInputError", "MembershipUsage",
     "PaymentRequiredError", "PermissionDeniedError", "ProgressEvent", "RateLimitError",
     "RembgError", "RemoveOptions", "RetryPolicy", "ServerError", "Timeout", "__version__", "rembg",
+    "rich_progress", "tqdm_progress",
 }  # fmt: skip
 
 

@@ -1,0 +1,25 @@
+"""Blocking file calls in a thread, safe to cancel.
+
+``asyncio.to_thread`` (and aiofiles, built the same way) returns at once when the awaiting task
+is cancelled, while the call goes on in its thread: a file opened there is lost (a descriptor
+leak), and a read still running races the ``close()`` that cancellation triggers. Here a
+cancelled caller first waits for the call to finish, so the file it uses can then be closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+async def run_to_completion(function: Callable[..., T], *args: object) -> T:
+    """``function(*args)`` in a thread; on cancellation, wait for it to finish, then re-raise."""
+    future = asyncio.ensure_future(asyncio.to_thread(function, *args))
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        await asyncio.wait([future])
+        raise

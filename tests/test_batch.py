@@ -1,0 +1,204 @@
+"""remove_many: bounded, lazy, resumable, never stopped by one bad item."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from conftest import make_image
+
+from rembg_async import (
+    AsyncRembg,
+    BatchItem,
+    BatchProgress,
+    RateLimitError,
+    RemoveOptions,
+    RetryPolicy,
+)
+from rembg_async._batch import failed_inputs
+from rembg_async.server import Account, LocalServer, RateLimits, ServerConfig
+
+SMALL = make_image((24, 18))
+
+
+def write_inputs(folder: Path, count: int, *, bad_every: int = 0) -> list[Path]:
+    """``count`` image files; every ``bad_every``-th is broken in a rotating way."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for number in range(count):
+        broken = bad_every and number % bad_every == 0
+        kind = number // bad_every % 3 if broken else -1
+        content = {0: b"", 1: b"not an image at all", 2: make_image((12001, 1))}.get(kind, SMALL)
+        path = folder / f"img-{number:04d}.png"
+        path.write_bytes(content)
+        paths.append(path)
+    return paths
+
+
+def manifest_lines(path: Path) -> list[dict[str, object]]:
+    """The manifest's entries."""
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture
+def flaky_server(rembg_server_factory) -> LocalServer:
+    """No limits, endless credits, and a fifth of requests failed at random."""
+    config = ServerConfig(
+        accounts=[Account(api_key="batch", credits=10**6)],
+        rate_limits=RateLimits(short_term_requests=0, daily_anonymous=0),
+        faults=True,
+        fault_rate=0.2,
+        fault_seed=5,
+    )
+    server: LocalServer = rembg_server_factory(config)
+    return server
+
+
+async def test_five_hundred_images_every_outcome_recorded_and_rerun(
+    flaky_server: LocalServer, tmp_path: Path
+) -> None:
+    """500 inputs, some bad, through faults: one manifest line each; a re-run does only failures."""
+    inputs = write_inputs(tmp_path / "in", 500, bad_every=25)
+    inputs.append(tmp_path / "in" / "missing.png")  # a path that does not exist
+    out, manifest = tmp_path / "out", tmp_path / "manifest.jsonl"
+    policy = RetryPolicy(max_retries=0)  # let the faults through as failures
+    progress: list[BatchProgress] = []
+    async with AsyncRembg("batch", base_url=flaky_server.url, retry=policy) as client:
+        items = [
+            item
+            async for item in client.remove_many(
+                inputs,
+                concurrency=16,
+                output_dir=out,
+                manifest=manifest,
+                on_progress=progress.append,
+            )
+        ]
+    lines = manifest_lines(manifest)
+    assert len(items) == len(lines) == len(inputs)
+    assert sorted(line["input"] for line in lines) == sorted(str(path) for path in inputs)
+    failed = {line["input"] for line in lines if line["status"] == "failed"}
+    assert len(failed) >= 21  # 20 bad files + the missing one, plus whatever the faults broke
+    assert all(line["error"] for line in lines if line["status"] == "failed")
+    assert {path.name for path in out.iterdir()} == {
+        Path(str(line["output"])).name for line in lines if line["status"] == "ok"
+    }
+    assert progress[-1].finished == len(inputs)
+    assert progress[-1].bytes_up > 0
+
+    # The re-run: what was made is skipped; only the failures are attempted again.
+    async with AsyncRembg("batch", base_url=flaky_server.url, retry=policy) as client:
+        rerun = [
+            item
+            async for item in client.remove_many(
+                inputs, concurrency=16, output_dir=out, skip_existing=True
+            )
+        ]
+    attempted = {str(item.input) for item in rerun if not item.skipped}
+    assert attempted == failed
+    assert set(failed_inputs(manifest)) == failed
+
+
+async def test_inputs_are_pulled_lazily_and_cancelling_stops_everything(
+    rembg_server: LocalServer, private_tmp: Path
+) -> None:
+    """An endless generator is pulled at most `concurrency` ahead; cancelling leaves nothing."""
+    pulled = 0
+
+    def endless() -> Iterator[bytes]:
+        nonlocal pulled
+        for _ in itertools.count():
+            pulled += 1
+            yield SMALL
+
+    seen = 0
+    tasks_before = asyncio.all_tasks() - {asyncio.current_task()}
+    async with AsyncRembg(rembg_server.api_key, base_url=rembg_server.url) as client:
+
+        async def consume() -> None:
+            nonlocal seen
+            async with client.remove_many(endless(), concurrency=4) as run:
+                async for item in run:
+                    seen += 1
+                    assert item.ok
+                    await item.result.cleanup()  # type: ignore[union-attr]
+
+        task = asyncio.create_task(consume())
+        while seen < 40:
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert pulled <= seen + 4 + 1  # never more than the concurrency ahead
+    await asyncio.sleep(0.05)
+    assert list(private_tmp.iterdir()) == []  # work in flight was cancelled and cleaned
+    assert asyncio.all_tasks() - {asyncio.current_task()} <= tasks_before
+
+
+async def test_async_iterable_inputs(api: AsyncRembg) -> None:
+    """Inputs may come from an async generator."""
+
+    async def produce() -> AsyncIterator[bytes]:
+        for _ in range(5):
+            yield SMALL
+
+    items = [item async for item in api.remove_many(produce(), concurrency=2)]
+    assert len(items) == 5
+    for item in items:
+        await item.result.cleanup()  # type: ignore[union-attr]
+
+
+async def test_daily_limit_stops_new_work(rembg_server_factory) -> None:
+    """After a daily 429, no new input is started; the rest stays in `remaining`."""
+    server = rembg_server_factory(ServerConfig(rate_limits=RateLimits(daily_anonymous=3)))
+    async with AsyncRembg(None, base_url=server.url, retry=RetryPolicy(max_retries=0)) as client:
+        run = client.remove_many([SMALL] * 20, concurrency=1)
+        items = [item async for item in run]
+        remaining = [value async for value in run.remaining]
+    assert [item.status for item in items] == ["ok", "ok", "ok", "failed"]
+    assert isinstance(run.stopped, RateLimitError)
+    assert run.stopped.scope == "daily"
+    assert len(remaining) == 16
+    for item in items[:3]:
+        await item.result.cleanup()  # type: ignore[union-attr]
+
+
+async def test_same_names_do_not_overwrite(api: AsyncRembg, tmp_path: Path) -> None:
+    """a/cat.png and b/cat.png become cat.png and cat-1.png."""
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "cat.png").write_bytes(SMALL)
+    inputs = [tmp_path / "a" / "cat.png", tmp_path / "b" / "cat.png"]
+    out = tmp_path / "out"
+    items = [
+        item async for item in api.remove_many(inputs, RemoveOptions(format="jpeg"), output_dir=out)
+    ]
+    assert all(item.ok for item in items)
+    assert sorted(path.name for path in out.iterdir()) == ["cat-1.jpg", "cat.jpg"]
+
+
+async def test_item_failure_is_recorded_not_raised(api: AsyncRembg) -> None:
+    """A bad input is an item with its error; the others still succeed."""
+    items: list[BatchItem] = [
+        item async for item in api.remove_many([b"", SMALL, 42], concurrency=3)
+    ]
+    by_index = {item.index: item for item in items}
+    assert by_index[1].ok
+    assert not by_index[0].ok
+    assert "empty" in str(by_index[0].error)
+    assert isinstance(by_index[2].error, TypeError)
+    await by_index[1].result.cleanup()  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"concurrency": 0}, "concurrency"), ({"skip_existing": True}, "output_dir")],
+)
+def test_bad_arguments(api: AsyncRembg, kwargs: dict[str, object], message: str) -> None:
+    """Nonsense settings are refused at once."""
+    with pytest.raises(ValueError, match=message):
+        api.remove_many([SMALL], **kwargs)  # type: ignore[arg-type]
