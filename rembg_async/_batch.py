@@ -31,7 +31,7 @@ import attrs
 from ._exceptions import RateLimitError, RembgError
 from ._options import RemoveOptions
 from ._paths import output_path_for
-from ._progress import ProgressEvent
+from ._progress import ProgressCallback, ProgressEvent
 from ._results import Base64Image, ImageFile
 
 if TYPE_CHECKING:
@@ -86,6 +86,8 @@ class BatchProgress:
 
 #: A batch progress callback: a plain function, or a coroutine function (awaited in turn).
 BatchProgressCallback = Callable[[BatchProgress], Awaitable[None] | None]
+#: A per-item progress callback: the item's index, its input, and one of its progress events.
+ItemProgressCallback = Callable[[int, Any, ProgressEvent], Awaitable[None] | None]
 
 
 class BatchRun:
@@ -106,6 +108,7 @@ class BatchRun:
         concurrency: int,
         output_dir: Path | None,
         on_progress: BatchProgressCallback | None,
+        on_item_progress: ItemProgressCallback | None,
         skip_existing: bool,
         manifest: Path | None,
     ) -> None:
@@ -120,6 +123,7 @@ class BatchRun:
         self._concurrency = concurrency
         self._output_dir = output_dir
         self._on_progress = on_progress
+        self._on_item_progress = on_item_progress
         self._skip_existing = skip_existing
         self._manifest_path = manifest
         self._names: set[str] = set()
@@ -200,8 +204,8 @@ class BatchRun:
                 value,
                 self._options,
                 output_path=target,
-                on_upload_progress=self._count("up"),
-                on_download_progress=self._count("down"),
+                on_upload_progress=self._count("up", index, value),
+                on_download_progress=self._count("down", index, value),
             )
         except Exception as error:  # an item's failure is its own: the batch goes on
             return BatchItem(input=value, index=index, error=error, output_path=None)
@@ -222,9 +226,13 @@ class BatchRun:
         self._names.add(path.name)
         return path
 
-    def _count(self, direction: str) -> Callable[[ProgressEvent], None]:
-        def count(event: ProgressEvent) -> None:
+    def _count(self, direction: str, index: int, value: Any) -> ProgressCallback:
+        async def count(event: ProgressEvent) -> None:
             self._counts[direction] += event.bytes
+            if self._on_item_progress is not None:
+                outcome = self._on_item_progress(index, value, event)
+                if inspect.isawaitable(outcome):
+                    await outcome
 
         return count
 

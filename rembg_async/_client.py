@@ -17,7 +17,7 @@ import aiohttp
 import attrs
 from yarl import URL
 
-from ._batch import BatchProgressCallback, BatchRun
+from ._batch import BatchProgressCallback, BatchRun, ItemProgressCallback
 from ._contract import API_KEY_HEADER, MSG_PERIOD_WITH_CALENDAR, out_of_range_message
 from ._download import body_length, receive_base64, receive_file
 from ._exceptions import (
@@ -258,6 +258,7 @@ class AsyncRembg:
         concurrency: int = 8,
         output_dir: str | os.PathLike[str] | None = None,
         on_progress: BatchProgressCallback | None = None,
+        on_item_progress: ItemProgressCallback | None = None,
         skip_existing: bool = False,
         manifest: str | os.PathLike[str] | None = None,
     ) -> BatchRun:
@@ -266,7 +267,8 @@ class AsyncRembg:
         ``inputs`` (any iterable or async iterable, consumed lazily) are what :meth:`remove`
         takes. Results go to ``output_dir`` (named after each input, made safe) or to temporary
         files. ``skip_existing`` skips inputs whose output is already there; ``manifest`` appends
-        one JSON line per outcome; ``on_progress`` gets a :class:`BatchProgress` after each item.
+        one JSON line per outcome; ``on_progress`` gets a :class:`BatchProgress` after each item,
+        and ``on_item_progress(index, input, event)`` each item's own transfer events.
         Use ``async with client.remove_many(...) as run: async for item in run: ...`` to have
         work in flight cancelled as soon as you stop iterating.
         """
@@ -277,6 +279,7 @@ class AsyncRembg:
             concurrency=concurrency,
             output_dir=Path(output_dir) if output_dir is not None else None,
             on_progress=on_progress,
+            on_item_progress=on_item_progress,
             skip_existing=skip_existing,
             manifest=Path(manifest) if manifest is not None else None,
         )

@@ -44,3 +44,67 @@ def test_tqdm_example() -> None:
     """examples/progress_tqdm.py fills both bars to 100%."""
     result = run_example("progress_tqdm.py")
     assert result.stderr.count("100%") >= 2
+
+
+def test_batch_folder_example_resumes() -> None:
+    """examples/batch_folder.py makes every image, and a second run skips them."""
+    first = run_example("batch_folder.py")
+    assert "done: 4 of 4" in first.stdout
+    manifest = ROOT / "examples" / "output" / "batch" / "manifest.jsonl"
+    statuses = [
+        line.split('"status": "')[1].split('"')[0] for line in manifest.read_text().splitlines()
+    ]
+    run_example("batch_folder.py")
+    statuses_after = [
+        line.split('"status": "')[1].split('"')[0] for line in manifest.read_text().splitlines()
+    ]
+    assert statuses_after[len(statuses) :] == ["skipped"] * 4
+
+
+def test_queue_worker_survives_bad_items() -> None:
+    """examples/queue_worker.py makes the good images and logs the bad ones, then stops."""
+    result = run_example("queue_worker.py")
+    assert "worker made 3 images" in result.stdout
+    assert result.stderr.count("WARNING") == 2
+
+
+async def test_web_service_streams_progress_over_sse(rembg_server) -> None:  # type: ignore[no-untyped-def]
+    """Post a file to the web example, read its event stream to the end, fetch the result."""
+    import importlib.util
+    import io
+
+    import aiohttp
+    from aiohttp.test_utils import TestServer
+    from conftest import make_image
+
+    spec = importlib.util.spec_from_file_location(
+        "web_service", ROOT / "examples" / "web_service.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    web_service = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(web_service)
+
+    app = web_service.create_app(api_key=rembg_server.api_key, base_url=rembg_server.url)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        async with aiohttp.ClientSession(base_url=str(server.make_url(""))) as session:
+            async with session.get("/") as page:
+                assert "EventSource" in await page.text()
+            form = aiohttp.FormData()
+            form.add_field("image", io.BytesIO(make_image((300, 200))), filename="cat.png")
+            async with session.post("/jobs", data=form) as created:
+                job = await created.json()
+            names: list[str] = []
+            async with session.get(job["events"]) as stream:
+                assert stream.headers["Content-Type"] == "text/event-stream"
+                async for line in stream.content:
+                    if line.startswith(b"event: "):
+                        names.append(line[7:].strip().decode())
+            assert names[-1] == "done"
+            assert names.count("progress") >= 2
+            async with session.get(job["result"]) as result:
+                assert (await result.read()).startswith(b"\x89PNG")
+    finally:
+        await server.close()

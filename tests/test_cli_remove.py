@@ -1,0 +1,162 @@
+"""``rembg-async remove`` and ``usage`` as a user runs them: piped, and in a terminal."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import select
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rembg_async.server import Account, ServerConfig
+
+ROOT = Path(__file__).parent.parent
+IMAGES = ROOT / "examples" / "images"
+COMMAND = [sys.executable, "-m", "rembg_async"]
+
+
+def run(
+    *args: str, cwd: Path = ROOT, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The command, piped (stdout is not a terminal)."""
+    return subprocess.run(
+        [*COMMAND, *args], cwd=cwd, capture_output=True, text=True, timeout=120, env=env
+    )
+
+
+def run_in_terminal(*args: str) -> tuple[int, str]:
+    """The command with a pseudo-terminal as stdout and stderr; its exit code and screen."""
+    leader, follower = pty.openpty()
+    process = subprocess.Popen([*COMMAND, *args], cwd=ROOT, stdout=follower, stderr=follower)
+    os.close(follower)
+    screen = b""
+    while select.select([leader], [], [], 60)[0]:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal closed with the process
+            break
+        if not chunk:
+            break
+        screen += chunk
+    os.close(leader)
+    return process.wait(timeout=60), screen.decode(errors="replace")
+
+
+def test_piped_output_is_one_plain_line_per_image(tmp_path: Path) -> None:
+    """Without a terminal: a line per image, files written, the summary on stderr, exit 0."""
+    result = run(
+        "remove", str(IMAGES), "--local", "-o", str(tmp_path), "--format", "png", "--w", "100"
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 4
+    assert all(line.startswith("ok ") for line in lines)
+    assert "\x1b[" not in result.stdout  # no escape codes in a pipe
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        "bottle.png",
+        "mug.png",
+        "orange-1.png",
+        "orange.png",
+    ]
+    assert "made" in result.stderr
+
+
+def test_a_failed_image_makes_the_exit_code_non_zero(tmp_path: Path) -> None:
+    """One bad input among good ones: the others are made, the exit code is 1."""
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"no image")
+    result = run(
+        "remove", str(bad), str(IMAGES / "mug.jpg"), "--local", "-o", str(tmp_path / "out")
+    )
+    assert result.returncode == 1
+    assert f"failed  {bad}: File does not appear to be a valid image" in result.stdout
+    assert "ok      " in result.stdout
+
+
+def test_terminal_shows_live_bars_and_a_summary(tmp_path: Path) -> None:
+    """In a terminal: the batch bar reaches 4/4, per-file bars show bytes, then the summary."""
+    code, screen = run_in_terminal("remove", str(IMAGES), "--local", "-o", str(tmp_path))
+    assert code == 0, screen
+    assert "images" in screen
+    assert "4/4" in screen
+    assert "kB" in screen  # a per-file bar with its bytes
+    assert "made" in screen
+
+
+def test_base64_prints_only_data_urls(tmp_path: Path) -> None:
+    """--base64: stdout carries INPUT<TAB>data URL lines and nothing else; no file is left."""
+    result = run(
+        "remove", str(IMAGES / "mug.jpg"), str(IMAGES / "orange.png"), "--local", "--base64"
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2
+    assert all(line.split("\t")[1].startswith("data:image/webp;base64,") for line in lines)
+
+
+def test_manifest_and_skip_existing(tmp_path: Path) -> None:
+    """A re-run with --skip-existing skips what is made; the manifest records both runs."""
+    manifest, out = tmp_path / "m.jsonl", tmp_path / "out"
+    arguments = [
+        "remove",
+        str(IMAGES / "mug.jpg"),
+        "--local",
+        "-o",
+        str(out),
+        "--manifest",
+        str(manifest),
+    ]
+    assert run(*arguments).returncode == 0
+    again = run(*arguments, "--skip-existing")
+    assert again.stdout.startswith("skipped ")
+    statuses = [json.loads(line)["status"] for line in manifest.read_text().splitlines()]
+    assert statuses == ["ok", "skipped"]
+
+
+def test_invalid_options_are_refused_before_anything_runs() -> None:
+    """Bad options: exit 2 and the server's own words."""
+    result = run("remove", str(IMAGES / "mug.jpg"), "--local", "--w", "-5", "--angle", "500")
+    assert result.returncode == 2
+    assert "Multiple validation errors" in result.stderr
+    assert "'w' must be at least 1, got: -5" in result.stderr
+
+
+def test_usage_local() -> None:
+    """usage --local --cycles prints the plan, credits and the cycle table."""
+    result = run("usage", "--local", "--cycles")
+    assert result.returncode == 0, result.stderr
+    assert "membership: Premium-20000" in result.stdout
+    assert "billing cycles" in result.stdout
+
+
+def test_key_from_a_dotenv_file(rembg_server_factory, tmp_path: Path) -> None:
+    """With no --api-key nor $REMBG_API_KEY, the key comes from ./.env."""
+    server = rembg_server_factory(
+        ServerConfig(accounts=[Account(api_key="from-dotenv", membership="Dotenv")])
+    )
+    (tmp_path / ".env").write_text('# settings\nexport REMBG_API_KEY="from-dotenv"\n')
+    env = {key: value for key, value in os.environ.items() if key != "REMBG_API_KEY"}
+    result = run("usage", "--base-url", server.url, cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "membership: Dotenv" in result.stdout
+
+
+def test_wrong_key_is_a_clear_error(rembg_server) -> None:  # type: ignore[no-untyped-def]
+    """A refused key: exit 1 and the server's message, no traceback."""
+    result = run("usage", "--base-url", rembg_server.url, "--api-key", "wrong")
+    assert result.returncode == 1
+    assert "401 invalid api key" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("folder_pattern", ["{images}", "{images}/*.jpg"], ids=["folder", "glob"])
+def test_folders_and_globs(tmp_path: Path, folder_pattern: str) -> None:
+    """A folder means every image inside it; a quoted glob is expanded by the command."""
+    pattern = folder_pattern.format(images=IMAGES)
+    result = run("remove", pattern, "--local", "-o", str(tmp_path))
+    expected = 4 if pattern == str(IMAGES) else 3
+    assert len(result.stdout.splitlines()) == expected
