@@ -2,7 +2,7 @@
 
 from ._adapters import rich_progress, tqdm_progress
 from ._api import rembg
-from ._batch import BatchItem, BatchProgress, BatchRun
+from ._batch import BatchItem, BatchProgress, BatchRun, failed_inputs
 from ._client import AsyncRembg
 from ._exceptions import (
     APIConnectionError,
@@ -53,6 +53,7 @@ __all__ = [
     "ServerError",
     "Timeout",
     "__version__",
+    "failed_inputs",
     "rembg",
     "rich_progress",
     "tqdm_progress",

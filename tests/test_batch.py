@@ -18,8 +18,8 @@ from rembg_async import (
     RateLimitError,
     RemoveOptions,
     RetryPolicy,
+    failed_inputs,
 )
-from rembg_async._batch import failed_inputs
 from rembg_async.server import Account, LocalServer, RateLimits, ServerConfig
 
 SMALL = make_image((24, 18))

@@ -12,8 +12,8 @@ DOCUMENTED = {
     "BatchProgress", "BatchRun", "BillingCycle",
     "BillingCycleSummary", "ImageFile", "InvalidInputError", "MembershipUsage",
     "PaymentRequiredError", "PermissionDeniedError", "ProgressEvent", "RateLimitError",
-    "RembgError", "RemoveOptions", "RetryPolicy", "ServerError", "Timeout", "__version__", "rembg",
-    "rich_progress", "tqdm_progress",
+    "RembgError", "RemoveOptions", "RetryPolicy", "ServerError", "Timeout", "__version__",
+    "failed_inputs", "rembg", "rich_progress", "tqdm_progress",
 }  # fmt: skip
 
 
