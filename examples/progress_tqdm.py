@@ -6,26 +6,14 @@ Run: ``python examples/progress_tqdm.py``
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from pathlib import Path
 
 from tqdm import tqdm
 
-from rembg_async import AsyncRembg, ProgressEvent
+from rembg_async import AsyncRembg, tqdm_progress
 from rembg_async.server import Account, LocalServer, ServerConfig
 
 IMAGE = Path(__file__).parent / "images" / "bottle.jpg"
-
-
-def tqdm_callback(bar: tqdm) -> Callable[[ProgressEvent], None]:  # type: ignore[type-arg]
-    """Drive ``bar`` from progress events: its total may only be known with the first one."""
-
-    def update(event: ProgressEvent) -> None:
-        if event.total is not None and bar.total != event.total:
-            bar.total = event.total
-        bar.update(event.bytes)
-
-    return update
 
 
 async def main(base_url: str) -> None:
@@ -35,8 +23,8 @@ async def main(base_url: str) -> None:
         async with AsyncRembg("demo", base_url=base_url) as client:
             result = await client.remove(
                 IMAGE,
-                on_upload_progress=tqdm_callback(up),
-                on_download_progress=tqdm_callback(down),
+                on_upload_progress=tqdm_progress(up),
+                on_download_progress=tqdm_progress(down),
             )
     print(result.output_image_path)
     await result.cleanup()

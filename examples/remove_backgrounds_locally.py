@@ -15,7 +15,7 @@ from pathlib import Path
 
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
-from rembg_async import AsyncRembg, ProgressEvent, RemoveOptions
+from rembg_async import AsyncRembg, ProgressEvent, RemoveOptions, rich_progress
 from rembg_async.server import Account, LocalServer, ServerConfig
 
 HERE = Path(__file__).parent
@@ -25,13 +25,8 @@ KEY = "local-demo-key"
 
 
 def bar(progress: Progress, label: str) -> Callable[[ProgressEvent], None]:
-    """A progress callback that drives one rich bar."""
-    task = progress.add_task(label, total=None)
-
-    def update(event: ProgressEvent) -> None:
-        progress.update(task, completed=event.loaded, total=event.total)
-
-    return update
+    """A progress callback that drives a new rich bar."""
+    return rich_progress(progress, progress.add_task(label, total=None))
 
 
 async def remove_all(client: AsyncRembg, progress: Progress) -> list[Path]:

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
+from ._adapters import rich_progress
 from ._batch import BatchItem
 from ._client import AsyncRembg
 from ._contract import ALLOWED_EXTENSIONS
@@ -159,12 +160,8 @@ class RichReporter:
         if index not in self._tasks:
             self._tasks[index] = self.files.add_task(Path(str(value)).name, total=None)
         arrow = "↑" if event.upload else "↓"
-        self.files.update(
-            self._tasks[index],
-            completed=event.loaded,
-            total=event.total,
-            description=f"{arrow} {Path(str(value)).name}",
-        )
+        self.files.update(self._tasks[index], description=f"{arrow} {Path(str(value)).name}")
+        rich_progress(self.files, self._tasks[index])(event)
 
     def item_done(self, item: BatchItem) -> None:
         """Drop the image's bar and advance the batch's."""
@@ -216,6 +213,13 @@ async def _batch(
     ) as run:
         async for item in run:
             yield item
+        if run.stopped is not None:
+            left = sum([1 async for _ in run.remaining])
+            print(
+                f"rembg-async remove: stopped, {run.stopped.message} "
+                f"({left} input(s) not started; re-run with --skip-existing to go on)",
+                file=sys.stderr,
+            )
 
 
 async def _base64_batch(

@@ -160,3 +160,34 @@ def test_folders_and_globs(tmp_path: Path, folder_pattern: str) -> None:
     result = run("remove", pattern, "--local", "-o", str(tmp_path))
     expected = 4 if pattern == str(IMAGES) else 3
     assert len(result.stdout.splitlines()) == expected
+
+
+def test_daily_limit_stop_is_reported(tmp_path: Path) -> None:
+    """Anonymous against a tiny daily limit: the stop and the inputs left are said plainly."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [*COMMAND, "serve", "--port", str(port), "--daily-limit", "2"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        url = server.stdout.readline().strip()
+        env = {key: value for key, value in os.environ.items() if key != "REMBG_API_KEY"}
+        inputs = [str(IMAGES / "mug.jpg")] * 6
+        result = run(
+            "remove", *inputs, "--base-url", url, "-o", str(tmp_path), "--concurrency", "1",
+            "--retries", "0", cwd=tmp_path, env=env,
+        )  # fmt: skip
+    finally:
+        server.terminate()
+        server.wait(timeout=15)
+        if server.stdout is not None:
+            server.stdout.close()
+    assert result.returncode == 1
+    assert "stopped, You've reached your daily limit." in result.stderr
+    assert "(3 input(s) not started" in result.stderr
