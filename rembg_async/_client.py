@@ -31,7 +31,7 @@ from ._inputs import ImageInput, Source, open_source
 from ._limiter import RateLimiter
 from ._options import RemoveOptions, options_from_mapping
 from ._progress import DEFAULT_INTERVAL, ProgressCallback, ProgressTracker
-from ._results import Base64Image, ImageFile
+from ._results import Base64Image, ImageFile, discard_temporary
 from ._retry import RetryPolicy
 from ._timeouts import Timeout
 from ._upload import CHUNK_BYTES, UploadBody, build_form
@@ -226,22 +226,32 @@ class AsyncRembg:
         form = build_form(call.source, call.fields, CHUNK_BYTES)
         upload = self._tracker(call.on_upload, form.size, attempt, upload=True)
         url = self._api_url / "rmbg"
-        async with self._limiter.slot():
-            with _transport_errors(url):
-                async with session.post(
-                    url,
-                    data=UploadBody(form, upload),
-                    headers=self._headers(),
-                    allow_redirects=False,
-                    **_timeout_argument(call.timeout),
-                ) as response:
-                    await self._raise_for_status(response)
-                    download = self._tracker(
-                        call.on_download, body_length(response), attempt, upload=False
-                    )
-                    if call.return_base64:
-                        return await receive_base64(response, download)
-                    return await receive_file(response, call.target, download)
+        result: ImageFile | Base64Image | None = None
+        try:
+            async with self._limiter.slot():
+                with _transport_errors(url):
+                    async with session.post(
+                        url,
+                        data=UploadBody(form, upload),
+                        headers=self._headers(),
+                        allow_redirects=False,
+                        **_timeout_argument(call.timeout),
+                    ) as response:
+                        await self._raise_for_status(response)
+                        download = self._tracker(
+                            call.on_download, body_length(response), attempt, upload=False
+                        )
+                        if call.return_base64:
+                            result = await receive_base64(response, download)
+                        else:
+                            result = await receive_file(response, call.target, download)
+        except BaseException:
+            # Cancelled while closing the exchange, after the file was whole: nobody will
+            # receive it, so a temporary one must go now.
+            discard_temporary(result)
+            raise
+        assert result is not None
+        return result
 
     def _tracker(
         self, callback: ProgressCallback | None, total: int | None, attempt: int, *, upload: bool

@@ -8,8 +8,9 @@ import warnings
 from pathlib import Path
 from types import TracebackType
 
-import aiofiles.os
 import attrs
+
+from ._threads import run_to_completion
 
 
 @attrs.define
@@ -33,10 +34,13 @@ class ImageFile:
     _cleanup: _Cleanup = attrs.field(factory=_Cleanup, repr=False, eq=False)
 
     async def cleanup(self) -> None:
-        """Delete the file; nothing happens if it is already gone."""
+        """Delete the file; nothing happens if it is already gone.
+
+        Safe to cancel: the deletion completes even if the calling task is cancelled.
+        """
         self._cleanup.done = True
         with contextlib.suppress(FileNotFoundError):
-            await aiofiles.os.remove(self.output_image_path)
+            await run_to_completion(os.unlink, self.output_image_path)
 
     async def __aenter__(self) -> ImageFile:
         return self
@@ -66,3 +70,14 @@ class Base64Image:
     base64_image: str = attrs.field(repr=lambda value: f"'{value[:40]}…'")
     content_type: str
     size: int
+
+
+def discard_temporary(result: ImageFile | Base64Image | None) -> None:
+    """Delete ``result``'s file now if it is a temporary one (for cleanup that cannot wait).
+
+    A plain call, not an awaited one: it must complete even in a task being cancelled.
+    """
+    if isinstance(result, ImageFile) and result.temporary:
+        result._cleanup.done = True
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(result.output_image_path)

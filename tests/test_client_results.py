@@ -6,6 +6,7 @@ import asyncio
 import base64
 import io
 import stat
+import time
 from pathlib import Path
 
 import aiohttp
@@ -128,3 +129,21 @@ async def test_cancelled_download_leaves_no_file(
         with pytest.raises(asyncio.CancelledError):
             await task
     assert list(private_tmp.iterdir()) == []
+
+
+async def test_cleanup_completes_even_when_cancelled(api: AsyncRembg, private_tmp: Path) -> None:
+    """A task cancelled in the middle of cleanup() still deletes the file.
+
+    The thread pool is kept busy so that the deletion is still queued when the cancel lands:
+    a plain run_in_executor would then drop it.
+    """
+    result = await api.remove(make_image())
+    loop = asyncio.get_running_loop()
+    busy = [loop.run_in_executor(None, time.sleep, 0.05) for _ in range(64)]
+    task = asyncio.create_task(result.cleanup())
+    await asyncio.sleep(0)  # let it start, then cancel it at its first suspension
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.gather(*busy)
+    assert not result.output_image_path.exists()
