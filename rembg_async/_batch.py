@@ -9,7 +9,6 @@ records every outcome. A daily or monthly limit stops the batch from starting ne
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import os
 import time
@@ -22,16 +21,16 @@ from collections.abc import (
     Iterable,
 )
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import aiofiles
 import attrs
 
+from ._closing import AsyncClosing
 from ._exceptions import RateLimitError, RembgError
 from ._options import RemoveOptions
 from ._paths import output_path_for
-from ._progress import ProgressCallback, ProgressEvent
+from ._progress import ProgressCallback, ProgressEvent, call_back
 from ._results import Base64Image, ImageFile
 
 if TYPE_CHECKING:
@@ -90,7 +89,7 @@ BatchProgressCallback = Callable[[BatchProgress], Awaitable[None] | None]
 ItemProgressCallback = Callable[[int, Any, ProgressEvent], Awaitable[None] | None]
 
 
-class BatchRun:
+class BatchRun(AsyncClosing):
     """The running batch: an async iterator of :class:`BatchItem`, in completion order.
 
     Leaving ``async with`` (or ``await run.aclose()``) cancels the work in flight and cleans
@@ -144,20 +143,12 @@ class BatchRun:
     async def __anext__(self) -> BatchItem:
         return await self._items.__anext__()
 
+    async def _close_on_exit(self) -> None:
+        await self.aclose()
+
     async def aclose(self) -> None:
         """Cancel the work in flight and release everything. Safe to call twice."""
         await self._items.aclose()
-
-    async def __aenter__(self) -> BatchRun:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def _run(self) -> AsyncGenerator[BatchItem, None]:
         manifest = await _open_manifest(self._manifest_path)
@@ -230,9 +221,7 @@ class BatchRun:
         async def count(event: ProgressEvent) -> None:
             self._counts[direction] += event.bytes
             if self._on_item_progress is not None:
-                outcome = self._on_item_progress(index, value, event)
-                if inspect.isawaitable(outcome):
-                    await outcome
+                await call_back(self._on_item_progress, index, value, event)
 
         return count
 
@@ -244,9 +233,7 @@ class BatchRun:
             await manifest.write(json.dumps(_manifest_line(item)) + "\n")
             await manifest.flush()
         if self._on_progress is not None:
-            outcome = self._on_progress(self.progress())
-            if inspect.isawaitable(outcome):
-                await outcome
+            await call_back(self._on_progress, self.progress())
 
     def progress(self) -> BatchProgress:
         """The batch's standing now."""

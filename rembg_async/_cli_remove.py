@@ -198,20 +198,23 @@ async def _batch(
     options: RemoveOptions,
     reporter: Reporter,
 ) -> AsyncIterator[BatchItem]:
-    if args.base64:
-        async for item in _base64_batch(client, inputs, args, options, reporter):
-            yield item
-        return
+    """The batch; with ``--base64`` each result is printed as ``INPUT<TAB>data:…`` instead of
+    being kept (its temporary file is removed)."""
+    to_files = {} if args.base64 else {
+        "output_dir": args.output_dir,
+        "skip_existing": args.skip_existing,
+        "manifest": args.manifest,
+    }  # fmt: skip
     async with client.remove_many(
         inputs,
         options,
         concurrency=args.concurrency,
-        output_dir=args.output_dir,
-        skip_existing=args.skip_existing,
-        manifest=args.manifest,
         on_item_progress=reporter.item_progress,
+        **to_files,
     ) as run:
         async for item in run:
+            if args.base64 and item.result is not None:
+                print(f"{item.input}\t{await _as_data_url(item)}", flush=True)
             yield item
         if run.stopped is not None:
             left = sum([1 async for _ in run.remaining])
@@ -220,24 +223,6 @@ async def _batch(
                 f"({left} input(s) not started; re-run with --skip-existing to go on)",
                 file=sys.stderr,
             )
-
-
-async def _base64_batch(
-    client: AsyncRembg,
-    inputs: Any,
-    args: argparse.Namespace,
-    options: RemoveOptions,
-    reporter: Reporter,
-) -> AsyncIterator[BatchItem]:
-    """``--base64``: each result printed as ``INPUT<TAB>data:…`` (temporary files are removed)."""
-    async with client.remove_many(
-        inputs, options, concurrency=args.concurrency, on_item_progress=reporter.item_progress
-    ) as run:
-        async for item in run:
-            if item.result is not None:
-                data = await _as_data_url(item)
-                print(f"{item.input}\t{data}", flush=True)
-            yield item
 
 
 async def _as_data_url(item: BatchItem) -> str:

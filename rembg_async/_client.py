@@ -10,7 +10,6 @@ import os
 import warnings
 from collections.abc import AsyncIterable, Iterable, Iterator, Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Final, Literal, overload
 
 import aiohttp
@@ -18,6 +17,7 @@ import attrs
 from yarl import URL
 
 from ._batch import BatchProgressCallback, BatchRun, ItemProgressCallback
+from ._closing import AsyncClosing
 from ._contract import API_KEY_HEADER, MSG_PERIOD_WITH_CALENDAR, out_of_range_message
 from ._download import body_length, receive_base64, receive_file
 from ._exceptions import (
@@ -65,7 +65,7 @@ class _RemoveCall:
     timeout: Timeout | None  # None: the session's own
 
 
-class AsyncRembg:
+class AsyncRembg(AsyncClosing):
     """A client of the RemBG API: ``async with AsyncRembg() as client: await client.remove(...)``.
 
     ``api_key`` defaults to ``$REMBG_API_KEY``; with none, calls are anonymous (small daily
@@ -121,12 +121,7 @@ class AsyncRembg:
         self._open()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    async def _close_on_exit(self) -> None:
         await self.aclose()
 
     async def aclose(self) -> None:

@@ -13,7 +13,7 @@ import inspect
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Final
+from typing import Any, Final
 
 import attrs
 
@@ -59,6 +59,13 @@ class ProgressEvent:
 
 #: A progress callback: a plain function, or a coroutine function (awaited in turn).
 ProgressCallback = Callable[[ProgressEvent], Awaitable[None] | None]
+
+
+async def call_back(callback: Callable[..., Awaitable[None] | None], *args: Any) -> None:
+    """Call a user's callback, awaiting it if it is a coroutine function."""
+    outcome = callback(*args)
+    if inspect.isawaitable(outcome):
+        await outcome
 
 
 class ProgressTracker:
@@ -117,9 +124,7 @@ class ProgressTracker:
         self._last_emit = now
         event = self._event(now)
         self._reported = self._loaded
-        result = self._callback(event)
-        if inspect.isawaitable(result):
-            await result
+        await call_back(self._callback, event)
 
     def _event(self, now: float) -> ProgressEvent:
         loaded, total = self._loaded, self._total

@@ -6,10 +6,10 @@ import contextlib
 import os
 import warnings
 from pathlib import Path
-from types import TracebackType
 
 import attrs
 
+from ._closing import AsyncClosing
 from ._threads import run_to_completion
 
 
@@ -19,7 +19,7 @@ class _Cleanup:
 
 
 @attrs.frozen(kw_only=True)
-class ImageFile:
+class ImageFile(AsyncClosing):
     """An image on disk: ``output_image_path``, its ``content_type`` and ``size`` in bytes.
 
     ``await cleanup()`` deletes it (safe to call twice), as does leaving ``async with``. A
@@ -33,6 +33,9 @@ class ImageFile:
     temporary: bool = False
     _cleanup: _Cleanup = attrs.field(factory=_Cleanup, repr=False, eq=False)
 
+    async def _close_on_exit(self) -> None:
+        await self.cleanup()
+
     async def cleanup(self) -> None:
         """Delete the file; nothing happens if it is already gone.
 
@@ -41,17 +44,6 @@ class ImageFile:
         self._cleanup.done = True
         with contextlib.suppress(FileNotFoundError):
             await run_to_completion(os.unlink, self.output_image_path)
-
-    async def __aenter__(self) -> ImageFile:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.cleanup()
 
     def __del__(self) -> None:
         if self.temporary and not self._cleanup.done and os.path.exists(self.output_image_path):
