@@ -99,12 +99,18 @@ async def _write_body(
 ) -> tuple[str, int]:
     content_type = response.content_type
     size = 0
+    pending = bytearray()  # the network gives small pieces: write them in large ones
     async for chunk in response.content.iter_chunked(CHUNK_BYTES):
         if size == 0:
             content_type = real_content_type(chunk, content_type)
-        await run_to_completion(file.write, chunk)
+        pending += chunk
         size += len(chunk)
+        if len(pending) >= CHUNK_BYTES:
+            full, pending = pending, bytearray()
+            await run_to_completion(file.write, full)
         await tracker.advance(len(chunk))
+    if pending:
+        await run_to_completion(file.write, pending)
     _check_not_empty(size)
     await tracker.finish()
     return content_type, size

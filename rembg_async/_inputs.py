@@ -14,7 +14,7 @@ import io
 import os
 from collections.abc import AsyncGenerator, Callable, Mapping
 from pathlib import Path
-from typing import IO, Any, Union
+from typing import IO, Any, Final, Union
 
 import attrs
 
@@ -36,6 +36,9 @@ ImageInput = Union[
 ]
 
 Chunks = Callable[[int], AsyncGenerator[bytes, None]]
+
+#: Files up to this size are read whole when first inspected, and sent from memory.
+SMALL_FILE_BYTES: Final = 256 * 1024
 
 
 @attrs.frozen(kw_only=True)
@@ -66,17 +69,26 @@ async def open_source(image: Any) -> Source:
 
 
 async def _path_source(path: Path) -> Source:
-    def inspect() -> tuple[int, ImageInfo | None]:
+    def inspect() -> tuple[int, ImageInfo | None, bytes | None]:
         with path.open("rb") as file:
-            return os.fstat(file.fileno()).st_size, read_image_info(file)
+            size = os.fstat(file.fileno()).st_size
+            if size <= SMALL_FILE_BYTES:  # read whole in this same thread hop: no more I/O
+                data = file.read()
+                return len(data), read_image_info(io.BytesIO(data)), data
+            return size, read_image_info(file), None
 
     _refuse_by_name(path.name)
-    size, info = await asyncio.to_thread(inspect)
+    size, info, data = await run_to_completion(inspect)
+    if data is not None:
+        return _memory_source(memoryview(data), name=path.name)
 
     async def chunks(chunk_size: int) -> AsyncGenerator[bytes, None]:
-        # Opening a local file is a metadata call of microseconds; reads go to a thread.
+        # Opening a local file is a metadata call of microseconds; reads go to a thread, and
+        # stop at the size announced in Content-Length (no extra read to find the end).
         with path.open("rb", buffering=0) as file:
-            while chunk := await run_to_completion(file.read, chunk_size):
+            left = size
+            while left > 0 and (chunk := await run_to_completion(file.read, min(chunk_size, left))):
+                left -= len(chunk)
                 yield chunk
 
     return _source(path.name, size, info, chunks)
