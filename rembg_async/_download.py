@@ -60,14 +60,16 @@ async def receive_file(
 ) -> ImageFile:
     """Stream the body to ``output_path``, or to a new temporary file when it is None."""
     folder = output_path.parent if output_path is not None else Path(tempfile.gettempdir())
-    handle, partial = _create_partial(folder)
+    # File-system calls go to a thread: creating a file can take a millisecond, too long to
+    # hold the event loop; `undo` clears up when the caller is cancelled meanwhile.
+    handle, partial = await run_to_completion(_create_partial, folder, undo=_forget_partial)
     try:
         with os.fdopen(handle, "wb", buffering=0) as file:
             content_type, size = await _write_body(response, file, tracker)
         kind = _KINDS.get(content_type)
         extension = extension_for(kind) if kind is not None else "bin"
         target = output_path if output_path is not None else partial.with_suffix(f".{extension}")
-        os.replace(partial, target)
+        await run_to_completion(os.replace, partial, target, undo=lambda _: _discard(target))
     except BaseException:
         _discard(partial)
         raise
@@ -79,19 +81,22 @@ async def receive_file(
     )
 
 
-# File-system metadata calls below are microseconds, and cleanup must run to its end even in a
-# task that is being cancelled: they are plain calls, not awaited ones.
-
-
 def _create_partial(folder: Path) -> tuple[int, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     handle, name = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".part", dir=folder)  # 0600
     return handle, Path(name)
 
 
-def _discard(partial: Path) -> None:
+def _forget_partial(created: tuple[int, Path]) -> None:
+    handle, partial = created
+    os.close(handle)
+    _discard(partial)
+
+
+def _discard(path: Path) -> None:
+    """Delete ``path`` now: a plain call, so it completes even in a task being cancelled."""
     with contextlib.suppress(FileNotFoundError):
-        partial.unlink()
+        path.unlink()
 
 
 async def _write_body(

@@ -15,11 +15,19 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-async def run_to_completion(function: Callable[..., T], *args: object) -> T:
-    """``function(*args)`` in a thread; on cancellation, wait for it to finish, then re-raise."""
+async def run_to_completion(
+    function: Callable[..., T], *args: object, undo: Callable[[T], object] | None = None
+) -> T:
+    """``function(*args)`` in a thread; on cancellation, wait for it to finish, then re-raise.
+
+    ``undo`` is given the result of a call that completed for a caller who was cancelled
+    meanwhile, and will never see it: to close or delete what the call made.
+    """
     future = asyncio.ensure_future(asyncio.to_thread(function, *args))
     try:
         return await asyncio.shield(future)
     except asyncio.CancelledError:
         await asyncio.wait([future])
+        if undo is not None and not future.cancelled() and future.exception() is None:
+            undo(future.result())
         raise
