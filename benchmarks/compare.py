@@ -186,14 +186,19 @@ def run_once(
     return dict(json.loads(result.stdout.strip().splitlines()[-1]))
 
 
-def measure(
-    client: str, url: str, source: Path, scenario: Scenario, js: Path | None, repeats: int
-) -> Figure:
-    """The median figures of ``repeats`` runs (one for single transfers)."""
-    runs = [
-        run_once(client, url, source, scenario, js)
-        for _ in range(repeats if scenario.repeat else 1)
-    ]
+def measure_all(
+    clients: list[str], url: str, source: Path, scenario: Scenario, js: Path | None, repeats: int
+) -> dict[str, Figure]:
+    """Every client's median figures; repetitions go round-robin over the clients, so a
+    slow spell of the machine falls on all of them alike."""
+    runs: dict[str, list[dict[str, float]]] = {client: [] for client in clients}
+    for _ in range(repeats if scenario.repeat else 1):
+        for client in clients:
+            runs[client].append(run_once(client, url, source, scenario, js))
+    return {client: _median_figure(results, scenario) for client, results in runs.items()}
+
+
+def _median_figure(runs: list[dict[str, float]], scenario: Scenario) -> Figure:
     cpu = [run["cpu"] for run in runs if run["cpu"] is not None]
     return Figure(
         wall=statistics.median(run["wall"] for run in runs),
@@ -222,47 +227,54 @@ def table(scenario: Scenario, figures: dict[str, Figure]) -> list[str]:
 
 
 def goals(results: dict[str, dict[str, Figure]]) -> list[str]:
-    """The issue's goals, each with the measured figure and whether it is met."""
-    many, up, down = (results[s.name] for s in SCENARIOS[:3])
+    """The issue's goals, each with the measured figure and whether it is met.
+
+    Throughput and CPU are judged in every scenario of many requests, not in a chosen one.
+    """
+    up, down = results[SCENARIOS[1].name], results[SCENARIOS[2].name]
     small_1k, small_10k = results[SCENARIOS[3].name], results[SCENARIOS[4].name]
-    ours, floor = many["rembg_async + progress"], many[FLOOR]
-    rows = [
+    rows: list[tuple[str, float, float, bool]] = []
+    for scenario in (SCENARIOS[0], SCENARIOS[3], SCENARIOS[4]):
+        figures = results[scenario.name]
+        ours, floor = figures["rembg_async + progress"], figures[FLOOR]
+        rows.append(
+            (
+                f"throughput with callbacks ≥ 0.95× raw ({scenario.name})",
+                ours.rate / floor.rate,
+                0.95,
+                True,
+            )
+        )
+        rows.append(
+            (
+                f"CPU per request ≤ 1.10× raw ({scenario.name})",
+                (ours.cpu or 0) / (floor.cpu or 1),
+                1.10,
+                False,
+            )
+        )
+        if "rembg.js" in figures:
+            rows.append(
+                (
+                    f"throughput ≥ 2× rembg.js ({scenario.name})",
+                    ours.rate / figures["rembg.js"].rate,
+                    2.0,
+                    True,
+                )
+            )
+
+    def extra(figures: dict[str, Figure], base: dict[str, Figure], client: str) -> float:
+        return figures["rembg_async"].growth - base[client].growth
+
+    memory = [
+        ("50 MB upload: peak RSS within 8 MiB of raw aiohttp", extra(up, up, FLOOR)),
+        ("50 MB download: peak RSS within 8 MiB of raw aiohttp", extra(down, down, FLOOR)),
         (
-            "throughput with callbacks ≥ 0.95× raw aiohttp (200 × 1 MB)",
-            ours.rate / floor.rate,
-            0.95,
-            True,
-        ),
-        (
-            "CPU per request ≤ 1.10× raw aiohttp (200 × 1 MB)",
-            (ours.cpu or 0) / (floor.cpu or 1),
-            1.10,
-            False,
-        ),
-        (
-            "50 MB upload: peak RSS within 8 MiB of raw aiohttp",
-            up["rembg_async"].growth - up[FLOOR].growth,
-            8,
-            False,
-        ),
-        (
-            "50 MB download: peak RSS within 8 MiB of raw aiohttp",
-            down["rembg_async"].growth - down[FLOOR].growth,
-            8,
-            False,
-        ),
-        (
-            "10,000 requests: RSS growth vs 1,000 under 10 MiB",
-            small_10k["rembg_async"].growth - small_1k["rembg_async"].growth,
-            10,
-            False,
+            "10,000 requests: RSS growth minus 1,000's, under 10 MiB",
+            extra(small_10k, small_1k, "rembg_async"),
         ),
     ]
-    if "rembg.js" in many:
-        rows.insert(
-            1,
-            ("throughput ≥ 2× rembg.js (200 × 1 MB)", ours.rate / many["rembg.js"].rate, 2.0, True),
-        )
+    rows += [(label, value, 8 if "50 MB" in label else 10, False) for label, value in memory]
     lines = ["| goal | measured | met |", "|---|---|---|"]
     for label, value, bound, at_least in rows:
         met = value >= bound if at_least else value <= bound
@@ -309,16 +321,15 @@ def main() -> None:
         for scenario in SCENARIOS:
             url = full.url if scenario.full else fast[scenario.answer]
             source = input_file(folder, scenario)
-            results[scenario.name] = {
-                client: measure(client, url, source, scenario, js, repeats) for client in clients
-            }
+            results[scenario.name] = measure_all(clients, url, source, scenario, js, repeats)
             print("\n".join(table(scenario, results[scenario.name])), flush=True)
+    method = "median of 3 runs, round-robin over the clients," if repeats == 3 else "one run"
     lines = [
         "# Benchmark results",
         "",
         f"Machine: {machine()}; node {_node_version()}. Written by `python benchmarks/compare.py`"
-        f" ({'median of 3 runs' if repeats == 3 else 'one run'} per figure; single 50 MB"
-        " transfers run once). Servers on 127.0.0.1; each client in a fresh process.",
+        f" ({method} per figure; single 50 MB transfers run once). Servers on 127.0.0.1;"
+        " each client in a fresh process.",
         "",
         "## Goals",
         "",

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import BinaryIO, Final
 
 import aiohttp
+import attrs
 
 from ._contract import OUTPUT_FORMATS
 from ._exceptions import APIResponseError
@@ -60,18 +61,13 @@ async def receive_file(
 ) -> ImageFile:
     """Stream the body to ``output_path``, or to a new temporary file when it is None."""
     folder = output_path.parent if output_path is not None else Path(tempfile.gettempdir())
-    # File-system calls go to a thread: creating a file can take a millisecond, too long to
-    # hold the event loop; `undo` clears up when the caller is cancelled meanwhile.
-    handle, partial = await run_to_completion(_create_partial, folder, undo=_forget_partial)
+    output = _Output(folder=folder, target=output_path)
     try:
-        with os.fdopen(handle, "wb", buffering=0) as file:
-            content_type, size = await _write_body(response, file, tracker)
+        content_type, size, last = await _receive_body(response, output, tracker)
         kind = _KINDS.get(content_type)
-        extension = extension_for(kind) if kind is not None else "bin"
-        target = output_path if output_path is not None else partial.with_suffix(f".{extension}")
-        await run_to_completion(os.replace, partial, target, undo=lambda _: _discard(target))
+        target = await output.finish(last, extension_for(kind) if kind is not None else "bin")
     except BaseException:
-        _discard(partial)
+        output.abandon()
         raise
     return ImageFile(
         output_image_path=target,
@@ -79,6 +75,64 @@ async def receive_file(
         size=size,
         temporary=output_path is None,
     )
+
+
+@attrs.define
+class _Output:
+    """The file being received, beside its target: created at the first large piece, or
+    written whole in a single thread hop when the answer fits in one piece.
+
+    File-system calls go to a thread (creating a file can take a millisecond, too long to hold
+    the event loop), each with an ``undo`` for a caller cancelled meanwhile.
+    """
+
+    folder: Path
+    target: Path | None
+    file: BinaryIO | None = None
+    partial: Path | None = None
+
+    async def write(self, data: bytearray) -> None:
+        """Append ``data``, creating the partial file first if need be."""
+        if self.file is None:
+            handle, partial = await run_to_completion(
+                _create_partial, self.folder, undo=_forget_partial
+            )
+            self.file, self.partial = os.fdopen(handle, "wb", buffering=0), partial
+        await run_to_completion(self.file.write, data)
+
+    async def finish(self, last: bytearray, extension: str) -> Path:
+        """Write ``last`` and put the file in place; returns where it is."""
+        if self.file is None:
+            return await run_to_completion(
+                _save_whole, self.folder, bytes(last), self.target, extension, undo=_discard
+            )
+        if last:
+            await self.write(last)
+        self.file.close()
+        assert self.partial is not None
+        target = self.target or self.partial.with_suffix(f".{extension}")
+        await run_to_completion(os.replace, self.partial, target, undo=lambda _: _discard(target))
+        return target
+
+    def abandon(self) -> None:
+        """Close and delete what was written (a plain call: it must complete when cancelled)."""
+        if self.file is not None:
+            self.file.close()
+        if self.partial is not None:
+            _discard(self.partial)
+
+
+def _save_whole(folder: Path, data: bytes, target: Path | None, extension: str) -> Path:
+    handle, partial = _create_partial(folder)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+        final = target or partial.with_suffix(f".{extension}")
+        os.replace(partial, final)
+    except BaseException:
+        _discard(partial)
+        raise
+    return final
 
 
 def _create_partial(folder: Path) -> tuple[int, Path]:
@@ -99,9 +153,11 @@ def _discard(path: Path) -> None:
         path.unlink()
 
 
-async def _write_body(
-    response: aiohttp.ClientResponse, file: BinaryIO, tracker: ProgressTracker
-) -> tuple[str, int]:
+async def _receive_body(
+    response: aiohttp.ClientResponse, output: _Output, tracker: ProgressTracker
+) -> tuple[str, int, bytearray]:
+    """Receive the body into ``output`` in large pieces; returns the type, the size and the
+    last piece, not yet written."""
     content_type = response.content_type
     size = 0
     pending = bytearray()  # the network gives small pieces: write them in large ones
@@ -112,13 +168,11 @@ async def _write_body(
         size += len(chunk)
         if len(pending) >= CHUNK_BYTES:
             full, pending = pending, bytearray()
-            await run_to_completion(file.write, full)
+            await output.write(full)
         await tracker.advance(len(chunk))
-    if pending:
-        await run_to_completion(file.write, pending)
     _check_not_empty(size)
     await tracker.finish()
-    return content_type, size
+    return content_type, size, pending
 
 
 async def receive_base64(response: aiohttp.ClientResponse, tracker: ProgressTracker) -> Base64Image:
