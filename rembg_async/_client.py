@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import ipaddress
 import logging
 import os
 import warnings
@@ -35,6 +34,7 @@ from ._results import Base64Image, ImageFile, discard_temporary
 from ._retry import RetryPolicy
 from ._timeouts import Timeout
 from ._upload import CHUNK_BYTES, UploadBody, build_form
+from ._urls import checked_url
 from ._usage import BillingCycleSummary, MembershipUsage
 from ._version import __version__
 
@@ -99,8 +99,8 @@ class AsyncRembg(AsyncClosing):
         self._owns_session = session is None
         self._api_key = api_key if api_key is not None else os.environ.get("REMBG_API_KEY") or None
         shared = base_url or os.environ.get("REMBG_BASE_URL")
-        self._api_url = _checked_url(shared or API_BASE_URL, allow_insecure_http)
-        self._account_url = _checked_url(
+        self._api_url = checked_url(shared or API_BASE_URL, allow_insecure_http)
+        self._account_url = checked_url(
             account_base_url or shared or ACCOUNT_BASE_URL, allow_insecure_http
         )
         self._timeout = timeout  # None: the session's own (ours: Timeout()'s defaults)
@@ -379,27 +379,6 @@ def _usage_params(year: int | None, month: int | None, period_start: int | None)
     if period_start is not None:
         params["periodStartUnix"] = str(int(period_start))
     return params
-
-
-def _checked_url(url: str, allow_insecure_http: bool) -> URL:
-    parsed = URL(url.rstrip("/"))
-    if parsed.scheme not in ("http", "https") or not parsed.host:
-        raise ValueError(f"not an http(s) URL: {url!r}")
-    if parsed.scheme == "http" and not allow_insecure_http and not _is_loopback(parsed.host):
-        raise ValueError(
-            f"refusing to send the API key over plain http to {parsed.host}; use https, "
-            "or allow_insecure_http=True"
-        )
-    return parsed
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 @contextlib.contextmanager
