@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import glob
 import os
@@ -17,7 +18,9 @@ from ._client import AsyncRembg
 from ._contract import ALLOWED_EXTENSIONS
 from ._options import RemoveOptions
 from ._progress import ProgressEvent
+from ._results import ImageFile
 from ._retry import RetryPolicy
+from ._threads import run_to_completion
 
 
 def add_remove_arguments(parser: argparse.ArgumentParser) -> None:
@@ -226,14 +229,11 @@ async def _batch(
 
 
 async def _as_data_url(item: BatchItem) -> str:
-    import base64
-
-    from ._results import ImageFile
-
     result = item.result
     assert isinstance(result, ImageFile)
     try:
-        encoded = base64.b64encode(result.output_image_path.read_bytes()).decode("ascii")
+        data = await run_to_completion(result.output_image_path.read_bytes)
+        encoded = base64.b64encode(data).decode("ascii")
     finally:
         await result.cleanup()
     return f"data:{result.content_type};base64,{encoded}"

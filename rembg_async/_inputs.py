@@ -95,8 +95,7 @@ async def _path_source(path: Path) -> Source:
 
 
 def _memory_source(data: memoryview, name: str | None) -> Source:
-    if name is not None:
-        _refuse_by_name(name)
+    """Bytes already in memory; a caller with a file name has checked it already."""
     info = read_image_info(io.BytesIO(data)) if len(data) else None
 
     async def chunks(chunk_size: int) -> AsyncGenerator[bytes, None]:

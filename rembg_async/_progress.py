@@ -100,11 +100,10 @@ class ProgressTracker:
 
     async def advance(self, size: int) -> None:
         """Count ``size`` more bytes; emit an event if the interval has passed (or at the end)."""
+        self._loaded += size
         if self._callback is None:
-            self._loaded += size
             return
         now = self._clock()
-        self._loaded += size
         self._samples.append((now, self._loaded))
         if self._total is not None and self._loaded >= self._total:
             await self.finish()
