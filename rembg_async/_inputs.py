@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import errno
 import io
 import os
+import stat
 from collections.abc import AsyncGenerator, Callable, Mapping
 from pathlib import Path
 from typing import IO, Any, Final, Union
@@ -39,6 +41,8 @@ Chunks = Callable[[int], AsyncGenerator[bytes, None]]
 
 #: Files up to this size are read whole when first inspected, and sent from memory.
 SMALL_FILE_BYTES: Final = 256 * 1024
+
+_READ_FLAGS: Final = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 
 
 @attrs.frozen(kw_only=True)
@@ -70,12 +74,20 @@ async def open_source(image: Any) -> Source:
 
 async def _path_source(path: Path) -> Source:
     def inspect() -> tuple[int, ImageInfo | None, bytes | None]:
-        with path.open("rb") as file:
-            size = os.fstat(file.fileno()).st_size
-            if size <= SMALL_FILE_BYTES:  # read whole in this same thread hop: no more I/O
-                data = file.read()
+        # os.open/os.read: a buffered file() adds an fstat and an ioctl, and every system call
+        # in this thread hop is one more wait for the GIL (see _download).
+        handle = os.open(path, _READ_FLAGS)
+        try:
+            status = os.fstat(handle)
+            if stat.S_ISDIR(status.st_mode):
+                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+            if status.st_size <= SMALL_FILE_BYTES:  # read whole in this same hop: no more I/O
+                data = _read_small(handle, status)
                 return len(data), read_image_info(io.BytesIO(data)), data
-            return size, read_image_info(file), None
+            with open(handle, "rb", closefd=False) as file:
+                return status.st_size, read_image_info(file), None
+        finally:
+            os.close(handle)
 
     _refuse_by_name(path.name)
     size, info, data = await run_to_completion(inspect)
@@ -92,6 +104,19 @@ async def _path_source(path: Path) -> Source:
                 yield chunk
 
     return _source(path.name, size, info, chunks)
+
+
+def _read_small(handle: int, status: os.stat_result) -> bytes:
+    """A small file's bytes: as many as its size says (a regular file), else up to its end."""
+    if not stat.S_ISREG(status.st_mode):  # a pipe or a device: its size says nothing
+        with open(handle, "rb", closefd=False) as file:
+            return file.read()
+    pieces = []
+    left = status.st_size
+    while left > 0 and (piece := os.read(handle, left)):  # one read, unless the file shrank
+        pieces.append(piece)
+        left -= len(piece)
+    return b"".join(pieces)
 
 
 def _memory_source(data: memoryview, name: str | None) -> Source:

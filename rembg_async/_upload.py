@@ -21,6 +21,9 @@ from ._progress import ProgressTracker
 #: small; 1 MiB in flight per upload is nothing next to the 50 MB it may be.
 CHUNK_BYTES: Final = 1024 * 1024
 
+#: Writes are gathered up to this size before they are sent (see :class:`_GatheringWriter`).
+GATHER_BYTES: Final = 64 * 1024
+
 
 class _SourcePayload(Payload):
     """The image part: the source's bytes, read afresh from its start."""
@@ -43,14 +46,38 @@ class _SourcePayload(Payload):
         raise TypeError("an image upload is binary")
 
 
-class _CountingWriter:
-    """Passes writes through to aiohttp's writer, counting them for progress."""
+class _GatheringWriter:
+    """Passes writes on to aiohttp's writer, gathering small ones, and counts them for progress.
+
+    A multipart form is written as many small pieces (boundary, part headers, CRLFs): each
+    would be a ``send()`` of its own. Gathered, a small upload leaves in one ``send()`` with the
+    request's headers, and a large one adds no more than two to its chunks.
+    """
 
     def __init__(self, inner: AbstractStreamWriter, tracker: ProgressTracker) -> None:
         self._inner = inner
         self._tracker = tracker
+        self._gathered: list[bytes | bytearray | memoryview] = []
+        self._gathered_size = 0
 
     async def write(self, chunk: bytes | bytearray | memoryview) -> None:
+        if self._gathered_size + len(chunk) > GATHER_BYTES:
+            await self.flush()
+            if len(chunk) > GATHER_BYTES:  # a large chunk goes as it is, without a copy
+                await self._send(chunk)
+                return
+        self._gathered.append(chunk)
+        self._gathered_size += len(chunk)
+
+    async def flush(self) -> None:
+        """Send what has been gathered."""
+        if self._gathered:
+            gathered = b"".join(self._gathered)
+            self._gathered.clear()
+            self._gathered_size = 0
+            await self._send(gathered)
+
+    async def _send(self, chunk: bytes | bytearray | memoryview) -> None:
         await self._inner.write(chunk)
         await self._tracker.advance(len(chunk))
 
@@ -82,7 +109,9 @@ class UploadBody(Payload):
 
     async def write(self, writer: AbstractStreamWriter) -> None:
         form: aiohttp.MultipartWriter = self._value
-        await form.write(_CountingWriter(writer, self._tracker))  # type: ignore[arg-type]
+        gathering = _GatheringWriter(writer, self._tracker)
+        await form.write(gathering)  # type: ignore[arg-type]
+        await gathering.flush()
         await self._tracker.finish()
 
     def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +148,29 @@ async def test_missing_file_is_file_not_found(
     async with AsyncRembg("k", base_url=capture_server.url) as client:
         with pytest.raises(FileNotFoundError):
             await client.remove(tmp_path / "nope.png")
+
+
+async def test_pipe_is_read_to_its_end(capture_server: CaptureServer, tmp_path: Path) -> None:
+    """A named pipe, whose size says 0, is read to its end and sent whole."""
+    pipe = tmp_path / "cat.png"
+    os.mkfifo(pipe)
+    feeder = threading.Thread(target=pipe.write_bytes, args=(PNG,))  # blocks until read
+    feeder.start()
+    async with AsyncRembg("k", base_url=capture_server.url) as client:
+        await (await client.remove(pipe)).cleanup()
+    feeder.join()
+    [request] = capture_server.received
+    assert request.parts["image"] == ("cat.png", "image/png", PNG)
+
+
+async def test_folder_is_refused_by_its_path(capture_server: CaptureServer, tmp_path: Path) -> None:
+    """A folder given as the image raises IsADirectoryError naming it, and nothing is sent."""
+    folder = tmp_path / "photos.png"
+    folder.mkdir()
+    async with AsyncRembg("k", base_url=capture_server.url) as client:
+        with pytest.raises(IsADirectoryError, match=r"photos\.png"):
+            await client.remove(folder)
+    assert capture_server.received == []
 
 
 async def test_unsupported_input_type(capture_server: CaptureServer) -> None:

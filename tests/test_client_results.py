@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import errno
 import io
+import resource
 import stat
 import time
 from pathlib import Path
@@ -69,6 +71,46 @@ async def test_output_path(api: AsyncRembg, tmp_path: Path) -> None:
     assert list(target.parent.iterdir()) == [target]
     with Image.open(target) as image:
         assert image.format == "PNG"
+
+
+@pytest.mark.parametrize("size", [(200, 200), (600, 400)], ids=["one-piece", "streamed"])
+async def test_output_path_is_replaced_whole(
+    api: AsyncRembg, tmp_path: Path, size: tuple[int, int]
+) -> None:
+    """An older file at output_path is replaced by the whole answer, with nothing left beside
+    it, whether the answer is saved in one piece (up to 256 KiB) or streamed."""
+    target = tmp_path / "new" / "cut.bmp"
+    target.parent.mkdir()
+    target.write_bytes(b"older")
+    result = await api.remove(make_image(size), RemoveOptions(format="bmp"), output_path=target)
+    assert result.size == target.stat().st_size > 100_000
+    assert list(target.parent.iterdir()) == [target]
+    with Image.open(target) as image:
+        assert image.size == size
+
+
+@pytest.mark.parametrize("size", [(200, 200), (600, 400)], ids=["one-piece", "streamed"])
+async def test_failed_write_keeps_the_older_file(
+    api: AsyncRembg, tmp_path: Path, private_tmp: Path, size: tuple[int, int]
+) -> None:
+    """A write the system refuses (here the file-size limit, as a full disk would) raises
+    OSError and leaves the older file as it was, with no partial file. The limit first cuts a
+    write short, then fails the next: a short write taken for a whole one would pass."""
+    target = tmp_path / "cut.bmp"
+    target.write_bytes(b"older")
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, hard))  # Python ignores SIGXFSZ
+    try:
+        with pytest.raises(OSError, match="too large") as caught:
+            await api.remove(make_image(size), RemoveOptions(format="bmp"), output_path=target)
+        with pytest.raises(OSError, match="too large"):
+            await api.remove(make_image(size), RemoveOptions(format="bmp"))
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert caught.value.errno == errno.EFBIG
+    assert target.read_bytes() == b"older"
+    assert sorted(tmp_path.iterdir()) == sorted([target, private_tmp])
+    assert list(private_tmp.iterdir()) == []
 
 
 async def test_base64_data_url_has_the_real_type(api: AsyncRembg) -> None:
