@@ -61,16 +61,21 @@ async def test_forgotten_temporary_file_warns(api: AsyncRembg, private_tmp: Path
     path.unlink()
 
 
-async def test_output_path(api: AsyncRembg, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("size", "format"), [((64, 48), "png"), ((600, 400), "bmp")], ids=["one-piece", "streamed"]
+)
+async def test_output_path(
+    api: AsyncRembg, tmp_path: Path, size: tuple[int, int], format: str
+) -> None:
     """output_path writes exactly there (creating folders) and leaves nothing else."""
-    target = tmp_path / "out" / "deep" / "cat.png"
-    result = await api.remove(make_image(), RemoveOptions(format="png"), output_path=target)
+    target = tmp_path / "out" / "deep" / f"cat.{format}"
+    result = await api.remove(make_image(size), RemoveOptions(format=format), output_path=target)
     assert result == ImageFile(
-        output_image_path=target, content_type="image/png", size=target.stat().st_size
+        output_image_path=target, content_type=f"image/{format}", size=target.stat().st_size
     )
     assert list(target.parent.iterdir()) == [target]
     with Image.open(target) as image:
-        assert image.format == "PNG"
+        assert (image.format, image.size) == (format.upper(), size)
 
 
 @pytest.mark.parametrize("size", [(200, 200), (600, 400)], ids=["one-piece", "streamed"])
