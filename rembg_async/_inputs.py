@@ -107,10 +107,11 @@ async def _path_source(path: Path) -> Source:
 
 
 def _read_small(handle: int, status: os.stat_result) -> bytes:
-    """A small file's bytes: as many as its size says (a regular file), else up to its end."""
+    """A small file's bytes: as many as its size says (a regular file), else up to its end
+    or to one byte more than an upload may have."""
     if not stat.S_ISREG(status.st_mode):  # a pipe or a device: its size says nothing
         with open(handle, "rb", closefd=False) as file:
-            return file.read()
+            return file.read(MAX_UPLOAD_BYTES + 1)  # enough to refuse an endless one
     pieces = []
     left = status.st_size
     while left > 0 and (piece := os.read(handle, left)):  # one read, unless the file shrank

@@ -163,6 +163,16 @@ async def test_pipe_is_read_to_its_end(capture_server: CaptureServer, tmp_path: 
     assert request.parts["image"] == ("cat.png", "image/png", PNG)
 
 
+async def test_endless_device_is_refused(capture_server: CaptureServer) -> None:
+    """A device that never ends (/dev/zero) is read no further than the upload limit allows,
+    then refused as too large; nothing is sent."""
+    async with AsyncRembg("k", base_url=capture_server.url) as client:
+        with pytest.raises(InvalidInputError) as caught:
+            await client.remove("/dev/zero")
+    assert str(caught.value) == contract.file_too_large_message(contract.MAX_UPLOAD_BYTES + 1)
+    assert capture_server.received == []
+
+
 async def test_folder_is_refused_by_its_path(capture_server: CaptureServer, tmp_path: Path) -> None:
     """A folder given as the image raises IsADirectoryError naming it, and nothing is sent."""
     folder = tmp_path / "photos.png"
