@@ -154,11 +154,12 @@ async def test_pipe_is_read_to_its_end(capture_server: CaptureServer, tmp_path: 
     """A named pipe, whose size says 0, is read to its end and sent whole."""
     pipe = tmp_path / "cat.png"
     os.mkfifo(pipe)
-    feeder = threading.Thread(target=pipe.write_bytes, args=(PNG,))  # blocks until read
+    # Daemon: should the client never open the pipe, the feeder must not hang the run.
+    feeder = threading.Thread(target=pipe.write_bytes, args=(PNG,), daemon=True)
     feeder.start()
     async with AsyncRembg("k", base_url=capture_server.url) as client:
         await (await client.remove(pipe)).cleanup()
-    feeder.join()
+    feeder.join()  # it has written everything once the client has read to the end
     [request] = capture_server.received
     assert request.parts["image"] == ("cat.png", "image/png", PNG)
 
