@@ -1,10 +1,11 @@
 """Receiving the image: chunk by chunk to a file (renamed into place when whole) or to base64.
 
-A temporary file starts beside its target, readable by its owner only, and becomes the result
-only once the last byte is in; any failure, truncation or cancellation deletes it. Writes go
-to a thread through :func:`run_to_completion`, which stays correct under cancellation. The real
-format is read from the first bytes, so the file's extension and the data URL's type are true
-whatever the ``Content-Type`` says.
+A partial file starts beside its target and becomes the result only once the last byte is in;
+any failure, truncation or cancellation deletes it. A temporary result is readable by its owner
+only; a file at a path the user chose gets the usual mode. Writes go to a thread through
+:func:`run_to_completion`, which stays correct under cancellation. The real format is read from
+the first bytes, so the file's extension and the data URL's type are true whatever the
+``Content-Type`` says.
 
 Each job sent to a thread makes as few system calls as it can (``os.open``/``os.write``, no
 ``mkstemp``, ``fdopen`` or ``mkdir`` each time): every call releases the GIL, and taking it back
@@ -112,7 +113,11 @@ class _Output:
         """Append ``data``, creating the partial file first if need be."""
         if self.handle is None:
             handle, partial = await run_to_completion(
-                _create_partial, self.folder, PARTIAL_SUFFIX, undo=_forget_partial
+                _create_partial,
+                self.folder,
+                PARTIAL_SUFFIX,
+                _mode_for(self.target),
+                undo=_forget_partial,
             )
             self.handle, self.partial = handle, partial
         await run_to_completion(_write_all, self.handle, data)
@@ -145,7 +150,8 @@ def _save_whole(folder: Path, data: bytes, target: Path | None, extension: str) 
     """Write a whole answer: as a new temporary result, or beside ``target`` and renamed onto it
     (so that ``target`` is never seen half-written, and an older file there survives a failure).
     """
-    handle, written = _create_partial(folder, PARTIAL_SUFFIX if target else f".{extension}")
+    suffix = PARTIAL_SUFFIX if target else f".{extension}"
+    handle, written = _create_partial(folder, suffix, _mode_for(target))
     try:
         try:
             _write_all(handle, data)
@@ -159,12 +165,18 @@ def _save_whole(folder: Path, data: bytes, target: Path | None, extension: str) 
     return target or written
 
 
-def _create_partial(folder: Path, suffix: str) -> tuple[int, Path]:
-    """A new file in ``folder`` (made if missing) under a random name, readable by its owner."""
+def _mode_for(target: Path | None) -> int:
+    """A temporary result is its owner's alone; a file the user named gets the usual mode
+    (``0o666`` less the umask, which ``os.open`` applies), as ``open()`` would give it."""
+    return 0o600 if target is None else 0o666
+
+
+def _create_partial(folder: Path, suffix: str, mode: int) -> tuple[int, Path]:
+    """A new file in ``folder`` (made if missing) under a random name."""
     for _ in range(_NAME_ATTEMPTS):
         path = folder / f"{TEMP_PREFIX}{secrets.token_hex(8)}{suffix}"
         try:
-            return os.open(path, _CREATE_FLAGS, 0o600), path
+            return os.open(path, _CREATE_FLAGS, mode), path
         except FileNotFoundError:
             folder.mkdir(parents=True, exist_ok=True)  # once per new folder, not once per file
         except FileExistsError:

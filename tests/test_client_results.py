@@ -6,6 +6,7 @@ import asyncio
 import base64
 import errno
 import io
+import os
 import resource
 import stat
 import time
@@ -76,6 +77,22 @@ async def test_output_path(
     assert list(target.parent.iterdir()) == [target]
     with Image.open(target) as image:
         assert (image.format, image.size) == (format.upper(), size)
+
+
+@pytest.mark.parametrize("size", [(64, 48), (600, 400)], ids=["one-piece", "streamed"])
+@pytest.mark.parametrize("umask", [0o022, 0o077], ids=["umask-022", "umask-077"])
+async def test_output_path_gets_the_usual_mode(
+    api: AsyncRembg, tmp_path: Path, size: tuple[int, int], umask: int
+) -> None:
+    """A file at output_path gets the mode open() would give it (0666 less the umask), unlike a
+    temporary result, which is its owner's alone."""
+    target = tmp_path / "cut.bmp"
+    before = os.umask(umask)
+    try:
+        await api.remove(make_image(size), RemoveOptions(format="bmp"), output_path=target)
+    finally:
+        os.umask(before)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask
 
 
 @pytest.mark.parametrize("size", [(200, 200), (600, 400)], ids=["one-piece", "streamed"])
