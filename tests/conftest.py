@@ -222,6 +222,22 @@ def faulty_server(rembg_server_factory: Any) -> LocalServer:
 
 
 @pytest.fixture
+def flaky_server(rembg_server_factory: Any) -> LocalServer:
+    """No limits, endless credits, and a fifth of requests failed at random (seeded)."""
+    from rembg_async.server import Account, RateLimits, ServerConfig
+
+    config = ServerConfig(
+        accounts=[Account(api_key=TEST_API_KEY, credits=10**6)],
+        rate_limits=RateLimits(short_term_requests=0, daily_anonymous=0),
+        faults=True,
+        fault_rate=0.2,
+        fault_seed=5,
+    )
+    server: LocalServer = rembg_server_factory(config)
+    return server
+
+
+@pytest.fixture
 def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The client's temporary folder, for this test alone (to see what is left in it)."""
     import tempfile

@@ -20,7 +20,7 @@ from rembg_async import (
     RetryPolicy,
     failed_inputs,
 )
-from rembg_async.server import Account, LocalServer, RateLimits, ServerConfig
+from rembg_async.server import LocalServer, RateLimits, ServerConfig
 
 SMALL = make_image((24, 18))
 
@@ -44,20 +44,6 @@ def manifest_lines(path: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-@pytest.fixture
-def flaky_server(rembg_server_factory) -> LocalServer:
-    """No limits, endless credits, and a fifth of requests failed at random."""
-    config = ServerConfig(
-        accounts=[Account(api_key="batch", credits=10**6)],
-        rate_limits=RateLimits(short_term_requests=0, daily_anonymous=0),
-        faults=True,
-        fault_rate=0.2,
-        fault_seed=5,
-    )
-    server: LocalServer = rembg_server_factory(config)
-    return server
-
-
 async def test_five_hundred_images_every_outcome_recorded_and_rerun(
     flaky_server: LocalServer, tmp_path: Path
 ) -> None:
@@ -67,7 +53,7 @@ async def test_five_hundred_images_every_outcome_recorded_and_rerun(
     out, manifest = tmp_path / "out", tmp_path / "manifest.jsonl"
     policy = RetryPolicy(max_retries=0)  # let the faults through as failures
     progress: list[BatchProgress] = []
-    async with AsyncRembg("batch", base_url=flaky_server.url, retry=policy) as client:
+    async with AsyncRembg(flaky_server.api_key, base_url=flaky_server.url, retry=policy) as client:
         items = [
             item
             async for item in client.remove_many(
@@ -91,7 +77,7 @@ async def test_five_hundred_images_every_outcome_recorded_and_rerun(
     assert progress[-1].bytes_up > 0
 
     # The re-run: what was made is skipped; only the failures are attempted again.
-    async with AsyncRembg("batch", base_url=flaky_server.url, retry=policy) as client:
+    async with AsyncRembg(flaky_server.api_key, base_url=flaky_server.url, retry=policy) as client:
         rerun = [
             item
             async for item in client.remove_many(

@@ -15,7 +15,7 @@ import pytest
 from conftest import make_image
 
 from rembg_async import AsyncRembg, ImageFile, RembgError, RetryPolicy
-from rembg_async.server import Account, LocalServer, RateLimits, ServerConfig
+from rembg_async.server import LocalServer
 
 REQUESTS = 1_000
 IMAGES = [
@@ -24,23 +24,16 @@ IMAGES = [
 
 
 async def test_thousand_requests_through_random_faults(
-    rembg_server_factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    flaky_server: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every request ends in an image or a typed error; no file, connection or task is left."""
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    config = ServerConfig(
-        accounts=[Account(api_key="soak", credits=10**6)],
-        rate_limits=RateLimits(short_term_requests=0, daily_anonymous=0),
-        faults=True,
-        fault_rate=0.2,
-        fault_seed=1,
-    )
-    server: LocalServer = rembg_server_factory(config)
+    server = flaky_server
     tasks_before = asyncio.all_tasks() - {asyncio.current_task()}
     outcomes: list[object] = []
 
     async with AsyncRembg(
-        "soak",
+        server.api_key,
         base_url=server.url,
         max_concurrency=16,
         retry=RetryPolicy(max_retries=2, wait=False),
