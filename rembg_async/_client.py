@@ -100,6 +100,7 @@ class AsyncRembg(AsyncClosing):
         self._api_key = api_key if api_key is not None else os.environ.get("REMBG_API_KEY") or None
         shared = base_url or os.environ.get("REMBG_BASE_URL")
         self._api_url = checked_url(shared or API_BASE_URL, allow_insecure_http)
+        self._rmbg_url = self._api_url / "rmbg"
         self._account_url = checked_url(
             account_base_url or shared or ACCOUNT_BASE_URL, allow_insecure_http
         )
@@ -110,6 +111,7 @@ class AsyncRembg(AsyncClosing):
         )
         self._session = session
         self._progress_interval = progress_interval
+        self._headers = _request_headers(self._api_key)  # the same for every request
         if self._api_key is None:
             logger.warning("no RemBG API key given: calls are anonymous, with a small daily limit")
 
@@ -146,12 +148,6 @@ class AsyncRembg(AsyncClosing):
             self._session = aiohttp.ClientSession(timeout=(self._timeout or Timeout()).to_aiohttp())
         self._state = _State.OPENED
         return self._session
-
-    def _headers(self) -> dict[str, str]:
-        headers = {"User-Agent": f"rembg-async/{__version__}"}
-        if self._api_key:
-            headers[API_KEY_HEADER] = self._api_key
-        return headers
 
     @overload
     async def remove(
@@ -220,15 +216,14 @@ class AsyncRembg(AsyncClosing):
         session = self._open()
         form = build_form(call.source, call.fields, CHUNK_BYTES)
         upload = self._tracker(call.on_upload, form.size, attempt, upload=True)
-        url = self._api_url / "rmbg"
         result: ImageFile | Base64Image | None = None
         try:
             async with self._limiter.slot():
-                with _transport_errors(url):
+                with _transport_errors(self._rmbg_url):
                     async with session.post(
-                        url,
+                        self._rmbg_url,
                         data=UploadBody(form, upload),
-                        headers=self._headers(),
+                        headers=self._headers,
                         allow_redirects=False,
                         **_timeout_argument(call.timeout),
                     ) as response:
@@ -324,7 +319,7 @@ class AsyncRembg(AsyncClosing):
                 async with session.get(
                     url,
                     params=params,
-                    headers=self._headers(),
+                    headers=self._headers,
                     allow_redirects=False,
                     **_timeout_argument(self._timeout),
                 ) as response:
@@ -351,6 +346,13 @@ class AsyncRembg(AsyncClosing):
 def _timeout_argument(timeout: Timeout | None) -> dict[str, aiohttp.ClientTimeout]:
     """``timeout=`` for aiohttp when one was set, so a user's own session keeps its own."""
     return {} if timeout is None else {"timeout": timeout.to_aiohttp()}
+
+
+def _request_headers(api_key: str | None) -> Mapping[str, str]:
+    headers = {"User-Agent": f"rembg-async/{__version__}"}
+    if api_key:
+        headers[API_KEY_HEADER] = api_key
+    return headers
 
 
 def _resolve_options(
