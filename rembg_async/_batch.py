@@ -16,7 +16,6 @@ from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
     AsyncIterator,
-    Awaitable,
     Callable,
     Iterable,
 )
@@ -84,9 +83,9 @@ class BatchProgress:
 
 
 #: A batch progress callback: a plain function, or a coroutine function (awaited in turn).
-BatchProgressCallback = Callable[[BatchProgress], Awaitable[None] | None]
+BatchProgressCallback = Callable[[BatchProgress], object]
 #: A per-item progress callback: the item's index, its input, and one of its progress events.
-ItemProgressCallback = Callable[[int, Any, ProgressEvent], Awaitable[None] | None]
+ItemProgressCallback = Callable[[int, Any, ProgressEvent], object]
 
 
 class BatchRun(AsyncClosing):

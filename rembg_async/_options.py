@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Final
+from typing import Any, Final, Literal, TypedDict
 
 import attrs
 
@@ -18,6 +18,10 @@ from ._contract import (
     parse_format,
 )
 from ._exceptions import InvalidInputError
+
+#: An output format. Strings are also checked at run time (case-insensitively), for values that
+#: come from configuration or the command line.
+OutputFormat = Literal["png", "jpeg", "jpg", "webp", "bmp"]
 
 
 @attrs.frozen(kw_only=True)
@@ -35,7 +39,7 @@ class RemoveOptions:
     them at once.
     """
 
-    format: str = DEFAULT_FORMAT
+    format: OutputFormat = DEFAULT_FORMAT
     w: int | None = None
     h: int | None = None
     exact_resize: bool = False
@@ -183,3 +187,39 @@ def _resolve_return_base64(options: RemoveOptions | Mapping[str, Any] | None) ->
     if isinstance(options, Mapping):
         return bool(options.get("returnBase64") or options.get("return_base64"))
     return False
+
+
+class ImageFileOptions(TypedDict, total=False):
+    """The rembg.js-style options dict of a call whose result is an ImageFile.
+
+    The names are rembg.js's (``returnMask``); Python's (``mask``) are accepted too.
+    """
+
+    format: OutputFormat
+    w: int | None
+    h: int | None
+    exact_resize: bool
+    returnMask: bool
+    mask: bool
+    bg_color: str | None
+    angle: float
+    expand: bool
+    returnBase64: Literal[False]
+
+
+class _ReturnsBase64(TypedDict):
+    returnBase64: Literal[True]
+
+
+class Base64Options(_ReturnsBase64, total=False):
+    """The rembg.js-style options dict with ``"returnBase64": True``: a Base64Image result."""
+
+    format: OutputFormat
+    w: int | None
+    h: int | None
+    exact_resize: bool
+    returnMask: bool
+    mask: bool
+    bg_color: str | None
+    angle: float
+    expand: bool
