@@ -31,6 +31,6 @@ def import_optional(module: str, *, extra: str, feature: str) -> ModuleType:
 
 
 def require_extra(extra: str, *modules: str, feature: str) -> None:
-    """Check that every one of ``modules`` imports, as :func:`import_optional` does."""
+    """Check that every one of ``modules`` imports, as ``import_optional`` does."""
     for module in modules:
         import_optional(module, extra=extra, feature=feature)

@@ -35,7 +35,7 @@ class RemoveOptions:
     - ``bg_color``: ``#RGB``, ``#RGBA``, ``#RRGGBB``, ``#RRGGBBAA`` or a CSS colour name.
     - ``angle``: degrees of rotation, -360 … 360; ``expand`` pads the canvas to fit.
 
-    Invalid values raise :class:`InvalidInputError` with the server's own messages, all of
+    Invalid values raise ``InvalidInputError`` with the server's own messages, all of
     them at once.
     """
 

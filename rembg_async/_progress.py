@@ -70,7 +70,7 @@ async def call_back(callback: Callable[..., object], *args: Any) -> None:
 
 
 class ProgressTracker:
-    """Turns chunk sizes into throttled :class:`ProgressEvent`s for one callback."""
+    """Turns chunk sizes into throttled ``ProgressEvent``s for one callback."""
 
     def __init__(
         self,

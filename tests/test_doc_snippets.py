@@ -1,4 +1,4 @@
-"""Every Python block of the README runs as written, against the local server."""
+"""Every Python block of the README and of the docs runs as written, against the local server."""
 
 from __future__ import annotations
 
@@ -20,15 +20,27 @@ BLOCK = re.compile(r"^```python\n(.*?)^```$", re.DOTALL | re.MULTILINE)
 
 # Runs a block as a notebook or `python -m asyncio` does: top-level await allowed.
 RUNNER = """
-import ast, asyncio, inspect, sys, types
+import __main__, ast, asyncio, inspect, sys, types
 source = open(sys.argv[1]).read()
-code = compile(source, "README.md", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
-namespace = {"__name__": "__main__"}
+code = compile(source, "snippet.py", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+namespace = __main__.__dict__  # as a script's: what it defines can be pickled, e.g. for processes
 if code.co_flags & inspect.CO_COROUTINE:
     asyncio.run(types.FunctionType(code, namespace)())
 else:
     exec(code, namespace)
 """
+
+
+DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+
+
+def python_blocks() -> list[tuple[str, str]]:
+    """Every ```python block of the README and the docs: (its id, its code)."""
+    blocks = []
+    for document in DOCUMENTS:
+        for number, code in enumerate(BLOCK.findall(document.read_text()), 1):
+            blocks.append((f"{document.relative_to(ROOT)}#{number}", code))
+    return blocks
 
 
 def readme_blocks() -> list[str]:
@@ -62,17 +74,17 @@ def test_the_readme_has_its_python_blocks() -> None:
     assert any("asyncio.run(main())" in block for block in blocks)
 
 
-@pytest.mark.parametrize("index", range(len(readme_blocks())))
-def test_readme_block_runs(
-    index: int, server: LocalServer, workdir: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(("where", "block"), python_blocks(), ids=[i for i, _ in python_blocks()])
+def test_snippet_runs(
+    where: str, block: str, server: LocalServer, workdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """README Python block number `index` runs to the end without an error."""
-    block = readme_blocks()[index]
+    """The Python block at `where` runs to the end without an error (or its tests pass)."""
     monkeypatch.setenv("REMBG_API_KEY", TEST_API_KEY)
     monkeypatch.setenv("REMBG_BASE_URL", server.url)
     (workdir / "snippet.py").write_text(block)
-    if re.search(r"^def test_", block, re.MULTILINE):  # a test for the user's suite: pytest it
+    if re.search(r"^(async )?def test_", block, re.MULTILINE):  # tests for a user's suite
         command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "snippet.py"]
+        command += ["-o", "asyncio_mode=auto", "-o", "asyncio_default_fixture_loop_scope=function"]
     else:
         command = [sys.executable, "-W", "error", "runner.py", "snippet.py"]
     result = subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=120)
