@@ -42,3 +42,12 @@ def test_server_without_numpy_says_install_the_server_extra() -> None:
     ).stdout
     assert "pip install 'rembg-async[server]'" in output
     assert "'numpy'" in output
+
+
+def test_importing_the_package_loads_no_optional_dependency() -> None:
+    """`import rembg_async` stays cheap: no rich (the CLI's), numpy or Pillow (the server's)."""
+    code = "import sys, rembg_async; print(sorted({'rich', 'numpy', 'PIL'} & set(sys.modules)))"
+    output = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert output.strip() == "[]"
