@@ -6,7 +6,9 @@ index, as installing the package does.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
 import venv
@@ -127,3 +129,26 @@ def test_installed_pytest_plugin_serves_a_users_test(server_extra: Path, tmp_pat
     )
     output = checked(server_extra / "pytest", "-q", "-p", "no:cacheprovider", cwd=tmp_path)
     assert "1 passed" in output
+
+
+def test_plain_install_cli_names_the_server_extra(plain: Path) -> None:
+    """Without the `server` extra, `serve` says which extra to install: no traceback."""
+    result = sh(plain / "rembg-async", "serve", "--port", "0")
+    assert result.returncode != 0
+    assert "pip install 'rembg-async[server]'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_metadata_has_urls_and_classifiers(plain: Path) -> None:
+    """PyPI gets the project URLs, the Python versions and topics, and an absolute-link README."""
+    code = (
+        "import importlib.metadata as m, json; d = m.metadata('rembg-async'); print(json.dumps("
+        "[d.get_all('Project-URL'), d.get_all('Classifier'), d.get_payload()]))"
+    )
+    urls, classifiers, readme = json.loads(checked(plain / "python", "-c", code))
+    labels = {url.split(",")[0] for url in urls}
+    assert labels == {"Homepage", "Documentation", "Source", "Issues", "Changelog"}
+    assert "Programming Language :: Python :: 3.10" in classifiers
+    assert any(classifier.startswith("Topic :: ") for classifier in classifiers)
+    relative = re.findall(r"\]\((?!https://)[^)]*\)", readme)
+    assert relative == [], relative
