@@ -29,6 +29,7 @@ from ._exceptions import (
 from ._inputs import ImageInput, Source, open_source
 from ._limiter import RateLimiter
 from ._options import RemoveOptions, options_from_mapping
+from ._paths import check_output_path
 from ._progress import DEFAULT_INTERVAL, ProgressCallback, ProgressTracker
 from ._results import Base64Image, ImageFile, discard_temporary
 from ._retry import RetryPolicy
@@ -42,6 +43,7 @@ logger = logging.getLogger("rembg_async")
 
 API_BASE_URL: Final = "https://api.rembg.com"
 ACCOUNT_BASE_URL: Final = "https://www.rembg.com"
+MSG_BASE64_WITH_OUTPUT_PATH: Final = "return_base64 and output_path exclude each other"
 #: Error bodies are small; a proxy's HTML page is cut to this.
 MAX_ERROR_BODY: Final = 64 * 1024
 
@@ -194,12 +196,16 @@ class AsyncRembg(AsyncClosing):
         ``input_image`` is a path, bytes, ``{"base64": ...}`` (a ``data:`` prefix is fine) or a
         seekable binary file. The result is a temporary :class:`ImageFile` (``cleanup()`` it),
         the file at ``output_path``, or with ``return_base64`` a :class:`Base64Image`.
-        Bad input raises :class:`InvalidInputError` before anything is sent. Each retry sends
+        Bad input raises :class:`InvalidInputError` before anything is sent, and so does an
+        ``output_path`` whose extension names another format than the one asked for (an
+        ``OSError`` when it is a folder or its folder cannot be written). Each retry sends
         the image afresh and restarts progress, its events carrying the new ``attempt``.
         """
         remove_options, return_base64 = _resolve_options(options, return_base64)
         if return_base64 and output_path is not None:
-            raise ValueError("return_base64 and output_path exclude each other")
+            raise ValueError(MSG_BASE64_WITH_OUTPUT_PATH)
+        if output_path is not None:
+            check_output_path(Path(output_path), remove_options.output_format)
         call = _RemoveCall(
             source=await open_source(input_image),
             fields=remove_options.form_fields(),
