@@ -229,7 +229,8 @@ def _run_until_signalled(
             except asyncio.CancelledError:
                 if interrupts.signal is None:
                     raise
-        return interrupts.exit_code
+        stopped = interrupts.run is not None and interrupts.run.stopped is not None
+        return interrupts.exit_code or (1 if stopped else None)
 
     try:
         return asyncio.run(run())

@@ -361,10 +361,13 @@ async def _say_why_stopped(run: BatchRun) -> None:
     if run.stopped is None and not run.interrupted:
         return
     left = sum([1 async for _ in run.remaining])
-    why = "interrupted" if run.stopped is None else f"stopped, {_reason(run.stopped)}"
+    if run.stopped is None:
+        why, then = "interrupted", "run the same command again to go on"
+    else:
+        why, then = f"stopped, {_reason(run.stopped)}", "once that is fixed, run it again"
     print(
-        f"rembg-async remove: {why} ({left} input(s) not started; run the same command again "
-        "to go on: what is done is not redone)",
+        f"rembg-async remove: {why} ({left} input(s) not started; {then}: "
+        "what is done is not redone)",
         file=sys.stderr,
     )
 
