@@ -180,7 +180,8 @@ def _server_for(args: argparse.Namespace) -> Iterator[tuple[str | None, str | No
 def run_remove_command(args: argparse.Namespace) -> int:
     """``rembg-async remove``: 0 when every image was made (or was done already), 1 otherwise;
     2 for bad options or inputs whose outputs would clash; 130 or 143 when interrupted."""
-    from ._cli_remove import expand_inputs, options_from
+    from ._cli_plan import expand_inputs
+    from ._cli_remove import options_from
     from ._exceptions import InvalidInputError
 
     try:
@@ -214,7 +215,8 @@ def _run_until_signalled(
     items: list[Any],
 ) -> int | None:
     """Run the batch (or the dry run); the exit code a signal asks for, if one came."""
-    from ._cli_remove import Interrupts, dry_run, retry_policy, run_remove
+    from ._cli_plan import dry_run
+    from ._cli_remove import Interrupts, retry_policy, run_remove
 
     async def run() -> int | None:
         interrupts = Interrupts(asyncio.current_task())  # type: ignore[arg-type]

@@ -225,3 +225,16 @@ def test_read_only_output_folder_and_bad_key_stop_at_once(
     assert "stopped, invalid api key (5 input(s) not started" in bad.stderr
     assert bad.stdout.count("failed ") == 1
     assert used(server) == 0
+
+
+def test_max_credits_stops_the_run_within_budget(server: LocalServer, tmp_path: Path) -> None:
+    """--max-credits 3 over 8 images: three made, the stop said plainly, three credits used."""
+    tree, out = tmp_path / "tree", tmp_path / "out"
+    make_tree(tree, 8)
+    process = start(server, str(tree), "-o", str(out), "--max-credits", "3")
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 1
+    assert stdout.count("ok ") == 3
+    assert "stopped, the credit budget is spent: 3 of 3" in stderr
+    assert "(5 input(s) not started" in stderr
+    assert used(server) == 3
