@@ -243,8 +243,7 @@ class BatchRun(AsyncClosing):
                     None,
                     BatchItem(input=value, index=index, skipped=True, output_path=target),
                 )
-            made = await asyncio.to_thread(identify, value, self._options_key)
-            verdict = await asyncio.to_thread(outputs.verdict, target, made)
+            made, verdict = await asyncio.to_thread(self._inspect, outputs, value, target)
         except (OutputClashError, OSError) as error:
             return None, None, BatchItem(input=value, index=index, error=error)
         if verdict is Verdict.FOREIGN:
@@ -256,6 +255,11 @@ class BatchRun(AsyncClosing):
                 BatchItem(input=value, index=index, skipped=True, output_path=target),
             )
         return target, made, None
+
+    def _inspect(self, outputs: OutputTree, value: Any, target: Path) -> tuple[Provenance, Verdict]:
+        """The input's provenance and its output's verdict, in one thread hop."""
+        made = identify(value, self._options_key)
+        return made, outputs.verdict(target, made)
 
     async def _send(self, index: int, value: Any, target: Path | None, wire: Wire) -> Any:
         retry = self._retry if self._budget is None else charge_aware(self._retry, wire)
