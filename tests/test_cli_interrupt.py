@@ -17,7 +17,7 @@ import pytest
 from conftest import make_image
 from PIL import Image
 
-from rembg_async import AsyncRembg
+from rembg_async import AsyncRembg, failed_inputs
 from rembg_async.server import Account, Fault, LocalServer, RateLimits, ServerConfig
 
 COMMAND = [sys.executable, "-m", "rembg_async", "remove"]
@@ -94,12 +94,17 @@ def size_of(path: Path) -> tuple[int, int]:
 def test_interrupted_runs_resume_with_every_input_paid_once(
     server: LocalServer, tmp_path: Path, number: signal.Signals
 ) -> None:
-    """Interrupted, resumed on a sub-folder, then on the tree, then fed back from the manifest:
-    every input ends with its own output, and the credits used are exactly the images made."""
+    """Interrupted; resumed on a sub-folder; its failures fed back through failed_inputs; then
+    the whole tree: every input ends with its own output, credits used = images made."""
     tree, out, manifest = tmp_path / "tree", tmp_path / "out", tmp_path / "m.jsonl"
     sizes = make_tree(tree, 24)
+    broken = [(tree / "b" / f"img-{n}.png").resolve() for n in (4, 5)]
+    originals = {path: path.read_bytes() for path in broken}
+    for path in broken:
+        path.write_bytes(b"not an image yet")  # fails unsent (no credit) until it is fixed
     server.faults.push(Fault(latency=0.3), times=10_000)  # slow enough to interrupt mid-run
     common = ["-o", str(out), "--manifest", str(manifest), "--concurrency", "3"]
+    server_args = ["--base-url", server.url, "--api-key", KEY]
     process = start(server, str(tree), *common)
     stdout, stderr = interrupt_after_first(process, number)
     assert process.returncode == 128 + number
@@ -112,17 +117,28 @@ def test_interrupted_runs_resume_with_every_input_paid_once(
     assert used(server) == made_first  # the images in flight were finished, not thrown away
 
     sub = subprocess.run(
-        [*COMMAND, str(tree / "a"), "-o", str(out / "a"), "--manifest", str(manifest),
-         "--base-url", server.url, "--api-key", KEY],
+        [*COMMAND, str(tree / "b"), "-o", str(out / "b"), "--manifest", str(manifest),
+         *server_args],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
-    assert sub.returncode == 0, sub.stderr
+    assert sub.returncode == 1  # the two broken ones
+    assert sorted(failed_inputs(manifest)) == sorted(str(path) for path in broken)
+    for path, data in originals.items():
+        path.write_bytes(data)
+    fed_back = subprocess.run(
+        [*COMMAND, *failed_inputs(manifest), "--root", str(tree), *common, *server_args],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert fed_back.returncode == 0, fed_back.stderr
+    assert failed_inputs(manifest) == []
+    before = used(server)
     whole = subprocess.run(
-        [*COMMAND, str(tree), *common, "--base-url", server.url, "--api-key", KEY],
+        [*COMMAND, str(tree), *common, *server_args],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert whole.returncode == 0, whole.stderr
-    assert "skipped" in whole.stdout  # what the earlier runs made was not made again
+    made_last = whole.stdout.count("ok ")
+    assert made_last == len(sizes) - before  # only what no earlier run made
     for path, size in sizes.items():
         assert size_of(out / path.relative_to(tree.resolve()).with_suffix(".webp")) == size
     assert len(list(out.rglob("*.webp"))) == len(sizes)
