@@ -192,7 +192,10 @@ def run_remove_command(args: argparse.Namespace) -> int:
             print(f"  {field}: {message}", file=sys.stderr)
         return 2
     output_dir = None if args.base64 else args.output_dir
-    inputs = expand_inputs(args.inputs, root=args.root, exclude=output_dir)
+    try:
+        inputs = expand_inputs(args.inputs, root=args.root, exclude=output_dir)
+    except KeyboardInterrupt:  # Ctrl-C while listing: nothing was sent, nothing to say
+        return 130
     with _server_for(args) as (base_url, api_key):
         items: list[Any] = []
         try:
