@@ -7,15 +7,17 @@ import enum
 import logging
 import os
 import warnings
-from collections.abc import AsyncIterable, Iterable, Iterator, Mapping
-from pathlib import Path
+from collections.abc import AsyncIterable, Callable, Iterable, Iterator, Mapping
+from pathlib import Path, PurePath
 from typing import Any, Final, Literal, overload
 
 import aiohttp
 import attrs
 from yarl import URL
 
-from ._batch import BatchProgressCallback, BatchRun, ItemProgressCallback
+from ._batch import BatchRun
+from ._batch_items import BatchProgressCallback, ItemProgressCallback
+from ._budget import CreditBudget, LocalCreditBudget
 from ._closing import AsyncClosing
 from ._contract import API_KEY_HEADER, MSG_PERIOD_WITH_CALENDAR, out_of_range_message
 from ._download import body_length, receive_base64, receive_file
@@ -29,6 +31,8 @@ from ._exceptions import (
 from ._inputs import ImageInput, Source, open_source
 from ._limiter import RateLimiter
 from ._options import RemoveOptions, options_from_mapping
+from ._outputs import OutputTree
+from ._paths import check_output_path
 from ._progress import DEFAULT_INTERVAL, ProgressCallback, ProgressTracker
 from ._results import Base64Image, ImageFile, discard_temporary
 from ._retry import RetryPolicy
@@ -42,6 +46,7 @@ logger = logging.getLogger("rembg_async")
 
 API_BASE_URL: Final = "https://api.rembg.com"
 ACCOUNT_BASE_URL: Final = "https://www.rembg.com"
+MSG_BASE64_WITH_OUTPUT_PATH: Final = "return_base64 and output_path exclude each other"
 #: Error bodies are small; a proxy's HTML page is cut to this.
 MAX_ERROR_BODY: Final = 64 * 1024
 
@@ -194,12 +199,16 @@ class AsyncRembg(AsyncClosing):
         ``input_image`` is a path, bytes, ``{"base64": ...}`` (a ``data:`` prefix is fine) or a
         seekable binary file. The result is a temporary :class:`ImageFile` (``cleanup()`` it),
         the file at ``output_path``, or with ``return_base64`` a :class:`Base64Image`.
-        Bad input raises :class:`InvalidInputError` before anything is sent. Each retry sends
+        Bad input raises :class:`InvalidInputError` before anything is sent, and so does an
+        ``output_path`` whose extension names another format than the one asked for (an
+        ``OSError`` when it is a folder or its folder cannot be written). Each retry sends
         the image afresh and restarts progress, its events carrying the new ``attempt``.
         """
         remove_options, return_base64 = _resolve_options(options, return_base64)
         if return_base64 and output_path is not None:
-            raise ValueError("return_base64 and output_path exclude each other")
+            raise ValueError(MSG_BASE64_WITH_OUTPUT_PATH)
+        if output_path is not None:
+            check_output_path(Path(output_path), remove_options.output_format)
         call = _RemoveCall(
             source=await open_source(input_image),
             fields=remove_options.form_fields(),
@@ -253,35 +262,62 @@ class AsyncRembg(AsyncClosing):
     def remove_many(
         self,
         inputs: Iterable[Any] | AsyncIterable[Any],
-        options: RemoveOptions | None = None,
+        options: RemoveOptions | Mapping[str, Any] | None = None,
         *,
         concurrency: int = 8,
         output_dir: str | os.PathLike[str] | None = None,
+        root: str | os.PathLike[str] | Callable[[Any], PurePath] | None = None,
         on_progress: BatchProgressCallback | None = None,
         on_item_progress: ItemProgressCallback | None = None,
         skip_existing: bool = False,
+        overwrite: bool = False,
         manifest: str | os.PathLike[str] | None = None,
+        max_credits: int | None = None,
+        budget: CreditBudget | None = None,
     ) -> BatchRun:
         """Remove many backgrounds, ``concurrency`` at a time, yielding :class:`BatchItem` objects.
 
         ``inputs`` (any iterable or async iterable, consumed lazily) are what :meth:`remove`
-        takes. Results go to ``output_dir`` (named after each input, made safe) or to temporary
-        files. ``skip_existing`` skips inputs whose output is already there; ``manifest`` appends
-        one JSON line per outcome; ``on_progress`` gets a :class:`BatchProgress` after each item,
-        and ``on_item_progress(index, input, event)`` each item's own transfer events.
+        takes; ``options`` too (a dict with ``returnBase64`` gives base64 results). Results go
+        to temporary files, or under ``output_dir`` mirroring each input's path relative to
+        ``root`` (default: the current folder; a path outside it keeps its whole path), its
+        extension changed to the format's. Two listed inputs that would make one file
+        (``x.png`` and ``x.jpg``) raise :class:`ValueError` before anything is sent.
+
+        Each output folder keeps an index of what it was made from: ``skip_existing`` skips an
+        input whose output was made from it with these options; an output of unknown or other
+        provenance fails its item unsent, unless ``overwrite``. ``manifest`` appends one JSON
+        line per outcome; ``on_progress`` gets a :class:`BatchProgress` after each item, and
+        ``on_item_progress(index, input, event)`` each item's own transfer events.
+
+        ``max_credits`` (or a shared ``budget``) never lets an image start that could take the
+        spend past it; the batch then stops with :class:`BudgetExhaustedError`. Errors that
+        every image would meet also stop it: see :attr:`BatchRun.stopped`.
         Use ``async with client.remove_many(...) as run: async for item in run: ...`` to have
         work in flight cancelled as soon as you stop iterating.
         """
+        resolved, return_base64 = _resolve_options(options, False)
+        if return_base64 and output_dir is not None:
+            raise ValueError(MSG_BASE64_WITH_OUTPUT_PATH.replace("output_path", "output_dir"))
+        if max_credits is not None and budget is not None:
+            raise ValueError("give max_credits or budget, not both")
+        outputs = None
+        if output_dir is not None:
+            extension = "jpg" if resolved.output_format == "jpeg" else resolved.output_format
+            outputs = OutputTree(Path(output_dir), root, extension, overwrite=overwrite)
         return BatchRun(
-            self,
+            self.remove,
             inputs,
-            options,
+            resolved,
+            retry=self._retry,
+            return_base64=return_base64,
             concurrency=concurrency,
-            output_dir=Path(output_dir) if output_dir is not None else None,
+            outputs=outputs,
             on_progress=on_progress,
             on_item_progress=on_item_progress,
             skip_existing=skip_existing,
             manifest=Path(manifest) if manifest is not None else None,
+            budget=LocalCreditBudget(max_credits) if max_credits is not None else budget,
         )
 
     async def membership_usage(

@@ -245,3 +245,9 @@ async def receive_base64(response: aiohttp.ClientResponse, tracker: ProgressTrac
     await tracker.finish()
     data_url = f"data:{content_type};base64," + b"".join(encoded).decode("ascii")
     return Base64Image(base64_image=data_url, content_type=content_type, size=size)
+
+
+def is_partial_name(name: str) -> bool:
+    """Whether ``name`` is one of our partial files (``rembg-<random>.part``): a run that holds
+    its output folder may delete those left behind by a run that was killed."""
+    return name.startswith(TEMP_PREFIX) and name.endswith(PARTIAL_SUFFIX)

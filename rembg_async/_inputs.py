@@ -3,6 +3,7 @@
 A retry must send the image afresh, so a source never holds an exhausted stream: it knows how
 to open its bytes from the start. Each source is checked as the server checks an upload (type,
 empty, size, signature, dimensions from the header), so bad input is refused before sending.
+The bytes decide what an image is, never its name: it is sent under a name of its real type.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from ._contract import (
     MSG_EMPTY_FILE,
     MSG_INVALID_SIGNATURE,
     dimension_messages,
-    extension_problem,
     file_too_large_message,
 )
 from ._exceptions import InvalidInputError
@@ -89,7 +89,6 @@ async def _path_source(path: Path) -> Source:
         finally:
             os.close(handle)
 
-    _refuse_by_name(path.name)
     size, info, data = await run_to_completion(inspect)
     if data is not None:
         return _memory_source(memoryview(data), name=path.name)
@@ -133,8 +132,6 @@ def _memory_source(data: memoryview, name: str | None) -> Source:
 
 async def _file_object_source(file: IO[bytes]) -> Source:
     name = os.path.basename(str(getattr(file, "name", ""))) or None
-    if name is not None:
-        _refuse_by_name(name)
 
     def inspect() -> tuple[int, int, ImageInfo | None]:
         start = file.tell()
@@ -170,12 +167,6 @@ def _decode_base64(image: Mapping[str, str]) -> bytes:
     except (binascii.Error, ValueError):
         message = "The 'base64' input is not valid base64."
         raise InvalidInputError(message, [("image", message)]) from None
-
-
-def _refuse_by_name(name: str) -> None:
-    problem = extension_problem(name)
-    if problem is not None:
-        raise InvalidInputError(problem, [("image", problem)])
 
 
 def _source(name: str | None, size: int, info: ImageInfo | None, chunks: Chunks) -> Source:
