@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import math
 import time
 from collections.abc import Mapping, Sequence
 from typing import Final, Literal
@@ -188,23 +189,40 @@ def rate_limit_scope(message: str) -> RateLimitScope | None:
 
 
 def retry_after_seconds(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
-    """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date)."""
+    """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date).
+
+    A value that is negative, not a number (``nan``, ``inf``) or unparsable says nothing: it is
+    ignored (None, so backoff applies) rather than taken for "retry now", which would let one
+    bad header turn every retry into an instant storm. A date in the past means now.
+    """
     lowered = {name.lower(): value for name, value in headers.items()}
-    if (milliseconds := _number(lowered.get("retry-after-ms"))) is not None:
-        return max(0.0, milliseconds / 1000)
+    if (milliseconds := _wait(lowered.get("retry-after-ms"))) is not None:
+        return milliseconds / 1000
     value = lowered.get("retry-after")
     if value is None:
         return None
-    if (seconds := _number(value)) is not None:
-        return max(0.0, seconds)
+    if _float(value) is not None:
+        return _wait(value)  # a number, good or bad, is never read as a date
     try:
         moment = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     return max(0.0, moment.timestamp() - (time.time() if now is None else now))
 
 
+def _wait(value: str | None) -> float | None:
+    """Seconds to wait: a finite number, not negative; else None."""
+    number = _number(value)
+    return number if number is not None and number >= 0 else None
+
+
 def _number(value: str | None) -> float | None:
+    """A finite number, or None (``float()`` also takes ``nan`` and ``inf``)."""
+    number = _float(value)
+    return number if number is not None and math.isfinite(number) else None
+
+
+def _float(value: str | None) -> float | None:
     try:
         return float(value) if value is not None else None
     except ValueError:

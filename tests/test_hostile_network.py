@@ -1,0 +1,279 @@
+"""Answers as real networks and real servers deliver them: split, malformed, or hostile.
+
+Each test runs the client against a misbehaving server of raw asyncio sockets on loopback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+
+import pytest
+from conftest import RawHandler, RawServer, make_image, read_whole_request
+
+from rembg_async import (
+    APIResponseError,
+    APITimeoutError,
+    AsyncRembg,
+    RateLimitError,
+    RetryPolicy,
+    Timeout,
+)
+from rembg_async._contract import MSG_RATE_DAILY
+
+StartRaw = Callable[[RawHandler], Awaitable[RawServer]]
+PACE = 0.02  # between pieces, so that each reaches the client on its own
+
+
+def head(status: str, length: int, content_type: str, extra: str = "") -> bytes:
+    """A response head with ``Content-Length``."""
+    return (
+        f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {length}\r\n"
+        f"{extra}Connection: close\r\n\r\n"
+    ).encode("latin-1")
+
+
+def answering(
+    status: str, body: bytes, content_type: str, *, pieces: list[int] = (), extra: str = ""
+) -> RawHandler:
+    """A handler that reads the request whole, then answers ``body``: first in pieces of the
+    given sizes, each sent on its own, then the rest."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_whole_request(reader)
+        writer.write(head(status, len(body), content_type, extra))
+        await writer.drain()
+        sent = 0
+        for size in pieces:
+            writer.write(body[sent : sent + size])
+            await writer.drain()
+            sent += size
+            await asyncio.sleep(PACE)
+        writer.write(body[sent:])
+        await writer.drain()
+
+    return handler
+
+
+def client_of(server: RawServer, **kwargs: object) -> AsyncRembg:
+    """A client of ``server`` that does not retry (unless told) and ignores proxies."""
+    kwargs.setdefault("max_retries", 0)
+    return AsyncRembg("key", base_url=server.url, trust_env=False, **kwargs)  # type: ignore[arg-type]
+
+
+# 1. A 200 that arrives in small pieces is a success.
+
+
+@pytest.mark.parametrize(
+    ("image_format", "pieces"),
+    [
+        pytest.param("PNG", [1] * 16, id="png-byte-by-byte"),
+        pytest.param("WEBP", [3], id="webp-3-then-rest"),
+        pytest.param("WEBP", [1] * 13, id="webp-byte-by-byte"),
+    ],
+)
+@pytest.mark.parametrize("return_base64", [False, True], ids=["file", "base64"])
+async def test_image_trickled_in_small_pieces_is_a_success(
+    raw_server: StartRaw, image_format: str, pieces: list[int], return_base64: bool
+) -> None:
+    """An image whose first bytes come one (or three) at a time is the image, not "no image"."""
+    answer = make_image((30, 20), image_format)
+    mime = f"image/{image_format.lower()}"
+    server = await raw_server(answering("200 OK", answer, mime, pieces=pieces))
+    async with client_of(server) as client:
+        if return_base64:
+            encoded = await client.remove(make_image(), return_base64=True)
+            assert encoded.content_type == mime
+            assert encoded.size == len(answer)
+        else:
+            async with await client.remove(make_image()) as result:
+                assert result.content_type == mime
+                assert result.output_image_path.read_bytes() == answer
+    assert server.connections == 1  # no retry
+
+
+async def test_short_answer_that_is_no_image_is_still_refused(raw_server: StartRaw) -> None:
+    """A body shorter than a signature, trickled, is judged when it ends: no image."""
+    server = await raw_server(answering("200 OK", b"\x89PN", "image/png", pieces=[1, 1]))
+    async with client_of(server) as client:
+        with pytest.raises(APIResponseError, match="no image"):
+            await client.remove(make_image())
+
+
+# 2. Error bodies are read whole.
+
+
+@pytest.mark.parametrize("split", [1, 2, 20])
+async def test_error_body_in_pieces_keeps_its_message_and_scope(
+    raw_server: StartRaw, split: int
+) -> None:
+    """A daily 429 whose JSON arrives in two pieces keeps its message and scope="daily"."""
+    body = json.dumps({"error": MSG_RATE_DAILY, "status": 429}).encode()
+    server = await raw_server(
+        answering("429 Too Many Requests", body, "application/json", pieces=[split])
+    )
+    async with client_of(server) as client:
+        with pytest.raises(RateLimitError) as caught:
+            await client.remove(make_image())
+    assert caught.value.message == MSG_RATE_DAILY
+    assert caught.value.scope == "daily"
+
+
+# 5. Malformed usage JSON is an APIResponseError.
+
+
+async def usage_and_dates(client: AsyncRembg) -> object:
+    """The usage with its billing window, and that window's dates (which a huge number breaks)."""
+    usage = await client.membership_usage(billing_cycle=True)
+    cycle = usage.billing_cycle
+    return usage, cycle and (cycle.period_start, cycle.period_end)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(b'{"credits": "many"}', id="string-for-number"),
+        pytest.param(b'{"credits": [1]}', id="list-for-number"),
+        pytest.param(b'{"credits": 1e400}', id="infinite"),
+        pytest.param(b'{"credits": NaN}', id="nan"),
+        pytest.param(b'{"credits": ' + b"9" * 5000 + b"}", id="5000-digits"),
+        pytest.param(
+            b'{"billingCycle": {"periodStartUnix": 1e30, "periodEndUnix": 1}}', id="huge-time"
+        ),
+        pytest.param(b'{"billingCycle": {"periodEndUnix": 1}}', id="missing-field"),
+        pytest.param(b'{"billingCycle": [1, 2]}', id="list-for-object"),
+        pytest.param(b"[" * 100_000 + b"]" * 100_000, id="deep-nesting"),
+        pytest.param(b'{"a":' * 100_000 + b"1" + b"}" * 100_000, id="deep-objects"),
+    ],
+)
+async def test_malformed_usage_json_is_a_response_error(raw_server: StartRaw, body: bytes) -> None:
+    """Wrong types, huge numbers and deep nesting raise APIResponseError, nothing bare."""
+    server = await raw_server(answering("200 OK", body, "application/json"))
+    async with client_of(server) as client:
+        with pytest.raises(APIResponseError):
+            await usage_and_dates(client)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(b'{"billingCycles": {"a": 1}}', id="object-for-list"),
+        pytest.param(b'{"billingCycles": [{"periodEndUnix": 1}]}', id="missing-field"),
+        pytest.param(b'{"billingCycles": ["x"]}', id="string-for-object"),
+        pytest.param(
+            b'{"billingCycles": [{"periodStartUnix": "x", "periodEndUnix": 1}]}', id="text"
+        ),
+    ],
+)
+async def test_malformed_billing_cycles_are_a_response_error(
+    raw_server: StartRaw, body: bytes
+) -> None:
+    """A list of billing cycles of the wrong shape raises APIResponseError."""
+    server = await raw_server(answering("200 OK", body, "application/json"))
+    async with client_of(server) as client:
+        with pytest.raises(APIResponseError):
+            await client.billing_cycles()
+
+
+async def test_usage_json_in_pieces_is_read_whole(raw_server: StartRaw) -> None:
+    """A usage answer that arrives a few bytes at a time is parsed whole."""
+    body = json.dumps({"membership": "pro", "credits": 12, "api_usage": 3}).encode()
+    server = await raw_server(answering("200 OK", body, "application/json", pieces=[1, 5, 5]))
+    async with client_of(server) as client:
+        usage = await client.membership_usage()
+    assert (usage.membership, usage.credits, usage.api_usage) == ("pro", 12, 3)
+
+
+# 6. A Retry-After that says nothing sensible is ignored.
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Retry-After: -1",
+        "Retry-After: -0.5",
+        "Retry-After: nan",
+        "Retry-After: inf",
+        "Retry-After: -inf",
+        "retry-after-ms: -5000",
+        "retry-after-ms: nan\r\nRetry-After: -3",
+    ],
+)
+async def test_bad_retry_after_is_ignored_and_backoff_applies(
+    raw_server: StartRaw, header: str
+) -> None:
+    """A negative, NaN or infinite Retry-After is no wait at all: backoff decides the delay."""
+    body = b'{"error": "Too many requests", "status": 429}'
+    server = await raw_server(
+        answering("429 Too Many Requests", body, "application/json", extra=f"{header}\r\n")
+    )
+    async with client_of(server) as client:
+        with pytest.raises(RateLimitError) as caught:
+            await client.remove(make_image())
+    assert caught.value.retry_after is None
+    policy = RetryPolicy(initial_backoff=0.5)
+    delay = policy.delay(caught.value, 1)
+    assert delay is not None
+    assert 0.25 <= delay <= 0.5
+
+
+# 10. A plain number is a Timeout: read=.
+
+
+def silent_after_request() -> RawHandler:
+    """A handler that reads the request whole, then says nothing until the client leaves."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_whole_request(reader)
+        await reader.read()  # until the client closes
+
+    return handler
+
+
+@pytest.mark.parametrize("where", ["client", "call"])
+async def test_number_as_timeout_is_the_read_timeout(raw_server: StartRaw, where: str) -> None:
+    """``timeout=0.3`` on the client or on a call means Timeout(read=0.3)."""
+    server = await raw_server(silent_after_request())
+    on_client = {"timeout": 0.3} if where == "client" else {}
+    on_call = {"timeout": 0.3} if where == "call" else {}
+    async with asyncio.timeout(30), client_of(server, **on_client) as client:
+        with pytest.raises(APITimeoutError) as caught:
+            await client.remove(make_image(), **on_call)  # type: ignore[call-overload]
+    assert caught.value.timeout == "read"
+
+
+@pytest.mark.parametrize("bad", ["5", True, -1, 0, float("nan")])
+def test_timeout_that_is_no_number_is_refused(bad: object) -> None:
+    """A timeout that is neither a Timeout nor a positive number is refused when given."""
+    with pytest.raises((TypeError, ValueError), match="timeout"):
+        AsyncRembg("key", timeout=bad)  # type: ignore[arg-type]
+
+
+def test_number_as_timeout_keeps_the_other_defaults() -> None:
+    """``timeout=5`` is ``Timeout(read=5)``: connect keeps its default, no attempt deadline."""
+    from rembg_async._timeouts import as_timeout
+
+    assert as_timeout(5) == Timeout(read=5.0)
+    assert as_timeout(Timeout(attempt=3)) == Timeout(attempt=3)
+
+
+# 11. An API key with a control character is refused when the client is made.
+
+
+@pytest.mark.parametrize("key", ["sk-SECRET-1\n", "sk-SECRET-1\r\n", "sk-SE\x00CRET", "sk\tSECRET"])
+def test_api_key_with_control_character_is_refused_at_once(key: str) -> None:
+    """The client refuses the key when made, naming it without printing it."""
+    with pytest.raises(ValueError, match="API key") as caught:
+        AsyncRembg(key)
+    assert "SECRET" not in str(caught.value)
+
+
+def test_api_key_from_environment_with_newline_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A key read from $REMBG_API_KEY with a line end is refused, naming the variable."""
+    monkeypatch.setenv("REMBG_API_KEY", "sk-SECRET-2\n")
+    with pytest.raises(ValueError, match=r"\$REMBG_API_KEY") as caught:
+        AsyncRembg()
+    assert "SECRET" not in str(caught.value)
