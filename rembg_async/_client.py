@@ -231,7 +231,7 @@ class AsyncRembg(AsyncClosing):
                 with _transport_errors(self._rmbg_url):
                     async with session.post(
                         self._rmbg_url,
-                        data=UploadBody(form, upload),
+                        data=UploadBody(form, upload, _read_limit(call.timeout, session)),
                         headers=self._headers,
                         allow_redirects=False,
                         **_timeout_argument(call.timeout),
@@ -344,6 +344,11 @@ class AsyncRembg(AsyncClosing):
         if wait is not None and wait <= self._retry.max_retry_after:
             self._limiter.hold_off(wait)  # every call of this client waits, not only this one
         raise error
+
+
+def _read_limit(timeout: Timeout | None, session: aiohttp.ClientSession) -> float | None:
+    """The longest silence allowed: the call's or client's ``read``, else the session's own."""
+    return timeout.read if timeout is not None else session.timeout.sock_read
 
 
 def _timeout_argument(timeout: Timeout | None) -> dict[str, aiohttp.ClientTimeout]:

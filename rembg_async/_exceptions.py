@@ -266,7 +266,7 @@ def error_from_transport(error: BaseException, *, url: str) -> APIConnectionErro
         return APITimeoutError(f"timed out connecting to {url}", timeout="connect")
     if isinstance(error, aiohttp.SocketTimeoutError):
         return APITimeoutError(
-            f"{url} went silent for longer than the read timeout", timeout="read"
+            f"{url} went silent for longer than the read timeout ({error})", timeout="read"
         )
     if isinstance(error, asyncio.TimeoutError):
         return APITimeoutError(f"the attempt on {url} passed its deadline", timeout="attempt")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -295,13 +296,17 @@ async def read_whole_request(reader: asyncio.StreamReader) -> tuple[bytes, dict[
 
 
 @pytest.fixture
-async def raw_server() -> AsyncIterator[Callable[[RawHandler], Awaitable[RawServer]]]:
-    """Starts raw servers running a handler per connection; all closed after the test."""
+async def raw_server() -> AsyncIterator[Callable[..., Awaitable[RawServer]]]:
+    """Starts raw servers running a handler per connection; all closed after the test.
+
+    ``receive_buffer`` sets the kernel's receive buffer of its sockets: a small one makes
+    the server's own reading, not its kernel's, what the client sees.
+    """
     servers: list[asyncio.Server] = []
     writers: list[asyncio.StreamWriter] = []
     tasks: set[asyncio.Task[None]] = set()
 
-    async def start(handler: RawHandler) -> RawServer:
+    async def start(handler: RawHandler, *, receive_buffer: int | None = None) -> RawServer:
         async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             raw.connections += 1
             writers.append(writer)
@@ -310,19 +315,27 @@ async def raw_server() -> AsyncIterator[Callable[[RawHandler], Awaitable[RawServ
                 await handler(reader, writer)
             except (ConnectionError, asyncio.IncompleteReadError):
                 pass  # the client went away: that is what many of these tests do
+            except asyncio.CancelledError:
+                pass  # the test is over (asyncio would log a handler ending cancelled)
             finally:
                 tasks.discard(task)  # type: ignore[arg-type]
                 writer.close()
 
-        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if receive_buffer is not None:  # set before listen(): accepted sockets inherit it
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        listener.bind(("127.0.0.1", 0))
+        server = await asyncio.start_server(serve, sock=listener)
         servers.append(server)
         port = server.sockets[0].getsockname()[1]
         raw = RawServer(url=f"http://127.0.0.1:{port}", port=port)
         return raw
 
     yield start
-    for task in list(tasks):
+    pending = list(tasks)
+    for task in pending:
         task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
     for writer in writers:
         writer.transport.abort()
     for server in servers:

@@ -10,7 +10,14 @@ import json
 from collections.abc import Awaitable, Callable
 
 import pytest
-from conftest import RawHandler, RawServer, make_image, read_whole_request
+from conftest import (
+    RawHandler,
+    RawServer,
+    connections_to,
+    make_image,
+    read_request,
+    read_whole_request,
+)
 
 from rembg_async import (
     APIResponseError,
@@ -22,7 +29,7 @@ from rembg_async import (
 )
 from rembg_async._contract import MSG_RATE_DAILY
 
-StartRaw = Callable[[RawHandler], Awaitable[RawServer]]
+StartRaw = Callable[..., Awaitable[RawServer]]
 PACE = 0.02  # between pieces, so that each reaches the client on its own
 
 
@@ -118,6 +125,78 @@ async def test_error_body_in_pieces_keeps_its_message_and_scope(
             await client.remove(make_image())
     assert caught.value.message == MSG_RATE_DAILY
     assert caught.value.scope == "daily"
+
+
+# 3. An upload the server stops reading cannot hang for ever.
+
+BIG_UPLOAD = make_image() + bytes(20 * 1024 * 1024)  # a PNG's signature, then 20 MB
+
+
+def reading_then_stopping(after: int) -> RawHandler:
+    """A handler that reads the request's head and ``after`` bytes of its body, then nothing
+    more (its buffers fill, then the client's) until the test ends."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        await reader.readexactly(after)
+        await asyncio.Event().wait()
+
+    return handler
+
+
+@pytest.mark.parametrize("after", [0, 3 * 1024 * 1024])
+@pytest.mark.parametrize("how", ["Timeout", "number"])
+async def test_upload_the_server_stops_reading_times_out_and_aborts(
+    raw_server: StartRaw, after: int, how: str
+) -> None:
+    """A 20 MB upload to a server that stops reading ends after ``read`` seconds with a read
+    timeout, and leaves no connection open."""
+    server = await raw_server(reading_then_stopping(after))
+    timeout = Timeout(read=0.5) if how == "Timeout" else 0.5
+    async with asyncio.timeout(20):  # only a guard: without the fix, this hangs for ever
+        async with client_of(server, timeout=timeout) as client:
+            with pytest.raises(APITimeoutError) as caught:
+                await client.remove(BIG_UPLOAD)
+            assert connections_to(server.port) == 0  # aborted at once, not at close
+    assert caught.value.timeout == "read"
+    assert "upload" in str(caught.value)
+
+
+async def test_upload_stall_on_a_user_session_uses_its_read_timeout(raw_server: StartRaw) -> None:
+    """With a session of the user's own, its ``sock_read`` bounds a stalled upload too."""
+    import aiohttp
+
+    server = await raw_server(reading_then_stopping(0))
+    async with (
+        asyncio.timeout(20),
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(sock_read=0.5)) as session,
+        AsyncRembg("key", base_url=server.url, session=session, max_retries=0) as client,
+    ):
+        with pytest.raises(APITimeoutError):
+            await client.remove(BIG_UPLOAD)
+        assert connections_to(server.port) == 0
+
+
+async def test_slow_steady_reader_is_not_cut(raw_server: StartRaw) -> None:
+    """A server that reads slowly but never pauses for ``read`` seconds gets the whole upload,
+    although a 1 MiB write then takes longer than ``read`` to drain, and its last megabytes
+    sit in the socket's queue for longer than ``read`` after aiohttp has written them."""
+    body = make_image() + bytes(3 * 1024 * 1024)
+    answer = make_image((8, 8), "PNG")
+
+    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        _, headers = await read_request(reader)
+        left = int(headers["content-length"])
+        while left:
+            left -= len(await reader.readexactly(min(left, 16 * 1024)))
+            await asyncio.sleep(0.02)  # ~0.8 MB/s: a 1 MiB write drains in over a second
+        writer.write(head("200 OK", len(answer), "image/png") + answer)
+        await writer.drain()
+
+    server = await raw_server(slow, receive_buffer=64 * 1024)
+    async with asyncio.timeout(120), client_of(server, timeout=Timeout(read=0.5)) as client:
+        encoded = await client.remove(body, return_base64=True)
+    assert encoded.size == len(answer)
 
 
 # 5. Malformed usage JSON is an APIResponseError.
