@@ -411,4 +411,8 @@ def _transport_errors(url: URL) -> Iterator[None]:
     try:
         yield
     except (aiohttp.ClientError, TimeoutError) as error:
+        if isinstance(error.__cause__, InvalidInputError):
+            # The input, read while the body was sent, failed (aiohttp wraps what a body's
+            # writer raises): the fault is the input's, and no retry would mend it.
+            raise error.__cause__ from None
         raise error_from_transport(error, url=str(url)) from error

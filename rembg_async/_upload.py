@@ -111,12 +111,21 @@ class _StallGuard:
         self.error = aiohttp.SocketTimeoutError(
             f"the server read none of the upload for {self._seconds:g} s (the read timeout)"
         )
-        protocol = transport.get_protocol()
-        # Abort first: the socket is then closed before the request's task wakes up to our
-        # error (both are callbacks of the loop, run in order).
-        transport.abort()
-        if hasattr(protocol, "set_exception"):
-            protocol.set_exception(self.error)  # what the response waited for now raises
+        abort_request(self._writer, self.error)
+
+
+def abort_request(writer: AbstractStreamWriter, error: BaseException) -> None:
+    """Fail a half-sent request with ``error`` and close its connection now (it can never be
+    reused, and must not wait for the response's release to be closed)."""
+    transport = writer.transport
+    if transport is None or transport.is_closing():
+        return  # already failed (the stall guard, or the server), with its own error
+    protocol = transport.get_protocol()
+    # Abort first: the socket is then closed before the request's task wakes up to ``error``
+    # (both are callbacks of the loop, run in order).
+    transport.abort()
+    if hasattr(protocol, "set_exception"):
+        protocol.set_exception(error)  # what the response being waited for raises
 
 
 def _queued(transport: asyncio.WriteTransport) -> int:
@@ -249,9 +258,15 @@ class UploadBody(Payload):
     async def write(self, writer: AbstractStreamWriter) -> None:
         form: aiohttp.MultipartWriter = self._value
         gathering = _GatheringWriter(writer, self._tracker, self._stall_timeout)
-        await form.write(gathering)  # type: ignore[arg-type]
-        await gathering.flush()
-        await gathering.settle()
+        try:
+            await form.write(gathering)  # type: ignore[arg-type]
+            await gathering.flush()
+            await gathering.settle()
+        except Exception as error:  # the input failed, or the connection did
+            failure = aiohttp.ClientConnectionError(f"the request body could not be sent: {error}")
+            failure.__cause__ = error  # the one place that maps errors looks at the cause
+            abort_request(writer, failure)
+            raise
         await self._tracker.finish()
 
     def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import pytest
 from conftest import (
@@ -23,6 +25,7 @@ from rembg_async import (
     APIResponseError,
     APITimeoutError,
     AsyncRembg,
+    InvalidInputError,
     RateLimitError,
     RetryPolicy,
     Timeout,
@@ -197,6 +200,76 @@ async def test_slow_steady_reader_is_not_cut(raw_server: StartRaw) -> None:
     async with asyncio.timeout(120), client_of(server, timeout=Timeout(read=0.5)) as client:
         encoded = await client.remove(body, return_base64=True)
     assert encoded.size == len(answer)
+
+
+# 4. An input that changes under us fails fast and names itself.
+
+
+async def test_file_that_shrinks_while_sent_fails_at_once(
+    raw_server: StartRaw, tmp_path: Path
+) -> None:
+    """A file cut short during its upload raises InvalidInputError naming it, not a timeout
+    blaming the server, and is not retried; no connection stays open."""
+    photo = tmp_path / "shrinking.png"
+    photo.write_bytes(make_image() + bytes(20 * 1024 * 1024))
+
+    async def truncating(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        os.truncate(photo, 1024 * 1024)  # before the client can have read past ~5 MB
+        await reader.read()  # everything, until the client goes
+
+    server = await raw_server(truncating, receive_buffer=64 * 1024)
+    retry = RetryPolicy(max_retries=2, wait=False)
+    async with AsyncRembg("key", base_url=server.url, trust_env=False, retry=retry) as client:
+        with pytest.raises(InvalidInputError, match=r"shrinking\.png changed while") as caught:
+            await client.remove(photo, timeout=Timeout(read=3))
+        assert connections_to(server.port) == 0
+    assert caught.value.attempts == 1
+    assert server.connections == 1
+
+
+async def test_file_deleted_before_a_retry_is_an_input_error(
+    raw_server: StartRaw, tmp_path: Path
+) -> None:
+    """A file deleted while the first attempt failed is an InvalidInputError on the retry,
+    naming it, and not retried further."""
+    photo = tmp_path / "vanishing.png"
+    photo.write_bytes(make_image() + bytes(1024 * 1024))  # large: read when sent, not before
+    error = b'{"error": "Internal server error", "status": 500}'
+
+    async def failing_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_whole_request(reader)
+        photo.unlink()
+        writer.write(head("500 Internal Server Error", len(error), "application/json") + error)
+        await writer.drain()
+
+    server = await raw_server(failing_once)
+    retry = RetryPolicy(max_retries=3, wait=False)
+    async with AsyncRembg("key", base_url=server.url, trust_env=False, retry=retry) as client:
+        with pytest.raises(
+            InvalidInputError, match=r"vanishing\.png can no longer be read"
+        ) as caught:
+            await client.remove(photo)
+    assert caught.value.attempts == 2
+    assert server.connections == 2  # the first attempt, and the retry that found it gone
+
+
+async def test_file_object_that_shrinks_while_sent_fails_at_once(
+    raw_server: StartRaw, tmp_path: Path
+) -> None:
+    """The same for a file object given open: its name in the error, no timeout."""
+    photo = tmp_path / "open.png"
+    photo.write_bytes(make_image() + bytes(20 * 1024 * 1024))
+
+    async def truncating(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        os.truncate(photo, 1024 * 1024)
+        await reader.read()
+
+    server = await raw_server(truncating, receive_buffer=64 * 1024)
+    async with client_of(server) as client:
+        with photo.open("rb") as file, pytest.raises(InvalidInputError, match=r"open\.png"):
+            await client.remove(file, timeout=Timeout(read=3))
 
 
 # 5. Malformed usage JSON is an APIResponseError.
