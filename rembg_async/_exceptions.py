@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Final, Literal
 
 import aiohttp
+from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 
 from ._contract import MSG_RATE_DAILY, MSG_RATE_MONTHLY, MSG_RATE_SHORT_TERM
 
@@ -144,7 +145,13 @@ class ServerError(APIStatusError):
 
 
 class APIConnectionError(RembgError):
-    """The exchange failed below HTTP: connection refused or dropped, a truncated body."""
+    """The exchange failed below HTTP: connection refused or dropped, a truncated body.
+
+    ``retryable`` is False for a failure that another attempt would meet again identically
+    (an answer whose headers are over the parser's limit).
+    """
+
+    retryable: bool = True
 
 
 class APIResponseError(APIConnectionError):
@@ -260,6 +267,18 @@ def _details(raw: object) -> list[FieldDetail]:
     ]
 
 
+def _unparsable(cause: HttpProcessingError, url: str) -> APIResponseError:
+    """An answer aiohttp's parser refused. aiohttp reports it as a ``ClientResponseError``
+    with ``status=400``, which reads like the API's own 400: say what it is instead."""
+    reason = cause.message.strip() or type(cause).__name__
+    error = APIResponseError(f"the answer from {url} is not HTTP this client can read: {reason}")
+    # aiohttp's protocol re-wraps the parser's own exception: its class is one level down.
+    original = cause.__cause__ if isinstance(cause.__cause__, HttpProcessingError) else cause
+    if isinstance(original, LineTooLong) or "too many headers" in reason.lower():
+        error.retryable = False  # over the parser's limits: the same answer comes again
+    return error
+
+
 def error_from_transport(error: BaseException, *, url: str) -> APIConnectionError:
     """Our exception for an aiohttp or socket failure talking to ``url``."""
     if isinstance(error, aiohttp.ConnectionTimeoutError):
@@ -270,6 +289,10 @@ def error_from_transport(error: BaseException, *, url: str) -> APIConnectionErro
         )
     if isinstance(error, asyncio.TimeoutError):
         return APITimeoutError(f"the attempt on {url} passed its deadline", timeout="attempt")
+    if isinstance(error, aiohttp.ClientResponseError) and isinstance(
+        error.__cause__, HttpProcessingError
+    ):
+        return _unparsable(error.__cause__, url)
     if isinstance(error, aiohttp.ClientPayloadError):
         return APIConnectionError(f"the answer from {url} was cut short: {error}")
     return APIConnectionError(f"connection to {url} failed: {error}")

@@ -370,6 +370,68 @@ async def test_bad_retry_after_is_ignored_and_backoff_applies(
     assert 0.25 <= delay <= 0.5
 
 
+# 9. An answer the HTTP parser refuses is an APIResponseError, not a 400 look-alike.
+
+
+def sending(raw: bytes) -> RawHandler:
+    """A handler that reads the request whole, then sends ``raw`` and closes."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_whole_request(reader)
+        writer.write(raw)
+        await writer.drain()
+
+    return handler
+
+
+IMAGE = make_image((8, 8), "PNG")
+
+
+@pytest.mark.parametrize(
+    ("raw", "retried"),
+    [
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\nX-Big: "
+            + b"a" * 9000
+            + b"\r\n"
+            + head("", len(IMAGE), "image/png")[12:]
+            + IMAGE,
+            False,
+            id="header-over-limit",
+        ),
+        pytest.param(
+            b"HTTP/1.1 200 "
+            + b"O" * 9000
+            + b"\r\n"
+            + head("", len(IMAGE), "image/png")[12:]
+            + IMAGE,
+            False,
+            id="status-line-over-limit",
+        ),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\n" + b"X-A: b\r\n" * 200 + b"Content-Length: 0\r\n\r\n",
+            False,
+            id="too-many-headers",
+        ),
+        pytest.param(b"HELLO THERE\r\n\r\n", True, id="garbage-status-line"),
+        pytest.param(b"HTTP/1.1 2x0 OK\r\nContent-Length: 0\r\n\r\n", True, id="bad-status-code"),
+    ],
+)
+async def test_answer_the_parser_refuses_is_a_response_error(
+    raw_server: StartRaw, raw: bytes, retried: bool
+) -> None:
+    """The error says the answer could not be read (no "400" that reads like the API's), and
+    is retried only if another attempt could differ."""
+    server = await raw_server(sending(raw))
+    retry = RetryPolicy(max_retries=2, wait=False)
+    async with client_of(server, retry=retry) as client:
+        with pytest.raises(APIResponseError, match="not HTTP this client can read") as caught:
+            await client.remove(make_image())
+    assert "400," not in str(caught.value)  # aiohttp's "400, message=..."
+    assert caught.value.__cause__ is not None  # aiohttp's own error stays as the cause
+    assert server.connections == (3 if retried else 1)
+
+
 # 10. A plain number is a Timeout: read=.
 
 
