@@ -22,6 +22,7 @@ from conftest import (
 )
 
 from rembg_async import (
+    APIConnectionError,
     APIResponseError,
     APITimeoutError,
     AsyncRembg,
@@ -34,6 +35,7 @@ from rembg_async._contract import MSG_RATE_DAILY
 
 StartRaw = Callable[..., Awaitable[RawServer]]
 PACE = 0.02  # between pieces, so that each reaches the client on its own
+IMAGE = make_image((8, 8), "PNG")
 
 
 def head(status: str, length: int, content_type: str, extra: str = "") -> bytes:
@@ -370,6 +372,85 @@ async def test_bad_retry_after_is_ignored_and_backoff_applies(
     assert 0.25 <= delay <= 0.5
 
 
+# 7. Proxies from the environment are honoured, as requests and httpx do.
+
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+
+
+@pytest.fixture
+def no_proxy_environment(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """An environment without proxy variables (in either case), for the test to set."""
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    return monkeypatch
+
+
+def proxy_recording(lines: list[bytes]) -> RawHandler:
+    """A proxy that records each request line and answers a plain request itself with an
+    image (a CONNECT, it refuses)."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        first, headers = await read_request(reader)
+        lines.append(first)
+        if first.startswith(b"CONNECT "):
+            writer.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+            return
+        await reader.readexactly(int(headers.get("content-length", "0")))
+        writer.write(head("200 OK", len(IMAGE), "image/png") + IMAGE)
+        await writer.drain()
+
+    return handler
+
+
+@pytest.mark.parametrize("variable", ["HTTP_PROXY", "http_proxy"])
+async def test_http_proxy_from_environment_is_used(
+    raw_server: StartRaw, no_proxy_environment: pytest.MonkeyPatch, variable: str
+) -> None:
+    """With $HTTP_PROXY set, the request goes to the proxy, in absolute form."""
+    lines: list[bytes] = []
+    proxy = await raw_server(proxy_recording(lines))
+    api = await raw_server(sending(b""))
+    no_proxy_environment.setenv(variable, proxy.url)
+    async with AsyncRembg("key", base_url=api.url, max_retries=0) as client:
+        result = await client.remove(make_image(), return_base64=True)
+    assert result.size == len(IMAGE)
+    assert lines == [f"POST {api.url}/rmbg HTTP/1.1".encode()]
+    assert api.connections == 0
+
+
+async def test_https_proxy_from_environment_is_used(
+    raw_server: StartRaw, no_proxy_environment: pytest.MonkeyPatch
+) -> None:
+    """With $HTTPS_PROXY set, an https API is reached through a CONNECT to the proxy."""
+    lines: list[bytes] = []
+    proxy = await raw_server(proxy_recording(lines))
+    no_proxy_environment.setenv("HTTPS_PROXY", proxy.url)
+    async with AsyncRembg("key", base_url="https://127.0.0.1:9", max_retries=0) as client:
+        with pytest.raises(APIConnectionError):  # this proxy refuses every tunnel
+            await client.remove(make_image())
+    assert lines == [b"CONNECT 127.0.0.1:9 HTTP/1.1"]
+
+
+@pytest.mark.parametrize("how", ["NO_PROXY", "trust_env=False"])
+async def test_proxy_is_bypassed_when_told(
+    raw_server: StartRaw, no_proxy_environment: pytest.MonkeyPatch, how: str
+) -> None:
+    """$NO_PROXY naming the host, or ``trust_env=False``, sends the request directly."""
+    lines: list[bytes] = []
+    proxy = await raw_server(proxy_recording(lines))
+    api = await raw_server(answering("200 OK", IMAGE, "image/png"))
+    no_proxy_environment.setenv("HTTP_PROXY", proxy.url)
+    if how == "NO_PROXY":
+        no_proxy_environment.setenv("NO_PROXY", "example.com,127.0.0.1")
+    options = {"trust_env": False} if how == "trust_env=False" else {}
+    async with AsyncRembg("key", base_url=api.url, max_retries=0, **options) as client:  # type: ignore[arg-type]
+        result = await client.remove(make_image(), return_base64=True)
+    assert result.size == len(IMAGE)
+    assert lines == []
+    assert api.connections == 1
+
+
 # 9. An answer the HTTP parser refuses is an APIResponseError, not a 400 look-alike.
 
 
@@ -382,9 +463,6 @@ def sending(raw: bytes) -> RawHandler:
         await writer.drain()
 
     return handler
-
-
-IMAGE = make_image((8, 8), "PNG")
 
 
 @pytest.mark.parametrize(
