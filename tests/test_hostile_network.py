@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -449,6 +450,52 @@ async def test_proxy_is_bypassed_when_told(
     assert result.size == len(IMAGE)
     assert lines == []
     assert api.connections == 1
+
+
+# 8. The CLI shows the server's text and file names literally (no rich markup).
+
+
+async def test_cli_shows_markup_in_names_and_messages_literally(
+    raw_server: StartRaw, tmp_path: Path
+) -> None:
+    """In a terminal, a file named "[bold]…" and a server message with "[/red]" are printed
+    as they are, and the run ends with its summary instead of a MarkupError."""
+    from test_cli_remove import run_in_terminal
+
+    message = "bad [/red] request [bold]here"
+    body = json.dumps({"error": message, "status": 400}).encode()
+    server = await raw_server(answering("400 Bad Request", body, "application/json"))
+    good = tmp_path / "[red]photo.png"
+    good.write_bytes(make_image())
+    bad = tmp_path / "[bold]broken.png"
+    bad.write_bytes(b"no image")
+    code, screen = await asyncio.to_thread(
+        run_in_terminal,
+        "remove", str(good), str(bad), "--base-url", server.url, "--api-key", "k",
+        "-o", str(tmp_path / "out"),
+    )  # fmt: skip
+    shown = bare(screen)
+    assert "MarkupError" not in shown
+    assert code == 1, screen  # two failed images, not a crash
+    assert bare(f"{good}: 400 {message}") in shown
+    assert bare(f"{bad}: File does not appear to be a valid image") in shown
+    assert "made" in shown
+
+
+def bare(text: str) -> str:
+    """``text`` without terminal escape codes and white space (rich wraps long lines)."""
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]|\s", "", text)
+
+
+async def test_cli_usage_shows_markup_from_the_server_literally(raw_server: StartRaw) -> None:
+    """``usage`` prints a plan name holding rich markup as it is."""
+    from test_cli_remove import run
+
+    body = json.dumps({"membership": "[/bold]Pro[red]", "credits": 3}).encode()
+    server = await raw_server(answering("200 OK", body, "application/json"))
+    result = await asyncio.to_thread(run, "usage", "--base-url", server.url, "--api-key", "k")
+    assert result.returncode == 0, result.stderr
+    assert "membership: [/bold]Pro[red]" in result.stdout
 
 
 # 9. An answer the HTTP parser refuses is an APIResponseError, not a 400 look-alike.
