@@ -6,10 +6,11 @@ Each test runs the client against a misbehaving server of raw asyncio sockets on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,30 @@ from rembg_async._contract import MSG_RATE_DAILY
 StartRaw = Callable[..., Awaitable[RawServer]]
 PACE = 0.02  # between pieces, so that each reaches the client on its own
 IMAGE = make_image((8, 8), "PNG")
+
+
+@contextlib.asynccontextmanager
+async def hang_guard(seconds: float) -> AsyncIterator[None]:
+    """Fail the test, rather than hang, when the code under test would wait for ever (a guard
+    far above what the test needs; ``asyncio.timeout`` is not in Python 3.10)."""
+    task = asyncio.current_task()
+    assert task is not None
+    fired = False
+
+    def fire() -> None:
+        nonlocal fired
+        fired = True
+        task.cancel()
+
+    handle = asyncio.get_running_loop().call_later(seconds, fire)
+    try:
+        yield
+    except asyncio.CancelledError:
+        if fired:
+            raise TimeoutError(f"still waiting after {seconds} s: it would hang") from None
+        raise
+    finally:
+        handle.cancel()
 
 
 def head(status: str, length: int, content_type: str, extra: str = "") -> bytes:
@@ -159,11 +184,11 @@ async def test_upload_the_server_stops_reading_times_out_and_aborts(
     timeout, and leaves no connection open."""
     server = await raw_server(reading_then_stopping(after))
     timeout = Timeout(read=0.5) if how == "Timeout" else 0.5
-    async with asyncio.timeout(20):  # only a guard: without the fix, this hangs for ever
-        async with client_of(server, timeout=timeout) as client:
-            with pytest.raises(APITimeoutError) as caught:
-                await client.remove(BIG_UPLOAD)
-            assert connections_to(server.port) == 0  # aborted at once, not at close
+    # hang_guard: without the fix, this hangs for ever
+    async with hang_guard(20), client_of(server, timeout=timeout) as client:
+        with pytest.raises(APITimeoutError) as caught:
+            await client.remove(BIG_UPLOAD)
+        assert connections_to(server.port) == 0  # aborted at once, not at close
     assert caught.value.timeout == "read"
     assert "upload" in str(caught.value)
 
@@ -174,7 +199,7 @@ async def test_upload_stall_on_a_user_session_uses_its_read_timeout(raw_server: 
 
     server = await raw_server(reading_then_stopping(0))
     async with (
-        asyncio.timeout(20),
+        hang_guard(20),
         aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(sock_read=0.5)) as session,
         AsyncRembg("key", base_url=server.url, session=session, max_retries=0) as client,
     ):
@@ -200,7 +225,7 @@ async def test_slow_steady_reader_is_not_cut(raw_server: StartRaw) -> None:
         await writer.drain()
 
     server = await raw_server(slow, receive_buffer=64 * 1024)
-    async with asyncio.timeout(120), client_of(server, timeout=Timeout(read=0.5)) as client:
+    async with hang_guard(120), client_of(server, timeout=Timeout(read=0.5)) as client:
         encoded = await client.remove(body, return_base64=True)
     assert encoded.size == len(answer)
 
@@ -576,7 +601,7 @@ async def test_number_as_timeout_is_the_read_timeout(raw_server: StartRaw, where
     server = await raw_server(silent_after_request())
     on_client = {"timeout": 0.3} if where == "client" else {}
     on_call = {"timeout": 0.3} if where == "call" else {}
-    async with asyncio.timeout(30), client_of(server, **on_client) as client:
+    async with hang_guard(30), client_of(server, **on_client) as client:
         with pytest.raises(APITimeoutError) as caught:
             await client.remove(make_image(), **on_call)  # type: ignore[call-overload]
     assert caught.value.timeout == "read"
