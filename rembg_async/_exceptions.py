@@ -44,7 +44,9 @@ class RembgError(Exception):
 
 
 class InvalidInputError(RembgError, ValueError):
-    """Refused before sending: the server would refuse it with the same message.
+    """Refused before sending: the server would refuse it with the same message. Also raised
+    while sending when the input itself fails (a file that shrank, or is gone before a retry):
+    never retried, since the input is at fault.
 
     ``details`` lists every ``(field, message)`` problem; ``str()`` is the message the server
     would give (the single problem's, or "Multiple validation errors").
