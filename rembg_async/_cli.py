@@ -276,6 +276,7 @@ def print_summary(items: list[Any]) -> None:
 def run_usage_command(args: argparse.Namespace) -> int:
     """``rembg-async usage``: the plan, credits, usage and (with --cycles) billing cycles."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from ._exceptions import RembgError
@@ -294,7 +295,7 @@ def run_usage_command(args: argparse.Namespace) -> int:
             print(f"rembg-async usage: {error}", file=sys.stderr)
             return 1
     console = Console()
-    console.print(f"membership: [bold]{usage.membership}[/bold]")
+    console.print(f"membership: [bold]{escape(usage.membership)}[/bold]")  # the server's text
     console.print(f"credits: {usage.credits} included, {usage.prepaid_credits} prepaid")
     console.print(f"this month: {usage.api_usage} by API, {usage.app_usage} in the web app")
     if usage.billing_cycle is not None:

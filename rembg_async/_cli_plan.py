@@ -44,7 +44,7 @@ def _expand(pattern: str) -> Iterator[tuple[Path, Path]]:
         for path in sorted(Path(pattern).rglob("*")):
             if _is_image_file(path):
                 yield path, Path(pattern)
-    elif glob.has_magic(pattern):
+    elif glob.has_magic(pattern) and not os.path.exists(pattern):  # "[bold].png" is a file
         static = Path(pattern.split("*")[0].split("?")[0].split("[")[0] or ".")
         base = static if pattern.endswith(os.sep) or static.is_dir() else static.parent
         for name in sorted(glob.glob(pattern, recursive=True)):

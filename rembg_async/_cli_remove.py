@@ -178,9 +178,12 @@ class RichReporter:
     def item_progress(self, index: int, value: Any, event: ProgressEvent) -> None:
         """Move the image's bar (uploads, then downloads, each to its own total)."""
         if index not in self._tasks:
-            self._tasks[index] = self.files.add_task(Path(str(value)).name, total=None)
+            self._tasks[index] = self.files.add_task("", total=None)
+        from rich.markup import escape  # a file may be named "[bold].png"
+
         arrow = "↑" if event.upload else "↓"
-        self.files.update(self._tasks[index], description=f"{arrow} {Path(str(value)).name}")
+        name = escape(Path(str(value)).name)
+        self.files.update(self._tasks[index], description=f"{arrow} {name}")
         rich_progress(self.files, self._tasks[index])(event)
 
     def item_done(self, item: BatchItem) -> None:
@@ -190,7 +193,11 @@ class RichReporter:
             self.files.remove_task(task)
         self.progress.advance(self.overall)
         if item.error is not None:
-            self.progress.console.print(f"[red]failed[/red] {item.input}: {item.error}")
+            from rich.markup import escape  # names and the server's words are shown as they are
+
+            self.progress.console.print(
+                f"[red]failed[/red] {escape(str(item.input))}: {escape(str(item.error))}"
+            )
 
     def interrupted(self, in_flight: int) -> None:
         """The batch bar says it is finishing, and how to cancel."""

@@ -20,9 +20,8 @@ from ._batch_items import BatchProgressCallback, ItemProgressCallback
 from ._budget import CreditBudget, LocalCreditBudget
 from ._closing import AsyncClosing
 from ._contract import API_KEY_HEADER, MSG_PERIOD_WITH_CALENDAR, out_of_range_message
-from ._download import body_length, receive_base64, receive_file
+from ._download import body_length, read_whole, receive_base64, receive_file
 from ._exceptions import (
-    APIResponseError,
     InvalidInputError,
     RateLimitError,
     error_from_response,
@@ -36,10 +35,10 @@ from ._paths import check_output_path
 from ._progress import DEFAULT_INTERVAL, ProgressCallback, ProgressTracker
 from ._results import Base64Image, ImageFile, discard_temporary
 from ._retry import RetryPolicy
-from ._timeouts import Timeout
+from ._timeouts import Timeout, TimeoutLike, as_timeout
 from ._upload import CHUNK_BYTES, UploadBody, build_form
 from ._urls import checked_url
-from ._usage import BillingCycleSummary, MembershipUsage
+from ._usage import BillingCycleSummary, MembershipUsage, billing_cycles_from_json, usage_json
 from ._version import __version__
 
 logger = logging.getLogger("rembg_async")
@@ -49,6 +48,8 @@ ACCOUNT_BASE_URL: Final = "https://www.rembg.com"
 MSG_BASE64_WITH_OUTPUT_PATH: Final = "return_base64 and output_path exclude each other"
 #: Error bodies are small; a proxy's HTML page is cut to this.
 MAX_ERROR_BODY: Final = 64 * 1024
+#: A usage answer is a few hundred bytes; a list of billing cycles, a few per month of history.
+MAX_USAGE_BODY: Final = 4 * 1024 * 1024
 
 
 class _State(enum.Enum):
@@ -80,7 +81,10 @@ class AsyncRembg(AsyncClosing):
     A ``session`` you pass is used and left open; otherwise the client owns one.
 
     Failures worth it are retried (``max_retries``, or a whole :class:`RetryPolicy` as
-    ``retry``); ``timeout`` is a :class:`Timeout`; both can be overridden per call.
+    ``retry``); ``timeout`` is a :class:`Timeout`, or a number of seconds meaning
+    ``Timeout(read=...)`` (the longest silence); both can be overridden per call.
+    ``HTTP_PROXY``, ``HTTPS_PROXY`` and ``NO_PROXY`` (and ``~/.netrc``) are honoured as requests
+    and httpx do, unless ``trust_env=False``; ignored when you pass your own ``session``.
     ``requests_per_second`` and ``max_concurrency`` limit every call of this client together.
     """
 
@@ -90,7 +94,7 @@ class AsyncRembg(AsyncClosing):
         *,
         base_url: str | None = None,
         account_base_url: str | None = None,
-        timeout: Timeout | None = None,
+        timeout: TimeoutLike | None = None,
         max_retries: int = 2,
         retry: RetryPolicy | None = None,
         requests_per_second: float | None = None,
@@ -98,18 +102,21 @@ class AsyncRembg(AsyncClosing):
         session: aiohttp.ClientSession | None = None,
         progress_interval: float = DEFAULT_INTERVAL,
         allow_insecure_http: bool = False,
+        trust_env: bool = True,
     ) -> None:
         # First, so that __del__ finds a consistent object even if a check below fails.
         self._state = _State.UNOPENED
         self._owns_session = session is None
         self._api_key = api_key if api_key is not None else os.environ.get("REMBG_API_KEY") or None
+        _check_api_key(self._api_key, from_env=api_key is None)
         shared = base_url or os.environ.get("REMBG_BASE_URL")
         self._api_url = checked_url(shared or API_BASE_URL, allow_insecure_http)
         self._rmbg_url = self._api_url / "rmbg"
         self._account_url = checked_url(
             account_base_url or shared or ACCOUNT_BASE_URL, allow_insecure_http
         )
-        self._timeout = timeout  # None: the session's own (ours: Timeout()'s defaults)
+        self._timeout = as_timeout(timeout)  # None: the session's own (ours: Timeout()'s defaults)
+        self._trust_env = trust_env
         self._retry = retry or RetryPolicy(max_retries=max_retries)
         self._limiter = RateLimiter(
             requests_per_second=requests_per_second, max_concurrency=max_concurrency
@@ -150,7 +157,9 @@ class AsyncRembg(AsyncClosing):
         if self._state is _State.CLOSED:
             raise RuntimeError("this AsyncRembg client is closed; make a new one")
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=(self._timeout or Timeout()).to_aiohttp())
+            self._session = aiohttp.ClientSession(
+                timeout=(self._timeout or Timeout()).to_aiohttp(), trust_env=self._trust_env
+            )
         self._state = _State.OPENED
         return self._session
 
@@ -165,7 +174,7 @@ class AsyncRembg(AsyncClosing):
         on_upload_progress: ProgressCallback | None = None,
         on_download_progress: ProgressCallback | None = None,
         retry: RetryPolicy | None = None,
-        timeout: Timeout | None = None,
+        timeout: TimeoutLike | None = None,
     ) -> ImageFile: ...
 
     @overload
@@ -179,7 +188,7 @@ class AsyncRembg(AsyncClosing):
         on_upload_progress: ProgressCallback | None = None,
         on_download_progress: ProgressCallback | None = None,
         retry: RetryPolicy | None = None,
-        timeout: Timeout | None = None,
+        timeout: TimeoutLike | None = None,
     ) -> Base64Image: ...
 
     async def remove(
@@ -192,7 +201,7 @@ class AsyncRembg(AsyncClosing):
         on_upload_progress: ProgressCallback | None = None,
         on_download_progress: ProgressCallback | None = None,
         retry: RetryPolicy | None = None,
-        timeout: Timeout | None = None,
+        timeout: TimeoutLike | None = None,
     ) -> ImageFile | Base64Image:
         """Remove the background of ``input_image``.
 
@@ -216,7 +225,7 @@ class AsyncRembg(AsyncClosing):
             return_base64=return_base64,
             on_upload=on_upload_progress,
             on_download=on_download_progress,
-            timeout=timeout or self._timeout,
+            timeout=as_timeout(timeout) or self._timeout,
         )
         self._open()
         return await (retry or self._retry).run(lambda attempt: self._remove_once(call, attempt))
@@ -231,7 +240,7 @@ class AsyncRembg(AsyncClosing):
                 with _transport_errors(self._rmbg_url):
                     async with session.post(
                         self._rmbg_url,
-                        data=UploadBody(form, upload),
+                        data=UploadBody(form, upload, _read_limit(call.timeout, session)),
                         headers=self._headers,
                         allow_redirects=False,
                         **_timeout_argument(call.timeout),
@@ -340,8 +349,7 @@ class AsyncRembg(AsyncClosing):
 
     async def billing_cycles(self) -> list[BillingCycleSummary]:
         """Every known billing period, newest first."""
-        body = await self._get_usage({"listBillingCycles": "1"})
-        return [BillingCycleSummary.from_json(item) for item in body.get("billingCycles", [])]
+        return billing_cycles_from_json(await self._get_usage({"listBillingCycles": "1"}))
 
     async def _get_usage(self, params: dict[str, str]) -> dict[str, Any]:
         self._open()
@@ -360,18 +368,13 @@ class AsyncRembg(AsyncClosing):
                     **_timeout_argument(self._timeout),
                 ) as response:
                     await self._raise_for_status(response)
-                    try:
-                        body = await response.json(content_type=None)
-                    except ValueError:
-                        body = None
-        if not isinstance(body, dict):
-            raise APIResponseError("the usage answer is not a JSON object")
-        return body
+                    body = await read_whole(response, MAX_USAGE_BODY + 1)
+        return usage_json(body, MAX_USAGE_BODY)
 
     async def _raise_for_status(self, response: aiohttp.ClientResponse) -> None:
         if response.status == 200:
             return
-        body = await response.content.read(MAX_ERROR_BODY)
+        body = await read_whole(response, MAX_ERROR_BODY)  # all its pieces, not the first
         error = error_from_response(response.status, body, response.headers)
         wait = error.retry_after if isinstance(error, RateLimitError) else None
         if wait is not None and wait <= self._retry.max_retry_after:
@@ -379,9 +382,28 @@ class AsyncRembg(AsyncClosing):
         raise error
 
 
+def _read_limit(timeout: Timeout | None, session: aiohttp.ClientSession) -> float | None:
+    """The longest silence allowed: the call's or client's ``read``, else the session's own."""
+    return timeout.read if timeout is not None else session.timeout.sock_read
+
+
 def _timeout_argument(timeout: Timeout | None) -> dict[str, aiohttp.ClientTimeout]:
     """``timeout=`` for aiohttp when one was set, so a user's own session keeps its own."""
     return {} if timeout is None else {"timeout": timeout.to_aiohttp()}
+
+
+def _check_api_key(api_key: str | None, *, from_env: bool) -> None:
+    """Refuse a key that cannot go in a header (a newline pasted with it, most often) now,
+    rather than at the first request; the message says where the key came from, never what."""
+    if api_key is None:
+        return
+    for position, char in enumerate(api_key):
+        if ord(char) < 0x20 or ord(char) == 0x7F:
+            where = "the API key from $REMBG_API_KEY" if from_env else "the API key"
+            raise ValueError(
+                f"{where} contains a control character ({char!r} at position {position} of "
+                f"{len(api_key)}); a line end copied with it? strip it"
+            )
 
 
 def _request_headers(api_key: str | None) -> Mapping[str, str]:
@@ -425,4 +447,8 @@ def _transport_errors(url: URL) -> Iterator[None]:
     try:
         yield
     except (aiohttp.ClientError, TimeoutError) as error:
+        if isinstance(error.__cause__, InvalidInputError):
+            # The input, read while the body was sent, failed (aiohttp wraps what a body's
+            # writer raises): the fault is the input's, and no retry would mend it.
+            raise error.__cause__ from None
         raise error_from_transport(error, url=str(url)) from error

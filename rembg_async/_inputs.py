@@ -96,11 +96,16 @@ async def _path_source(path: Path) -> Source:
     async def chunks(chunk_size: int) -> AsyncGenerator[bytes, None]:
         # Opening a local file is a metadata call of microseconds; reads go to a thread, and
         # stop at the size announced in Content-Length (no extra read to find the end).
-        with path.open("rb", buffering=0) as file:
+        try:
+            file = path.open("rb", buffering=0)
+        except OSError as error:  # deleted or made unreadable since it was checked
+            raise _input_error(f"{path} can no longer be read: {error.strerror}") from error
+        with file:
             left = size
             while left > 0 and (chunk := await run_to_completion(file.read, min(chunk_size, left))):
                 left -= len(chunk)
                 yield chunk
+        _check_whole(str(path), size, left)
 
     return _source(path.name, size, info, chunks)
 
@@ -152,8 +157,23 @@ async def _file_object_source(file: IO[bytes]) -> Source:
                 yield chunk
         finally:
             file.seek(start)  # leave the caller's file where it was (a seek is instant)
+        _check_whole(name or "the input file object", size, left)
 
     return _source(name, size, info, chunks)
+
+
+def _input_error(message: str) -> InvalidInputError:
+    return InvalidInputError(message, [("image", message)])
+
+
+def _check_whole(name: str, size: int, left: int) -> None:
+    """Refuse an input that ended early: the request announced ``size`` bytes, and a server
+    waiting for the rest would only time out, blaming itself."""
+    if left > 0:
+        raise _input_error(
+            f"{name} changed while it was being sent: it ended after {size - left} of the "
+            f"{size} bytes it had when it was checked"
+        )
 
 
 def _decode_base64(image: Mapping[str, str]) -> bytes:

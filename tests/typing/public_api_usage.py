@@ -60,6 +60,10 @@ async def main() -> None:
             {"base64": "..."}, output_path="out/cat.webp", timeout=Timeout(attempt=60)
         )
         print(saved)
+        quick: Base64Image = await client.remove(b"...", return_base64=True, timeout=5)
+        print(quick)
+        async with AsyncRembg(timeout=2.5, trust_env=False):
+            pass
         usage: MembershipUsage = await client.membership_usage(billing_cycle=True)
         cycles: list[BillingCycleSummary] = await client.billing_cycles()
         print(usage.credits, [cycle.period_start for cycle in cycles])
