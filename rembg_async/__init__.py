@@ -2,7 +2,9 @@
 
 from ._adapters import rich_progress, tqdm_progress
 from ._api import rembg
-from ._batch import BatchItem, BatchProgress, BatchRun, failed_inputs
+from ._batch import BatchRun
+from ._batch_items import BatchItem, BatchProgress, failed_inputs
+from ._budget import BudgetExhaustedError, CreditBudget, LocalCreditBudget
 from ._client import AsyncRembg
 from ._exceptions import (
     APIConnectionError,
@@ -40,8 +42,11 @@ __all__ = [
     "BatchRun",
     "BillingCycle",
     "BillingCycleSummary",
+    "BudgetExhaustedError",
+    "CreditBudget",
     "ImageFile",
     "InvalidInputError",
+    "LocalCreditBudget",
     "MembershipUsage",
     "PaymentRequiredError",
     "PermissionDeniedError",

@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from typing import Any, overload
 
-from ._client import AsyncRembg
+from ._client import MSG_BASE64_WITH_OUTPUT_PATH, AsyncRembg
 from ._inputs import ImageInput
 from ._options import Base64Options, ImageFileOptions, RemoveOptions, _resolve_return_base64
 from ._progress import ProgressCallback
@@ -74,6 +74,8 @@ async def rembg(
     :class:`AsyncRembg` open instead.
     """
     return_base64 = _resolve_return_base64(options)
+    if return_base64 and output_path is not None:
+        raise ValueError(MSG_BASE64_WITH_OUTPUT_PATH)  # the rule of remove(), not a silent drop
     async with AsyncRembg(api_key, base_url=base_url) as client:
         if return_base64:
             return await client.remove(

@@ -2,139 +2,139 @@
 
 Inputs are pulled lazily, never more than ``concurrency`` ahead, so a million paths (or an
 endless generator) never become a million tasks. One item's failure is recorded and the others
-go on. With an output folder a re-run can skip what is done, and a manifest (JSON lines)
-records every outcome. A daily or monthly limit stops the batch from starting new work.
+go on; a failure that every item would meet (a refused key, a daily limit, an output folder
+that cannot be written) stops the batch from starting new work instead. The first image goes
+alone, so that such a failure costs one request, not ``concurrency``. Outputs mirror the
+inputs' layout and know where they came from (``_outputs``); a credit budget is reserved before
+each image and settled after (``_budget``); ``stop()`` lets the work in flight finish.
+
+The batch needs only "something that removes one image" (:data:`RemoveOne`), not the client.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import time
-from collections.abc import (
-    AsyncGenerator,
-    AsyncIterable,
-    AsyncIterator,
-    Callable,
-    Iterable,
-)
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import aiofiles
-import attrs
 
+from ._batch_items import (
+    BatchItem,
+    BatchProgress,
+    BatchProgressCallback,
+    ItemProgressCallback,
+    Wire,
+    charge_aware,
+    manifest_line,
+    stops_batch,
+)
+from ._budget import CreditBudget
 from ._closing import AsyncClosing
-from ._exceptions import RateLimitError, RembgError
+from ._exceptions import APIStatusError, RembgError
 from ._options import RemoveOptions
-from ._paths import output_path_for
+from ._outputs import OutputClashError, OutputTree, Provenance, Verdict, identify, options_key
 from ._progress import ProgressCallback, ProgressEvent, call_back
 from ._results import Base64Image, ImageFile
-
-if TYPE_CHECKING:
-    from ._client import AsyncRembg
+from ._retry import RetryPolicy
 
 
-@attrs.frozen(kw_only=True)
-class BatchItem:
-    """The outcome of one input: a ``result``, an ``error``, or ``skipped`` (already done).
+class RemoveOne(Protocol):
+    """What a batch needs: ``AsyncRembg.remove``, or anything that removes one image alike."""
 
-    ``output_path`` is where the result is (or, when skipped, already was).
-    """
-
-    input: Any
-    index: int
-    result: ImageFile | Base64Image | None = None
-    error: BaseException | None = None
-    skipped: bool = False
-    output_path: Path | None = None
-
-    @property
-    def ok(self) -> bool:
-        """True when the image was made now or before (skipped), False when it failed."""
-        return self.error is None
-
-    @property
-    def status(self) -> str:
-        """``"ok"``, ``"skipped"`` or ``"failed"``."""
-        return "failed" if self.error is not None else "skipped" if self.skipped else "ok"
-
-
-@attrs.frozen(kw_only=True)
-class BatchProgress:
-    """Where a batch stands: items ``done`` (made or skipped), ``failed``, ``in_flight``, of
-    ``total`` (None when the inputs have no length); bytes sent and received; the ``rate`` in
-    items per second and the seconds ``estimated`` to finish (when the total is known)."""
-
-    done: int
-    failed: int
-    in_flight: int
-    total: int | None
-    bytes_up: int
-    bytes_down: int
-    rate: float | None
-    estimated: float | None
-
-    @property
-    def finished(self) -> int:
-        """Items that have ended, well or not."""
-        return self.done + self.failed
-
-
-#: A batch progress callback: a plain function, or a coroutine function (awaited in turn).
-BatchProgressCallback = Callable[[BatchProgress], object]
-#: A per-item progress callback: the item's index, its input, and one of its progress events.
-ItemProgressCallback = Callable[[int, Any, ProgressEvent], object]
+    def __call__(
+        self,
+        input_image: Any,
+        options: RemoveOptions,
+        *,
+        return_base64: Any = ...,
+        output_path: Path | None = ...,
+        on_upload_progress: ProgressCallback | None = ...,
+        on_download_progress: ProgressCallback | None = ...,
+        retry: RetryPolicy | None = ...,
+    ) -> Awaitable[ImageFile | Base64Image]: ...
 
 
 class BatchRun(AsyncClosing):
     """The running batch: an async iterator of :class:`BatchItem`, in completion order.
 
     Leaving ``async with`` (or ``await run.aclose()``) cancels the work in flight and cleans
-    up; so does cancelling the task that iterates. ``stopped`` is the daily or monthly
-    :class:`RateLimitError` that stopped the batch, if one did; ``remaining`` then yields the
-    inputs that were never started.
+    up; so does cancelling the task that iterates. ``stop()`` instead stops starting new
+    inputs and lets those in flight finish. ``stopped`` is the error that stopped the batch
+    (a daily or monthly limit, a refused key or account, an output folder that cannot be
+    written, a spent budget), if one did; ``remaining`` then yields the inputs never started.
     """
 
     def __init__(
         self,
-        client: AsyncRembg,
+        remove: RemoveOne,
         inputs: Iterable[Any] | AsyncIterable[Any],
-        options: RemoveOptions | None,
+        options: RemoveOptions,
         *,
+        retry: RetryPolicy,
+        return_base64: bool = False,
         concurrency: int,
-        output_dir: Path | None,
+        outputs: OutputTree | None,
         on_progress: BatchProgressCallback | None,
         on_item_progress: ItemProgressCallback | None,
         skip_existing: bool,
         manifest: Path | None,
+        budget: CreditBudget | None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
-        if skip_existing and output_dir is None:
+        if skip_existing and outputs is None:
             raise ValueError("skip_existing needs an output_dir to look in")
-        self._client = client
-        self._inputs = _async_iterator(inputs)
+        self._remove = remove
         self._total = len(inputs) if hasattr(inputs, "__len__") else None  # type: ignore[arg-type]
-        self._options = options or RemoveOptions()
+        if outputs is not None and isinstance(inputs, (list, tuple)):
+            _refuse_clashes(outputs, inputs)  # up front, before anything is sent
+        self._inputs = _async_iterator(inputs)
+        self._options = options
+        self._options_key = options_key(options.form_fields())
+        self._retry = retry
+        self._return_base64 = return_base64
         self._concurrency = concurrency
-        self._output_dir = output_dir
+        self._outputs = outputs
         self._on_progress = on_progress
         self._on_item_progress = on_item_progress
         self._skip_existing = skip_existing
         self._manifest_path = manifest
-        self._names: set[str] = set()
-        self._counts = {"done": 0, "failed": 0, "up": 0, "down": 0}
+        self._budget = budget
+        self._holding = 0  # credits this batch has reserved and not settled
+        self._settled = asyncio.Event()
+        self._unstarted: list[tuple[int, Any]] = []
+        self._stoppers: set[int] = set()
+        self._counts = {"done": 0, "failed": 0, "up": 0, "down": 0, "credits": 0}
         self._started_at = time.monotonic()
-        self._in_flight: set[asyncio.Task[BatchItem]] = set()
+        self._in_flight: set[asyncio.Task[BatchItem | None]] = set()
+        self._proven = False  # the server has answered an image without a batch-wide refusal
         self._items = self._run()
-        self.stopped: RateLimitError | None = None
+        self.stopped: BaseException | None = None
+        self.interrupted = False
 
     @property
     def remaining(self) -> AsyncIterator[Any]:
-        """The inputs not pulled yet (after a stop, those never started)."""
-        return self._inputs
+        """The inputs not started (after a stop): those held back, then those not pulled."""
+        return self._remaining()
+
+    async def _remaining(self) -> AsyncIterator[Any]:
+        for _, value in sorted(self._unstarted, key=lambda pair: pair[0]):
+            yield value
+        self._unstarted.clear()
+        async for value in self._inputs:
+            yield value
+
+    @property
+    def credits(self) -> int:
+        """Credits the batch's requests cost so far (counting those that may have cost one)."""
+        return self._counts["credits"]
+
+    def stop(self) -> None:
+        """Start no new input; the images in flight finish and are yielded. Safe to repeat."""
+        self.interrupted = True
 
     def __aiter__(self) -> BatchRun:
         return self
@@ -150,74 +150,167 @@ class BatchRun(AsyncClosing):
         await self._items.aclose()
 
     async def _run(self) -> AsyncGenerator[BatchItem, None]:
+        if not await self._open_outputs():
+            return
         manifest = await _open_manifest(self._manifest_path)
-        index = 0
-        exhausted = False
-        undelivered: list[asyncio.Task[BatchItem]] = []
+        undelivered: list[asyncio.Task[BatchItem | None]] = []
         try:
-            while True:
-                while (
-                    not exhausted
-                    and self.stopped is None
-                    and len(self._in_flight) < self._concurrency
-                ):
-                    try:
-                        value = await self._inputs.__anext__()
-                    except StopAsyncIteration:
-                        exhausted = True
-                        break
-                    self._in_flight.add(asyncio.ensure_future(self._one(index, value)))
-                    index += 1
-                if not self._in_flight:
-                    return
+            await self._start_more()
+            while self._in_flight:
                 finished, self._in_flight = await asyncio.wait(
                     self._in_flight, return_when=asyncio.FIRST_COMPLETED
                 )
                 undelivered.extend(finished)
                 while undelivered:
                     item = undelivered.pop(0).result()
-                    await self._account(item, manifest)
-                    yield item
+                    if item is not None:
+                        await self._account(item, manifest)
+                        yield item
+                await self._start_more()
         finally:
             # Work in flight is cancelled; finished items nobody received are cleaned up too.
             await _cancel_all(self._in_flight | set(undelivered))
             self._in_flight.clear()
             if manifest is not None:
                 await manifest.close()
+            if self._outputs is not None:
+                self._outputs.close()
 
-    async def _one(self, index: int, value: Any) -> BatchItem:
-        target = self._target(index, value)
-        if self._skip_existing and target is not None and await asyncio.to_thread(target.exists):
-            return BatchItem(input=value, index=index, skipped=True, output_path=target)
+    async def _open_outputs(self) -> bool:
+        """Prepare the output folder; an error there stops the batch before any request."""
+        if self._outputs is None:
+            return True
         try:
-            result = await self._client.remove(
-                value,
-                self._options,
-                output_path=target,
-                on_upload_progress=self._count("up", index, value),
-                on_download_progress=self._count("down", index, value),
-            )
-        except Exception as error:  # an item's failure is its own: the batch goes on
-            return BatchItem(input=value, index=index, error=error, output_path=None)
+            await asyncio.to_thread(self._outputs.open)
+        except OSError as error:
+            self.stopped = error
+            return False
+        return True
+
+    async def _start_more(self) -> None:
+        index = self._counts.setdefault("index", 0)
+        # The first image goes alone: a refusal that every image would meet costs one request.
+        limit = self._concurrency if self._proven else 1
+        while self.stopped is None and not self.interrupted and len(self._in_flight) < limit:
+            try:
+                value = await self._inputs.__anext__()
+            except StopAsyncIteration:
+                break
+            self._in_flight.add(asyncio.ensure_future(self._one(index, value)))
+            index += 1
+        self._counts["index"] = index
+
+    async def _one(self, index: int, value: Any) -> BatchItem | None:
+        target, made, early = await self._plan(index, value)
+        if early is not None:
+            return early
+        if not await self._reserve():
+            self._unstarted.append((index, value))
+            return None
+        wire = Wire()
+        try:
+            result = await self._send(index, value, target, wire)
+        except Exception as error:  # an item's failure is its own (unless it stops the batch)
+            await self._settle(wire, error)
+            return await self._failed(index, value, error, wire)
+        except BaseException as cancelled:  # what was sent may have been charged all the same
+            await self._settle(wire, cancelled)
+            raise
+        await self._settle(wire, None)
+        if made is not None and target is not None:
+            await asyncio.to_thread(self._outputs.record, target, made)  # type: ignore[union-attr]
         return BatchItem(
-            input=value, index=index, result=result, output_path=result.output_image_path
+            input=value,
+            index=index,
+            result=result,
+            output_path=result.output_image_path if isinstance(result, ImageFile) else None,
+            attempts=max(wire.attempts, 1),
+            credits=wire.credits(None),
         )
 
-    def _target(self, index: int, value: Any) -> Path | None:
-        if self._output_dir is None:
-            return None
-        extension = "jpg" if self._options.output_format == "jpeg" else self._options.output_format
-        path = output_path_for(self._output_dir, _input_name(value, index), extension)
-        # Two inputs of one name (a/cat.jpg, b/cat.jpg) must not write one file.
-        stem, number = path.stem, 1
-        while path.name in self._names:
-            path = path.with_name(f"{stem}-{number}{path.suffix}")
-            number += 1
-        self._names.add(path.name)
-        return path
+    async def _plan(
+        self, index: int, value: Any
+    ) -> tuple[Path | None, Provenance | None, BatchItem | None]:
+        """Where ``value`` goes and its provenance; or the item it ends as without sending."""
+        if self._outputs is None:
+            return None, None, None
+        outputs = self._outputs
+        try:
+            target = outputs.target(value, index)
+            if not outputs.claim(target, value):
+                return (
+                    target,
+                    None,
+                    BatchItem(input=value, index=index, skipped=True, output_path=target),
+                )
+            made, verdict = await asyncio.to_thread(self._inspect, outputs, value, target)
+        except (OutputClashError, OSError) as error:
+            return None, None, BatchItem(input=value, index=index, error=error)
+        if verdict is Verdict.FOREIGN:
+            return target, made, BatchItem(input=value, index=index, error=outputs.foreign(target))
+        if verdict is Verdict.DONE and self._skip_existing:
+            return (
+                target,
+                made,
+                BatchItem(input=value, index=index, skipped=True, output_path=target),
+            )
+        return target, made, None
 
-    def _count(self, direction: str, index: int, value: Any) -> ProgressCallback:
+    def _inspect(self, outputs: OutputTree, value: Any, target: Path) -> tuple[Provenance, Verdict]:
+        """The input's provenance and its output's verdict, in one thread hop."""
+        made = identify(value, self._options_key)
+        return made, outputs.verdict(target, made)
+
+    async def _send(self, index: int, value: Any, target: Path | None, wire: Wire) -> Any:
+        retry = self._retry if self._budget is None else charge_aware(self._retry, wire)
+        return await self._remove(
+            value,
+            self._options,
+            return_base64=self._return_base64,
+            output_path=target,
+            on_upload_progress=self._count("up", index, value, wire),
+            on_download_progress=self._count("down", index, value, wire),
+            retry=retry,
+        )
+
+    async def _failed(self, index: int, value: Any, error: Exception, wire: Wire) -> BatchItem:
+        if stops_batch(error, wire):
+            self._stoppers.add(index)
+        elif wire.sent:
+            self._proven = True
+        attempts = error.attempts if isinstance(error, RembgError) else wire.attempts
+        if isinstance(error, APIStatusError) and not wire.sent:
+            attempts = max(attempts, 1)
+        return BatchItem(
+            input=value, index=index, error=error, attempts=attempts, credits=wire.credits(error)
+        )
+
+    async def _reserve(self) -> bool:
+        """Hold a credit for one image; wait for images in flight to give theirs back before
+        saying the budget is spent."""
+        if self._budget is None:
+            return True
+        while not await self._budget.reserve(1):
+            if self._holding == 0:
+                if self.stopped is None:
+                    self.stopped = self._budget.exhausted()
+                return False
+            self._settled.clear()
+            await self._settled.wait()
+        self._holding += 1
+        return True
+
+    async def _settle(self, wire: Wire, error: BaseException | None) -> None:
+        spent = wire.credits(error)
+        self._counts["credits"] += spent
+        if self._budget is not None:
+            self._holding -= 1
+            await self._budget.settle(1, spent)
+            self._settled.set()
+
+    def _count(self, direction: str, index: int, value: Any, wire: Wire) -> ProgressCallback:
         async def count(event: ProgressEvent) -> None:
+            wire.saw(event)
             self._counts[direction] += event.bytes
             if self._on_item_progress is not None:
                 await call_back(self._on_item_progress, index, value, event)
@@ -226,10 +319,12 @@ class BatchRun(AsyncClosing):
 
     async def _account(self, item: BatchItem, manifest: Any) -> None:
         self._counts["failed" if item.error is not None else "done"] += 1
-        if isinstance(item.error, RateLimitError) and item.error.scope in ("daily", "monthly"):
+        if item.index in self._stoppers and self.stopped is None:
             self.stopped = item.error  # starting more would only fail the same way
+        elif item.result is not None:
+            self._proven = True
         if manifest is not None:
-            await manifest.write(json.dumps(_manifest_line(item)) + "\n")
+            await manifest.write(manifest_line(item))
             await manifest.flush()
         if self._on_progress is not None:
             await call_back(self._on_progress, self.progress())
@@ -252,43 +347,15 @@ class BatchRun(AsyncClosing):
         )
 
 
-def _input_name(value: Any, index: int) -> str:
-    if isinstance(value, (str, os.PathLike)):
-        return os.fspath(value)
-    name = getattr(value, "name", None)
-    return str(name) if isinstance(name, str) and name else f"image-{index}"
+def _skipped(value: Any, index: int, target: Path) -> BatchItem:
+    return BatchItem(input=value, index=index, skipped=True, output_path=target)
 
 
-def _describe(value: Any, index: int) -> str:
-    if isinstance(value, (str, os.PathLike)):
-        return os.fspath(value)
-    return f"<{type(value).__name__} #{index}>"
-
-
-def _manifest_line(item: BatchItem) -> dict[str, Any]:
-    result = item.result
-    return {
-        "input": _describe(item.input, item.index),
-        "output": str(item.output_path) if item.output_path is not None else None,
-        "status": item.status,
-        "error": str(item.error) if item.error is not None else None,
-        "error_type": type(item.error).__name__ if item.error is not None else None,
-        "bytes": result.size if result is not None else None,
-        "attempts": item.error.attempts
-        if isinstance(item.error, RembgError)
-        else (1 if result else 0),
-    }
-
-
-def failed_inputs(manifest: str | os.PathLike[str]) -> list[str]:
-    """The inputs whose latest line in ``manifest`` failed: what a re-run should do again."""
-    latest: dict[str, str] = {}
-    with open(manifest, encoding="utf-8") as lines:
-        for line in lines:
-            if line.strip():
-                entry = json.loads(line)
-                latest[entry["input"]] = entry["status"]
-    return [name for name, status in latest.items() if status == "failed"]
+def _refuse_clashes(outputs: OutputTree, inputs: list[Any] | tuple[Any, ...]) -> None:
+    """Raise :class:`OutputClashError` when two inputs of a listed batch would make one file."""
+    probe = OutputTree(outputs.folder, outputs.root, outputs.extension, overwrite=False)
+    for index, value in enumerate(inputs):
+        probe.claim(probe.target(value, index), value)
 
 
 async def _open_manifest(path: Path | None) -> Any:
@@ -298,7 +365,7 @@ async def _open_manifest(path: Path | None) -> Any:
     return await aiofiles.open(path, "a", encoding="utf-8")
 
 
-async def _cancel_all(tasks: set[asyncio.Task[BatchItem]]) -> None:
+async def _cancel_all(tasks: set[asyncio.Task[BatchItem | None]]) -> None:
     """Cancel ``tasks``; delete the temporary files of those that had finished all the same."""
     for task in tasks:
         task.cancel()

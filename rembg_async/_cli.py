@@ -178,8 +178,10 @@ def _server_for(args: argparse.Namespace) -> Iterator[tuple[str | None, str | No
 
 
 def run_remove_command(args: argparse.Namespace) -> int:
-    """``rembg-async remove``: 0 when every image was made (or skipped), 1 otherwise."""
-    from ._cli_remove import options_from, retry_policy, run_remove
+    """``rembg-async remove``: 0 when every image was made (or was done already), 1 otherwise;
+    2 for bad options or inputs whose outputs would clash; 130 or 143 when interrupted."""
+    from ._cli_plan import expand_inputs
+    from ._cli_remove import options_from
     from ._exceptions import InvalidInputError
 
     try:
@@ -189,15 +191,72 @@ def run_remove_command(args: argparse.Namespace) -> int:
         for field, message in error.details if len(error.details) > 1 else ():
             print(f"  {field}: {message}", file=sys.stderr)
         return 2
+    output_dir = None if args.base64 else args.output_dir
+    try:
+        inputs = expand_inputs(args.inputs, root=args.root, exclude=output_dir)
+    except KeyboardInterrupt:  # Ctrl-C while listing: nothing was sent, nothing to say
+        return 130
     with _server_for(args) as (base_url, api_key):
-
-        async def run() -> list[Any]:
-            async with AsyncRembg(api_key, base_url=base_url, retry=retry_policy(args)) as client:
-                return await run_remove(client, args, options)
-
-        items = asyncio.run(run())
+        items: list[Any] = []
+        try:
+            code = _run_until_signalled(args, base_url, api_key, options, inputs, items)
+        except ValueError as error:  # two inputs, one output: refused before anything is sent
+            print(f"rembg-async remove: {error}", file=sys.stderr)
+            return 2
+    if args.dry_run:
+        return code or 0
     print_summary(items)
-    return 0 if all(item.ok for item in items) else 1
+    return code or (0 if all(item.ok for item in items) else 1)
+
+
+def _run_until_signalled(
+    args: argparse.Namespace,
+    base_url: str | None,
+    api_key: str | None,
+    options: Any,
+    inputs: Any,
+    items: list[Any],
+) -> int | None:
+    """Run the batch (or the dry run); the exit code a signal asks for, if one came."""
+    from ._cli_plan import dry_run
+    from ._cli_remove import Interrupts, retry_policy, run_remove
+
+    async def run() -> int | None:
+        interrupts = Interrupts(asyncio.current_task())  # type: ignore[arg-type]
+        with _signals_to(interrupts):
+            try:
+                async with AsyncRembg(
+                    api_key, base_url=base_url, retry=retry_policy(args)
+                ) as client:
+                    if args.dry_run:
+                        return await dry_run(client, args, options, inputs)
+                    await run_remove(client, args, options, inputs, items, interrupts)
+            except asyncio.CancelledError:
+                if interrupts.signal is None:
+                    raise
+        stopped = interrupts.run is not None and interrupts.run.stopped is not None
+        return interrupts.exit_code or (1 if stopped else None)
+
+    try:
+        return asyncio.run(run())
+    except KeyboardInterrupt:  # a loop with no signal handlers (Windows): no traceback either
+        return 130
+
+
+@contextlib.contextmanager
+def _signals_to(interrupts: Any) -> Iterator[None]:
+    """SIGINT and SIGTERM go to ``interrupts`` while the batch runs."""
+    loop = asyncio.get_running_loop()
+    installed = []
+    for number in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows loops
+            loop.add_signal_handler(number, interrupts.on_signal, int(number))
+            installed.append(number)
+    try:
+        yield
+    finally:
+        for number in installed:
+            loop.remove_signal_handler(number)
 
 
 def print_summary(items: list[Any]) -> None:
@@ -217,6 +276,7 @@ def print_summary(items: list[Any]) -> None:
 def run_usage_command(args: argparse.Namespace) -> int:
     """``rembg-async usage``: the plan, credits, usage and (with --cycles) billing cycles."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from ._exceptions import RembgError
@@ -235,7 +295,7 @@ def run_usage_command(args: argparse.Namespace) -> int:
             print(f"rembg-async usage: {error}", file=sys.stderr)
             return 1
     console = Console()
-    console.print(f"membership: [bold]{usage.membership}[/bold]")
+    console.print(f"membership: [bold]{escape(usage.membership)}[/bold]")  # the server's text
     console.print(f"credits: {usage.credits} included, {usage.prepaid_credits} prepaid")
     console.print(f"this month: {usage.api_usage} by API, {usage.app_usage} in the web app")
     if usage.billing_cycle is not None:

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import contextlib
-import glob
-import os
 import sys
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, Protocol, TextIO
 
 from ._adapters import rich_progress
-from ._batch import BatchItem
+from ._batch import BatchRun
+from ._batch_items import BatchItem
 from ._client import AsyncRembg
-from ._contract import ALLOWED_EXTENSIONS
 from ._options import RemoveOptions
 from ._progress import ProgressEvent
 from ._results import ImageFile
@@ -53,10 +52,37 @@ def add_remove_arguments(parser: argparse.ArgumentParser) -> None:
         "--base64", action="store_true", help="print data URLs instead of writing files"
     )
     parser.add_argument(
-        "--skip-existing", action="store_true", help="skip inputs whose output exists"
+        "--skip-existing",
+        action="store_true",
+        help="skip inputs whose output this tool made from them (the default; kept for scripts)",
+    )
+    parser.add_argument(
+        "--redo", action="store_true", help="make again outputs already made from their inputs"
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace output files that were not made from their input by rembg-async",
+    )
+    parser.add_argument(
+        "--root",
+        type=Path,
+        help="mirror inputs relative to this folder (default: each folder or glob given; "
+        "a plain file goes straight into -o)",
     )
     parser.add_argument(
         "--manifest", type=Path, help="append one JSON line per outcome to this file"
+    )
+    parser.add_argument(
+        "--max-credits",
+        type=int,
+        metavar="N",
+        help="never start an image that could take this run's spend past N credits",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="say what would be sent, what is done, and the credits left; send nothing",
     )
 
 
@@ -74,31 +100,12 @@ def options_from(args: argparse.Namespace) -> RemoveOptions:
     )
 
 
-def expand_inputs(patterns: list[str]) -> Iterator[str]:
-    """Files as given; folders as every image inside them (recursively); globs expanded.
-
-    Lazy, so a folder of a million images is walked as the batch goes.
-    """
-    for pattern in patterns:
-        if os.path.isdir(pattern):
-            yield from (
-                str(path) for path in sorted(Path(pattern).rglob("*")) if _is_image_name(path)
-            )
-        elif glob.has_magic(pattern):
-            yield from sorted(glob.glob(pattern, recursive=True))
-        else:
-            yield pattern
-
-
-def _is_image_name(path: Path) -> bool:
-    return path.is_file() and path.suffix.lower().lstrip(".") in ALLOWED_EXTENSIONS
-
-
 class Reporter(Protocol):
     """What the remove command tells the user as the batch goes."""
 
     def item_progress(self, index: int, value: Any, event: ProgressEvent) -> None: ...
     def item_done(self, item: BatchItem) -> None: ...
+    def interrupted(self, in_flight: int) -> None: ...
 
 
 class PlainReporter:
@@ -115,12 +122,22 @@ class PlainReporter:
         if item.error is not None:
             line = f"failed  {item.input}: {item.error}"
         elif item.skipped:
-            line = f"skipped {item.input} (exists: {item.output_path})"
+            line = f"skipped {item.input} (done: {item.output_path})"
         else:
             line = f"ok      {item.input}" + (
                 "" if item.result is None else f" -> {item.output_path}"
             )
         print(line, file=self._stream, flush=True)
+
+    def interrupted(self, in_flight: int) -> None:
+        """Say that no new image starts, and what is being finished."""
+        print(INTERRUPTED.format(in_flight=in_flight), file=sys.stderr, flush=True)
+
+
+INTERRUPTED = (
+    "rembg-async remove: interrupted: starting no new image, finishing the {in_flight} in "
+    "flight (press Ctrl-C again to cancel them)"
+)
 
 
 class RichReporter:
@@ -161,9 +178,12 @@ class RichReporter:
     def item_progress(self, index: int, value: Any, event: ProgressEvent) -> None:
         """Move the image's bar (uploads, then downloads, each to its own total)."""
         if index not in self._tasks:
-            self._tasks[index] = self.files.add_task(Path(str(value)).name, total=None)
+            self._tasks[index] = self.files.add_task("", total=None)
+        from rich.markup import escape  # a file may be named "[bold].png"
+
         arrow = "↑" if event.upload else "↓"
-        self.files.update(self._tasks[index], description=f"{arrow} {Path(str(value)).name}")
+        name = escape(Path(str(value)).name)
+        self.files.update(self._tasks[index], description=f"{arrow} {name}")
         rich_progress(self.files, self._tasks[index])(event)
 
     def item_done(self, item: BatchItem) -> None:
@@ -173,59 +193,129 @@ class RichReporter:
             self.files.remove_task(task)
         self.progress.advance(self.overall)
         if item.error is not None:
-            self.progress.console.print(f"[red]failed[/red] {item.input}: {item.error}")
+            from rich.markup import escape  # names and the server's words are shown as they are
+
+            self.progress.console.print(
+                f"[red]failed[/red] {escape(str(item.input))}: {escape(str(item.error))}"
+            )
+
+    def interrupted(self, in_flight: int) -> None:
+        """The batch bar says it is finishing, and how to cancel."""
+        self.progress.update(
+            self.overall, description=f"finishing {in_flight} (Ctrl-C again cancels)"
+        )
+
+
+class Interrupts:
+    """Ctrl-C and SIGTERM, as GNU parallel takes them: the first stops new images from
+    starting and lets those in flight finish; the second cancels the command's task."""
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self._task = task
+        self.signal: int | None = None
+        self.run: BatchRun | None = None
+        self.reporter: Reporter | None = None
+
+    def on_signal(self, number: int) -> None:
+        """Handle one signal."""
+        if self.signal is not None:
+            self._task.cancel()
+            return
+        self.signal = number
+        self._stop()
+
+    def attach(self, run: BatchRun, reporter: Reporter) -> None:
+        """The batch to stop (at once, if a signal came before it started)."""
+        self.run, self.reporter = run, reporter
+        if self.signal is not None:
+            self._stop()
+
+    def _stop(self) -> None:
+        if self.run is not None and not self.run.interrupted:
+            self.run.stop()
+            if self.reporter is not None:
+                self.reporter.interrupted(self.run.progress().in_flight)
+
+    @property
+    def exit_code(self) -> int | None:
+        """128 + the first signal's number, as shells report it; None without a signal."""
+        return None if self.signal is None else 128 + self.signal
 
 
 async def run_remove(
-    client: AsyncRembg, args: argparse.Namespace, options: RemoveOptions
-) -> list[BatchItem]:
-    """Run the batch; returns every item (base64 results are printed as they come)."""
-    # With bars the total is worth listing the inputs first; piped, they stay lazy.
-    inputs = list(expand_inputs(args.inputs)) if sys.stdout.isatty() else expand_inputs(args.inputs)
-    total = len(inputs) if isinstance(inputs, list) else None
+    client: AsyncRembg,
+    args: argparse.Namespace,
+    options: RemoveOptions,
+    inputs: dict[str, PurePath],
+    items: list[BatchItem],
+    interrupts: Interrupts,
+) -> None:
+    """Run the batch, appending each item to ``items`` (base64 results are printed)."""
     plain = PlainReporter(sys.stderr if args.base64 else sys.stdout)
-    reporter: Any = RichReporter(total) if sys.stdout.isatty() else plain
+    reporter: Any = RichReporter(len(inputs)) if sys.stdout.isatty() else plain
     live = reporter.live() if isinstance(reporter, RichReporter) else contextlib.nullcontext()
-    items: list[BatchItem] = []
     with live:
-        async for item in _batch(client, inputs, args, options, reporter):
+        async for item in _batch(client, inputs, args, options, reporter, interrupts):
             reporter.item_done(item)
             items.append(item)
-    return items
+
+
+def batch_arguments(args: argparse.Namespace, inputs: dict[str, PurePath]) -> dict[str, Any]:
+    """remove_many's arguments for files (none with ``--base64``: results are printed)."""
+    if args.base64:
+        return {}
+    return {
+        "output_dir": args.output_dir,
+        "root": lambda value: inputs.get(str(value), PurePath(Path(str(value)).name)),
+        "skip_existing": not args.redo,
+        "overwrite": args.overwrite,
+        "manifest": args.manifest,
+    }
 
 
 async def _batch(
     client: AsyncRembg,
-    inputs: Any,
+    inputs: dict[str, PurePath],
     args: argparse.Namespace,
     options: RemoveOptions,
     reporter: Reporter,
+    interrupts: Interrupts,
 ) -> AsyncIterator[BatchItem]:
     """The batch; with ``--base64`` each result is printed as ``INPUT<TAB>data:…`` instead of
     being kept (its temporary file is removed)."""
-    to_files = {} if args.base64 else {
-        "output_dir": args.output_dir,
-        "skip_existing": args.skip_existing,
-        "manifest": args.manifest,
-    }  # fmt: skip
     async with client.remove_many(
-        inputs,
+        list(inputs),
         options,
         concurrency=args.concurrency,
         on_item_progress=reporter.item_progress,
-        **to_files,
+        max_credits=args.max_credits,
+        **batch_arguments(args, inputs),
     ) as run:
+        interrupts.attach(run, reporter)
         async for item in run:
             if args.base64 and item.result is not None:
                 print(f"{item.input}\t{await _as_data_url(item)}", flush=True)
             yield item
-        if run.stopped is not None:
-            left = sum([1 async for _ in run.remaining])
-            print(
-                f"rembg-async remove: stopped, {run.stopped.message} "
-                f"({left} input(s) not started; re-run with --skip-existing to go on)",
-                file=sys.stderr,
-            )
+        await _say_why_stopped(run)
+
+
+async def _say_why_stopped(run: BatchRun) -> None:
+    if run.stopped is None and not run.interrupted:
+        return
+    left = sum([1 async for _ in run.remaining])
+    if run.stopped is None:
+        why, then = "interrupted", "run the same command again to go on"
+    else:
+        why, then = f"stopped, {_reason(run.stopped)}", "once that is fixed, run it again"
+    print(
+        f"rembg-async remove: {why} ({left} input(s) not started; {then}: "
+        "what is done is not redone)",
+        file=sys.stderr,
+    )
+
+
+def _reason(error: BaseException) -> str:
+    return str(getattr(error, "message", None) or error)
 
 
 async def _as_data_url(item: BatchItem) -> str:

@@ -7,20 +7,21 @@ import enum
 import logging
 import os
 import warnings
-from collections.abc import AsyncIterable, Iterable, Iterator, Mapping
-from pathlib import Path
+from collections.abc import AsyncIterable, Callable, Iterable, Iterator, Mapping
+from pathlib import Path, PurePath
 from typing import Any, Final, Literal, overload
 
 import aiohttp
 import attrs
 from yarl import URL
 
-from ._batch import BatchProgressCallback, BatchRun, ItemProgressCallback
+from ._batch import BatchRun
+from ._batch_items import BatchProgressCallback, ItemProgressCallback
+from ._budget import CreditBudget, LocalCreditBudget
 from ._closing import AsyncClosing
 from ._contract import API_KEY_HEADER, MSG_PERIOD_WITH_CALENDAR, out_of_range_message
-from ._download import body_length, receive_base64, receive_file
+from ._download import body_length, read_whole, receive_base64, receive_file
 from ._exceptions import (
-    APIResponseError,
     InvalidInputError,
     RateLimitError,
     error_from_response,
@@ -29,21 +30,26 @@ from ._exceptions import (
 from ._inputs import ImageInput, Source, open_source
 from ._limiter import RateLimiter
 from ._options import Base64Options, ImageFileOptions, RemoveOptions, options_from_mapping
+from ._outputs import OutputTree
+from ._paths import check_output_path
 from ._progress import DEFAULT_INTERVAL, ProgressCallback, ProgressTracker
 from ._results import Base64Image, ImageFile, discard_temporary
 from ._retry import RetryPolicy
-from ._timeouts import Timeout
+from ._timeouts import Timeout, TimeoutLike, as_timeout
 from ._upload import CHUNK_BYTES, UploadBody, build_form
 from ._urls import checked_url
-from ._usage import BillingCycleSummary, MembershipUsage
+from ._usage import BillingCycleSummary, MembershipUsage, billing_cycles_from_json, usage_json
 from ._version import __version__
 
 logger = logging.getLogger("rembg_async")
 
 API_BASE_URL: Final = "https://api.rembg.com"
 ACCOUNT_BASE_URL: Final = "https://www.rembg.com"
+MSG_BASE64_WITH_OUTPUT_PATH: Final = "return_base64 and output_path exclude each other"
 #: Error bodies are small; a proxy's HTML page is cut to this.
 MAX_ERROR_BODY: Final = 64 * 1024
+#: A usage answer is a few hundred bytes; a list of billing cycles, a few per month of history.
+MAX_USAGE_BODY: Final = 4 * 1024 * 1024
 
 
 class _State(enum.Enum):
@@ -75,7 +81,10 @@ class AsyncRembg(AsyncClosing):
     A ``session`` you pass is used and left open; otherwise the client owns one.
 
     Failures worth it are retried (``max_retries``, or a whole :class:`RetryPolicy` as
-    ``retry``); ``timeout`` is a :class:`Timeout`; both can be overridden per call.
+    ``retry``); ``timeout`` is a :class:`Timeout`, or a number of seconds meaning
+    ``Timeout(read=...)`` (the longest silence); both can be overridden per call.
+    ``HTTP_PROXY``, ``HTTPS_PROXY`` and ``NO_PROXY`` (and ``~/.netrc``) are honoured as requests
+    and httpx do, unless ``trust_env=False``; ignored when you pass your own ``session``.
     ``requests_per_second`` and ``max_concurrency`` limit every call of this client together.
     """
 
@@ -85,7 +94,7 @@ class AsyncRembg(AsyncClosing):
         *,
         base_url: str | None = None,
         account_base_url: str | None = None,
-        timeout: Timeout | None = None,
+        timeout: TimeoutLike | None = None,
         max_retries: int = 2,
         retry: RetryPolicy | None = None,
         requests_per_second: float | None = None,
@@ -93,18 +102,21 @@ class AsyncRembg(AsyncClosing):
         session: aiohttp.ClientSession | None = None,
         progress_interval: float = DEFAULT_INTERVAL,
         allow_insecure_http: bool = False,
+        trust_env: bool = True,
     ) -> None:
         # First, so that __del__ finds a consistent object even if a check below fails.
         self._state = _State.UNOPENED
         self._owns_session = session is None
         self._api_key = api_key if api_key is not None else os.environ.get("REMBG_API_KEY") or None
+        _check_api_key(self._api_key, from_env=api_key is None)
         shared = base_url or os.environ.get("REMBG_BASE_URL")
         self._api_url = checked_url(shared or API_BASE_URL, allow_insecure_http)
         self._rmbg_url = self._api_url / "rmbg"
         self._account_url = checked_url(
             account_base_url or shared or ACCOUNT_BASE_URL, allow_insecure_http
         )
-        self._timeout = timeout  # None: the session's own (ours: Timeout()'s defaults)
+        self._timeout = as_timeout(timeout)  # None: the session's own (ours: Timeout()'s defaults)
+        self._trust_env = trust_env
         self._retry = retry or RetryPolicy(max_retries=max_retries)
         self._limiter = RateLimiter(
             requests_per_second=requests_per_second, max_concurrency=max_concurrency
@@ -145,7 +157,9 @@ class AsyncRembg(AsyncClosing):
         if self._state is _State.CLOSED:
             raise RuntimeError("this AsyncRembg client is closed; make a new one")
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=(self._timeout or Timeout()).to_aiohttp())
+            self._session = aiohttp.ClientSession(
+                timeout=(self._timeout or Timeout()).to_aiohttp(), trust_env=self._trust_env
+            )
         self._state = _State.OPENED
         return self._session
 
@@ -163,7 +177,7 @@ class AsyncRembg(AsyncClosing):
         on_upload_progress: ProgressCallback | None = None,
         on_download_progress: ProgressCallback | None = None,
         retry: RetryPolicy | None = None,
-        timeout: Timeout | None = None,
+        timeout: TimeoutLike | None = None,
     ) -> ImageFile: ...
 
     @overload
@@ -191,7 +205,7 @@ class AsyncRembg(AsyncClosing):
         on_upload_progress: ProgressCallback | None = None,
         on_download_progress: ProgressCallback | None = None,
         retry: RetryPolicy | None = None,
-        timeout: Timeout | None = None,
+        timeout: TimeoutLike | None = None,
     ) -> Base64Image: ...
 
     @overload
@@ -218,19 +232,23 @@ class AsyncRembg(AsyncClosing):
         on_upload_progress: ProgressCallback | None = None,
         on_download_progress: ProgressCallback | None = None,
         retry: RetryPolicy | None = None,
-        timeout: Timeout | None = None,
+        timeout: TimeoutLike | None = None,
     ) -> ImageFile | Base64Image:
         """Remove the background of ``input_image``.
 
         ``input_image`` is a path, bytes, ``{"base64": ...}`` (a ``data:`` prefix is fine) or a
         seekable binary file. The result is a temporary :class:`ImageFile` (``cleanup()`` it),
         the file at ``output_path``, or with ``return_base64`` a :class:`Base64Image`.
-        Bad input raises :class:`InvalidInputError` before anything is sent. Each retry sends
+        Bad input raises :class:`InvalidInputError` before anything is sent, and so does an
+        ``output_path`` whose extension names another format than the one asked for (an
+        ``OSError`` when it is a folder or its folder cannot be written). Each retry sends
         the image afresh and restarts progress, its events carrying the new ``attempt``.
         """
         remove_options, return_base64 = _resolve_options(options, return_base64)
         if return_base64 and output_path is not None:
-            raise ValueError("return_base64 and output_path exclude each other")
+            raise ValueError(MSG_BASE64_WITH_OUTPUT_PATH)
+        if output_path is not None:
+            check_output_path(Path(output_path), remove_options.output_format)
         call = _RemoveCall(
             source=await open_source(input_image),
             fields=remove_options.form_fields(),
@@ -238,7 +256,7 @@ class AsyncRembg(AsyncClosing):
             return_base64=return_base64,
             on_upload=on_upload_progress,
             on_download=on_download_progress,
-            timeout=timeout or self._timeout,
+            timeout=as_timeout(timeout) or self._timeout,
         )
         self._open()
         return await (retry or self._retry).run(lambda attempt: self._remove_once(call, attempt))
@@ -253,7 +271,7 @@ class AsyncRembg(AsyncClosing):
                 with _transport_errors(self._rmbg_url):
                     async with session.post(
                         self._rmbg_url,
-                        data=UploadBody(form, upload),
+                        data=UploadBody(form, upload, _read_limit(call.timeout, session)),
                         headers=self._headers,
                         allow_redirects=False,
                         **_timeout_argument(call.timeout),
@@ -284,35 +302,62 @@ class AsyncRembg(AsyncClosing):
     def remove_many(
         self,
         inputs: Iterable[Any] | AsyncIterable[Any],
-        options: RemoveOptions | None = None,
+        options: RemoveOptions | Mapping[str, Any] | None = None,
         *,
         concurrency: int = 8,
         output_dir: str | os.PathLike[str] | None = None,
+        root: str | os.PathLike[str] | Callable[[Any], PurePath] | None = None,
         on_progress: BatchProgressCallback | None = None,
         on_item_progress: ItemProgressCallback | None = None,
         skip_existing: bool = False,
+        overwrite: bool = False,
         manifest: str | os.PathLike[str] | None = None,
+        max_credits: int | None = None,
+        budget: CreditBudget | None = None,
     ) -> BatchRun:
         """Remove many backgrounds, ``concurrency`` at a time, yielding :class:`BatchItem` objects.
 
         ``inputs`` (any iterable or async iterable, consumed lazily) are what :meth:`remove`
-        takes. Results go to ``output_dir`` (named after each input, made safe) or to temporary
-        files. ``skip_existing`` skips inputs whose output is already there; ``manifest`` appends
-        one JSON line per outcome; ``on_progress`` gets a :class:`BatchProgress` after each item,
-        and ``on_item_progress(index, input, event)`` each item's own transfer events.
+        takes; ``options`` too (a dict with ``returnBase64`` gives base64 results). Results go
+        to temporary files, or under ``output_dir`` mirroring each input's path relative to
+        ``root`` (default: the current folder; a path outside it keeps its whole path), its
+        extension changed to the format's. Two listed inputs that would make one file
+        (``x.png`` and ``x.jpg``) raise :class:`ValueError` before anything is sent.
+
+        Each output folder keeps an index of what it was made from: ``skip_existing`` skips an
+        input whose output was made from it with these options; an output of unknown or other
+        provenance fails its item unsent, unless ``overwrite``. ``manifest`` appends one JSON
+        line per outcome; ``on_progress`` gets a :class:`BatchProgress` after each item, and
+        ``on_item_progress(index, input, event)`` each item's own transfer events.
+
+        ``max_credits`` (or a shared ``budget``) never lets an image start that could take the
+        spend past it; the batch then stops with :class:`BudgetExhaustedError`. Errors that
+        every image would meet also stop it: see :attr:`BatchRun.stopped`.
         Use ``async with client.remove_many(...) as run: async for item in run: ...`` to have
         work in flight cancelled as soon as you stop iterating.
         """
+        resolved, return_base64 = _resolve_options(options, False)
+        if return_base64 and output_dir is not None:
+            raise ValueError(MSG_BASE64_WITH_OUTPUT_PATH.replace("output_path", "output_dir"))
+        if max_credits is not None and budget is not None:
+            raise ValueError("give max_credits or budget, not both")
+        outputs = None
+        if output_dir is not None:
+            extension = "jpg" if resolved.output_format == "jpeg" else resolved.output_format
+            outputs = OutputTree(Path(output_dir), root, extension, overwrite=overwrite)
         return BatchRun(
-            self,
+            self.remove,
             inputs,
-            options,
+            resolved,
+            retry=self._retry,
+            return_base64=return_base64,
             concurrency=concurrency,
-            output_dir=Path(output_dir) if output_dir is not None else None,
+            outputs=outputs,
             on_progress=on_progress,
             on_item_progress=on_item_progress,
             skip_existing=skip_existing,
             manifest=Path(manifest) if manifest is not None else None,
+            budget=LocalCreditBudget(max_credits) if max_credits is not None else budget,
         )
 
     async def membership_usage(
@@ -335,8 +380,7 @@ class AsyncRembg(AsyncClosing):
 
     async def billing_cycles(self) -> list[BillingCycleSummary]:
         """Every known billing period, newest first."""
-        body = await self._get_usage({"listBillingCycles": "1"})
-        return [BillingCycleSummary.from_json(item) for item in body.get("billingCycles", [])]
+        return billing_cycles_from_json(await self._get_usage({"listBillingCycles": "1"}))
 
     async def _get_usage(self, params: dict[str, str]) -> dict[str, Any]:
         self._open()
@@ -355,18 +399,13 @@ class AsyncRembg(AsyncClosing):
                     **_timeout_argument(self._timeout),
                 ) as response:
                     await self._raise_for_status(response)
-                    try:
-                        body = await response.json(content_type=None)
-                    except ValueError:
-                        body = None
-        if not isinstance(body, dict):
-            raise APIResponseError("the usage answer is not a JSON object")
-        return body
+                    body = await read_whole(response, MAX_USAGE_BODY + 1)
+        return usage_json(body, MAX_USAGE_BODY)
 
     async def _raise_for_status(self, response: aiohttp.ClientResponse) -> None:
         if response.status == 200:
             return
-        body = await response.content.read(MAX_ERROR_BODY)
+        body = await read_whole(response, MAX_ERROR_BODY)  # all its pieces, not the first
         error = error_from_response(response.status, body, response.headers)
         wait = error.retry_after if isinstance(error, RateLimitError) else None
         if wait is not None and wait <= self._retry.max_retry_after:
@@ -374,9 +413,28 @@ class AsyncRembg(AsyncClosing):
         raise error
 
 
+def _read_limit(timeout: Timeout | None, session: aiohttp.ClientSession) -> float | None:
+    """The longest silence allowed: the call's or client's ``read``, else the session's own."""
+    return timeout.read if timeout is not None else session.timeout.sock_read
+
+
 def _timeout_argument(timeout: Timeout | None) -> dict[str, aiohttp.ClientTimeout]:
     """``timeout=`` for aiohttp when one was set, so a user's own session keeps its own."""
     return {} if timeout is None else {"timeout": timeout.to_aiohttp()}
+
+
+def _check_api_key(api_key: str | None, *, from_env: bool) -> None:
+    """Refuse a key that cannot go in a header (a newline pasted with it, most often) now,
+    rather than at the first request; the message says where the key came from, never what."""
+    if api_key is None:
+        return
+    for position, char in enumerate(api_key):
+        if ord(char) < 0x20 or ord(char) == 0x7F:
+            where = "the API key from $REMBG_API_KEY" if from_env else "the API key"
+            raise ValueError(
+                f"{where} contains a control character ({char!r} at position {position} of "
+                f"{len(api_key)}); a line end copied with it? strip it"
+            )
 
 
 def _request_headers(api_key: str | None) -> Mapping[str, str]:
@@ -420,4 +478,8 @@ def _transport_errors(url: URL) -> Iterator[None]:
     try:
         yield
     except (aiohttp.ClientError, TimeoutError) as error:
+        if isinstance(error.__cause__, InvalidInputError):
+            # The input, read while the body was sent, failed (aiohttp wraps what a body's
+            # writer raises): the fault is the input's, and no retry would mend it.
+            raise error.__cause__ from None
         raise error_from_transport(error, url=str(url)) from error

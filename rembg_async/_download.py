@@ -33,6 +33,8 @@ from ._results import Base64Image, ImageFile
 from ._threads import run_to_completion
 
 CHUNK_BYTES: Final = 256 * 1024
+#: Enough of the body to tell every image type by its signature (a BMP needs 26 bytes).
+SNIFF_BYTES: Final = 32
 TEMP_PREFIX: Final = "rembg-"
 PARTIAL_SUFFIX: Final = ".part"
 #: A new file only (never one that exists, nor through a symbolic link), closed in children.
@@ -47,6 +49,32 @@ _CREATE_FLAGS: Final = (
 #: Random names of 64 bits do not collide; this bounds the loop should a folder be hostile.
 _NAME_ATTEMPTS: Final = 100
 _KINDS: Final = {mime: kind for kind, mime in OUTPUT_FORMATS.items()}
+
+
+@attrs.define
+class _TypeSniffer:
+    """Tells the body's type from its first :data:`SNIFF_BYTES`, however they are split.
+
+    The network may hand the body over a byte at a time: the type is decided once enough bytes
+    are in, or when the body ends, never from the first piece alone.
+    """
+
+    declared: str
+    head: bytes = b""
+    content_type: str | None = None
+
+    def feed(self, chunk: bytes) -> None:
+        """Look at the next piece of the body (a no-op once the type is known)."""
+        if self.content_type is None:
+            self.head += chunk[: SNIFF_BYTES - len(self.head)]
+            if len(self.head) >= SNIFF_BYTES:
+                self.content_type = real_content_type(self.head, self.declared)
+
+    def result(self) -> str:
+        """The type, once the body has ended."""
+        if self.content_type is None:
+            self.content_type = real_content_type(self.head, self.declared)
+        return self.content_type
 
 
 def real_content_type(first_bytes: bytes, declared: str) -> str:
@@ -67,6 +95,15 @@ def body_length(response: aiohttp.ClientResponse) -> int | None:
     if response.headers.get("Content-Encoding", "identity").lower() != "identity":
         return None  # Content-Length counts encoded bytes; we count decoded ones
     return response.content_length
+
+
+async def read_whole(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The body, up to ``limit`` bytes: every piece of it, however the network split it
+    (``content.read(n)`` returns the first piece that arrived, which can be one byte)."""
+    pieces = bytearray()
+    while len(pieces) < limit and (piece := await response.content.read(limit - len(pieces))):
+        pieces += piece
+    return bytes(pieces)
 
 
 def _check_not_empty(size: int) -> None:
@@ -208,12 +245,11 @@ async def _receive_body(
 ) -> tuple[str, int, bytearray]:
     """Receive the body into ``output`` in large pieces; returns the type, the size and the
     last piece, not yet written."""
-    content_type = response.content_type
+    sniffer = _TypeSniffer(response.content_type)
     size = 0
     pending = bytearray()  # the network gives small pieces: write them in large ones
     async for chunk in response.content.iter_chunked(CHUNK_BYTES):
-        if size == 0:
-            content_type = real_content_type(chunk, content_type)
+        sniffer.feed(chunk)
         pending += chunk
         size += len(chunk)
         if len(pending) >= CHUNK_BYTES:
@@ -221,19 +257,19 @@ async def _receive_body(
             await output.write(full)
         await tracker.advance(len(chunk))
     _check_not_empty(size)
+    content_type = sniffer.result()
     await tracker.finish()
     return content_type, size, pending
 
 
 async def receive_base64(response: aiohttp.ClientResponse, tracker: ProgressTracker) -> Base64Image:
     """The body as a ``data:`` URL, encoded as it streams in (no copy of the raw bytes kept)."""
-    content_type = response.content_type
+    sniffer = _TypeSniffer(response.content_type)
     encoded: list[bytes] = []
     pending = b""
     size = 0
     async for chunk in response.content.iter_chunked(CHUNK_BYTES):
-        if size == 0:
-            content_type = real_content_type(chunk, content_type)
+        sniffer.feed(chunk)
         size += len(chunk)
         pending += chunk
         whole = len(pending) - len(pending) % 3  # base64 works on groups of three bytes
@@ -242,6 +278,13 @@ async def receive_base64(response: aiohttp.ClientResponse, tracker: ProgressTrac
         await tracker.advance(len(chunk))
     encoded.append(base64.b64encode(pending))
     _check_not_empty(size)
+    content_type = sniffer.result()
     await tracker.finish()
     data_url = f"data:{content_type};base64," + b"".join(encoded).decode("ascii")
     return Base64Image(base64_image=data_url, content_type=content_type, size=size)
+
+
+def is_partial_name(name: str) -> bool:
+    """Whether ``name`` is one of our partial files (``rembg-<random>.part``): a run that holds
+    its output folder may delete those left behind by a run that was killed."""
+    return name.startswith(TEMP_PREFIX) and name.endswith(PARTIAL_SUFFIX)

@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import math
 import time
 from collections.abc import Mapping, Sequence
 from typing import Final, Literal
 
 import aiohttp
+from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 
 from ._contract import MSG_RATE_DAILY, MSG_RATE_MONTHLY, MSG_RATE_SHORT_TERM
 
@@ -42,7 +44,9 @@ class RembgError(Exception):
 
 
 class InvalidInputError(RembgError, ValueError):
-    """Refused before sending: the server would refuse it with the same message.
+    """Refused before sending: the server would refuse it with the same message. Also raised
+    while sending when the input itself fails (a file that shrank, or is gone before a retry):
+    never retried, since the input is at fault.
 
     ``details`` lists every ``(field, message)`` problem; ``str()`` is the message the server
     would give (the single problem's, or "Multiple validation errors").
@@ -143,7 +147,13 @@ class ServerError(APIStatusError):
 
 
 class APIConnectionError(RembgError):
-    """The exchange failed below HTTP: connection refused or dropped, a truncated body."""
+    """The exchange failed below HTTP: connection refused or dropped, a truncated body.
+
+    ``retryable`` is False for a failure that another attempt would meet again identically
+    (an answer whose headers are over the parser's limit).
+    """
+
+    retryable: bool = True
 
 
 class APIResponseError(APIConnectionError):
@@ -188,23 +198,40 @@ def rate_limit_scope(message: str) -> RateLimitScope | None:
 
 
 def retry_after_seconds(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
-    """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date)."""
+    """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date).
+
+    A value that is negative, not a number (``nan``, ``inf``) or unparsable says nothing: it is
+    ignored (None, so backoff applies) rather than taken for "retry now", which would let one
+    bad header turn every retry into an instant storm. A date in the past means now.
+    """
     lowered = {name.lower(): value for name, value in headers.items()}
-    if (milliseconds := _number(lowered.get("retry-after-ms"))) is not None:
-        return max(0.0, milliseconds / 1000)
+    if (milliseconds := _wait(lowered.get("retry-after-ms"))) is not None:
+        return milliseconds / 1000
     value = lowered.get("retry-after")
     if value is None:
         return None
-    if (seconds := _number(value)) is not None:
-        return max(0.0, seconds)
+    if _float(value) is not None:
+        return _wait(value)  # a number, good or bad, is never read as a date
     try:
         moment = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     return max(0.0, moment.timestamp() - (time.time() if now is None else now))
 
 
+def _wait(value: str | None) -> float | None:
+    """Seconds to wait: a finite number, not negative; else None."""
+    number = _number(value)
+    return number if number is not None and number >= 0 else None
+
+
 def _number(value: str | None) -> float | None:
+    """A finite number, or None (``float()`` also takes ``nan`` and ``inf``)."""
+    number = _float(value)
+    return number if number is not None and math.isfinite(number) else None
+
+
+def _float(value: str | None) -> float | None:
     try:
         return float(value) if value is not None else None
     except ValueError:
@@ -242,16 +269,32 @@ def _details(raw: object) -> list[FieldDetail]:
     ]
 
 
+def _unparsable(cause: HttpProcessingError, url: str) -> APIResponseError:
+    """An answer aiohttp's parser refused. aiohttp reports it as a ``ClientResponseError``
+    with ``status=400``, which reads like the API's own 400: say what it is instead."""
+    reason = cause.message.strip() or type(cause).__name__
+    error = APIResponseError(f"the answer from {url} is not HTTP this client can read: {reason}")
+    # aiohttp's protocol re-wraps the parser's own exception: its class is one level down.
+    original = cause.__cause__ if isinstance(cause.__cause__, HttpProcessingError) else cause
+    if isinstance(original, LineTooLong) or "too many headers" in reason.lower():
+        error.retryable = False  # over the parser's limits: the same answer comes again
+    return error
+
+
 def error_from_transport(error: BaseException, *, url: str) -> APIConnectionError:
     """Our exception for an aiohttp or socket failure talking to ``url``."""
     if isinstance(error, aiohttp.ConnectionTimeoutError):
         return APITimeoutError(f"timed out connecting to {url}", timeout="connect")
     if isinstance(error, aiohttp.SocketTimeoutError):
         return APITimeoutError(
-            f"{url} went silent for longer than the read timeout", timeout="read"
+            f"{url} went silent for longer than the read timeout ({error})", timeout="read"
         )
     if isinstance(error, asyncio.TimeoutError):
         return APITimeoutError(f"the attempt on {url} passed its deadline", timeout="attempt")
+    if isinstance(error, aiohttp.ClientResponseError) and isinstance(
+        error.__cause__, HttpProcessingError
+    ):
+        return _unparsable(error.__cause__, url)
     if isinstance(error, aiohttp.ClientPayloadError):
         return APIConnectionError(f"the answer from {url} was cut short: {error}")
     return APIConnectionError(f"connection to {url} failed: {error}")

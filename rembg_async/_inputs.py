@@ -3,6 +3,7 @@
 A retry must send the image afresh, so a source never holds an exhausted stream: it knows how
 to open its bytes from the start. Each source is checked as the server checks an upload (type,
 empty, size, signature, dimensions from the header), so bad input is refused before sending.
+The bytes decide what an image is, never its name: it is sent under a name of its real type.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from ._contract import (
     MSG_EMPTY_FILE,
     MSG_INVALID_SIGNATURE,
     dimension_messages,
-    extension_problem,
     file_too_large_message,
 )
 from ._exceptions import InvalidInputError
@@ -89,7 +89,6 @@ async def _path_source(path: Path) -> Source:
         finally:
             os.close(handle)
 
-    _refuse_by_name(path.name)
     size, info, data = await run_to_completion(inspect)
     if data is not None:
         return _memory_source(memoryview(data), name=path.name)
@@ -97,11 +96,16 @@ async def _path_source(path: Path) -> Source:
     async def chunks(chunk_size: int) -> AsyncGenerator[bytes, None]:
         # Opening a local file is a metadata call of microseconds; reads go to a thread, and
         # stop at the size announced in Content-Length (no extra read to find the end).
-        with path.open("rb", buffering=0) as file:
+        try:
+            file = path.open("rb", buffering=0)
+        except OSError as error:  # deleted or made unreadable since it was checked
+            raise _input_error(f"{path} can no longer be read: {error.strerror}") from error
+        with file:
             left = size
             while left > 0 and (chunk := await run_to_completion(file.read, min(chunk_size, left))):
                 left -= len(chunk)
                 yield chunk
+        _check_whole(str(path), size, left)
 
     return _source(path.name, size, info, chunks)
 
@@ -133,8 +137,6 @@ def _memory_source(data: memoryview, name: str | None) -> Source:
 
 async def _file_object_source(file: IO[bytes]) -> Source:
     name = os.path.basename(str(getattr(file, "name", ""))) or None
-    if name is not None:
-        _refuse_by_name(name)
 
     def inspect() -> tuple[int, int, ImageInfo | None]:
         start = file.tell()
@@ -155,8 +157,23 @@ async def _file_object_source(file: IO[bytes]) -> Source:
                 yield chunk
         finally:
             file.seek(start)  # leave the caller's file where it was (a seek is instant)
+        _check_whole(name or "the input file object", size, left)
 
     return _source(name, size, info, chunks)
+
+
+def _input_error(message: str) -> InvalidInputError:
+    return InvalidInputError(message, [("image", message)])
+
+
+def _check_whole(name: str, size: int, left: int) -> None:
+    """Refuse an input that ended early: the request announced ``size`` bytes, and a server
+    waiting for the rest would only time out, blaming itself."""
+    if left > 0:
+        raise _input_error(
+            f"{name} changed while it was being sent: it ended after {size - left} of the "
+            f"{size} bytes it had when it was checked"
+        )
 
 
 def _decode_base64(image: Mapping[str, str]) -> bytes:
@@ -170,12 +187,6 @@ def _decode_base64(image: Mapping[str, str]) -> bytes:
     except (binascii.Error, ValueError):
         message = "The 'base64' input is not valid base64."
         raise InvalidInputError(message, [("image", message)]) from None
-
-
-def _refuse_by_name(name: str) -> None:
-    problem = extension_problem(name)
-    if problem is not None:
-        raise InvalidInputError(problem, [("image", problem)])
 
 
 def _source(name: str | None, size: int, info: ImageInfo | None, chunks: Chunks) -> Source:

@@ -1,14 +1,34 @@
-"""Output names derived from inputs, which must never escape the output folder."""
+"""Output paths: derived from inputs (never escaping the output folder), and checked before a
+request is paid for."""
 
 from __future__ import annotations
 
+import errno
+import os
 import re
 import unicodedata
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Final
+
+from ._exceptions import InvalidInputError
 
 _UNSAFE: Final = re.compile(r"[^\w.\- ]+")
 MAX_STEM: Final = 200
+#: The output format each file extension names.
+FORMAT_OF_EXTENSION: Final = {
+    ".png": "png",
+    ".jpg": "jpeg",
+    ".jpeg": "jpeg",
+    ".webp": "webp",
+    ".bmp": "bmp",
+}
+
+
+def safe_part(name: str) -> str:
+    """One path component made safe: no separators, control or reserved characters, no
+    leading or trailing dots (so never ``..``), never empty."""
+    part = unicodedata.normalize("NFC", name)
+    return _UNSAFE.sub("_", part).strip(" .")[:MAX_STEM] or "image"
 
 
 def output_path_for(folder: Path, source_name: str, extension: str) -> Path:
@@ -19,6 +39,44 @@ def output_path_for(folder: Path, source_name: str, extension: str) -> Path:
     """
     base = re.split(r"[\\/]", source_name)[-1]
     stem = base.rsplit(".", 1)[0] if "." in base.lstrip(".") else base
-    stem = unicodedata.normalize("NFC", stem)
-    stem = _UNSAFE.sub("_", stem).strip(" .")[:MAX_STEM] or "image"
-    return folder / f"{stem}.{extension.lstrip('.')}"
+    return folder / f"{safe_part(stem)}.{extension.lstrip('.')}"
+
+
+def mirrored_path(folder: Path, relative: PurePath, extension: str) -> Path:
+    """``folder / <relative, each part made safe, extension replaced>``: the input's own layout,
+    always inside ``folder`` (``..``, anchors and odd characters cannot lead out of it)."""
+    parts = [safe_part(part) for part in relative.parts[:-1] if part not in ("", ".", "/")]
+    leaf = output_path_for(Path(), relative.name or "image", extension)
+    return folder.joinpath(*parts, leaf.name)
+
+
+def check_output_path(target: Path, output_format: str) -> None:
+    """Refuse, before anything is sent, a target that could not keep the result.
+
+    Its extension must not name another format (``x.png`` with WEBP bytes would lie), it must
+    not be a folder, and the nearest folder that exists above it must be a writable folder.
+    One ``stat`` or two: cheap enough to do on the event loop before paying for an image.
+    """
+    named = FORMAT_OF_EXTENSION.get(target.suffix.lower())
+    if named is not None and named != output_format:
+        message = (
+            f"output_path {str(target)!r} names a {named.upper()} file but the format is "
+            f"{output_format.upper()}: pass format={named!r} or name the file "
+            f"{target.with_suffix('.' + output_format.replace('jpeg', 'jpg')).name!r}"
+        )
+        raise InvalidInputError(message, [("output_path", message)])
+    if target.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "output_path is a folder", str(target))
+    check_folder_writable(target.parent)
+
+
+def check_folder_writable(folder: Path) -> None:
+    """Raise the ``OSError`` that writing into ``folder`` would meet: something above it is a
+    file, or the nearest existing folder cannot be written."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "a file is in the way of the folder", str(folder))
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, "the folder cannot be written", str(existing))

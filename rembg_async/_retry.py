@@ -42,7 +42,7 @@ class RetryPolicy:
     def is_retryable(self, error: BaseException) -> bool:
         """Whether ``error`` is worth another attempt."""
         if isinstance(error, APIConnectionError):
-            return True
+            return error.retryable
         if isinstance(error, APIStatusError):
             return error.status in RETRYABLE_STATUSES or error.status >= 500
         return False

@@ -24,3 +24,23 @@ class Timeout:
         return aiohttp.ClientTimeout(
             total=self.attempt, sock_connect=self.connect, sock_read=self.read
         )
+
+
+#: What ``timeout=`` takes: a :class:`Timeout`, or a number of seconds for ``read``.
+TimeoutLike = Timeout | float | int
+
+
+def as_timeout(value: TimeoutLike | None) -> Timeout | None:
+    """``value`` as a :class:`Timeout`: a plain number means ``Timeout(read=value)``.
+
+    A number is the longest silence allowed (as ``timeout=5`` in httpx or openai-python), not
+    a deadline for the whole attempt: a large upload may take longer than that and still
+    succeed, as long as bytes keep moving. The other limits keep their defaults.
+    """
+    if value is None or isinstance(value, Timeout):
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"timeout must be a Timeout or a number of seconds, not {value!r}")
+    if not value > 0:  # also refuses nan
+        raise ValueError(f"timeout must be a positive number of seconds, not {value!r}")
+    return Timeout(read=float(value))

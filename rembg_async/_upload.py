@@ -2,11 +2,16 @@
 
 Its ``size`` is known before a byte is sent, so aiohttp sends ``Content-Length`` (no chunked
 encoding) and upload progress has a ``total``: the bytes of the whole body on the wire.
+
+aiohttp's ``sock_read`` timer starts only once the body is written, so a server that stops
+reading mid-upload would hold the request for ever; :class:`_StallGuard` is the missing timer.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import sys
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -20,6 +25,14 @@ from ._progress import ProgressTracker
 #: Large reads keep the per-chunk overhead (a thread hop each, and the progress callbacks)
 #: small; 1 MiB in flight per upload is nothing next to the 50 MB it may be.
 CHUNK_BYTES: Final = 1024 * 1024
+
+if sys.platform == "linux":
+    import fcntl
+    import termios
+
+    _OUTQ: int | None = termios.TIOCOUTQ  # on a TCP socket, the same number as SIOCOUTQ
+else:
+    _OUTQ = None
 
 #: Writes are gathered up to this size before they are sent (see :class:`_GatheringWriter`).
 GATHER_BYTES: Final = 64 * 1024
@@ -46,6 +59,93 @@ class _SourcePayload(Payload):
         raise TypeError("an image upload is binary")
 
 
+class _StallGuard:
+    """Ends an upload the server has stopped reading: no byte has left for the kernel in
+    ``seconds`` (the read timeout: silence in either direction is the same failure).
+
+    Progress is any movement of the bytes: written by aiohttp, passed from the transport's
+    buffer to the socket, or (where the system tells, as Linux does) acknowledged by the
+    server, so a slow reader that keeps reading is never cut, whatever a write's size. The
+    socket's queue matters: the kernel wakes a writer only once a third of its buffer (MBs) is
+    free, so on a slow link the transport alone can look still for seconds while bytes flow.
+    When it fires, the request fails with aiohttp's own read-timeout error and the connection
+    is aborted: a half-sent request can never be reused, and its socket must not stay open.
+    """
+
+    def __init__(self, writer: AbstractStreamWriter, seconds: float) -> None:
+        self._writer = writer
+        self._seconds = seconds
+        self._position_seen: tuple[int, int, int | None] | None = None
+        self._handle: asyncio.TimerHandle | None = None
+        self.error: aiohttp.SocketTimeoutError | None = None
+
+    def _position(self, transport: asyncio.WriteTransport) -> tuple[int, int, int | None]:
+        return (
+            self._writer.output_size,
+            transport.get_write_buffer_size(),
+            _unacknowledged(transport),
+        )
+
+    def watch(self) -> None:
+        """Start watching (before a write that may wait for the server to read)."""
+        transport = self._writer.transport
+        if transport is not None and self._handle is None:
+            self._position_seen = self._position(transport)
+            self._handle = asyncio.get_running_loop().call_later(self._seconds, self._check)
+
+    def stop(self) -> None:
+        """Stop watching (the write is done, or failed)."""
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _check(self) -> None:
+        self._handle = None
+        transport = self._writer.transport
+        if transport is None:
+            return  # already closed: the write fails on its own
+        if (position := self._position(transport)) != self._position_seen:
+            self._position_seen = position
+            self._handle = asyncio.get_running_loop().call_later(self._seconds, self._check)
+            return
+        self.error = aiohttp.SocketTimeoutError(
+            f"the server read none of the upload for {self._seconds:g} s (the read timeout)"
+        )
+        abort_request(self._writer, self.error)
+
+
+def abort_request(writer: AbstractStreamWriter, error: BaseException) -> None:
+    """Fail a half-sent request with ``error`` and close its connection now (it can never be
+    reused, and must not wait for the response's release to be closed)."""
+    transport = writer.transport
+    if transport is None or transport.is_closing():
+        return  # already failed (the stall guard, or the server), with its own error
+    protocol = transport.get_protocol()
+    # Abort first: the socket is then closed before the request's task wakes up to ``error``
+    # (both are callbacks of the loop, run in order).
+    transport.abort()
+    if hasattr(protocol, "set_exception"):
+        protocol.set_exception(error)  # what the response being waited for raises
+
+
+def _queued(transport: asyncio.WriteTransport) -> int:
+    """Bytes of ours not yet taken by the server, as far as this system can tell."""
+    return transport.get_write_buffer_size() + (_unacknowledged(transport) or 0)
+
+
+def _unacknowledged(transport: asyncio.WriteTransport) -> int | None:
+    """The bytes in the socket's send queue not yet acknowledged by the peer, where the system
+    says (``TIOCOUTQ``/``SIOCOUTQ``: Linux); None elsewhere."""
+    sock = transport.get_extra_info("socket")
+    if _OUTQ is None or sock is None:
+        return None
+    try:
+        answer = fcntl.ioctl(sock.fileno(), _OUTQ, b"\0\0\0\0")
+    except (OSError, ValueError):
+        return None
+    return int.from_bytes(answer, sys.byteorder, signed=True)
+
+
 class _GatheringWriter:
     """Passes writes on to aiohttp's writer, gathering small ones, and counts them for progress.
 
@@ -54,9 +154,12 @@ class _GatheringWriter:
     request's headers, and a large one adds no more than two to its chunks.
     """
 
-    def __init__(self, inner: AbstractStreamWriter, tracker: ProgressTracker) -> None:
+    def __init__(
+        self, inner: AbstractStreamWriter, tracker: ProgressTracker, stall_timeout: float | None
+    ) -> None:
         self._inner = inner
         self._tracker = tracker
+        self._guard = _StallGuard(inner, stall_timeout) if stall_timeout else None
         self._gathered: list[bytes | bytearray | memoryview] = []
         self._gathered_size = 0
 
@@ -77,8 +180,43 @@ class _GatheringWriter:
             self._gathered_size = 0
             await self._send(gathered)
 
+    async def settle(self) -> None:
+        """Wait, watched, until the server has taken nearly all of the body.
+
+        aiohttp starts ``sock_read`` once the last byte is handed to the transport; on a slow
+        link megabytes may still be queued then, and the server, still reading them, would be
+        taken for silent. A small body (the common case) never waits here.
+        """
+        if self._guard is None or (transport := self._inner.transport) is None:
+            return
+        if self._inner.output_size <= GATHER_BYTES:
+            return  # less than is ever held back: nothing to wait for, no system call
+        pause = 0.001  # a fast link empties its queue within a few of these
+        self._guard.watch()
+        try:
+            while not transport.is_closing() and _queued(transport) > GATHER_BYTES:
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 0.05)
+        finally:
+            self._guard.stop()
+        if self._guard.error is not None:
+            raise self._guard.error
+
     async def _send(self, chunk: bytes | bytearray | memoryview) -> None:
-        await self._inner.write(chunk)
+        # aiohttp's write() waits for the server only past 64 KiB unflushed (its ``LIMIT``,
+        # our GATHER_BYTES): a small upload's single write needs no watching, and pays nothing.
+        if self._guard is None or self._inner.buffer_size + len(chunk) <= GATHER_BYTES:
+            await self._inner.write(chunk)
+        else:
+            self._guard.watch()
+            try:
+                await self._inner.write(chunk)
+            except Exception as error:
+                if self._guard.error is not None:  # the abort is why the write failed
+                    raise self._guard.error from error
+                raise
+            finally:
+                self._guard.stop()
         await self._tracker.advance(len(chunk))
 
     def __getattr__(self, name: str) -> Any:
@@ -98,20 +236,37 @@ def build_form(
 
 
 class UploadBody(Payload):
-    """The whole form as one payload, reporting each chunk written to the tracker."""
+    """The whole form as one payload, reporting each chunk written to the tracker.
+
+    ``stall_timeout``: the seconds the server may read nothing of it before the request fails
+    with a read timeout and its connection is aborted (None: wait for ever).
+    """
 
     _autoclose = True
 
-    def __init__(self, form: aiohttp.MultipartWriter, tracker: ProgressTracker) -> None:
+    def __init__(
+        self,
+        form: aiohttp.MultipartWriter,
+        tracker: ProgressTracker,
+        stall_timeout: float | None = None,
+    ) -> None:
         super().__init__(form, content_type=form.content_type)
         self._size = form.size
         self._tracker = tracker
+        self._stall_timeout = stall_timeout
 
     async def write(self, writer: AbstractStreamWriter) -> None:
         form: aiohttp.MultipartWriter = self._value
-        gathering = _GatheringWriter(writer, self._tracker)
-        await form.write(gathering)  # type: ignore[arg-type]
-        await gathering.flush()
+        gathering = _GatheringWriter(writer, self._tracker, self._stall_timeout)
+        try:
+            await form.write(gathering)  # type: ignore[arg-type]
+            await gathering.flush()
+            await gathering.settle()
+        except Exception as error:  # the input failed, or the connection did
+            failure = aiohttp.ClientConnectionError(f"the request body could not be sent: {error}")
+            failure.__cause__ = error  # the one place that maps errors looks at the cause
+            abort_request(writer, failure)
+            raise
         await self._tracker.finish()
 
     def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:

@@ -1,11 +1,65 @@
-"""Membership and credit usage, as typed values (the endpoint's JSON, in snake_case)."""
+"""Membership and credit usage, as typed values (the endpoint's JSON, in snake_case).
+
+The JSON comes from a server: every field is checked, and an answer of the wrong shape (a
+string where a number goes, a number too large for a date, a missing field) raises
+:class:`APIResponseError`, never the ``TypeError`` or ``OverflowError`` of a conversion.
+"""
 
 from __future__ import annotations
 
+import json
+import math
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Final
 
 import attrs
+
+from ._exceptions import APIResponseError
+
+_MISSING: Final = object()
+#: Counts and Unix times beyond this are no real usage (it is past the year 9999 in seconds).
+_MAX_NUMBER: Final = 253_402_300_799
+
+
+def _int(data: dict[str, Any], key: str, default: object = _MISSING) -> int:
+    """The whole number at ``key``: an int, an integral float or a string of digits."""
+    value = data.get(key, default)
+    if value is _MISSING:
+        raise APIResponseError(f"the usage answer has no {key!r}")
+    if isinstance(value, str) and len(value) <= 20 and value.isascii():
+        value = int(value) if value.lstrip("-").isdecimal() else value
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or abs(value) > _MAX_NUMBER:
+        raise APIResponseError(f"the usage answer's {key!r} is no whole number: {value!r:.40}")
+    return value
+
+
+def _object(value: object, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise APIResponseError(f"the usage answer's {what} is not a JSON object")
+    return value
+
+
+def usage_json(body: bytes, limit: int) -> dict[str, Any]:
+    """The usage answer's JSON object; anything else is an :class:`APIResponseError`."""
+    if len(body) > limit:
+        raise APIResponseError(f"the usage answer is larger than {limit} bytes")
+    try:
+        parsed = json.loads(body)
+    except (ValueError, RecursionError):  # RecursionError: nested thousands of levels deep
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise APIResponseError("the usage answer is not a JSON object")
+    return parsed
+
+
+def billing_cycles_from_json(body: dict[str, Any]) -> list[BillingCycleSummary]:
+    """The ``billingCycles`` list of the list mode."""
+    cycles = body.get("billingCycles", [])
+    if not isinstance(cycles, list):
+        raise APIResponseError("the usage answer's 'billingCycles' is not a list")
+    return [BillingCycleSummary.from_json(_object(item, "billing cycle")) for item in cycles]
 
 
 def _utc(unix: int) -> datetime:
@@ -35,10 +89,10 @@ class BillingCycleSummary:
     def from_json(cls, data: dict[str, Any]) -> BillingCycleSummary:
         """From one entry of ``billingCycles``."""
         return cls(
-            period_start_unix=int(data["periodStartUnix"]),
-            period_end_unix=int(data["periodEndUnix"]),
-            app_usage=int(data.get("appUsage", 0)),
-            api_usage=int(data.get("apiUsage", 0)),
+            period_start_unix=_int(data, "periodStartUnix"),
+            period_end_unix=_int(data, "periodEndUnix"),
+            app_usage=_int(data, "appUsage", 0),
+            api_usage=_int(data, "apiUsage", 0),
         )
 
 
@@ -61,10 +115,10 @@ class BillingCycle(BillingCycleSummary):
         summary = BillingCycleSummary.from_json(data)
         return cls(
             **attrs.asdict(summary),
-            included_credits=int(data.get("includedCredits", 0)),
-            prepaid_credits=int(data.get("prepaidCredits", 0)),
-            used_included_credits=int(data.get("usedIncludedCredits", 0)),
-            remaining_included_credits=int(data.get("remainingIncludedCredits", 0)),
+            included_credits=_int(data, "includedCredits", 0),
+            prepaid_credits=_int(data, "prepaidCredits", 0),
+            used_included_credits=_int(data, "usedIncludedCredits", 0),
+            remaining_included_credits=_int(data, "remainingIncludedCredits", 0),
             stripe_billing_synced=bool(data.get("stripeBillingSynced", False)),
         )
 
@@ -86,9 +140,11 @@ class MembershipUsage:
         cycle = data.get("billingCycle")
         return cls(
             membership=str(data.get("membership", "")),
-            credits=int(data.get("credits", 0)),
-            prepaid_credits=int(data.get("prepaidCredits", 0)),
-            app_usage=int(data.get("app_usage", 0)),
-            api_usage=int(data.get("api_usage", 0)),
-            billing_cycle=BillingCycle.from_json(cycle) if isinstance(cycle, dict) else None,
+            credits=_int(data, "credits", 0),
+            prepaid_credits=_int(data, "prepaidCredits", 0),
+            app_usage=_int(data, "app_usage", 0),
+            api_usage=_int(data, "api_usage", 0),
+            billing_cycle=None
+            if cycle is None
+            else BillingCycle.from_json(_object(cycle, "billingCycle")),
         )

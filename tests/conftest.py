@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
-from collections.abc import AsyncIterator, Iterator, Mapping
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -253,6 +255,98 @@ def open_connections(server: LocalServer) -> int:
     import psutil
 
     port = int(server.url.rsplit(":", 1)[1])
+    return sum(
+        1
+        for connection in psutil.Process().net_connections("tcp")
+        if connection.raddr
+        and connection.raddr.port == port
+        and connection.status == psutil.CONN_ESTABLISHED
+    )
+
+
+RawHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@attrs.define
+class RawServer:
+    """A server of raw asyncio sockets on 127.0.0.1: it can misbehave as aiohttp.web cannot."""
+
+    url: str
+    port: int
+    connections: int = 0
+
+
+async def read_request(reader: asyncio.StreamReader) -> tuple[bytes, dict[str, str]]:
+    """An HTTP request's head: its first line and its headers (lower-case names)."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    first, *lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines:
+        if ":" in line:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+    return first.encode("latin-1"), headers
+
+
+async def read_whole_request(reader: asyncio.StreamReader) -> tuple[bytes, dict[str, str], bytes]:
+    """An HTTP request with a ``Content-Length`` body: first line, headers, body."""
+    first, headers = await read_request(reader)
+    body = await reader.readexactly(int(headers.get("content-length", "0")))
+    return first, headers, body
+
+
+@pytest.fixture
+async def raw_server() -> AsyncIterator[Callable[..., Awaitable[RawServer]]]:
+    """Starts raw servers running a handler per connection; all closed after the test.
+
+    ``receive_buffer`` sets the kernel's receive buffer of its sockets: a small one makes
+    the server's own reading, not its kernel's, what the client sees.
+    """
+    servers: list[asyncio.Server] = []
+    writers: list[asyncio.StreamWriter] = []
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def start(handler: RawHandler, *, receive_buffer: int | None = None) -> RawServer:
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            raw.connections += 1
+            writers.append(writer)
+            tasks.add(task := asyncio.current_task())  # type: ignore[arg-type]
+            try:
+                await handler(reader, writer)
+            except (ConnectionError, asyncio.IncompleteReadError):
+                pass  # the client went away: that is what many of these tests do
+            except asyncio.CancelledError:
+                pass  # the test is over (asyncio would log a handler ending cancelled)
+            finally:
+                tasks.discard(task)  # type: ignore[arg-type]
+                writer.close()
+
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if receive_buffer is not None:  # set before listen(): accepted sockets inherit it
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        listener.bind(("127.0.0.1", 0))
+        server = await asyncio.start_server(serve, sock=listener)
+        servers.append(server)
+        port = server.sockets[0].getsockname()[1]
+        raw = RawServer(url=f"http://127.0.0.1:{port}", port=port)
+        return raw
+
+    yield start
+    pending = list(tasks)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    for writer in writers:
+        writer.transport.abort()
+    for server in servers:
+        server.close()
+        await server.wait_closed()
+
+
+def connections_to(port: int) -> int:
+    """How many TCP connections this process has established to ``port`` on loopback."""
+    import psutil
+
     return sum(
         1
         for connection in psutil.Process().net_connections("tcp")

@@ -60,6 +60,7 @@ async def test_five_hundred_images_every_outcome_recorded_and_rerun(
                 inputs,
                 concurrency=16,
                 output_dir=out,
+                root=tmp_path / "in",
                 manifest=manifest,
                 on_progress=progress.append,
             )
@@ -70,7 +71,7 @@ async def test_five_hundred_images_every_outcome_recorded_and_rerun(
     failed = {line["input"] for line in lines if line["status"] == "failed"}
     assert len(failed) >= 21  # 20 bad files + the missing one, plus whatever the faults broke
     assert all(line["error"] for line in lines if line["status"] == "failed")
-    assert {path.name for path in out.iterdir()} == {
+    assert {path.name for path in out.iterdir() if not path.name.startswith(".")} == {
         Path(str(line["output"])).name for line in lines if line["status"] == "ok"
     }
     assert progress[-1].finished == len(inputs)
@@ -81,7 +82,7 @@ async def test_five_hundred_images_every_outcome_recorded_and_rerun(
         rerun = [
             item
             async for item in client.remove_many(
-                inputs, concurrency=16, output_dir=out, skip_existing=True
+                inputs, concurrency=16, output_dir=out, root=tmp_path / "in", skip_existing=True
             )
         ]
     attempted = {str(item.input) for item in rerun if not item.skipped}
@@ -153,18 +154,24 @@ async def test_daily_limit_stops_new_work(rembg_server_factory) -> None:
         await item.result.cleanup()  # type: ignore[union-attr]
 
 
-async def test_same_names_do_not_overwrite(api: AsyncRembg, tmp_path: Path) -> None:
-    """a/cat.png and b/cat.png become cat.png and cat-1.png."""
+async def test_same_names_mirror_their_folders(api: AsyncRembg, tmp_path: Path) -> None:
+    """a/cat.png and b/cat.png become out/a/cat.jpg and out/b/cat.jpg, whatever the order."""
     for folder in ("a", "b"):
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "cat.png").write_bytes(SMALL)
-    inputs = [tmp_path / "a" / "cat.png", tmp_path / "b" / "cat.png"]
+    inputs = [tmp_path / "b" / "cat.png", tmp_path / "a" / "cat.png"]
     out = tmp_path / "out"
     items = [
-        item async for item in api.remove_many(inputs, RemoveOptions(format="jpeg"), output_dir=out)
+        item
+        async for item in api.remove_many(
+            inputs, RemoveOptions(format="jpeg"), output_dir=out, root=tmp_path
+        )
     ]
     assert all(item.ok for item in items)
-    assert sorted(path.name for path in out.iterdir()) == ["cat-1.jpg", "cat.jpg"]
+    assert {item.input: item.output_path for item in items} == {
+        tmp_path / "a" / "cat.png": out / "a" / "cat.jpg",
+        tmp_path / "b" / "cat.png": out / "b" / "cat.jpg",
+    }
 
 
 async def test_item_failure_is_recorded_not_raised(api: AsyncRembg) -> None:

@@ -57,9 +57,10 @@ def test_piped_output_is_one_plain_line_per_image(tmp_path: Path) -> None:
     assert all(line.startswith("ok ") for line in lines)
     assert "\x1b[" not in result.stdout  # no escape codes in a pipe
     assert sorted(path.name for path in tmp_path.iterdir()) == [
+        ".rembg-async-index.jsonl",  # what each output was made from
         "bottle.png",
         "mug.png",
-        "orange-1.png",
+        "orange-small.png",
         "orange.png",
     ]
     assert "made" in result.stderr
@@ -90,7 +91,7 @@ def test_terminal_shows_live_bars_and_a_summary(tmp_path: Path) -> None:
 def test_base64_prints_only_data_urls(tmp_path: Path) -> None:
     """--base64: stdout carries INPUT<TAB>data URL lines and nothing else; no file is left."""
     result = run(
-        "remove", str(IMAGES / "mug.jpg"), str(IMAGES / "orange.png"), "--local", "--base64"
+        "remove", str(IMAGES / "mug.jpg"), str(IMAGES / "orange-small.png"), "--local", "--base64"
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
@@ -178,9 +179,13 @@ def test_daily_limit_stop_is_reported(tmp_path: Path) -> None:
         assert server.stdout is not None
         url = server.stdout.readline().strip()
         env = {key: value for key, value in os.environ.items() if key != "REMBG_API_KEY"}
-        inputs = [str(IMAGES / "mug.jpg")] * 6
+        (tmp_path / "in").mkdir()
+        inputs = []
+        for number in range(6):  # six inputs (one input given six times is sent once)
+            inputs.append(str(tmp_path / "in" / f"mug-{number}.jpg"))
+            Path(inputs[-1]).write_bytes((IMAGES / "mug.jpg").read_bytes())
         result = run(
-            "remove", *inputs, "--base-url", url, "-o", str(tmp_path), "--concurrency", "1",
+            "remove", *inputs, "--base-url", url, "-o", str(tmp_path / "out"), "--concurrency", "1",
             "--retries", "0", cwd=tmp_path, env=env,
         )  # fmt: skip
     finally:
@@ -191,3 +196,4 @@ def test_daily_limit_stop_is_reported(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "stopped, You've reached your daily limit." in result.stderr
     assert "(3 input(s) not started" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -130,15 +130,20 @@ async def test_bad_input_is_refused_before_sending(
     assert capture_server.received == []
 
 
-async def test_unsupported_file_name_is_refused(
-    capture_server: CaptureServer, tmp_path: Path
+@pytest.mark.parametrize("opener", [Path, lambda path: path.open("rb")], ids=["path", "file"])
+async def test_content_decides_not_the_name(
+    capture_server: CaptureServer, tmp_path: Path, opener: Any
 ) -> None:
-    """A path the server would refuse by its extension is refused with the same words."""
-    path = as_path(tmp_path, "setup.exe", PNG)
-    async with AsyncRembg("k", base_url=capture_server.url) as client:
-        with pytest.raises(InvalidInputError, match=r"File type '\.exe' is not supported"):
-            await client.remove(path)
-    assert capture_server.received == []
+    """A real JPEG named .gif (or .exe) is sent, named after its content, like any input."""
+    for name in ("photo.gif", "setup.exe"):
+        image = opener(as_path(tmp_path, name, JPEG))
+        async with AsyncRembg("k", base_url=capture_server.url) as client:
+            result = await client.remove(image)
+        await result.cleanup()
+        if not isinstance(image, Path):
+            image.close()
+    sent = [request.parts["image"][:2] for request in capture_server.received]
+    assert sent == [("photo.jpg", "image/jpeg"), ("setup.jpg", "image/jpeg")]
 
 
 async def test_missing_file_is_file_not_found(

@@ -59,7 +59,7 @@ def server() -> Iterator[LocalServer]:
 def workdir(tmp_path: Path) -> Path:
     """A folder with the files the snippets name: cat.jpg, input.png, photos/*.jpg."""
     shutil.copy(IMAGES / "bottle.jpg", tmp_path / "cat.jpg")
-    shutil.copy(IMAGES / "orange.png", tmp_path / "input.png")
+    shutil.copy(IMAGES / "orange-small.png", tmp_path / "input.png")
     (tmp_path / "photos").mkdir()
     for name in ("mug.jpg", "orange.jpg"):
         shutil.copy(IMAGES / name, tmp_path / "photos" / name)

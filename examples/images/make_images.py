@@ -90,7 +90,7 @@ def main() -> None:
     """Write every example image beside this script."""
     for name, draw in (("mug", mug), ("orange", orange), ("bottle", bottle)):
         draw().save(HERE / f"{name}.jpg", quality=88)
-    orange().resize((400, 300)).save(HERE / "orange.png", optimize=True)
+    orange().resize((400, 300)).save(HERE / "orange-small.png", optimize=True)
 
 
 if __name__ == "__main__":

@@ -12,8 +12,11 @@ from rembg_async import (
     AsyncRembg,
     Base64Image,
     BillingCycleSummary,
+    BudgetExhaustedError,
+    CreditBudget,
     ImageFile,
     InvalidInputError,
+    LocalCreditBudget,
     MembershipUsage,
     ProgressEvent,
     RateLimitError,
@@ -56,6 +59,10 @@ async def main() -> None:
             {"base64": "..."}, output_path="out/cat.webp", timeout=Timeout(attempt=60)
         )
         print(saved)
+        quick: Base64Image = await client.remove(b"...", return_base64=True, timeout=5)
+        print(quick)
+        async with AsyncRembg(timeout=2.5, trust_env=False):
+            pass
         usage: MembershipUsage = await client.membership_usage(billing_cycle=True)
         cycles: list[BillingCycleSummary] = await client.billing_cycles()
         print(usage.credits, [cycle.period_start for cycle in cycles])
@@ -68,3 +75,31 @@ async def main() -> None:
             print(error.retry_after, error.scope)
         except APIStatusError as error:
             print(error.status, error.message)
+
+
+class SharedBudget:
+    """A budget shared by a fleet would implement CreditBudget like this (issue 13's twin)."""
+
+    async def reserve(self, credits: int) -> bool:
+        return credits > 0
+
+    async def settle(self, reserved: int, spent: int) -> None:
+        print(reserved, spent)
+
+    def exhausted(self) -> BudgetExhaustedError:
+        return BudgetExhaustedError(0, 0)
+
+
+async def batch(client: AsyncRembg, paths: list[str]) -> None:
+    shared: CreditBudget = SharedBudget()
+    async with client.remove_many(
+        paths, {"format": "png"}, output_dir="out", root="photos", max_credits=10
+    ) as run:
+        async for item in run:
+            attempts: int = item.attempts
+            print(item.status, attempts, item.credits)
+        if isinstance(run.stopped, BudgetExhaustedError):
+            print(run.stopped.spent, run.credits, [value async for value in run.remaining])
+    run = client.remove_many(paths, budget=shared, overwrite=True)
+    run.stop()
+    print(LocalCreditBudget(5).max_credits)

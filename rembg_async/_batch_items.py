@@ -1,0 +1,198 @@
+"""What a batch reports: its items, its progress, its manifest; and what each item cost.
+
+A credit is charged when the server answers 200 (api-spec.md), so an item's cost is read from
+what happened on the wire: an attempt that received a 200 was charged; one that failed after
+its upload began without any answer (a timeout, a dropped connection) may have been, and is
+counted as charged, so that a budget errs on the safe side; an attempt the server answered with
+an error status, or that never connected, was not.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Final
+
+import aiohttp
+import attrs
+
+from ._exceptions import (
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    PaymentRequiredError,
+    PermissionDeniedError,
+    RateLimitError,
+    RembgError,
+)
+from ._progress import ProgressEvent
+from ._results import Base64Image, ImageFile
+from ._retry import RetryPolicy
+
+#: Failures writing outputs that every further image would meet too.
+_OUTPUT_STOPPERS: Final = frozenset(
+    {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+)
+
+
+@attrs.frozen(kw_only=True)
+class BatchItem:
+    """The outcome of one input: a ``result``, an ``error``, or ``skipped`` (already done).
+
+    ``output_path`` is where the result is (or, when skipped, already was). ``attempts`` is
+    how many requests were made for it (0 when none was), ``credits`` how many of them the
+    server charged or may have charged.
+    """
+
+    input: Any
+    index: int
+    result: ImageFile | Base64Image | None = None
+    error: BaseException | None = None
+    skipped: bool = False
+    output_path: Path | None = None
+    attempts: int = 0
+    credits: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """True when the image was made now or before (skipped), False when it failed."""
+        return self.error is None
+
+    @property
+    def status(self) -> str:
+        """``"ok"``, ``"skipped"`` or ``"failed"``."""
+        return "failed" if self.error is not None else "skipped" if self.skipped else "ok"
+
+
+@attrs.frozen(kw_only=True)
+class BatchProgress:
+    """Where a batch stands: items ``done`` (made or skipped), ``failed``, ``in_flight``, of
+    ``total`` (None when the inputs have no length); bytes sent and received; the ``rate`` in
+    items per second and the seconds ``estimated`` to finish (when the total is known)."""
+
+    done: int
+    failed: int
+    in_flight: int
+    total: int | None
+    bytes_up: int
+    bytes_down: int
+    rate: float | None
+    estimated: float | None
+
+    @property
+    def finished(self) -> int:
+        """Items that have ended, well or not."""
+        return self.done + self.failed
+
+
+#: A batch progress callback: a plain function, or a coroutine function (awaited in turn).
+BatchProgressCallback = Callable[[BatchProgress], object]
+#: A per-item progress callback: the item's index, its input, and one of its progress events.
+ItemProgressCallback = Callable[[int, Any, ProgressEvent], object]
+
+
+@attrs.define
+class Wire:
+    """What one item's attempts did on the wire, seen through its progress events."""
+
+    sent: set[int] = attrs.Factory(set)  # attempts whose upload began
+    answered: set[int] = attrs.Factory(set)  # attempts that received a 200
+
+    def saw(self, event: ProgressEvent) -> None:
+        """Note an event of the item's transfer."""
+        (self.sent if event.upload else self.answered).add(event.attempt)
+
+    @property
+    def attempts(self) -> int:
+        """Requests made: the last attempt that sent anything."""
+        return max(self.sent | self.answered, default=0)
+
+    def may_be_charged(self, attempt: int, error: BaseException | None) -> bool:
+        """Whether ``attempt``, which failed with ``error``, may have cost a credit."""
+        if attempt in self.answered:
+            return True
+        return attempt in self.sent and not _certainly_free(error)
+
+    def credits(self, error: BaseException | None) -> int:
+        """The credits the item's attempts cost, or may have."""
+        last = self.attempts
+        lost = error is not None and last not in self.answered and self.may_be_charged(last, error)
+        return len(self.answered) + lost
+
+
+def _certainly_free(error: BaseException | None) -> bool:
+    """A failure the server did not charge: it answered with an error, or was never reached."""
+    if isinstance(error, APIStatusError):
+        return True
+    if isinstance(error, APITimeoutError) and error.timeout == "connect":
+        return True
+    return isinstance(error, RembgError) and isinstance(
+        error.__cause__, aiohttp.ClientConnectorError
+    )
+
+
+@attrs.frozen(kw_only=True)
+class ChargeAwareRetry(RetryPolicy):
+    """The batch's retry policy under a budget: an attempt is retried only when the one before
+    certainly cost nothing, so an image never costs more than the one credit reserved for it."""
+
+    wire: Wire
+
+    def delay(self, error: RembgError, attempt: int) -> float | None:
+        """As the base policy, but never after an attempt that may have been charged."""
+        if self.wire.may_be_charged(attempt, error):
+            return None
+        return super().delay(error, attempt)
+
+
+def charge_aware(policy: RetryPolicy, wire: Wire) -> RetryPolicy:
+    """``policy`` with the rule of :class:`ChargeAwareRetry`."""
+    return ChargeAwareRetry(**attrs.asdict(policy, recurse=False), wire=wire)
+
+
+def stops_batch(error: BaseException | None, wire: Wire) -> bool:
+    """Whether ``error`` would repeat for every further image: a daily or monthly limit, a key
+    or account refused, or an output folder that cannot be written or is full."""
+    if isinstance(error, RateLimitError):
+        return error.scope in ("daily", "monthly")
+    if isinstance(error, (AuthenticationError, PaymentRequiredError, PermissionDeniedError)):
+        return True
+    # Before sending, an OSError is the input's own (unreadable, missing); after, the output's.
+    return isinstance(error, OSError) and error.errno in _OUTPUT_STOPPERS and bool(wire.sent)
+
+
+def describe(value: Any, index: int) -> str:
+    """The input as the manifest names it."""
+    if isinstance(value, (str, os.PathLike)):
+        return os.fspath(value)
+    return f"<{type(value).__name__} #{index}>"
+
+
+def manifest_line(item: BatchItem) -> str:
+    """The manifest's JSON line for ``item``."""
+    result = item.result
+    entry = {
+        "input": describe(item.input, item.index),
+        "output": str(item.output_path) if item.output_path is not None else None,
+        "status": item.status,
+        "error": str(item.error) if item.error is not None else None,
+        "error_type": type(item.error).__name__ if item.error is not None else None,
+        "bytes": result.size if result is not None else None,
+        "attempts": item.attempts,
+        "credits": item.credits,
+    }
+    return json.dumps(entry) + "\n"
+
+
+def failed_inputs(manifest: str | os.PathLike[str]) -> list[str]:
+    """The inputs whose latest line in ``manifest`` failed: what a re-run should do again."""
+    latest: dict[str, str] = {}
+    with open(manifest, encoding="utf-8") as lines:
+        for line in lines:
+            if line.strip():
+                entry = json.loads(line)
+                latest[entry["input"]] = entry["status"]
+    return [name for name, status in latest.items() if status == "failed"]

@@ -1,0 +1,75 @@
+"""Credit budgets: a batch reserves a credit before it sends an image, and settles it after.
+
+The batch knows only the small :class:`CreditBudget` interface, so a budget shared by many
+processes (a Redis twin) can stand in for the in-process :class:`LocalCreditBudget`.
+A reservation is the most an image can cost under the batch's rules (one credit: with a budget,
+an attempt is retried only when the server certainly did not charge the one before); settling
+gives back what was not spent, so a failure the server did not charge frees its credit.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from ._exceptions import RembgError
+
+
+class BudgetExhaustedError(RembgError):
+    """The credit budget has no credit left for another image: the batch stops starting any.
+
+    ``spent`` credits were spent (or may have been) out of ``max_credits``.
+    """
+
+    def __init__(self, spent: int, max_credits: int) -> None:
+        super().__init__(
+            f"the credit budget is spent: {spent} of {max_credits} credit(s) used or in flight"
+        )
+        self.spent = spent
+        self.max_credits = max_credits
+
+
+@runtime_checkable
+class CreditBudget(Protocol):
+    """What a batch needs of a credit budget: reserve before sending, settle after."""
+
+    async def reserve(self, credits: int) -> bool:
+        """Hold ``credits`` if the budget still has them; False (holding nothing) if not."""
+
+    async def settle(self, reserved: int, spent: int) -> None:
+        """End a reservation of ``reserved``: ``spent`` of it stays used, the rest is freed.
+
+        ``spent`` may exceed ``reserved`` (a charge the batch could not prevent): it is counted.
+        """
+
+    def exhausted(self) -> BudgetExhaustedError:
+        """The error that says the budget is spent, with its figures."""
+
+
+class LocalCreditBudget:
+    """A budget of ``max_credits`` for one process (the batch's ``max_credits=``)."""
+
+    def __init__(self, max_credits: int) -> None:
+        if max_credits < 0:
+            raise ValueError("max_credits cannot be negative")
+        self.max_credits = max_credits
+        self.spent = 0
+        self.held = 0
+
+    def __repr__(self) -> str:
+        return f"<LocalCreditBudget spent={self.spent} held={self.held} of {self.max_credits}>"
+
+    async def reserve(self, credits: int) -> bool:
+        """Hold ``credits`` if spent + held + credits stays within the budget."""
+        if self.spent + self.held + credits > self.max_credits:
+            return False
+        self.held += credits
+        return True
+
+    async def settle(self, reserved: int, spent: int) -> None:
+        """Free the reservation and count what was spent."""
+        self.held -= reserved
+        self.spent += spent
+
+    def exhausted(self) -> BudgetExhaustedError:
+        """The error for this budget as it stands."""
+        return BudgetExhaustedError(self.spent + self.held, self.max_credits)

@@ -1,0 +1,142 @@
+"""``rembg-async remove``'s inputs, listed up front, and its ``--dry-run``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import glob
+import os
+from collections.abc import Iterator
+from pathlib import Path, PurePath
+from typing import Any
+
+from ._cli_remove import batch_arguments
+from ._client import AsyncRembg
+from ._contract import ALLOWED_EXTENSIONS
+from ._exceptions import RembgError
+from ._imageinfo import HEAD_BYTES, sniff_kind
+from ._options import RemoveOptions
+from ._outputs import OutputClashError, OutputTree, Verdict, identify, options_key
+
+
+def expand_inputs(
+    patterns: list[str], *, root: Path | None = None, exclude: Path | None = None
+) -> dict[str, PurePath]:
+    """Every input, with the path its output takes under ``-o``: files as given (their name,
+    or their path under ``root``); folders as every image inside them (recursively), relative
+    to the folder; globs expanded, relative to the folder before the first wildcard. Nothing
+    under ``exclude`` (the output folder) is taken. Listed up front: clashes are refused, and
+    a dry run can count, before anything is sent.
+    """
+    found: dict[str, PurePath] = {}
+    for pattern in patterns:
+        for path, base in _expand(pattern):
+            if exclude is not None and _is_under(path, exclude):
+                continue
+            relative = _relative(path, root if root is not None else base)
+            found.setdefault(str(path), relative)
+    return found
+
+
+def _expand(pattern: str) -> Iterator[tuple[Path, Path]]:
+    """(path, the folder it is relative to) for each input ``pattern`` names."""
+    if os.path.isdir(pattern):
+        for path in sorted(Path(pattern).rglob("*")):
+            if _is_image_file(path):
+                yield path, Path(pattern)
+    elif glob.has_magic(pattern) and not os.path.exists(pattern):  # "[bold].png" is a file
+        static = Path(pattern.split("*")[0].split("?")[0].split("[")[0] or ".")
+        base = static if pattern.endswith(os.sep) or static.is_dir() else static.parent
+        for name in sorted(glob.glob(pattern, recursive=True)):
+            if os.path.isfile(name):
+                yield Path(name), base
+    else:
+        yield Path(pattern), Path(pattern).parent
+
+
+def _relative(path: Path, base: Path) -> PurePath:
+    try:
+        return Path(os.path.abspath(path)).relative_to(os.path.abspath(base))
+    except ValueError:
+        return PurePath(path.name)
+
+
+def _is_under(path: Path, folder: Path) -> bool:
+    return Path(os.path.abspath(path)).is_relative_to(os.path.abspath(folder))
+
+
+def _is_image_file(path: Path) -> bool:
+    """An image by its extension, or (whatever its name) by its first bytes."""
+    if path.name.startswith(".") or not path.is_file():
+        return False
+    if path.suffix.lower().lstrip(".") in ALLOWED_EXTENSIONS:
+        return True
+    try:
+        with path.open("rb") as file:
+            return sniff_kind(file.read(HEAD_BYTES)) is not None
+    except OSError:
+        return False
+
+
+async def dry_run(
+    client: AsyncRembg, args: argparse.Namespace, options: RemoveOptions, inputs: dict[str, Any]
+) -> int:
+    """``--dry-run``: what would be sent, what is done, what is refused; the credits left."""
+    counts = await asyncio.to_thread(_plan_counts, args, options, inputs)
+    print(f"inputs: {len(inputs)}")
+    print(f"would send: {counts['send']} image(s), costing at most {counts['send']} credit(s)")
+    print(f"already done: {counts['done']}")
+    if counts["refused"]:
+        print(f"refused: {counts['refused']} ({counts['why']})")
+    print(f"credits left: {await _credits_left(client)}")
+    if args.max_credits is not None and counts["send"] > args.max_credits:
+        print(f"--max-credits {args.max_credits}: the run would stop after {args.max_credits}")
+    return 0
+
+
+def _plan_counts(
+    args: argparse.Namespace, options: RemoveOptions, inputs: dict[str, Any]
+) -> dict[str, Any]:
+    counts: dict[str, Any] = {"send": 0, "done": 0, "refused": 0, "why": ""}
+    if args.base64:
+        counts["send"] = len(inputs)
+        return counts
+    extension = "jpg" if options.output_format == "jpeg" else options.output_format
+    tree = OutputTree(args.output_dir, batch_arguments(args, inputs)["root"], extension,
+                      overwrite=args.overwrite)  # fmt: skip
+    key = options_key(options.form_fields())
+    for index, value in enumerate(inputs):
+        target = tree.target(value, index)
+        try:
+            if not tree.claim(target, value):
+                continue
+        except OutputClashError as error:
+            counts["refused"] += 1
+            counts["why"] = str(error)
+            continue
+        verdict = tree.verdict(target, identify(value, key))
+        if verdict is Verdict.FOREIGN:
+            counts["refused"] += 1
+            counts["why"] = str(tree.foreign(target))
+        elif verdict is Verdict.DONE and not args.redo:
+            counts["done"] += 1
+        else:
+            counts["send"] += 1
+    return counts
+
+
+async def _credits_left(client: AsyncRembg) -> str:
+    try:
+        usage = await client.membership_usage(billing_cycle=True)
+    except RembgError as error:
+        return f"unknown ({error})"
+    cycle = usage.billing_cycle
+    included = (
+        cycle.remaining_included_credits
+        if cycle is not None
+        else max(0, usage.credits - usage.api_usage - usage.app_usage)
+    )
+    return (
+        f"{included + usage.prepaid_credits} ({included} included in this cycle, "
+        f"{usage.prepaid_credits} prepaid; plan {usage.membership})"
+    )

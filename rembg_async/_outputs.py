@@ -1,0 +1,221 @@
+"""Where a batch puts each result, and how it knows which outputs it has already made.
+
+An input's output mirrors its path relative to a root (the folder or glob given) under the
+output folder, so its name never depends on what else is in the run. Each output folder keeps a
+small index, ``.rembg-async-index.jsonl``, beside its outputs: one line per output made, saying
+from which input (absolute path and size/mtime, or a digest of bytes) and with which options.
+An output counts as done only when its index line matches this input and these options; an
+output of unknown or other provenance is never taken as done nor overwritten. Because the index
+lives beside the files, any ``-o`` that names the same folder finds it.
+
+A run holds a lock on its output folder, which is what makes it safe to delete the partial
+files (``rembg-….part``) that a killed run left there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path, PurePath
+from typing import IO, Any, Final
+
+import attrs
+
+from ._download import is_partial_name
+from ._paths import check_folder_writable, mirrored_path
+
+INDEX_NAME: Final = ".rembg-async-index.jsonl"
+
+
+class OutputClashError(ValueError):
+    """Two inputs would make one output file (``x.png`` and ``x.jpg`` both make ``x.webp``)."""
+
+
+class ForeignOutputError(FileExistsError):
+    """An output file is there that this input did not make with these options."""
+
+
+class Verdict(enum.Enum):
+    """What to do about an input's output."""
+
+    TODO = "todo"  # nothing there, or our own output of this input from other options/bytes
+    DONE = "done"  # made from this input with these options
+    FOREIGN = "foreign"  # there, but of unknown or other provenance
+
+
+@attrs.frozen(kw_only=True)
+class Provenance:
+    """What an output was made from: the input's identity and stamp, and the options."""
+
+    source: str | None  # None: an input with no stable identity (a file object)
+    stamp: str
+    options: str
+
+    def line(self, name: str) -> str:
+        """The index line for the output called ``name``."""
+        entry = {"output": name, "source": self.source, "stamp": self.stamp}
+        return json.dumps({**entry, "options": self.options}) + "\n"
+
+
+def options_key(fields: Mapping[str, str]) -> str:
+    """The options as the index records them (the form fields sent, in a stable order)."""
+    return json.dumps(dict(sorted(fields.items())), separators=(",", ":"))
+
+
+def relative_name(value: Any, index: int, root: Any) -> PurePath:
+    """The path of ``value``'s output under the output folder, before its extension changes."""
+    if isinstance(value, (str, os.PathLike)):
+        if callable(root):
+            return PurePath(root(value))
+        absolute = Path(os.path.abspath(value))
+        base = Path(os.path.abspath(root if root is not None else os.curdir))
+        with contextlib.suppress(ValueError):
+            return absolute.relative_to(base)
+        return PurePath(*absolute.parts[1:])  # outside the root: its whole path, anchor dropped
+    name = getattr(value, "name", None)
+    if isinstance(name, str) and name:
+        return PurePath(os.path.basename(name))
+    return PurePath(f"image-{index}")
+
+
+def identify(value: Any, options: str) -> Provenance:
+    """The provenance an output of ``value`` would have (blocking: a ``stat`` or a digest)."""
+    if isinstance(value, (str, os.PathLike)):
+        path = os.path.abspath(value)
+        try:
+            status = os.stat(path)
+        except OSError:
+            return Provenance(source=path, stamp="missing", options=options)
+        return Provenance(
+            source=path, stamp=f"{status.st_size}:{status.st_mtime_ns}", options=options
+        )
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return Provenance(
+            source=f"sha256:{hashlib.sha256(value).hexdigest()}", stamp="", options=options
+        )
+    if isinstance(value, Mapping) and isinstance(value.get("base64"), str):
+        digest = hashlib.sha256(value["base64"].encode()).hexdigest()
+        return Provenance(source=f"sha256-base64:{digest}", stamp="", options=options)
+    return Provenance(source=None, stamp="", options=options)
+
+
+class OutputTree:
+    """A batch's output folder: targets, their claims, the provenance index, and the lock."""
+
+    def __init__(self, folder: Path, root: Any, extension: str, *, overwrite: bool) -> None:
+        self.folder = folder
+        self.root = root
+        self.extension = extension
+        self._overwrite = overwrite
+        self._claims: dict[Path, str] = {}
+        self._indexes: dict[Path, dict[str, dict[str, Any]]] = {}
+        self._lock: IO[bytes] | None = None
+
+    def target(self, value: Any, index: int) -> Path:
+        """Where ``value``'s result goes."""
+        return mirrored_path(self.folder, relative_name(value, index, self.root), self.extension)
+
+    def claim(self, target: Path, value: Any) -> bool:
+        """Take ``target`` for ``value``: True the first time, False when ``value`` has it
+        already (an input given twice is done once); :class:`OutputClashError` when another
+        input has it."""
+        key = _claim_key(value)
+        if target not in self._claims:
+            self._claims[target] = key
+            return True
+        other = self._claims[target]
+        if other == key:
+            return False
+        raise OutputClashError(
+            f"{other} and {key} would both make {target}: rename one, or run them into "
+            "different output folders"
+        )
+
+    def open(self) -> None:
+        """Make the folder, prove it can be written, lock it, delete stale partial files.
+
+        Blocking; raises the ``OSError`` that every image would meet otherwise.
+        """
+        check_folder_writable(self.folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._lock = _lock(self.folder / INDEX_NAME)  # the top index: one hidden file only
+        for folder, _, names in os.walk(self.folder):
+            for name in names:
+                if is_partial_name(name):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(os.path.join(folder, name))
+
+    def close(self) -> None:
+        """Let go of the folder."""
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    def verdict(self, target: Path, mine: Provenance) -> Verdict:
+        """Whether ``target`` is done, to do, or someone else's (blocking: reads the index)."""
+        if not os.path.lexists(target):
+            return Verdict.TODO
+        entry = self._index(target.parent).get(target.name)
+        if entry is not None and mine.source is not None and entry["source"] == mine.source:
+            same = entry["stamp"] == mine.stamp and entry["options"] == mine.options
+            return Verdict.DONE if same else Verdict.TODO
+        return Verdict.TODO if self._overwrite else Verdict.FOREIGN
+
+    def foreign(self, target: Path) -> ForeignOutputError:
+        """The error for an output this input did not make."""
+        return ForeignOutputError(
+            f"{target} exists and was not made from this input with these options by "
+            "rembg-async: delete or move it, choose another output folder, or pass "
+            "overwrite=True (--overwrite) to replace it"
+        )
+
+    def record(self, target: Path, made: Provenance) -> None:
+        """Note in the folder's index that ``target`` was made as ``made`` says (blocking)."""
+        line = made.line(target.name)
+        with open(target.parent / INDEX_NAME, "a", encoding="utf-8") as index:
+            index.write(line)
+        self._index(target.parent)[target.name] = json.loads(line)
+
+    def _index(self, folder: Path) -> dict[str, dict[str, Any]]:
+        if folder not in self._indexes:
+            self._indexes[folder] = _read_index(folder / INDEX_NAME)
+        return self._indexes[folder]
+
+
+def _claim_key(value: Any) -> str:
+    if isinstance(value, (str, os.PathLike)):
+        return os.path.abspath(value)
+    return f"<{type(value).__name__} at {id(value):#x}>"
+
+
+def _read_index(path: Path) -> dict[str, dict[str, Any]]:
+    """The latest line per output; a torn last line (a killed run) is ignored."""
+    entries: dict[str, dict[str, Any]] = {}
+    with contextlib.suppress(FileNotFoundError), open(path, encoding="utf-8") as lines:
+        for line in lines:
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                entry = json.loads(line)
+                entries[entry["output"]] = entry
+    return entries
+
+
+def _lock(path: Path) -> IO[bytes]:
+    """An exclusive lock on ``path``, held while the returned file is open."""
+    handle = open(path, "ab")  # noqa: SIM115  # held open for the run, closed by close()
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover  # Windows: no advisory locks; partials stay
+        return handle
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise BlockingIOError(
+            f"another rembg-async run is writing to {path.parent}: wait for it, or choose "
+            "another output folder"
+        ) from None
+    return handle
