@@ -37,7 +37,7 @@ from ._results import Base64Image, ImageFile, discard_temporary
 from ._retry import RetryPolicy
 from ._timeouts import Timeout, TimeoutLike, as_timeout
 from ._upload import CHUNK_BYTES, UploadBody, build_form
-from ._urls import checked_url
+from ._urls import checked_url, proxy_arguments
 from ._usage import BillingCycleSummary, MembershipUsage, billing_cycles_from_json, usage_json
 from ._version import __version__
 
@@ -83,8 +83,9 @@ class AsyncRembg(AsyncClosing):
     Failures worth it are retried (``max_retries``, or a whole :class:`RetryPolicy` as
     ``retry``); ``timeout`` is a :class:`Timeout`, or a number of seconds meaning
     ``Timeout(read=...)`` (the longest silence); both can be overridden per call.
-    ``HTTP_PROXY``, ``HTTPS_PROXY`` and ``NO_PROXY`` (and ``~/.netrc``) are honoured as requests
-    and httpx do, unless ``trust_env=False``; ignored when you pass your own ``session``.
+    ``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY`` and ``NO_PROXY`` (read when the client is
+    made) are honoured as requests and httpx do, unless ``trust_env=False``; a ``session`` you
+    pass keeps its own ``trust_env`` instead.
     ``requests_per_second`` and ``max_concurrency`` limit every call of this client together.
     """
 
@@ -115,8 +116,13 @@ class AsyncRembg(AsyncClosing):
         self._account_url = checked_url(
             account_base_url or shared or ACCOUNT_BASE_URL, allow_insecure_http
         )
+        self._usage_url = self._account_url / "api" / "membership-usage"
         self._timeout = as_timeout(timeout)  # None: the session's own (ours: Timeout()'s defaults)
-        self._trust_env = trust_env
+        # Read now, like httpx: what a request needs to reach each host through a proxy.
+        self._proxies = {
+            url: proxy_arguments(url) if trust_env and session is None else {}
+            for url in (self._rmbg_url, self._usage_url)
+        }
         self._retry = retry or RetryPolicy(max_retries=max_retries)
         self._limiter = RateLimiter(
             requests_per_second=requests_per_second, max_concurrency=max_concurrency
@@ -157,9 +163,7 @@ class AsyncRembg(AsyncClosing):
         if self._state is _State.CLOSED:
             raise RuntimeError("this AsyncRembg client is closed; make a new one")
         if self._session is None:
-            self._session = aiohttp.ClientSession(
-                timeout=(self._timeout or Timeout()).to_aiohttp(), trust_env=self._trust_env
-            )
+            self._session = aiohttp.ClientSession(timeout=(self._timeout or Timeout()).to_aiohttp())
         self._state = _State.OPENED
         return self._session
 
@@ -274,6 +278,7 @@ class AsyncRembg(AsyncClosing):
                         data=UploadBody(form, upload, _read_limit(call.timeout, session)),
                         headers=self._headers,
                         allow_redirects=False,
+                        **self._proxies[self._rmbg_url],
                         **_timeout_argument(call.timeout),
                     ) as response:
                         await self._raise_for_status(response)
@@ -388,7 +393,7 @@ class AsyncRembg(AsyncClosing):
 
     async def _get_usage_once(self, params: dict[str, str]) -> dict[str, Any]:
         session = self._open()
-        url = self._account_url / "api" / "membership-usage"
+        url = self._usage_url
         async with self._limiter.slot():
             with _transport_errors(url):
                 async with session.get(
@@ -396,6 +401,7 @@ class AsyncRembg(AsyncClosing):
                     params=params,
                     headers=self._headers,
                     allow_redirects=False,
+                    **self._proxies[url],
                     **_timeout_argument(self._timeout),
                 ) as response:
                     await self._raise_for_status(response)

@@ -429,7 +429,7 @@ def proxy_recording(lines: list[bytes]) -> RawHandler:
     return handler
 
 
-@pytest.mark.parametrize("variable", ["HTTP_PROXY", "http_proxy"])
+@pytest.mark.parametrize("variable", ["HTTP_PROXY", "http_proxy", "ALL_PROXY"])
 async def test_http_proxy_from_environment_is_used(
     raw_server: StartRaw, no_proxy_environment: pytest.MonkeyPatch, variable: str
 ) -> None:
@@ -443,6 +443,27 @@ async def test_http_proxy_from_environment_is_used(
     assert result.size == len(IMAGE)
     assert lines == [f"POST {api.url}/rmbg HTTP/1.1".encode()]
     assert api.connections == 0
+
+
+async def test_proxy_credentials_go_to_the_proxy_only(
+    raw_server: StartRaw, no_proxy_environment: pytest.MonkeyPatch
+) -> None:
+    """Credentials in $HTTP_PROXY reach the proxy as Proxy-Authorization, and no ~/.netrc or
+    other Authorization header is added beside the API key."""
+    seen: list[dict[str, str]] = []
+
+    async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        _, headers, _ = await read_whole_request(reader)
+        seen.append(headers)
+        writer.write(head("200 OK", len(IMAGE), "image/png") + IMAGE)
+        await writer.drain()
+
+    server = await raw_server(proxy)
+    no_proxy_environment.setenv("HTTP_PROXY", server.url.replace("http://", "http://me:s3cret@"))
+    async with AsyncRembg("key", base_url="http://127.0.0.1:9", max_retries=0) as client:
+        await client.remove(make_image(), return_base64=True)
+    assert seen[0]["proxy-authorization"] == "Basic bWU6czNjcmV0"  # me:s3cret
+    assert "authorization" not in seen[0]
 
 
 async def test_https_proxy_from_environment_is_used(
