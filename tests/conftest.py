@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,9 @@ from rembg_async.pytest_plugin import TEST_API_KEY
 from rembg_async.server import LocalServer
 
 pytest_plugins = ["pytester"]
+
+# The suite runs on the fast classic engine; test_server_model*.py run the U²-Net model.
+os.environ.setdefault("REMBG_ASYNC_ENGINE", "classic")
 
 
 def make_image(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -36,8 +35,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 async def _thread_pool(app: web.Application) -> AsyncIterator[None]:
     state = app[STATE]
-    workers = state.config.workers or min(8, os.cpu_count() or 1)
-    state.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rembg-server")
+    state.executor = ThreadPoolExecutor(
+        max_workers=state.config.pool_size(), thread_name_prefix="rembg-server"
+    )
     yield
     state.executor.shutdown(wait=True, cancel_futures=True)
 

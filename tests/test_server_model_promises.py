@@ -1,0 +1,72 @@
+"""The local server's promises, re-run with the U²-Net engine: never a 500, errors, faults.
+
+The rest of the suite runs on the fast classic engine (``conftest.py`` sets
+``REMBG_ASYNC_ENGINE``); here the same tests run again with the model doing the work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import aiohttp
+import pytest
+import test_server_errors
+import test_server_faults
+import test_server_fuzz
+import test_server_uploads
+from conftest import Client, rmbg_form
+from test_server_faults import fault
+
+from rembg_async.server import ServerConfig
+from rembg_async.server._u2net import U2Net
+
+pytest.importorskip("onnxruntime", reason="needs the model extra")
+
+# Its 64×48 synthetic image gives the model's cut-out a body under one 1000-byte chunk, so it
+# cannot show pieces: test_trickled_photo_arrives_whole below is the same check on a photo.
+_SKIP = {"test_trickled_body_arrives_whole"}
+
+
+def _is_fixture(value: object) -> bool:
+    return hasattr(value, "_fixture_function_marker") or hasattr(value, "_pytestfixturefunction")
+
+
+for _module in (test_server_errors, test_server_faults, test_server_fuzz, test_server_uploads):
+    for _name, _value in vars(_module).items():
+        if (_name.startswith("test_") and _name not in _SKIP) or _is_fixture(_value):
+            globals()[_name] = _value
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _model_engine() -> Iterator[None]:
+    """Every server of this module (module-scoped ones too) runs the model."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("REMBG_ASYNC_ENGINE", "u2netp")
+        yield
+
+
+def test_servers_here_run_the_model(rembg_server: Any) -> None:
+    """The re-run is real: the servers of this module cut out with U²-Net."""
+    assert isinstance(rembg_server.state.matting, U2Net)
+
+
+async def test_trickled_photo_arrives_whole(
+    rembg_server_factory: Any, session: aiohttp.ClientSession
+) -> None:
+    """A trickled model cut-out comes in many small pieces and is complete in the end."""
+    from test_server_model import photo
+
+    client = Client(rembg_server_factory(ServerConfig(faults=True)), session)
+    image = photo("coffee.jpg")
+    clean = await client.rmbg(image, fields={"format": "png"})
+    pieces = []
+    async with session.post(
+        f"{client.server.url}/rmbg",
+        data=rmbg_form(image, fields={"format": "png"}),
+        headers={"x-api-key": client.server.api_key or "", **fault("trickle=0.001,chunk=20000")},
+    ) as response:
+        async for piece in response.content.iter_any():
+            pieces.append(piece)
+    assert b"".join(pieces) == clean.body
+    assert len(pieces) > 1
