@@ -116,8 +116,8 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         faults=args.faults or args.fault_rate > 0,
         fault_rate=args.fault_rate,
         fault_seed=args.fault_seed,
+        engine=args.engine,
         model=args.model,
-        **({"engine": args.engine} if args.engine else {}),
     )
 
 

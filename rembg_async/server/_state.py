@@ -20,7 +20,6 @@ from ._faults import FaultInjector
 from ._matting import ENGINES, EngineName, Matting, load_matting
 from ._ratelimit import DailyLimiter, RateLimits, SlidingWindowLimiter
 
-
 #: The environment variable that sets the default ``engine`` (``auto``, ``u2netp``, ``classic``).
 ENGINE_VARIABLE: Final = "REMBG_ASYNC_ENGINE"
 
@@ -57,11 +56,18 @@ class ServerConfig:
     drain_limit: int = 2 * MAX_UPLOAD_BYTES
     workers: int | None = None
     clock: Callable[[], float] = time.time
-    engine: EngineName = attrs.field(
-        factory=lambda: os.environ.get(ENGINE_VARIABLE) or "auto",
-        validator=attrs.validators.in_(ENGINES),
+    engine: EngineName | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.in_(ENGINES))
     )
     model: Path | None = attrs.field(default=None, converter=_optional_path)
+
+    def chosen_engine(self) -> str:
+        """``engine`` if set; else ``u2netp`` for a ``model``; else $REMBG_ASYNC_ENGINE or auto."""
+        if self.engine is not None:
+            return self.engine
+        if self.model is not None:
+            return "u2netp"
+        return os.environ.get(ENGINE_VARIABLE) or "auto"
 
     def pool_size(self) -> int:
         """How many images are worked on at once."""
@@ -96,7 +102,7 @@ class ServerState:
         threads = max(1, available_cores() // config.pool_size())
         return cls(
             config=config,
-            matting=load_matting(config.engine, config.model, threads=threads),
+            matting=load_matting(config.chosen_engine(), config.model, threads=threads),
             accounts=AccountStore(list(config.accounts), now=int(config.clock())),
             short_term=SlidingWindowLimiter(limits.short_term_requests, limits.short_term_window),
             daily=DailyLimiter(limits.daily_anonymous),
