@@ -237,10 +237,10 @@ def test_classic_engine_is_still_there(rembg_server_factory: Any) -> None:
     """``engine="classic"`` runs the colour threshold, which still cuts plain product shots."""
     import requests
 
-    from rembg_async.server._matting import estimate_alpha
+    from rembg_async.server._matting import classic
 
     server: LocalServer = rembg_server_factory(ServerConfig(engine="classic"))
-    assert server.state.matting is estimate_alpha
+    assert server.state.matting is classic
     response = requests.post(
         f"{server.url}/rmbg",
         headers={"x-api-key": TEST_API_KEY},

@@ -68,7 +68,7 @@ def test_missing_extra_names_what_to_install(monkeypatch: pytest.MonkeyPatch) ->
 def test_auto_falls_back_to_classic_without_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     """``auto`` (the default) is the classic engine when the model is not installed."""
     monkeypatch.setattr(_matting, "model_installed", lambda: False)
-    assert _matting.load_matting("auto") is _matting.estimate_alpha
+    assert _matting.load_matting("auto") is _matting.classic
     assert _matting.engine_name(_matting.load_matting("auto")) == "classic"
 
 

@@ -10,8 +10,7 @@ import io
 from typing import IO, Final
 
 import attrs
-import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageChops, ImageOps
 
 from .._contract import MAX_DIMENSION, OPAQUE_FORMATS, OUTPUT_FORMATS
 from ._matting import Matting
@@ -96,10 +95,13 @@ def decode(source: IO[bytes]) -> Image.Image:
 
 def remove_background(image: Image.Image, matting: Matting) -> Image.Image:
     """An RGBA cut-out; opacity the input already had is kept."""
-    rgba = np.asarray(image.convert("RGBA"))
-    alpha = matting(np.ascontiguousarray(rgba[..., :3]))
-    alpha = np.minimum(alpha, rgba[..., 3])
-    return Image.fromarray(np.dstack([rgba[..., :3], alpha]), mode="RGBA")
+    cutout = image.convert("RGBA")
+    # In Pillow, not NumPy: no full-size copies beyond the cut-out and its mask.
+    mask = matting(image if image.mode == "RGB" else cutout.convert("RGB"))
+    if image.has_transparency_data:
+        mask = ImageChops.darker(mask, cutout.getchannel("A"))
+    cutout.putalpha(mask)
+    return cutout
 
 
 def target_size(width: int, height: int, options: RenderOptions) -> tuple[int, int]:

@@ -19,8 +19,8 @@ from PIL import Image, ImageFilter
 
 from ._u2net import ModelError, load_u2net, model_installed
 
-#: An engine: the opacity (0 … 255) of each pixel of an ``(height, width, 3)`` image.
-Matting = Callable[[npt.NDArray[np.uint8]], npt.NDArray[np.uint8]]
+#: An engine: an RGB image's mask (mode ``L``, its size), 255 where the subject is opaque.
+Matting = Callable[[Image.Image], Image.Image]
 EngineName = Literal["auto", "u2netp", "classic"]
 ENGINES: Final = ("auto", "u2netp", "classic")
 
@@ -42,15 +42,20 @@ def load_matting(engine: str, model: Path | None = None, *, threads: int = 1) ->
     if engine == "classic":
         if model is not None:
             raise ModelError("a model file needs the u2netp engine, not classic")
-        return estimate_alpha
+        return classic
     if engine == "auto" and model is None and not model_installed():
-        return estimate_alpha
+        return classic
     return load_u2net(model, threads=threads)
 
 
 def engine_name(matting: Matting) -> str:
     """A short name of a loaded engine, for logs and the command line."""
     return str(getattr(matting, "name", "classic"))
+
+
+def classic(image: Image.Image) -> Image.Image:
+    """The classic engine: :func:`estimate_alpha` of an RGB image, as its mask."""
+    return Image.fromarray(estimate_alpha(np.asarray(image)), mode="L")
 
 
 def estimate_alpha(rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:

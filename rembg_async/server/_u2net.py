@@ -60,7 +60,7 @@ def model_installed() -> bool:
 
 @attrs.frozen
 class U2Net:
-    """A loaded model: call it with an ``(height, width, 3)`` image to get its opacity."""
+    """A loaded model: call it with an RGB image to get its mask."""
 
     session: onnxruntime.InferenceSession
     input_name: str
@@ -69,18 +69,15 @@ class U2Net:
     std: npt.NDArray[np.float32]
     name: str = "u2netp"
 
-    def __call__(self, rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
-        """The opacity (0 … 255) of each pixel, at the image's own size."""
-        height, width = rgb.shape[:2]
-        small = self._predict(self._prepare(rgb))
-        mask = Image.fromarray(small, mode="L").resize((width, height), Image.Resampling.BILINEAR)
-        return np.asarray(mask, dtype=np.uint8)
+    def __call__(self, image: Image.Image) -> Image.Image:
+        """The mask (mode ``L``, the image's size): 255 where the subject is."""
+        small = self._predict(self._prepare(image))
+        # Only the 320×320 copy and the mask at full size are made: memory stays bounded.
+        return Image.fromarray(small, mode="L").resize(image.size, Image.Resampling.BILINEAR)
 
-    def _prepare(self, rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
-        # reducing_gap shrinks by whole factors first: memory and time stay small for big input.
-        small = Image.fromarray(rgb, mode="RGB").resize(
-            self.side, Image.Resampling.BILINEAR, reducing_gap=3.0
-        )
+    def _prepare(self, image: Image.Image) -> npt.NDArray[np.float32]:
+        # reducing_gap shrinks by whole factors first: fast, and no full-size copy for big input.
+        small = image.resize(self.side, Image.Resampling.BILINEAR, reducing_gap=3.0)
         pixels = np.asarray(small, dtype=np.float32)
         pixels /= max(1.0, float(pixels.max()))
         pixels = (pixels - self.mean) / self.std
@@ -116,7 +113,7 @@ def _load(path: str, stamp: tuple[int, int], threads: int) -> U2Net:
     session = _session(path, threads)
     model = _describe(path, session)
     try:
-        model(np.zeros((8, 8, 3), dtype=np.uint8))
+        model(Image.new("RGB", (8, 8)))
     except Exception as error:
         raise ModelError(f"{path} is not a U²-Net-compatible model: {error}") from None
     return model
