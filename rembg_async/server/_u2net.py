@@ -129,6 +129,9 @@ def _session(path: str, threads: int) -> onnxruntime.InferenceSession:
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # The arena would keep each worker's peak (~250 MB of activations) for good; without it
+    # the memory goes back after each image, at no measurable cost in time.
+    options.enable_cpu_mem_arena = False
     try:
         return onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
     except Exception as error:  # onnxruntime raises its own unrelated classes
