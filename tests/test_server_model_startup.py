@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import requests
 from conftest import make_image
+from PIL import Image
+from test_server_model import PHOTOS, assert_follows_subject
 
 from rembg_async.pytest_plugin import TEST_API_KEY
 from rembg_async.server import LocalServer, ModelError, ServerConfig, _matting, _u2net
@@ -120,3 +124,14 @@ def test_cli_serves_with_the_chosen_engine(tmp_path: Path) -> None:
         process.wait(timeout=30)
         if process.stdout is not None:
             process.stdout.close()
+
+
+def test_local_cli_cuts_out_with_the_model_by_default(tmp_path: Path) -> None:
+    """``remove --local`` with the model extra installed cuts a real photo out with U²-Net."""
+    environment = {k: v for k, v in os.environ.items() if k != "REMBG_ASYNC_ENGINE"}
+    command = [sys.executable, "-m", "rembg_async", "remove", str(PHOTOS / "coffee.jpg")]
+    command += ["--local", "-o", str(tmp_path), "--format", "png"]
+    result = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=120)
+    assert result.returncode == 0, result.stderr
+    with Image.open(tmp_path / "coffee.png") as cutout:
+        assert_follows_subject(np.asarray(cutout.getchannel("A")), "coffee.jpg")
