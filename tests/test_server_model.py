@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
+import sys
+import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -251,3 +254,16 @@ def test_classic_engine_is_still_there(rembg_server_factory: Any) -> None:
     mask = np.asarray(Image.open(io.BytesIO(response.content)))
     assert mask[30, 40] == 255
     assert mask[2, 2] == 0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread priority: Linux")
+def test_image_workers_yield_the_cpu_to_the_event_loop(rembg_server: LocalServer) -> None:
+    """Workers run nicer than the loop, so short requests go first on a busy machine."""
+
+    def niceness() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    loop = rembg_server.call(niceness)
+    assert rembg_server.state.executor is not None
+    worker = rembg_server.state.executor.submit(niceness).result()
+    assert worker == min(19, loop + 5)
