@@ -42,9 +42,9 @@ class ServerConfig:
     its real size before the client is cut off. ``clock`` gives Unix seconds, for tests that
     need billing windows at a chosen moment. ``engine`` removes backgrounds: ``u2netp`` (the
     U²-Net model, needs the ``model`` extra), ``classic`` (a colour threshold), or ``auto``
-    (the model when installed; the default, unless ``$REMBG_ASYNC_ENGINE`` names another, so
-    a test suite can pick the fast threshold without code); ``model`` is another
-    U²-Net-compatible ONNX file to run.
+    (the model when installed); unset, it is ``u2netp`` if ``model`` is given, else
+    ``$REMBG_ASYNC_ENGINE`` (so a test suite can pick the fast threshold without code), else
+    ``auto``. ``model`` is another U²-Net-compatible ONNX file to run.
     ``workers`` is the size of the image-work pool (default: the cores, at most 8).
     """
 
