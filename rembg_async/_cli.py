@@ -87,6 +87,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=100,
         help="anonymous requests per address per UTC day (0: off)",
     )
+    serve.add_argument(
+        "--engine",
+        choices=("auto", "u2netp", "classic"),
+        help="background removal: the U²-Net model (needs the model extra), a colour threshold,"
+        " or auto: the model when installed (default: $REMBG_ASYNC_ENGINE, or auto)",
+    )
+    serve.add_argument(
+        "--model", type=Path, metavar="PATH", help="a U²-Net-compatible ONNX file to run"
+    )
     return parser
 
 
@@ -107,6 +116,8 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         faults=args.faults or args.fault_rate > 0,
         fault_rate=args.fault_rate,
         fault_seed=args.fault_seed,
+        engine=args.engine,
+        model=args.model,
     )
 
 
@@ -136,8 +147,14 @@ def run_serve(args: argparse.Namespace) -> int:
     except (OSError, ValueError, TypeError) as error:
         print(f"rembg-async serve: bad --accounts file: {error}", file=sys.stderr)
         return 2
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve_until_signalled(config, args.host, args.port))
+    from .server import ModelError
+
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_serve_until_signalled(config, args.host, args.port))
+    except ModelError as error:
+        print(f"rembg-async serve: {error}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -170,10 +187,14 @@ def _server_for(args: argparse.Namespace) -> Iterator[tuple[str | None, str | No
         yield args.base_url, api_key_from(args)
         return
     try:
-        from .server import Account, LocalServer, ServerConfig
+        from .server import Account, LocalServer, ModelError, ServerConfig
     except ImportError as error:
         raise SystemExit(f"rembg-async --local: {SERVER_EXTRA_HINT}") from error
-    with LocalServer(ServerConfig(accounts=[Account(api_key=LOCAL_KEY)])) as server:
+    try:
+        server = LocalServer(ServerConfig(accounts=[Account(api_key=LOCAL_KEY)]))
+    except ModelError as error:
+        raise SystemExit(f"rembg-async --local: {error}") from None
+    with server:
         yield server.url, LOCAL_KEY
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
@@ -19,6 +20,9 @@ from rembg_async.pytest_plugin import TEST_API_KEY
 from rembg_async.server import LocalServer
 
 pytest_plugins = ["pytester"]
+
+# The suite runs on the fast classic engine; test_server_model*.py run the U²-Net model.
+os.environ.setdefault("REMBG_ASYNC_ENGINE", "classic")
 
 
 def make_image(

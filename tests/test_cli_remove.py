@@ -16,6 +16,8 @@ from rembg_async.server import Account, ServerConfig
 
 ROOT = Path(__file__).parent.parent
 IMAGES = ROOT / "examples" / "images"
+# Every image under it, the photos in its photos/ folder included (a folder is recursive).
+IMAGE_COUNT = sum(1 for path in IMAGES.rglob("*") if path.suffix in {".jpg", ".png"})
 COMMAND = [sys.executable, "-m", "rembg_async"]
 
 
@@ -53,12 +55,14 @@ def test_piped_output_is_one_plain_line_per_image(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert len(lines) == 4
+    assert len(lines) == IMAGE_COUNT
     assert all(line.startswith("ok ") for line in lines)
     assert "\x1b[" not in result.stdout  # no escape codes in a pipe
     assert sorted(path.name for path in tmp_path.iterdir()) == [
         ".rembg-async-index.jsonl",  # what each output was made from
         "bottle.png",
+        "chelsea.png",
+        "coffee.png",
         "mug.png",
         "orange-small.png",
         "orange.png",
@@ -79,11 +83,11 @@ def test_a_failed_image_makes_the_exit_code_non_zero(tmp_path: Path) -> None:
 
 
 def test_terminal_shows_live_bars_and_a_summary(tmp_path: Path) -> None:
-    """In a terminal: the batch bar reaches 4/4, per-file bars show bytes, then the summary."""
+    """In a terminal: the batch bar reaches 7/7, per-file bars show bytes, then the summary."""
     code, screen = run_in_terminal("remove", str(IMAGES), "--local", "-o", str(tmp_path))
     assert code == 0, screen
     assert "images" in screen
-    assert "4/4" in screen
+    assert f"{IMAGE_COUNT}/{IMAGE_COUNT}" in screen
     assert "kB" in screen  # a per-file bar with its bytes
     assert "made" in screen
 
@@ -159,7 +163,7 @@ def test_folders_and_globs(tmp_path: Path, folder_pattern: str) -> None:
     """A folder means every image inside it; a quoted glob is expanded by the command."""
     pattern = folder_pattern.format(images=IMAGES)
     result = run("remove", pattern, "--local", "-o", str(tmp_path))
-    expected = 4 if pattern == str(IMAGES) else 3
+    expected = IMAGE_COUNT if pattern == str(IMAGES) else 3
     assert len(result.stdout.splitlines()) == expected
 
 

