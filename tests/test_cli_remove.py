@@ -58,15 +58,17 @@ def test_piped_output_is_one_plain_line_per_image(tmp_path: Path) -> None:
     assert len(lines) == IMAGE_COUNT
     assert all(line.startswith("ok ") for line in lines)
     assert "\x1b[" not in result.stdout  # no escape codes in a pipe
-    assert sorted(path.name for path in tmp_path.iterdir()) == [
-        ".rembg-async-index.jsonl",  # what each output was made from
+    made = sorted(path.relative_to(tmp_path).as_posix() for path in tmp_path.rglob("*.png"))
+    assert made == [  # the inputs' layout, mirrored
         "bottle.png",
-        "chelsea.png",
-        "coffee.png",
         "mug.png",
         "orange-small.png",
         "orange.png",
+        "photos/astronaut.png",
+        "photos/chelsea.png",
+        "photos/coffee.png",
     ]
+    assert (tmp_path / ".rembg-async-index.jsonl").exists()  # what each output was made from
     assert "made" in result.stderr
 
 
