@@ -14,6 +14,7 @@ from typing import Any, Protocol, TextIO
 from ._adapters import rich_progress
 from ._batch import BatchRun
 from ._batch_items import BatchItem
+from ._cli_args import whole
 from ._client import AsyncRembg
 from ._options import RemoveOptions
 from ._progress import ProgressEvent
@@ -24,7 +25,13 @@ from ._threads import run_to_completion
 
 def add_remove_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``remove``."""
-    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or globs")
+    parser.add_argument("inputs", nargs="*", metavar="INPUT", help="image files, folders or globs")
+    parser.add_argument(
+        "--retry-failed",
+        type=Path,
+        metavar="MANIFEST",
+        help="also take the inputs whose latest line in this manifest failed",
+    )
     parser.add_argument(
         "-o",
         "--output-dir",
@@ -43,10 +50,10 @@ def add_remove_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-expand", action="store_true", help="do not grow the canvas when rotating"
     )
     parser.add_argument(
-        "--concurrency", type=int, default=8, help="images at once (default: %(default)s)"
+        "--concurrency", type=whole(1), default=8, help="images at once (default: %(default)s)"
     )
     parser.add_argument(
-        "--retries", type=int, default=2, help="retries per image (default: %(default)s)"
+        "--retries", type=whole(0), default=2, help="retries per image (default: %(default)s)"
     )
     parser.add_argument(
         "--base64", action="store_true", help="print data URLs instead of writing files"
@@ -75,9 +82,12 @@ def add_remove_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--max-credits",
-        type=int,
+        type=whole(0),
         metavar="N",
         help="never start an image that could take this run's spend past N credits",
+    )
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="print only failures and the data URLs"
     )
     parser.add_argument(
         "--dry-run",
@@ -111,21 +121,27 @@ class Reporter(Protocol):
 class PlainReporter:
     """One line per finished item, for logs and pipes (to stderr when stdout carries results)."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, *, quiet: bool = False, paths: bool = True) -> None:
         self._stream = stream
+        self._quiet = quiet  # only failures, on stderr
+        self._paths = paths  # False with --base64: the result's file is gone by now
 
     def item_progress(self, index: int, value: Any, event: ProgressEvent) -> None:
         """Plain output shows no transfer progress."""
 
     def item_done(self, item: BatchItem) -> None:
         """A line saying how the item ended."""
+        if self._quiet:
+            if item.error is not None:
+                print(f"failed  {item.input}: {item.error}", file=sys.stderr, flush=True)
+            return
         if item.error is not None:
             line = f"failed  {item.input}: {item.error}"
         elif item.skipped:
             line = f"skipped {item.input} (done: {item.output_path})"
         else:
             line = f"ok      {item.input}" + (
-                "" if item.result is None else f" -> {item.output_path}"
+                "" if item.result is None or not self._paths else f" -> {item.output_path}"
             )
         print(line, file=self._stream, flush=True)
 
@@ -251,8 +267,10 @@ async def run_remove(
     interrupts: Interrupts,
 ) -> None:
     """Run the batch, appending each item to ``items`` (base64 results are printed)."""
-    plain = PlainReporter(sys.stderr if args.base64 else sys.stdout)
-    reporter: Any = RichReporter(len(inputs)) if sys.stdout.isatty() else plain
+    stream = sys.stderr if args.base64 else sys.stdout
+    plain = PlainReporter(stream, quiet=args.quiet, paths=not args.base64)
+    bars = sys.stdout.isatty() and not args.quiet
+    reporter: Any = RichReporter(len(inputs)) if bars else plain
     live = reporter.live() if isinstance(reporter, RichReporter) else contextlib.nullcontext()
     with live:
         async for item in _batch(client, inputs, args, options, reporter, interrupts):

@@ -1,0 +1,256 @@
+"""The command's surface as a new user meets it: help, version, flags, and no traceback for
+anything a user can cause (issue 16, "The CLI")."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_cli_remove import COMMAND, IMAGES, run
+
+from rembg_async import __version__
+from rembg_async.server import Fault, ServerConfig
+
+
+def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    """The single line a refused command printed (asserting it is one line, exit 2)."""
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["remove", "x.png", "--concurrency", "0"], "--concurrency: must be at least 1, not 0"),
+        (["remove", "x.png", "--retries", "-1"], "--retries: must be at least 0, not -1"),
+        (["remove", "x.png", "--concurrency", "many"], "--concurrency: not a whole number"),
+        (["remove", "x.png", "--timeout", "0"], "--timeout: must be a positive number"),
+        (["remove", "x.png", "--timeout", "nan"], "--timeout: must be a positive number"),
+        (["remove", "x.png", "--max-credits", "-3"], "--max-credits: must be at least 0"),
+        (["remove"], "give an INPUT, or --retry-failed MANIFEST"),
+        (["serve", "--port", "70000"], "--port: must be at most 65535"),
+        (["serve", "--fault-rate", "2"], "--fault-rate: must be from 0 to 1"),
+        (["serve", "--rate-limit", "-1"], "--rate-limit: must be at least 0"),
+        (["usage", "--timeout", "-2"], "--timeout: must be a positive number"),
+    ],
+)
+def test_bad_option_values_are_one_line_and_exit_2(args: list[str], said: str) -> None:
+    """A bad value is refused before anything runs: exit 2, one line naming the option."""
+    line = one_line_error(run(*args))
+    assert said in line
+    assert line.startswith(f"rembg-async {args[0]}: error: ")
+
+
+def test_version() -> None:
+    """--version prints the package's version."""
+    result = run("--version")
+    assert result.returncode == 0
+    assert result.stdout == f"rembg-async {__version__}\n"
+
+
+def test_top_level_help_is_plain_text() -> None:
+    """The top-level help says what the command does, with no reStructuredText markup."""
+    result = run("--help")
+    assert result.returncode == 0
+    assert "``" not in result.stdout
+    assert ":class:" not in result.stdout
+    assert "Remove the background of images" in result.stdout
+    assert "--version" in result.stdout
+
+
+def test_serve_help_shows_its_defaults() -> None:
+    """serve --help gives each option's default, and no empty ones."""
+    result = run("serve", "--help")
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())  # argparse wraps lines
+    for default in ("127.0.0.1", "7000", "0.0", "100", "1.0"):
+        assert f"(default: {default})" in text
+    assert "(default: None)" not in text
+    assert "(default: False)" not in text
+
+
+def free_port_in_use() -> socket.socket:
+    """A listening socket on a loopback port (the caller closes it)."""
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    return taken
+
+
+def test_serve_on_a_busy_port_says_so() -> None:
+    """serve on a port another program holds: one line saying so, exit 1, no traceback."""
+    with free_port_in_use() as taken:
+        port = taken.getsockname()[1]
+        result = run("serve", "--port", str(port))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"rembg-async serve: cannot listen on 127.0.0.1:{port}: "
+        f"error while attempting to bind on address ('127.0.0.1', {port}): address already in use"
+    ]
+
+
+def test_serve_access_log_logs_each_request() -> None:
+    """serve --access-log writes one line per request to stderr; without it, none."""
+    import requests
+
+    lines = {}
+    for flag in ([], ["--access-log"]):
+        process = subprocess.Popen(
+            [*COMMAND, "serve", "--port", "0", *flag],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert process.stdout is not None
+        url = process.stdout.readline().strip()
+        assert requests.get(f"{url}/api/membership-usage", timeout=30).status_code == 401
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+        assert process.returncode == 0
+        lines[bool(flag)] = [line for line in err.splitlines() if "GET /api/membership" in line]
+    assert lines[False] == []
+    assert len(lines[True]) == 1
+    assert '" 401 ' in lines[True][0]
+
+
+def test_plain_http_base_url_needs_the_flag(rembg_server: Any) -> None:
+    """A plain-http --base-url on another host is refused in one line naming
+    --allow-insecure-http; with the flag the command runs (through a loopback proxy here)."""
+    url = "http://rembg.test"
+    result = run("usage", "--base-url", url, "--api-key", rembg_server.api_key)
+    line = one_line_error(result)
+    assert "plain http to rembg.test" in line
+    assert "--allow-insecure-http" in line
+    # aiohttp sends absolute-form requests to the proxy; the local server answers them.
+    env = {k: v for k, v in os.environ.items() if k.lower() not in ("no_proxy", "http_proxy")}
+    env["HTTP_PROXY"] = rembg_server.url
+    result = run(
+        "usage", "--base-url", url, "--api-key", rembg_server.api_key, "--allow-insecure-http",
+        env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "membership: " in result.stdout
+
+
+def test_timeout_is_the_longest_silence(rembg_server_factory: Any, tmp_path: Path) -> None:
+    """--timeout N fails an image whose answer is slower than N seconds of silence."""
+    server = rembg_server_factory(ServerConfig(faults=True))
+    server.faults.push(Fault(latency=5.0))
+    result = run(
+        "remove", str(IMAGES / "mug.jpg"), "--base-url", server.url, "--api-key", server.api_key,
+        "--timeout", "0.3", "--retries", "0", "-o", str(tmp_path),
+    )  # fmt: skip
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "went silent for longer than the read timeout" in result.stdout
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("pattern", ["{tmp}/empty", "{tmp}/*.png", "{tmp}/empty/**/*.jpg"])
+def test_inputs_matching_nothing_are_refused(tmp_path: Path, pattern: str) -> None:
+    """A folder or glob naming no image says so and exits 2, sending nothing."""
+    (tmp_path / "empty").mkdir()
+    given = pattern.format(tmp=tmp_path)
+    result = run("remove", str(IMAGES / "mug.jpg"), given, "--local", "-o", str(tmp_path / "o"))
+    assert one_line_error(result) == f"rembg-async remove: no image matches {given!r}"
+    assert not (tmp_path / "o").exists()
+
+
+def test_unwritable_manifest_is_refused_up_front(tmp_path: Path) -> None:
+    """A manifest that cannot be written: one line, exit 2, nothing sent or written."""
+    manifest = tmp_path / "missing-folder" / "manifest.jsonl"
+    result = run(
+        "remove", str(IMAGES), "--local", "-o", str(tmp_path / "o"), "--manifest", str(manifest)
+    )
+    line = one_line_error(result)
+    assert line.startswith("rembg-async remove: cannot write the manifest: ")
+    assert str(manifest) in line
+    assert not (tmp_path / "o").exists()
+
+
+def test_retry_failed_runs_only_what_failed(tmp_path: Path) -> None:
+    """--retry-failed MANIFEST runs again only the inputs that failed, placed as the folder
+    places them, and appends to that manifest; once all are made, there is nothing to do."""
+    photos = tmp_path / "photos"
+    (photos / "sub").mkdir(parents=True)
+    (photos / "mug.jpg").write_bytes((IMAGES / "mug.jpg").read_bytes())
+    broken = photos / "sub" / "orange.png"
+    broken.write_bytes(b"not yet an image")
+    manifest, out = tmp_path / "manifest.jsonl", tmp_path / "out"
+    first = run("remove", str(photos), "--local", "-o", str(out), "--manifest", str(manifest))
+    assert first.returncode == 1
+    broken.write_bytes((IMAGES / "orange-small.png").read_bytes())  # the user fixes it
+    again = run("remove", str(photos), "--local", "-o", str(out), "--retry-failed", str(manifest))
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert again.stdout.splitlines() == [f"ok      {broken} -> {out / 'sub' / 'orange.webp'}"]
+    entries = [json.loads(line) for line in manifest.read_text().splitlines()]
+    assert [entry["status"] for entry in entries][-1] == "ok"
+    done = run("remove", "--local", "-o", str(out), "--retry-failed", str(manifest))
+    assert done.returncode == 0
+    assert done.stdout == ""
+    assert f"nothing failed in {manifest}" in done.stderr
+
+
+def test_quiet_prints_only_failures(tmp_path: Path) -> None:
+    """--quiet: no line per made image and no summary; a failure is still said, exit 1."""
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"no image")
+    result = run("remove", str(IMAGES), str(bad), "--local", "-o", str(tmp_path / "o"), "-q")
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"failed  {bad}: File does not appear to be a valid image (invalid file signature)"
+    ]
+    assert len(list((tmp_path / "o").glob("*.webp"))) == 4
+
+
+def test_broken_pipe_stops_quietly(tmp_path: Path) -> None:
+    """``| head -1``: the command stops when its reader leaves, exit 141, no traceback."""
+    for number in range(12):
+        (tmp_path / f"mug-{number}.jpg").write_bytes((IMAGES / "mug.jpg").read_bytes())
+    reader, writer = os.pipe()
+    process = subprocess.Popen(
+        [*COMMAND, "remove", str(tmp_path), "--local", "--base64", "--concurrency", "1"],
+        stdout=writer, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    os.close(writer)
+    with os.fdopen(reader, "rb") as pipe:
+        first = pipe.readline()  # as head -1: one line, then gone
+    _, err = process.communicate(timeout=120)
+    assert b"\tdata:image/webp;base64," in first
+    assert process.returncode == 141
+    assert "Traceback" not in err
+    assert "BrokenPipeError" not in err
+
+
+def test_ctrl_c_in_usage_and_serve_is_quiet() -> None:
+    """Ctrl-C while usage waits for the server, or while serve serves: no traceback."""
+    with free_port_in_use() as silent:  # accepts connections, never answers
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        usage = subprocess.Popen(
+            [*COMMAND, "usage", "--base-url", url, "--api-key", "k", "--timeout", "60"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        connection, _ = silent.accept()  # the request is on its way: interrupt it
+        usage.send_signal(signal.SIGINT)
+        _, usage_err = usage.communicate(timeout=30)
+        connection.close()
+    assert usage.returncode == 130
+    assert "Traceback" not in usage_err
+    serve = subprocess.Popen(
+        [*COMMAND, "serve", "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    assert serve.stdout is not None
+    serve.stdout.readline()
+    serve.send_signal(signal.SIGINT)
+    _, serve_err = serve.communicate(timeout=30)
+    assert serve.returncode == 0
+    assert "Traceback" not in serve_err
