@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -285,6 +286,7 @@ def run_remove_command(args: argparse.Namespace) -> int:
     if not inputs:  # only with --retry-failed: nothing failed
         print(f"rembg-async remove: nothing failed in {args.retry_failed}", file=sys.stderr)
         return 0
+    started = time.monotonic()
     with _server_for(args) as (base_url, api_key):
         items: list[Any] = []
         try:
@@ -295,7 +297,8 @@ def run_remove_command(args: argparse.Namespace) -> int:
     if args.dry_run:
         return code or 0
     if not args.quiet:
-        print_summary(items)
+        where = "standard output" if args.base64 else str(args.output_dir)
+        print_summary(items, elapsed=time.monotonic() - started, outputs=where)
     return code or (0 if all(item.ok for item in items) else 1)
 
 
@@ -347,18 +350,27 @@ def _signals_to(interrupts: Any) -> Iterator[None]:
             loop.remove_signal_handler(number)
 
 
-def print_summary(items: list[Any]) -> None:
-    """A table of how the batch went (to stderr, so stdout stays for results)."""
+def print_summary(items: list[Any], *, elapsed: float | None = None, outputs: str = "") -> None:
+    """A table of how the batch went: counts, time, rate and credits; then where the outputs
+    are (to stderr, so stdout stays for results)."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title="rembg-async remove")
-    for column in ("made", "skipped", "failed"):
+    for column in ("made", "skipped", "failed", "time", "rate", "credits"):
         table.add_column(column, justify="right")
     made = sum(1 for item in items if item.ok and not item.skipped)
     skipped = sum(1 for item in items if item.skipped)
-    table.add_row(str(made), str(skipped), str(len(items) - made - skipped))
-    Console(stderr=True).print(table)
+    elapsed = elapsed or 0.0
+    rate = f"{made / elapsed:.2f}/s" if made and elapsed > 0 else "-"
+    credits = sum(item.credits for item in items)  # what the server was asked to charge
+    table.add_row(str(made), str(skipped), str(len(items) - made - skipped),
+                  f"{elapsed:.1f} s", rate, str(credits))  # fmt: skip
+    console = Console(stderr=True)
+    console.print(table)
+    if outputs and made:
+        console.print(f"outputs in {escape(outputs)}", highlight=False)
 
 
 def run_usage_command(args: argparse.Namespace) -> int:

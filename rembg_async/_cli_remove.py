@@ -162,12 +162,10 @@ class RichReporter:
     def __init__(self, total: int | None) -> None:
         from rich.progress import (
             BarColumn,
-            DownloadColumn,
             MofNCompleteColumn,
             Progress,
             TextColumn,
             TimeRemainingColumn,
-            TransferSpeedColumn,
         )
 
         self.progress = Progress(
@@ -176,8 +174,13 @@ class RichReporter:
             MofNCompleteColumn(),
             TimeRemainingColumn(),
         )
+        # Bytes and speed come from our own events (``transfer_text``): after the upload, the
+        # bar pulses and says "processing" until the answer starts, rather than sitting full
+        # with the upload's last speed frozen on it.
         self.files = Progress(
-            TextColumn("  {task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn()
+            TextColumn("  {task.description}"),
+            BarColumn(bar_width=FILE_BAR_WIDTH),
+            TextColumn("{task.fields[transfer]}"),
         )
         self.overall = self.progress.add_task("images", total=total)
         self._tasks: dict[int, Any] = {}
@@ -192,15 +195,21 @@ class RichReporter:
             yield
 
     def item_progress(self, index: int, value: Any, event: ProgressEvent) -> None:
-        """Move the image's bar (uploads, then downloads, each to its own total)."""
+        """Move the image's bar: the upload, "processing" until the answer starts, then the
+        download, each to its own total; the name shortened so that the line fits."""
         if index not in self._tasks:
-            self._tasks[index] = self.files.add_task("", total=None)
+            self._tasks[index] = self.files.add_task("", total=None, transfer="")
         from rich.markup import escape  # a file may be named "[bold].png"
 
+        width = self.files.console.width - FILE_LINE_OTHER_COLUMNS
+        name = escape(shorten(Path(str(value)).name, max(width, 12)))
+        task = self._tasks[index]
+        if event.upload and event.total is not None and event.loaded >= event.total:
+            self.files.reset(task, total=None, description=f"… {name}", transfer="processing")
+            return
         arrow = "↑" if event.upload else "↓"
-        name = escape(Path(str(value)).name)
-        self.files.update(self._tasks[index], description=f"{arrow} {name}")
-        rich_progress(self.files, self._tasks[index])(event)
+        self.files.update(task, description=f"{arrow} {name}", transfer=transfer_text(event))
+        rich_progress(self.files, task)(event)
 
     def item_done(self, item: BatchItem) -> None:
         """Drop the image's bar and advance the batch's."""
@@ -220,6 +229,37 @@ class RichReporter:
         self.progress.update(
             self.overall, description=f"finishing {in_flight} (Ctrl-C again cancels)"
         )
+
+
+#: The per-image bar's width, and what its line holds besides the name (indent, arrow, bar,
+#: bytes and speed, gaps), so that a line fits the terminal (80 columns: names up to 26).
+FILE_BAR_WIDTH = 20
+FILE_LINE_OTHER_COLUMNS = 54
+
+
+def shorten(name: str, width: int) -> str:
+    """``name`` in at most ``width`` characters: its middle elided, its extension kept."""
+    if len(name) <= width:
+        return name
+    head = (width - 1) // 2
+    return f"{name[:head]}…{name[len(name) - (width - 1 - head) :]}"
+
+
+def transfer_text(event: ProgressEvent) -> str:
+    """ "1.2/4.0 MB 3.1 MB/s": what moved, of how much, and how fast (each when known)."""
+    from rich.filesize import decimal
+
+    done = decimal(event.loaded) if event.total is None else _of(event.loaded, event.total)
+    return done if event.rate is None else f"{done} {decimal(int(event.rate))}/s"
+
+
+def _of(loaded: int, total: int) -> str:
+    from rich.filesize import decimal, pick_unit_and_suffix
+
+    unit, _ = pick_unit_and_suffix(total, ["bytes", "kB", "MB", "GB", "TB"], 1000)
+    if unit == 1:
+        return f"{loaded}/{total} bytes"
+    return f"{loaded / unit:.1f}/{decimal(total)}"
 
 
 class Interrupts:

@@ -17,6 +17,7 @@ from rembg_async.server import Account, ServerConfig
 ROOT = Path(__file__).parent.parent
 IMAGES = ROOT / "examples" / "images"
 COMMAND = [sys.executable, "-m", "rembg_async"]
+IMAGE_NAMES = ("bottle.jpg", "mug.jpg", "orange-small.png", "orange.jpg")
 
 
 def run(
@@ -84,7 +85,8 @@ def test_terminal_shows_live_bars_and_a_summary(tmp_path: Path) -> None:
     assert code == 0, screen
     assert "images" in screen
     assert "4/4" in screen
-    assert "kB" in screen  # a per-file bar with its bytes
+    # a per-file bar: uploading (↑), processing (…) or downloading (↓), with the image's name
+    assert any(f"{state} {name}" in screen for state in "↑…↓" for name in IMAGE_NAMES)
     assert "made" in screen
 
 

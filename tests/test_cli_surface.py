@@ -3,11 +3,17 @@ anything a user can cause (issue 16, "The CLI")."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import pty
+import re
+import select
 import signal
 import socket
+import struct
 import subprocess
+import termios
 from pathlib import Path
 from typing import Any
 
@@ -254,3 +260,76 @@ def test_ctrl_c_in_usage_and_serve_is_quiet() -> None:
     _, serve_err = serve.communicate(timeout=30)
     assert serve.returncode == 0
     assert "Traceback" not in serve_err
+
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][AB0-9]")
+
+
+def screen_of(*args: str, columns: int = 80) -> tuple[int, list[str]]:
+    """The command in a pseudo-terminal ``columns`` wide: its exit code and the lines it
+    drew (escape codes removed; each redraw of a line is a line of its own)."""
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    env = {key: value for key, value in os.environ.items() if key not in ("COLUMNS", "LINES")}
+    process = subprocess.Popen([*COMMAND, *args], stdout=follower, stderr=follower, env=env)
+    os.close(follower)
+    screen = b""
+    while select.select([leader], [], [], 60)[0]:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal closed with the process
+            break
+        if not chunk:
+            break
+        screen += chunk
+    os.close(leader)
+    text = ANSI.sub("", screen.decode(errors="replace"))
+    return process.wait(timeout=60), [line for line in re.split(r"[\r\n]+", text) if line]
+
+
+def test_bars_say_processing_fit_80_columns_and_summary_tells_all(
+    rembg_server_factory: Any, tmp_path: Path
+) -> None:
+    """In an 80-column terminal: after the upload, the image's bar says "processing" until the
+    answer starts; a long name is shortened so that every line fits; the summary gives the
+    time, the rate, the credits and where the outputs are."""
+    server = rembg_server_factory(ServerConfig(faults=True))
+    server.faults.push(Fault(latency=1.5))  # the server "thinks" before answering
+    long_name = "a-photo-with-a-name-much-too-long-for-any-progress-bar-" + "x" * 40 + ".jpg"
+    (tmp_path / long_name).write_bytes((IMAGES / "mug.jpg").read_bytes())
+    code, lines = screen_of(
+        "remove", str(tmp_path / long_name), "--base-url", server.url,
+        "--api-key", server.api_key, "-o", str(tmp_path / "out"),
+    )  # fmt: skip
+    assert code == 0, lines
+    assert all(len(line) <= 80 for line in lines), [line for line in lines if len(line) > 80]
+    processing = [line for line in lines if "processing" in line]
+    assert processing, lines
+    assert "… a-photo-with…xxxxxxxxx.jpg ━" in processing[0]  # 26 characters
+    assert "/s" not in processing[0]  # no speed frozen on a finished upload
+    header = next(line for line in lines if "made" in line and "credits" in line)
+    assert [cell.strip() for cell in header.strip("┃ ").split("┃")] == [
+        "made",
+        "skipped",
+        "failed",
+        "time",
+        "rate",
+        "credits",
+    ]
+    row = next(line for line in lines if line.startswith("│"))
+    cells = [cell.strip() for cell in row.strip("│ ").split("│")]
+    assert cells[:3] == ["1", "0", "0"]
+    assert cells[3].endswith(" s")
+    assert cells[4].endswith("/s")
+    assert cells[5] == "1"
+    assert any(line.startswith(f"outputs in {tmp_path / 'out'}") for line in lines)
+
+
+def test_base64_lines_name_no_deleted_file(tmp_path: Path) -> None:
+    """--base64: the line per image on stderr names the input only, not the temporary file
+    it has already deleted; the summary says the outputs went to standard output."""
+    result = run("remove", str(IMAGES / "mug.jpg"), "--local", "--base64")
+    assert result.returncode == 0, result.stderr
+    assert f"ok      {IMAGES / 'mug.jpg'}\n" in result.stderr
+    assert " -> " not in result.stderr
+    assert "outputs in standard output" in result.stderr
