@@ -394,6 +394,9 @@ def run_usage_command(args: argparse.Namespace) -> int:
         except RembgError as error:
             print(f"rembg-async usage: {error}", file=sys.stderr)
             return 1
+        except ValueError as error:  # a key that cannot be sent (a pasted line end)
+            print(f"rembg-async usage: {error}", file=sys.stderr)
+            return 2
     console = Console()
     console.print(f"membership: [bold]{escape(usage.membership)}[/bold]")  # the server's text
     console.print(f"credits: {usage.credits} included, {usage.prepaid_credits} prepaid")

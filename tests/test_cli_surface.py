@@ -47,13 +47,16 @@ def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
         (["serve", "--fault-rate", "2"], "--fault-rate: must be from 0 to 1"),
         (["serve", "--rate-limit", "-1"], "--rate-limit: must be at least 0"),
         (["usage", "--timeout", "-2"], "--timeout: must be a positive number"),
+        (["usage", "--api-key", "pasted\n"], "usage: the API key contains a control character"),
+        (["remove", "x.png", "--api-key", "k\n"], "remove: the API key contains a control"),
+        (["usage", "--base-url", "ftp://rembg.test"], "usage: not an http(s) URL"),
     ],
 )
 def test_bad_option_values_are_one_line_and_exit_2(args: list[str], said: str) -> None:
     """A bad value is refused before anything runs: exit 2, one line naming the option."""
     line = one_line_error(run(*args))
     assert said in line
-    assert line.startswith(f"rembg-async {args[0]}: error: ")
+    assert line.startswith(f"rembg-async {args[0]}: ")
 
 
 def test_version() -> None:
