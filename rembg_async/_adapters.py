@@ -1,18 +1,50 @@
 """Progress adapters: our events driving a rich progress bar or a tqdm bar.
 
-Both are duck-typed (no import of rich or tqdm here): they call the few methods those bars have.
+Both are duck-typed (no import of rich or tqdm here): they call the few methods those bars have,
+which the protocols below spell out, so type checkers still check the bar and the task id.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Protocol, TypeVar
 
 from ._progress import ProgressEvent
 
+_TaskID = TypeVar("_TaskID")
+_TaskID_contra = TypeVar("_TaskID_contra", contravariant=True)
 
-def rich_progress(progress: Any, task_id: Any) -> Callable[[ProgressEvent], None]:
-    """A callback that drives task ``task_id`` of a :class:`rich.progress.Progress`."""
+
+class RichProgressLike(Protocol[_TaskID_contra]):
+    """What ``rich_progress`` needs of a ``rich.progress.Progress``."""
+
+    def update(
+        self,
+        task_id: _TaskID_contra,
+        /,
+        *,
+        total: float | None = ...,
+        completed: float | None = ...,
+    ) -> None:
+        """Set a task's ``completed`` and ``total``."""
+
+
+class TqdmLike(Protocol):
+    """What ``tqdm_progress`` needs of a ``tqdm`` bar."""
+
+    total: float | None
+
+    def update(self, n: float | None = ..., /) -> object:
+        """Advance the bar by ``n``."""
+
+    def reset(self, total: float | None = ...) -> object:
+        """Start the bar again from zero."""
+
+
+def rich_progress(
+    progress: RichProgressLike[_TaskID], task_id: _TaskID
+) -> Callable[[ProgressEvent], None]:
+    """A callback that drives task ``task_id`` of a ``rich.progress.Progress``."""
 
     def update(event: ProgressEvent) -> None:
         progress.update(task_id, completed=event.loaded, total=event.total)
@@ -20,7 +52,7 @@ def rich_progress(progress: Any, task_id: Any) -> Callable[[ProgressEvent], None
     return update
 
 
-def tqdm_progress(bar: Any) -> Callable[[ProgressEvent], None]:
+def tqdm_progress(bar: TqdmLike) -> Callable[[ProgressEvent], None]:
     """A callback that drives a ``tqdm`` bar (its total is set from the first event).
 
     A retry restarts the transfer: the bar restarts with it.

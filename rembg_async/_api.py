@@ -4,13 +4,55 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, overload
 
 from ._client import MSG_BASE64_WITH_OUTPUT_PATH, AsyncRembg
 from ._inputs import ImageInput
-from ._options import RemoveOptions, _resolve_return_base64
+from ._options import Base64Options, ImageFileOptions, RemoveOptions, _resolve_return_base64
 from ._progress import ProgressCallback
 from ._results import Base64Image, ImageFile
+
+
+# The result's type follows the options, as for AsyncRembg.remove: a Base64Image for a dict
+# literal with "returnBase64": True, an ImageFile for other literals and RemoveOptions, and the
+# union for a dict whose content is only known at run time.
+@overload
+async def rembg(
+    *,
+    api_key: str | None = None,
+    input_image: ImageInput,
+    options: Base64Options,
+    on_upload_progress: ProgressCallback | None = None,
+    on_download_progress: ProgressCallback | None = None,
+    output_path: None = None,
+    base_url: str | None = None,
+) -> Base64Image: ...
+
+
+@overload
+async def rembg(
+    *,
+    api_key: str | None = None,
+    input_image: ImageInput,
+    options: RemoveOptions | ImageFileOptions | None = None,
+    on_upload_progress: ProgressCallback | None = None,
+    on_download_progress: ProgressCallback | None = None,
+    output_path: str | os.PathLike[str] | None = None,
+    base_url: str | None = None,
+) -> ImageFile: ...
+
+
+@overload
+async def rembg(
+    *,
+    api_key: str | None = None,
+    input_image: ImageInput,
+    options: Mapping[str, Any],
+    on_upload_progress: ProgressCallback | None = None,
+    on_download_progress: ProgressCallback | None = None,
+    output_path: str | os.PathLike[str] | None = None,
+    base_url: str | None = None,
+) -> ImageFile | Base64Image: ...
 
 
 async def rembg(

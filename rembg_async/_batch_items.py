@@ -12,7 +12,7 @@ from __future__ import annotations
 import errno
 import json
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
@@ -89,9 +89,9 @@ class BatchProgress:
 
 
 #: A batch progress callback: a plain function, or a coroutine function (awaited in turn).
-BatchProgressCallback = Callable[[BatchProgress], Awaitable[None] | None]
+BatchProgressCallback = Callable[[BatchProgress], object]
 #: A per-item progress callback: the item's index, its input, and one of its progress events.
-ItemProgressCallback = Callable[[int, Any, ProgressEvent], Awaitable[None] | None]
+ItemProgressCallback = Callable[[int, Any, ProgressEvent], object]
 
 
 @attrs.define

@@ -29,7 +29,7 @@ from ._exceptions import (
 )
 from ._inputs import ImageInput, Source, open_source
 from ._limiter import RateLimiter
-from ._options import RemoveOptions, options_from_mapping
+from ._options import Base64Options, ImageFileOptions, RemoveOptions, options_from_mapping
 from ._outputs import OutputTree
 from ._paths import check_output_path
 from ._progress import DEFAULT_INTERVAL, ProgressCallback, ProgressTracker
@@ -163,11 +163,14 @@ class AsyncRembg(AsyncClosing):
         self._state = _State.OPENED
         return self._session
 
+    # The result's type follows the options: an ImageFile unless base64 is asked for, by
+    # return_base64=True or by a dict literal with "returnBase64": True; when that is only
+    # known at run time (a bool, a dict[str, Any]), the union.
     @overload
     async def remove(
         self,
         input_image: ImageInput,
-        options: RemoveOptions | Mapping[str, Any] | None = None,
+        options: RemoveOptions | ImageFileOptions | None = None,
         *,
         return_base64: Literal[False] = False,
         output_path: str | os.PathLike[str] | None = None,
@@ -176,6 +179,20 @@ class AsyncRembg(AsyncClosing):
         retry: RetryPolicy | None = None,
         timeout: TimeoutLike | None = None,
     ) -> ImageFile: ...
+
+    @overload
+    async def remove(
+        self,
+        input_image: ImageInput,
+        options: Base64Options,
+        *,
+        return_base64: bool = False,
+        output_path: None = None,
+        on_upload_progress: ProgressCallback | None = None,
+        on_download_progress: ProgressCallback | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: Timeout | None = None,
+    ) -> Base64Image: ...
 
     @overload
     async def remove(
@@ -190,6 +207,20 @@ class AsyncRembg(AsyncClosing):
         retry: RetryPolicy | None = None,
         timeout: TimeoutLike | None = None,
     ) -> Base64Image: ...
+
+    @overload
+    async def remove(
+        self,
+        input_image: ImageInput,
+        options: RemoveOptions | Mapping[str, Any] | None = None,
+        *,
+        return_base64: bool = False,
+        output_path: str | os.PathLike[str] | None = None,
+        on_upload_progress: ProgressCallback | None = None,
+        on_download_progress: ProgressCallback | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: Timeout | None = None,
+    ) -> ImageFile | Base64Image: ...
 
     async def remove(
         self,

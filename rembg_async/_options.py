@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Final
+from typing import Any, Final, Literal, TypedDict
 
 import attrs
 
@@ -19,6 +19,10 @@ from ._contract import (
 )
 from ._exceptions import InvalidInputError
 
+#: An output format. Strings are also checked at run time (case-insensitively), for values that
+#: come from configuration or the command line.
+OutputFormat = Literal["png", "jpeg", "jpg", "webp", "bmp"]
+
 
 @attrs.frozen(kw_only=True)
 class RemoveOptions:
@@ -31,11 +35,11 @@ class RemoveOptions:
     - ``bg_color``: ``#RGB``, ``#RGBA``, ``#RRGGBB``, ``#RRGGBBAA`` or a CSS colour name.
     - ``angle``: degrees of rotation, -360 … 360; ``expand`` pads the canvas to fit.
 
-    Invalid values raise :class:`InvalidInputError` with the server's own messages, all of
+    Invalid values raise ``InvalidInputError`` with the server's own messages, all of
     them at once.
     """
 
-    format: str = DEFAULT_FORMAT
+    format: OutputFormat = DEFAULT_FORMAT
     w: int | None = None
     h: int | None = None
     exact_resize: bool = False
@@ -183,3 +187,39 @@ def _resolve_return_base64(options: RemoveOptions | Mapping[str, Any] | None) ->
     if isinstance(options, Mapping):
         return bool(options.get("returnBase64") or options.get("return_base64"))
     return False
+
+
+class ImageFileOptions(TypedDict, total=False):
+    """The rembg.js-style options dict of a call whose result is an ImageFile.
+
+    The names are rembg.js's (``returnMask``); Python's (``mask``) are accepted too.
+    """
+
+    format: OutputFormat
+    w: int | None
+    h: int | None
+    exact_resize: bool
+    returnMask: bool
+    mask: bool
+    bg_color: str | None
+    angle: float
+    expand: bool
+    returnBase64: Literal[False]
+
+
+class _ReturnsBase64(TypedDict):
+    returnBase64: Literal[True]
+
+
+class Base64Options(_ReturnsBase64, total=False):
+    """The rembg.js-style options dict with ``"returnBase64": True``: a Base64Image result."""
+
+    format: OutputFormat
+    w: int | None
+    h: int | None
+    exact_resize: bool
+    returnMask: bool
+    mask: bool
+    bg_color: str | None
+    angle: float
+    expand: bool

@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, Final
 
 import attrs
@@ -57,11 +57,12 @@ class ProgressEvent:
         return event
 
 
-#: A progress callback: a plain function, or a coroutine function (awaited in turn).
-ProgressCallback = Callable[[ProgressEvent], Awaitable[None] | None]
+#: A progress callback: a plain function, or a coroutine function (awaited in turn). What it
+#: returns is ignored (an awaitable is awaited first), so ``lambda e: bar.update(e.bytes)`` fits.
+ProgressCallback = Callable[[ProgressEvent], object]
 
 
-async def call_back(callback: Callable[..., Awaitable[None] | None], *args: Any) -> None:
+async def call_back(callback: Callable[..., object], *args: Any) -> None:
     """Call a user's callback, awaiting it if it is a coroutine function."""
     outcome = callback(*args)
     if inspect.isawaitable(outcome):
@@ -69,7 +70,7 @@ async def call_back(callback: Callable[..., Awaitable[None] | None], *args: Any)
 
 
 class ProgressTracker:
-    """Turns chunk sizes into throttled :class:`ProgressEvent`s for one callback."""
+    """Turns chunk sizes into throttled ``ProgressEvent``s for one callback."""
 
     def __init__(
         self,

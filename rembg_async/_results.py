@@ -24,7 +24,7 @@ class ImageFile(AsyncClosing):
 
     ``await cleanup()`` deletes it (safe to call twice), as does leaving ``async with``. A
     temporary file (``temporary=True``, made when no ``output_path`` was given) that is never
-    cleaned up gives a :class:`ResourceWarning` when the object is collected.
+    cleaned up gives a ``ResourceWarning`` when the object is collected.
     """
 
     output_image_path: Path

@@ -28,3 +28,29 @@ def test_plugin_is_registered_for_other_projects(pytester: pytest.Pytester) -> N
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
+
+
+def test_loading_the_plugin_imports_nothing_heavy(pytester: pytest.Pytester) -> None:
+    """A pytest run that uses no fixture of ours imports neither aiohttp nor rembg_async."""
+    pytester.makepyfile(
+        """
+        import sys
+
+        def test_nothing_of_ours_is_imported():
+            assert "pytest_rembg_async" in sys.modules  # the plugin is loaded...
+            loaded = {name.split(".")[0] for name in sys.modules}
+            assert not loaded & {"aiohttp", "rembg_async", "numpy", "PIL"}  # ...and cost nothing
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+
+
+def test_fixtures_keep_their_documented_import_path() -> None:
+    """rembg_async.pytest_plugin still exports the fixtures and TEST_API_KEY."""
+    import pytest_rembg_async
+    from rembg_async import pytest_plugin
+
+    assert pytest_plugin.rembg_server is pytest_rembg_async.rembg_server
+    assert pytest_plugin.rembg_server_factory is pytest_rembg_async.rembg_server_factory
+    assert pytest_plugin.TEST_API_KEY == pytest_rembg_async.TEST_API_KEY

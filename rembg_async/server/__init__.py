@@ -3,6 +3,10 @@
 It needs the ``server`` extra (Pillow and NumPy): ``pip install 'rembg-async[server]'``.
 """
 
+from .._extras import require_extra
+
+require_extra("server", "numpy", "PIL", feature="rembg_async.server")
+
 from ._accounts import Account
 from ._app import create_app
 from ._faults import FAULT_HEADER, Fault, FaultInjector

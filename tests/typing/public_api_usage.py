@@ -37,9 +37,8 @@ async def show_async(event: ProgressEvent) -> None:
 
 async def main() -> None:
     result = await rembg(api_key="key", input_image="input.png", on_upload_progress=show)
-    if isinstance(result, ImageFile):
-        print(result.output_image_path)
-        await result.cleanup()
+    print(result.output_image_path)
+    await result.cleanup()
 
     policy = RetryPolicy(max_retries=5, max_retry_after=30, wait=False)
     async with AsyncRembg(

@@ -1,0 +1,154 @@
+"""The wheel, installed alone in fresh virtual environments, with and without the extras.
+
+Slow-ish by nature (two venvs; pip's cache makes the second run quick) and it needs the package
+index, as installing the package does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import venv
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rembg_async.pytest_plugin import TEST_API_KEY
+from rembg_async.server import LocalServer
+
+ROOT = Path(__file__).parent.parent
+IMAGE = ROOT / "examples" / "images" / "bottle.jpg"
+
+
+def sh(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run a command of the test venvs with a clean environment; never raises on failure."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("REMBG_")}
+    env.pop("PYTHONPATH", None)
+    return subprocess.run(
+        [str(arg) for arg in args], capture_output=True, text=True, timeout=600, env=env, cwd=cwd
+    )
+
+
+def checked(*args: str | Path, cwd: Path | None = None) -> str:
+    """Run a command that must succeed; its stdout."""
+    result = sh(*args, cwd=cwd)
+    assert result.returncode == 0, f"{args}\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The project built as a wheel, the way pip builds it for an install."""
+    out = tmp_path_factory.mktemp("wheel")
+    checked(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", out, ROOT)
+    (built,) = out.glob("rembg_async-*.whl")
+    return built
+
+
+def make_venv(path: Path, *requirements: str) -> Path:
+    """A fresh venv at ``path`` with ``requirements`` installed; its bin directory."""
+    venv.create(path, with_pip=True)
+    checked(path / "bin" / "python", "-m", "pip", "install", "-q", *requirements)
+    return path / "bin"
+
+
+@pytest.fixture(scope="module")
+def plain(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`pip install rembg-async`: no extras."""
+    return make_venv(tmp_path_factory.mktemp("plain") / "venv", str(wheel))
+
+
+@pytest.fixture(scope="module")
+def server_extra(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`pip install 'rembg-async[server]'`, with pytest for the plugin."""
+    return make_venv(tmp_path_factory.mktemp("server") / "venv", f"{wheel}[server]", "pytest")
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[LocalServer]:
+    """A local server of this environment for the plain install's CLI to talk to."""
+    from rembg_async.server import Account, ServerConfig
+
+    with LocalServer(ServerConfig(accounts=(Account(api_key=TEST_API_KEY),))) as running:
+        yield running
+
+
+def test_plain_install_cli_works_end_to_end(
+    plain: Path, server: LocalServer, tmp_path: Path
+) -> None:
+    """The plain install's `rembg-async remove`, piped, does the work and its summary: exit 0."""
+    out = tmp_path / "out"
+    result = sh(
+        plain / "rembg-async", "remove", IMAGE, "-o", out, "--format", "png",
+        "--api-key", TEST_API_KEY, "--base-url", server.url,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("ok ")
+    assert (out / "bottle.png").stat().st_size > 0
+    assert "Traceback" not in result.stderr
+
+
+def test_plain_install_imports_cheaply_and_names_the_server_extra(plain: Path) -> None:
+    """`import rembg_async` loads no rich or numpy; the server asks for its extra."""
+    checked(
+        plain / "python", "-c",
+        "import sys, rembg_async; assert not {'rich', 'numpy', 'PIL'} & set(sys.modules)",
+    )  # fmt: skip
+    result = sh(plain / "python", "-c", "from rembg_async.server import LocalServer")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "ModuleNotFoundError: rembg_async.server needs 'numpy', which the 'server' extra "
+        "installs: pip install 'rembg-async[server]'"
+    )
+
+
+def test_server_extra_runs_the_local_cli(server_extra: Path, tmp_path: Path) -> None:
+    """With the `server` extra, `remove --local` works with no key and no network."""
+    result = sh(
+        server_extra / "rembg-async", "remove", IMAGE, "--local", "-o", tmp_path, "--format", "png"
+    )
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "bottle.png").stat().st_size > 0
+
+
+def test_installed_pytest_plugin_serves_a_users_test(server_extra: Path, tmp_path: Path) -> None:
+    """The wheel registers the plugin: a user's test gets `rembg_server` with no conftest."""
+    (tmp_path / "test_user.py").write_text(
+        "import urllib.request\n\n"
+        "def test_usage(rembg_server):\n"
+        "    request = urllib.request.Request(\n"
+        "        rembg_server.url + '/api/membership-usage',\n"
+        "        headers={'x-api-key': rembg_server.api_key},\n"
+        "    )\n"
+        "    with urllib.request.urlopen(request) as response:\n"
+        "        assert response.status == 200\n"
+    )
+    output = checked(server_extra / "pytest", "-q", "-p", "no:cacheprovider", cwd=tmp_path)
+    assert "1 passed" in output
+
+
+def test_plain_install_cli_names_the_server_extra(plain: Path) -> None:
+    """Without the `server` extra, `serve` says which extra to install: no traceback."""
+    result = sh(plain / "rembg-async", "serve", "--port", "0")
+    assert result.returncode != 0
+    assert "pip install 'rembg-async[server]'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_metadata_has_urls_and_classifiers(plain: Path) -> None:
+    """PyPI gets the project URLs, the Python versions and topics, and an absolute-link README."""
+    code = (
+        "import importlib.metadata as m, json; d = m.metadata('rembg-async'); print(json.dumps("
+        "[d.get_all('Project-URL'), d.get_all('Classifier'), d.get_payload()]))"
+    )
+    urls, classifiers, readme = json.loads(checked(plain / "python", "-c", code))
+    labels = {url.split(",")[0] for url in urls}
+    assert labels == {"Homepage", "Documentation", "Source", "Issues", "Changelog"}
+    assert "Programming Language :: Python :: 3.10" in classifiers
+    assert any(classifier.startswith("Topic :: ") for classifier in classifiers)
+    relative = re.findall(r"\]\((?!https://)[^)]*\)", readme)
+    assert relative == [], relative
