@@ -220,20 +220,23 @@ def test_quiet_prints_only_failures(tmp_path: Path) -> None:
     assert len(list((tmp_path / "o").glob("*.webp"))) == 4
 
 
-def test_broken_pipe_stops_quietly(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["--base64", "--redo"], ids=["data-urls", "lines"])
+def test_broken_pipe_stops_quietly(tmp_path: Path, mode: str) -> None:
     """``| head -1``: the command stops when its reader leaves, exit 141, no traceback."""
+    (tmp_path / "in").mkdir()
     for number in range(12):
-        (tmp_path / f"mug-{number}.jpg").write_bytes((IMAGES / "mug.jpg").read_bytes())
+        (tmp_path / "in" / f"mug-{number}.jpg").write_bytes((IMAGES / "mug.jpg").read_bytes())
     reader, writer = os.pipe()
     process = subprocess.Popen(
-        [*COMMAND, "remove", str(tmp_path), "--local", "--base64", "--concurrency", "1"],
+        [*COMMAND, "remove", str(tmp_path / "in"), "--local", mode, "--concurrency", "1",
+         "-o", str(tmp_path / "out")],
         stdout=writer, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     os.close(writer)
     with os.fdopen(reader, "rb") as pipe:
         first = pipe.readline()  # as head -1: one line, then gone
     _, err = process.communicate(timeout=120)
-    assert b"\tdata:image/webp;base64," in first
+    assert b"\tdata:image/webp;base64," in first if mode == "--base64" else first.startswith(b"ok ")
     assert process.returncode == 141
     assert "Traceback" not in err
     assert "BrokenPipeError" not in err
