@@ -286,8 +286,8 @@ def run_remove_command(args: argparse.Namespace) -> int:
     if not inputs:  # only with --retry-failed: nothing failed
         print(f"rembg-async remove: nothing failed in {args.retry_failed}", file=sys.stderr)
         return 0
-    started = time.monotonic()
     with _server_for(args) as (base_url, api_key):
+        started = time.monotonic()  # the batch's time, not the embedded server's start
         items: list[Any] = []
         try:
             code = _run_until_signalled(args, base_url, api_key, options, inputs, items)

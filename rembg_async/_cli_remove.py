@@ -30,7 +30,8 @@ def add_remove_arguments(parser: argparse.ArgumentParser) -> None:
         "--retry-failed",
         type=Path,
         metavar="MANIFEST",
-        help="also take the inputs whose latest line in this manifest failed",
+        help="run again only the inputs whose latest line in this manifest failed (placed "
+        "as the INPUTs given place them; outcomes are appended to it)",
     )
     parser.add_argument(
         "-o",
@@ -246,7 +247,7 @@ def shorten(name: str, width: int) -> str:
 
 
 def transfer_text(event: ProgressEvent) -> str:
-    """ "1.2/4.0 MB 3.1 MB/s": what moved, of how much, and how fast (each when known)."""
+    """What moved, of how much, and how fast, each when known: ``1.2/4.0 MB 3.1 MB/s``."""
     from rich.filesize import decimal
 
     done = decimal(event.loaded) if event.total is None else _of(event.loaded, event.total)

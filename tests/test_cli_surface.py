@@ -18,9 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from test_cli_remove import COMMAND, IMAGES, run
 
 from rembg_async import __version__
+from rembg_async._cli_remove import shorten
 from rembg_async.server import Fault, ServerConfig
 
 
@@ -339,3 +342,18 @@ def test_base64_lines_name_no_deleted_file(tmp_path: Path) -> None:
     assert f"ok      {IMAGES / 'mug.jpg'}\n" in result.stderr
     assert " -> " not in result.stderr
     assert "outputs in standard output" in result.stderr
+
+
+@given(stem=st.text(min_size=1, max_size=300), width=st.integers(min_value=12, max_value=200))
+def test_shortened_names_fit_and_keep_their_ends(stem: str, width: int) -> None:
+    """A name is kept whole when it fits; otherwise its middle becomes "…", its length is the
+    width, and its start and its extension are kept."""
+    name = f"{stem}.jpeg"
+    short = shorten(name, width)
+    if len(name) <= width:
+        assert short == name
+    else:
+        assert len(short) == width
+        assert "…" in short
+        assert short.endswith(".jpeg")
+        assert name.startswith(short.split("…")[0])
