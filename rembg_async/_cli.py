@@ -6,18 +6,26 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._cli_args import DefaultsFormatter, Parser, port, seconds, share, whole
 from ._client import AsyncRembg
+from ._version import __version__
 
 if TYPE_CHECKING:
     from .server import ServerConfig
 
+DESCRIPTION = (
+    "Remove the background of images with the RemBG API (remove), show the account's "
+    "credits (usage), or run a local RemBG-compatible server (serve)."
+)
 SERVER_EXTRA_HINT = "this needs the server extra: pip install 'rembg-async[server]'"
 
 
@@ -33,13 +41,25 @@ def _add_connection_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="start the embedded local server and use it (no key, no network)",
     )
+    parser.add_argument(
+        "--allow-insecure-http",
+        action="store_true",
+        help="allow a plain http:// --base-url on another machine (the key travels in clear)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=seconds,
+        metavar="SECONDS",
+        help="longest silence allowed while sending or receiving (default: the library's)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every sub-command."""
     from ._cli_remove import add_remove_arguments
 
-    parser = argparse.ArgumentParser(prog="rembg-async", description=__doc__)
+    parser = Parser(prog="rembg-async", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     remove = commands.add_parser("remove", help="remove the background of images")
     add_remove_arguments(remove)
@@ -47,13 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
     usage = commands.add_parser("usage", help="show the membership, credits and billing cycles")
     usage.add_argument("--cycles", action="store_true", help="also list the billing cycles")
     _add_connection_arguments(usage)
-    serve = commands.add_parser("serve", help="run the local RemBG-compatible server")
-    serve.add_argument(
-        "--host", default="127.0.0.1", help="address to listen on (default %(default)s)"
+    serve = commands.add_parser(
+        "serve",
+        help="run the local RemBG-compatible server",
+        formatter_class=DefaultsFormatter,
     )
-    serve.add_argument(
-        "--port", type=int, default=7000, help="port; 0 picks a free one (default %(default)s)"
-    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=port, default=7000, help="port; 0 picks a free one")
     serve.add_argument(
         "--api-key",
         action="append",
@@ -69,21 +89,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--faults", action="store_true", help="honour the x-rembg-fault header")
     serve.add_argument(
-        "--fault-rate", type=float, default=0.0, help="fail this share of requests at random"
+        "--fault-rate", type=share, default=0.0, help="fail this share of requests at random"
     )
     serve.add_argument("--fault-seed", type=int, default=None, help="seed of the random faults")
     serve.add_argument(
         "--rate-limit",
-        type=int,
+        type=whole(0),
         default=100,
         help="requests per window per key or address (0: off)",
     )
     serve.add_argument(
-        "--rate-window", type=float, default=1.0, help="seconds of the short-term window"
+        "--rate-window", type=seconds, default=1.0, help="seconds of the short-term window"
     )
     serve.add_argument(
         "--daily-limit",
-        type=int,
+        type=whole(0),
         default=100,
         help="anonymous requests per address per UTC day (0: off)",
     )
@@ -95,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--model", type=Path, metavar="PATH", help="a U²-Net-compatible ONNX file to run"
+    )
+    serve.add_argument(
+        "--access-log", action="store_true", help="log each request to stderr, one line each"
     )
     return parser
 
@@ -121,10 +144,14 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
     )
 
 
-async def _serve_until_signalled(config: ServerConfig, host: str, port: int) -> None:
+async def _serve_until_signalled(
+    config: ServerConfig, host: str, port: int, access_log: logging.Logger | None
+) -> None:
     from .server import serve
 
-    task = asyncio.ensure_future(serve(config, host=host, port=port, on_ready=_announce))
+    task = asyncio.ensure_future(
+        serve(config, host=host, port=port, on_ready=_announce, access_log=access_log)
+    )
     loop = asyncio.get_running_loop()
     with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows loops
         loop.add_signal_handler(signal.SIGTERM, task.cancel)
@@ -151,11 +178,29 @@ def run_serve(args: argparse.Namespace) -> int:
 
     try:
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(_serve_until_signalled(config, args.host, args.port))
+            asyncio.run(_serve_until_signalled(config, args.host, args.port, _access_log(args)))
     except ModelError as error:
         print(f"rembg-async serve: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # the port is taken, the address is not ours, ...
+        reason = error.strerror or str(error)
+        print(f"rembg-async serve: cannot listen on {args.host}:{args.port}: {reason}",
+              file=sys.stderr)  # fmt: skip
+        return 1
     return 0
+
+
+def _access_log(args: argparse.Namespace) -> logging.Logger | None:
+    """With --access-log, a logger that writes aiohttp's one line per request to stderr."""
+    if not args.access_log:
+        return None
+    logger = logging.getLogger("rembg_async.server.access")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))  # aiohttp's line has the time
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    return logger
 
 
 LOCAL_KEY = "local-cli-key"
@@ -184,6 +229,7 @@ def _dotenv_value(path: Path, name: str) -> str | None:
 def _server_for(args: argparse.Namespace) -> Iterator[tuple[str | None, str | None]]:
     """(base URL, API key) to use: an embedded local server's with --local."""
     if not args.local:
+        _check_base_url(args)
         yield args.base_url, api_key_from(args)
         return
     try:
@@ -198,10 +244,41 @@ def _server_for(args: argparse.Namespace) -> Iterator[tuple[str | None, str | No
         yield server.url, LOCAL_KEY
 
 
+def _check_base_url(args: argparse.Namespace) -> None:
+    """Refuse, before anything runs, a base URL the client would refuse (plain http to
+    another machine without --allow-insecure-http), saying which flag allows it."""
+    from ._client import API_BASE_URL
+    from ._urls import checked_url
+
+    url = args.base_url or os.environ.get("REMBG_BASE_URL") or API_BASE_URL
+    try:
+        checked_url(url, args.allow_insecure_http)
+    except ValueError as error:
+        message = str(error).replace("allow_insecure_http=True", "--allow-insecure-http")
+        print(f"rembg-async {args.command}: {message}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def client_for(args: argparse.Namespace, base_url: str | None, api_key: str | None) -> AsyncRembg:
+    """The client the connection arguments ask for."""
+    from ._cli_remove import retry_policy
+
+    return AsyncRembg(
+        api_key,
+        base_url=base_url,
+        timeout=args.timeout,
+        allow_insecure_http=args.allow_insecure_http,
+        retry=retry_policy(args) if hasattr(args, "retries") else None,
+    )
+
+
 def run_remove_command(args: argparse.Namespace) -> int:
     """``rembg-async remove``: 0 when every image was made (or was done already), 1 otherwise;
-    2 for bad options or inputs whose outputs would clash; 130 or 143 when interrupted."""
-    from ._cli_plan import expand_inputs
+    2 for bad options, inputs matching nothing or whose outputs would clash, or a manifest
+    that cannot be written or read; 130 or 143 when interrupted."""
+    if not args.inputs and args.retry_failed is None:
+        Parser(prog="rembg-async remove").error("give an INPUT, or --retry-failed MANIFEST")
+    from ._cli_plan import check_manifest, inputs_of
     from ._cli_remove import options_from
     from ._exceptions import InvalidInputError
 
@@ -212,12 +289,25 @@ def run_remove_command(args: argparse.Namespace) -> int:
         for field, message in error.details if len(error.details) > 1 else ():
             print(f"  {field}: {message}", file=sys.stderr)
         return 2
-    output_dir = None if args.base64 else args.output_dir
+    if args.retry_failed is not None and args.manifest is None:
+        args.manifest = args.retry_failed  # so that the next --retry-failed sees this run
     try:
-        inputs = expand_inputs(args.inputs, root=args.root, exclude=output_dir)
+        inputs = inputs_of(args)
+        if not args.dry_run:
+            check_manifest(args.manifest)
     except KeyboardInterrupt:  # Ctrl-C while listing: nothing was sent, nothing to say
         return 130
+    except ValueError as error:  # a folder or glob matching nothing, a bad --retry-failed
+        print(f"rembg-async remove: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(f"rembg-async remove: cannot write the manifest: {error}", file=sys.stderr)
+        return 2
+    if not inputs:  # only with --retry-failed: nothing failed
+        print(f"rembg-async remove: nothing failed in {args.retry_failed}", file=sys.stderr)
+        return 0
     with _server_for(args) as (base_url, api_key):
+        started = time.monotonic()  # the batch's time, not the embedded server's start
         items: list[Any] = []
         try:
             code = _run_until_signalled(args, base_url, api_key, options, inputs, items)
@@ -226,7 +316,9 @@ def run_remove_command(args: argparse.Namespace) -> int:
             return 2
     if args.dry_run:
         return code or 0
-    print_summary(items)
+    if not args.quiet:
+        where = "standard output" if args.base64 else str(args.output_dir)
+        print_summary(items, elapsed=time.monotonic() - started, outputs=where)
     return code or (0 if all(item.ok for item in items) else 1)
 
 
@@ -240,15 +332,13 @@ def _run_until_signalled(
 ) -> int | None:
     """Run the batch (or the dry run); the exit code a signal asks for, if one came."""
     from ._cli_plan import dry_run
-    from ._cli_remove import Interrupts, retry_policy, run_remove
+    from ._cli_remove import Interrupts, run_remove
 
     async def run() -> int | None:
         interrupts = Interrupts(asyncio.current_task())  # type: ignore[arg-type]
         with _signals_to(interrupts):
             try:
-                async with AsyncRembg(
-                    api_key, base_url=base_url, retry=retry_policy(args)
-                ) as client:
+                async with client_for(args, base_url, api_key) as client:
                     if args.dry_run:
                         return await dry_run(client, args, options, inputs)
                     await run_remove(client, args, options, inputs, items, interrupts)
@@ -280,70 +370,51 @@ def _signals_to(interrupts: Any) -> Iterator[None]:
             loop.remove_signal_handler(number)
 
 
-def print_summary(items: list[Any]) -> None:
-    """A table of how the batch went (to stderr, so stdout stays for results)."""
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="rembg-async remove")
-    for column in ("made", "skipped", "failed"):
-        table.add_column(column, justify="right")
-    made = sum(1 for item in items if item.ok and not item.skipped)
-    skipped = sum(1 for item in items if item.skipped)
-    table.add_row(str(made), str(skipped), str(len(items) - made - skipped))
-    Console(stderr=True).print(table)
-
-
-def run_usage_command(args: argparse.Namespace) -> int:
-    """``rembg-async usage``: the plan, credits, usage and (with --cycles) billing cycles."""
+def print_summary(items: list[Any], *, elapsed: float | None = None, outputs: str = "") -> None:
+    """A table of how the batch went: counts, time, rate and credits; then where the outputs
+    are (to stderr, so stdout stays for results)."""
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
-    from ._exceptions import RembgError
-
-    with _server_for(args) as (base_url, api_key):
-
-        async def fetch() -> tuple[Any, list[Any]]:
-            async with AsyncRembg(api_key, base_url=base_url) as client:
-                usage = await client.membership_usage(billing_cycle=True)
-                cycles = await client.billing_cycles() if args.cycles else []
-                return usage, cycles
-
-        try:
-            usage, cycles = asyncio.run(fetch())
-        except RembgError as error:
-            print(f"rembg-async usage: {error}", file=sys.stderr)
-            return 1
-    console = Console()
-    console.print(f"membership: [bold]{escape(usage.membership)}[/bold]")  # the server's text
-    console.print(f"credits: {usage.credits} included, {usage.prepaid_credits} prepaid")
-    console.print(f"this month: {usage.api_usage} by API, {usage.app_usage} in the web app")
-    if usage.billing_cycle is not None:
-        cycle = usage.billing_cycle
-        console.print(
-            f"this cycle ({cycle.period_start:%Y-%m-%d} to {cycle.period_end:%Y-%m-%d}): "
-            f"{cycle.used_included_credits} used, {cycle.remaining_included_credits} left"
-        )
-    if cycles:
-        table = Table(title="billing cycles")
-        for column in ("start", "end", "api", "app"):
-            table.add_column(column)
-        for entry in cycles:
-            table.add_row(
-                f"{entry.period_start:%Y-%m-%d}", f"{entry.period_end:%Y-%m-%d}",
-                str(entry.api_usage), str(entry.app_usage),
-            )  # fmt: skip
-        console.print(table)
-    return 0
+    table = Table(title="rembg-async remove")
+    for column in ("made", "skipped", "failed", "time", "rate", "credits"):
+        table.add_column(column, justify="right")
+    made = sum(1 for item in items if item.ok and not item.skipped)
+    skipped = sum(1 for item in items if item.skipped)
+    elapsed = elapsed or 0.0
+    rate = f"{made / elapsed:.2f}/s" if made and elapsed > 0 else "-"
+    credits = sum(item.credits for item in items)  # what the server was asked to charge
+    table.add_row(str(made), str(skipped), str(len(items) - made - skipped),
+                  f"{elapsed:.1f} s", rate, str(credits))  # fmt: skip
+    console = Console(stderr=True)
+    console.print(table)
+    if outputs and made:
+        console.print(f"outputs in {escape(outputs)}", highlight=False)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``rembg-async`` command."""
+    """Entry point of the ``rembg-async`` command: 130 on a Ctrl-C that nothing else took,
+    141 when the reader of the output went away (``| head``), and never a traceback for either."""
     args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except KeyboardInterrupt:  # while starting up or importing: nothing was sent
+        return 130
+    except BrokenPipeError:
+        # As ``find | head`` does: stop quietly; stdout goes to /dev/null so that the
+        # interpreter's final flush does not complain about the pipe a second time.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE if hasattr(signal, "SIGPIPE") else 1
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "serve":
         return run_serve(args)
     if args.command == "usage":
+        from ._cli_usage import run_usage_command
+
         return run_usage_command(args)
     if args.command == "remove":
         return run_remove_command(args)

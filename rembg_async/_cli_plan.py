@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path, PurePath
 from typing import Any
 
+from ._batch_items import failed_inputs
 from ._cli_remove import batch_arguments
 from ._client import AsyncRembg
 from ._contract import ALLOWED_EXTENSIONS
@@ -26,16 +27,33 @@ def expand_inputs(
     or their path under ``root``); folders as every image inside them (recursively), relative
     to the folder; globs expanded, relative to the folder before the first wildcard. Nothing
     under ``exclude`` (the output folder) is taken. Listed up front: clashes are refused, and
-    a dry run can count, before anything is sent.
+    a dry run can count, before anything is sent. A folder or glob that names no input
+    raises :class:`NothingMatchedError`.
     """
     found: dict[str, PurePath] = {}
+    empty = []
     for pattern in patterns:
+        matched = False
         for path, base in _expand(pattern):
             if exclude is not None and _is_under(path, exclude):
                 continue
             relative = _relative(path, root if root is not None else base)
             found.setdefault(str(path), relative)
+            matched = True
+        if not matched:
+            empty.append(pattern)
+    if empty:
+        raise NothingMatchedError(empty)
     return found
+
+
+class NothingMatchedError(ValueError):
+    """Folders or globs that name no image (a typo, most often): refused before anything runs."""
+
+    def __init__(self, patterns: list[str]) -> None:
+        self.patterns = patterns
+        named = ", ".join(repr(pattern) for pattern in patterns)
+        super().__init__(f"no image matches {named}")
 
 
 def _expand(pattern: str) -> Iterator[tuple[Path, Path]]:
@@ -140,3 +158,29 @@ async def _credits_left(client: AsyncRembg) -> str:
         f"{included + usage.prepaid_credits} ({included} included in this cycle, "
         f"{usage.prepaid_credits} prepaid; plan {usage.membership})"
     )
+
+
+def inputs_of(args: argparse.Namespace) -> dict[str, PurePath]:
+    """The inputs of ``remove``: its INPUTs; with ``--retry-failed MANIFEST`` only those that
+    failed in it, placed under ``-o`` as the INPUTs place them (by name, or under ``--root``,
+    when no INPUT names them). ValueError says what is wrong."""
+    exclude = None if args.base64 else args.output_dir
+    listed = expand_inputs(args.inputs, root=args.root, exclude=exclude) if args.inputs else {}
+    if args.retry_failed is None:
+        return listed
+    try:
+        failed = failed_inputs(args.retry_failed)
+    except (OSError, ValueError, KeyError) as error:  # missing, unreadable, not a manifest
+        raise ValueError(f"cannot read the manifest {str(args.retry_failed)!r}: {error}") from None
+    placed = {name: listed[name] for name in failed if name in listed}
+    rest = [name for name in failed if name not in listed]
+    for name, relative in expand_inputs(rest, root=args.root).items():
+        placed.setdefault(name, relative)
+    return placed
+
+
+def check_manifest(path: Path | None) -> None:
+    """Refuse a manifest that cannot be written before anything is sent (OSError)."""
+    if path is not None:
+        with open(path, "a", encoding="utf-8"):
+            pass

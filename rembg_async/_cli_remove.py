@@ -14,6 +14,7 @@ from typing import Any, Protocol, TextIO
 from ._adapters import rich_progress
 from ._batch import BatchRun
 from ._batch_items import BatchItem
+from ._cli_args import whole
 from ._client import AsyncRembg
 from ._options import RemoveOptions
 from ._progress import ProgressEvent
@@ -24,7 +25,14 @@ from ._threads import run_to_completion
 
 def add_remove_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``remove``."""
-    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or globs")
+    parser.add_argument("inputs", nargs="*", metavar="INPUT", help="image files, folders or globs")
+    parser.add_argument(
+        "--retry-failed",
+        type=Path,
+        metavar="MANIFEST",
+        help="run again only the inputs whose latest line in this manifest failed (placed "
+        "as the INPUTs given place them; outcomes are appended to it)",
+    )
     parser.add_argument(
         "-o",
         "--output-dir",
@@ -43,10 +51,10 @@ def add_remove_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-expand", action="store_true", help="do not grow the canvas when rotating"
     )
     parser.add_argument(
-        "--concurrency", type=int, default=8, help="images at once (default: %(default)s)"
+        "--concurrency", type=whole(1), default=8, help="images at once (default: %(default)s)"
     )
     parser.add_argument(
-        "--retries", type=int, default=2, help="retries per image (default: %(default)s)"
+        "--retries", type=whole(0), default=2, help="retries per image (default: %(default)s)"
     )
     parser.add_argument(
         "--base64", action="store_true", help="print data URLs instead of writing files"
@@ -75,9 +83,12 @@ def add_remove_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--max-credits",
-        type=int,
+        type=whole(0),
         metavar="N",
         help="never start an image that could take this run's spend past N credits",
+    )
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="print only failures and the data URLs"
     )
     parser.add_argument(
         "--dry-run",
@@ -111,21 +122,27 @@ class Reporter(Protocol):
 class PlainReporter:
     """One line per finished item, for logs and pipes (to stderr when stdout carries results)."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, *, quiet: bool = False, paths: bool = True) -> None:
         self._stream = stream
+        self._quiet = quiet  # only failures, on stderr
+        self._paths = paths  # False with --base64: the result's file is gone by now
 
     def item_progress(self, index: int, value: Any, event: ProgressEvent) -> None:
         """Plain output shows no transfer progress."""
 
     def item_done(self, item: BatchItem) -> None:
         """A line saying how the item ended."""
+        if self._quiet:
+            if item.error is not None:
+                print(f"failed  {item.input}: {item.error}", file=sys.stderr, flush=True)
+            return
         if item.error is not None:
             line = f"failed  {item.input}: {item.error}"
         elif item.skipped:
             line = f"skipped {item.input} (done: {item.output_path})"
         else:
             line = f"ok      {item.input}" + (
-                "" if item.result is None else f" -> {item.output_path}"
+                "" if item.result is None or not self._paths else f" -> {item.output_path}"
             )
         print(line, file=self._stream, flush=True)
 
@@ -146,12 +163,10 @@ class RichReporter:
     def __init__(self, total: int | None) -> None:
         from rich.progress import (
             BarColumn,
-            DownloadColumn,
             MofNCompleteColumn,
             Progress,
             TextColumn,
             TimeRemainingColumn,
-            TransferSpeedColumn,
         )
 
         self.progress = Progress(
@@ -160,8 +175,13 @@ class RichReporter:
             MofNCompleteColumn(),
             TimeRemainingColumn(),
         )
+        # Bytes and speed come from our own events (``transfer_text``): after the upload, the
+        # bar pulses and says "processing" until the answer starts, rather than sitting full
+        # with the upload's last speed frozen on it.
         self.files = Progress(
-            TextColumn("  {task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn()
+            TextColumn("  {task.description}"),
+            BarColumn(bar_width=FILE_BAR_WIDTH),
+            TextColumn("{task.fields[transfer]}"),
         )
         self.overall = self.progress.add_task("images", total=total)
         self._tasks: dict[int, Any] = {}
@@ -176,15 +196,21 @@ class RichReporter:
             yield
 
     def item_progress(self, index: int, value: Any, event: ProgressEvent) -> None:
-        """Move the image's bar (uploads, then downloads, each to its own total)."""
+        """Move the image's bar: the upload, "processing" until the answer starts, then the
+        download, each to its own total; the name shortened so that the line fits."""
         if index not in self._tasks:
-            self._tasks[index] = self.files.add_task("", total=None)
+            self._tasks[index] = self.files.add_task("", total=None, transfer="")
         from rich.markup import escape  # a file may be named "[bold].png"
 
+        width = self.files.console.width - FILE_LINE_OTHER_COLUMNS
+        name = escape(shorten(Path(str(value)).name, max(width, 12)))
+        task = self._tasks[index]
+        if event.upload and event.total is not None and event.loaded >= event.total:
+            self.files.reset(task, total=None, description=f"… {name}", transfer="processing")
+            return
         arrow = "↑" if event.upload else "↓"
-        name = escape(Path(str(value)).name)
-        self.files.update(self._tasks[index], description=f"{arrow} {name}")
-        rich_progress(self.files, self._tasks[index])(event)
+        self.files.update(task, description=f"{arrow} {name}", transfer=transfer_text(event))
+        rich_progress(self.files, task)(event)
 
     def item_done(self, item: BatchItem) -> None:
         """Drop the image's bar and advance the batch's."""
@@ -204,6 +230,37 @@ class RichReporter:
         self.progress.update(
             self.overall, description=f"finishing {in_flight} (Ctrl-C again cancels)"
         )
+
+
+#: The per-image bar's width, and what its line holds besides the name (indent, arrow, bar,
+#: bytes and speed, gaps), so that a line fits the terminal (80 columns: names up to 26).
+FILE_BAR_WIDTH = 20
+FILE_LINE_OTHER_COLUMNS = 54
+
+
+def shorten(name: str, width: int) -> str:
+    """``name`` in at most ``width`` characters: its middle elided, its extension kept."""
+    if len(name) <= width:
+        return name
+    head = (width - 1) // 2
+    return f"{name[:head]}…{name[len(name) - (width - 1 - head) :]}"
+
+
+def transfer_text(event: ProgressEvent) -> str:
+    """What moved, of how much, and how fast, each when known: ``1.2/4.0 MB 3.1 MB/s``."""
+    from rich.filesize import decimal
+
+    done = decimal(event.loaded) if event.total is None else _of(event.loaded, event.total)
+    return done if event.rate is None else f"{done} {decimal(int(event.rate))}/s"
+
+
+def _of(loaded: int, total: int) -> str:
+    from rich.filesize import decimal, pick_unit_and_suffix
+
+    unit, _ = pick_unit_and_suffix(total, ["bytes", "kB", "MB", "GB", "TB"], 1000)
+    if unit == 1:
+        return f"{loaded}/{total} bytes"
+    return f"{loaded / unit:.1f}/{decimal(total)}"
 
 
 class Interrupts:
@@ -251,8 +308,10 @@ async def run_remove(
     interrupts: Interrupts,
 ) -> None:
     """Run the batch, appending each item to ``items`` (base64 results are printed)."""
-    plain = PlainReporter(sys.stderr if args.base64 else sys.stdout)
-    reporter: Any = RichReporter(len(inputs)) if sys.stdout.isatty() else plain
+    stream = sys.stderr if args.base64 else sys.stdout
+    plain = PlainReporter(stream, quiet=args.quiet, paths=not args.base64)
+    bars = sys.stdout.isatty() and not args.quiet
+    reporter: Any = RichReporter(len(inputs)) if bars else plain
     live = reporter.live() if isinstance(reporter, RichReporter) else contextlib.nullcontext()
     with live:
         async for item in _batch(client, inputs, args, options, reporter, interrupts):

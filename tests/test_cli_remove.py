@@ -19,6 +19,7 @@ IMAGES = ROOT / "examples" / "images"
 # Every image under it, the photos in its photos/ folder included (a folder is recursive).
 IMAGE_COUNT = sum(1 for path in IMAGES.rglob("*") if path.suffix in {".jpg", ".png"})
 COMMAND = [sys.executable, "-m", "rembg_async"]
+IMAGE_NAMES = tuple(path.name for path in IMAGES.rglob("*") if path.suffix in {".jpg", ".png"})
 
 
 def run(
@@ -90,7 +91,8 @@ def test_terminal_shows_live_bars_and_a_summary(tmp_path: Path) -> None:
     assert code == 0, screen
     assert "images" in screen
     assert f"{IMAGE_COUNT}/{IMAGE_COUNT}" in screen
-    assert "kB" in screen  # a per-file bar with its bytes
+    # a per-file bar: uploading (↑), processing (…) or downloading (↓), with the image's name
+    assert any(f"{state} {name}" in screen for state in "↑…↓" for name in IMAGE_NAMES)
     assert "made" in screen
 
 

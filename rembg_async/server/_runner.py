@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
@@ -22,12 +23,18 @@ T = TypeVar("T")
 LINGERING_SECONDS: Final = 2.0
 
 
-def make_runner(app: web.Application, *, shutdown_timeout: float = 10.0) -> web.AppRunner:
-    """An :class:`aiohttp.web.AppRunner` with the settings the local server wants."""
+def make_runner(
+    app: web.Application,
+    *,
+    shutdown_timeout: float = 10.0,
+    access_log: logging.Logger | None = None,
+) -> web.AppRunner:
+    """An ``aiohttp.web.AppRunner`` with the settings the local server wants (requests are
+    logged to ``access_log`` when one is given)."""
     return web.AppRunner(
         app,
         handle_signals=False,
-        access_log=None,
+        access_log=access_log,
         lingering_time=LINGERING_SECONDS,
         shutdown_timeout=shutdown_timeout,
     )
@@ -46,9 +53,11 @@ async def serve(
     host: str = "127.0.0.1",
     port: int = 7000,
     on_ready: Callable[[str], None] = print,
+    access_log: logging.Logger | None = None,
 ) -> None:
-    """Serve until cancelled; ``on_ready`` is given the URL once the port is open."""
-    runner = make_runner(create_app(config))
+    """Serve until cancelled; ``on_ready`` is given the URL once the port is open; each
+    request is logged to ``access_log`` (aiohttp's format) when one is given."""
+    runner = make_runner(create_app(config), access_log=access_log)
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port).start()
