@@ -18,6 +18,7 @@ from ._exceptions import (
     RembgError,
     ServerError,
 )
+from ._limits import AdaptiveLimiter, Limiter, RateLimitState
 from ._options import RemoveOptions
 from ._progress import ProgressEvent
 from ._results import Base64Image, ImageFile
@@ -31,6 +32,7 @@ __all__ = [
     "APIResponseError",
     "APIStatusError",
     "APITimeoutError",
+    "AdaptiveLimiter",
     "AsyncRembg",
     "AuthenticationError",
     "BadRequestError",
@@ -42,11 +44,13 @@ __all__ = [
     "BillingCycleSummary",
     "ImageFile",
     "InvalidInputError",
+    "Limiter",
     "MembershipUsage",
     "PaymentRequiredError",
     "PermissionDeniedError",
     "ProgressEvent",
     "RateLimitError",
+    "RateLimitState",
     "RembgError",
     "RemoveOptions",
     "RetryPolicy",

@@ -191,17 +191,20 @@ def run_remove_command(args: argparse.Namespace) -> int:
         return 2
     with _server_for(args) as (base_url, api_key):
 
-        async def run() -> list[Any]:
-            async with AsyncRembg(api_key, base_url=base_url, retry=retry_policy(args)) as client:
-                return await run_remove(client, args, options)
+        async def run() -> tuple[list[Any], Any]:
+            async with AsyncRembg(
+                api_key, base_url=base_url, retry=retry_policy(args), requests_per_second=args.rps
+            ) as client:
+                return await run_remove(client, args, options), client.rate_limit
 
-        items = asyncio.run(run())
-    print_summary(items)
+        items, rate_limit = asyncio.run(run())
+    print_summary(items, rate_limit)
     return 0 if all(item.ok for item in items) else 1
 
 
-def print_summary(items: list[Any]) -> None:
-    """A table of how the batch went (to stderr, so stdout stays for results)."""
+def print_summary(items: list[Any], rate_limit: Any = None) -> None:
+    """A table of how the batch went (to stderr, so stdout stays for results); with the
+    limiter's state, the rate it ended at and the 429s it met."""
     from rich.console import Console
     from rich.table import Table
 
@@ -210,7 +213,13 @@ def print_summary(items: list[Any]) -> None:
         table.add_column(column, justify="right")
     made = sum(1 for item in items if item.ok and not item.skipped)
     skipped = sum(1 for item in items if item.skipped)
-    table.add_row(str(made), str(skipped), str(len(items) - made - skipped))
+    row = [str(made), str(skipped), str(len(items) - made - skipped)]
+    if rate_limit is not None:
+        table.add_column("rate", justify="right")
+        table.add_column("429s", justify="right")
+        rate = "unpaced" if rate_limit.rate is None else f"{rate_limit.rate:.3g}/s"
+        row += [f"{rate} ({rate_limit.source})", str(rate_limit.throttled)]
+    table.add_row(*row)
     Console(stderr=True).print(table)
 
 

@@ -8,7 +8,7 @@ import contextlib
 import glob
 import os
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
@@ -16,6 +16,7 @@ from ._adapters import rich_progress
 from ._batch import BatchItem
 from ._client import AsyncRembg
 from ._contract import ALLOWED_EXTENSIONS
+from ._limits import RateLimitState
 from ._options import RemoveOptions
 from ._progress import ProgressEvent
 from ._results import ImageFile
@@ -48,6 +49,11 @@ def add_remove_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--retries", type=int, default=2, help="retries per image (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--rps",
+        type=float,
+        help="requests per second, fixed (default: learn the API's rate limit as it goes)",
     )
     parser.add_argument(
         "--base64", action="store_true", help="print data URLs instead of writing files"
@@ -126,7 +132,9 @@ class PlainReporter:
 class RichReporter:
     """Live bars: the whole batch, and each image in flight with its bytes and speed."""
 
-    def __init__(self, total: int | None) -> None:
+    def __init__(
+        self, total: int | None, rate_limit: Callable[[], RateLimitState] | None = None
+    ) -> None:
         from rich.progress import (
             BarColumn,
             DownloadColumn,
@@ -148,6 +156,7 @@ class RichReporter:
         )
         self.overall = self.progress.add_task("images", total=total)
         self._tasks: dict[int, Any] = {}
+        self._rate_limit = rate_limit
 
     @contextlib.contextmanager
     def live(self) -> Iterator[None]:
@@ -172,6 +181,9 @@ class RichReporter:
         if task is not None:
             self.files.remove_task(task)
         self.progress.advance(self.overall)
+        if self._rate_limit is not None:
+            description = f"images [dim]{describe_rate(self._rate_limit())}[/dim]"
+            self.progress.update(self.overall, description=description)
         if item.error is not None:
             self.progress.console.print(f"[red]failed[/red] {item.input}: {item.error}")
 
@@ -184,7 +196,8 @@ async def run_remove(
     inputs = list(expand_inputs(args.inputs)) if sys.stdout.isatty() else expand_inputs(args.inputs)
     total = len(inputs) if isinstance(inputs, list) else None
     plain = PlainReporter(sys.stderr if args.base64 else sys.stdout)
-    reporter: Any = RichReporter(total) if sys.stdout.isatty() else plain
+    rate_limit = lambda: client.rate_limit  # noqa: E731
+    reporter: Any = RichReporter(total, rate_limit) if sys.stdout.isatty() else plain
     live = reporter.live() if isinstance(reporter, RichReporter) else contextlib.nullcontext()
     items: list[BatchItem] = []
     with live:
@@ -237,6 +250,13 @@ async def _as_data_url(item: BatchItem) -> str:
     finally:
         await result.cleanup()
     return f"data:{result.content_type};base64,{encoded}"
+
+
+def describe_rate(state: RateLimitState) -> str:
+    """The rate in force and the 429s seen, in a few words: ``8.5/s learned, 3× 429``."""
+    rate = "unpaced" if state.rate is None else f"{state.rate:.3g}/s"
+    source = "" if state.source == "none" else f" {state.source}"
+    return f"{rate}{source}, {state.throttled}× 429"
 
 
 def retry_policy(args: argparse.Namespace) -> RetryPolicy:

@@ -27,7 +27,7 @@ from ._exceptions import (
     error_from_transport,
 )
 from ._inputs import ImageInput, Source, open_source
-from ._limiter import RateLimiter
+from ._limits import AdaptiveLimiter, Answer, Limiter, Outcome, RateLimitState, limited
 from ._options import RemoveOptions, options_from_mapping
 from ._progress import DEFAULT_INTERVAL, ProgressCallback, ProgressTracker
 from ._results import Base64Image, ImageFile, discard_temporary
@@ -76,7 +76,11 @@ class AsyncRembg(AsyncClosing):
 
     Failures worth it are retried (``max_retries``, or a whole :class:`RetryPolicy` as
     ``retry``); ``timeout`` is a :class:`Timeout`; both can be overridden per call.
-    ``requests_per_second`` and ``max_concurrency`` limit every call of this client together.
+    Every call of the client shares one :class:`Limiter`: by default an
+    :class:`AdaptiveLimiter` that learns the API's short-term rate limit from its answers
+    (``client.rate_limit`` shows it); ``requests_per_second`` fixes the rate instead,
+    ``adaptive_rate_limit=False`` turns learning off, ``max_concurrency`` caps the requests in
+    flight; ``limiter`` passes one of your own (shared by several clients, say).
     """
 
     def __init__(
@@ -90,6 +94,8 @@ class AsyncRembg(AsyncClosing):
         retry: RetryPolicy | None = None,
         requests_per_second: float | None = None,
         max_concurrency: int | None = None,
+        adaptive_rate_limit: bool = True,
+        limiter: Limiter | None = None,
         session: aiohttp.ClientSession | None = None,
         progress_interval: float = DEFAULT_INTERVAL,
         allow_insecure_http: bool = False,
@@ -106,8 +112,11 @@ class AsyncRembg(AsyncClosing):
         )
         self._timeout = timeout  # None: the session's own (ours: Timeout()'s defaults)
         self._retry = retry or RetryPolicy(max_retries=max_retries)
-        self._limiter = RateLimiter(
-            requests_per_second=requests_per_second, max_concurrency=max_concurrency
+        if limiter is not None and (requests_per_second or max_concurrency):
+            raise ValueError("pass requests_per_second and max_concurrency to your limiter")
+        self._owns_limiter = limiter is None
+        self._limiter = limiter or _own_limiter(
+            requests_per_second, max_concurrency, adaptive_rate_limit, self._retry.max_retry_after
         )
         self._session = session
         self._progress_interval = progress_interval
@@ -126,10 +135,17 @@ class AsyncRembg(AsyncClosing):
     async def _close_on_exit(self) -> None:
         await self.aclose()
 
+    @property
+    def rate_limit(self) -> RateLimitState:
+        """The limiter's state: the rate in force (learned or set) and the 429s seen."""
+        return self._limiter.state
+
     async def aclose(self) -> None:
-        """Close the client (and its session, if it made it). Safe to call twice."""
+        """Close the client (and its session and limiter, if it made them). Safe to call twice."""
         if self._state is _State.OPENED and self._owns_session and self._session is not None:
             await self._session.close()
+        if self._state is _State.OPENED and self._owns_limiter:
+            await self._limiter.aclose()
         self._state = _State.CLOSED
 
     def __del__(self) -> None:
@@ -218,7 +234,7 @@ class AsyncRembg(AsyncClosing):
         upload = self._tracker(call.on_upload, form.size, attempt, upload=True)
         result: ImageFile | Base64Image | None = None
         try:
-            async with self._limiter.slot():
+            async with limited(self._limiter) as outcome:
                 with _transport_errors(self._rmbg_url):
                     async with session.post(
                         self._rmbg_url,
@@ -227,7 +243,7 @@ class AsyncRembg(AsyncClosing):
                         allow_redirects=False,
                         **_timeout_argument(call.timeout),
                     ) as response:
-                        await self._raise_for_status(response)
+                        await self._raise_for_status(response, outcome)
                         download = self._tracker(
                             call.on_download, body_length(response), attempt, upload=False
                         )
@@ -314,7 +330,8 @@ class AsyncRembg(AsyncClosing):
     async def _get_usage_once(self, params: dict[str, str]) -> dict[str, Any]:
         session = self._open()
         url = self._account_url / "api" / "membership-usage"
-        async with self._limiter.slot():
+        # Usage answers come from the account host: they teach nothing of /rmbg's rate.
+        async with limited(self._limiter):
             with _transport_errors(url):
                 async with session.get(
                     url,
@@ -332,15 +349,34 @@ class AsyncRembg(AsyncClosing):
             raise APIResponseError("the usage answer is not a JSON object")
         return body
 
-    async def _raise_for_status(self, response: aiohttp.ClientResponse) -> None:
+    async def _raise_for_status(
+        self, response: aiohttp.ClientResponse, outcome: Outcome | None = None
+    ) -> None:
         if response.status == 200:
+            if outcome is not None:
+                outcome.answer = Answer(status=200, headers=response.headers)
             return
         body = await response.content.read(MAX_ERROR_BODY)
         error = error_from_response(response.status, body, response.headers)
-        wait = error.retry_after if isinstance(error, RateLimitError) else None
-        if wait is not None and wait <= self._retry.max_retry_after:
-            self._limiter.hold_off(wait)  # every call of this client waits, not only this one
+        if outcome is not None:
+            # The limiter slows down on a short-term 429 and holds off as it sees fit.
+            throttled = isinstance(error, RateLimitError) and self._retry.is_retryable(error)
+            outcome.answer = Answer(status=error.status, headers=error.headers, throttled=throttled)
         raise error
+
+
+def _own_limiter(
+    requests_per_second: float | None,
+    max_concurrency: int | None,
+    adaptive: bool,
+    max_hold: float,
+) -> AdaptiveLimiter:
+    return AdaptiveLimiter(
+        requests_per_second=requests_per_second,
+        max_concurrency=max_concurrency,
+        adaptive=adaptive,
+        max_hold=max_hold,
+    )
 
 
 def _timeout_argument(timeout: Timeout | None) -> dict[str, aiohttp.ClientTimeout]:
