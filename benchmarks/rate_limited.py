@@ -180,18 +180,21 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--clients", default="library,cli")
     parser.add_argument("--old", default=None, help="today's code (default: merge-base with main)")
+    parser.add_argument("--old-path", type=Path, help="today's code, already unpacked there")
     parser.add_argument("--only-new", action="store_true")
     args = parser.parse_args()
     scenarios = [Scenario(int(rate)) for rate in args.rates.split(",") if rate]
     if args.double:
         scenarios.append(Scenario(args.double, double_at=args.seconds / 2))
-    old = args.old or subprocess.run(
-        ["git", "-C", str(ROOT), "merge-base", "HEAD", "main"],
-        check=True, capture_output=True, text=True,
-    ).stdout.strip()  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         codes = {"new": ROOT}
-        if not args.only_new:
+        if args.old_path:
+            codes["old"] = args.old_path
+        elif not args.only_new:
+            old = args.old or subprocess.run(
+                ["git", "-C", str(ROOT), "merge-base", "HEAD", "main"],
+                check=True, capture_output=True, text=True,
+            ).stdout.strip()  # fmt: skip
             codes[f"old ({old[:7]})"] = unpack(old, Path(tmp) / "old")
         results: dict[tuple[str, str, str], list[Outcome]] = {}
         for run in range(args.runs):
