@@ -14,6 +14,7 @@ DOCUMENTED = {
     "PaymentRequiredError", "PermissionDeniedError", "ProgressEvent", "RateLimitError",
     "RembgError", "RemoveOptions", "RetryPolicy", "ServerError", "Timeout", "__version__",
     "failed_inputs", "rembg", "rich_progress", "tqdm_progress",
+    "AdaptiveLimiter", "Limiter", "RateLimitState",
 }  # fmt: skip
 
 

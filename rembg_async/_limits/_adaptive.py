@@ -203,7 +203,7 @@ class AdaptiveLimiter:
         # cut alone is enough, and far cheaper than everyone idling for a rounded-up second.
         control = self._control
         everyone = control.epoch == 0 or now - control.cut_at < last_wait
-        if control.throttle(now, permit.epoch) and everyone and wait is not None:
+        if control.throttle(now, permit.epoch, permit.started_at) and everyone and wait is not None:
             self._hold(now, wait)
 
     def _log_change(self, now: float) -> None:

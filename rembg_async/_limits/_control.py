@@ -31,6 +31,9 @@ BETA: Final = 0.85
 RECOVERY_SECONDS: Final = 3.0
 #: ...and at least the time of this many requests at the ceiling (bounds the 429 share).
 RECOVERY_REQUESTS: Final = 40.0
+#: A request sent less than this after a cut cannot cause another: the server's window (a
+#: second, or more) still holds what was sent before the cut (TCP cuts once per round trip).
+WINDOW: Final = 1.0
 #: Never slower than one request per this many seconds.
 MIN_RATE: Final = 1 / 30
 #: Above the ceiling the probe climbs this many times faster than the way back (so a raised
@@ -129,14 +132,16 @@ class RateController:
             return count / (elapsed + 1.0)
         return count / span
 
-    def throttle(self, now: float, epoch: int) -> bool:
-        """A short-term 429 to a request sent in ``epoch``: cut the rate if it is news.
-
-        Returns whether it was (a request sent before the last cut tells nothing new).
+    def throttle(self, now: float, epoch: int, sent_at: float | None = None) -> bool:
+        """A short-term 429 to a request sent at ``sent_at`` in ``epoch``: cut the rate if it
+        is news. Returns whether it was (a request sent before the last cut, or within a
+        window after it, tells nothing new).
         """
         self.answered += 1
         self.throttled += 1
         if not self.learning or epoch != self.epoch:
+            return False
+        if self.epoch and sent_at is not None and sent_at < self.cut_at + WINDOW:
             return False
         # The limit lies between what the server accepted lately (a floor: we may have sent
         # little more) and the rate that overflowed (a ceiling, when paced): take the middle.
