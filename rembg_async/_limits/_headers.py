@@ -78,12 +78,13 @@ def _policy_rate(value: str | None) -> float | None:
 
 def _exhausted_for(fields: Mapping[str, str], now: float | None) -> float | None:
     """Seconds until a spent quota resets, from whichever form of the fields was sent."""
+    items = _items(fields.get("ratelimit", ""))
+    if not any(head for head, _ in items):  # draft-07: one item's parameters, comma-separated
+        items = [("", {key: value for _, params in items for key, value in params.items()})]
     waits = []
-    for head, params in _items(fields.get("ratelimit", "")):
+    for _, params in items:
         remaining = _number(params.get("r", params.get("remaining")))
-        reset = _number(params.get("t", params.get("reset")))
-        if head or params:
-            waits.append((remaining, reset))
+        waits.append((remaining, _number(params.get("t", params.get("reset")))))
     for prefix in ("ratelimit-", "x-ratelimit-"):
         remaining = _number(fields.get(prefix + "remaining"))
         waits.append((remaining, _reset_seconds(fields.get(prefix + "reset"), now)))
