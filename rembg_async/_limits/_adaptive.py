@@ -203,7 +203,9 @@ class AdaptiveLimiter:
         # cut alone is enough, and far cheaper than everyone idling for a rounded-up second.
         control = self._control
         everyone = control.epoch == 0 or now - control.cut_at < last_wait
-        if control.throttle(now, permit.epoch, permit.started_at) and everyone and wait is not None:
+        cut = control.throttle(now, permit.epoch, permit.started_at)
+        # Not learning (a fixed rate, or adaptation off): every 429's wait holds for everyone.
+        if wait is not None and (not control.learning or (cut and everyone)):
             self._hold(now, wait)
 
     def _log_change(self, now: float) -> None:
