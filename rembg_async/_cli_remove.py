@@ -52,7 +52,7 @@ def add_remove_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--rps",
-        type=float,
+        type=_positive,
         help="requests per second, fixed (default: learn the API's rate limit as it goes)",
     )
     parser.add_argument(
@@ -64,6 +64,13 @@ def add_remove_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--manifest", type=Path, help="append one JSON line per outcome to this file"
     )
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
+    return value
 
 
 def options_from(args: argparse.Namespace) -> RemoveOptions:
