@@ -20,6 +20,7 @@ from ._exceptions import (
     RembgError,
     ServerError,
 )
+from ._limits import AdaptiveLimiter, Limiter, RateLimitState
 from ._options import RemoveOptions
 from ._progress import ProgressEvent
 from ._results import Base64Image, ImageFile
@@ -33,6 +34,7 @@ __all__ = [
     "APIResponseError",
     "APIStatusError",
     "APITimeoutError",
+    "AdaptiveLimiter",
     "AsyncRembg",
     "AuthenticationError",
     "BadRequestError",
@@ -46,12 +48,14 @@ __all__ = [
     "CreditBudget",
     "ImageFile",
     "InvalidInputError",
+    "Limiter",
     "LocalCreditBudget",
     "MembershipUsage",
     "PaymentRequiredError",
     "PermissionDeniedError",
     "ProgressEvent",
     "RateLimitError",
+    "RateLimitState",
     "RembgError",
     "RemoveOptions",
     "RetryPolicy",

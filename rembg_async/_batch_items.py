@@ -142,8 +142,12 @@ class ChargeAwareRetry(RetryPolicy):
     wire: Wire
 
     def delay(self, error: RembgError, attempt: int) -> float | None:
-        """As the base policy, but never after an attempt that may have been charged."""
-        if self.wire.may_be_charged(attempt, error):
+        """As the base policy, but never after an attempt that may have been charged.
+
+        ``attempt`` counts failures only (short-term 429s wait apart); the attempt that failed
+        is ``error.attempts``.
+        """
+        if self.wire.may_be_charged(error.attempts, error):
             return None
         return super().delay(error, attempt)
 

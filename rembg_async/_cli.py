@@ -269,6 +269,7 @@ def client_for(args: argparse.Namespace, base_url: str | None, api_key: str | No
         timeout=args.timeout,
         allow_insecure_http=args.allow_insecure_http,
         retry=retry_policy(args) if hasattr(args, "retries") else None,
+        requests_per_second=getattr(args, "rps", None),
     )
 
 
@@ -309,8 +310,9 @@ def run_remove_command(args: argparse.Namespace) -> int:
     with _server_for(args) as (base_url, api_key):
         started = time.monotonic()  # the batch's time, not the embedded server's start
         items: list[Any] = []
+        limits: list[Any] = []  # the limiter's state at the end: the learned rate, the 429s
         try:
-            code = _run_until_signalled(args, base_url, api_key, options, inputs, items)
+            code = _run_until_signalled(args, base_url, api_key, options, inputs, items, limits)
         except ValueError as error:  # two inputs, one output: refused before anything is sent
             print(f"rembg-async remove: {error}", file=sys.stderr)
             return 2
@@ -318,7 +320,10 @@ def run_remove_command(args: argparse.Namespace) -> int:
         return code or 0
     if not args.quiet:
         where = "standard output" if args.base64 else str(args.output_dir)
-        print_summary(items, elapsed=time.monotonic() - started, outputs=where)
+        elapsed = time.monotonic() - started
+        print_summary(
+            items, elapsed=elapsed, outputs=where, rate_limit=limits[0] if limits else None
+        )
     return code or (0 if all(item.ok for item in items) else 1)
 
 
@@ -329,6 +334,7 @@ def _run_until_signalled(
     options: Any,
     inputs: Any,
     items: list[Any],
+    limits: list[Any],
 ) -> int | None:
     """Run the batch (or the dry run); the exit code a signal asks for, if one came."""
     from ._cli_plan import dry_run
@@ -341,7 +347,10 @@ def _run_until_signalled(
                 async with client_for(args, base_url, api_key) as client:
                     if args.dry_run:
                         return await dry_run(client, args, options, inputs)
-                    await run_remove(client, args, options, inputs, items, interrupts)
+                    try:
+                        await run_remove(client, args, options, inputs, items, interrupts)
+                    finally:
+                        limits.append(client.rate_limit)
             except asyncio.CancelledError:
                 if interrupts.signal is None:
                     raise
@@ -370,9 +379,16 @@ def _signals_to(interrupts: Any) -> Iterator[None]:
             loop.remove_signal_handler(number)
 
 
-def print_summary(items: list[Any], *, elapsed: float | None = None, outputs: str = "") -> None:
-    """A table of how the batch went: counts, time, rate and credits; then where the outputs
-    are (to stderr, so stdout stays for results)."""
+def print_summary(
+    items: list[Any],
+    *,
+    elapsed: float | None = None,
+    outputs: str = "",
+    rate_limit: Any = None,
+) -> None:
+    """A table of how the batch went: counts, time, rate and credits, with the limiter's state
+    the rate it ended at and the 429s it met; then where the outputs are (to stderr, so stdout
+    stays for results)."""
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
@@ -385,8 +401,14 @@ def print_summary(items: list[Any], *, elapsed: float | None = None, outputs: st
     elapsed = elapsed or 0.0
     rate = f"{made / elapsed:.2f}/s" if made and elapsed > 0 else "-"
     credits = sum(item.credits for item in items)  # what the server was asked to charge
-    table.add_row(str(made), str(skipped), str(len(items) - made - skipped),
-                  f"{elapsed:.1f} s", rate, str(credits))  # fmt: skip
+    row = [str(made), str(skipped), str(len(items) - made - skipped), f"{elapsed:.1f} s", rate]
+    row += [str(credits)]
+    if rate_limit is not None:
+        table.add_column("api rate", justify="right")
+        table.add_column("429s", justify="right")
+        pace = "unpaced" if rate_limit.rate is None else f"{rate_limit.rate:.3g}/s"
+        row += [f"{pace} ({rate_limit.source})", str(rate_limit.throttled)]
+    table.add_row(*row)
     console = Console(stderr=True)
     console.print(table)
     if outputs and made:

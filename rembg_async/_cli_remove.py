@@ -7,7 +7,7 @@ import asyncio
 import base64
 import contextlib
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path, PurePath
 from typing import Any, Protocol, TextIO
 
@@ -16,6 +16,7 @@ from ._batch import BatchRun
 from ._batch_items import BatchItem
 from ._cli_args import whole
 from ._client import AsyncRembg
+from ._limits import RateLimitState
 from ._options import RemoveOptions
 from ._progress import ProgressEvent
 from ._results import ImageFile
@@ -57,6 +58,11 @@ def add_remove_arguments(parser: argparse.ArgumentParser) -> None:
         "--retries", type=whole(0), default=2, help="retries per image (default: %(default)s)"
     )
     parser.add_argument(
+        "--rps",
+        type=_positive,
+        help="requests per second, fixed (default: learn the API's rate limit as it goes)",
+    )
+    parser.add_argument(
         "--base64", action="store_true", help="print data URLs instead of writing files"
     )
     parser.add_argument(
@@ -95,6 +101,13 @@ def add_remove_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="say what would be sent, what is done, and the credits left; send nothing",
     )
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
+    return value
 
 
 def options_from(args: argparse.Namespace) -> RemoveOptions:
@@ -160,7 +173,9 @@ INTERRUPTED = (
 class RichReporter:
     """Live bars: the whole batch, and each image in flight with its bytes and speed."""
 
-    def __init__(self, total: int | None) -> None:
+    def __init__(
+        self, total: int | None, rate_limit: Callable[[], RateLimitState] | None = None
+    ) -> None:
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -185,6 +200,8 @@ class RichReporter:
         )
         self.overall = self.progress.add_task("images", total=total)
         self._tasks: dict[int, Any] = {}
+        self._rate_limit = rate_limit
+        self._finishing = False
 
     @contextlib.contextmanager
     def live(self) -> Iterator[None]:
@@ -218,6 +235,9 @@ class RichReporter:
         if task is not None:
             self.files.remove_task(task)
         self.progress.advance(self.overall)
+        if self._rate_limit is not None and not self._finishing:
+            description = f"images [dim]{describe_rate(self._rate_limit())}[/dim]"
+            self.progress.update(self.overall, description=description)
         if item.error is not None:
             from rich.markup import escape  # names and the server's words are shown as they are
 
@@ -227,6 +247,7 @@ class RichReporter:
 
     def interrupted(self, in_flight: int) -> None:
         """The batch bar says it is finishing, and how to cancel."""
+        self._finishing = True  # the bar keeps saying so; the rate is in the summary
         self.progress.update(
             self.overall, description=f"finishing {in_flight} (Ctrl-C again cancels)"
         )
@@ -311,7 +332,7 @@ async def run_remove(
     stream = sys.stderr if args.base64 else sys.stdout
     plain = PlainReporter(stream, quiet=args.quiet, paths=not args.base64)
     bars = sys.stdout.isatty() and not args.quiet
-    reporter: Any = RichReporter(len(inputs)) if bars else plain
+    reporter: Any = RichReporter(len(inputs), lambda: client.rate_limit) if bars else plain
     live = reporter.live() if isinstance(reporter, RichReporter) else contextlib.nullcontext()
     with live:
         async for item in _batch(client, inputs, args, options, reporter, interrupts):
@@ -386,6 +407,13 @@ async def _as_data_url(item: BatchItem) -> str:
     finally:
         await result.cleanup()
     return f"data:{result.content_type};base64,{encoded}"
+
+
+def describe_rate(state: RateLimitState) -> str:
+    """The rate in force and the 429s seen, in a few words: ``8.5/s learned, 3× 429``."""
+    rate = "unpaced" if state.rate is None else f"{state.rate:.3g}/s"
+    source = "" if state.source == "none" else f" {state.source}"
+    return f"{rate}{source}, {state.throttled}× 429"
 
 
 def retry_policy(args: argparse.Namespace) -> RetryPolicy:

@@ -28,7 +28,7 @@ from ._exceptions import (
     error_from_transport,
 )
 from ._inputs import ImageInput, Source, open_source
-from ._limiter import RateLimiter
+from ._limits import AdaptiveLimiter, Answer, Limiter, Outcome, RateLimitState, limited
 from ._options import Base64Options, ImageFileOptions, RemoveOptions, options_from_mapping
 from ._outputs import OutputTree
 from ._paths import check_output_path
@@ -86,7 +86,11 @@ class AsyncRembg(AsyncClosing):
     ``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY`` and ``NO_PROXY`` (read when the client is
     made) are honoured as requests and httpx do, unless ``trust_env=False``; a ``session`` you
     pass keeps its own ``trust_env`` instead.
-    ``requests_per_second`` and ``max_concurrency`` limit every call of this client together.
+    Every call of the client shares one :class:`Limiter`: by default an
+    :class:`AdaptiveLimiter` that learns the API's short-term rate limit from its answers
+    (``client.rate_limit`` shows it); ``requests_per_second`` fixes the rate instead,
+    ``adaptive_rate_limit=False`` turns learning off, ``max_concurrency`` caps the requests in
+    flight; ``limiter`` passes one of your own (shared by several clients, say).
     """
 
     def __init__(
@@ -100,6 +104,8 @@ class AsyncRembg(AsyncClosing):
         retry: RetryPolicy | None = None,
         requests_per_second: float | None = None,
         max_concurrency: int | None = None,
+        adaptive_rate_limit: bool = True,
+        limiter: Limiter | None = None,
         session: aiohttp.ClientSession | None = None,
         progress_interval: float = DEFAULT_INTERVAL,
         allow_insecure_http: bool = False,
@@ -124,8 +130,11 @@ class AsyncRembg(AsyncClosing):
             for url in (self._rmbg_url, self._usage_url)
         }
         self._retry = retry or RetryPolicy(max_retries=max_retries)
-        self._limiter = RateLimiter(
-            requests_per_second=requests_per_second, max_concurrency=max_concurrency
+        if limiter is not None and (requests_per_second or max_concurrency):
+            raise ValueError("pass requests_per_second and max_concurrency to your limiter")
+        self._owns_limiter = limiter is None
+        self._limiter = limiter or _own_limiter(
+            requests_per_second, max_concurrency, adaptive_rate_limit, self._retry.max_retry_after
         )
         self._session = session
         self._progress_interval = progress_interval
@@ -144,10 +153,17 @@ class AsyncRembg(AsyncClosing):
     async def _close_on_exit(self) -> None:
         await self.aclose()
 
+    @property
+    def rate_limit(self) -> RateLimitState:
+        """The limiter's state: the rate in force (learned or set) and the 429s seen."""
+        return self._limiter.state
+
     async def aclose(self) -> None:
-        """Close the client (and its session, if it made it). Safe to call twice."""
+        """Close the client (and its session and limiter, if it made them). Safe to call twice."""
         if self._state is _State.OPENED and self._owns_session and self._session is not None:
             await self._session.close()
+        if self._state is _State.OPENED and self._owns_limiter:
+            await self._limiter.aclose()
         self._state = _State.CLOSED
 
     def __del__(self) -> None:
@@ -271,7 +287,7 @@ class AsyncRembg(AsyncClosing):
         upload = self._tracker(call.on_upload, form.size, attempt, upload=True)
         result: ImageFile | Base64Image | None = None
         try:
-            async with self._limiter.slot():
+            async with limited(self._limiter) as outcome:
                 with _transport_errors(self._rmbg_url):
                     async with session.post(
                         self._rmbg_url,
@@ -281,7 +297,7 @@ class AsyncRembg(AsyncClosing):
                         **self._proxies[self._rmbg_url],
                         **_timeout_argument(call.timeout),
                     ) as response:
-                        await self._raise_for_status(response)
+                        await self._raise_for_status(response, outcome)
                         download = self._tracker(
                             call.on_download, body_length(response), attempt, upload=False
                         )
@@ -394,7 +410,8 @@ class AsyncRembg(AsyncClosing):
     async def _get_usage_once(self, params: dict[str, str]) -> dict[str, Any]:
         session = self._open()
         url = self._usage_url
-        async with self._limiter.slot():
+        # Usage answers come from the account host: they teach nothing of /rmbg's rate.
+        async with limited(self._limiter):
             with _transport_errors(url):
                 async with session.get(
                     url,
@@ -408,20 +425,39 @@ class AsyncRembg(AsyncClosing):
                     body = await read_whole(response, MAX_USAGE_BODY + 1)
         return usage_json(body, MAX_USAGE_BODY)
 
-    async def _raise_for_status(self, response: aiohttp.ClientResponse) -> None:
+    async def _raise_for_status(
+        self, response: aiohttp.ClientResponse, outcome: Outcome | None = None
+    ) -> None:
         if response.status == 200:
+            if outcome is not None:
+                outcome.answer = Answer(status=200, headers=response.headers)
             return
         body = await read_whole(response, MAX_ERROR_BODY)  # all its pieces, not the first
         error = error_from_response(response.status, body, response.headers)
-        wait = error.retry_after if isinstance(error, RateLimitError) else None
-        if wait is not None and wait <= self._retry.max_retry_after:
-            self._limiter.hold_off(wait)  # every call of this client waits, not only this one
+        if outcome is not None:
+            # The limiter slows down on a short-term 429 and holds off as it sees fit.
+            throttled = isinstance(error, RateLimitError) and self._retry.is_retryable(error)
+            outcome.answer = Answer(status=error.status, headers=error.headers, throttled=throttled)
         raise error
 
 
 def _read_limit(timeout: Timeout | None, session: aiohttp.ClientSession) -> float | None:
     """The longest silence allowed: the call's or client's ``read``, else the session's own."""
     return timeout.read if timeout is not None else session.timeout.sock_read
+
+
+def _own_limiter(
+    requests_per_second: float | None,
+    max_concurrency: int | None,
+    adaptive: bool,
+    max_hold: float,
+) -> AdaptiveLimiter:
+    return AdaptiveLimiter(
+        requests_per_second=requests_per_second,
+        max_concurrency=max_concurrency,
+        adaptive=adaptive,
+        max_hold=max_hold,
+    )
 
 
 def _timeout_argument(timeout: Timeout | None) -> dict[str, aiohttp.ClientTimeout]:

@@ -3,20 +3,31 @@
 Retried: connection failures, timeouts, truncated or unusable answers, and the statuses 408,
 409, 429 and 5xx. Never retried: refused input and 400, 401, 402, 403 (they would fail again).
 The wait is the server's ``Retry-After`` (or ``retry-after-ms``) when it gives one, up to
-``max_retry_after``; a longer one (a daily or monthly limit) is raised at once, with
-``retry_after`` set, rather than slept through. Otherwise: exponential backoff with jitter.
+``max_retry_after``; a longer one is raised at once, with ``retry_after`` set, rather than
+slept through. Otherwise: exponential backoff with jitter.
+
+A short-term 429 is flow control, not a failure: it does not use up ``max_retries`` but has
+its own allowance in time (``rate_limited_for``), so a batch under a tight limit finishes. A
+daily or monthly 429 is never retried: it would only fail again until the next day or month.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Awaitable, Callable
-from typing import Final, TypeVar
+from typing import Final, TypeGuard, TypeVar
 
 import attrs
 
-from ._exceptions import APIConnectionError, APIStatusError, RembgError, retry_after_seconds
+from ._exceptions import (
+    APIConnectionError,
+    APIStatusError,
+    RateLimitError,
+    RembgError,
+    retry_after_seconds,
+)
 
 T = TypeVar("T")
 
@@ -29,23 +40,47 @@ class RetryPolicy:
 
     ``max_retries`` further attempts (so ``max_retries + 1`` in all); backoff starts at
     ``initial_backoff`` seconds and doubles up to ``max_backoff``, each wait jittered over its
-    upper half; ``max_retry_after`` caps the waits a server may ask for. ``wait=False`` keeps
-    every rule but sleeps zero seconds: the switch for tests.
+    upper half; ``max_retry_after`` caps the waits a server may ask for. Short-term 429s are
+    retried apart from ``max_retries``, for as long as ``rate_limited_for`` seconds from the
+    first one (0: treat them as any other failure). ``wait=False`` keeps every rule but sleeps
+    zero seconds: the switch for tests.
     """
 
     max_retries: int = attrs.field(default=2, validator=attrs.validators.ge(0))
     initial_backoff: float = 0.5
     max_backoff: float = 8.0
     max_retry_after: float = 60.0
+    rate_limited_for: float = attrs.field(default=600.0, validator=attrs.validators.ge(0))
     wait: bool = True
 
     def is_retryable(self, error: BaseException) -> bool:
         """Whether ``error`` is worth another attempt."""
         if isinstance(error, APIConnectionError):
             return error.retryable
+        if isinstance(error, RateLimitError) and error.scope in ("daily", "monthly"):
+            return False
         if isinstance(error, APIStatusError):
             return error.status in RETRYABLE_STATUSES or error.status >= 500
         return False
+
+    def is_flow_control(self, error: BaseException) -> TypeGuard[RateLimitError]:
+        """Whether ``error`` is a short-term 429 that waits apart from ``max_retries``."""
+        return (
+            self.rate_limited_for > 0
+            and isinstance(error, RateLimitError)
+            and self.is_retryable(error)
+        )
+
+    def flow_control_delay(self, error: RateLimitError, spent: float, count: int) -> float | None:
+        """Seconds to wait after the ``count``-th short-term 429 (1-based) of a call that has
+        spent ``spent`` seconds since its first one, or None to give up now."""
+        if spent >= self.rate_limited_for:
+            return None
+        asked = error.retry_after
+        if asked is not None:
+            return asked if asked <= self.max_retry_after else None
+        ceiling = min(self.max_backoff, self.initial_backoff * 2 ** (count - 1))
+        return random.uniform(ceiling / 2, ceiling)
 
     def delay(self, error: RembgError, attempt: int) -> float | None:
         """Seconds to wait after failed ``attempt`` (1-based), or None to give up now."""
@@ -62,14 +97,25 @@ class RetryPolicy:
 
         The final error carries ``attempts``, the number of attempts made.
         """
-        attempt = 1
+        attempt = failures = throttles = 0
+        first_throttle: float | None = None
+        planned = 0.0  # waits asked so far under 429s: counts even when wait=False
         while True:
+            attempt += 1
             try:
                 return await attempt_once(attempt)
             except RembgError as error:
                 error.attempts = attempt
-                delay = self.delay(error, attempt)
+                if self.is_flow_control(error):
+                    throttles += 1
+                    now = time.monotonic()
+                    first_throttle = now if first_throttle is None else first_throttle
+                    spent = max(now - first_throttle, planned)
+                    delay = self.flow_control_delay(error, spent, throttles)
+                    planned += delay or 0.0
+                else:
+                    failures += 1
+                    delay = self.delay(error, failures)
                 if delay is None:
                     raise
             await asyncio.sleep(delay if self.wait else 0)
-            attempt += 1

@@ -20,6 +20,7 @@ from rembg_async import (
     PermissionDeniedError,
     RateLimitError,
     RembgError,
+    RetryPolicy,
     ServerError,
     Timeout,
 )
@@ -36,12 +37,16 @@ def server(rembg_server_factory) -> LocalServer:
     return rembg_server_factory(ServerConfig(faults=True, accounts=accounts))
 
 
+#: No retry at all: a short-term 429 too is raised at once (it has its own allowance otherwise).
+NO_RETRY = RetryPolicy(max_retries=0, rate_limited_for=0)
+
+
 async def call(server: LocalServer, *, key: str | None = SECRET, fault: str | None = None) -> None:
     """One remove() through ``server``, asking for ``fault``."""
     headers = {FAULT_HEADER: fault} if fault else {}
     async with (
         aiohttp.ClientSession(headers=headers) as session,
-        AsyncRembg(key, base_url=server.url, session=session, max_retries=0) as client,
+        AsyncRembg(key, base_url=server.url, session=session, retry=NO_RETRY) as client,
     ):
         await (await client.remove(make_image())).cleanup()
 

@@ -6,12 +6,13 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+from _simulation import FakeClock
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from conftest import make_image
 
-from rembg_async import AsyncRembg, RateLimitError
-from rembg_async._limiter import RateLimiter
+from rembg_async import AsyncRembg, RateLimitError, RetryPolicy
+from rembg_async._limits import AdaptiveLimiter
 from rembg_async.server import RateLimits, ServerConfig
 
 ANSWER = make_image((10, 10), "WEBP")
@@ -70,34 +71,37 @@ async def test_pacing_stays_under_the_servers_limit(rembg_server_factory) -> Non
 
 
 async def test_without_pacing_the_same_burst_is_refused(rembg_server_factory) -> None:
-    """The control: the same burst unpaced meets the server's 429."""
+    """The control: the same burst unpaced, adaptation and the 429 allowance off, meets a 429."""
     limits = RateLimits(short_term_requests=5, short_term_window=1.0)
     server = rembg_server_factory(ServerConfig(rate_limits=limits))
-    async with AsyncRembg(server.api_key, base_url=server.url, max_retries=0) as client:
+    retry = RetryPolicy(max_retries=0, rate_limited_for=0)
+    async with AsyncRembg(
+        server.api_key, base_url=server.url, retry=retry, adaptive_rate_limit=False
+    ) as client:
         with pytest.raises(RateLimitError):
             await run_many(client, 8)
 
 
-async def test_hold_off_delays_every_caller(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_hold_off_delays_every_caller() -> None:
     """After a hold-off, the next starts wait for it; the spacing then applies after it."""
-    slept: list[float] = []
+    clock = FakeClock()
+    limiter = AdaptiveLimiter(requests_per_second=10, clock=clock, sleep=clock.sleep)
+    await limiter.hold_off(5)
+    starts: list[float] = []
 
-    async def record(seconds: float) -> None:
-        slept.append(seconds)
+    async def one() -> None:
+        permit = await limiter.acquire()
+        starts.append(permit.started_at)
+        await limiter.release(permit, None)
 
-    monkeypatch.setattr(asyncio, "sleep", record)
-    limiter = RateLimiter(requests_per_second=10, max_concurrency=None)
-    limiter.hold_off(5)
-    for _ in range(3):
-        async with limiter.slot():
-            pass
-    assert len(slept) == 3
-    assert slept[0] == pytest.approx(5, abs=0.05)
-    assert slept[1] - slept[0] == pytest.approx(0.1, abs=0.05)
+    tasks = [asyncio.create_task(one()) for _ in range(3)]
+    await clock.run(until=10)
+    await asyncio.gather(*tasks)
+    assert starts == pytest.approx([5.0, 5.1, 5.2])
 
 
 @pytest.mark.parametrize(("rps", "concurrency"), [(0, None), (-1, None), (None, 0)])
 def test_bad_limits_are_refused(rps: float | None, concurrency: int | None) -> None:
     """Zero or negative limits are a ValueError, not a client that never sends."""
     with pytest.raises(ValueError, match="must be"):
-        RateLimiter(requests_per_second=rps, max_concurrency=concurrency)
+        AdaptiveLimiter(requests_per_second=rps, max_concurrency=concurrency)

@@ -15,6 +15,7 @@ DOCUMENTED = {
     "RembgError", "RemoveOptions", "RetryPolicy", "ServerError", "Timeout", "__version__",
     "failed_inputs", "rembg", "rich_progress", "tqdm_progress",
     "BudgetExhaustedError", "CreditBudget", "LocalCreditBudget",
+    "AdaptiveLimiter", "Limiter", "RateLimitState",
 }  # fmt: skip
 
 

@@ -37,6 +37,8 @@ async def test_thousand_requests_through_random_faults(
         base_url=server.url,
         max_concurrency=16,
         retry=RetryPolicy(max_retries=2, wait=False),
+        # Random 429s are faults here, not a rate limit to learn (that is test_rate_limiting's).
+        adaptive_rate_limit=False,
     ) as client:
 
         async def one(number: int) -> None:

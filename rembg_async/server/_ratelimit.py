@@ -54,6 +54,15 @@ class SlidingWindowLimiter:
         return None
 
     @property
+    def limit(self) -> int:
+        """Admissions per window; settable while serving (a plan upgraded mid-run)."""
+        return self._limit
+
+    @limit.setter
+    def limit(self, value: int) -> None:
+        self._limit = value
+
+    @property
     def tracked(self) -> int:
         """How many callers are remembered."""
         return len(self._admitted)

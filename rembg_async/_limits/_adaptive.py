@@ -1,0 +1,224 @@
+"""The in-process limiter: concurrency, pacing at the learned rate, and server hold-offs.
+
+Until the first short-term 429 nothing is paced, but requests in flight grow as in TCP's slow
+start (two, then one more per success), so a client that meets a tight limit learns it from a
+couple of 429s rather than a whole burst. From the first 429 on, starts are spaced at the
+controller's rate, so requests that come back from a 429 queue for a turn instead of being
+released together. A 429's ``Retry-After`` is honoured by the request that got it (its retry
+waits); when a second congestion event follows a cut within that wait (the cut did not clear
+it, as with a fixed-window limit), every caller holds off until then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Final
+
+from .._exceptions import retry_after_seconds
+from ._control import RateController
+from ._headers import read_hint
+from ._protocol import Answer, Permit, RateLimitState
+
+logger = logging.getLogger("rembg_async")
+
+#: Requests in flight before anything is known of the server's limit (TCP's initial window).
+INITIAL_WINDOW: Final = 1
+#: A rate that moves by this factor since it was last logged is logged again.
+LOG_FACTOR: Final = 1.25
+
+
+class AdaptiveLimiter:
+    """The in-process :class:`Limiter`: learns the server's short-term rate limit and keeps to it.
+
+    ``requests_per_second`` fixes the rate instead (no learning); ``adaptive=False`` turns
+    learning off (no pacing unless a rate is fixed; hold-offs still apply);
+    ``max_concurrency`` caps the requests in flight; ``max_hold`` is the longest hold-off a
+    server may impose on every caller. ``clock`` and ``sleep`` are for tests. One limiter may be
+    shared by several clients (pass it as ``AsyncRembg(limiter=...)``).
+    """
+
+    def __init__(
+        self,
+        *,
+        requests_per_second: float | None = None,
+        max_concurrency: int | None = None,
+        adaptive: bool = True,
+        max_hold: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        if requests_per_second is not None and not requests_per_second > 0:
+            raise ValueError("requests_per_second must be positive")
+        if max_concurrency is not None and max_concurrency < 1:
+            raise ValueError("max_concurrency must be at least 1")
+        self._control = RateController(fixed=requests_per_second, adaptive=adaptive)
+        self._max_concurrency = max_concurrency
+        self._window: float | None = INITIAL_WINDOW if self._control.learning else None
+        self._max_hold = max_hold
+        self._clock = clock
+        self._sleep = sleep
+        self._in_flight = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._turn = asyncio.Lock()
+        self._last_start = -math.inf
+        self._resume_at = 0.0
+        self._last_wait = 1.0  # the server's last Retry-After
+        self._logged: float | None = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        state = self.state
+        rate = "unpaced" if state.rate is None else f"{state.rate:.3g}/s"
+        return f"<AdaptiveLimiter {rate} ({state.source}) 429s={state.throttled}>"
+
+    @property
+    def state(self) -> RateLimitState:
+        """A snapshot: rate in force, its source, the 429s seen."""
+        now = self._clock()
+        control = self._control
+        return RateLimitState(
+            rate=control.rate(now),
+            source=control.source,
+            ceiling=control.server_rate or control.ceiling,
+            adaptive=control.learning,
+            answered=control.answered,
+            throttled=control.throttled,
+            in_flight=self._in_flight,
+            held_for=max(0.0, self._resume_at - now),
+        )
+
+    async def acquire(self) -> Permit:
+        """Wait for a slot, then for this request's turn."""
+        if self._closed:
+            raise RuntimeError("this limiter is closed")
+        await self._take_slot()
+        try:
+            await self._wait_for_turn()
+        except BaseException:
+            self._free_slot()
+            raise
+        return Permit(started_at=self._clock(), epoch=self._control.epoch)
+
+    async def release(self, permit: Permit, answer: Answer | None) -> None:
+        """Learn from the answer, then free the slot."""
+        if answer is not None:
+            self._learn(permit, answer, self._clock())
+        self._free_slot()
+
+    async def hold_off(self, seconds: float) -> None:
+        """Start no request for ``seconds``."""
+        self._hold(self._clock(), seconds)
+
+    async def aclose(self) -> None:
+        """Refuse new requests; callers still waiting for a slot get a RuntimeError."""
+        self._closed = True
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(RuntimeError("this limiter was closed"))
+
+    def _hold(self, now: float, seconds: float) -> None:
+        if 0 < seconds <= self._max_hold:
+            self._resume_at = max(self._resume_at, now + seconds)
+
+    def _cap(self) -> float:
+        cap = float(self._max_concurrency or math.inf)
+        if self._window is not None and self._control.ceiling is None:
+            cap = min(cap, self._window)
+        return cap
+
+    async def _take_slot(self) -> None:
+        if self._in_flight < self._cap() and not self._waiters:
+            self._in_flight += 1
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter  # the slot is counted for us when we are woken
+        except BaseException:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                self._free_slot()  # woken and cancelled at once: pass the slot on
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(waiter)
+            raise
+
+    def _free_slot(self) -> None:
+        self._in_flight -= 1
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters and self._in_flight < self._cap():
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                self._in_flight += 1
+                waiter.set_result(None)
+
+    async def _wait_for_turn(self) -> None:
+        # One caller at a time waits for the next start, the others queue (FIFO) behind it; the
+        # start is computed afresh after each sleep, so a cut or a hold-off applies at once to
+        # everyone waiting, not only to starts claimed after it.
+        async with self._turn:
+            while True:
+                now = self._clock()
+                rate = self._control.rate(now)
+                interval = 1 / rate if rate else 0.0
+                start = max(self._last_start + interval, self._resume_at)
+                if start <= now:
+                    break
+                await self._sleep(start - now)
+            # On time (a late wake-up is not made up for by a later start), unless idle.
+            self._last_start = start if now - start < interval else now
+
+    def _learn(self, permit: Permit, answer: Answer, now: float) -> None:
+        hint = read_hint(answer.headers)
+        if hint.rate is not None:
+            self._control.told(hint.rate)
+        if hint.exhausted_for is not None:
+            self._hold(now, hint.exhausted_for)
+        if answer.throttled:
+            self._throttled(permit, answer, now)
+        elif 200 <= answer.status < 300:
+            self._control.succeeded(now)
+            if self._window is not None:
+                self._window += 1
+                self._wake()
+        else:
+            self._control.answered_otherwise()
+        self._log_change(now)
+
+    def _throttled(self, permit: Permit, answer: Answer, now: float) -> None:
+        wait = retry_after_seconds(answer.headers)
+        last_wait = self._last_wait
+        if wait is not None:
+            self._last_wait = max(1.0, wait)
+        # The server's wait holds for every caller, not only for this request, on the first
+        # 429 (nothing is known yet, and the server's window is full) and on a congestion event
+        # this soon after a cut (the cut did not clear it: a fixed window, say). Otherwise the
+        # cut alone is enough, and far cheaper than everyone idling for a rounded-up second.
+        control = self._control
+        everyone = control.epoch == 0 or now - control.cut_at < last_wait
+        cut = control.throttle(now, permit.epoch, permit.started_at)
+        # Not learning (a fixed rate, or adaptation off): every 429's wait holds for everyone.
+        if wait is not None and (not control.learning or (cut and everyone)):
+            self._hold(now, wait)
+
+    def _log_change(self, now: float) -> None:
+        rate = self._control.rate(now)
+        last = self._logged
+        if rate is None or (last is not None and 1 / LOG_FACTOR < rate / last < LOG_FACTOR):
+            return
+        self._logged = rate
+        control = self._control
+        logger.info(
+            "rate limit: now %.3g requests/s (%s; %d short-term 429s in %d answers)",
+            rate,
+            control.source,
+            control.throttled,
+            control.answered,
+        )

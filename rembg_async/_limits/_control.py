@@ -1,0 +1,161 @@
+"""The rate controller: learns the rate a server accepts from its answers, with no I/O.
+
+Every method takes the time, so tests drive it with a fake clock. The shape follows CUBIC, as
+botocore's adaptive mode does, with four changes that matter for a batch against a short-term
+limit:
+
+* the rate is cut to ``BETA`` (0.85, not 0.7) of the rate the server was seen to *accept*
+  (successes per second), not of the rate we sent, so one cut lands just under the limit;
+* one cut per congestion event: a 429 to a request sent before the last cut says nothing new
+  (botocore cuts on every throttled answer, so a burst of 8 cuts eight times);
+* the curve is scaled to the limit: the way back to the old ceiling takes
+  ``max(RECOVERY_SECONDS, RECOVERY_REQUESTS / ceiling)``, so at 1 request/s a probe (and its
+  429) comes once every ~50 requests rather than every few seconds, and at 100/s every few
+  seconds (so a doubled limit is found within ten);
+* a server that states its policy (``RateLimit-Policy``) is paced at that rate, no probing.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import deque
+from typing import Final
+
+import attrs
+
+from ._protocol import RateSource
+
+#: The share of the accepted rate kept after a short-term 429.
+BETA: Final = 0.85
+#: At least this long to climb back to the ceiling after a cut...
+RECOVERY_SECONDS: Final = 3.0
+#: ...and at least the time of this many requests at the ceiling (bounds the 429 share).
+RECOVERY_REQUESTS: Final = 40.0
+#: A request sent less than this after a cut cannot cause another: the server's window (a
+#: second, or more) still holds what was sent before the cut (TCP cuts once per round trip).
+WINDOW: Final = 1.0
+#: Never slower than one request per this many seconds.
+MIN_RATE: Final = 1 / 30
+#: Above the ceiling the probe climbs this many times faster than the way back (so a raised
+#: limit is found within seconds), yet still flat at first (so a probe is rare).
+PROBE_GAIN: Final = 3.0
+#: Successes older than this do not count towards the accepted rate, which is measured over
+#: the last half of the way back to the ceiling (where the rate is within 2 % of it: an older
+#: stretch would drag the measure down), at least 1 s, at most MEMORY.
+MEMORY: Final = 10.0
+
+
+@attrs.define
+class RateController:
+    """The rate in force, and how it moves on successes and short-term 429s."""
+
+    fixed: float | None = None
+    adaptive: bool = True
+    ceiling: float | None = None
+    server_rate: float | None = None
+    epoch: int = 0
+    cut_at: float = 0.0
+    answered: int = 0
+    throttled: int = 0
+    _accepted: deque[float] = attrs.field(factory=deque)
+    _first_success: float | None = None
+
+    @property
+    def learning(self) -> bool:
+        """Whether answers move the rate (no fixed rate, adaptation on)."""
+        return self.fixed is None and self.adaptive
+
+    @property
+    def source(self) -> RateSource:
+        """Where the rate in force comes from."""
+        if self.fixed is not None:
+            return "fixed"
+        if not self.adaptive:
+            return "none"
+        if self.server_rate is not None:
+            return "server"
+        return "learned" if self.ceiling is not None else "none"
+
+    def rate(self, now: float) -> float | None:
+        """Requests per second in force at ``now``; None: no pacing."""
+        if self.fixed is not None:
+            return self.fixed
+        if not self.adaptive or self.ceiling is None:
+            return None
+        if self.server_rate is not None:
+            return min(self.server_rate, self._cubic(now)) if self.epoch else self.server_rate
+        return self._cubic(now)
+
+    def _cubic(self, now: float) -> float:
+        """BETA × ceiling right after a cut, back near the ceiling after ``k`` seconds
+        (concave, so most of the time is spent near it), then a convex probe above it."""
+        assert self.ceiling is not None
+        k = self._recovery()
+        x = (now - self.cut_at - k) / k
+        gain = (1 - BETA) * (PROBE_GAIN if x > 0 else 1.0)
+        return max(MIN_RATE, self.ceiling * (1 + gain * x**3))
+
+    def _recovery(self) -> float:
+        assert self.ceiling is not None
+        return max(RECOVERY_SECONDS, RECOVERY_REQUESTS / self.ceiling)
+
+    def succeeded(self, now: float) -> None:
+        """A request was answered."""
+        self.answered += 1
+        if self._first_success is None:
+            self._first_success = now
+        self._accepted.append(now)
+        while self._accepted and self._accepted[0] <= now - MEMORY:
+            self._accepted.popleft()
+        if self.learning and self.ceiling is not None and now - self.cut_at < self._recovery():
+            # Answers still coming back from before a cut (the first burst, say) show that
+            # the server accepted far more than was counted when it cut: the ceiling moves up.
+            accepted = self.accepted_rate(now)
+            if accepted is not None and accepted * BETA > self.ceiling:
+                self.ceiling = accepted
+
+    def answered_otherwise(self) -> None:
+        """A request was answered with an error that says nothing of the rate."""
+        self.answered += 1
+
+    def accepted_rate(self, now: float) -> float | None:
+        """Successes per second lately (None: none lately)."""
+        if not self._accepted:
+            return None
+        assert self._first_success is not None
+        span = MEMORY if self.ceiling is None else min(MEMORY, max(1.0, self._recovery() / 2))
+        count = len(self._accepted) - bisect.bisect_right(self._accepted, now - span)
+        elapsed = now - self._first_success
+        if elapsed < span:
+            # Early on, a server with a window of a second or more has let a window's worth
+            # through at once: n successes over t seconds are a rate of n / (t + 1).
+            return count / (elapsed + 1.0)
+        return count / span
+
+    def throttle(self, now: float, epoch: int, sent_at: float | None = None) -> bool:
+        """A short-term 429 to a request sent at ``sent_at`` in ``epoch``: cut the rate if it
+        is news. Returns whether it was (a request sent before the last cut, or within a
+        window after it, tells nothing new).
+        """
+        self.answered += 1
+        self.throttled += 1
+        if not self.learning or epoch != self.epoch:
+            return False
+        if self.epoch and sent_at is not None and sent_at < self.cut_at + WINDOW:
+            return False
+        # The limit lies between what the server accepted lately (a floor: we may have sent
+        # little more) and the rate that overflowed (a ceiling, when paced): take the middle.
+        sent, accepted = self.rate(now), self.accepted_rate(now)
+        known = [rate for rate in (sent, accepted) if rate is not None]
+        base = sum(known) / len(known) if known else 1.0
+        self.ceiling = max(MIN_RATE / BETA, base)
+        self.cut_at = now
+        self.epoch += 1
+        return True
+
+    def told(self, rate: float) -> None:
+        """The server stated its short-term rate: pace at it from now on."""
+        if self.learning:
+            self.server_rate = rate
+            if self.ceiling is None:
+                self.ceiling = rate

@@ -1,0 +1,117 @@
+"""The one small interface every limiter implements, and the values that cross it.
+
+The client and the batch hold a :class:`Limiter` and never know which one: the in-process
+:class:`~rembg_async.AdaptiveLimiter` today, a limiter shared through Redis tomorrow. A request
+goes ``permit = await limiter.acquire()``, then the exchange, then
+``await limiter.release(permit, answer)`` with what the server said (or None if it said
+nothing); the limiter learns the rate the server accepts from those answers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+from typing import Literal, Protocol, runtime_checkable
+
+import attrs
+
+#: Where the rate in force comes from: a learned one, the server's headers, the caller's
+#: ``requests_per_second``, or none (no pacing yet).
+RateSource = Literal["learned", "server", "fixed", "none"]
+
+
+@attrs.frozen(kw_only=True)
+class Permit:
+    """Leave to start one request, from :meth:`Limiter.acquire`; hand it back to ``release``.
+
+    ``started_at`` is the limiter's clock when the request could start, ``epoch`` how many
+    times the limiter had slowed down by then (so that 429s to requests sent before a
+    slow-down do not slow it down again), ``token`` whatever else an implementation needs.
+    """
+
+    started_at: float
+    epoch: int = 0
+    token: str = ""
+
+
+@attrs.frozen(kw_only=True)
+class Answer:
+    """What the server said to one request: its status, headers, and whether it was a
+    short-term 429 (flow control; a daily or monthly 429 is not)."""
+
+    status: int
+    headers: Mapping[str, str] = attrs.field(factory=dict)
+    throttled: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class RateLimitState:
+    """A snapshot of a limiter (``client.rate_limit``).
+
+    ``rate`` is the requests per second in force (None: no pacing), ``source`` where it comes
+    from, ``ceiling`` the highest rate the server was seen to accept (or states), ``adaptive``
+    whether the rate is learned, ``answered`` the answers seen, ``throttled`` how many were
+    short-term 429s, ``in_flight`` the requests under way, ``held_for`` the seconds left of a
+    hold-off the server asked for.
+    """
+
+    rate: float | None
+    source: RateSource
+    ceiling: float | None
+    adaptive: bool
+    answered: int
+    throttled: int
+    in_flight: int
+    held_for: float
+
+    @property
+    def throttled_share(self) -> float:
+        """The share of answers that were short-term 429s (0 before any answer)."""
+        return self.throttled / self.answered if self.answered else 0.0
+
+
+@runtime_checkable
+class Limiter(Protocol):
+    """What a client needs of a rate limiter; ``AsyncRembg(limiter=...)`` takes any of them.
+
+    One limiter may serve several clients (they then share its rate and its hold-offs).
+    """
+
+    async def acquire(self) -> Permit:
+        """Wait for a free slot and for this request's turn to start."""
+        ...
+
+    async def release(self, permit: Permit, answer: Answer | None) -> None:
+        """The request is over: free its slot and learn from ``answer`` (None: no answer)."""
+        ...
+
+    async def hold_off(self, seconds: float) -> None:
+        """Start no request for ``seconds`` (the server asked every caller to wait)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Stop: wake nobody further, let go of what the limiter holds. Safe to call twice."""
+        ...
+
+    @property
+    def state(self) -> RateLimitState:
+        """A snapshot of the limiter's state."""
+        ...
+
+
+@attrs.define
+class Outcome:
+    """Where the client writes the answer of the request a permit was for."""
+
+    answer: Answer | None = None
+
+
+@contextlib.asynccontextmanager
+async def limited(limiter: Limiter) -> AsyncIterator[Outcome]:
+    """Hold a permit for the block; the answer written to the outcome goes back with it."""
+    permit = await limiter.acquire()
+    outcome = Outcome()
+    try:
+        yield outcome
+    finally:
+        await limiter.release(permit, outcome.answer)
