@@ -324,6 +324,8 @@ def test_bars_say_processing_fit_80_columns_and_summary_tells_all(
         "time",
         "rate",
         "credits",
+        "api rate",
+        "429s",
     ]
     row = next(line for line in lines if line.startswith("│"))
     cells = [cell.strip() for cell in row.strip("│ ").split("│")]
