@@ -306,6 +306,14 @@ def chart(results: dict[str, dict[str, Figure]], path: Path) -> None:
     figure.savefig(path, dpi=110)
 
 
+def _other_sections(path: Path) -> str:
+    """What other benchmarks wrote after this one's part (each opens with an HTML comment
+    marker), kept when this one's part is written anew."""
+    text = path.read_text() if path.exists() else ""
+    start = text.find("\n<!-- ")
+    return "" if start < 0 else text[start:]
+
+
 def main() -> None:
     """Run everything and write RESULTS.md and results.png."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -340,7 +348,7 @@ def main() -> None:
     for scenario in SCENARIOS:
         lines += table(scenario, results[scenario.name])
     lines += ["![requests per second relative to raw aiohttp](results.png)", ""]
-    (HERE / "RESULTS.md").write_text("\n".join(lines))
+    (HERE / "RESULTS.md").write_text("\n".join(lines) + _other_sections(HERE / "RESULTS.md"))
     chart(results, HERE / "results.png")
     print("wrote benchmarks/RESULTS.md and benchmarks/results.png")
 

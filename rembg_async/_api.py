@@ -67,11 +67,11 @@ async def rembg(
 ) -> ImageFile | Base64Image:
     """Remove a background in one call, with a client made and closed for it.
 
-    ``options`` is a :class:`RemoveOptions` or a dict with rembg.js's names (``format``, ``w``,
+    ``options`` is a `RemoveOptions` or a dict with rembg.js's names (``format``, ``w``,
     ``h``, ``exact_resize``, ``returnMask``, ``returnBase64``, ``bg_color``, ``angle``,
-    ``expand``). The result is an :class:`ImageFile` (``await result.cleanup()`` when done) or,
-    with ``returnBase64``, a :class:`Base64Image`. For many images, keep one
-    :class:`AsyncRembg` open instead.
+    ``expand``). The result is an `ImageFile` (``await result.cleanup()`` when done) or,
+    with ``returnBase64``, a `Base64Image`. For many images, keep one
+    `AsyncRembg` open instead.
     """
     return_base64 = _resolve_return_base64(options)
     if return_base64 and output_path is not None:

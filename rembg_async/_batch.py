@@ -8,7 +8,7 @@ alone, so that such a failure costs one request, not ``concurrency``. Outputs mi
 inputs' layout and know where they came from (``_outputs``); a credit budget is reserved before
 each image and settled after (``_budget``); ``stop()`` lets the work in flight finish.
 
-The batch needs only "something that removes one image" (:data:`RemoveOne`), not the client.
+The batch needs only "something that removes one image" (`RemoveOne`), not the client.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ class RemoveOne(Protocol):
 
 
 class BatchRun(AsyncClosing):
-    """The running batch: an async iterator of :class:`BatchItem`, in completion order.
+    """The running batch: an async iterator of `BatchItem`, in completion order.
 
     Leaving ``async with`` (or ``await run.aclose()``) cancels the work in flight and cleans
     up; so does cancelling the task that iterates. ``stop()`` instead stops starting new
@@ -352,7 +352,7 @@ def _skipped(value: Any, index: int, target: Path) -> BatchItem:
 
 
 def _refuse_clashes(outputs: OutputTree, inputs: list[Any] | tuple[Any, ...]) -> None:
-    """Raise :class:`OutputClashError` when two inputs of a listed batch would make one file."""
+    """Raise `OutputClashError` when two inputs of a listed batch would make one file."""
     probe = OutputTree(outputs.folder, outputs.root, outputs.extension, overwrite=False)
     for index, value in enumerate(inputs):
         probe.claim(probe.target(value, index), value)

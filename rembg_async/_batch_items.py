@@ -153,7 +153,7 @@ class ChargeAwareRetry(RetryPolicy):
 
 
 def charge_aware(policy: RetryPolicy, wire: Wire) -> RetryPolicy:
-    """``policy`` with the rule of :class:`ChargeAwareRetry`."""
+    """``policy`` with the rule of `ChargeAwareRetry`."""
     return ChargeAwareRetry(**attrs.asdict(policy, recurse=False), wire=wire)
 
 

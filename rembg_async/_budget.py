@@ -1,7 +1,7 @@
 """Credit budgets: a batch reserves a credit before it sends an image, and settles it after.
 
-The batch knows only the small :class:`CreditBudget` interface, so a budget shared by many
-processes (a Redis twin) can stand in for the in-process :class:`LocalCreditBudget`.
+The batch knows only the small `CreditBudget` interface, so a budget shared by many
+processes (a Redis twin) can stand in for the in-process `LocalCreditBudget`.
 A reservation is the most an image can cost under the batch's rules (one credit: with a budget,
 an attempt is retried only when the server certainly did not charge the one before); settling
 gives back what was not spent, so a failure the server did not charge frees its credit.

@@ -28,7 +28,7 @@ def expand_inputs(
     to the folder; globs expanded, relative to the folder before the first wildcard. Nothing
     under ``exclude`` (the output folder) is taken. Listed up front: clashes are refused, and
     a dry run can count, before anything is sent. A folder or glob that names no input
-    raises :class:`NothingMatchedError`.
+    raises `NothingMatchedError`.
     """
     found: dict[str, PurePath] = {}
     empty = []

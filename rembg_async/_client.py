@@ -80,14 +80,14 @@ class AsyncRembg(AsyncClosing):
     ``http://`` is refused for any host but loopback unless ``allow_insecure_http``.
     A ``session`` you pass is used and left open; otherwise the client owns one.
 
-    Failures worth it are retried (``max_retries``, or a whole :class:`RetryPolicy` as
-    ``retry``); ``timeout`` is a :class:`Timeout`, or a number of seconds meaning
+    Failures worth it are retried (``max_retries``, or a whole `RetryPolicy` as
+    ``retry``); ``timeout`` is a `Timeout`, or a number of seconds meaning
     ``Timeout(read=...)`` (the longest silence); both can be overridden per call.
     ``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY`` and ``NO_PROXY`` (read when the client is
     made) are honoured as requests and httpx do, unless ``trust_env=False``; a ``session`` you
     pass keeps its own ``trust_env`` instead.
-    Every call of the client shares one :class:`Limiter`: by default an
-    :class:`AdaptiveLimiter` that learns the API's short-term rate limit from its answers
+    Every call of the client shares one `Limiter`: by default an
+    `AdaptiveLimiter` that learns the API's short-term rate limit from its answers
     (``client.rate_limit`` shows it); ``requests_per_second`` fixes the rate instead,
     ``adaptive_rate_limit=False`` turns learning off, ``max_concurrency`` caps the requests in
     flight; ``limiter`` passes one of your own (shared by several clients, say).
@@ -257,9 +257,9 @@ class AsyncRembg(AsyncClosing):
         """Remove the background of ``input_image``.
 
         ``input_image`` is a path, bytes, ``{"base64": ...}`` (a ``data:`` prefix is fine) or a
-        seekable binary file. The result is a temporary :class:`ImageFile` (``cleanup()`` it),
-        the file at ``output_path``, or with ``return_base64`` a :class:`Base64Image`.
-        Bad input raises :class:`InvalidInputError` before anything is sent, and so does an
+        seekable binary file. The result is a temporary `ImageFile` (``cleanup()`` it),
+        the file at ``output_path``, or with ``return_base64`` a `Base64Image`.
+        Bad input raises `InvalidInputError` before anything is sent, and so does an
         ``output_path`` whose extension names another format than the one asked for (an
         ``OSError`` when it is a folder or its folder cannot be written). Each retry sends
         the image afresh and restarts progress, its events carrying the new ``attempt``.
@@ -336,24 +336,24 @@ class AsyncRembg(AsyncClosing):
         max_credits: int | None = None,
         budget: CreditBudget | None = None,
     ) -> BatchRun:
-        """Remove many backgrounds, ``concurrency`` at a time, yielding :class:`BatchItem` objects.
+        """Remove many backgrounds, ``concurrency`` at a time, yielding `BatchItem` objects.
 
-        ``inputs`` (any iterable or async iterable, consumed lazily) are what :meth:`remove`
+        ``inputs`` (any iterable or async iterable, consumed lazily) are what `remove`
         takes; ``options`` too (a dict with ``returnBase64`` gives base64 results). Results go
         to temporary files, or under ``output_dir`` mirroring each input's path relative to
         ``root`` (default: the current folder; a path outside it keeps its whole path), its
         extension changed to the format's. Two listed inputs that would make one file
-        (``x.png`` and ``x.jpg``) raise :class:`ValueError` before anything is sent.
+        (``x.png`` and ``x.jpg``) raise `ValueError` before anything is sent.
 
         Each output folder keeps an index of what it was made from: ``skip_existing`` skips an
         input whose output was made from it with these options; an output of unknown or other
         provenance fails its item unsent, unless ``overwrite``. ``manifest`` appends one JSON
-        line per outcome; ``on_progress`` gets a :class:`BatchProgress` after each item, and
+        line per outcome; ``on_progress`` gets a `BatchProgress` after each item, and
         ``on_item_progress(index, input, event)`` each item's own transfer events.
 
         ``max_credits`` (or a shared ``budget``) never lets an image start that could take the
-        spend past it; the batch then stops with :class:`BudgetExhaustedError`. Errors that
-        every image would meet also stop it: see :attr:`BatchRun.stopped`.
+        spend past it; the batch then stops with `BudgetExhaustedError`. Errors that
+        every image would meet also stop it: see `BatchRun.stopped`.
         Use ``async with client.remove_many(...) as run: async for item in run: ...`` to have
         work in flight cancelled as soon as you stop iterating.
         """
@@ -391,7 +391,7 @@ class AsyncRembg(AsyncClosing):
     ) -> MembershipUsage:
         """The plan, credits and usage of a UTC month (default: this one) or a billing period.
 
-        ``period_start`` (Unix seconds, from :meth:`billing_cycles`) cannot go with
+        ``period_start`` (Unix seconds, from `billing_cycles`) cannot go with
         ``year``/``month``; ``billing_cycle=True`` adds the current (or chosen) window.
         """
         params = _usage_params(year, month, period_start)

@@ -3,7 +3,7 @@
 A partial file starts beside its target and becomes the result only once the last byte is in;
 any failure, truncation or cancellation deletes it. A temporary result is readable by its owner
 only; a file at a path the user chose gets the usual mode. Writes go to a thread through
-:func:`run_to_completion`, which stays correct under cancellation. The real format is read from
+`run_to_completion`, which stays correct under cancellation. The real format is read from
 the first bytes, so the file's extension and the data URL's type are true whatever the
 ``Content-Type`` says.
 
@@ -53,7 +53,7 @@ _KINDS: Final = {mime: kind for kind, mime in OUTPUT_FORMATS.items()}
 
 @attrs.define
 class _TypeSniffer:
-    """Tells the body's type from its first :data:`SNIFF_BYTES`, however they are split.
+    """Tells the body's type from its first `SNIFF_BYTES`, however they are split.
 
     The network may hand the body over a byte at a time: the type is decided once enough bytes
     are in, or when the body ends, never from the first piece alone.

@@ -1,8 +1,8 @@
 """The exception tree, and the one place where transport and HTTP failures become ours.
 
-Every exception inherits :class:`RembgError`; those that match a built-in also inherit it
-(:class:`InvalidInputError` is a :class:`ValueError`, :class:`APITimeoutError` a
-:class:`TimeoutError`) so that generic handlers still catch them. No message, repr or attribute
+Every exception inherits `RembgError`; those that match a built-in also inherit it
+(`InvalidInputError` is a `ValueError`, `APITimeoutError` a
+`TimeoutError`) so that generic handlers still catch them. No message, repr or attribute
 here ever holds the API key: errors are built from the server's answer and the request's URL.
 """
 
@@ -164,7 +164,7 @@ TimeoutKind = Literal["connect", "read", "attempt"]
 
 
 class APITimeoutError(APIConnectionError, TimeoutError):
-    """No answer in time; ``timeout`` names the limit that fired (see :class:`Timeout`)."""
+    """No answer in time; ``timeout`` names the limit that fired (see `Timeout`)."""
 
     def __init__(self, message: str, *, timeout: TimeoutKind) -> None:
         super().__init__(message)

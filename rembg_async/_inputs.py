@@ -1,4 +1,4 @@
-"""Every kind of input image becomes one :class:`Source`, which can be read again and again.
+"""Every kind of input image becomes one `Source`, which can be read again and again.
 
 A retry must send the image afresh, so a source never holds an exhausted stream: it knows how
 to open its bytes from the start. Each source is checked as the server checks an upload (type,
@@ -57,7 +57,7 @@ class Source:
 
 
 async def open_source(image: Any) -> Source:
-    """The :class:`Source` for any accepted input, checked; :class:`InvalidInputError` if bad."""
+    """The `Source` for any accepted input, checked; `InvalidInputError` if bad."""
     if isinstance(image, (str, os.PathLike)):
         return await _path_source(Path(image))
     if isinstance(image, (bytes, bytearray, memoryview)):

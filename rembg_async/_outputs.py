@@ -121,7 +121,7 @@ class OutputTree:
 
     def claim(self, target: Path, value: Any) -> bool:
         """Take ``target`` for ``value``: True the first time, False when ``value`` has it
-        already (an input given twice is done once); :class:`OutputClashError` when another
+        already (an input given twice is done once); `OutputClashError` when another
         input has it."""
         key = _claim_key(value)
         if target not in self._claims:

@@ -20,18 +20,18 @@ class Timeout:
     attempt: float | None = None
 
     def to_aiohttp(self) -> aiohttp.ClientTimeout:
-        """The matching :class:`aiohttp.ClientTimeout` (no 300 s total of aiohttp's default)."""
+        """The matching `aiohttp.ClientTimeout` (no 300 s total of aiohttp's default)."""
         return aiohttp.ClientTimeout(
             total=self.attempt, sock_connect=self.connect, sock_read=self.read
         )
 
 
-#: What ``timeout=`` takes: a :class:`Timeout`, or a number of seconds for ``read``.
+#: What ``timeout=`` takes: a `Timeout`, or a number of seconds for ``read``.
 TimeoutLike = Timeout | float | int
 
 
 def as_timeout(value: TimeoutLike | None) -> Timeout | None:
-    """``value`` as a :class:`Timeout`: a plain number means ``Timeout(read=value)``.
+    """``value`` as a `Timeout`: a plain number means ``Timeout(read=value)``.
 
     A number is the longest silence allowed (as ``timeout=5`` in httpx or openai-python), not
     a deadline for the whole attempt: a large upload may take longer than that and still

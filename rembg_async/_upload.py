@@ -4,7 +4,7 @@ Its ``size`` is known before a byte is sent, so aiohttp sends ``Content-Length``
 encoding) and upload progress has a ``total``: the bytes of the whole body on the wire.
 
 aiohttp's ``sock_read`` timer starts only once the body is written, so a server that stops
-reading mid-upload would hold the request for ever; :class:`_StallGuard` is the missing timer.
+reading mid-upload would hold the request for ever; `_StallGuard` is the missing timer.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ if sys.platform == "linux":
 else:
     _OUTQ = None
 
-#: Writes are gathered up to this size before they are sent (see :class:`_GatheringWriter`).
+#: Writes are gathered up to this size before they are sent (see `_GatheringWriter`).
 GATHER_BYTES: Final = 64 * 1024
 
 

@@ -2,7 +2,7 @@
 
 The JSON comes from a server: every field is checked, and an answer of the wrong shape (a
 string where a number goes, a number too large for a date, a missing field) raises
-:class:`APIResponseError`, never the ``TypeError`` or ``OverflowError`` of a conversion.
+`APIResponseError`, never the ``TypeError`` or ``OverflowError`` of a conversion.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def _object(value: object, what: str) -> dict[str, Any]:
 
 
 def usage_json(body: bytes, limit: int) -> dict[str, Any]:
-    """The usage answer's JSON object; anything else is an :class:`APIResponseError`."""
+    """The usage answer's JSON object; anything else is an `APIResponseError`."""
     if len(body) > limit:
         raise APIResponseError(f"the usage answer is larger than {limit} bytes")
     try:

@@ -1,7 +1,7 @@
 """The ``rembg_server`` pytest fixture: a real local RemBG server on an ephemeral port.
 
 Registered as a pytest plugin by the package, so any project that installs
-``rembg-async[server]`` can write::
+``rembg-async[server]`` can write:
 
     def test_my_upload(rembg_server):
         response = requests.post(f"{rembg_server.url}/rmbg",

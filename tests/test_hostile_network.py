@@ -95,8 +95,11 @@ def answering(
 
 
 def client_of(server: RawServer, **kwargs: object) -> AsyncRembg:
-    """A client of ``server`` that does not retry (unless told) and ignores proxies."""
-    kwargs.setdefault("max_retries", 0)
+    """A client of ``server`` that does not retry (unless told), takes no 429 for flow control
+    (these servers answer 429 for ever) and ignores proxies."""
+    if "retry" not in kwargs:
+        retries = kwargs.pop("max_retries", 0)
+        kwargs["retry"] = RetryPolicy(max_retries=retries, rate_limited_for=0)  # type: ignore[arg-type]
     return AsyncRembg("key", base_url=server.url, trust_env=False, **kwargs)  # type: ignore[arg-type]
 
 

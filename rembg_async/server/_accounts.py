@@ -119,7 +119,7 @@ class AccountState:
     def spend(self, now: int) -> bool:
         """Count one API call, drawing on prepaid credits once the included ones are gone.
 
-        Returns whether the credit came from the prepaid balance (for :meth:`refund`).
+        Returns whether the credit came from the prepaid balance (for `refund`).
         """
         from_prepaid = self.included_left(now) == 0
         if from_prepaid:
@@ -128,7 +128,7 @@ class AccountState:
         return from_prepaid
 
     def refund(self, now: int, *, from_prepaid: bool) -> None:
-        """Undo one :meth:`spend` of the same moment (the call failed after all)."""
+        """Undo one `spend` of the same moment (the call failed after all)."""
         if from_prepaid:
             self.prepaid += 1
         self._usage_at(now, api=-1)

@@ -66,7 +66,7 @@ async def _thread_pool(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(config: ServerConfig | None = None) -> web.Application:
-    """A local RemBG-compatible server as an :class:`aiohttp.web.Application`."""
+    """A local RemBG-compatible server as an `aiohttp.web.Application`."""
     app = web.Application(middlewares=[fault_middleware, error_middleware])
     app[STATE] = ServerState.from_config(config or ServerConfig())
     app.cleanup_ctx.append(_thread_pool)

@@ -36,7 +36,7 @@ _DRAIN_CHUNK: Final = 256 * 1024
 
 @web.middleware
 async def fault_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Apply the fault chosen for this request, if any; see :class:`Fault`."""
+    """Apply the fault chosen for this request, if any; see `Fault`."""
     try:
         fault = request.app[STATE].faults.choose(request.headers.get(FAULT_HEADER))
     except FaultSyntaxError as error:

@@ -2,7 +2,7 @@
 
 Faults are honoured only when the server was started with faults enabled. A fault is chosen for
 a request, in this order, from: the ``x-rembg-fault`` request header, the queue filled with
-:meth:`FaultInjector.push`, or at random (``fault_rate``). The header's text is a comma-separated
+`FaultInjector.push`, or at random (``fault_rate``). The header's text is a comma-separated
 list of ``key[=value]`` items, for example ``status=503``, ``status=429,retry_after=2``,
 ``drop=download``, ``truncate``, ``latency=0.2,chunked``. ``times=N`` applies the header's fault
 to the first N requests that carry the same text and lets the later ones through, so a retrying

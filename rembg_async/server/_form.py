@@ -1,4 +1,4 @@
-"""From the form's text fields to :class:`RenderOptions`, collecting every problem at once."""
+"""From the form's text fields to `RenderOptions`, collecting every problem at once."""
 
 from __future__ import annotations
 

@@ -120,7 +120,7 @@ def target_size(width: int, height: int, options: RenderOptions) -> tuple[int, i
 
 
 def resize(image: Image.Image, options: RenderOptions) -> Image.Image:
-    """The image at :func:`target_size`."""
+    """The image at `target_size`."""
     size = target_size(image.width, image.height, options)
     if size == image.size:
         return image

@@ -1,6 +1,6 @@
-"""The matting engines behind ``/rmbg``; :func:`load_matting` picks one.
+"""The matting engines behind ``/rmbg``; `load_matting` picks one.
 
-``u2netp`` is a real segmentation model (U²-Net on onnxruntime, :mod:`._u2net`), the default
+``u2netp`` is a real segmentation model (U²-Net on onnxruntime, `._u2net`), the default
 when the ``model`` extra is installed. ``classic`` is the stand-in without it: the background
 colour is estimated from the image's border; each pixel's opacity ramps up with its colour
 distance from it (a soft threshold scaled to the border's own noise); a small blur feathers the
@@ -54,7 +54,7 @@ def engine_name(matting: Matting) -> str:
 
 
 def classic(image: Image.Image) -> Image.Image:
-    """The classic engine: :func:`estimate_alpha` of an RGB image, as its mask."""
+    """The classic engine: `estimate_alpha` of an RGB image, as its mask."""
     return Image.fromarray(estimate_alpha(np.asarray(image)), mode="L")
 
 

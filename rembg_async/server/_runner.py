@@ -80,7 +80,7 @@ class LocalServer:
 
     ``with LocalServer(config) as server: ...`` serves on an ephemeral port of 127.0.0.1 at
     ``server.url``. State (accounts, faults) can be reached from any thread through
-    :meth:`call`, which runs a function on the server's loop.
+    `call`, which runs a function on the server's loop.
     """
 
     def __init__(
@@ -105,7 +105,7 @@ class LocalServer:
 
     @property
     def state(self) -> ServerState:
-        """The server's state; change it only through :meth:`call`."""
+        """The server's state; change it only through `call`."""
         return self._app[STATE]
 
     @property

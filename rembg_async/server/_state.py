@@ -36,7 +36,7 @@ def _optional_path(value: str | os.PathLike[str] | None) -> Path | None:
 class ServerConfig:
     """Everything that shapes a local server.
 
-    ``faults`` enables fault injection (the ``x-rembg-fault`` header, :meth:`FaultInjector.push`
+    ``faults`` enables fault injection (the ``x-rembg-fault`` header, `FaultInjector.push`
     and ``fault_rate``, the share of requests failed at random with ``fault_seed``).
     ``drain_limit`` is how many bytes of an oversized upload are read (and dropped) to report
     its real size before the client is cut off. ``clock`` gives Unix seconds, for tests that
