@@ -239,7 +239,7 @@ class AsyncRembg(AsyncClosing):
         on_upload_progress: ProgressCallback | None = None,
         on_download_progress: ProgressCallback | None = None,
         retry: RetryPolicy | None = None,
-        timeout: Timeout | None = None,
+        timeout: TimeoutLike | None = None,
     ) -> ImageFile | Base64Image: ...
 
     async def remove(

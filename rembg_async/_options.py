@@ -189,11 +189,8 @@ def _resolve_return_base64(options: RemoveOptions | Mapping[str, Any] | None) ->
     return False
 
 
-class ImageFileOptions(TypedDict, total=False):
-    """The rembg.js-style options dict of a call whose result is an ImageFile.
-
-    The names are rembg.js's (``returnMask``); Python's (``mask``) are accepted too.
-    """
+class _ImageOptions(TypedDict, total=False):
+    """The options every rembg.js-style dict may hold."""
 
     format: OutputFormat
     w: int | None
@@ -204,6 +201,14 @@ class ImageFileOptions(TypedDict, total=False):
     bg_color: str | None
     angle: float
     expand: bool
+
+
+class ImageFileOptions(_ImageOptions, total=False):
+    """The rembg.js-style options dict of a call whose result is an ImageFile.
+
+    The names are rembg.js's (``returnMask``); Python's (``mask``) are accepted too.
+    """
+
     returnBase64: Literal[False]
 
 
@@ -211,15 +216,5 @@ class _ReturnsBase64(TypedDict):
     returnBase64: Literal[True]
 
 
-class Base64Options(_ReturnsBase64, total=False):
+class Base64Options(_ReturnsBase64, _ImageOptions, total=False):
     """The rembg.js-style options dict with ``"returnBase64": True``: a Base64Image result."""
-
-    format: OutputFormat
-    w: int | None
-    h: int | None
-    exact_resize: bool
-    returnMask: bool
-    mask: bool
-    bg_color: str | None
-    angle: float
-    expand: bool

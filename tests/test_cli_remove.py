@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import pty
 import select
+import struct
 import subprocess
 import sys
+import termios
 from pathlib import Path
 
 import pytest
@@ -31,10 +34,17 @@ def run(
     )
 
 
-def run_in_terminal(*args: str) -> tuple[int, str]:
-    """The command with a pseudo-terminal as stdout and stderr; its exit code and screen."""
+def run_in_terminal(*args: str, columns: int | None = None) -> tuple[int, str]:
+    """The command with a pseudo-terminal as stdout and stderr (``columns`` wide when given);
+    its exit code and screen."""
     leader, follower = pty.openpty()
-    process = subprocess.Popen([*COMMAND, *args], cwd=ROOT, stdout=follower, stderr=follower)
+    env = None
+    if columns is not None:
+        fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+        env = {key: value for key, value in os.environ.items() if key not in ("COLUMNS", "LINES")}
+    process = subprocess.Popen(
+        [*COMMAND, *args], cwd=ROOT, stdout=follower, stderr=follower, env=env
+    )
     os.close(follower)
     screen = b""
     while select.select([leader], [], [], 60)[0]:

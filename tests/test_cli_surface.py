@@ -3,24 +3,19 @@ anything a user can cause (issue 16, "The CLI")."""
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import pty
 import re
-import select
 import signal
 import socket
-import struct
 import subprocess
-import termios
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from test_cli_remove import COMMAND, IMAGES, run
+from test_cli_remove import COMMAND, IMAGES, run, run_in_terminal
 
 from rembg_async import __version__
 from rembg_async._cli_remove import shorten
@@ -277,23 +272,9 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][AB0-9]")
 def screen_of(*args: str, columns: int = 80) -> tuple[int, list[str]]:
     """The command in a pseudo-terminal ``columns`` wide: its exit code and the lines it
     drew (escape codes removed; each redraw of a line is a line of its own)."""
-    leader, follower = pty.openpty()
-    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
-    env = {key: value for key, value in os.environ.items() if key not in ("COLUMNS", "LINES")}
-    process = subprocess.Popen([*COMMAND, *args], stdout=follower, stderr=follower, env=env)
-    os.close(follower)
-    screen = b""
-    while select.select([leader], [], [], 60)[0]:
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:  # the terminal closed with the process
-            break
-        if not chunk:
-            break
-        screen += chunk
-    os.close(leader)
-    text = ANSI.sub("", screen.decode(errors="replace"))
-    return process.wait(timeout=60), [line for line in re.split(r"[\r\n]+", text) if line]
+    code, screen = run_in_terminal(*args, columns=columns)
+    text = ANSI.sub("", screen)
+    return code, [line for line in re.split(r"[\r\n]+", text) if line]
 
 
 def test_bars_say_processing_fit_80_columns_and_summary_tells_all(
