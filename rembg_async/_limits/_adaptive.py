@@ -184,7 +184,7 @@ class AdaptiveLimiter:
         if answer.throttled:
             self._throttled(permit, answer, now)
         elif 200 <= answer.status < 300:
-            self._control.succeeded(now)
+            self._control.succeeded(now, permit.started_at)
             if self._window is not None:
                 self._window += 1
                 self._wake()
