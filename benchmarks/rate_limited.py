@@ -149,7 +149,9 @@ def _run_client(
     started = time.perf_counter()
     subprocess.run(command, env=env, capture_output=True, text=True, cwd=inputs.parent)
     wall = time.perf_counter() - started
-    made = len(list(out.iterdir())) if out.exists() else 0
+    # Only the cut-outs: the CLI also leaves its manifest in the output folder.
+    stems = {path.stem for path in inputs.iterdir()}
+    made = sum(path.stem in stems for path in out.iterdir()) if out.exists() else 0
     return made, count - made, wall
 
 

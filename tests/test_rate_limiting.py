@@ -92,6 +92,15 @@ async def test_converges_under_a_sliding_window_limit(limit: int) -> None:
     assert tally.refused_share <= 0.06
 
 
+@pytest.mark.parametrize("latency", [0.2, 0.5], ids=lambda latency: f"latency={latency}")
+async def test_the_first_estimate_counts_admissions_still_in_flight(latency: float) -> None:
+    """At R = 2 with answers slower than the slow-start burst, a minute runs at ≥ 0.9 R: the
+    first 429's ceiling counts every request the server let in, not only those answered."""
+    tally = await simulate(SlidingWindowServer(2), seconds=60, latency=latency, jitter=0.01)
+    assert tally.rate_between(0, 60) >= 0.9 * 2
+    assert tally.refused_share <= 0.06
+
+
 async def test_without_adaptation_the_same_batch_bounces() -> None:
     """The control: unpaced, most answers are 429s."""
     clock = FakeClock()

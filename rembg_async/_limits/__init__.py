@@ -1,4 +1,4 @@
-"""Rate limiters: one small interface (:class:`Limiter`), and the in-process adaptive one."""
+"""Rate limiters: one small interface (`Limiter`), and the in-process adaptive one."""
 
 from ._adaptive import AdaptiveLimiter
 from ._control import RateController

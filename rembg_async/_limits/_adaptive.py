@@ -34,7 +34,7 @@ LOG_FACTOR: Final = 1.25
 
 
 class AdaptiveLimiter:
-    """The in-process :class:`Limiter`: learns the server's short-term rate limit and keeps to it.
+    """The in-process `Limiter`: learns the server's short-term rate limit and keeps to it.
 
     ``requests_per_second`` fixes the rate instead (no learning); ``adaptive=False`` turns
     learning off (no pacing unless a rate is fixed; hold-offs still apply);
@@ -184,7 +184,7 @@ class AdaptiveLimiter:
         if answer.throttled:
             self._throttled(permit, answer, now)
         elif 200 <= answer.status < 300:
-            self._control.succeeded(now)
+            self._control.succeeded(now, permit.started_at)
             if self._window is not None:
                 self._window += 1
                 self._wake()

@@ -5,7 +5,9 @@ botocore's adaptive mode does, with four changes that matter for a batch against
 limit:
 
 * the rate is cut to ``BETA`` (0.85, not 0.7) of the rate the server was seen to *accept*
-  (successes per second), not of the rate we sent, so one cut lands just under the limit;
+  (successes per second), not of the rate we sent, so one cut lands just under the limit; the
+  requests that started within a window before the refused one and succeed, even after the cut
+  (half of a slow-start burst at R = 2), raise that estimate;
 * one cut per congestion event: a 429 to a request sent before the last cut says nothing new
   (botocore cuts on every throttled answer, so a burst of 8 cuts eight times);
 * the curve is scaled to the limit: the way back to the old ceiling takes
@@ -58,6 +60,10 @@ class RateController:
     answered: int = 0
     throttled: int = 0
     _accepted: deque[float] = attrs.field(factory=deque)
+    #: When the requests answered with success had started (the last MEMORY seconds).
+    _admitted: deque[float] = attrs.field(factory=deque)
+    #: When the request whose 429 made the last cut had started.
+    _refused_at: float | None = None
     _first_success: float | None = None
 
     @property
@@ -99,9 +105,13 @@ class RateController:
         assert self.ceiling is not None
         return max(RECOVERY_SECONDS, RECOVERY_REQUESTS / self.ceiling)
 
-    def succeeded(self, now: float) -> None:
-        """A request was answered."""
+    def succeeded(self, now: float, sent_at: float | None = None) -> None:
+        """A request (sent at ``sent_at``) was answered."""
         self.answered += 1
+        if sent_at is not None:
+            self._admitted.append(sent_at)
+            while self._admitted and self._admitted[0] <= now - MEMORY:
+                self._admitted.popleft()
         if self._first_success is None:
             self._first_success = now
         self._accepted.append(now)
@@ -113,6 +123,18 @@ class RateController:
             accepted = self.accepted_rate(now)
             if accepted is not None and accepted * BETA > self.ceiling:
                 self.ceiling = accepted
+            self._admitted_before_cut()
+
+    def _admitted_before_cut(self) -> None:
+        # The server admitted every request that started within a window before the one it
+        # refused and was answered with success, even those answered after the cut (in slow
+        # start, half of them): so many per window is a floor under the limit.
+        assert self.ceiling is not None
+        if self._refused_at is None:
+            return
+        start = self._refused_at - WINDOW
+        admitted = sum(1 for sent in self._admitted if start < sent <= self._refused_at)
+        self.ceiling = max(self.ceiling, admitted / WINDOW)
 
     def answered_otherwise(self) -> None:
         """A request was answered with an error that says nothing of the rate."""
@@ -149,6 +171,8 @@ class RateController:
         known = [rate for rate in (sent, accepted) if rate is not None]
         base = sum(known) / len(known) if known else 1.0
         self.ceiling = max(MIN_RATE / BETA, base)
+        self._refused_at = sent_at
+        self._admitted_before_cut()
         self.cut_at = now
         self.epoch += 1
         return True

@@ -1,7 +1,7 @@
 """The one small interface every limiter implements, and the values that cross it.
 
-The client and the batch hold a :class:`Limiter` and never know which one: the in-process
-:class:`~rembg_async.AdaptiveLimiter` today, a limiter shared through Redis tomorrow. A request
+The client and the batch hold a `Limiter` and never know which one: the in-process
+`rembg_async.AdaptiveLimiter` today, a limiter shared through Redis tomorrow. A request
 goes ``permit = await limiter.acquire()``, then the exchange, then
 ``await limiter.release(permit, answer)`` with what the server said (or None if it said
 nothing); the limiter learns the rate the server accepts from those answers.
@@ -22,7 +22,7 @@ RateSource = Literal["learned", "server", "fixed", "none"]
 
 @attrs.frozen(kw_only=True)
 class Permit:
-    """Leave to start one request, from :meth:`Limiter.acquire`; hand it back to ``release``.
+    """Leave to start one request, from `Limiter.acquire`; hand it back to ``release``.
 
     ``started_at`` is the limiter's clock when the request could start, ``epoch`` how many
     times the limiter had slowed down by then (so that 429s to requests sent before a
