@@ -22,7 +22,6 @@ IMAGES = ROOT / "examples" / "images"
 # Every image under it, the photos in its photos/ folder included (a folder is recursive).
 IMAGE_COUNT = sum(1 for path in IMAGES.rglob("*") if path.suffix in {".jpg", ".png"})
 COMMAND = [sys.executable, "-m", "rembg_async"]
-IMAGE_NAMES = tuple(path.name for path in IMAGES.rglob("*") if path.suffix in {".jpg", ".png"})
 
 
 def run(
@@ -96,13 +95,13 @@ def test_a_failed_image_makes_the_exit_code_non_zero(tmp_path: Path) -> None:
 
 
 def test_terminal_shows_live_bars_and_a_summary(tmp_path: Path) -> None:
-    """In a terminal: the batch bar reaches 7/7, per-file bars show bytes, then the summary."""
+    """In a terminal: the batch bar reaches N/N, then the summary. (Seven small images can be
+    done before the bars redraw once, so the per-file bars are checked against a server slow
+    enough to show them, in test_cli_surface.)"""
     code, screen = run_in_terminal("remove", str(IMAGES), "--local", "-o", str(tmp_path))
     assert code == 0, screen
     assert "images" in screen
     assert f"{IMAGE_COUNT}/{IMAGE_COUNT}" in screen
-    # a per-file bar: uploading (↑), processing (…) or downloading (↓), with the image's name
-    assert any(f"{state} {name}" in screen for state in "↑…↓" for name in IMAGE_NAMES)
     assert "made" in screen
 
 
