@@ -24,15 +24,24 @@ def whole(least: int) -> Callable[[str], int]:
     return parse
 
 
-def seconds(text: str) -> float:
-    """An argparse type: a positive, finite number of seconds."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
-    return value
+def positive(what: str) -> Callable[[str], float]:
+    """An argparse type: a positive, finite number (``what`` names it in messages)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a {what}: {text!r}") from None
+        if not (value > 0 and math.isfinite(value)):
+            raise argparse.ArgumentTypeError(f"must be a positive {what}, not {text}")
+        return value
+
+    parse.__name__ = what  # what argparse calls the type in its message
+    return parse
+
+
+#: An argparse type: a positive, finite number of seconds.
+seconds = positive("number of seconds")
 
 
 def share(text: str) -> float:

@@ -14,7 +14,7 @@ from typing import Any, Protocol, TextIO
 from ._adapters import rich_progress
 from ._batch import BatchRun
 from ._batch_items import BatchItem
-from ._cli_args import whole
+from ._cli_args import positive, whole
 from ._client import AsyncRembg
 from ._limits import RateLimitState
 from ._options import RemoveOptions
@@ -59,7 +59,7 @@ def add_remove_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--rps",
-        type=_positive,
+        type=positive("number of requests per second"),
         help="requests per second, fixed (default: learn the API's rate limit as it goes)",
     )
     parser.add_argument(
@@ -101,13 +101,6 @@ def add_remove_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="say what would be sent, what is done, and the credits left; send nothing",
     )
-
-
-def _positive(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
-    return value
 
 
 def options_from(args: argparse.Namespace) -> RemoveOptions:

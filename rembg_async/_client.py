@@ -133,8 +133,11 @@ class AsyncRembg(AsyncClosing):
         if limiter is not None and (requests_per_second or max_concurrency):
             raise ValueError("pass requests_per_second and max_concurrency to your limiter")
         self._owns_limiter = limiter is None
-        self._limiter = limiter or _own_limiter(
-            requests_per_second, max_concurrency, adaptive_rate_limit, self._retry.max_retry_after
+        self._limiter = limiter or AdaptiveLimiter(
+            requests_per_second=requests_per_second,
+            max_concurrency=max_concurrency,
+            adaptive=adaptive_rate_limit,
+            max_hold=self._retry.max_retry_after,
         )
         self._session = session
         self._progress_interval = progress_interval
@@ -444,20 +447,6 @@ class AsyncRembg(AsyncClosing):
 def _read_limit(timeout: Timeout | None, session: aiohttp.ClientSession) -> float | None:
     """The longest silence allowed: the call's or client's ``read``, else the session's own."""
     return timeout.read if timeout is not None else session.timeout.sock_read
-
-
-def _own_limiter(
-    requests_per_second: float | None,
-    max_concurrency: int | None,
-    adaptive: bool,
-    max_hold: float,
-) -> AdaptiveLimiter:
-    return AdaptiveLimiter(
-        requests_per_second=requests_per_second,
-        max_concurrency=max_concurrency,
-        adaptive=adaptive,
-        max_hold=max_hold,
-    )
 
 
 def _timeout_argument(timeout: Timeout | None) -> dict[str, aiohttp.ClientTimeout]:
