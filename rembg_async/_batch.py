@@ -14,12 +14,16 @@ The batch needs only "something that removes one image" (`RemoveOne`), not the c
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
+import os
 import time
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
 import aiofiles
+import attrs
 
 from ._batch_items import (
     BatchItem,
@@ -33,12 +37,15 @@ from ._batch_items import (
 )
 from ._budget import CreditBudget
 from ._closing import AsyncClosing
+from ._download import KeptTarget
 from ._exceptions import APIStatusError, RembgError
+from ._inputs import LocalRead, local_source, read_local
 from ._options import RemoveOptions
 from ._outputs import OutputClashError, OutputTree, Provenance, Verdict, identify, options_key
 from ._progress import ProgressCallback, ProgressEvent, call_back
 from ._results import Base64Image, ImageFile
 from ._retry import RetryPolicy
+from ._threads import run_to_completion
 
 
 class RemoveOne(Protocol):
@@ -50,11 +57,20 @@ class RemoveOne(Protocol):
         options: RemoveOptions,
         *,
         return_base64: Any = ...,
-        output_path: Path | None = ...,
+        output_path: os.PathLike[str] | None = ...,
         on_upload_progress: ProgressCallback | None = ...,
         on_download_progress: ProgressCallback | None = ...,
         retry: RetryPolicy | None = ...,
     ) -> Awaitable[ImageFile | Base64Image]: ...
+
+
+@attrs.frozen(kw_only=True)
+class _Prepared:
+    """An image's planning: its local file read (when it is one), or why its output's place
+    cannot be written."""
+
+    read: LocalRead | None
+    problem: OSError | None
 
 
 class BatchRun(AsyncClosing):
@@ -89,8 +105,9 @@ class BatchRun(AsyncClosing):
             raise ValueError("skip_existing needs an output_dir to look in")
         self._remove = remove
         self._total = len(inputs) if hasattr(inputs, "__len__") else None  # type: ignore[arg-type]
+        self._targets: list[Path] = []  # of a listed batch's inputs, worked out up front
         if outputs is not None and isinstance(inputs, (list, tuple)):
-            _refuse_clashes(outputs, inputs)  # up front, before anything is sent
+            self._targets = _refuse_clashes(outputs, inputs)  # before anything is sent
         self._inputs = _async_iterator(inputs)
         self._options = options
         self._options_key = options_key(options.form_fields())
@@ -181,7 +198,7 @@ class BatchRun(AsyncClosing):
         if self._outputs is None:
             return True
         try:
-            await asyncio.to_thread(self._outputs.open)
+            await run_to_completion(self._outputs.open)
         except OSError as error:
             self.stopped = error
             return False
@@ -201,7 +218,7 @@ class BatchRun(AsyncClosing):
         self._counts["index"] = index
 
     async def _one(self, index: int, value: Any) -> BatchItem | None:
-        target, made, early = await self._plan(index, value)
+        target, made, prepared, early = await self._plan(index, value)
         if early is not None:
             return early
         if not await self._reserve():
@@ -209,7 +226,7 @@ class BatchRun(AsyncClosing):
             return None
         wire = Wire()
         try:
-            result = await self._send(index, value, target, wire)
+            result = await self._send(index, value, (target, made), prepared, wire)
         except Exception as error:  # an item's failure is its own (unless it stops the batch)
             await self._settle(wire, error)
             return await self._failed(index, value, error, wire)
@@ -217,8 +234,6 @@ class BatchRun(AsyncClosing):
             await self._settle(wire, cancelled)
             raise
         await self._settle(wire, None)
-        if made is not None and target is not None:
-            await asyncio.to_thread(self._outputs.record, target, made)  # type: ignore[union-attr]
         return BatchItem(
             input=value,
             index=index,
@@ -230,48 +245,70 @@ class BatchRun(AsyncClosing):
 
     async def _plan(
         self, index: int, value: Any
-    ) -> tuple[Path | None, Provenance | None, BatchItem | None]:
-        """Where ``value`` goes and its provenance; or the item it ends as without sending."""
+    ) -> tuple[Path | None, Provenance | None, _Prepared | None, BatchItem | None]:
+        """Where ``value`` goes, its provenance and (a local file) its bytes; or the item it
+        ends as without sending."""
         if self._outputs is None:
-            return None, None, None
+            return None, None, None, None
         outputs = self._outputs
         try:
-            target = outputs.target(value, index)
+            target = self._targets[index] if self._targets else outputs.target(value, index)
             if not outputs.claim(target, value):
-                return (
-                    target,
-                    None,
-                    BatchItem(input=value, index=index, skipped=True, output_path=target),
-                )
-            made, verdict = await asyncio.to_thread(self._inspect, outputs, value, target)
+                return target, None, None, _skipped(value, index, target)
+            made, verdict, prepared = await run_to_completion(self._inspect, outputs, value, target)
         except (OutputClashError, OSError) as error:
-            return None, None, BatchItem(input=value, index=index, error=error)
+            return None, None, None, BatchItem(input=value, index=index, error=error)
         if verdict is Verdict.FOREIGN:
-            return target, made, BatchItem(input=value, index=index, error=outputs.foreign(target))
+            foreign = outputs.foreign(target)
+            return target, made, None, BatchItem(input=value, index=index, error=foreign)
         if verdict is Verdict.DONE and self._skip_existing:
-            return (
-                target,
-                made,
-                BatchItem(input=value, index=index, skipped=True, output_path=target),
-            )
-        return target, made, None
+            return target, made, None, _skipped(value, index, target)
+        return target, made, prepared, None
 
-    def _inspect(self, outputs: OutputTree, value: Any, target: Path) -> tuple[Provenance, Verdict]:
-        """The input's provenance and its output's verdict, in one thread hop."""
-        made = identify(value, self._options_key)
-        return made, outputs.verdict(target, made)
+    def _inspect(
+        self, outputs: OutputTree, value: Any, target: Path
+    ) -> tuple[Provenance, Verdict, _Prepared]:
+        """In one thread hop: a local input read, its provenance, its output's verdict and
+        place checked (each blocking call of an image's planning, at one wake of a thread)."""
+        read = None
+        if isinstance(value, (str, os.PathLike)):
+            with contextlib.suppress(OSError):  # remove() meets it again, and says it as usual
+                read = read_local(Path(value))
+        status = read.status if read is not None else None
+        made = identify(value, self._options_key, status, outputs.cwd)
+        try:
+            outputs.check_place(target)
+        except OSError as error:
+            return made, outputs.verdict(target, made), _Prepared(read=None, problem=error)
+        return made, outputs.verdict(target, made), _Prepared(read=read, problem=None)
 
-    async def _send(self, index: int, value: Any, target: Path | None, wire: Wire) -> Any:
+    async def _send(
+        self,
+        index: int,
+        value: Any,
+        output: tuple[Path | None, Provenance | None],
+        prepared: _Prepared | None,
+        wire: Wire,
+    ) -> Any:
+        if prepared is not None and prepared.problem is not None:
+            raise prepared.problem
+        read = prepared.read if prepared is not None else None
         retry = self._retry if self._budget is None else charge_aware(self._retry, wire)
         return await self._remove(
-            value,
+            value if read is None else local_source(Path(value), read),
             self._options,
             return_base64=self._return_base64,
-            output_path=target,
+            output_path=self._kept(*output),
             on_upload_progress=self._count("up", index, value, wire),
             on_download_progress=self._count("down", index, value, wire),
             retry=retry,
         )
+
+    def _kept(self, target: Path | None, made: Provenance | None) -> Path | KeptTarget | None:
+        """Where the result goes; noted in the folder's index in the thread call that saves it."""
+        if target is None or made is None or self._outputs is None:
+            return target
+        return KeptTarget(path=target, then=functools.partial(self._outputs.record, target, made))
 
     async def _failed(self, index: int, value: Any, error: Exception, wire: Wire) -> BatchItem:
         if stops_batch(error, wire):
@@ -351,11 +388,13 @@ def _skipped(value: Any, index: int, target: Path) -> BatchItem:
     return BatchItem(input=value, index=index, skipped=True, output_path=target)
 
 
-def _refuse_clashes(outputs: OutputTree, inputs: list[Any] | tuple[Any, ...]) -> None:
-    """Raise `OutputClashError` when two inputs of a listed batch would make one file."""
+def _refuse_clashes(outputs: OutputTree, inputs: list[Any] | tuple[Any, ...]) -> list[Path]:
+    """The targets of a listed batch's inputs; `OutputClashError` when two would make one."""
     probe = OutputTree(outputs.folder, outputs.root, outputs.extension, overwrite=False)
-    for index, value in enumerate(inputs):
-        probe.claim(probe.target(value, index), value)
+    targets = [probe.target(value, index) for index, value in enumerate(inputs)]
+    for target, value in zip(targets, inputs, strict=True):
+        probe.claim(target, value)
+    return targets
 
 
 async def _open_manifest(path: Path | None) -> Any:

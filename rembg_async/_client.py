@@ -20,7 +20,7 @@ from ._batch_items import BatchProgressCallback, ItemProgressCallback
 from ._budget import CreditBudget, LocalCreditBudget
 from ._closing import AsyncClosing
 from ._contract import API_KEY_HEADER, MSG_PERIOD_WITH_CALENDAR, out_of_range_message
-from ._download import body_length, read_whole, receive_base64, receive_file
+from ._download import KeptTarget, body_length, read_whole, receive_base64, receive_file
 from ._exceptions import (
     InvalidInputError,
     RateLimitError,
@@ -31,10 +31,11 @@ from ._inputs import ImageInput, Source, open_source
 from ._limits import AdaptiveLimiter, Answer, Limiter, Outcome, RateLimitState, limited
 from ._options import Base64Options, ImageFileOptions, RemoveOptions, options_from_mapping
 from ._outputs import OutputTree
-from ._paths import check_output_path
+from ._paths import check_output_name, check_output_place
 from ._progress import DEFAULT_INTERVAL, ProgressCallback, ProgressTracker
 from ._results import Base64Image, ImageFile, discard_temporary
 from ._retry import RetryPolicy
+from ._threads import run_to_completion
 from ._timeouts import Timeout, TimeoutLike, as_timeout
 from ._upload import CHUNK_BYTES, UploadBody, build_form
 from ._urls import checked_url, proxy_arguments
@@ -65,6 +66,7 @@ class _RemoveCall:
     source: Source
     fields: dict[str, str]
     target: Path | None
+    then: Callable[[], object] | None  # once the target is in place (a batch's index line)
     return_base64: bool
     on_upload: ProgressCallback | None
     on_download: ProgressCallback | None
@@ -270,12 +272,14 @@ class AsyncRembg(AsyncClosing):
         remove_options, return_base64 = _resolve_options(options, return_base64)
         if return_base64 and output_path is not None:
             raise ValueError(MSG_BASE64_WITH_OUTPUT_PATH)
-        if output_path is not None:
-            check_output_path(Path(output_path), remove_options.output_format)
+        target = Path(output_path) if output_path is not None else None
+        if target is not None:
+            check_output_name(target, remove_options.output_format)
         call = _RemoveCall(
-            source=await open_source(input_image),
+            source=await _prepare(input_image, target),
             fields=remove_options.form_fields(),
-            target=Path(output_path) if output_path is not None else None,
+            target=target,
+            then=output_path.then if isinstance(output_path, KeptTarget) else None,
             return_base64=return_base64,
             on_upload=on_upload_progress,
             on_download=on_download_progress,
@@ -307,7 +311,7 @@ class AsyncRembg(AsyncClosing):
                         if call.return_base64:
                             result = await receive_base64(response, download)
                         else:
-                            result = await receive_file(response, call.target, download)
+                            result = await receive_file(response, call.target, download, call.then)
         except BaseException:
             # Cancelled while closing the exchange, after the file was whole: nobody will
             # receive it, so a temporary one must go now.
@@ -442,6 +446,15 @@ class AsyncRembg(AsyncClosing):
             throttled = isinstance(error, RateLimitError) and self._retry.is_retryable(error)
             outcome.answer = Answer(status=error.status, headers=error.headers, throttled=throttled)
         raise error
+
+
+async def _prepare(input_image: Any, target: Path | None) -> Source:
+    """The input's `Source`, once the output's place is known to be usable."""
+    if isinstance(input_image, Source):  # a batch's: read, and its output's place checked
+        return input_image
+    if target is not None:
+        await run_to_completion(check_output_place, target)
+    return await open_source(input_image)
 
 
 def _read_limit(timeout: Timeout | None, session: aiohttp.ClientSession) -> float | None:

@@ -17,8 +17,9 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
-import secrets
+import random
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
@@ -48,6 +49,10 @@ _CREATE_FLAGS: Final = (
 )
 #: Random names of 64 bits do not collide; this bounds the loop should a folder be hostile.
 _NAME_ATTEMPTS: Final = 100
+
+# Names need no secrecy (O_EXCL refuses a name that exists, a planted link included), only
+# to rarely collide: seeded once, they cost no system call each, unlike ``secrets``.
+_NAMES: Final = random.Random(os.urandom(16))
 _KINDS: Final = {mime: kind for kind, mime in OUTPUT_FORMATS.items()}
 
 
@@ -111,12 +116,28 @@ def _check_not_empty(size: int) -> None:
         raise APIResponseError("the server answered 200 with an empty body")
 
 
+@attrs.frozen(kw_only=True)
+class KeptTarget:
+    """An output path with a blocking ``then()`` to run once the file is in place, in the same
+    thread call (a batch notes the file in its folder's index there: no second hop)."""
+
+    path: Path
+    then: Callable[[], object]
+
+    def __fspath__(self) -> str:
+        return os.fspath(self.path)
+
+
 async def receive_file(
-    response: aiohttp.ClientResponse, output_path: Path | None, tracker: ProgressTracker
+    response: aiohttp.ClientResponse,
+    output_path: Path | None,
+    tracker: ProgressTracker,
+    then: Callable[[], object] | None = None,
 ) -> ImageFile:
-    """Stream the body to ``output_path``, or to a new temporary file when it is None."""
+    """Stream the body to ``output_path``, or to a new temporary file when it is None; run
+    ``then()`` (blocking) once the file is there."""
     folder = output_path.parent if output_path is not None else Path(tempfile.gettempdir())
-    output = _Output(folder=folder, target=output_path)
+    output = _Output(folder=folder, target=output_path, then=then)
     try:
         content_type, size, last = await _receive_body(response, output, tracker)
         kind = _KINDS.get(content_type)
@@ -143,6 +164,7 @@ class _Output:
 
     folder: Path
     target: Path | None
+    then: Callable[[], object] | None = None
     handle: int | None = None
     partial: Path | None = None
 
@@ -163,7 +185,13 @@ class _Output:
         """Write ``last`` and put the file in place; returns where it is."""
         if self.handle is None:
             return await run_to_completion(
-                _save_whole, self.folder, bytes(last), self.target, extension, undo=_discard
+                _save_whole,
+                self.folder,
+                bytes(last),
+                self.target,
+                extension,
+                self.then,
+                undo=_discard,
             )
         if last:
             await self.write(last)
@@ -171,7 +199,9 @@ class _Output:
         self.handle = None
         assert self.partial is not None
         target = self.target or self.partial.with_suffix(f".{extension}")
-        await run_to_completion(os.replace, self.partial, target, undo=lambda _: _discard(target))
+        await run_to_completion(
+            _put_in_place, self.partial, target, self.then, undo=lambda _: _discard(target)
+        )
         return target
 
     def abandon(self) -> None:
@@ -183,7 +213,19 @@ class _Output:
             _discard(self.partial)
 
 
-def _save_whole(folder: Path, data: bytes, target: Path | None, extension: str) -> Path:
+def _put_in_place(partial: Path, target: Path, then: Callable[[], object] | None) -> None:
+    os.replace(partial, target)
+    if then is not None:
+        then()
+
+
+def _save_whole(
+    folder: Path,
+    data: bytes,
+    target: Path | None,
+    extension: str,
+    then: Callable[[], object] | None = None,
+) -> Path:
     """Write a whole answer: as a new temporary result, or beside ``target`` and renamed onto it
     (so that ``target`` is never seen half-written, and an older file there survives a failure).
     """
@@ -199,6 +241,8 @@ def _save_whole(folder: Path, data: bytes, target: Path | None, extension: str) 
     except BaseException:
         _discard(written)
         raise
+    if then is not None:
+        then()
     return target or written
 
 
@@ -211,7 +255,7 @@ def _mode_for(target: Path | None) -> int:
 def _create_partial(folder: Path, suffix: str, mode: int) -> tuple[int, Path]:
     """A new file in ``folder`` (made if missing) under a random name."""
     for _ in range(_NAME_ATTEMPTS):
-        path = folder / f"{TEMP_PREFIX}{secrets.token_hex(8)}{suffix}"
+        path = folder / f"{TEMP_PREFIX}{_NAMES.getrandbits(64):016x}{suffix}"
         try:
             return os.open(path, _CREATE_FLAGS, mode), path
         except FileNotFoundError:

@@ -58,6 +58,8 @@ class Source:
 
 async def open_source(image: Any) -> Source:
     """The `Source` for any accepted input, checked; `InvalidInputError` if bad."""
+    if isinstance(image, Source):  # read and checked already (by a batch)
+        return image
     if isinstance(image, (str, os.PathLike)):
         return await _path_source(Path(image))
     if isinstance(image, (bytes, bytearray, memoryview)):
@@ -72,32 +74,49 @@ async def open_source(image: Any) -> Source:
     )
 
 
-async def _path_source(path: Path) -> Source:
-    def inspect() -> tuple[int, ImageInfo | None, bytes | None]:
-        # os.open/os.read: a buffered file() adds an fstat and an ioctl, and every system call
-        # in this thread hop is one more wait for the GIL (see _download).
-        handle = os.open(path, _READ_FLAGS)
-        try:
-            status = os.fstat(handle)
-            if stat.S_ISDIR(status.st_mode):
-                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
-            if status.st_size <= SMALL_FILE_BYTES:  # read whole in this same hop: no more I/O
-                data = _read_small(handle, status)
-                return len(data), read_image_info(io.BytesIO(data)), data
-            with open(handle, "rb", closefd=False) as file:
-                return status.st_size, read_image_info(file), None
-        finally:
-            os.close(handle)
+@attrs.frozen(kw_only=True)
+class LocalRead:
+    """What one thread hop learnt of a local file: its status, and its bytes when it is small
+    (else its header's image facts)."""
 
-    size, info, data = await run_to_completion(inspect)
-    if data is not None:
-        return _memory_source(memoryview(data), name=path.name)
+    status: os.stat_result
+    data: bytes | None
+    info: ImageInfo | None
+
+
+def read_local(path: Path) -> LocalRead:
+    """Open, ``fstat`` and (when small) read ``path``: blocking, so in a thread, and only
+    system calls, so that the thread seldom needs the GIL the event loop holds."""
+    # os.open/os.read: a buffered file() adds an fstat and an ioctl, and every system call
+    # in this thread hop is one more wait for the GIL (see _download).
+    handle = os.open(path, _READ_FLAGS)
+    try:
+        status = os.fstat(handle)
+        if stat.S_ISDIR(status.st_mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+        if status.st_size <= SMALL_FILE_BYTES:  # read whole in this same hop: no more I/O
+            return LocalRead(status=status, data=_read_small(handle, status), info=None)
+        with open(handle, "rb", closefd=False) as file:
+            return LocalRead(status=status, data=None, info=read_image_info(file))
+    finally:
+        os.close(handle)
+
+
+async def _path_source(path: Path) -> Source:
+    return local_source(path, await run_to_completion(read_local, path))
+
+
+def local_source(path: Path, read: LocalRead) -> Source:
+    """The `Source` for the file at ``path``, from what `read_local` learnt of it."""
+    if read.data is not None:
+        return _memory_source(memoryview(read.data), name=path.name)
+    size = read.status.st_size
 
     async def chunks(chunk_size: int) -> AsyncGenerator[bytes, None]:
-        # Opening a local file is a metadata call of microseconds; reads go to a thread, and
-        # stop at the size announced in Content-Length (no extra read to find the end).
+        # Reads go to a thread, and stop at the size announced in Content-Length (no extra
+        # read to find the end).
         try:
-            file = path.open("rb", buffering=0)
+            file = await run_to_completion(_open_unbuffered, path, undo=_close)
         except OSError as error:  # deleted or made unreadable since it was checked
             raise _input_error(f"{path} can no longer be read: {error.strerror}") from error
         with file:
@@ -107,7 +126,15 @@ async def _path_source(path: Path) -> Source:
                 yield chunk
         _check_whole(str(path), size, left)
 
-    return _source(path.name, size, info, chunks)
+    return _source(path.name, size, read.info, chunks)
+
+
+def _open_unbuffered(path: Path) -> IO[bytes]:
+    return path.open("rb", buffering=0)
+
+
+def _close(file: IO[bytes]) -> None:
+    file.close()
 
 
 def _read_small(handle: int, status: os.stat_result) -> bytes:

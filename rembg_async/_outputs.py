@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import errno
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Mapping
 from pathlib import Path, PurePath
 from typing import IO, Any, Final
@@ -29,6 +31,7 @@ from ._download import is_partial_name
 from ._paths import check_folder_writable, mirrored_path
 
 INDEX_NAME: Final = ".rembg-async-index.jsonl"
+_APPEND_FLAGS: Final = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
 
 
 class OutputClashError(ValueError):
@@ -55,10 +58,13 @@ class Provenance:
     stamp: str
     options: str
 
+    def entry(self, name: str) -> dict[str, Any]:
+        """The index entry for the output called ``name``."""
+        return {"output": name, "source": self.source, "stamp": self.stamp, "options": self.options}
+
     def line(self, name: str) -> str:
         """The index line for the output called ``name``."""
-        entry = {"output": name, "source": self.source, "stamp": self.stamp}
-        return json.dumps({**entry, "options": self.options}) + "\n"
+        return json.dumps(self.entry(name)) + "\n"
 
 
 def options_key(fields: Mapping[str, str]) -> str:
@@ -66,28 +72,35 @@ def options_key(fields: Mapping[str, str]) -> str:
     return json.dumps(dict(sorted(fields.items())), separators=(",", ":"))
 
 
-def relative_name(value: Any, index: int, root: Any) -> PurePath:
-    """The path of ``value``'s output under the output folder, before its extension changes."""
+def relative_name(value: Any, index: int, root: Any, cwd: str | None = None) -> PurePath:
+    """The path of ``value``'s output under the output folder, before its extension changes
+    (paths relative to ``cwd``, the current folder by default)."""
     if isinstance(value, (str, os.PathLike)):
         if callable(root):
             return PurePath(root(value))
-        absolute = Path(os.path.abspath(value))
-        base = Path(os.path.abspath(root if root is not None else os.curdir))
-        with contextlib.suppress(ValueError):
-            return absolute.relative_to(base)
-        return PurePath(*absolute.parts[1:])  # outside the root: its whole path, anchor dropped
+        cwd = cwd or os.getcwd()
+        # Strings, not Path.relative_to: this runs on the event loop for every image.
+        absolute = os.path.normpath(os.path.join(cwd, os.fspath(value)))
+        base = os.path.normpath(os.path.join(cwd, os.fspath(root if root is not None else "")))
+        inside = base if base.endswith(os.sep) else base + os.sep
+        if absolute.startswith(inside) or absolute == base:
+            return PurePath(absolute[len(inside) :])
+        return PurePath(absolute).relative_to(PurePath(absolute).anchor)  # outside the root
     name = getattr(value, "name", None)
     if isinstance(name, str) and name:
         return PurePath(os.path.basename(name))
     return PurePath(f"image-{index}")
 
 
-def identify(value: Any, options: str) -> Provenance:
-    """The provenance an output of ``value`` would have (blocking: a ``stat`` or a digest)."""
+def identify(
+    value: Any, options: str, status: os.stat_result | None = None, cwd: str | None = None
+) -> Provenance:
+    """The provenance an output of ``value`` would have (blocking: a ``stat`` unless the
+    input's ``status`` is given, or a digest; paths relative to ``cwd``)."""
     if isinstance(value, (str, os.PathLike)):
-        path = os.path.abspath(value)
+        path = os.path.normpath(os.path.join(cwd or os.getcwd(), os.fspath(value)))
         try:
-            status = os.stat(path)
+            status = status or os.stat(path)
         except OSError:
             return Provenance(source=path, stamp="missing", options=options)
         return Provenance(
@@ -114,16 +127,21 @@ class OutputTree:
         self._claims: dict[Path, str] = {}
         self._indexes: dict[Path, dict[str, dict[str, Any]]] = {}
         self._lock: IO[bytes] | None = None
+        self.cwd = os.getcwd()  # once: relative inputs are relative to the folder at the start
+        self._writable: set[Path] = set()
+        self._handles: dict[Path, int] = {}  # each folder's index, open for appending
+        self._handles_lock = threading.Lock()
 
     def target(self, value: Any, index: int) -> Path:
         """Where ``value``'s result goes."""
-        return mirrored_path(self.folder, relative_name(value, index, self.root), self.extension)
+        relative = relative_name(value, index, self.root, self.cwd)
+        return mirrored_path(self.folder, relative, self.extension)
 
     def claim(self, target: Path, value: Any) -> bool:
         """Take ``target`` for ``value``: True the first time, False when ``value`` has it
         already (an input given twice is done once); `OutputClashError` when another
         input has it."""
-        key = _claim_key(value)
+        key = _claim_key(value, self.cwd)
         if target not in self._claims:
             self._claims[target] = key
             return True
@@ -151,6 +169,10 @@ class OutputTree:
 
     def close(self) -> None:
         """Let go of the folder."""
+        with self._handles_lock:
+            for handle in self._handles.values():
+                os.close(handle)
+            self._handles.clear()
         if self._lock is not None:
             self._lock.close()
             self._lock = None
@@ -165,6 +187,15 @@ class OutputTree:
             return Verdict.DONE if same else Verdict.TODO
         return Verdict.TODO if self._overwrite else Verdict.FOREIGN
 
+    def check_place(self, target: Path) -> None:
+        """Raise the ``OSError`` that writing ``target`` would meet (blocking: its folder is
+        checked once, the target each time)."""
+        if target.parent not in self._writable:
+            check_folder_writable(target.parent)
+            self._writable.add(target.parent)
+        if os.path.isdir(target):
+            raise IsADirectoryError(errno.EISDIR, "the output is a folder", str(target))
+
     def foreign(self, target: Path) -> ForeignOutputError:
         """The error for an output this input did not make."""
         return ForeignOutputError(
@@ -174,11 +205,19 @@ class OutputTree:
         )
 
     def record(self, target: Path, made: Provenance) -> None:
-        """Note in the folder's index that ``target`` was made as ``made`` says (blocking)."""
-        line = made.line(target.name)
-        with open(target.parent / INDEX_NAME, "a", encoding="utf-8") as index:
-            index.write(line)
-        self._index(target.parent)[target.name] = json.loads(line)
+        """Note in the folder's index that ``target`` was made as ``made`` says (blocking: one
+        appending write, atomic however many threads write beside it)."""
+        line = made.line(target.name).encode()
+        written = os.write(self._index_handle(target.parent), line)
+        if written != len(line):  # a full disk: the line is torn, and read as no line at all
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(target.parent / INDEX_NAME))
+        self._index(target.parent)[target.name] = made.entry(target.name)
+
+    def _index_handle(self, folder: Path) -> int:
+        with self._handles_lock:
+            if folder not in self._handles:
+                self._handles[folder] = os.open(folder / INDEX_NAME, _APPEND_FLAGS, 0o666)
+            return self._handles[folder]
 
     def _index(self, folder: Path) -> dict[str, dict[str, Any]]:
         if folder not in self._indexes:
@@ -186,9 +225,9 @@ class OutputTree:
         return self._indexes[folder]
 
 
-def _claim_key(value: Any) -> str:
+def _claim_key(value: Any, cwd: str) -> str:
     if isinstance(value, (str, os.PathLike)):
-        return os.path.abspath(value)
+        return os.path.normpath(os.path.join(cwd, os.fspath(value)))
     return f"<{type(value).__name__} at {id(value):#x}>"
 
 

@@ -13,6 +13,7 @@ from typing import Final
 from ._exceptions import InvalidInputError
 
 _UNSAFE: Final = re.compile(r"[^\w.\- ]+")
+_SEPARATORS: Final = re.compile(r"[\\/]")
 MAX_STEM: Final = 200
 #: The output format each file extension names.
 FORMAT_OF_EXTENSION: Final = {
@@ -37,26 +38,26 @@ def output_path_for(folder: Path, source_name: str, extension: str) -> Path:
     Only the last component of the name is used, stripped of separators, ``..``, control and
     reserved characters and leading dots, so the result is always directly inside ``folder``.
     """
-    base = re.split(r"[\\/]", source_name)[-1]
+    return folder / safe_leaf(source_name, extension)
+
+
+def safe_leaf(source_name: str, extension: str) -> str:
+    """``<safe stem>.<extension>`` for an input called ``source_name``."""
+    base = _SEPARATORS.split(source_name)[-1]
     stem = base.rsplit(".", 1)[0] if "." in base.lstrip(".") else base
-    return folder / f"{safe_part(stem)}.{extension.lstrip('.')}"
+    return f"{safe_part(stem)}.{extension.lstrip('.')}"
 
 
 def mirrored_path(folder: Path, relative: PurePath, extension: str) -> Path:
     """``folder / <relative, each part made safe, extension replaced>``: the input's own layout,
     always inside ``folder`` (``..``, anchors and odd characters cannot lead out of it)."""
     parts = [safe_part(part) for part in relative.parts[:-1] if part not in ("", ".", "/")]
-    leaf = output_path_for(Path(), relative.name or "image", extension)
-    return folder.joinpath(*parts, leaf.name)
+    return folder.joinpath(*parts, safe_leaf(relative.name or "image", extension))
 
 
-def check_output_path(target: Path, output_format: str) -> None:
-    """Refuse, before anything is sent, a target that could not keep the result.
-
-    Its extension must not name another format (``x.png`` with WEBP bytes would lie), it must
-    not be a folder, and the nearest folder that exists above it must be a writable folder.
-    One ``stat`` or two: cheap enough to do on the event loop before paying for an image.
-    """
+def check_output_name(target: Path, output_format: str) -> None:
+    """Refuse, before anything is sent, a target whose extension names another format
+    (``x.png`` with WEBP bytes would lie)."""
     named = FORMAT_OF_EXTENSION.get(target.suffix.lower())
     if named is not None and named != output_format:
         message = (
@@ -65,6 +66,11 @@ def check_output_path(target: Path, output_format: str) -> None:
             f"{target.with_suffix('.' + output_format.replace('jpeg', 'jpg')).name!r}"
         )
         raise InvalidInputError(message, [("output_path", message)])
+
+
+def check_output_place(target: Path) -> None:
+    """Refuse, before anything is sent, a target that is a folder, or whose nearest existing
+    folder cannot be written (blocking: a ``stat`` or two)."""
     if target.is_dir():
         raise IsADirectoryError(errno.EISDIR, "output_path is a folder", str(target))
     check_folder_writable(target.parent)
