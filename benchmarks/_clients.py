@@ -20,6 +20,7 @@ import aiofiles
 import aiohttp
 import httpx
 import requests
+import uvloop
 from _common import BENCH_KEY
 
 from rembg_async import AsyncRembg, ProgressEvent
@@ -66,7 +67,7 @@ async def rembg_async_run(
         async def one(number: int) -> None:
             await client.remove(
                 source,
-                output_path=out / f"{number}.png",
+                output_path=out / f"{number}.webp",
                 on_upload_progress=callback,
                 on_download_progress=callback,
             )
@@ -126,6 +127,7 @@ Run = Callable[[str, Path, Path, int, int], "Awaitable[None] | None"]
 CLIENTS: dict[str, Run] = {
     "rembg_async": lambda *a: rembg_async_run(*a, callbacks=False),
     "rembg_async + progress": lambda *a: rembg_async_run(*a, callbacks=True),
+    "rembg_async on uvloop": lambda *a: rembg_async_run(*a, callbacks=False),
     "raw aiohttp": raw_aiohttp_run,
     "httpx": httpx_run,
     "requests (threads)": requests_run,
@@ -140,7 +142,9 @@ def main() -> None:
     before = status_mib("VmRSS")
     started, cpu = time.perf_counter(), time.process_time()
     outcome = run(url, Path(source), Path(out), int(count), int(concurrency))
-    if outcome is not None:
+    if outcome is not None and name.endswith("on uvloop"):
+        uvloop.run(outcome)  # type: ignore[arg-type]
+    elif outcome is not None:
         asyncio.run(outcome)  # type: ignore[arg-type]
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     print(json.dumps({"wall": wall, "cpu": cpu, "before": before, "peak": status_mib("VmHWM")}))

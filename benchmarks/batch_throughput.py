@@ -2,8 +2,12 @@
 
 Same server, same workload: ``--images`` uploads of a small PNG at ``--concurrency``, against
 ``fast_server.py`` (drains, answers fixed bytes) so the client side is what is measured, and
-against the full local server for an end-to-end figure. Each figure is the median of 3 runs,
-taken round-robin.
+against the full local server for an end-to-end figure. Each figure is the median of
+``--repeats`` runs, taken round-robin, with the client's CPU time per image (all its threads).
+
+Then whole processes on the fast server: the CLI (``rembg-async remove DIR -o OUT``, plain
+output) against a script that runs ``remove_many`` alike, each on asyncio's loop and on uvloop
+(``REMBG_ASYNC_LOOP``), start-up included in both.
 
 Run: ``python benchmarks/batch_throughput.py``
 """
@@ -13,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import os
 import statistics
 import subprocess
 import sys
@@ -36,6 +41,7 @@ def workload(count: int, folder: Path) -> list[Path]:
     Image.open(HERE.parent / "examples" / "images" / "mug.jpg").resize((320, 240)).save(
         buffer, "PNG"
     )
+    folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for number in range(count):
         path = folder / f"in-{number:05d}.png"
@@ -77,19 +83,92 @@ Run = Callable[[str, list[Path], Path, int], Awaitable[None]]
 
 
 def measure(
-    runs: dict[str, Run], url: str, paths: list[Path], concurrency: int
-) -> dict[str, float]:
-    """Median images per second over 3 runs of each, each into a fresh folder; repetitions go
-    round-robin, so a slow spell of the machine (a disk flushing what the last run wrote, say)
-    falls on every client alike."""
-    rates: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(3):
+    runs: dict[str, Run], url: str, paths: list[Path], concurrency: int, repeats: int
+) -> dict[str, tuple[float, float]]:
+    """Median images per second and CPU milliseconds per image over ``repeats`` runs of each,
+    each into a fresh folder; repetitions go round-robin, so a slow spell of the machine (a
+    disk flushing what the last run wrote, say) falls on every client alike."""
+    figures: dict[str, list[tuple[float, float]]] = {name: [] for name in runs}
+    for _ in range(repeats):
         for name, run in runs.items():
             with tempfile.TemporaryDirectory() as out:
-                started = time.perf_counter()
+                started, cpu = time.perf_counter(), time.process_time()
                 asyncio.run(run(url, paths, Path(out), concurrency))
-                rates[name].append(len(paths) / (time.perf_counter() - started))
-    return {name: statistics.median(figures) for name, figures in rates.items()}
+                wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+                figures[name].append((len(paths) / wall, 1000 * cpu / len(paths)))
+    return {name: _medians(values) for name, values in figures.items()}
+
+
+def _medians(values: list[tuple[float, float]]) -> tuple[float, float]:
+    return statistics.median(v[0] for v in values), statistics.median(v[1] for v in values)
+
+
+SCRIPT = """
+import asyncio, sys
+from rembg_async import AsyncRembg
+from rembg_async._loops import run
+async def main(url, key, folder, out, concurrency):
+    from pathlib import Path
+    inputs = sorted(Path(folder).glob("*.png"))
+    async with AsyncRembg(key, base_url=url) as client, client.remove_many(
+        inputs, concurrency=concurrency, output_dir=out, root=folder
+    ) as batch:
+        async for item in batch:
+            assert item.ok, item.error
+run(main(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])))
+"""
+
+
+def process_commands(url: str, folder: Path, out: Path, concurrency: int) -> dict[str, list[str]]:
+    """The whole-process runs: a remove_many script and the CLI."""
+    cli = Path(sys.executable).with_name("rembg-async")
+    return {
+        "remove_many script": [
+            sys.executable, "-c", SCRIPT, url, BENCH_KEY, str(folder), str(out), str(concurrency)
+        ],
+        "CLI": [
+            str(cli), "remove", str(folder), "-o", str(out), "--base-url", url,
+            "--api-key", BENCH_KEY, "--allow-insecure-http", "--concurrency", str(concurrency),
+        ],
+    }  # fmt: skip
+
+
+def measure_processes(
+    url: str, folder: Path, count: int, concurrency: int, repeats: int
+) -> dict[str, tuple[float, float]]:
+    """Median images per second and CPU ms per image of whole processes, round-robin."""
+    figures: dict[str, list[tuple[float, float]]] = {}
+    for _ in range(repeats):
+        for loop in ("asyncio", "uvloop"):
+            for name in ("remove_many script", "CLI"):
+                with tempfile.TemporaryDirectory() as out:
+                    command = process_commands(url, folder, Path(out), concurrency)[name]
+                    figure = _time_process(command, loop, count)
+                figures.setdefault(f"{name} ({loop})", []).append(figure)
+    return {name: _medians(values) for name, values in figures.items()}
+
+
+def _time_process(command: list[str], loop: str, count: int) -> tuple[float, float]:
+    """Images per second and CPU ms per image of one run of ``command``."""
+    before, started = os.times(), time.perf_counter()
+    subprocess.run(
+        command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "REMBG_ASYNC_LOOP": loop},
+    )  # fmt: skip
+    wall, after = time.perf_counter() - started, os.times()
+    cpu = after.children_user - before.children_user
+    cpu += after.children_system - before.children_system
+    return count / wall, 1000 * cpu / count
+
+
+def print_rows(label: str, figures: dict[str, tuple[float, float]], base: str) -> None:
+    """One Markdown row per client, with ratios to ``base``."""
+    base_rate, base_cpu = figures[base]
+    for name, (rate, cpu) in figures.items():
+        print(
+            f"| {label} | {name} | {rate:.0f} | {rate / base_rate:.2f} | {cpu:.2f} "
+            f"| {cpu / base_cpu:.2f} |"
+        )
 
 
 def main() -> None:
@@ -97,11 +176,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--images", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--process-images", type=int, default=1000)
     args = parser.parse_args()
     print(f"machine: {machine()}")
     workload_label = f"{args.images} images, concurrency {args.concurrency}"
-    print(f"| server | client | images/s ({workload_label}) | ratio |")
-    print("|---|---|---|---|")
+    print(f"| server | client | images/s ({workload_label}) | ratio | CPU ms/image | ratio |")
+    print("|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as folder:
         paths = workload(args.images, Path(folder))
         fast = subprocess.Popen(
@@ -115,10 +196,16 @@ def main() -> None:
                 servers.append(("local (full pipeline)", local.url))
                 runs = {"raw aiohttp + gather": with_raw_gather, "remove_many": with_remove_many}
                 for label, server_url in servers:
-                    rates = measure(runs, server_url, paths, args.concurrency)
-                    raw = rates["raw aiohttp + gather"]
-                    for name, rate in rates.items():
-                        print(f"| {label} | {name} | {rate:.0f} | {rate / raw:.2f} |")
+                    figures = measure(runs, server_url, paths, args.concurrency, args.repeats)
+                    print_rows(label, figures, "raw aiohttp + gather")
+            many = workload(args.process_images, Path(folder) / "many")
+            print(f"\n| server | whole process | images/s ({args.process_images} images) "
+                  "| ratio | CPU ms/image | ratio |")  # fmt: skip
+            print("|---|---|---|---|---|---|")
+            figures = measure_processes(
+                url, Path(folder) / "many", len(many), args.concurrency, args.repeats
+            )
+            print_rows("fast (fixed answer)", figures, "remove_many script (asyncio)")
         finally:
             fast.terminate()
             fast.wait()

@@ -14,6 +14,7 @@ The batch needs only "something that removes one image" (`RemoveOne`), not the c
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import os
@@ -127,6 +128,8 @@ class BatchRun(AsyncClosing):
         self._counts = {"done": 0, "failed": 0, "up": 0, "down": 0, "credits": 0}
         self._started_at = time.monotonic()
         self._in_flight: set[asyncio.Task[BatchItem | None]] = set()
+        self._done: collections.deque[asyncio.Task[BatchItem | None]] = collections.deque()
+        self._wake = asyncio.Event()
         self._proven = False  # the server has answered an image without a batch-wide refusal
         self._items = self._run()
         self.stopped: BaseException | None = None
@@ -170,23 +173,22 @@ class BatchRun(AsyncClosing):
         if not await self._open_outputs():
             return
         manifest = await _open_manifest(self._manifest_path)
-        undelivered: list[asyncio.Task[BatchItem | None]] = []
         try:
             await self._start_more()
             while self._in_flight:
-                finished, self._in_flight = await asyncio.wait(
-                    self._in_flight, return_when=asyncio.FIRST_COMPLETED
-                )
-                undelivered.extend(finished)
-                while undelivered:
-                    item = undelivered.pop(0).result()
+                await self._wake.wait()
+                self._wake.clear()
+                while self._done:
+                    task = self._done.popleft()
+                    self._in_flight.discard(task)
+                    item = task.result()
                     if item is not None:
                         await self._account(item, manifest)
                         yield item
                 await self._start_more()
         finally:
             # Work in flight is cancelled; finished items nobody received are cleaned up too.
-            await _cancel_all(self._in_flight | set(undelivered))
+            await _cancel_all(self._in_flight)
             self._in_flight.clear()
             if manifest is not None:
                 await manifest.close()
@@ -213,9 +215,17 @@ class BatchRun(AsyncClosing):
                 value = await self._inputs.__anext__()
             except StopAsyncIteration:
                 break
-            self._in_flight.add(asyncio.ensure_future(self._one(index, value)))
+            task = asyncio.ensure_future(self._one(index, value))
+            task.add_done_callback(self._finished)
+            self._in_flight.add(task)
             index += 1
         self._counts["index"] = index
+
+    def _finished(self, task: asyncio.Task[BatchItem | None]) -> None:
+        # A queue of finished tasks, not asyncio.wait(): that adds and removes a callback on
+        # every task in flight each time one finishes.
+        self._done.append(task)
+        self._wake.set()
 
     async def _one(self, index: int, value: Any) -> BatchItem | None:
         target, made, prepared, early = await self._plan(index, value)
@@ -268,19 +278,30 @@ class BatchRun(AsyncClosing):
     def _inspect(
         self, outputs: OutputTree, value: Any, target: Path
     ) -> tuple[Provenance, Verdict, _Prepared]:
-        """In one thread hop: a local input read, its provenance, its output's verdict and
-        place checked (each blocking call of an image's planning, at one wake of a thread)."""
+        """In one thread call, every blocking step of an image's planning: its provenance, its
+        output's verdict, and unless it is skipped, the input read and the output's place
+        checked."""
+        verdict = Verdict.TODO
+        if os.path.lexists(target):  # only then does the verdict need the input's stamp
+            made = self._stamped(value, None)
+            verdict = outputs.verdict(target, made)
+            if verdict is Verdict.FOREIGN or (verdict is Verdict.DONE and self._skip_existing):
+                return made, verdict, _Prepared(read=None, problem=None)
+        try:
+            outputs.check_place(target)
+        except OSError as error:
+            return self._stamped(value, None), verdict, _Prepared(read=None, problem=error)
         read = None
         if isinstance(value, (str, os.PathLike)):
             with contextlib.suppress(OSError):  # remove() meets it again, and says it as usual
                 read = read_local(Path(value))
+        # The index will say what was sent: the bytes read, stamped by their own fstat.
+        return self._stamped(value, read), verdict, _Prepared(read=read, problem=None)
+
+    def _stamped(self, value: Any, read: LocalRead | None) -> Provenance:
+        """``value``'s provenance (blocking: a ``stat`` when it was not read)."""
         status = read.status if read is not None else None
-        made = identify(value, self._options_key, status, outputs.cwd)
-        try:
-            outputs.check_place(target)
-        except OSError as error:
-            return made, outputs.verdict(target, made), _Prepared(read=None, problem=error)
-        return made, outputs.verdict(target, made), _Prepared(read=read, problem=None)
+        return identify(value, self._options_key, status, self._outputs.cwd)  # type: ignore[union-attr]
 
     async def _send(
         self,
@@ -346,13 +367,16 @@ class BatchRun(AsyncClosing):
             self._settled.set()
 
     def _count(self, direction: str, index: int, value: Any, wire: Wire) -> ProgressCallback:
-        async def count(event: ProgressEvent) -> None:
+        def count(event: ProgressEvent) -> None:
             wire.saw(event)
             self._counts[direction] += event.bytes
-            if self._on_item_progress is not None:
-                await call_back(self._on_item_progress, index, value, event)
 
-        return count
+        async def count_and_tell(event: ProgressEvent) -> None:
+            count(event)
+            await call_back(self._on_item_progress, index, value, event)  # type: ignore[arg-type]
+
+        # A plain function unless the caller listens: no coroutine per event.
+        return count if self._on_item_progress is None else count_and_tell
 
     async def _account(self, item: BatchItem, manifest: Any) -> None:
         self._counts["failed" if item.error is not None else "done"] += 1

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._cli_args import DefaultsFormatter, Parser, port, seconds, share, whole
 from ._client import AsyncRembg
+from ._loops import run as run_loop
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -178,7 +179,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
     try:
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(_serve_until_signalled(config, args.host, args.port, _access_log(args)))
+            run_loop(_serve_until_signalled(config, args.host, args.port, _access_log(args)))
     except ModelError as error:
         print(f"rembg-async serve: {error}", file=sys.stderr)
         return 2
@@ -358,7 +359,7 @@ def _run_until_signalled(
         return interrupts.exit_code or (1 if stopped else None)
 
     try:
-        return asyncio.run(run())
+        return run_loop(run())
     except KeyboardInterrupt:  # a loop with no signal handlers (Windows): no traceback either
         return 130
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from typing import Any
 
 from ._cli import _server_for, client_for
+from ._loops import run as run_loop
 
 
 def run_usage_command(args: argparse.Namespace) -> int:
@@ -27,7 +27,7 @@ def run_usage_command(args: argparse.Namespace) -> int:
                 return usage, cycles
 
         try:
-            usage, cycles = asyncio.run(fetch())
+            usage, cycles = run_loop(fetch())
         except RembgError as error:
             print(f"rembg-async usage: {error}", file=sys.stderr)
             return 1

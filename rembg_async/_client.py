@@ -27,7 +27,7 @@ from ._exceptions import (
     error_from_response,
     error_from_transport,
 )
-from ._inputs import ImageInput, Source, open_source
+from ._inputs import ImageInput, LocalRead, Source, local_source, open_source, read_local
 from ._limits import AdaptiveLimiter, Answer, Limiter, Outcome, RateLimitState, limited
 from ._options import Base64Options, ImageFileOptions, RemoveOptions, options_from_mapping
 from ._outputs import OutputTree
@@ -452,9 +452,18 @@ async def _prepare(input_image: Any, target: Path | None) -> Source:
     """The input's `Source`, once the output's place is known to be usable."""
     if isinstance(input_image, Source):  # a batch's: read, and its output's place checked
         return input_image
-    if target is not None:
-        await run_to_completion(check_output_place, target)
+    if target is None:
+        return await open_source(input_image)
+    if isinstance(input_image, (str, os.PathLike)):  # both in one thread call
+        path = Path(input_image)
+        return local_source(path, await run_to_completion(_check_and_read, target, path))
+    await run_to_completion(check_output_place, target)
     return await open_source(input_image)
+
+
+def _check_and_read(target: Path, path: Path) -> LocalRead:
+    check_output_place(target)
+    return read_local(path)
 
 
 def _read_limit(timeout: Timeout | None, session: aiohttp.ClientSession) -> float | None:

@@ -1,0 +1,40 @@
+"""The CLI's event loop: uvloop when the ``speed`` extra installed it, asyncio's otherwise.
+
+uvloop runs the same code with less CPU per request (see the README's speed section); nothing
+in the library depends on it. ``REMBG_ASYNC_LOOP=asyncio`` turns it off, to compare or to rule
+it out when something misbehaves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import os
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+#: The environment variable that chooses the loop: ``uvloop`` (the default when installed)
+#: or ``asyncio``.
+LOOP_VARIABLE = "REMBG_ASYNC_LOOP"
+
+
+def loop_name() -> str:
+    """``"uvloop"`` when the CLI's loop will be uvloop, else ``"asyncio"``."""
+    if os.environ.get(LOOP_VARIABLE, "uvloop").strip().lower() == "asyncio":
+        return "asyncio"
+    try:
+        importlib.import_module("uvloop")
+    except ImportError:
+        return "asyncio"
+    return "uvloop"
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(main)``, on uvloop when it is installed and not turned off."""
+    if loop_name() == "uvloop":
+        uvloop = importlib.import_module("uvloop")
+        result: T = uvloop.run(main)
+        return result
+    return asyncio.run(main)
