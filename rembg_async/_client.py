@@ -201,6 +201,7 @@ class AsyncRembg(AsyncClosing):
         on_download_progress: ProgressCallback | None = None,
         retry: RetryPolicy | None = None,
         timeout: TimeoutLike | None = None,
+        size: int | None = None,
     ) -> ImageFile: ...
 
     @overload
@@ -215,6 +216,7 @@ class AsyncRembg(AsyncClosing):
         on_download_progress: ProgressCallback | None = None,
         retry: RetryPolicy | None = None,
         timeout: Timeout | None = None,
+        size: int | None = None,
     ) -> Base64Image: ...
 
     @overload
@@ -229,6 +231,7 @@ class AsyncRembg(AsyncClosing):
         on_download_progress: ProgressCallback | None = None,
         retry: RetryPolicy | None = None,
         timeout: TimeoutLike | None = None,
+        size: int | None = None,
     ) -> Base64Image: ...
 
     @overload
@@ -243,6 +246,7 @@ class AsyncRembg(AsyncClosing):
         on_download_progress: ProgressCallback | None = None,
         retry: RetryPolicy | None = None,
         timeout: TimeoutLike | None = None,
+        size: int | None = None,
     ) -> ImageFile | Base64Image: ...
 
     async def remove(
@@ -256,11 +260,17 @@ class AsyncRembg(AsyncClosing):
         on_download_progress: ProgressCallback | None = None,
         retry: RetryPolicy | None = None,
         timeout: TimeoutLike | None = None,
+        size: int | None = None,
     ) -> ImageFile | Base64Image:
         """Remove the background of ``input_image``.
 
-        ``input_image`` is a path, bytes, ``{"base64": ...}`` (a ``data:`` prefix is fine) or a
-        seekable binary file. The result is a temporary `ImageFile` (``cleanup()`` it),
+        ``input_image`` is a path, bytes, ``{"base64": ...}`` (a ``data:`` prefix is fine), a
+        seekable binary file, or a stream: an async iterable of bytes or anything with an async
+        ``read(n)`` (aiohttp's ``StreamReader`` and multipart parts, Starlette's ``UploadFile``),
+        sent as it is read, with ``Content-Length`` when ``size`` gives its exact length (chunked
+        otherwise). A stream's first bytes are checked before sending, and what is read of it is
+        spooled to an anonymous temporary file so a retry can resend it; the file is deleted
+        when the call returns or fails. The result is a temporary `ImageFile` (``cleanup()`` it),
         the file at ``output_path``, or with ``return_base64`` a `Base64Image`.
         Bad input raises `InvalidInputError` before anything is sent, and so does an
         ``output_path`` whose extension names another format than the one asked for (an
@@ -272,8 +282,34 @@ class AsyncRembg(AsyncClosing):
             raise ValueError(MSG_BASE64_WITH_OUTPUT_PATH)
         if output_path is not None:
             check_output_path(Path(output_path), remove_options.output_format)
+        source = await open_source(input_image, size)
+        try:
+            return await self._remove_source(
+                source,
+                remove_options,
+                return_base64,
+                output_path,
+                on_upload_progress,
+                on_download_progress,
+                retry,
+                timeout,
+            )
+        finally:
+            source.close()
+
+    async def _remove_source(
+        self,
+        source: Source,
+        remove_options: RemoveOptions,
+        return_base64: bool,
+        output_path: str | os.PathLike[str] | None,
+        on_upload_progress: ProgressCallback | None,
+        on_download_progress: ProgressCallback | None,
+        retry: RetryPolicy | None,
+        timeout: TimeoutLike | None,
+    ) -> ImageFile | Base64Image:
         call = _RemoveCall(
-            source=await open_source(input_image),
+            source=source,
             fields=remove_options.form_fields(),
             target=Path(output_path) if output_path is not None else None,
             return_base64=return_base64,
