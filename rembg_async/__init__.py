@@ -25,6 +25,7 @@ from ._options import RemoveOptions
 from ._progress import ProgressEvent
 from ._results import Base64Image, ImageFile
 from ._retry import RetryPolicy
+from ._stream_output import StreamedImage
 from ._timeouts import Timeout
 from ._usage import BillingCycle, BillingCycleSummary, MembershipUsage
 from ._version import __version__
@@ -60,6 +61,7 @@ __all__ = [
     "RemoveOptions",
     "RetryPolicy",
     "ServerError",
+    "StreamedImage",
     "Timeout",
     "__version__",
     "failed_inputs",

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import functools
 import logging
 import os
 import warnings
-from collections.abc import AsyncIterable, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
 from pathlib import Path, PurePath
 from typing import Any, Final, Literal, overload
 
@@ -35,6 +36,7 @@ from ._paths import check_output_path
 from ._progress import DEFAULT_INTERVAL, ProgressCallback, ProgressTracker
 from ._results import Base64Image, ImageFile, discard_temporary
 from ._retry import RetryPolicy
+from ._stream_output import StreamedImage, open_streamed
 from ._timeouts import Timeout, TimeoutLike, as_timeout
 from ._upload import CHUNK_BYTES, UploadBody, build_form
 from ._urls import checked_url, proxy_arguments
@@ -351,6 +353,76 @@ class AsyncRembg(AsyncClosing):
             raise
         assert result is not None
         return result
+
+    @contextlib.asynccontextmanager
+    async def stream(
+        self,
+        input_image: ImageInput,
+        options: RemoveOptions | Mapping[str, Any] | None = None,
+        *,
+        size: int | None = None,
+        on_upload_progress: ProgressCallback | None = None,
+        on_download_progress: ProgressCallback | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: TimeoutLike | None = None,
+    ) -> AsyncIterator[StreamedImage]:
+        """Remove the background, and hand the cut-out over as it arrives, with no file.
+
+        ``async with client.stream(image) as result:`` then ``result.content_type``,
+        ``result.size`` (None when unknown) and ``async for chunk in result.iter_chunks()``.
+        Arguments as for `remove` (no base64, no ``output_path``). Failures are retried until the
+        block is entered (its first bytes are read by then); a failure later is raised to it.
+        The connection is held until the block ends.
+        """
+        remove_options, return_base64 = _resolve_options(options, False)
+        if return_base64:
+            raise ValueError("stream() hands over the image's bytes: returnBase64 is for remove()")
+        source = await open_source(input_image, size)
+        try:
+            call = _RemoveCall(
+                source=source,
+                fields=remove_options.form_fields(),
+                target=None,
+                return_base64=False,
+                on_upload=on_upload_progress,
+                on_download=on_download_progress,
+                timeout=as_timeout(timeout) or self._timeout,
+            )
+            self._open()
+            async with contextlib.AsyncExitStack() as held:
+                policy = retry or self._retry
+                yield await policy.run(lambda attempt: self._stream_once(call, attempt, held))
+        finally:
+            source.close()
+
+    async def _stream_once(
+        self, call: _RemoveCall, attempt: int, held: contextlib.AsyncExitStack
+    ) -> StreamedImage:
+        session = self._open()
+        form = build_form(call.source, call.fields, CHUNK_BYTES)
+        upload = self._tracker(call.on_upload, form.size, attempt, upload=True)
+        async with contextlib.AsyncExitStack() as stack:
+            outcome = await stack.enter_async_context(limited(self._limiter))
+            with _transport_errors(self._rmbg_url):
+                response = await stack.enter_async_context(
+                    session.post(
+                        self._rmbg_url,
+                        data=UploadBody(form, upload, _read_limit(call.timeout, session)),
+                        headers=self._headers,
+                        allow_redirects=False,
+                        **self._proxies[self._rmbg_url],
+                        **_timeout_argument(call.timeout),
+                    )
+                )
+                await self._raise_for_status(response, outcome)
+                download = self._tracker(
+                    call.on_download, body_length(response), attempt, upload=False
+                )
+                errors = functools.partial(_transport_errors, self._rmbg_url)
+                result = await open_streamed(response, download, errors)
+            held.push_async_exit(stack.pop_all())  # held open until the caller's block ends
+            return result
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _tracker(
         self, callback: ProgressCallback | None, total: int | None, attempt: int, *, upload: bool
