@@ -26,6 +26,7 @@ from ._progress import ProgressEvent
 from ._results import Base64Image, ImageFile
 from ._retry import RetryPolicy
 from ._stream_output import StreamedImage
+from ._sync import Rembg, rembg_sync
 from ._timeouts import Timeout
 from ._usage import BillingCycle, BillingCycleSummary, MembershipUsage
 from ._version import __version__
@@ -57,6 +58,7 @@ __all__ = [
     "ProgressEvent",
     "RateLimitError",
     "RateLimitState",
+    "Rembg",
     "RembgError",
     "RemoveOptions",
     "RetryPolicy",
@@ -66,6 +68,7 @@ __all__ = [
     "__version__",
     "failed_inputs",
     "rembg",
+    "rembg_sync",
     "rich_progress",
     "tqdm_progress",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import enum
 import functools
@@ -52,6 +53,14 @@ MSG_BASE64_WITH_OUTPUT_PATH: Final = "return_base64 and output_path exclude each
 MAX_ERROR_BODY: Final = 64 * 1024
 #: A usage answer is a few hundred bytes; a list of billing cycles, a few per month of history.
 MAX_USAGE_BODY: Final = 4 * 1024 * 1024
+
+
+MSG_OTHER_LOOP: Final = (
+    "this AsyncRembg client was first used in another event loop (each asyncio.run() makes a "
+    "new one), and its connections and locks belong to that loop: make one client per loop, "
+    "inside 'async with AsyncRembg() as client' in the coroutine you run, or use the sync "
+    "client rembg_async.Rembg, which can be shared by any code and thread"
+)
 
 
 class _State(enum.Enum):
@@ -142,6 +151,7 @@ class AsyncRembg(AsyncClosing):
             max_hold=self._retry.max_retry_after,
         )
         self._session = session
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop its session belongs to
         self._progress_interval = progress_interval
         self._headers = _request_headers(self._api_key)  # the same for every request
         if self._api_key is None:
@@ -183,10 +193,22 @@ class AsyncRembg(AsyncClosing):
     def _open(self) -> aiohttp.ClientSession:
         if self._state is _State.CLOSED:
             raise RuntimeError("this AsyncRembg client is closed; make a new one")
+        self._check_loop()
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=(self._timeout or Timeout()).to_aiohttp())
         self._state = _State.OPENED
         return self._session
+
+    def _check_loop(self) -> None:
+        """Refuse a second event loop: the session and the limiter's lock belong to the first."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # called outside a loop: nothing is bound yet
+            return
+        if self._loop is None:
+            self._loop = loop
+        elif self._loop is not loop:
+            raise RuntimeError(MSG_OTHER_LOOP)
 
     # The result's type follows the options: an ImageFile unless base64 is asked for, by
     # return_base64=True or by a dict literal with "returnBase64": True; when that is only

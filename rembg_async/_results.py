@@ -45,6 +45,21 @@ class ImageFile(AsyncClosing):
         with contextlib.suppress(FileNotFoundError):
             await run_to_completion(os.unlink, self.output_image_path)
 
+    def close(self) -> None:
+        """Delete the file now, without ``await`` (for the sync `Rembg`); safe to call twice.
+
+        Like ``tempfile.NamedTemporaryFile``'s ``close()``, and what leaving ``with`` does.
+        """
+        self._cleanup.done = True
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.output_image_path)
+
+    def __enter__(self) -> ImageFile:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     def __del__(self) -> None:
         if self.temporary and not self._cleanup.done and os.path.exists(self.output_image_path):
             warnings.warn(
