@@ -31,3 +31,20 @@ async def test_results_have_a_mime_bundle(
             assert bundle.get("image/png") == (data if fmt == "png" else None)
             assert result._repr_png_() == (data if fmt == "png" else None)
         await saved.cleanup()
+
+
+def test_tqdm_auto_bar_in_a_notebook_style_script(unlimited_server: LocalServer) -> None:
+    """A tqdm.auto bar (a widget in Jupyter) driven by the sync client reaches the result size."""
+    import io
+
+    from tqdm.auto import tqdm
+
+    from rembg_async import Rembg, tqdm_progress
+
+    with (
+        Rembg(unlimited_server.api_key, base_url=unlimited_server.url) as client,
+        tqdm(file=io.StringIO(), unit="B") as bar,
+    ):
+        result = client.remove(PNG, on_download_progress=tqdm_progress(bar))
+        result.close()
+    assert bar.n == bar.total == result.size
