@@ -8,6 +8,7 @@ import enum
 import functools
 import logging
 import os
+import time
 import warnings
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
 from pathlib import Path, PurePath
@@ -80,6 +81,7 @@ class _RemoveCall:
     on_upload: ProgressCallback | None
     on_download: ProgressCallback | None
     timeout: Timeout | None  # None: the session's own
+    headers: Mapping[str, str]  # the client's, with the call's extra_headers
 
 
 class AsyncRembg(AsyncClosing):
@@ -121,6 +123,7 @@ class AsyncRembg(AsyncClosing):
         progress_interval: float = DEFAULT_INTERVAL,
         allow_insecure_http: bool = False,
         trust_env: bool = True,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> None:
         # First, so that __del__ finds a consistent object even if a check below fails.
         self._state = _State.UNOPENED
@@ -153,7 +156,8 @@ class AsyncRembg(AsyncClosing):
         self._session = session
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop its session belongs to
         self._progress_interval = progress_interval
-        self._headers = _request_headers(self._api_key)  # the same for every request
+        # The same for every request; extra_headers cannot replace the key (api_key does).
+        self._headers = {**(extra_headers or {}), **_request_headers(self._api_key)}
         if self._api_key is None:
             logger.warning("no RemBG API key given: calls are anonymous, with a small daily limit")
 
@@ -199,6 +203,12 @@ class AsyncRembg(AsyncClosing):
         self._state = _State.OPENED
         return self._session
 
+    def _call_headers(self, extra: Mapping[str, str] | None) -> Mapping[str, str]:
+        """The client's headers, then a call's ``extra_headers``; never over the key."""
+        if not extra:
+            return self._headers
+        return {**self._headers, **extra, **_request_headers(self._api_key)}
+
     def _check_loop(self) -> None:
         """Refuse a second event loop: the session and the limiter's lock belong to the first."""
         try:
@@ -226,6 +236,7 @@ class AsyncRembg(AsyncClosing):
         retry: RetryPolicy | None = None,
         timeout: TimeoutLike | None = None,
         size: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> ImageFile: ...
 
     @overload
@@ -241,6 +252,7 @@ class AsyncRembg(AsyncClosing):
         retry: RetryPolicy | None = None,
         timeout: Timeout | None = None,
         size: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> Base64Image: ...
 
     @overload
@@ -256,6 +268,7 @@ class AsyncRembg(AsyncClosing):
         retry: RetryPolicy | None = None,
         timeout: TimeoutLike | None = None,
         size: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> Base64Image: ...
 
     @overload
@@ -271,6 +284,7 @@ class AsyncRembg(AsyncClosing):
         retry: RetryPolicy | None = None,
         timeout: TimeoutLike | None = None,
         size: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> ImageFile | Base64Image: ...
 
     async def remove(
@@ -285,6 +299,7 @@ class AsyncRembg(AsyncClosing):
         retry: RetryPolicy | None = None,
         timeout: TimeoutLike | None = None,
         size: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> ImageFile | Base64Image:
         """Remove the background of ``input_image``.
 
@@ -300,6 +315,7 @@ class AsyncRembg(AsyncClosing):
         ``output_path`` whose extension names another format than the one asked for (an
         ``OSError`` when it is a folder or its folder cannot be written). Each retry sends
         the image afresh and restarts progress, its events carrying the new ``attempt``.
+        ``extra_headers`` are sent with this call's request (after the client's own).
         """
         remove_options, return_base64 = _resolve_options(options, return_base64)
         if return_base64 and output_path is not None:
@@ -308,8 +324,10 @@ class AsyncRembg(AsyncClosing):
             check_output_path(Path(output_path), remove_options.output_format)
         source = await open_source(input_image, size)
         try:
+            headers = self._call_headers(extra_headers)
             return await self._remove_source(
                 source,
+                headers,
                 remove_options,
                 return_base64,
                 output_path,
@@ -324,6 +342,7 @@ class AsyncRembg(AsyncClosing):
     async def _remove_source(
         self,
         source: Source,
+        headers: Mapping[str, str],
         remove_options: RemoveOptions,
         return_base64: bool,
         output_path: str | os.PathLike[str] | None,
@@ -334,6 +353,7 @@ class AsyncRembg(AsyncClosing):
     ) -> ImageFile | Base64Image:
         call = _RemoveCall(
             source=source,
+            headers=headers,
             fields=remove_options.form_fields(),
             target=Path(output_path) if output_path is not None else None,
             return_base64=return_base64,
@@ -349,17 +369,19 @@ class AsyncRembg(AsyncClosing):
         form = build_form(call.source, call.fields, CHUNK_BYTES)
         upload = self._tracker(call.on_upload, form.size, attempt, upload=True)
         result: ImageFile | Base64Image | None = None
+        started = time.monotonic()
         try:
             async with limited(self._limiter) as outcome:
                 with _transport_errors(self._rmbg_url):
                     async with session.post(
                         self._rmbg_url,
                         data=UploadBody(form, upload, _read_limit(call.timeout, session)),
-                        headers=self._headers,
+                        headers=call.headers,
                         allow_redirects=False,
                         **self._proxies[self._rmbg_url],
                         **_timeout_argument(call.timeout),
                     ) as response:
+                        _log_exchange(response, form.size, started, attempt)
                         await self._raise_for_status(response, outcome)
                         download = self._tracker(
                             call.on_download, body_length(response), attempt, upload=False
@@ -387,6 +409,7 @@ class AsyncRembg(AsyncClosing):
         on_download_progress: ProgressCallback | None = None,
         retry: RetryPolicy | None = None,
         timeout: TimeoutLike | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> AsyncIterator[StreamedImage]:
         """Remove the background, and hand the cut-out over as it arrives, with no file.
 
@@ -403,6 +426,7 @@ class AsyncRembg(AsyncClosing):
         try:
             call = _RemoveCall(
                 source=source,
+                headers=self._call_headers(extra_headers),
                 fields=remove_options.form_fields(),
                 target=None,
                 return_base64=False,
@@ -423,6 +447,7 @@ class AsyncRembg(AsyncClosing):
         session = self._open()
         form = build_form(call.source, call.fields, CHUNK_BYTES)
         upload = self._tracker(call.on_upload, form.size, attempt, upload=True)
+        started = time.monotonic()
         async with contextlib.AsyncExitStack() as stack:
             outcome = await stack.enter_async_context(limited(self._limiter))
             with _transport_errors(self._rmbg_url):
@@ -430,12 +455,13 @@ class AsyncRembg(AsyncClosing):
                     session.post(
                         self._rmbg_url,
                         data=UploadBody(form, upload, _read_limit(call.timeout, session)),
-                        headers=self._headers,
+                        headers=call.headers,
                         allow_redirects=False,
                         **self._proxies[self._rmbg_url],
                         **_timeout_argument(call.timeout),
                     )
                 )
+                _log_exchange(response, form.size, started, attempt)
                 await self._raise_for_status(response, outcome)
                 download = self._tracker(
                     call.on_download, body_length(response), attempt, upload=False
@@ -596,6 +622,23 @@ def _check_api_key(api_key: str | None, *, from_env: bool) -> None:
                 f"{where} contains a control character ({char!r} at position {position} of "
                 f"{len(api_key)}); a line end copied with it? strip it"
             )
+
+
+def _log_exchange(
+    response: aiohttp.ClientResponse, size: int | None, started: float, attempt: int
+) -> None:
+    """One DEBUG line per request, once its answer's head is in (never a header: the key)."""
+    if logger.isEnabledFor(logging.DEBUG):
+        logger.debug(
+            "%s %s: %s bytes sent, %d in %.3f s (attempt %d, request id %s)",
+            response.method,
+            response.url.host,
+            "unknown" if size is None else size,
+            response.status,
+            time.monotonic() - started,
+            attempt,
+            response.headers.get("x-request-id", "none"),
+        )
 
 
 def _request_headers(api_key: str | None) -> Mapping[str, str]:
