@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable
 import aiohttp
 
 from ._download import SNIFF_BYTES, body_length, real_content_type
-from ._exceptions import APIResponseError
+from ._exceptions import APIResponseError, request_id
 from ._progress import ProgressTracker
 
 #: Read at most this much at a time when the caller does not say.
@@ -26,7 +26,8 @@ class StreamedImage:
     """The cut-out of ``client.stream()``, received as it is read.
 
     ``content_type`` is the real type (from the bytes), ``size`` the body's length when the
-    server says it (else None); ``iter_chunks()`` gives the bytes once, ``read()`` all of them.
+    server says it (else None), ``request_id`` the server's id of the request (``x-request-id``)
+    if it sent one; ``iter_chunks()`` gives the bytes once, ``read()`` all of them.
     """
 
     def __init__(
@@ -38,6 +39,7 @@ class StreamedImage:
     ) -> None:
         self.content_type: str = real_content_type(head, response.content_type)
         self.size: int | None = body_length(response)
+        self.request_id: str | None = request_id(response.headers)
         self._response = response
         self._head = head
         self._tracker = tracker

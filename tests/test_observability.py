@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
-from rembg_async import AsyncRembg
+from rembg_async import AsyncRembg, BadRequestError
 from tests.conftest import CaptureServer, make_image
 
 PNG = make_image((64, 48), "PNG")
@@ -47,3 +50,37 @@ async def test_debug_line_per_request_without_the_key(
     assert all(" 200 in " in line and "(attempt 1" in line for line in requests)
     assert all("bytes sent" in line for line in requests)
     assert not any(KEY in line for line in lines)
+
+
+@pytest.fixture
+async def id_server() -> AsyncIterator[str]:
+    """A server that sends x-request-id: 400 to the first request, the image to the next."""
+    seen: list[int] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        await request.read()
+        seen.append(1)
+        headers = {"X-Request-Id": f"req-{len(seen)}"}
+        if len(seen) == 1:
+            return web.json_response({"error": "busy"}, status=400, headers=headers)
+        return web.Response(body=PNG, content_type="image/png", headers=headers)
+
+    app = web.Application()
+    app.router.add_post("/rmbg", handler)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield str(server.make_url("")).rstrip("/")
+    finally:
+        await server.close()
+
+
+async def test_request_id_on_errors_and_streamed_results(id_server: str) -> None:
+    """The server's x-request-id is on the error it answered and on a streamed result."""
+    async with AsyncRembg(KEY, base_url=id_server) as client:
+        with pytest.raises(BadRequestError) as caught:
+            await client.remove(PNG)
+        async with client.stream(PNG) as result:
+            await result.read()
+    assert caught.value.request_id == "req-1"
+    assert result.request_id == "req-2"
