@@ -9,7 +9,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from rembg_async import AsyncRembg, BadRequestError
+from rembg_async import APIConnectionError, AsyncRembg, BadRequestError, RetryPolicy
 from tests.conftest import CaptureServer, make_image
 
 PNG = make_image((64, 48), "PNG")
@@ -84,3 +84,21 @@ async def test_request_id_on_errors_and_streamed_results(id_server: str) -> None
             await result.read()
     assert caught.value.request_id == "req-1"
     assert result.request_id == "req-2"
+
+
+async def test_retries_and_give_ups_are_logged(
+    id_server: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each retry logs INFO, giving up after retries WARNING; a 400 (no retry) says nothing."""
+    caplog.set_level(logging.INFO, logger="rembg_async")
+    url = id_server
+    async with AsyncRembg(KEY, base_url=url, retry=RetryPolicy(wait=False)) as client:
+        with pytest.raises(BadRequestError):
+            await client.remove(PNG)  # a 400: not retried, so nothing is said
+        assert not [r for r in caplog.records if "attempt" in r.getMessage()]
+    async with AsyncRembg(KEY, base_url="http://127.0.0.1:9", retry=RetryPolicy(wait=False)) as c:
+        with pytest.raises(APIConnectionError):
+            await c.remove(PNG)
+    levels = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert [level for level, _ in levels].count("INFO") == 2
+    assert any(level == "WARNING" and "giving up after 3 attempts" in m for level, m in levels)
