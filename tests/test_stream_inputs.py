@@ -201,3 +201,44 @@ async def test_aiohttp_request_body_is_proxied(capture_server: CaptureServer) ->
         await server.close()
     assert [r.parts["image"][2] for r in capture_server.received] == [big, big]
     assert capture_server.received[1].parts["image"][0] == "photo.png"
+
+
+async def test_memory_stays_flat_for_a_large_stream(private_tmp: Path) -> None:
+    """A 40 MB stream goes through with a few MB of Python memory at most, spool deleted."""
+    import tracemalloc
+
+    answer = make_image((8, 8), "PNG")
+    received = 0
+
+    async def sink(request: web.Request) -> web.Response:
+        nonlocal received
+        async for chunk in request.content.iter_chunked(1 << 20):
+            received += len(chunk)
+        return web.Response(body=answer, content_type="image/png")
+
+    app = web.Application()
+    app.router.add_post("/rmbg", sink)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    block = b"\0" * (1 << 20)
+
+    async def forty_megabytes() -> AsyncIterator[bytes]:
+        yield PNG
+        for _ in range(40):
+            yield block
+
+    try:
+        url = str(server.make_url("")).rstrip("/")
+        async with AsyncRembg("k", base_url=url) as client:
+            tracemalloc.start()
+            try:
+                result = await client.remove(forty_megabytes(), return_base64=True)
+                _, peak = tracemalloc.get_traced_memory()
+            finally:
+                tracemalloc.stop()
+    finally:
+        await server.close()
+    assert result.size > 0
+    assert received > 40 << 20
+    assert peak < 12 << 20, f"peak {peak / 2**20:.1f} MiB"
+    assert list(private_tmp.iterdir()) == []
