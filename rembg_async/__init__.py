@@ -25,6 +25,8 @@ from ._options import RemoveOptions
 from ._progress import ProgressEvent
 from ._results import Base64Image, ImageFile
 from ._retry import RetryPolicy
+from ._stream_output import StreamedImage
+from ._sync import Rembg, rembg_sync
 from ._timeouts import Timeout
 from ._usage import BillingCycle, BillingCycleSummary, MembershipUsage
 from ._version import __version__
@@ -56,14 +58,17 @@ __all__ = [
     "ProgressEvent",
     "RateLimitError",
     "RateLimitState",
+    "Rembg",
     "RembgError",
     "RemoveOptions",
     "RetryPolicy",
     "ServerError",
+    "StreamedImage",
     "Timeout",
     "__version__",
     "failed_inputs",
     "rembg",
+    "rembg_sync",
     "rich_progress",
     "tqdm_progress",
 ]

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import enum
+import functools
 import logging
 import os
+import time
 import warnings
-from collections.abc import AsyncIterable, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
 from pathlib import Path, PurePath
 from typing import Any, Final, Literal, overload
 
@@ -35,6 +38,7 @@ from ._paths import check_output_name, check_output_place
 from ._progress import DEFAULT_INTERVAL, ProgressCallback, ProgressTracker
 from ._results import Base64Image, ImageFile, discard_temporary
 from ._retry import RetryPolicy
+from ._stream_output import StreamedImage, open_streamed
 from ._threads import run_to_completion
 from ._timeouts import Timeout, TimeoutLike, as_timeout
 from ._upload import CHUNK_BYTES, UploadBody, build_form
@@ -51,6 +55,14 @@ MSG_BASE64_WITH_OUTPUT_PATH: Final = "return_base64 and output_path exclude each
 MAX_ERROR_BODY: Final = 64 * 1024
 #: A usage answer is a few hundred bytes; a list of billing cycles, a few per month of history.
 MAX_USAGE_BODY: Final = 4 * 1024 * 1024
+
+
+MSG_OTHER_LOOP: Final = (
+    "this AsyncRembg client was first used in another event loop (each asyncio.run() makes a "
+    "new one), and its connections and locks belong to that loop: make one client per loop, "
+    "inside 'async with AsyncRembg() as client' in the coroutine you run, or use the sync "
+    "client rembg_async.Rembg, which can be shared by any code and thread"
+)
 
 
 class _State(enum.Enum):
@@ -71,6 +83,7 @@ class _RemoveCall:
     on_upload: ProgressCallback | None
     on_download: ProgressCallback | None
     timeout: Timeout | None  # None: the session's own
+    headers: Mapping[str, str]  # the client's, with the call's extra_headers
 
 
 class AsyncRembg(AsyncClosing):
@@ -112,6 +125,7 @@ class AsyncRembg(AsyncClosing):
         progress_interval: float = DEFAULT_INTERVAL,
         allow_insecure_http: bool = False,
         trust_env: bool = True,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> None:
         # First, so that __del__ finds a consistent object even if a check below fails.
         self._state = _State.UNOPENED
@@ -142,8 +156,10 @@ class AsyncRembg(AsyncClosing):
             max_hold=self._retry.max_retry_after,
         )
         self._session = session
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop its session belongs to
         self._progress_interval = progress_interval
-        self._headers = _request_headers(self._api_key)  # the same for every request
+        # The same for every request; extra_headers cannot replace the key (api_key does).
+        self._headers = {**(extra_headers or {}), **_request_headers(self._api_key)}
         if self._api_key is None:
             logger.warning("no RemBG API key given: calls are anonymous, with a small daily limit")
 
@@ -183,10 +199,28 @@ class AsyncRembg(AsyncClosing):
     def _open(self) -> aiohttp.ClientSession:
         if self._state is _State.CLOSED:
             raise RuntimeError("this AsyncRembg client is closed; make a new one")
+        self._check_loop()
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=(self._timeout or Timeout()).to_aiohttp())
         self._state = _State.OPENED
         return self._session
+
+    def _call_headers(self, extra: Mapping[str, str] | None) -> Mapping[str, str]:
+        """The client's headers, then a call's ``extra_headers``; never over the key."""
+        if not extra:
+            return self._headers
+        return {**self._headers, **extra, **_request_headers(self._api_key)}
+
+    def _check_loop(self) -> None:
+        """Refuse a second event loop: the session and the limiter's lock belong to the first."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # called outside a loop: nothing is bound yet
+            return
+        if self._loop is None:
+            self._loop = loop
+        elif self._loop is not loop:
+            raise RuntimeError(MSG_OTHER_LOOP)
 
     # The result's type follows the options: an ImageFile unless base64 is asked for, by
     # return_base64=True or by a dict literal with "returnBase64": True; when that is only
@@ -203,6 +237,8 @@ class AsyncRembg(AsyncClosing):
         on_download_progress: ProgressCallback | None = None,
         retry: RetryPolicy | None = None,
         timeout: TimeoutLike | None = None,
+        size: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> ImageFile: ...
 
     @overload
@@ -217,6 +253,8 @@ class AsyncRembg(AsyncClosing):
         on_download_progress: ProgressCallback | None = None,
         retry: RetryPolicy | None = None,
         timeout: Timeout | None = None,
+        size: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> Base64Image: ...
 
     @overload
@@ -231,6 +269,8 @@ class AsyncRembg(AsyncClosing):
         on_download_progress: ProgressCallback | None = None,
         retry: RetryPolicy | None = None,
         timeout: TimeoutLike | None = None,
+        size: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> Base64Image: ...
 
     @overload
@@ -245,6 +285,8 @@ class AsyncRembg(AsyncClosing):
         on_download_progress: ProgressCallback | None = None,
         retry: RetryPolicy | None = None,
         timeout: TimeoutLike | None = None,
+        size: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> ImageFile | Base64Image: ...
 
     async def remove(
@@ -258,16 +300,24 @@ class AsyncRembg(AsyncClosing):
         on_download_progress: ProgressCallback | None = None,
         retry: RetryPolicy | None = None,
         timeout: TimeoutLike | None = None,
+        size: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> ImageFile | Base64Image:
         """Remove the background of ``input_image``.
 
-        ``input_image`` is a path, bytes, ``{"base64": ...}`` (a ``data:`` prefix is fine) or a
-        seekable binary file. The result is a temporary `ImageFile` (``cleanup()`` it),
+        ``input_image`` is a path, bytes, ``{"base64": ...}`` (a ``data:`` prefix is fine), a
+        seekable binary file, or a stream: an async iterable of bytes or anything with an async
+        ``read(n)`` (aiohttp's ``StreamReader`` and multipart parts, Starlette's ``UploadFile``),
+        sent as it is read, with ``Content-Length`` when ``size`` gives its exact length (chunked
+        otherwise). A stream's first bytes are checked before sending, and what is read of it is
+        spooled to an anonymous temporary file so a retry can resend it; the file is deleted
+        when the call returns or fails. The result is a temporary `ImageFile` (``cleanup()`` it),
         the file at ``output_path``, or with ``return_base64`` a `Base64Image`.
         Bad input raises `InvalidInputError` before anything is sent, and so does an
         ``output_path`` whose extension names another format than the one asked for (an
         ``OSError`` when it is a folder or its folder cannot be written). Each retry sends
         the image afresh and restarts progress, its events carrying the new ``attempt``.
+        ``extra_headers`` are sent with this call's request (after the client's own).
         """
         remove_options, return_base64 = _resolve_options(options, return_base64)
         if return_base64 and output_path is not None:
@@ -275,8 +325,39 @@ class AsyncRembg(AsyncClosing):
         target = Path(output_path) if output_path is not None else None
         if target is not None:
             check_output_name(target, remove_options.output_format)
+        source = await _prepare(input_image, target, size)
+        try:
+            headers = self._call_headers(extra_headers)
+            return await self._remove_source(
+                source,
+                headers,
+                remove_options,
+                return_base64,
+                output_path,
+                on_upload_progress,
+                on_download_progress,
+                retry,
+                timeout,
+            )
+        finally:
+            source.close()
+
+    async def _remove_source(
+        self,
+        source: Source,
+        headers: Mapping[str, str],
+        remove_options: RemoveOptions,
+        return_base64: bool,
+        output_path: str | os.PathLike[str] | None,
+        on_upload_progress: ProgressCallback | None,
+        on_download_progress: ProgressCallback | None,
+        retry: RetryPolicy | None,
+        timeout: TimeoutLike | None,
+    ) -> ImageFile | Base64Image:
+        target = Path(output_path) if output_path is not None else None
         call = _RemoveCall(
-            source=await _prepare(input_image, target),
+            source=source,
+            headers=headers,
             fields=remove_options.form_fields(),
             target=target,
             then=output_path.then if isinstance(output_path, KeptTarget) else None,
@@ -293,17 +374,19 @@ class AsyncRembg(AsyncClosing):
         form = build_form(call.source, call.fields, CHUNK_BYTES)
         upload = self._tracker(call.on_upload, form.size, attempt, upload=True)
         result: ImageFile | Base64Image | None = None
+        started = time.monotonic()
         try:
             async with limited(self._limiter) as outcome:
                 with _transport_errors(self._rmbg_url):
                     async with session.post(
                         self._rmbg_url,
                         data=UploadBody(form, upload, _read_limit(call.timeout, session)),
-                        headers=self._headers,
+                        headers=call.headers,
                         allow_redirects=False,
                         **self._proxies[self._rmbg_url],
                         **_timeout_argument(call.timeout),
                     ) as response:
+                        _log_exchange(response, form.size, started, attempt)
                         await self._raise_for_status(response, outcome)
                         download = self._tracker(
                             call.on_download, body_length(response), attempt, upload=False
@@ -319,6 +402,81 @@ class AsyncRembg(AsyncClosing):
             raise
         assert result is not None
         return result
+
+    @contextlib.asynccontextmanager
+    async def stream(
+        self,
+        input_image: ImageInput,
+        options: RemoveOptions | Mapping[str, Any] | None = None,
+        *,
+        size: int | None = None,
+        on_upload_progress: ProgressCallback | None = None,
+        on_download_progress: ProgressCallback | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: TimeoutLike | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> AsyncIterator[StreamedImage]:
+        """Remove the background, and hand the cut-out over as it arrives, with no file.
+
+        ``async with client.stream(image) as result:`` then ``result.content_type``,
+        ``result.size`` (None when unknown) and ``async for chunk in result.iter_chunks()``.
+        Arguments as for `remove` (no base64, no ``output_path``). Failures are retried until the
+        block is entered (its first bytes are read by then); a failure later is raised to it.
+        The connection is held until the block ends.
+        """
+        remove_options, return_base64 = _resolve_options(options, False)
+        if return_base64:
+            raise ValueError("stream() hands over the image's bytes: returnBase64 is for remove()")
+        source = await open_source(input_image, size)
+        try:
+            call = _RemoveCall(
+                source=source,
+                headers=self._call_headers(extra_headers),
+                fields=remove_options.form_fields(),
+                target=None,
+                then=None,
+                return_base64=False,
+                on_upload=on_upload_progress,
+                on_download=on_download_progress,
+                timeout=as_timeout(timeout) or self._timeout,
+            )
+            self._open()
+            async with contextlib.AsyncExitStack() as held:
+                policy = retry or self._retry
+                yield await policy.run(lambda attempt: self._stream_once(call, attempt, held))
+        finally:
+            source.close()
+
+    async def _stream_once(
+        self, call: _RemoveCall, attempt: int, held: contextlib.AsyncExitStack
+    ) -> StreamedImage:
+        session = self._open()
+        form = build_form(call.source, call.fields, CHUNK_BYTES)
+        upload = self._tracker(call.on_upload, form.size, attempt, upload=True)
+        started = time.monotonic()
+        async with contextlib.AsyncExitStack() as stack:
+            outcome = await stack.enter_async_context(limited(self._limiter))
+            with _transport_errors(self._rmbg_url):
+                response = await stack.enter_async_context(
+                    session.post(
+                        self._rmbg_url,
+                        data=UploadBody(form, upload, _read_limit(call.timeout, session)),
+                        headers=call.headers,
+                        allow_redirects=False,
+                        **self._proxies[self._rmbg_url],
+                        **_timeout_argument(call.timeout),
+                    )
+                )
+                _log_exchange(response, form.size, started, attempt)
+                await self._raise_for_status(response, outcome)
+                download = self._tracker(
+                    call.on_download, body_length(response), attempt, upload=False
+                )
+                errors = functools.partial(_transport_errors, self._rmbg_url)
+                result = await open_streamed(response, download, errors)
+            held.push_async_exit(stack.pop_all())  # held open until the caller's block ends
+            return result
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _tracker(
         self, callback: ProgressCallback | None, total: int | None, attempt: int, *, upload: bool
@@ -448,17 +606,17 @@ class AsyncRembg(AsyncClosing):
         raise error
 
 
-async def _prepare(input_image: Any, target: Path | None) -> Source:
+async def _prepare(input_image: Any, target: Path | None, size: int | None) -> Source:
     """The input's `Source`, once the output's place is known to be usable."""
     if isinstance(input_image, Source):  # a batch's: read, and its output's place checked
         return input_image
     if target is None:
-        return await open_source(input_image)
-    if isinstance(input_image, (str, os.PathLike)):  # both in one thread call
+        return await open_source(input_image, size)
+    if size is None and isinstance(input_image, (str, os.PathLike)):  # both in one thread call
         path = Path(input_image)
         return local_source(path, await run_to_completion(_check_and_read, target, path))
     await run_to_completion(check_output_place, target)
-    return await open_source(input_image)
+    return await open_source(input_image, size)
 
 
 def _check_and_read(target: Path, path: Path) -> LocalRead:
@@ -488,6 +646,23 @@ def _check_api_key(api_key: str | None, *, from_env: bool) -> None:
                 f"{where} contains a control character ({char!r} at position {position} of "
                 f"{len(api_key)}); a line end copied with it? strip it"
             )
+
+
+def _log_exchange(
+    response: aiohttp.ClientResponse, size: int | None, started: float, attempt: int
+) -> None:
+    """One DEBUG line per request, once its answer's head is in (never a header: the key)."""
+    if logger.isEnabledFor(logging.DEBUG):
+        logger.debug(
+            "%s %s: %s bytes sent, %d in %.3f s (attempt %d, request id %s)",
+            response.method,
+            response.url.host,
+            "unknown" if size is None else size,
+            response.status,
+            time.monotonic() - started,
+            attempt,
+            response.headers.get("x-request-id", "none"),
+        )
 
 
 def _request_headers(api_key: str | None) -> Mapping[str, str]:

@@ -62,7 +62,8 @@ class APIStatusError(RembgError):
     """The server answered with an error status.
 
     ``message`` is the server's ``error`` text (or the start of a non-JSON body), ``details``
-    its field problems, ``body`` the parsed JSON (or None), ``headers`` the response headers.
+    its field problems, ``body`` the parsed JSON (or None), ``headers`` the response headers,
+    ``request_id`` the server's id of the request (``x-request-id``), if it sent one.
     """
 
     def __init__(
@@ -80,6 +81,11 @@ class APIStatusError(RembgError):
         self.details: tuple[FieldDetail, ...] = tuple(details)
         self.body = body
         self.headers: Mapping[str, str] = dict(headers or {})
+
+    @property
+    def request_id(self) -> str | None:
+        """The server's id of this request (``x-request-id``), for its operators; or None."""
+        return request_id(self.headers)
 
     def __str__(self) -> str:
         return self._with_attempts(f"{self.status} {self.message}")
@@ -236,6 +242,14 @@ def _float(value: str | None) -> float | None:
         return float(value) if value is not None else None
     except ValueError:
         return None
+
+
+def request_id(headers: Mapping[str, str]) -> str | None:
+    """The request id among response headers (``x-request-id`` or ``request-id``, any case)."""
+    for name, value in headers.items():
+        if name.lower() in ("x-request-id", "request-id"):
+            return value
+    return None
 
 
 def error_from_response(status: int, body: bytes, headers: Mapping[str, str]) -> APIStatusError:

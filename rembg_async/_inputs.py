@@ -12,12 +12,13 @@ import asyncio
 import base64
 import binascii
 import errno
+import inspect
 import io
 import os
 import stat
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import IO, Any, Final, Union
+from typing import IO, Any, Final, Protocol, Union
 
 import attrs
 
@@ -32,9 +33,26 @@ from ._exceptions import InvalidInputError
 from ._imageinfo import ImageInfo, read_image_info
 from ._threads import run_to_completion
 
+
+class AsyncReadable(Protocol):
+    """Anything with an async ``read(n)``: aiohttp's ``StreamReader``, ``UploadFile``..."""
+
+    def read(self, n: int = ..., /) -> Awaitable[bytes]:
+        """Up to ``n`` bytes; ``b""`` at the end."""
+        ...
+
+
 #: Everything ``remove()`` accepts as an image.
 ImageInput = Union[
-    str, "os.PathLike[str]", bytes, bytearray, memoryview, Mapping[str, str], IO[bytes]
+    str,
+    "os.PathLike[str]",
+    bytes,
+    bytearray,
+    memoryview,
+    Mapping[str, str],
+    IO[bytes],
+    AsyncIterable[bytes],
+    AsyncReadable,
 ]
 
 Chunks = Callable[[int], AsyncGenerator[bytes, None]]
@@ -51,15 +69,26 @@ class Source:
 
     filename: str
     content_type: str
-    size: int
+    size: int | None  # None: a stream of unknown length, sent chunked
     info: ImageInfo
     chunks: Chunks = attrs.field(repr=False)
+    #: Frees what the source holds (a stream's spool file); called once the call is over.
+    close: Callable[[], None] = attrs.field(default=lambda: None, repr=False)
 
 
-async def open_source(image: Any) -> Source:
-    """The `Source` for any accepted input, checked; `InvalidInputError` if bad."""
+async def open_source(image: Any, size: int | None = None) -> Source:
+    """The `Source` for any accepted input, checked; `InvalidInputError` if bad.
+
+    ``size``: the exact length of a stream input (it is sent chunked without it).
+    """
     if isinstance(image, Source):  # read and checked already (by a batch)
         return image
+    if size is not None and not is_stream(image):
+        raise TypeError("size= is only for stream inputs (an async iterable or async read(n))")
+    if is_stream(image):
+        from ._streams import stream_source  # a sibling module: the stream's spool
+
+        return await stream_source(image, size)
     if isinstance(image, (str, os.PathLike)):
         return await _path_source(Path(image))
     if isinstance(image, (bytes, bytearray, memoryview)):
@@ -69,7 +98,8 @@ async def open_source(image: Any) -> Source:
     if hasattr(image, "read") and hasattr(image, "seek"):
         return await _file_object_source(image)
     raise TypeError(
-        "input_image must be a path, bytes, {'base64': ...} or a seekable binary file, "
+        "input_image must be a path, bytes, {'base64': ...}, a seekable binary file, "
+        "an async iterable of bytes or an object with an async read(n), "
         f"not {type(image).__name__}"
     )
 
@@ -189,6 +219,19 @@ async def _file_object_source(file: IO[bytes]) -> Source:
     return _source(name, size, info, chunks)
 
 
+def is_stream(image: Any) -> bool:
+    """Whether ``image`` is an async stream: an async iterable, or an async ``read``."""
+    if hasattr(image, "__aiter__") or hasattr(image, "read_chunk"):
+        return True
+    read = getattr(image, "read", None)
+    return read is not None and inspect.iscoroutinefunction(read)
+
+
+def input_error(message: str) -> InvalidInputError:
+    """An `InvalidInputError` about the image field."""
+    return _input_error(message)
+
+
 def _input_error(message: str) -> InvalidInputError:
     return InvalidInputError(message, [("image", message)])
 
@@ -216,7 +259,14 @@ def _decode_base64(image: Mapping[str, str]) -> bytes:
         raise InvalidInputError(message, [("image", message)]) from None
 
 
-def _source(name: str | None, size: int, info: ImageInfo | None, chunks: Chunks) -> Source:
+def checked_source(
+    name: str | None, size: int | None, info: ImageInfo | None, chunks: Chunks
+) -> Source:
+    """`_source` for a sibling module (a stream source)."""
+    return _source(name, size, info, chunks)
+
+
+def _source(name: str | None, size: int | None, info: ImageInfo | None, chunks: Chunks) -> Source:
     """Check the file as the server would, in its order; name it after its real type."""
     problem = _file_problem(size, info)
     if problem is not None:
@@ -232,10 +282,10 @@ def _source(name: str | None, size: int, info: ImageInfo | None, chunks: Chunks)
     )
 
 
-def _file_problem(size: int, info: ImageInfo | None) -> str | None:
+def _file_problem(size: int | None, info: ImageInfo | None) -> str | None:
     if size == 0:
         return MSG_EMPTY_FILE
-    if size > MAX_UPLOAD_BYTES:
+    if size is not None and size > MAX_UPLOAD_BYTES:
         return file_too_large_message(size)
     if info is None:
         return MSG_INVALID_SIGNATURE

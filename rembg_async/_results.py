@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import warnings
 from pathlib import Path
+from typing import Any
 
 import attrs
 
@@ -45,6 +47,29 @@ class ImageFile(AsyncClosing):
         with contextlib.suppress(FileNotFoundError):
             await run_to_completion(os.unlink, self.output_image_path)
 
+    def _repr_png_(self) -> bytes | None:
+        """The PNG itself, for Jupyter (None for another format: see `_repr_mimebundle_`)."""
+        return self.output_image_path.read_bytes() if self.content_type == "image/png" else None
+
+    def _repr_mimebundle_(self, **_: Any) -> dict[str, Any]:
+        """How Jupyter shows the image inline: the image itself, and an HTML ``<img>``."""
+        return notebook_bundle(self.content_type, self.output_image_path.read_bytes())
+
+    def close(self) -> None:
+        """Delete the file now, without ``await`` (for the sync `Rembg`); safe to call twice.
+
+        Like ``tempfile.NamedTemporaryFile``'s ``close()``, and what leaving ``with`` does.
+        """
+        self._cleanup.done = True
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.output_image_path)
+
+    def __enter__(self) -> ImageFile:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     def __del__(self) -> None:
         if self.temporary and not self._cleanup.done and os.path.exists(self.output_image_path):
             warnings.warn(
@@ -62,6 +87,28 @@ class Base64Image:
     base64_image: str = attrs.field(repr=lambda value: f"'{value[:40]}…'")
     content_type: str
     size: int
+
+    def _repr_png_(self) -> bytes | None:
+        """The PNG itself, for Jupyter (None for another format: see `_repr_mimebundle_`)."""
+        return self._bytes() if self.content_type == "image/png" else None
+
+    def _repr_mimebundle_(self, **_: Any) -> dict[str, Any]:
+        """How Jupyter shows the image inline: the image itself, and an HTML ``<img>``."""
+        return notebook_bundle(self.content_type, self._bytes())
+
+    def _bytes(self) -> bytes:
+        return base64.b64decode(self.base64_image.partition(",")[2])
+
+
+def notebook_bundle(content_type: str, data: bytes) -> dict[str, Any]:
+    """A Jupyter MIME bundle: PNG and JPEG as themselves (Jupyter's own image types), and for
+    every format an ``<img>`` with a ``data:`` URL, which is how WebP shows in a browser."""
+    bundle: dict[str, Any] = {
+        "text/html": f'<img src="data:{content_type};base64,{base64.b64encode(data).decode()}"/>'
+    }
+    if content_type in ("image/png", "image/jpeg"):
+        bundle[content_type] = data
+    return bundle
 
 
 def discard_temporary(result: ImageFile | Base64Image | None) -> None:

@@ -14,6 +14,7 @@ daily or monthly 429 is never retried: it would only fail again until the next d
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -30,6 +31,8 @@ from ._exceptions import (
 )
 
 T = TypeVar("T")
+
+logger = logging.getLogger("rembg_async")
 
 RETRYABLE_STATUSES: Final = frozenset({408, 409, 429})
 
@@ -117,5 +120,8 @@ class RetryPolicy:
                     failures += 1
                     delay = self.delay(error, failures)
                 if delay is None:
+                    if attempt > 1:
+                        logger.warning("giving up after %d attempts: %s", attempt, error)
                     raise
+                logger.info("attempt %d failed (%s): retrying in %.2f s", attempt, error, delay)
             await asyncio.sleep(delay if self.wait else 0)

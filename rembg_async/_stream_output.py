@@ -1,0 +1,80 @@
+"""A cut-out handed over as it arrives (``client.stream()``): a sink that is the caller's loop.
+
+Before anything is handed over, the first bytes are read (enough to tell the real type), so a
+failure up to then is retried as any other; after that, the caller holds bytes of this answer
+and a failure is raised to it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+
+import aiohttp
+
+from ._download import SNIFF_BYTES, body_length, real_content_type
+from ._exceptions import APIResponseError, request_id
+from ._progress import ProgressTracker
+
+#: Read at most this much at a time when the caller does not say.
+STREAM_CHUNK_BYTES = 64 * 1024
+
+ErrorMapper = Callable[[], contextlib.AbstractContextManager[None]]
+
+
+class StreamedImage:
+    """The cut-out of ``client.stream()``, received as it is read.
+
+    ``content_type`` is the real type (from the bytes), ``size`` the body's length when the
+    server says it (else None), ``request_id`` the server's id of the request (``x-request-id``)
+    if it sent one; ``iter_chunks()`` gives the bytes once, ``read()`` all of them.
+    """
+
+    def __init__(
+        self,
+        response: aiohttp.ClientResponse,
+        head: bytes,
+        tracker: ProgressTracker,
+        errors: ErrorMapper,
+    ) -> None:
+        self.content_type: str = real_content_type(head, response.content_type)
+        self.size: int | None = body_length(response)
+        self.request_id: str | None = request_id(response.headers)
+        self._response = response
+        self._head = head
+        self._tracker = tracker
+        self._errors = errors
+        self._started = False
+
+    def __repr__(self) -> str:
+        return f"<StreamedImage content_type={self.content_type!r} size={self.size!r}>"
+
+    async def iter_chunks(self, chunk_size: int = STREAM_CHUNK_BYTES) -> AsyncIterator[bytes]:
+        """The image's bytes as they arrive, in chunks of at most ``chunk_size`` (once only)."""
+        if self._started:
+            raise RuntimeError("a streamed image can be read only once")
+        self._started = True
+        for start in range(0, len(self._head), chunk_size):
+            yield self._head[start : start + chunk_size]
+        with self._errors():
+            async for chunk in self._response.content.iter_chunked(chunk_size):
+                await self._tracker.advance(len(chunk))
+                yield chunk
+        await self._tracker.finish()
+
+    async def read(self) -> bytes:
+        """All the image's bytes (for small results: they are held in memory)."""
+        return b"".join([chunk async for chunk in self.iter_chunks()])
+
+
+async def open_streamed(
+    response: aiohttp.ClientResponse, tracker: ProgressTracker, errors: ErrorMapper
+) -> StreamedImage:
+    """Read the first bytes of the answer (its type) and hand the rest over as a stream."""
+    head = bytearray()
+    while len(head) < SNIFF_BYTES and (piece := await response.content.read(SNIFF_BYTES)):
+        head += piece
+        await tracker.advance(len(piece))
+    if not head:
+        raise APIResponseError("the server answered 200 with an empty body")
+    return StreamedImage(response, bytes(head), tracker, errors)

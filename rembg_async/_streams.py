@@ -1,0 +1,145 @@
+"""A stream input (an async iterable of bytes, or an async ``read(n)``) as a replayable `Source`.
+
+A stream can be read only once, but a retry must send the image afresh. So what is read is
+spooled, as it passes, to an anonymous temporary file (deleted by the system when closed, so
+nothing is left even if the process dies); a retry sends the spooled bytes, then goes on reading
+the stream where the first attempt stopped. Memory stays flat: one chunk at a time. The spool is
+closed when the call is over (`Source.close`).
+
+The first bytes are read before anything is sent and checked as a file's are (type, size when
+announced, dimensions); a stream longer than an upload may be, or than its ``size=``, or
+shorter than its ``size=``, fails with `InvalidInputError` while it is sent.
+"""
+
+from __future__ import annotations
+
+import io
+import tempfile
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import IO, Any, Final
+
+import aiohttp
+
+from ._contract import MAX_UPLOAD_BYTES, file_too_large_message
+from ._imageinfo import read_image_info
+from ._inputs import Source, checked_source, input_error
+from ._threads import run_to_completion
+
+#: Read before sending to check the image: enough for every header's dimensions in practice.
+STREAM_HEAD_BYTES: Final = 64 * 1024
+
+_READ_BYTES: Final = 256 * 1024
+
+
+def _reader(stream: Any) -> AsyncIterator[bytes]:
+    """The stream's bytes in chunks, whichever front door it has."""
+    if hasattr(stream, "read_chunk"):  # aiohttp's multipart BodyPartReader: read() is whole
+        return _pull(lambda: stream.read_chunk(_READ_BYTES))
+    # aiohttp's StreamReader is async iterable too, but iterating it gives lines.
+    if isinstance(stream, aiohttp.StreamReader) or not hasattr(stream, "__aiter__"):
+        return _pull(lambda: stream.read(_READ_BYTES))
+    return aiter(stream)
+
+
+async def _pull(read: Any) -> AsyncIterator[bytes]:
+    while chunk := await read():
+        yield bytes(chunk) if not isinstance(chunk, bytes) else chunk
+
+
+class _Spool:
+    """The stream, and what has been read of it so far in a temporary file."""
+
+    def __init__(self, stream: Any, size: int | None, name: str) -> None:
+        self._chunks = _reader(stream)
+        self._limit = size if size is not None else MAX_UPLOAD_BYTES
+        self._size = size
+        self._name = name
+        self._file: IO[bytes] | None = None
+        self._spooled = 0
+        self._ended = False
+
+    async def head(self) -> bytes:
+        """The first bytes (up to `STREAM_HEAD_BYTES`), read and spooled."""
+        pieces: list[bytes] = []
+        got = 0
+        while got < STREAM_HEAD_BYTES and (chunk := await self._next()) is not None:
+            pieces.append(chunk)
+            got += len(chunk)
+        return b"".join(pieces)
+
+    async def _next(self) -> bytes | None:
+        """The stream's next chunk, spooled; None at its end (checked against ``size``)."""
+        if self._ended:
+            return None
+        chunk = await anext(self._chunks, None)
+        if chunk is None:
+            self._ended = True
+            if self._size is not None and self._spooled < self._size:
+                raise input_error(
+                    f"{self._name} ended after {self._spooled} of the {self._size} bytes "
+                    "given as its size="
+                )
+            return None
+        if self._spooled + len(chunk) > self._limit:
+            raise input_error(self._too_long(self._spooled + len(chunk)))
+        await run_to_completion(self._write, chunk)
+        return chunk
+
+    def _write(self, chunk: bytes) -> None:
+        if self._file is None:  # here, in the thread: creating a file can wait for the disk
+            self._file = tempfile.TemporaryFile()  # noqa: SIM115  # kept open across attempts; close()
+        self._file.seek(0, io.SEEK_END)
+        self._file.write(chunk)
+        self._spooled += len(chunk)
+
+    def _too_long(self, at_least: int) -> str:
+        if self._size is None:
+            return file_too_large_message(at_least)
+        return f"{self._name} is longer than the {self._size} bytes given as its size="
+
+    async def chunks(self, chunk_size: int) -> AsyncGenerator[bytes, None]:
+        """All the stream's bytes from its start: the spooled ones, then the rest."""
+        sent = 0
+        while sent < self._spooled:
+            chunk = await run_to_completion(
+                self._read_at, sent, min(chunk_size, self._spooled - sent)
+            )
+            sent += len(chunk)
+            yield chunk
+        while (more := await self._next()) is not None:
+            yield more
+
+    def _read_at(self, offset: int, count: int) -> bytes:
+        assert self._file is not None
+        self._file.seek(offset)
+        return self._file.read(count)
+
+    def close(self) -> None:
+        """Delete the spool (an anonymous file: closing it is deleting it)."""
+        if self._file is not None:
+            self._file.close()
+
+
+async def stream_source(stream: Any, size: int | None) -> Source:
+    """The checked `Source` of a stream input, with ``size`` its exact length if known."""
+    if size is not None and size < 0:
+        raise ValueError(f"size must be 0 or more, not {size}")
+    name = str(getattr(stream, "filename", None) or getattr(stream, "name", None) or "") or None
+    spool = _Spool(stream, size, name or "the input stream")
+    try:
+        head = await spool.head()
+        if size is None and len(head) < STREAM_HEAD_BYTES:
+            size = len(head)  # the whole stream is in: its size is known after all
+        info = read_image_info(io.BytesIO(head)) if head else None
+        source = checked_source(name, size if head else 0, info, spool.chunks)
+    except BaseException:
+        spool.close()
+        raise
+    return Source(
+        filename=source.filename,
+        content_type=source.content_type,
+        size=source.size,
+        info=source.info,
+        chunks=source.chunks,
+        close=spool.close,
+    )

@@ -1,0 +1,52 @@
+"""Stream inputs and outputs and the sync client as a user types them; ``mypy --strict`` checks.
+
+Not collected by pytest: a type-checking test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+from rembg_async import (
+    AsyncRembg,
+    Base64Image,
+    BatchItem,
+    ImageFile,
+    MembershipUsage,
+    Rembg,
+    StreamedImage,
+    rembg_sync,
+)
+
+
+async def body() -> AsyncIterator[bytes]:
+    """An upload arriving in pieces."""
+    yield b"..."
+
+
+async def forward(client: AsyncRembg) -> AsyncIterator[bytes]:
+    """A stream in, a stream out."""
+    result: ImageFile = await client.remove(body(), size=3, extra_headers={"X-Trace": "1"})
+    await result.cleanup()
+    async with client.stream(body(), {"format": "png"}) as streamed:
+        typed: StreamedImage = streamed
+        kind: str = typed.content_type
+        size: int | None = typed.size
+        request: str | None = typed.request_id
+        print(kind, size, request)
+        async for chunk in typed.iter_chunks(65536):
+            yield chunk
+
+
+def script() -> None:
+    """The sync client."""
+    with Rembg(base_url="http://127.0.0.1:7000") as client:
+        result: ImageFile | Base64Image = client.remove("cat.jpg")
+        if isinstance(result, ImageFile):
+            with result:
+                print(result.output_image_path)
+        items: Iterator[BatchItem] = client.remove_many(["a.png"], concurrency=2)
+        print(list(items))
+        usage: MembershipUsage = client.membership_usage()
+        print(usage)
+    print(rembg_sync(input_image=b"...").content_type)
