@@ -23,7 +23,7 @@ from ._exceptions import (
 from ._limits import AdaptiveLimiter, Limiter, RateLimitState
 from ._options import RemoveOptions
 from ._progress import ProgressEvent
-from ._results import Base64Image, ImageFile
+from ._results import Base64Image, ImageBytes, ImageFile
 from ._retry import RetryPolicy
 from ._stream_output import StreamedImage
 from ._sync import Rembg, rembg_sync
@@ -48,6 +48,7 @@ __all__ = [
     "BillingCycleSummary",
     "BudgetExhaustedError",
     "CreditBudget",
+    "ImageBytes",
     "ImageFile",
     "InvalidInputError",
     "Limiter",

@@ -23,7 +23,14 @@ from ._batch_items import BatchProgressCallback, ItemProgressCallback
 from ._budget import CreditBudget, LocalCreditBudget
 from ._closing import AsyncClosing
 from ._contract import API_KEY_HEADER, MSG_PERIOD_WITH_CALENDAR, out_of_range_message
-from ._download import KeptTarget, body_length, read_whole, receive_base64, receive_file
+from ._download import (
+    KeptTarget,
+    body_length,
+    read_whole,
+    receive_base64,
+    receive_bytes,
+    receive_file,
+)
 from ._exceptions import (
     InvalidInputError,
     RateLimitError,
@@ -36,7 +43,7 @@ from ._options import Base64Options, ImageFileOptions, RemoveOptions, options_fr
 from ._outputs import OutputTree
 from ._paths import check_output_name, check_output_place
 from ._progress import DEFAULT_INTERVAL, ProgressCallback, ProgressTracker
-from ._results import Base64Image, ImageFile, discard_temporary
+from ._results import Base64Image, ImageBytes, ImageFile, discard_temporary
 from ._retry import RetryPolicy
 from ._stream_output import StreamedImage, open_streamed
 from ._threads import run_to_completion
@@ -51,6 +58,7 @@ logger = logging.getLogger("rembg_async")
 API_BASE_URL: Final = "https://api.rembg.com"
 ACCOUNT_BASE_URL: Final = "https://www.rembg.com"
 MSG_BASE64_WITH_OUTPUT_PATH: Final = "return_base64 and output_path exclude each other"
+MSG_BYTES_WITH_OTHERS: Final = "return_bytes excludes return_base64 and output_path"
 #: Error bodies are small; a proxy's HTML page is cut to this.
 MAX_ERROR_BODY: Final = 64 * 1024
 #: A usage answer is a few hundred bytes; a list of billing cycles, a few per month of history.
@@ -80,6 +88,7 @@ class _RemoveCall:
     target: Path | None
     then: Callable[[], object] | None  # once the target is in place (a batch's index line)
     return_base64: bool
+    return_bytes: bool
     on_upload: ProgressCallback | None
     on_download: ProgressCallback | None
     timeout: Timeout | None  # None: the session's own
@@ -224,7 +233,22 @@ class AsyncRembg(AsyncClosing):
 
     # The result's type follows the options: an ImageFile unless base64 is asked for, by
     # return_base64=True or by a dict literal with "returnBase64": True; when that is only
-    # known at run time (a bool, a dict[str, Any]), the union.
+    # known at run time (a bool, a dict[str, Any]), the union. return_bytes=True: ImageBytes.
+    @overload
+    async def remove(
+        self,
+        input_image: ImageInput,
+        options: RemoveOptions | ImageFileOptions | None = None,
+        *,
+        return_bytes: Literal[True],
+        on_upload_progress: ProgressCallback | None = None,
+        on_download_progress: ProgressCallback | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: TimeoutLike | None = None,
+        size: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> ImageBytes: ...
+
     @overload
     async def remove(
         self,
@@ -302,7 +326,8 @@ class AsyncRembg(AsyncClosing):
         timeout: TimeoutLike | None = None,
         size: int | None = None,
         extra_headers: Mapping[str, str] | None = None,
-    ) -> ImageFile | Base64Image:
+        return_bytes: bool = False,
+    ) -> ImageFile | Base64Image | ImageBytes:
         """Remove the background of ``input_image``.
 
         ``input_image`` is a path, bytes, ``{"base64": ...}`` (a ``data:`` prefix is fine), a
@@ -312,7 +337,8 @@ class AsyncRembg(AsyncClosing):
         otherwise). A stream's first bytes are checked before sending, and what is read of it is
         spooled to an anonymous temporary file so a retry can resend it; the file is deleted
         when the call returns or fails. The result is a temporary `ImageFile` (``cleanup()`` it),
-        the file at ``output_path``, or with ``return_base64`` a `Base64Image`.
+        the file at ``output_path``, with ``return_base64`` a `Base64Image`, or with
+        ``return_bytes`` an `ImageBytes` (the image in memory: for small results).
         Bad input raises `InvalidInputError` before anything is sent, and so does an
         ``output_path`` whose extension names another format than the one asked for (an
         ``OSError`` when it is a folder or its folder cannot be written). Each retry sends
@@ -322,58 +348,38 @@ class AsyncRembg(AsyncClosing):
         remove_options, return_base64 = _resolve_options(options, return_base64)
         if return_base64 and output_path is not None:
             raise ValueError(MSG_BASE64_WITH_OUTPUT_PATH)
+        if return_bytes and (return_base64 or output_path is not None):
+            raise ValueError(MSG_BYTES_WITH_OTHERS)
         target = Path(output_path) if output_path is not None else None
         if target is not None:
             check_output_name(target, remove_options.output_format)
         source = await _prepare(input_image, target, size)
         try:
-            headers = self._call_headers(extra_headers)
-            return await self._remove_source(
-                source,
-                headers,
-                remove_options,
-                return_base64,
-                output_path,
-                on_upload_progress,
-                on_download_progress,
-                retry,
-                timeout,
+            call = _RemoveCall(
+                source=source,
+                headers=self._call_headers(extra_headers),
+                fields=remove_options.form_fields(),
+                target=target,
+                then=output_path.then if isinstance(output_path, KeptTarget) else None,
+                return_base64=return_base64,
+                return_bytes=return_bytes,
+                on_upload=on_upload_progress,
+                on_download=on_download_progress,
+                timeout=as_timeout(timeout) or self._timeout,
             )
+            self._open()
+            policy = retry or self._retry
+            return await policy.run(lambda attempt: self._remove_once(call, attempt))
         finally:
             source.close()
 
-    async def _remove_source(
-        self,
-        source: Source,
-        headers: Mapping[str, str],
-        remove_options: RemoveOptions,
-        return_base64: bool,
-        output_path: str | os.PathLike[str] | None,
-        on_upload_progress: ProgressCallback | None,
-        on_download_progress: ProgressCallback | None,
-        retry: RetryPolicy | None,
-        timeout: TimeoutLike | None,
-    ) -> ImageFile | Base64Image:
-        target = Path(output_path) if output_path is not None else None
-        call = _RemoveCall(
-            source=source,
-            headers=headers,
-            fields=remove_options.form_fields(),
-            target=target,
-            then=output_path.then if isinstance(output_path, KeptTarget) else None,
-            return_base64=return_base64,
-            on_upload=on_upload_progress,
-            on_download=on_download_progress,
-            timeout=as_timeout(timeout) or self._timeout,
-        )
-        self._open()
-        return await (retry or self._retry).run(lambda attempt: self._remove_once(call, attempt))
-
-    async def _remove_once(self, call: _RemoveCall, attempt: int) -> ImageFile | Base64Image:
+    async def _remove_once(
+        self, call: _RemoveCall, attempt: int
+    ) -> ImageFile | Base64Image | ImageBytes:
         session = self._open()
         form = build_form(call.source, call.fields, CHUNK_BYTES)
         upload = self._tracker(call.on_upload, form.size, attempt, upload=True)
-        result: ImageFile | Base64Image | None = None
+        result: ImageFile | Base64Image | ImageBytes | None = None
         started = time.monotonic()
         try:
             async with limited(self._limiter) as outcome:
@@ -393,6 +399,8 @@ class AsyncRembg(AsyncClosing):
                         )
                         if call.return_base64:
                             result = await receive_base64(response, download)
+                        elif call.return_bytes:
+                            result = await receive_bytes(response, download)
                         else:
                             result = await receive_file(response, call.target, download, call.then)
         except BaseException:
@@ -436,6 +444,7 @@ class AsyncRembg(AsyncClosing):
                 target=None,
                 then=None,
                 return_base64=False,
+                return_bytes=False,
                 on_upload=on_upload_progress,
                 on_download=on_download_progress,
                 timeout=as_timeout(timeout) or self._timeout,

@@ -27,10 +27,10 @@ import aiohttp
 import attrs
 
 from ._contract import OUTPUT_FORMATS
-from ._exceptions import APIResponseError
+from ._exceptions import APIResponseError, request_id
 from ._imageinfo import extension_for, sniff_kind
 from ._progress import ProgressTracker
-from ._results import Base64Image, ImageFile
+from ._results import Base64Image, ImageBytes, ImageFile
 from ._threads import run_to_completion
 
 CHUNK_BYTES: Final = 256 * 1024
@@ -150,6 +150,7 @@ async def receive_file(
         content_type=content_type,
         size=size,
         temporary=output_path is None,
+        request_id=request_id(response.headers),
     )
 
 
@@ -325,7 +326,30 @@ async def receive_base64(response: aiohttp.ClientResponse, tracker: ProgressTrac
     content_type = sniffer.result()
     await tracker.finish()
     data_url = f"data:{content_type};base64," + b"".join(encoded).decode("ascii")
-    return Base64Image(base64_image=data_url, content_type=content_type, size=size)
+    return Base64Image(
+        base64_image=data_url,
+        content_type=content_type,
+        size=size,
+        request_id=request_id(response.headers),
+    )
+
+
+async def receive_bytes(response: aiohttp.ClientResponse, tracker: ProgressTracker) -> ImageBytes:
+    """The body in memory."""
+    sniffer = _TypeSniffer(response.content_type)
+    pieces = bytearray()
+    async for chunk in response.content.iter_chunked(CHUNK_BYTES):
+        sniffer.feed(chunk)
+        pieces += chunk
+        await tracker.advance(len(chunk))
+    _check_not_empty(len(pieces))
+    await tracker.finish()
+    return ImageBytes(
+        data=bytes(pieces),
+        content_type=sniffer.result(),
+        size=len(pieces),
+        request_id=request_id(response.headers),
+    )
 
 
 def is_partial_name(name: str) -> bool:

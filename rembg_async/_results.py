@@ -33,6 +33,8 @@ class ImageFile(AsyncClosing):
     content_type: str
     size: int
     temporary: bool = False
+    #: The server's id of the request (``x-request-id``), if it sent one.
+    request_id: str | None = None
     _cleanup: _Cleanup = attrs.field(factory=_Cleanup, repr=False, eq=False)
 
     async def _close_on_exit(self) -> None:
@@ -87,6 +89,8 @@ class Base64Image:
     base64_image: str = attrs.field(repr=lambda value: f"'{value[:40]}…'")
     content_type: str
     size: int
+    #: The server's id of the request (``x-request-id``), if it sent one.
+    request_id: str | None = None
 
     def _repr_png_(self) -> bytes | None:
         """The PNG itself, for Jupyter (None for another format: see `_repr_mimebundle_`)."""
@@ -111,7 +115,28 @@ def notebook_bundle(content_type: str, data: bytes) -> dict[str, Any]:
     return bundle
 
 
-def discard_temporary(result: ImageFile | Base64Image | None) -> None:
+@attrs.frozen(kw_only=True)
+class ImageBytes:
+    """An image in memory (``remove(..., return_bytes=True)``): its bytes (``data``), real
+    ``content_type`` and ``size``. For small results; a large one is better streamed
+    (``client.stream()``) or written to a file."""
+
+    data: bytes = attrs.field(repr=False)
+    content_type: str
+    size: int
+    #: The server's id of the request (``x-request-id``), if it sent one.
+    request_id: str | None = None
+
+    def _repr_png_(self) -> bytes | None:
+        """The PNG itself, for Jupyter (None for another format: see `_repr_mimebundle_`)."""
+        return self.data if self.content_type == "image/png" else None
+
+    def _repr_mimebundle_(self, **_: Any) -> dict[str, Any]:
+        """How Jupyter shows the image inline: the image itself, and an HTML ``<img>``."""
+        return notebook_bundle(self.content_type, self.data)
+
+
+def discard_temporary(result: ImageFile | Base64Image | ImageBytes | None) -> None:
     """Delete ``result``'s file now if it is a temporary one (for cleanup that cannot wait).
 
     A plain call, not an awaited one: it must complete even in a task being cancelled.

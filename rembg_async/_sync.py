@@ -23,7 +23,7 @@ from ._client import AsyncRembg
 from ._inputs import ImageInput
 from ._options import RemoveOptions
 from ._progress import ProgressCallback
-from ._results import Base64Image, ImageFile
+from ._results import Base64Image, ImageBytes, ImageFile
 from ._usage import BillingCycleSummary, MembershipUsage
 
 T = TypeVar("T")
@@ -70,8 +70,9 @@ class Rembg:
         on_upload_progress: ProgressCallback | None = None,
         on_download_progress: ProgressCallback | None = None,
         **more: Any,
-    ) -> ImageFile | Base64Image:
-        """`AsyncRembg.remove`, waited for: the same arguments (``retry``, ``timeout``…)."""
+    ) -> ImageFile | Base64Image | ImageBytes:
+        """`AsyncRembg.remove`, waited for: the same arguments (``retry``, ``timeout``,
+        ``return_bytes``…)."""
         return self._run(
             self._client.remove(
                 input_image,

@@ -86,6 +86,18 @@ async def test_request_id_on_errors_and_streamed_results(id_server: str) -> None
     assert result.request_id == "req-2"
 
 
+async def test_request_id_on_every_kind_of_result(id_server: str) -> None:
+    """A file, a data URL and bytes in memory each carry the id of the request that made them."""
+    async with AsyncRembg(KEY, base_url=id_server) as client:
+        with pytest.raises(BadRequestError):
+            await client.remove(PNG)
+        async with await client.remove(PNG) as image:
+            assert image.request_id == "req-2"
+        encoded = await client.remove(PNG, return_base64=True)
+        in_memory = await client.remove(PNG, return_bytes=True)
+    assert (encoded.request_id, in_memory.request_id) == ("req-3", "req-4")
+
+
 async def test_retries_and_give_ups_are_logged(
     id_server: str, caplog: pytest.LogCaptureFixture
 ) -> None:

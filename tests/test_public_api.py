@@ -16,7 +16,7 @@ DOCUMENTED = {
     "failed_inputs", "rembg", "rich_progress", "tqdm_progress",
     "BudgetExhaustedError", "CreditBudget", "LocalCreditBudget",
     "AdaptiveLimiter", "Limiter", "RateLimitState",
-    "StreamedImage", "Rembg", "rembg_sync",
+    "StreamedImage", "Rembg", "rembg_sync", "ImageBytes",
 }  # fmt: skip
 
 

@@ -242,3 +242,19 @@ async def test_memory_stays_flat_for_a_large_stream(private_tmp: Path) -> None:
     assert received > 40 << 20
     assert peak < 12 << 20, f"peak {peak / 2**20:.1f} MiB"
     assert list(private_tmp.iterdir()) == []
+
+
+async def test_a_starlette_upload_file_is_a_stream_input(capture_server: CaptureServer) -> None:
+    """Starlette's (and so FastAPI's) UploadFile, as a service receives it, is sent as it is."""
+    from starlette.datastructures import UploadFile
+
+    with tempfile.SpooledTemporaryFile() as spooled:  # what Starlette's form parser makes
+        spooled.write(PNG)
+        spooled.seek(0)
+        upload = UploadFile(spooled, size=len(PNG), filename="cat.png")
+        async with AsyncRembg("k", base_url=capture_server.url) as client:
+            result = await client.remove(upload, size=upload.size)
+            await result.cleanup()
+    (received,) = capture_server.received
+    assert received.headers.get("Content-Length") is not None
+    assert received.parts["image"] == ("cat.png", "image/png", PNG)

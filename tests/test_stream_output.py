@@ -9,7 +9,14 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from rembg_async import APIConnectionError, AsyncRembg, ProgressEvent, RetryPolicy, StreamedImage
+from rembg_async import (
+    APIConnectionError,
+    AsyncRembg,
+    ImageBytes,
+    ProgressEvent,
+    RetryPolicy,
+    StreamedImage,
+)
 from tests.conftest import LocalServer, make_image
 
 PNG = make_image((64, 48), "PNG")
@@ -149,3 +156,21 @@ async def test_stream_forwards_through_an_aiohttp_service(unlimited_server: Loca
         await server.close()
     assert body.startswith(b"RIFF")
     assert len(body) > 100
+
+
+async def test_return_bytes_gives_the_image_in_memory(unlimited_server: LocalServer) -> None:
+    """return_bytes=True: the bytes remove() would have saved, with their real type and size,
+    and progress as usual; it cannot be combined with base64 or an output path."""
+    events: list[ProgressEvent] = []
+    async with AsyncRembg(unlimited_server.api_key, base_url=unlimited_server.url) as client:
+        async with await client.remove(PNG, {"format": "webp"}) as saved:
+            expected = saved.output_image_path.read_bytes()
+        image = await client.remove(
+            PNG, {"format": "webp"}, return_bytes=True, on_download_progress=events.append
+        )
+        with pytest.raises(ValueError, match="return_bytes"):
+            await client.remove(PNG, return_bytes=True, return_base64=True)  # type: ignore[call-overload]
+    assert isinstance(image, ImageBytes)
+    assert (image.data, image.content_type, image.size) == (expected, "image/webp", len(expected))
+    assert events[-1].loaded == len(expected)
+    assert "data=" not in repr(image)  # megabytes never end up in a log line

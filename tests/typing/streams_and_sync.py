@@ -11,6 +11,7 @@ from rembg_async import (
     AsyncRembg,
     Base64Image,
     BatchItem,
+    ImageBytes,
     ImageFile,
     MembershipUsage,
     Rembg,
@@ -28,6 +29,9 @@ async def forward(client: AsyncRembg) -> AsyncIterator[bytes]:
     """A stream in, a stream out."""
     result: ImageFile = await client.remove(body(), size=3, extra_headers={"X-Trace": "1"})
     await result.cleanup()
+    small: ImageBytes = await client.remove(b"...", {"format": "png"}, return_bytes=True)
+    data: bytes = small.data
+    print(len(data), small.request_id, result.request_id)
     async with client.stream(body(), {"format": "png"}) as streamed:
         typed: StreamedImage = streamed
         kind: str = typed.content_type
@@ -41,7 +45,7 @@ async def forward(client: AsyncRembg) -> AsyncIterator[bytes]:
 def script() -> None:
     """The sync client."""
     with Rembg(base_url="http://127.0.0.1:7000") as client:
-        result: ImageFile | Base64Image = client.remove("cat.jpg")
+        result: ImageFile | Base64Image | ImageBytes = client.remove("cat.jpg")
         if isinstance(result, ImageFile):
             with result:
                 print(result.output_image_path)
