@@ -22,7 +22,7 @@ from ._batch import BatchRun
 from ._batch_items import BatchProgressCallback, ItemProgressCallback
 from ._budget import CreditBudget, LocalCreditBudget
 from ._closing import AsyncClosing
-from ._contract import API_KEY_HEADER, MSG_PERIOD_WITH_CALENDAR, out_of_range_message
+from ._contract import API_KEY_HEADER
 from ._download import (
     KeptTarget,
     body_length,
@@ -37,20 +37,25 @@ from ._exceptions import (
     error_from_response,
     error_from_transport,
 )
-from ._inputs import ImageInput, LocalRead, Source, local_source, open_source, read_local
+from ._inputs import ImageInput, Source, open_source, prepare_source
 from ._limits import AdaptiveLimiter, Answer, Limiter, Outcome, RateLimitState, limited
-from ._options import Base64Options, ImageFileOptions, RemoveOptions, options_from_mapping
+from ._options import Base64Options, ImageFileOptions, RemoveOptions, resolve_options
 from ._outputs import OutputTree
-from ._paths import check_output_name, check_output_place
+from ._paths import check_output_name
 from ._progress import DEFAULT_INTERVAL, ProgressCallback, ProgressTracker
 from ._results import Base64Image, ImageBytes, ImageFile, discard_temporary
 from ._retry import RetryPolicy
 from ._stream_output import StreamedImage, open_streamed
-from ._threads import run_to_completion
 from ._timeouts import Timeout, TimeoutLike, as_timeout
 from ._upload import CHUNK_BYTES, UploadBody, build_form
 from ._urls import checked_url, proxy_arguments
-from ._usage import BillingCycleSummary, MembershipUsage, billing_cycles_from_json, usage_json
+from ._usage import (
+    BillingCycleSummary,
+    MembershipUsage,
+    billing_cycles_from_json,
+    usage_json,
+    usage_params,
+)
 from ._version import __version__
 
 logger = logging.getLogger("rembg_async")
@@ -345,7 +350,7 @@ class AsyncRembg(AsyncClosing):
         the image afresh and restarts progress, its events carrying the new ``attempt``.
         ``extra_headers`` are sent with this call's request (after the client's own).
         """
-        remove_options, return_base64 = _resolve_options(options, return_base64)
+        remove_options, return_base64 = resolve_options(options, return_base64)
         if return_base64 and output_path is not None:
             raise ValueError(MSG_BASE64_WITH_OUTPUT_PATH)
         if return_bytes and (return_base64 or output_path is not None):
@@ -353,7 +358,7 @@ class AsyncRembg(AsyncClosing):
         target = Path(output_path) if output_path is not None else None
         if target is not None:
             check_output_name(target, remove_options.output_format)
-        source = await _prepare(input_image, target, size)
+        source = await prepare_source(input_image, target, size)
         try:
             call = _RemoveCall(
                 source=source,
@@ -376,33 +381,15 @@ class AsyncRembg(AsyncClosing):
     async def _remove_once(
         self, call: _RemoveCall, attempt: int
     ) -> ImageFile | Base64Image | ImageBytes:
-        session = self._open()
-        form = build_form(call.source, call.fields, CHUNK_BYTES)
-        upload = self._tracker(call.on_upload, form.size, attempt, upload=True)
         result: ImageFile | Base64Image | ImageBytes | None = None
-        started = time.monotonic()
         try:
-            async with limited(self._limiter) as outcome:
-                with _transport_errors(self._rmbg_url):
-                    async with session.post(
-                        self._rmbg_url,
-                        data=UploadBody(form, upload, _read_limit(call.timeout, session)),
-                        headers=call.headers,
-                        allow_redirects=False,
-                        **self._proxies[self._rmbg_url],
-                        **_timeout_argument(call.timeout),
-                    ) as response:
-                        _log_exchange(response, form.size, started, attempt)
-                        await self._raise_for_status(response, outcome)
-                        download = self._tracker(
-                            call.on_download, body_length(response), attempt, upload=False
-                        )
-                        if call.return_base64:
-                            result = await receive_base64(response, download)
-                        elif call.return_bytes:
-                            result = await receive_bytes(response, download)
-                        else:
-                            result = await receive_file(response, call.target, download, call.then)
+            async with self._exchange(call, attempt) as (response, download):
+                if call.return_base64:
+                    result = await receive_base64(response, download)
+                elif call.return_bytes:
+                    result = await receive_bytes(response, download)
+                else:
+                    result = await receive_file(response, call.target, download, call.then)
         except BaseException:
             # Cancelled while closing the exchange, after the file was whole: nobody will
             # receive it, so a temporary one must go now.
@@ -410,6 +397,31 @@ class AsyncRembg(AsyncClosing):
             raise
         assert result is not None
         return result
+
+    @contextlib.asynccontextmanager
+    async def _exchange(
+        self, call: _RemoveCall, attempt: int
+    ) -> AsyncIterator[tuple[aiohttp.ClientResponse, ProgressTracker]]:
+        """One request of ``call``: its answer once the head says an image follows, with the
+        download's tracker. Failures of the transport, in the block too, become ours."""
+        session = self._open()
+        form = build_form(call.source, call.fields, CHUNK_BYTES)
+        upload = self._tracker(call.on_upload, form.size, attempt, upload=True)
+        started = time.monotonic()
+        async with limited(self._limiter) as outcome:
+            with _transport_errors(self._rmbg_url):
+                async with session.post(
+                    self._rmbg_url,
+                    data=UploadBody(form, upload, _read_limit(call.timeout, session)),
+                    headers=call.headers,
+                    allow_redirects=False,
+                    **self._proxies[self._rmbg_url],
+                    **_timeout_argument(call.timeout),
+                ) as response:
+                    _log_exchange(response, form.size, started, attempt)
+                    await self._raise_for_status(response, outcome)
+                    total = body_length(response)
+                    yield response, self._tracker(call.on_download, total, attempt, upload=False)
 
     @contextlib.asynccontextmanager
     async def stream(
@@ -432,7 +444,7 @@ class AsyncRembg(AsyncClosing):
         block is entered (its first bytes are read by then); a failure later is raised to it.
         The connection is held until the block ends.
         """
-        remove_options, return_base64 = _resolve_options(options, False)
+        remove_options, return_base64 = resolve_options(options, False)
         if return_base64:
             raise ValueError("stream() hands over the image's bytes: returnBase64 is for remove()")
         source = await open_source(input_image, size)
@@ -459,30 +471,10 @@ class AsyncRembg(AsyncClosing):
     async def _stream_once(
         self, call: _RemoveCall, attempt: int, held: contextlib.AsyncExitStack
     ) -> StreamedImage:
-        session = self._open()
-        form = build_form(call.source, call.fields, CHUNK_BYTES)
-        upload = self._tracker(call.on_upload, form.size, attempt, upload=True)
-        started = time.monotonic()
         async with contextlib.AsyncExitStack() as stack:
-            outcome = await stack.enter_async_context(limited(self._limiter))
-            with _transport_errors(self._rmbg_url):
-                response = await stack.enter_async_context(
-                    session.post(
-                        self._rmbg_url,
-                        data=UploadBody(form, upload, _read_limit(call.timeout, session)),
-                        headers=call.headers,
-                        allow_redirects=False,
-                        **self._proxies[self._rmbg_url],
-                        **_timeout_argument(call.timeout),
-                    )
-                )
-                _log_exchange(response, form.size, started, attempt)
-                await self._raise_for_status(response, outcome)
-                download = self._tracker(
-                    call.on_download, body_length(response), attempt, upload=False
-                )
-                errors = functools.partial(_transport_errors, self._rmbg_url)
-                result = await open_streamed(response, download, errors)
+            response, download = await stack.enter_async_context(self._exchange(call, attempt))
+            errors = functools.partial(_transport_errors, self._rmbg_url)
+            result = await open_streamed(response, download, errors)
             held.push_async_exit(stack.pop_all())  # held open until the caller's block ends
             return result
         raise AssertionError("unreachable")  # pragma: no cover
@@ -531,7 +523,7 @@ class AsyncRembg(AsyncClosing):
         Use ``async with client.remove_many(...) as run: async for item in run: ...`` to have
         work in flight cancelled as soon as you stop iterating.
         """
-        resolved, return_base64 = _resolve_options(options, False)
+        resolved, return_base64 = resolve_options(options, False)
         if return_base64 and output_dir is not None:
             raise ValueError(MSG_BASE64_WITH_OUTPUT_PATH.replace("output_path", "output_dir"))
         if max_credits is not None and budget is not None:
@@ -568,7 +560,7 @@ class AsyncRembg(AsyncClosing):
         ``period_start`` (Unix seconds, from `billing_cycles`) cannot go with
         ``year``/``month``; ``billing_cycle=True`` adds the current (or chosen) window.
         """
-        params = _usage_params(year, month, period_start)
+        params = usage_params(year, month, period_start)
         if billing_cycle:
             params["expand"] = "billing_cycle"
         return MembershipUsage.from_json(await self._get_usage(params))
@@ -613,24 +605,6 @@ class AsyncRembg(AsyncClosing):
             throttled = isinstance(error, RateLimitError) and self._retry.is_retryable(error)
             outcome.answer = Answer(status=error.status, headers=error.headers, throttled=throttled)
         raise error
-
-
-async def _prepare(input_image: Any, target: Path | None, size: int | None) -> Source:
-    """The input's `Source`, once the output's place is known to be usable."""
-    if isinstance(input_image, Source):  # a batch's: read, and its output's place checked
-        return input_image
-    if target is None:
-        return await open_source(input_image, size)
-    if size is None and isinstance(input_image, (str, os.PathLike)):  # both in one thread call
-        path = Path(input_image)
-        return local_source(path, await run_to_completion(_check_and_read, target, path))
-    await run_to_completion(check_output_place, target)
-    return await open_source(input_image, size)
-
-
-def _check_and_read(target: Path, path: Path) -> LocalRead:
-    check_output_place(target)
-    return read_local(path)
 
 
 def _read_limit(timeout: Timeout | None, session: aiohttp.ClientSession) -> float | None:
@@ -679,34 +653,6 @@ def _request_headers(api_key: str | None) -> Mapping[str, str]:
     if api_key:
         headers[API_KEY_HEADER] = api_key
     return headers
-
-
-def _resolve_options(
-    options: RemoveOptions | Mapping[str, Any] | None, return_base64: bool
-) -> tuple[RemoveOptions, bool]:
-    if options is None:
-        return RemoveOptions(), return_base64
-    if isinstance(options, RemoveOptions):
-        return options, return_base64
-    resolved, mapping_base64 = options_from_mapping(options)
-    return resolved, return_base64 or mapping_base64
-
-
-def _usage_params(year: int | None, month: int | None, period_start: int | None) -> dict[str, str]:
-    if period_start is not None and (year is not None or month is not None):
-        raise InvalidInputError(
-            MSG_PERIOD_WITH_CALENDAR, [("periodStartUnix", MSG_PERIOD_WITH_CALENDAR)]
-        )
-    params: dict[str, str] = {}
-    for name, value, low, high in (("year", year, 1, 9999), ("month", month, 1, 12)):
-        if value is not None:
-            if not low <= value <= high:
-                message = out_of_range_message(name, low, high, value)
-                raise InvalidInputError(message, [(name, message)])
-            params[name] = str(value)
-    if period_start is not None:
-        params["periodStartUnix"] = str(int(period_start))
-    return params
 
 
 @contextlib.contextmanager

@@ -31,6 +31,7 @@ from ._contract import (
 )
 from ._exceptions import InvalidInputError
 from ._imageinfo import ImageInfo, read_image_info
+from ._paths import check_output_place
 from ._threads import run_to_completion
 
 
@@ -294,3 +295,22 @@ def _file_problem(size: int | None, info: ImageInfo | None) -> str | None:
         if messages:
             return messages[0]
     return None
+
+
+async def prepare_source(input_image: Any, target: Path | None, size: int | None) -> Source:
+    """The input's `Source`, once the output's place (``target``) is known to be usable: for a
+    local file, both in one thread call."""
+    if isinstance(input_image, Source):  # a batch's: read, and its output's place checked
+        return input_image
+    if target is None:
+        return await open_source(input_image, size)
+    if size is None and isinstance(input_image, (str, os.PathLike)):  # both in one thread call
+        path = Path(input_image)
+        return local_source(path, await run_to_completion(_check_place_and_read, target, path))
+    await run_to_completion(check_output_place, target)
+    return await open_source(input_image, size)
+
+
+def _check_place_and_read(target: Path, path: Path) -> LocalRead:
+    check_output_place(target)
+    return read_local(path)

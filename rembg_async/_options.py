@@ -218,3 +218,16 @@ class _ReturnsBase64(TypedDict):
 
 class Base64Options(_ReturnsBase64, _ImageOptions, total=False):
     """The rembg.js-style options dict with ``"returnBase64": True``: a Base64Image result."""
+
+
+def resolve_options(
+    options: RemoveOptions | Mapping[str, Any] | None, return_base64: bool
+) -> tuple[RemoveOptions, bool]:
+    """The options as a `RemoveOptions`, and whether base64 is asked for (by the flag, or by
+    ``returnBase64`` in a dict)."""
+    if options is None:
+        return RemoveOptions(), return_base64
+    if isinstance(options, RemoveOptions):
+        return options, return_base64
+    resolved, mapping_base64 = options_from_mapping(options)
+    return resolved, return_base64 or mapping_base64

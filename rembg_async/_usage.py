@@ -14,7 +14,8 @@ from typing import Any, Final
 
 import attrs
 
-from ._exceptions import APIResponseError
+from ._contract import MSG_PERIOD_WITH_CALENDAR, out_of_range_message
+from ._exceptions import APIResponseError, InvalidInputError
 
 _MISSING: Final = object()
 #: Counts and Unix times beyond this are no real usage (it is past the year 9999 in seconds).
@@ -148,3 +149,21 @@ class MembershipUsage:
             if cycle is None
             else BillingCycle.from_json(_object(cycle, "billingCycle")),
         )
+
+
+def usage_params(year: int | None, month: int | None, period_start: int | None) -> dict[str, str]:
+    """The usage endpoint's query, checked as the server checks it."""
+    if period_start is not None and (year is not None or month is not None):
+        raise InvalidInputError(
+            MSG_PERIOD_WITH_CALENDAR, [("periodStartUnix", MSG_PERIOD_WITH_CALENDAR)]
+        )
+    params: dict[str, str] = {}
+    for name, value, low, high in (("year", year, 1, 9999), ("month", month, 1, 12)):
+        if value is not None:
+            if not low <= value <= high:
+                message = out_of_range_message(name, low, high, value)
+                raise InvalidInputError(message, [(name, message)])
+            params[name] = str(value)
+    if period_start is not None:
+        params["periodStartUnix"] = str(int(period_start))
+    return params
