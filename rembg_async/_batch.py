@@ -41,6 +41,7 @@ from ._closing import AsyncClosing
 from ._download import KeptTarget
 from ._exceptions import APIStatusError, RembgError
 from ._inputs import LocalRead, local_source, read_local
+from ._limits import was_refused
 from ._options import RemoveOptions
 from ._outputs import OutputClashError, OutputTree, Provenance, Verdict, identify, options_key
 from ._progress import ProgressCallback, ProgressEvent, call_back
@@ -239,6 +240,9 @@ class BatchRun(AsyncClosing):
             result = await self._send(index, value, (target, made), prepared, wire)
         except Exception as error:  # an item's failure is its own (unless it stops the batch)
             await self._settle(wire, error)
+            if was_refused(error) and not wire.sent:
+                self._put_back(index, value, error)
+                return None
             return await self._failed(index, value, error, wire)
         except BaseException as cancelled:  # what was sent may have been charged all the same
             await self._settle(wire, cancelled)
@@ -330,6 +334,13 @@ class BatchRun(AsyncClosing):
         if target is None or made is None or self._outputs is None:
             return target
         return KeptTarget(path=target, then=functools.partial(self._outputs.record, target, made))
+
+    def _put_back(self, index: int, value: Any, error: Exception) -> None:
+        """The limiter refused to start ``value`` (a stop shared by the fleet, a spent shared
+        budget): nothing was sent, so it is not started, and the batch stops."""
+        self._unstarted.append((index, value))
+        if self.stopped is None:
+            self.stopped = error
 
     async def _failed(self, index: int, value: Any, error: Exception, wire: Wire) -> BatchItem:
         if stops_batch(error, wire):

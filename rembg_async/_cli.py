@@ -11,7 +11,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +21,7 @@ from ._loops import run as run_loop
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from ._limits import Limiter
     from .server import ServerConfig
 
 DESCRIPTION = (
@@ -260,7 +261,12 @@ def _check_base_url(args: argparse.Namespace) -> None:
         raise SystemExit(2) from None
 
 
-def client_for(args: argparse.Namespace, base_url: str | None, api_key: str | None) -> AsyncRembg:
+def client_for(
+    args: argparse.Namespace,
+    base_url: str | None,
+    api_key: str | None,
+    limiter: Limiter | None = None,
+) -> AsyncRembg:
     """The client the connection arguments ask for."""
     from ._cli_remove import retry_policy
 
@@ -270,8 +276,32 @@ def client_for(args: argparse.Namespace, base_url: str | None, api_key: str | No
         timeout=args.timeout,
         allow_insecure_http=args.allow_insecure_http,
         retry=retry_policy(args) if hasattr(args, "retries") else None,
-        requests_per_second=getattr(args, "rps", None),
+        requests_per_second=None if limiter else getattr(args, "rps", None),
+        limiter=limiter,
     )
+
+
+@contextlib.asynccontextmanager
+async def remove_client(
+    args: argparse.Namespace, base_url: str | None, api_key: str | None
+) -> AsyncIterator[AsyncRembg]:
+    """The client for ``remove``: with ``--redis`` (or $REMBG_REDIS_URL), its limits are the
+    fleet's, shared through Redis."""
+    url = args.redis or os.environ.get("REMBG_REDIS_URL")
+    if not url:
+        async with client_for(args, base_url, api_key) as client:
+            yield client
+        return
+    try:
+        from .redis import RedisLimiter
+    except ModuleNotFoundError as error:
+        print(f"rembg-async remove: --redis: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    async with (
+        RedisLimiter.from_url(url, requests_per_second=args.rps) as limiter,
+        client_for(args, base_url, api_key, limiter) as client,
+    ):
+        yield client
 
 
 def run_remove_command(args: argparse.Namespace) -> int:
@@ -345,7 +375,7 @@ def _run_until_signalled(
         interrupts = Interrupts(asyncio.current_task())  # type: ignore[arg-type]
         with _signals_to(interrupts):
             try:
-                async with client_for(args, base_url, api_key) as client:
+                async with remove_client(args, base_url, api_key) as client:
                     if args.dry_run:
                         return await dry_run(client, args, options, inputs)
                     try:

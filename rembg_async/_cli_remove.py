@@ -63,6 +63,12 @@ def add_remove_arguments(parser: argparse.ArgumentParser) -> None:
         help="requests per second, fixed (default: learn the API's rate limit as it goes)",
     )
     parser.add_argument(
+        "--redis",
+        metavar="URL",
+        help="share the rate limit, hold-offs and stops with every process using this Redis "
+        "(redis://host:6379/0; default: $REMBG_REDIS_URL; needs the 'redis' extra)",
+    )
+    parser.add_argument(
         "--base64", action="store_true", help="print data URLs instead of writing files"
     )
     parser.add_argument(

@@ -162,13 +162,17 @@ class AsyncRembg(AsyncClosing):
         self._retry = retry or RetryPolicy(max_retries=max_retries)
         if limiter is not None and (requests_per_second or max_concurrency):
             raise ValueError("pass requests_per_second and max_concurrency to your limiter")
-        self._owns_limiter = limiter is None
+        # A limiter kept per API key (shared through Redis) gives each client its key's own.
+        for_api_key = getattr(limiter, "for_api_key", None)
+        self._owns_limiter = limiter is None or for_api_key is not None
         self._limiter = limiter or AdaptiveLimiter(
             requests_per_second=requests_per_second,
             max_concurrency=max_concurrency,
             adaptive=adaptive_rate_limit,
             max_hold=self._retry.max_retry_after,
         )
+        if for_api_key is not None:
+            self._limiter = for_api_key(self._api_key)
         self._session = session
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop its session belongs to
         self._progress_interval = progress_interval
@@ -187,6 +191,11 @@ class AsyncRembg(AsyncClosing):
 
     async def _close_on_exit(self) -> None:
         await self.aclose()
+
+    @property
+    def limiter(self) -> Limiter:
+        """The limiter every request of this client goes through."""
+        return self._limiter
 
     @property
     def rate_limit(self) -> RateLimitState:
@@ -576,19 +585,19 @@ class AsyncRembg(AsyncClosing):
     async def _get_usage_once(self, params: dict[str, str]) -> dict[str, Any]:
         session = self._open()
         url = self._usage_url
-        # Usage answers come from the account host: they teach nothing of /rmbg's rate.
-        async with limited(self._limiter):
-            with _transport_errors(url):
-                async with session.get(
-                    url,
-                    params=params,
-                    headers=self._headers,
-                    allow_redirects=False,
-                    **self._proxies[url],
-                    **_timeout_argument(self._timeout),
-                ) as response:
-                    await self._raise_for_status(response)
-                    body = await read_whole(response, MAX_USAGE_BODY + 1)
+        # Usage answers come from the account host and cost no credit: /rmbg's limiter (its
+        # rate, its slots, its credit budget) is not theirs.
+        with _transport_errors(url):
+            async with session.get(
+                url,
+                params=params,
+                headers=self._headers,
+                allow_redirects=False,
+                **self._proxies[url],
+                **_timeout_argument(self._timeout),
+            ) as response:
+                await self._raise_for_status(response)
+                body = await read_whole(response, MAX_USAGE_BODY + 1)
         return usage_json(body, MAX_USAGE_BODY)
 
     async def _raise_for_status(
@@ -603,7 +612,12 @@ class AsyncRembg(AsyncClosing):
         if outcome is not None:
             # The limiter slows down on a short-term 429 and holds off as it sees fit.
             throttled = isinstance(error, RateLimitError) and self._retry.is_retryable(error)
-            outcome.answer = Answer(status=error.status, headers=error.headers, throttled=throttled)
+            outcome.answer = Answer(
+                status=error.status,
+                headers=error.headers,
+                throttled=throttled,
+                message=error.message,
+            )
         raise error
 
 

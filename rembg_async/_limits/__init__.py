@@ -3,7 +3,17 @@
 from ._adaptive import AdaptiveLimiter
 from ._control import RateController
 from ._headers import ServerHint, read_hint
-from ._protocol import Answer, Limiter, Outcome, Permit, RateLimitState, RateSource, limited
+from ._protocol import (
+    Answer,
+    Limiter,
+    Outcome,
+    Permit,
+    RateLimitState,
+    RateSource,
+    limited,
+    refused,
+    was_refused,
+)
 
 __all__ = [
     "AdaptiveLimiter",
@@ -17,4 +27,6 @@ __all__ = [
     "ServerHint",
     "limited",
     "read_hint",
+    "refused",
+    "was_refused",
 ]

@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Mapping
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal, Protocol, TypeVar, runtime_checkable
 
 import attrs
+
+from .._exceptions import rate_limit_scope
+
+E = TypeVar("E", bound=BaseException)
 
 #: Where the rate in force comes from: a learned one, the server's headers, the caller's
 #: ``requests_per_second``, or none (no pacing yet).
@@ -36,12 +40,22 @@ class Permit:
 
 @attrs.frozen(kw_only=True)
 class Answer:
-    """What the server said to one request: its status, headers, and whether it was a
-    short-term 429 (flow control; a daily or monthly 429 is not)."""
+    """What the server said to one request: its status, headers, whether it was a
+    short-term 429 (flow control; a daily or monthly 429 is not), and an error's message."""
 
     status: int
     headers: Mapping[str, str] = attrs.field(factory=dict)
     throttled: bool = False
+    message: str = ""
+
+    @property
+    def refuses_the_key(self) -> bool:
+        """Whether every further request with this key would be refused alike: a daily or
+        monthly limit, or the key or its account refused (401, 402, 403)."""
+        if self.status in (401, 402, 403):
+            return True
+        scope = rate_limit_scope(self.message)
+        return self.status == 429 and not self.throttled and scope in ("daily", "monthly")
 
 
 @attrs.frozen(kw_only=True)
@@ -74,7 +88,9 @@ class RateLimitState:
 class Limiter(Protocol):
     """What a client needs of a rate limiter; ``AsyncRembg(limiter=...)`` takes any of them.
 
-    One limiter may serve several clients (they then share its rate and its hold-offs).
+    One limiter may serve several clients (they then share its rate and its hold-offs). A
+    limiter whose state belongs to one API key (`rembg_async.redis.RedisLimiter`) also has
+    ``for_api_key(key)``: the client calls it with its own key and uses what it returns.
     """
 
     async def acquire(self) -> Permit:
@@ -115,3 +131,15 @@ async def limited(limiter: Limiter) -> AsyncIterator[Outcome]:
         yield outcome
     finally:
         await limiter.release(permit, outcome.answer)
+
+
+def refused(error: E) -> E:
+    """Mark ``error`` as raised by a limiter before the request was sent (a stop shared by the
+    fleet, a spent budget): a batch puts the input back among those not started."""
+    error._rembg_refused = True  # type: ignore[attr-defined]
+    return error
+
+
+def was_refused(error: BaseException) -> bool:
+    """Whether ``error`` came from a limiter, before anything was sent."""
+    return getattr(error, "_rembg_refused", False) is True

@@ -1,0 +1,126 @@
+"""A member's background work: news from the fleet (pub/sub), and leases kept alive.
+
+News is a hold-off or a stop (every request asleep until its start reserves afresh, so none
+starts inside it) or a freed slot or credit (a caller waiting for one tries again). Leases of
+requests still under way are renewed every third of their length, in one call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import TYPE_CHECKING, Final
+
+from redis.exceptions import RedisError
+
+from ._script import MICROS, FleetScript
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+logger = logging.getLogger("rembg_async")
+
+#: The longest a waiter for a slot or credit waits before asking again (a lost message).
+MAX_POLL: Final = 1.0
+#: After a failure, the listener tries to subscribe again after this long.
+RESUBSCRIBE: Final = 1.0
+
+
+class Events:
+    """Sleepers woken by the fleet's news, waiters for a free slot, held leases."""
+
+    def __init__(self, redis: Redis, script: FleetScript, lease: float) -> None:
+        self._redis = redis
+        self._script = script
+        self._lease = lease
+        #: Tokens of this member's requests whose leases Redis holds.
+        self.held: set[str] = set()
+        self._sleepers: set[asyncio.Future[None]] = set()
+        self._free = asyncio.Event()
+        self._free_queue = asyncio.Lock()
+        self._held_until = 0.0  # local monotonic time: the last hold-off heard of
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def in_flight(self) -> int:
+        """This member's requests under way (or reserved)."""
+        return len(self.held)
+
+    def held_for(self) -> float:
+        """Seconds left of the last hold-off or stop heard of."""
+        return max(0.0, self._held_until - time.monotonic())
+
+    def start(self) -> None:
+        """Start listening and renewing, on the running loop (once)."""
+        if not self._tasks:
+            self._tasks = [
+                asyncio.ensure_future(self._listen()),
+                asyncio.ensure_future(self._renew()),
+            ]
+
+    async def sleep(self, seconds: float) -> bool:
+        """Sleep ``seconds``; False if a hold-off or stop was heard of meanwhile."""
+        if seconds <= 0:
+            return True
+        waker = asyncio.get_running_loop().create_future()
+        self._sleepers.add(waker)
+        try:
+            await asyncio.wait([waker], timeout=seconds)
+        finally:
+            self._sleepers.discard(waker)
+        return not waker.done()
+
+    async def wait_for_free(self, hint: float) -> None:
+        """Wait for a slot or credit to be freed somewhere (or a lease to run out); one
+        waiter per member at a time, so a freed slot wakes one caller here, not all."""
+        async with self._free_queue:
+            self._free.clear()
+            with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
+                await asyncio.wait_for(self._free.wait(), min(MAX_POLL, hint + 0.001))
+
+    async def aclose(self) -> None:
+        """Stop listening and renewing."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for waker in self._sleepers:
+            if not waker.done():
+                waker.set_result(None)
+
+    def _heard(self, message: bytes) -> None:
+        kind, _, value = message.decode().partition(" ")
+        if kind == "free":
+            self._free.set()
+            return
+        if kind in ("hold", "stop"):
+            self._held_until = max(self._held_until, time.monotonic() + int(value) / MICROS)
+            for waker in self._sleepers:
+                if not waker.done():
+                    waker.set_result(None)
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                async with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+                    await pubsub.subscribe(self._script.channel)
+                    while True:
+                        message = await pubsub.get_message(timeout=MAX_POLL)
+                        if message is not None and message["type"] == "message":
+                            self._heard(message["data"])
+            except (RedisError, OSError, TimeoutError) as error:
+                logger.debug("fleet news: %s; subscribing again in %.0f s", error, RESUBSCRIBE)
+                await asyncio.sleep(RESUBSCRIBE)
+
+    async def _renew(self) -> None:
+        while True:
+            await asyncio.sleep(self._lease / 3)
+            if not self.held:
+                continue
+            try:
+                await self._script.renew(sorted(self.held))
+            except (RedisError, OSError, TimeoutError) as error:
+                logger.debug("could not renew %d lease(s): %s", len(self.held), error)

@@ -1,0 +1,188 @@
+"""The fleet's state in Redis: its keys, and the one Lua script (``fleet.lua``) that reads and
+changes it atomically, with Redis' clock.
+
+Every key of one API key shares a hash tag (``{…}``), so the script may touch them all on
+Redis Cluster too; the tag is a hash of the key, never the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib import resources
+from typing import TYPE_CHECKING, Any, Final
+
+import attrs
+
+from .._exceptions import retry_after_seconds
+from .._limits import Answer, Permit, read_hint
+from .._limits._control import (
+    BETA,
+    MEMORY,
+    MIN_RATE,
+    PROBE_GAIN,
+    RECOVERY_REQUESTS,
+    RECOVERY_SECONDS,
+    WINDOW,
+)
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+    from redis.commands.core import AsyncScript
+
+#: The script's source, read once.
+SOURCE: Final = resources.files(__package__).joinpath("fleet.lua").read_text(encoding="utf-8")
+MICROS: Final = 1_000_000
+
+
+def key_tag(api_key: str | None, namespace: str) -> str:
+    """``rembg:[namespace:]{hash}``: where one API key's state lives (anonymous: its own)."""
+    digest = hashlib.sha256(f"rembg-async:{api_key or ''}".encode()).hexdigest()[:20]
+    return f"rembg:{namespace + ':' if namespace else ''}{{{digest}}}"
+
+
+@attrs.frozen(kw_only=True)
+class Settings:
+    """A member's settings, sent with every call (members of one key should agree on them)."""
+
+    requests_per_second: float | None
+    adaptive: bool
+    max_concurrency: int | None
+    max_credits: int | None
+    max_hold: float
+    lease: float
+
+    def as_json(self, channel: str) -> str:
+        """The script's ``cfg``, with the rate controller's constants."""
+        return json.dumps(
+            {
+                "fixed": self.requests_per_second or 0,
+                "adaptive": self.adaptive,
+                "max_slots": self.max_concurrency or 0,
+                "max_credits": -1 if self.max_credits is None else self.max_credits,
+                "max_hold": self.max_hold * MICROS,
+                "lease": self.lease * MICROS,
+                "beta": BETA,
+                "recovery_seconds": RECOVERY_SECONDS,
+                "recovery_requests": RECOVERY_REQUESTS,
+                "probe_gain": PROBE_GAIN,
+                "min_rate": MIN_RATE,
+                "memory": MEMORY,
+                "window": WINDOW,
+                "channel": channel,
+            }
+        )
+
+
+@attrs.frozen
+class Go:
+    """Start in ``wait`` seconds; ``start`` is Redis' time then, ``rate`` the rate in force
+    (0: not paced), ``ceiling`` the learned one (0: none yet)."""
+
+    wait: float
+    epoch: int
+    start: float
+    rate: float
+    ceiling: float
+
+
+@attrs.frozen
+class Stopped:
+    """The key is refused fleet-wide for ``left`` seconds more, with the server's words."""
+
+    left: float
+    status: int
+    message: str
+
+
+@attrs.frozen
+class Full:
+    """No slot or credit is free now; one may be in ``hint`` seconds (a lease's end)."""
+
+    hint: float
+
+
+@attrs.frozen
+class Spent:
+    """The credit budget is spent, nothing in flight: ``spent`` of ``max_credits``."""
+
+    spent: int
+    max_credits: int
+
+
+Reply = Go | Stopped | Full | Spent
+
+
+class FleetScript:
+    """The script bound to one key's state and one member's settings."""
+
+    def __init__(self, redis: Redis, tag: str, settings: Settings) -> None:
+        self.tag = tag
+        self.channel = f"{tag}:events"
+        names = ("state", "slots", "credits", "successes", "admitted")
+        self._keys = [f"{tag}:{name}" for name in names]
+        self._settings = settings.as_json(self.channel)
+        self._script: AsyncScript = redis.register_script(SOURCE)
+
+    async def _call(self, command: str, *args: Any) -> Any:
+        return await self._script(keys=self._keys, args=[command, self._settings, *args])
+
+    async def reserve(self, token: str) -> Reply:
+        """Reserve the next start fleet-wide for ``token``'s request."""
+        reply = await self._call("reserve", token)
+        code = int(reply[0])
+        if code == 0:
+            _, wait, epoch, start, rate, ceiling = reply
+            return Go(
+                int(wait) / MICROS, int(epoch), int(start) / MICROS, float(rate), float(ceiling)
+            )
+        if code == 1:
+            return Stopped(int(reply[1]) / MICROS, int(reply[2]), _text(reply[3]))
+        if code in (2, 3):
+            return Full(max(0.0, int(reply[1]) / MICROS))
+        return Spent(int(reply[1]), int(reply[2]))
+
+    async def settle(self, permit: Permit, answer: Answer | None, stop_for: float) -> None:
+        """The request is over: free its lease, count its credit, learn from its answer."""
+        hint = read_hint(answer.headers) if answer is not None else None
+        wait = retry_after_seconds(answer.headers) if answer is not None else None
+        await self._call(
+            "settle",
+            permit.token,
+            _outcome(answer),
+            int(answer is None or answer.status == 200),  # no answer: it may have been charged
+            permit.epoch,
+            _micros(permit.started_at),
+            -1 if wait is None else _micros(wait),
+            hint.rate if hint is not None and hint.rate else 0,
+            _micros(hint.exhausted_for) if hint is not None and hint.exhausted_for else -1,
+            _micros(stop_for) if stop_for > 0 else -1,
+            answer.status if answer is not None else 0,
+            answer.message if answer is not None else "",
+        )
+
+    async def renew(self, tokens: list[str]) -> None:
+        """Extend the leases of requests still under way."""
+        await self._call("renew", *tokens)
+
+    async def hold(self, seconds: float) -> None:
+        """Start nothing fleet-wide for ``seconds``."""
+        await self._call("hold", _micros(seconds))
+
+
+def _outcome(answer: Answer | None) -> str:
+    if answer is None:
+        return "none"
+    if answer.throttled:
+        return "throttled"
+    return "ok" if 200 <= answer.status < 300 else "other"
+
+
+def _micros(seconds: float) -> int:
+    return round(seconds * MICROS)
+
+
+def _text(value: bytes | str | None) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return value or ""
