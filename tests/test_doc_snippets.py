@@ -13,9 +13,12 @@ import pytest
 
 from rembg_async.pytest_plugin import TEST_API_KEY
 from rembg_async.server import Account, LocalServer, ServerConfig
+from tests._valkey import start_valkey
 
 ROOT = Path(__file__).parent.parent
 IMAGES = ROOT / "examples" / "images"
+#: The Redis the snippets name (never reached: the test puts its own Valkey's URL instead).
+REDIS_IN_DOCS = "redis://cache:6379/0"
 BLOCK = re.compile(r"^```python\n(.*?)^```$", re.DOTALL | re.MULTILINE)
 
 # Runs a block as a notebook or `python -m asyncio` does: top-level await allowed.
@@ -55,6 +58,14 @@ def server() -> Iterator[LocalServer]:
         yield running
 
 
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    """A real Valkey on a loopback port, for the snippets that name ``redis://cache:6379/0``."""
+    valkey = start_valkey()
+    yield valkey.url
+    valkey.close()
+
+
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     """A folder with the files the snippets name: cat.jpg, input.png, photos/*.jpg."""
@@ -76,11 +87,19 @@ def test_the_readme_has_its_python_blocks() -> None:
 
 @pytest.mark.parametrize(("where", "block"), python_blocks(), ids=[i for i, _ in python_blocks()])
 def test_snippet_runs(
-    where: str, block: str, server: LocalServer, workdir: Path, monkeypatch: pytest.MonkeyPatch
+    where: str,
+    block: str,
+    server: LocalServer,
+    workdir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
 ) -> None:
-    """The Python block at `where` runs to the end without an error (or its tests pass)."""
+    """The Python block at `where` runs to the end without an error (or its tests pass);
+    the Redis the snippets name is a real one on a loopback port."""
     monkeypatch.setenv("REMBG_API_KEY", TEST_API_KEY)
     monkeypatch.setenv("REMBG_BASE_URL", server.url)
+    if REDIS_IN_DOCS in block:
+        block = block.replace(REDIS_IN_DOCS, request.getfixturevalue("redis_url"))
     (workdir / "snippet.py").write_text(block)
     if re.search(r"^(async )?def test_", block, re.MULTILINE):  # tests for a user's suite
         command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "snippet.py"]

@@ -42,6 +42,7 @@ class Events:
         self._free_queue = asyncio.Lock()
         self._held_until = 0.0  # local monotonic time: the last hold-off heard of
         self._tasks: list[asyncio.Task[None]] = []
+        self._closing = False
 
     @property
     def in_flight(self) -> int:
@@ -82,6 +83,7 @@ class Events:
 
     async def aclose(self) -> None:
         """Stop listening and renewing."""
+        self._closing = True  # redis-py may turn a cancellation into its own TimeoutError
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -103,20 +105,22 @@ class Events:
                     waker.set_result(None)
 
     async def _listen(self) -> None:
-        while True:
+        while not self._closing:
             try:
                 async with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
                     await pubsub.subscribe(self._script.channel)
-                    while True:
+                    while not self._closing:
                         message = await pubsub.get_message(timeout=MAX_POLL)
                         if message is not None and message["type"] == "message":
                             self._heard(message["data"])
             except (RedisError, OSError, TimeoutError) as error:
+                if self._closing:
+                    return
                 logger.debug("fleet news: %s; subscribing again in %.0f s", error, RESUBSCRIBE)
                 await asyncio.sleep(RESUBSCRIBE)
 
     async def _renew(self) -> None:
-        while True:
+        while not self._closing:
             await asyncio.sleep(self._lease / 3)
             if not self.held:
                 continue

@@ -200,6 +200,9 @@ class RedisLimiter:
             except REDIS_FAILURES as error:
                 self._lost(error)
                 continue
+            except BaseException:
+                self._probing = False  # cancelled while trying Redis: another caller may try
+                raise
             if isinstance(reply, Go):
                 if await self._events.sleep(reply.wait):
                     return Permit(started_at=reply.start, epoch=reply.epoch, token=token)

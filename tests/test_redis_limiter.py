@@ -1,0 +1,437 @@
+"""RedisLimiter: processes sharing one API key share its rate, hold-offs, stops, credit budget
+and concurrency, through a real Valkey (or Redis) server on a loopback port."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio
+from conftest import make_image
+
+from rembg_async import (
+    AsyncRembg,
+    AuthenticationError,
+    BudgetExhaustedError,
+    RateLimitError,
+)
+from rembg_async._limits import Answer
+from rembg_async.redis import BudgetUnavailableError, RedisLimiter
+from rembg_async.server import Account, LocalServer, RateLimits, ServerConfig
+from tests._valkey import Valkey, start_valkey
+
+ROOT = Path(__file__).parent.parent
+KEY = "fleet-test-key-0123456789"
+
+
+@pytest.fixture(scope="module")
+def valkey() -> Iterator[Valkey]:
+    """One server for the module; every test keeps to a namespace of its own."""
+    server = start_valkey()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def own_valkey() -> Iterator[Valkey]:
+    """A server this test may kill or freeze."""
+    server = start_valkey()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def namespace() -> str:
+    """A namespace no other test uses."""
+    return uuid.uuid4().hex[:12]
+
+
+@pytest.fixture
+async def limiter(valkey: Valkey, namespace: str) -> AsyncIterator[RedisLimiter]:
+    """A limiter on the module's server, in this test's namespace, at a fixed 10/s."""
+    async with RedisLimiter.from_url(
+        valkey.url, namespace=namespace, requests_per_second=10
+    ) as made:
+        yield made
+
+
+def images(folder: Path, count: int, *, bad: int = 0) -> list[Path]:
+    """``count`` small PNGs in ``folder``, then ``bad`` files the server refuses (not images)."""
+    folder.mkdir(exist_ok=True)
+    paths = []
+    for number in range(count):
+        path = folder / f"image-{number:03d}.png"
+        path.write_bytes(make_image((24 + number, 16)))
+        paths.append(path)
+    for number in range(bad):
+        path = folder / f"broken-{number:03d}.png"
+        path.write_bytes(b"\x89PNG\r\n\x1a\n" + b"not really" * 10)
+        paths.append(path)
+    return paths
+
+
+def fleet(
+    valkey: Valkey, server: LocalServer, shares: list[list[Path]], *options: str, key: str = KEY
+) -> list[dict[str, object]]:
+    """``examples/fleet_worker.py`` once per share, all at once; their JSON lines (or
+    ``{"killed": True}`` for one that died)."""
+    command = [sys.executable, str(ROOT / "examples" / "fleet_worker.py"), "--redis", valkey.url]
+    command += ["--base-url", server.url, "--api-key", key, *options]
+    processes = [
+        subprocess.Popen([*command, *map(str, share)], stdout=subprocess.PIPE, text=True)
+        for share in shares
+    ]
+    lines: list[dict[str, object]] = []
+    for process in processes:
+        output = process.communicate(timeout=120)[0].strip().splitlines()
+        lines.append(json.loads(output[-1]) if output else {"killed": True})
+    return lines
+
+
+async def api_usage(server: LocalServer, key: str = KEY) -> int:
+    """Credits the server charged the key this month, from its usage endpoint."""
+    async with AsyncRembg(key, base_url=server.url) as client:
+        return (await client.membership_usage()).api_usage
+
+
+async def test_processes_share_one_rate_with_starts_spaced_on_redis_clock(
+    valkey: Valkey, namespace: str
+) -> None:
+    """Three processes, 12 permits each at a fixed 20/s for the fleet: the starts Redis gave
+    them, merged, are never closer than 1/20 s, and each took one script call to reserve."""
+    script = str(ROOT / "tests" / "_fleet_member.py")
+    command = [sys.executable, script, valkey.url, namespace, "12", "20"]
+    processes = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(3)]
+    starts = sorted(
+        start for process in processes for start in json.loads(process.communicate()[0])
+    )
+    assert len(starts) == 36
+    gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
+    assert min(gaps) >= 1 / 20 - 1e-6
+    assert max(gaps) < 1.0  # first come, first served: nobody starved
+
+
+async def test_each_request_is_one_reservation_and_one_settlement(
+    limiter: RedisLimiter, valkey: Valkey
+) -> None:
+    """No polling: 20 requests make 40 script calls (reserve, settle), however they wait."""
+    client = redis.asyncio.Redis.from_url(valkey.url)
+    try:
+        before = await script_calls(client)
+        permits = await asyncio.gather(*(limiter.acquire() for _ in range(20)))
+        for permit in permits:
+            await limiter.release(permit, Answer(status=200))
+        assert await script_calls(client) - before == 40
+    finally:
+        await client.aclose()
+
+
+async def script_calls(client: redis.asyncio.Redis) -> int:
+    """EVAL and EVALSHA calls the server has run."""
+    stats = await client.info("commandstats")
+    return sum(stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in ("eval", "evalsha"))
+
+
+async def test_a_fleet_of_processes_learns_the_limit_and_fails_nothing(
+    valkey: Valkey, namespace: str, tmp_path: Path
+) -> None:
+    """Three worker processes against a server admitting 5 a second: every image made, the
+    limit learned once for all, few 429s."""
+    limits = RateLimits(short_term_requests=5, short_term_window=1.0, daily_anonymous=0)
+    config = ServerConfig(accounts=[Account(api_key=KEY)], rate_limits=limits)
+    paths = images(tmp_path / "in", 45)
+    with LocalServer(config) as server:
+        lines = fleet(valkey, server, [paths[n::3] for n in range(3)], "--namespace", namespace)
+    assert [line["failed"] for line in lines] == [[], [], []]
+    assert sum(int(str(line["made"])) for line in lines) == 45
+    answered = sum(int(str(line["answered"])) for line in lines)
+    throttled = sum(int(str(line["throttled"])) for line in lines)
+    assert throttled / answered <= 0.2
+
+
+async def test_a_hold_off_found_by_one_member_holds_every_member(
+    valkey: Valkey, namespace: str
+) -> None:
+    """A 429 with Retry-After to one member (fixed rate: every 429's wait holds the fleet)
+    wakes another member asleep until its start: it starts after the hold, and the starts
+    after it stay spaced (no stampede)."""
+    async with (
+        RedisLimiter.from_url(valkey.url, namespace=namespace, requests_per_second=4) as one,
+        RedisLimiter.from_url(valkey.url, namespace=namespace, requests_per_second=4) as other,
+    ):
+        throttled = await one.acquire()
+        sleepers = [asyncio.ensure_future(other.acquire()) for _ in range(3)]
+        await asyncio.sleep(0.05)  # they have reserved starts 0.25, 0.5 and 0.75 s ahead
+        answer = Answer(status=429, headers={"Retry-After": "1"}, throttled=True)
+        await one.release(throttled, answer)
+        hold = await read_field(valkey, namespace, "hold")
+        starts = sorted([(await sleeper).started_at for sleeper in sleepers])
+    assert starts[0] >= hold
+    assert min(later - earlier for earlier, later in itertools.pairwise(starts)) >= 0.25 - 1e-6
+
+
+async def read_field(valkey: Valkey, namespace: str, field: str, key: str | None = None) -> float:
+    """A field of the fleet's state, in seconds of Redis time when it is a time."""
+    client = redis.asyncio.Redis.from_url(valkey.url)
+    try:
+        [name] = await client.keys(f"rembg:{namespace}:*:state")
+        value = await client.hget(name, field)
+    finally:
+        await client.aclose()
+    assert value is not None
+    return int(value) / 1e6
+
+
+async def test_a_refused_key_stops_every_member(valkey: Valkey, namespace: str) -> None:
+    """One client meets 401; another process's batch with that key then starts nothing:
+    it stops with the same error and every input is left for later."""
+    config = ServerConfig(accounts=[Account(api_key=KEY)])
+    with LocalServer(config) as server:
+        async with (
+            RedisLimiter.from_url(valkey.url, namespace=namespace) as limiter,
+            AsyncRembg("not-the-key-0123456789", base_url=server.url, limiter=limiter) as first,
+        ):
+            with pytest.raises(AuthenticationError):
+                await first.remove(make_image())
+            async with AsyncRembg(
+                "not-the-key-0123456789", base_url=server.url, limiter=limiter
+            ) as second:
+                inputs = [make_image((20 + n, 20)) for n in range(5)]
+                async with second.remove_many(inputs) as run:
+                    items = [item async for item in run]
+                left = [value async for value in run.remaining]
+                assert second.rate_limit.answered == 0
+    assert items == []
+    assert isinstance(run.stopped, AuthenticationError)
+    assert run.stopped.message == "invalid api key"
+    assert left == inputs
+
+
+async def test_a_monthly_limit_stops_the_fleet_until_it_says(
+    valkey: Valkey, namespace: str, tmp_path: Path
+) -> None:
+    """An account out of credits: the first worker's 429 (monthly, Retry-After to next month)
+    stops the other processes before they send anything; another key is not stopped."""
+    config = ServerConfig(accounts=[Account(api_key=KEY, credits=0), Account(api_key=KEY + "2")])
+    paths = images(tmp_path / "in", 6)
+    with LocalServer(config) as server:
+        async with (
+            RedisLimiter.from_url(valkey.url, namespace=namespace) as limiter,
+            AsyncRembg(KEY, base_url=server.url, limiter=limiter) as client,
+        ):
+            with pytest.raises(RateLimitError) as first:
+                await client.remove(paths[0])
+        lines = fleet(valkey, server, [paths[:3], paths[3:]], "--namespace", namespace)
+        other = fleet(valkey, server, [paths], "--namespace", namespace, key=KEY + "2")
+    assert first.value.scope == "monthly"
+    assert [(line["made"], line["stopped"], line["remaining"]) for line in lines] == [
+        (0, "RateLimitError", 3),
+        (0, "RateLimitError", 3),
+    ]
+    assert [line["answered"] for line in lines] == [0, 0]
+    assert other[0]["made"] == 6
+
+
+async def test_the_fleet_spends_exactly_its_budget(
+    valkey: Valkey, namespace: str, tmp_path: Path
+) -> None:
+    """max_credits=10 for three processes with 8 images each: the server charged exactly 10,
+    every worker stopped on the spent budget, and the 14 unsent inputs are left."""
+    paths = images(tmp_path / "in", 24)
+    with LocalServer(ServerConfig(accounts=[Account(api_key=KEY)])) as server:
+        shares = [paths[n::3] for n in range(3)]
+        lines = fleet(valkey, server, shares, "--namespace", namespace, "--max-credits", "10")
+        charged = await api_usage(server)
+    assert charged == 10
+    assert sum(int(str(line["made"])) for line in lines) == 10
+    # A worker may finish its share before the budget runs out; the others stop on it.
+    assert {line["stopped"] for line in lines} - {None} == {"BudgetExhaustedError"}
+    assert sum(int(str(line["remaining"])) for line in lines) == 14
+
+
+async def test_credits_the_server_did_not_charge_come_back(
+    valkey: Valkey, namespace: str, tmp_path: Path
+) -> None:
+    """With max_credits=4, four refused files (400, not charged) and four good images: all
+    four good ones are made."""
+    paths = images(tmp_path / "in", 4, bad=4)
+    with LocalServer(ServerConfig(accounts=[Account(api_key=KEY)])) as server:
+        async with (
+            RedisLimiter.from_url(valkey.url, namespace=namespace, max_credits=4) as limiter,
+            AsyncRembg(KEY, base_url=server.url, limiter=limiter) as client,
+        ):
+            async with client.remove_many(paths[4:] + paths[:4]) as run:
+                items = [item async for item in run]
+            for item in items:
+                if item.result is not None:
+                    await item.result.cleanup()
+        charged = await api_usage(server)
+    assert sorted(item.ok for item in items) == [False] * 4 + [True] * 4
+    assert charged == 4
+
+
+async def test_a_member_killed_mid_request_never_lets_the_fleet_overspend(
+    valkey: Valkey, namespace: str, tmp_path: Path
+) -> None:
+    """A worker SIGKILLed mid-request keeps its credits leased; when the leases run out they
+    count as spent, so the fleet charges at most max_credits; the survivors finish."""
+    paths = images(tmp_path / "in", 30)
+    budget = ["--namespace", namespace, "--max-credits", "12", "--lease", "1"]
+    with LocalServer(ServerConfig(accounts=[Account(api_key=KEY)])) as server:
+        command_crash = [*budget, "--crash-after", "2"]
+        crashed = fleet(valkey, server, [paths[:10]], *command_crash)
+        survivors = fleet(valkey, server, [paths[10:20], paths[20:]], *budget)
+        charged = await api_usage(server)
+    assert crashed == [{"killed": True}]
+    assert charged <= 12
+    assert {line["stopped"] for line in survivors} - {None} == {"BudgetExhaustedError"}
+
+
+async def test_concurrency_is_capped_fleet_wide_and_a_dead_members_slot_expires(
+    valkey: Valkey, namespace: str
+) -> None:
+    """max_concurrency=2 over two members: a third request waits for a release; a member
+    that dies holding a slot frees it when its lease runs out."""
+    # A fixed rate: no slow start, whose window would cap the fleet at one request at first.
+    settings = {
+        "namespace": namespace,
+        "max_concurrency": 2,
+        "lease": 0.5,
+        "requests_per_second": 100,
+    }
+    async with (
+        RedisLimiter.from_url(valkey.url, **settings) as one,
+        RedisLimiter.from_url(valkey.url, **settings) as other,
+    ):
+        first, second = await one.acquire(), await one.acquire()
+        third = asyncio.ensure_future(other.acquire())
+        done, _ = await asyncio.wait([third], timeout=0.2)
+        assert not done
+        await one.release(first, Answer(status=200))
+        await asyncio.wait_for(third, 5)
+        await one.aclose()  # dies with `second` held: nobody renews its lease
+        fourth = await asyncio.wait_for(other.acquire(), 5)
+        await other.release(third.result(), Answer(status=200))
+        await other.release(fourth, Answer(status=200))
+    assert second.token != fourth.token
+
+
+async def test_a_killed_redis_falls_back_to_a_local_rate_and_comes_back(
+    own_valkey: Valkey, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis killed: the next request still goes (paced locally), the limiter says so and
+    logs it; Redis back: the member uses it again by itself."""
+    async with RedisLimiter.from_url(
+        own_valkey.url, namespace=namespace, reconnect_after=0.1
+    ) as limiter:
+        await limiter.release(await limiter.acquire(), Answer(status=200))
+        own_valkey.stop()
+        with caplog.at_level(logging.WARNING, logger="rembg_async"):
+            permit = await asyncio.wait_for(limiter.acquire(), 5)
+        assert not limiter.connected
+        assert limiter.state.rate == 1.0
+        assert "Redis cannot be reached" in caplog.text
+        await limiter.release(permit, Answer(status=200))
+        own_valkey.start()
+        await asyncio.sleep(0.2)  # past reconnect_after
+        await limiter.release(await asyncio.wait_for(limiter.acquire(), 5), Answer(status=200))
+        assert limiter.connected
+
+
+async def test_a_frozen_redis_never_hangs_a_request(own_valkey: Valkey, namespace: str) -> None:
+    """SIGSTOP: the socket timeout (1 s) ends the call, and the request goes on locally."""
+    async with RedisLimiter.from_url(own_valkey.url, namespace=namespace) as limiter:
+        await limiter.release(await limiter.acquire(), Answer(status=200))
+        own_valkey.freeze()
+        try:
+            permit = await asyncio.wait_for(limiter.acquire(), 5)
+            await asyncio.wait_for(limiter.release(permit, Answer(status=200)), 5)
+        finally:
+            own_valkey.thaw()
+    assert not limiter.connected
+
+
+async def test_the_budget_fails_closed_while_redis_is_away(
+    own_valkey: Valkey, namespace: str
+) -> None:
+    """With max_credits and Redis gone, a batch spends nothing: it stops on the unavailable
+    budget with every input left."""
+    with LocalServer(ServerConfig(accounts=[Account(api_key=KEY)])) as server:
+        async with (
+            RedisLimiter.from_url(own_valkey.url, namespace=namespace, max_credits=5) as limiter,
+            AsyncRembg(KEY, base_url=server.url, limiter=limiter) as client,
+        ):
+            own_valkey.stop()
+            inputs = [make_image((20 + n, 20)) for n in range(3)]
+            async with client.remove_many(inputs) as run:
+                items = [item async for item in run]
+            left = [value async for value in run.remaining]
+        charged = await api_usage(server)
+    assert items == []
+    assert isinstance(run.stopped, BudgetUnavailableError)
+    assert isinstance(run.stopped, BudgetExhaustedError)
+    assert left == inputs
+    assert charged == 0
+
+
+async def test_keys_hold_a_hash_of_the_api_key_never_the_key(
+    valkey: Valkey, namespace: str
+) -> None:
+    """Every key is under the namespace and one hash tag; the API key appears nowhere."""
+    with LocalServer(ServerConfig(accounts=[Account(api_key=KEY)])) as server:
+        async with (
+            RedisLimiter.from_url(valkey.url, namespace=namespace, max_credits=3) as limiter,
+            AsyncRembg(KEY, base_url=server.url, limiter=limiter) as client,
+        ):
+            await (await client.remove(make_image())).cleanup()
+    client_ = redis.asyncio.Redis.from_url(valkey.url)
+    try:
+        names = await client_.keys(f"rembg:{namespace}:*")
+        values = [await client_.dump(name) for name in names]
+    finally:
+        await client_.aclose()
+    assert len({name.split(b"}")[0] for name in names}) == 1  # one hash tag: one Cluster slot
+    assert all(KEY.encode() not in blob for blob in [*names, *values] if blob)
+
+
+def test_the_cli_shares_its_limits_through_redis(
+    valkey: Valkey, namespace: str, tmp_path: Path
+) -> None:
+    """``rembg-async remove --redis URL`` (or $REMBG_REDIS_URL) makes its images through the
+    fleet's limiter: the fleet's state appears in Redis."""
+    paths = images(tmp_path / "in", 2)
+    with LocalServer(ServerConfig(accounts=[Account(api_key=KEY)])) as server:
+        command = [sys.executable, "-m", "rembg_async", "remove", *map(str, paths), "-q"]
+        command += ["-o", str(tmp_path / "out"), "--base-url", server.url, "--api-key", KEY]
+        env = {**os.environ, "REMBG_REDIS_URL": valkey.url}
+        flagged = subprocess.run([*command, "--redis", valkey.url], capture_output=True, text=True)
+        from_env = subprocess.run([*command, "--redo"], env=env, capture_output=True, text=True)
+    assert flagged.returncode == 0, flagged.stderr
+    assert from_env.returncode == 0, from_env.stderr
+    assert sorted(path.name for path in (tmp_path / "out").glob("*.webp")) == [
+        "image-000.webp",
+        "image-001.webp",
+    ]
+    successes = asyncio.run(count_successes(valkey))
+    assert successes >= 4
+
+
+async def count_successes(valkey: Valkey) -> int:
+    """Successes recorded in Redis, for the un-namespaced fleets."""
+    client = redis.asyncio.Redis.from_url(valkey.url)
+    try:
+        total = 0
+        for name in await client.keys("rembg:{*}:successes"):
+            total += sum(int(count) for count in (await client.hgetall(name)).values())
+        return total
+    finally:
+        await client.aclose()
