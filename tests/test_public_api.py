@@ -30,7 +30,24 @@ def test_no_other_public_names() -> None:
     """Everything public in the package is in __all__ (private modules start with _)."""
     # pytest's assertion rewriting adds "@py_…" names to the plugin's package: not identifiers.
     public = {name for name in dir(rembg_async) if name.isidentifier() and not name.startswith("_")}
-    assert public - set(rembg_async.__all__) <= {"pytest_plugin", "server"}
+    assert public - set(rembg_async.__all__) <= OPTIONAL_MODULES
+
+
+#: Public modules for the optional parts, imported only when asked for.
+OPTIONAL_MODULES = {"pytest_plugin", "redis", "server"}
+
+
+def test_the_redis_module_is_documented_and_sorted() -> None:
+    """``rembg_async.redis``: a sorted ``__all__``, a docstring on each name and method."""
+    import rembg_async.redis as shared
+
+    assert shared.__all__ == sorted(shared.__all__)
+    for name in shared.__all__:
+        value = getattr(shared, name)
+        assert inspect.getdoc(value), name
+        for member_name, member in inspect.getmembers(value):
+            if not member_name.startswith("_") and inspect.isfunction(member):
+                assert inspect.getdoc(member), f"{name}.{member_name}"
 
 
 def test_every_public_name_has_a_docstring() -> None:
