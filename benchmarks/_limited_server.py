@@ -2,8 +2,8 @@
 
 Run by ``rate_limited.py`` in a child process: prints its URL, then serves until killed.
 ``GET /bench/stats`` gives the answers by status and the moments (seconds since the first
-/rmbg request) of the admitted ones; ``--double-at T`` doubles the limit T seconds after the
-first request, as after a plan upgrade.
+/rmbg request) of the admitted and the refused (429) ones; ``--double-at T`` doubles the limit
+T seconds after the first request, as after a plan upgrade.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ def build(limit: int, key: str, double_at: float | None) -> web.Application:
     app = create_app(config)
     statuses: Counter[int] = Counter()
     admitted: list[float] = []
+    refused: list[float] = []
     first: list[float] = []
 
     @web.middleware
@@ -43,10 +44,14 @@ def build(limit: int, key: str, double_at: float | None) -> web.Application:
         statuses[response.status] += 1
         if response.status == 200:
             admitted.append(time.monotonic() - first[0])
+        elif response.status == 429:
+            refused.append(time.monotonic() - first[0])
         return response
 
     async def stats(request: web.Request) -> web.Response:
-        return web.json_response({"statuses": dict(statuses), "admitted": admitted})
+        return web.json_response(
+            {"statuses": dict(statuses), "admitted": admitted, "refused": refused}
+        )
 
     app.middlewares.insert(0, count)
     app.router.add_get("/bench/stats", stats)

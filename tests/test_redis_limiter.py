@@ -430,8 +430,8 @@ async def count_successes(valkey: Valkey) -> int:
     client = redis.asyncio.Redis.from_url(valkey.url)
     try:
         total = 0
-        for name in await client.keys("rembg:{*}:successes"):
-            total += sum(int(count) for count in (await client.hgetall(name)).values())
+        for name in await client.keys("rembg:{*}:admitted"):
+            total += await client.zcard(name)
         return total
     finally:
         await client.aclose()

@@ -1,8 +1,9 @@
 """A member's background work: news from the fleet (pub/sub), and leases kept alive.
 
-News is a hold-off or a stop (every request asleep until its start reserves afresh, so none
-starts inside it) or a freed slot or credit (a caller waiting for one tries again). Leases of
-requests still under way are renewed every third of their length, in one call.
+News is a hold-off, a stop or a cut of the rate (every request asleep until its start
+reserves afresh: none starts inside a hold, and all start at the new rate) or a freed slot or
+credit (a caller waiting for one tries again). Leases of requests still under way are renewed
+every third of their length, in one call.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ class Events:
             ]
 
     async def sleep(self, seconds: float) -> bool:
-        """Sleep ``seconds``; False if a hold-off or stop was heard of meanwhile."""
+        """Sleep ``seconds``; False if a hold-off, stop or cut was heard of meanwhile."""
         if seconds <= 0:
             return True
         waker = asyncio.get_running_loop().create_future()
@@ -98,7 +99,7 @@ class Events:
         if kind == "free":
             self._free.set()
             return
-        if kind in ("hold", "stop"):
+        if kind in ("hold", "stop", "cut"):
             self._held_until = max(self._held_until, time.monotonic() + int(value) / MICROS)
             for waker in self._sleepers:
                 if not waker.done():

@@ -206,7 +206,7 @@ class RedisLimiter:
             if isinstance(reply, Go):
                 if await self._events.sleep(reply.wait):
                     return Permit(started_at=reply.start, epoch=reply.epoch, token=token)
-                await self._abandon(token, reply)  # a hold or a stop came: reserve afresh
+                await self._abandon(token, reply)  # a hold, stop or cut came: reserve afresh
             elif isinstance(reply, Full):
                 await self._events.wait_for_free(reply.hint)
             else:

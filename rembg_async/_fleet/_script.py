@@ -119,7 +119,7 @@ class FleetScript:
     def __init__(self, redis: Redis, tag: str, settings: Settings) -> None:
         self.tag = tag
         self.channel = f"{tag}:events"
-        names = ("state", "slots", "credits", "successes", "admitted")
+        names = ("state", "slots", "credits", "admitted")
         self._keys = [f"{tag}:{name}" for name in names]
         self._settings = settings.as_json(self.channel)
         self._script: AsyncScript = redis.register_script(SOURCE)

@@ -1,9 +1,9 @@
 -- The fleet's shared limiter, one script so that every command sees the same rules.
 -- Time is Redis' own (TIME), in microseconds; members never send their clocks.
 -- KEYS: 1 state (hash), 2 slots (zset: token -> lease end), 3 credits (zset: token -> lease
---       end), 4 successes (hash: second answered -> count), 5 admitted (zset: token -> sent at)
+--       end), 4 admitted (zset: token of a success -> when it was sent)
 -- ARGV: 1 command (reserve | settle | renew), 2 the member's settings (JSON), then the command's.
-local state, slots, credits, successes, admitted = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local state, slots, credits, admitted = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local command, cfg = ARGV[1], cjson.decode(ARGV[2])
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
@@ -35,7 +35,8 @@ local function rate_at(t)
   return server or cubic
 end
 
--- Successes per second lately (0: none), as RateController.accepted_rate computes it.
+-- Successes per second lately (0: none), as RateController.accepted_rate computes it; each
+-- success counts at the moment its request was sent.
 local function accepted_rate()
   local first = number('first_success', nil)
   if not first then return 0 end
@@ -45,11 +46,7 @@ local function accepted_rate()
     local k = math.max(cfg.recovery_seconds, cfg.recovery_requests / ceiling)
     span = math.min(cfg.memory, math.max(1, k / 2))
   end
-  local count, since = 0, now / 1e6 - span
-  local buckets = redis.call('HGETALL', successes)
-  for i = 1, #buckets, 2 do
-    if tonumber(buckets[i]) > since then count = count + tonumber(buckets[i + 1]) end
-  end
+  local count = redis.call('ZCOUNT', admitted, '(' .. micros(now - span * 1e6), '+inf')
   local elapsed = (now - first) / 1e6
   if elapsed < span then return count / (elapsed + 1) end
   return count / span
@@ -119,19 +116,11 @@ end
 local function succeeded(token, sent_at)
   redis.call('ZADD', admitted, micros(sent_at), token)
   redis.call('ZREMRANGEBYSCORE', admitted, '-inf', micros(now - cfg.memory * 1e6))
-  local second = math.floor(now / 1e6)
-  redis.call('HINCRBY', successes, second, 1)
-  if redis.call('HLEN', successes) > cfg.memory + 2 then
-    local buckets = redis.call('HKEYS', successes)
-    for _, bucket in ipairs(buckets) do
-      if tonumber(bucket) <= second - cfg.memory then redis.call('HDEL', successes, bucket) end
-    end
-  end
   if not number('first_success', nil) then put('first_success', now) end
   local ceiling = number('ceiling', nil)
   if not learning then return end
   if not ceiling then
-    redis.call('HINCRBY', state, 'window', 1)
+    put('window', number('window', 1) + 1)
     return
   end
   local k = math.max(cfg.recovery_seconds, cfg.recovery_requests / ceiling)
@@ -164,6 +153,10 @@ local function throttled(epoch, sent_at, wait)
     admitted_before_cut()
     put('cut_at', now)
     redis.call('HINCRBY', state, 'epoch', 1)
+    -- Starts reserved ahead at the old rate are void: their callers reserve afresh, spaced
+    -- at the new rate from now (as the in-process limiter computes each start after its sleep).
+    put('tat', math.max(now, number('hold', 0)))
+    redis.call('PUBLISH', cfg.channel, 'cut 0')
     cut = true
   end
   if wait >= 0 and (not learning or (cut and everyone)) then hold(wait) end
