@@ -193,10 +193,15 @@ def manifest_line(item: BatchItem) -> str:
 
 def failed_inputs(manifest: str | os.PathLike[str]) -> list[str]:
     """The inputs whose latest line in ``manifest`` failed: what a re-run should do again."""
+    return [name for name, status in latest_statuses(manifest).items() if status == "failed"]
+
+
+def latest_statuses(manifest: str | os.PathLike[str]) -> dict[str, str]:
+    """Each input of ``manifest`` with the status of its latest line (blocking)."""
     latest: dict[str, str] = {}
     with open(manifest, encoding="utf-8") as lines:
         for line in lines:
             if line.strip():
                 entry = json.loads(line)
                 latest[entry["input"]] = entry["status"]
-    return [name for name, status in latest.items() if status == "failed"]
+    return latest

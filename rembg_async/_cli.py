@@ -372,6 +372,10 @@ def _run_until_signalled(
     from ._cli_remove import Interrupts, run_remove
 
     async def run() -> int | None:
+        if getattr(args, "dask", None) and not args.dry_run:
+            from ._cli_dask import run_on_dask
+
+            return await run_on_dask(args, base_url, api_key, options, inputs, items)
         interrupts = Interrupts(asyncio.current_task())  # type: ignore[arg-type]
         with _signals_to(interrupts):
             try:

@@ -69,6 +69,12 @@ def add_remove_arguments(parser: argparse.ArgumentParser) -> None:
         "(redis://host:6379/0; default: $REMBG_REDIS_URL; needs the 'redis' extra)",
     )
     parser.add_argument(
+        "--dask",
+        metavar="ADDRESS",
+        help="run on a Dask cluster: its scheduler (tcp://host:8786), or local:N for N local "
+        "worker processes (needs the 'dask' extra)",
+    )
+    parser.add_argument(
         "--base64", action="store_true", help="print data URLs instead of writing files"
     )
     parser.add_argument(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
+
+import pytest
 
 import rembg_async
 
@@ -34,16 +37,16 @@ def test_no_other_public_names() -> None:
 
 
 #: Public modules for the optional parts, imported only when asked for.
-OPTIONAL_MODULES = {"pytest_plugin", "redis", "server"}
+OPTIONAL_MODULES = {"dask", "pytest_plugin", "redis", "server"}
 
 
-def test_the_redis_module_is_documented_and_sorted() -> None:
-    """``rembg_async.redis``: a sorted ``__all__``, a docstring on each name and method."""
-    import rembg_async.redis as shared
-
-    assert shared.__all__ == sorted(shared.__all__)
-    for name in shared.__all__:
-        value = getattr(shared, name)
+@pytest.mark.parametrize("module", ["rembg_async.dask", "rembg_async.redis"])
+def test_optional_modules_are_documented_and_sorted(module: str) -> None:
+    """Each optional module: a sorted ``__all__``, a docstring on each name and method."""
+    optional = importlib.import_module(module)
+    assert optional.__all__ == sorted(optional.__all__)
+    for name in optional.__all__:
+        value = getattr(optional, name)
         assert inspect.getdoc(value), name
         for member_name, member in inspect.getmembers(value):
             if not member_name.startswith("_") and inspect.isfunction(member):

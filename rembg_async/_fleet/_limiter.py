@@ -10,6 +10,7 @@ back to a cautious local limit, and a credit budget refuses to spend (it fails c
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -204,9 +205,8 @@ class RedisLimiter:
                 self._probing = False  # cancelled while trying Redis: another caller may try
                 raise
             if isinstance(reply, Go):
-                if await self._events.sleep(reply.wait):
+                if await self._sleep_until_start(token, reply):
                     return Permit(started_at=reply.start, epoch=reply.epoch, token=token)
-                await self._abandon(token, reply)  # a hold, stop or cut came: reserve afresh
             elif isinstance(reply, Full):
                 await self._events.wait_for_free(reply.hint)
             else:
@@ -220,16 +220,32 @@ class RedisLimiter:
         except BaseException:
             self._events.held.discard(token)
             raise
+        self._heard()
         if not isinstance(reply, Go):
             self._events.held.discard(token)
             return reply
-        self._heard()
         self._rate = reply.rate or None
         self._ceiling = reply.ceiling or None
         return reply
 
+    async def _sleep_until_start(self, token: str, reply: Go) -> bool:
+        """Sleep until the reserved start; False (the reservation given back) if a hold, a
+        stop or a cut came meanwhile, so the caller reserves afresh."""
+        try:
+            if await self._events.sleep(reply.wait):
+                return True
+        except BaseException:
+            await self._abandon(token, reply)  # cancelled: its slot and credit go back now
+            raise
+        await self._abandon(token, reply)
+        return False
+
     async def _abandon(self, token: str, reply: Go) -> None:
-        await self.release(Permit(started_at=reply.start, epoch=reply.epoch, token=token), None)
+        """Give back a reservation whose request was never sent (nothing to charge)."""
+        self._events.held.discard(token)
+        permit = Permit(started_at=reply.start, epoch=reply.epoch, token=token)
+        with contextlib.suppress(*REDIS_FAILURES):
+            await self._script.settle(permit, None, 0.0, sent=False)
 
     async def release(self, permit: Permit, answer: Answer | None) -> None:
         """Free the request's slot and credit and tell the fleet what the server said."""

@@ -142,15 +142,21 @@ class FleetScript:
             return Full(max(0.0, int(reply[1]) / MICROS))
         return Spent(int(reply[1]), int(reply[2]))
 
-    async def settle(self, permit: Permit, answer: Answer | None, stop_for: float) -> None:
-        """The request is over: free its lease, count its credit, learn from its answer."""
+    async def settle(
+        self, permit: Permit, answer: Answer | None, stop_for: float, *, sent: bool = True
+    ) -> None:
+        """The request is over: free its lease, count its credit, learn from its answer.
+
+        A request sent with no answer (a transport failure) may have been charged: its credit
+        counts as spent; one never ``sent`` (a reservation given back) costs nothing.
+        """
         hint = read_hint(answer.headers) if answer is not None else None
         wait = retry_after_seconds(answer.headers) if answer is not None else None
         await self._call(
             "settle",
             permit.token,
             _outcome(answer),
-            int(answer is None or answer.status == 200),  # no answer: it may have been charged
+            int(sent and (answer is None or answer.status == 200)),
             permit.epoch,
             _micros(permit.started_at),
             -1 if wait is None else _micros(wait),

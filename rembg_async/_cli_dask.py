@@ -1,0 +1,78 @@
+"""``rembg-async remove --dask ADDRESS``: the batch on a Dask cluster (``local:N`` starts a
+LocalCluster of N worker processes), one line per image as it completes."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from pathlib import Path, PurePath
+from typing import Any
+
+from ._batch_items import BatchItem
+from ._cli_remove import PlainReporter
+from ._options import RemoveOptions
+
+
+async def run_on_dask(
+    args: argparse.Namespace,
+    base_url: str | None,
+    api_key: str | None,
+    options: RemoveOptions,
+    inputs: dict[str, PurePath],
+    items: list[BatchItem],
+) -> int | None:
+    """Run the batch on the cluster ``args.dask`` names; 2 when the extra is missing."""
+    try:
+        from distributed import Client, LocalCluster
+
+        from .dask import remove_many_dask
+    except ModuleNotFoundError as error:
+        print(f"rembg-async remove: --dask: {error}", file=sys.stderr)
+        return 2
+    reporter = PlainReporter(sys.stdout, quiet=args.quiet)
+    async with contextlib.AsyncExitStack() as stack:
+        address: Any = args.dask
+        if address.startswith("local:"):
+            address = await stack.enter_async_context(
+                LocalCluster(
+                    n_workers=int(address.partition(":")[2] or 2),
+                    threads_per_worker=1,
+                    processes=True,
+                    asynchronous=True,
+                    dashboard_address=None,
+                )
+            )
+        dask_client = await stack.enter_async_context(Client(address, asynchronous=True))
+        run = remove_many_dask(
+            dask_client,
+            list(inputs),
+            options,
+            output_dir=args.output_dir,
+            root=lambda value: inputs.get(str(value), PurePath(Path(str(value)).name)),
+            manifest=args.manifest,
+            concurrency_per_worker=args.concurrency,
+            client_options=_client_options(args, base_url, api_key),
+            redis_url=args.redis or os.environ.get("REMBG_REDIS_URL") or None,
+        )
+        async with run:
+            async for item in run:
+                reporter.item_done(item)
+                items.append(item)
+        return 1 if run.stopped is not None else None
+    return None  # pragma: no cover (the stack does not swallow exceptions)
+
+
+def _client_options(
+    args: argparse.Namespace, base_url: str | None, api_key: str | None
+) -> dict[str, Any]:
+    """What each worker's `AsyncRembg` is made with: the command's connection settings."""
+    return {
+        "api_key": api_key,
+        "base_url": base_url,
+        "timeout": args.timeout,
+        "max_retries": args.retries,
+        "allow_insecure_http": args.allow_insecure_http,
+        "requests_per_second": None if args.redis else args.rps,
+    }

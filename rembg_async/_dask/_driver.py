@@ -1,0 +1,231 @@
+"""The driver of a batch on Dask: inputs submitted lazily, outcomes yielded as they complete.
+
+At most ``concurrency_per_worker`` × workers images are submitted at a time (a million inputs
+never become a million futures), each as one task that a worker runs with its own client. An
+outcome comes back as soon as its task ends; the driver alone writes the manifest, so every
+input ends as exactly one line, even when Dask runs a task again after its worker died.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from distributed import Client, Future, as_completed
+
+from .._batch import _async_iterator, _open_manifest
+from .._batch_items import (
+    BatchItem,
+    BatchProgress,
+    Wire,
+    describe,
+    latest_statuses,
+    manifest_line,
+    stops_batch,
+)
+from .._budget import BudgetExhaustedError
+from .._exceptions import APIStatusError, RembgError, error_from_response
+from .._options import RemoveOptions
+from .._outputs import OutputTree
+from .._threads import run_to_completion
+from ._worker import ClientPlugin, Outcome, remove_on_worker
+
+
+class DaskRun:
+    """A batch on a Dask cluster: ``async for item in run`` yields `BatchItem` objects in
+    completion order; ``stopped``, ``remaining``, ``stop()`` and ``progress()`` as for
+    `BatchRun`. Use it as ``async with remove_many_dask(...) as run:`` so that leaving early
+    cancels the tasks still under way."""
+
+    def __init__(
+        self,
+        dask_client: Client,
+        inputs: Iterable[Any] | AsyncIterable[Any],
+        options: RemoveOptions,
+        *,
+        outputs: OutputTree,
+        manifest: Path | None,
+        plugin: ClientPlugin,
+        concurrency_per_worker: int,
+    ) -> None:
+        self._dask = dask_client
+        self._inputs = _async_iterator(inputs)
+        self._options = options
+        self._outputs = outputs
+        self._manifest_path = manifest
+        self._done_before: set[str] = set()  # read from the manifest when the run starts
+        self._plugin = plugin
+        self._per_worker = concurrency_per_worker
+        self._futures: dict[str, tuple[int, Any, Future[Any]]] = {}
+        self._counts = {"done": 0, "failed": 0, "index": 0}
+        self._unstarted: list[Any] = []
+        self._started_at = time.monotonic()
+        self._items = self._run()
+        self.stopped: BaseException | None = None
+        self.interrupted = False
+
+    def __aiter__(self) -> DaskRun:
+        return self
+
+    async def __anext__(self) -> BatchItem:
+        return await self._items.__anext__()
+
+    async def __aenter__(self) -> DaskRun:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Cancel the tasks under way and let go of the workers' clients."""
+        await self._items.aclose()
+
+    def stop(self) -> None:
+        """Submit no more inputs; those under way finish and are yielded."""
+        self.interrupted = True
+
+    @property
+    def remaining(self) -> AsyncIterator[Any]:
+        """The inputs not started (after a stop): those put back, then those not submitted."""
+        return self._remaining()
+
+    async def _remaining(self) -> AsyncIterator[Any]:
+        while self._unstarted:
+            yield self._unstarted.pop(0)
+        async for value in self._inputs:
+            yield value
+
+    def progress(self) -> BatchProgress:
+        """Where the batch stands."""
+        done, failed = self._counts["done"], self._counts["failed"]
+        elapsed = time.monotonic() - self._started_at
+        rate = (done + failed) / elapsed if elapsed > 0 and done + failed else None
+        return BatchProgress(
+            done=done,
+            failed=failed,
+            in_flight=len(self._futures),
+            total=None,
+            bytes_up=0,  # the bytes move between the workers and the API, not through here
+            bytes_down=0,
+            rate=rate,
+            estimated=None,
+        )
+
+    async def _run(self) -> AsyncGenerator[BatchItem, None]:
+        name = self._plugin.name
+        self._done_before = await done_inputs(self._manifest_path)
+        await self._dask.register_plugin(self._plugin, name=name)
+        manifest = await _open_manifest(self._manifest_path)
+        completed = as_completed(with_results=True, raise_errors=False)
+        try:
+            async for item in self._submit_more(completed):
+                yield await self._account(item, manifest)
+            async for future, outcome in completed:
+                index, value, _ = self._futures.pop(str(future.key))
+                if isinstance(outcome, Outcome) and outcome.refused:
+                    self._put_back(value, outcome)
+                else:
+                    yield await self._account(self._item(index, value, outcome), manifest)
+                async for item in self._submit_more(completed):
+                    yield await self._account(item, manifest)
+        finally:
+            if self._futures:
+                await self._dask.cancel([future for _, _, future in self._futures.values()])
+            if manifest is not None:
+                await manifest.close()
+            await self._dask.unregister_worker_plugin(name)
+
+    async def _submit_more(self, completed: as_completed) -> AsyncIterator[BatchItem]:
+        """Submit inputs until the cluster's share is full; yield those skipped as done."""
+        workers = max(1, len(self._dask.scheduler_info().get("workers", {})))
+        while self.stopped is None and not self.interrupted:
+            if len(self._futures) >= self._per_worker * workers:
+                return
+            try:
+                value = await self._inputs.__anext__()
+            except StopAsyncIteration:
+                return
+            index = self._counts["index"]
+            self._counts["index"] += 1
+            target = self._outputs.target(value, index)
+            if describe(value, index) in self._done_before:
+                yield BatchItem(input=value, index=index, skipped=True, output_path=target)
+                continue
+            future = self._dask.submit(
+                remove_on_worker,
+                self._plugin.name,
+                index,
+                value,
+                self._options,
+                str(target),
+                key=f"rembg-async-{index}-{uuid.uuid4().hex[:8]}",
+                pure=False,
+            )
+            self._futures[str(future.key)] = (index, value, future)
+            completed.add(future)
+
+    def _put_back(self, value: Any, outcome: Outcome) -> None:
+        """A worker's limiter refused to start ``value`` (a shared stop, a spent budget):
+        nothing was sent; it is left for later, and no more is submitted."""
+        self._unstarted.append(value)
+        if self.stopped is None:
+            self.stopped = rebuilt(outcome)
+
+    def _item(self, index: int, value: Any, outcome: Any) -> BatchItem:
+        """The outcome as a `BatchItem` (a task that failed as a whole: its error)."""
+        if not isinstance(outcome, Outcome):
+            error = outcome if isinstance(outcome, BaseException) else RuntimeError(outcome)
+            return BatchItem(input=value, index=index, error=error, attempts=1, credits=1)
+        if outcome.error_type is None:
+            output = Path(outcome.output) if outcome.output is not None else None
+            return BatchItem(input=value, index=index, output_path=output, attempts=1, credits=1)
+        error = rebuilt(outcome)
+        charged = 0 if isinstance(error, APIStatusError) else int(outcome.attempts > 0)
+        return BatchItem(
+            input=value, index=index, error=error, attempts=outcome.attempts, credits=charged
+        )
+
+    async def _account(self, item: BatchItem, manifest: Any) -> BatchItem:
+        self._counts["failed" if item.error is not None else "done"] += 1
+        if item.error is not None and self.stopped is None and stops_batch(item.error, Wire()):
+            self.stopped = item.error  # every further image would meet it: submit no more
+        if manifest is not None:
+            await manifest.write(manifest_line(item))
+            await manifest.flush()
+        return item
+
+
+def rebuilt(outcome: Outcome) -> Exception:
+    """The worker's error, made again on the driver (as its class when it is the server's)."""
+    if outcome.status is not None:
+        body = json.dumps({"error": outcome.error_message}).encode()
+        error: RembgError = error_from_response(outcome.status, body, outcome.headers)
+    elif outcome.budget is not None:
+        error = BudgetExhaustedError(*outcome.budget)
+    else:
+        error = RembgError(f"{outcome.error_type}: {outcome.error_message}")
+    error.attempts = outcome.attempts
+    return error
+
+
+async def done_inputs(manifest: Path | None) -> set[str]:
+    """The inputs a manifest says were made or skipped (their latest line): not sent again."""
+    if manifest is None or not await run_to_completion(manifest.exists):
+        return set()
+    latest = await run_to_completion(latest_statuses, manifest)
+    return {name for name, status in latest.items() if status in ("ok", "skipped")}
+
+
+def plugin_for(
+    client_options: Mapping[str, Any],
+    concurrency: int,
+    redis_url: str | None,
+    limiter_options: Mapping[str, Any],
+) -> ClientPlugin:
+    """A plugin of a name of its own (two runs on one cluster keep their clients apart)."""
+    name = f"rembg-async-{uuid.uuid4().hex[:12]}"
+    return ClientPlugin(name, client_options, concurrency, redis_url, limiter_options)

@@ -1,0 +1,67 @@
+"""``remove_many_dask``: the arguments checked, the plugin made, the run returned."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping
+from pathlib import Path, PurePath
+from typing import Any
+
+from distributed import Client
+
+from .._options import RemoveOptions, resolve_options
+from .._outputs import OutputTree
+from ._driver import DaskRun, plugin_for
+
+
+def remove_many_dask(
+    dask_client: Client,
+    inputs: Iterable[Any] | AsyncIterable[Any],
+    options: RemoveOptions | Mapping[str, Any] | None = None,
+    *,
+    output_dir: str | os.PathLike[str],
+    root: str | os.PathLike[str] | Callable[[Any], PurePath] | None = None,
+    manifest: str | os.PathLike[str] | None = None,
+    concurrency_per_worker: int = 16,
+    client_options: Mapping[str, Any] | None = None,
+    redis_url: str | None = None,
+    limiter_options: Mapping[str, Any] | None = None,
+) -> DaskRun:
+    """Remove many backgrounds on a Dask cluster; ``async for item in run`` on the driver.
+
+    ``dask_client`` is an asynchronous ``distributed.Client``. Each worker gets one
+    `AsyncRembg` (made with ``client_options``: ``api_key``, ``base_url``, ``timeout``, …;
+    closed when the run ends) and runs at most ``concurrency_per_worker`` images at once;
+    inputs (paths, URLs or bytes every worker can reach) are submitted lazily, and results go
+    under ``output_dir`` (a folder every worker can write) mirroring their paths relative to
+    ``root``, as with `AsyncRembg.remove_many`. Items come back in completion order.
+    ``manifest`` gets one JSON line per input, written by the driver alone; a run given the
+    manifest of an earlier one skips what it made. ``redis_url`` (and ``limiter_options``,
+    such as ``max_credits``) gives every worker a `rembg_async.redis.RedisLimiter`: one rate,
+    stop and budget for the whole cluster. A daily limit, a refused key or a spent budget
+    stops the run from submitting more.
+    """
+    if not getattr(dask_client, "asynchronous", False):
+        raise ValueError(
+            "remove_many_dask needs an asynchronous client: Client(..., asynchronous=True)"
+        )
+    if concurrency_per_worker < 1:
+        raise ValueError("concurrency_per_worker must be at least 1")
+    resolved, return_base64 = resolve_options(options, False)
+    if return_base64:
+        raise ValueError("remove_many_dask writes files under output_dir: no base64")
+    extension = "jpg" if resolved.output_format == "jpeg" else resolved.output_format
+    outputs = OutputTree(Path(output_dir), root, extension, overwrite=True)
+    manifest_path = Path(manifest) if manifest is not None else None
+    plugin = plugin_for(
+        client_options or {}, concurrency_per_worker, redis_url, limiter_options or {}
+    )
+    return DaskRun(
+        dask_client,
+        inputs,
+        resolved,
+        outputs=outputs,
+        manifest=manifest_path,
+        plugin=plugin,
+        concurrency_per_worker=concurrency_per_worker,
+    )
