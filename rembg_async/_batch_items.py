@@ -42,7 +42,8 @@ _OUTPUT_STOPPERS: Final = frozenset(
 class BatchItem:
     """The outcome of one input: a ``result``, an ``error``, or ``skipped`` (already done).
 
-    ``output_path`` is where the result is (or, when skipped, already was). ``attempts`` is
+    ``output_path`` is where the result is (or, when skipped, already was); for a remote
+    ``output_dir``, ``output_url`` is, and ``output_path`` is None. ``attempts`` is
     how many requests were made for it (0 when none was), ``credits`` how many of them the
     server charged or may have charged.
     """
@@ -55,6 +56,8 @@ class BatchItem:
     output_path: Path | None = None
     attempts: int = 0
     credits: int = 0
+    #: Where the result is (or was, when skipped) in a remote store; None for a local file.
+    output_url: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -180,7 +183,7 @@ def manifest_line(item: BatchItem) -> str:
     result = item.result
     entry = {
         "input": describe(item.input, item.index),
-        "output": str(item.output_path) if item.output_path is not None else None,
+        "output": item.output_url or (str(item.output_path) if item.output_path else None),
         "status": item.status,
         "error": str(item.error) if item.error is not None else None,
         "error_type": type(item.error).__name__ if item.error is not None else None,
