@@ -26,7 +26,7 @@ def expand_inputs(
     patterns: list[str],
     *,
     root: Path | None = None,
-    exclude: Path | None = None,
+    exclude: Path | str | None = None,
     storage_options: dict[str, Any] | None = None,
 ) -> dict[str, PurePath]:
     """Every input, with the path its output takes under ``-o``: files as given (their name,
@@ -43,13 +43,15 @@ def expand_inputs(
         matched = False
         if is_remote(pattern):
             for url, below in expand_remote(pattern, storage_options or {}):
+                if isinstance(exclude, str) and url.startswith(exclude.rstrip("/") + "/"):
+                    continue  # the outputs of an earlier run, under the input folder
                 found.setdefault(url, below)
                 matched = True
             if not matched:
                 empty.append(pattern)
             continue
         for path, base in _expand(pattern):
-            if exclude is not None and _is_under(path, exclude):
+            if isinstance(exclude, Path) and _is_under(path, exclude):
                 continue
             relative = _relative(path, root if root is not None else base)
             found.setdefault(str(path), relative)
@@ -178,7 +180,7 @@ def inputs_of(args: argparse.Namespace) -> dict[str, PurePath]:
     """The inputs of ``remove``: its INPUTs; with ``--retry-failed MANIFEST`` only those that
     failed in it, placed under ``-o`` as the INPUTs place them (by name, or under ``--root``,
     when no INPUT names them). ValueError says what is wrong."""
-    exclude = None if args.base64 or is_remote(args.output_dir) else args.output_dir
+    exclude = None if args.base64 else args.output_dir
     options = args.storage_options
     listed = (
         expand_inputs(args.inputs, root=args.root, exclude=exclude, storage_options=options)

@@ -169,10 +169,12 @@ class PlainReporter:
         if item.error is not None:
             line = f"failed  {item.input}: {item.error}"
         elif item.skipped:
-            line = f"skipped {item.input} (done: {item.output_path})"
+            line = f"skipped {item.input} (done: {item.output_url or item.output_path})"
         else:
             line = f"ok      {item.input}" + (
-                "" if item.result is None or not self._paths else f" -> {item.output_path}"
+                ""
+                if item.result is None or not self._paths
+                else f" -> {item.output_url or item.output_path}"
             )
         print(line, file=self._stream, flush=True)
 

@@ -381,3 +381,45 @@ def test_the_cli_refuses_a_bad_storage_option(tmp_path: Path) -> None:
     result = run_cli("remove", "s3://b/in/", "--storage-option", "nokey", cwd=tmp_path)
     assert result.returncode == 2
     assert "KEY=VALUE" in result.stderr
+
+
+def test_the_cli_never_takes_its_outputs_for_inputs(
+    moto: Moto, bucket: str, tmp_path: Path
+) -> None:
+    """With -o inside the input folder, a second run lists no output as an input."""
+    put(moto, bucket, "in/cat.png", PNG)
+    options = [
+        f"--storage-option=client_kwargs.endpoint_url={moto.url}",
+        "--storage-option=key=testing",
+        "--storage-option=secret=testing",
+    ]
+    command = ["remove", f"s3://{bucket}/in/", "-o", f"s3://{bucket}/in/cut/", "--local"]
+    for _ in range(2):
+        result = run_cli(*command, *options, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+    assert result.stdout.count("skipped") == 1
+    assert [key for key in keys(moto, bucket) if key.endswith(".webp")] == ["in/cut/cat.webp"]
+
+
+async def test_stream_takes_an_s3_input(moto: Moto, bucket: str, rembg_server: LocalServer) -> None:
+    """client.stream() sends an S3 object and hands the cut-out over as it arrives."""
+    put(moto, bucket, "cat.png", PNG)
+    async with (
+        client_for(rembg_server, moto) as client,
+        client.stream(f"s3://{bucket}/cat.png", {"format": "png"}) as result,
+    ):
+        data = b"".join([chunk async for chunk in result.iter_chunks()])
+    assert sniff_kind(data) == "png"
+
+
+def test_the_sync_client_takes_s3_urls(moto: Moto, bucket: str, rembg_server: LocalServer) -> None:
+    """Rembg (the sync twin) passes storage_options and URLs through to AsyncRembg."""
+    from rembg_async import Rembg
+
+    put(moto, bucket, "cat.png", PNG)
+    with Rembg(
+        TEST_API_KEY, base_url=rembg_server.url, storage_options=moto.storage_options
+    ) as client:
+        saved = client.remove(f"s3://{bucket}/cat.png", output_path=f"s3://{bucket}/cat.webp")
+    assert saved.url == f"s3://{bucket}/cat.webp"
+    assert sniff_kind(get(moto, bucket, "cat.webp")) == "webp"
