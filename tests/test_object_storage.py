@@ -423,3 +423,86 @@ def test_the_sync_client_takes_s3_urls(moto: Moto, bucket: str, rembg_server: Lo
         saved = client.remove(f"s3://{bucket}/cat.png", output_path=f"s3://{bucket}/cat.webp")
     assert saved.url == f"s3://{bucket}/cat.webp"
     assert sniff_kind(get(moto, bucket, "cat.webp")) == "webp"
+
+
+async def test_a_cut_answer_leaves_no_object_and_a_retry_puts_it_whole(
+    moto: Moto, bucket: str, rembg_server_factory: Any
+) -> None:
+    """An answer cut short puts nothing under the output's name; retried, the object that
+    appears is the whole image."""
+    from rembg_async import APIConnectionError
+    from rembg_async.server import FAULT_HEADER, ServerConfig
+
+    server = rembg_server_factory(ServerConfig(faults=True))
+    put(moto, bucket, "cat.png", PNG)
+    async with client_for(server, moto, retry=RetryPolicy(max_retries=0)) as client:
+        with pytest.raises(APIConnectionError):
+            await client.remove(
+                f"s3://{bucket}/cat.png",
+                output_path=f"s3://{bucket}/out/cat.webp",
+                extra_headers={FAULT_HEADER: "truncate"},
+            )
+        assert keys(moto, bucket) == ["cat.png"]
+        saved = await client.remove(
+            f"s3://{bucket}/cat.png",
+            output_path=f"s3://{bucket}/out/cat.webp",
+            extra_headers={FAULT_HEADER: "truncate,times=1"},
+            retry=RetryPolicy(max_retries=1, wait=False),
+        )
+    stored = get(moto, bucket, "out/cat.webp")
+    assert len(stored) == saved.size
+    assert sniff_kind(stored) == "webp"
+
+
+async def test_a_large_result_goes_through_the_stores_own_put(
+    moto: Moto, bucket: str, rembg_server: LocalServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the size read whole, a result is put with the store's _put_file: whole too."""
+    from rembg_async._storage import _stores
+
+    monkeypatch.setattr(_stores, "PUT_WHOLE_BYTES", 0)
+    put(moto, bucket, "cat.png", PNG)
+    async with client_for(rembg_server, moto) as client:
+        saved = await client.remove(f"s3://{bucket}/cat.png", output_path=f"s3://{bucket}/c.webp")
+    assert len(get(moto, bucket, "c.webp")) == saved.size
+
+
+async def test_a_batch_left_early_still_writes_its_index(
+    moto: Moto, bucket: str, rembg_server: LocalServer
+) -> None:
+    """Leaving a remote batch after its first item writes the index of what it made, so
+    the next run skips that image."""
+    for number in range(4):
+        put(moto, bucket, f"in/{number}.png", make_image((30 + number, 20)))
+    inputs = [f"s3://{bucket}/in/{number}.png" for number in range(4)]
+    arguments: dict[str, Any] = {
+        "output_dir": f"s3://{bucket}/out",
+        "root": f"s3://{bucket}/in",
+        "skip_existing": True,
+        "concurrency": 1,
+    }
+    async with client_for(rembg_server, moto) as client:
+        async with client.remove_many(inputs, **arguments) as run:
+            async for item in run:
+                first = item
+                break
+        again = {item.input: item async for item in client.remove_many(inputs, **arguments)}
+    assert first.status == "ok"
+    assert again[first.input].status == "skipped"
+    assert sum(item.status == "ok" for item in again.values()) == 3
+
+
+async def test_an_object_over_the_limit_is_refused_from_its_details(
+    moto: Moto, bucket: str
+) -> None:
+    """An object over 50 MB is refused with the API's message, before anything is sent."""
+    from rembg_async._contract import MAX_UPLOAD_BYTES, file_too_large_message
+
+    size = MAX_UPLOAD_BYTES + 1
+    put(moto, bucket, "huge.png", PNG + b"\0" * (size - len(PNG)))
+    async with AsyncRembg(
+        "k", base_url="http://127.0.0.1:9", storage_options=moto.storage_options
+    ) as client:
+        with pytest.raises(InvalidInputError) as caught:
+            await client.remove(f"s3://{bucket}/huge.png")
+    assert str(caught.value) == file_too_large_message(size)
