@@ -43,9 +43,7 @@ ANSWER_BYTES = 20 * 1024
 def fill(moto: Moto, count: int) -> str:
     """A bucket with ``count`` small PNGs under ``in/``; its URL."""
     buffer = io.BytesIO()
-    Image.open(HERE.parent / "examples" / "images" / "mug.jpg").resize((64, 48)).save(
-        buffer, "PNG"
-    )
+    Image.open(HERE.parent / "examples" / "images" / "mug.jpg").resize((64, 48)).save(buffer, "PNG")
     bucket, client = moto.new_bucket(), moto.client()
     for number in range(count):
         client.put_object(Bucket=bucket, Key=f"in/in-{number:05d}.png", Body=buffer.getvalue())

@@ -40,13 +40,18 @@ from ._budget import CreditBudget
 from ._closing import AsyncClosing
 from ._download import KeptTarget
 from ._exceptions import APIStatusError, RembgError
-from ._inputs import LocalRead, local_source, read_local
+from ._inputs import LocalRead, Source, local_source, read_local
 from ._limits import was_refused
 from ._options import RemoveOptions
 from ._outputs import OutputClashError, OutputTree, Provenance, Verdict, identify, options_key
 from ._progress import ProgressCallback, ProgressEvent, call_back
 from ._results import Base64Image, ImageFile
 from ._retry import RetryPolicy
+from ._storage._batches import needs_async_plan, open_manifest, plan_image
+from ._storage._sinks import RemoteTarget
+from ._storage._sources import RemoteInputs
+from ._storage._stores import Stores, is_remote
+from ._storage._tree import RemoteOutputTree
 from ._threads import run_to_completion
 
 
@@ -72,7 +77,8 @@ class _Prepared:
     cannot be written."""
 
     read: LocalRead | None
-    problem: OSError | None
+    problem: Exception | None
+    source: Source | None = None  # a remote input, opened and checked
 
 
 class BatchRun(AsyncClosing):
@@ -94,12 +100,13 @@ class BatchRun(AsyncClosing):
         retry: RetryPolicy,
         return_base64: bool = False,
         concurrency: int,
-        outputs: OutputTree | None,
+        outputs: OutputTree | RemoteOutputTree | None,
         on_progress: BatchProgressCallback | None,
         on_item_progress: ItemProgressCallback | None,
         skip_existing: bool,
-        manifest: Path | None,
+        manifest: Path | str | None,
         budget: CreditBudget | None,
+        remote: RemoteInputs | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -107,7 +114,7 @@ class BatchRun(AsyncClosing):
             raise ValueError("skip_existing needs an output_dir to look in")
         self._remove = remove
         self._total = len(inputs) if hasattr(inputs, "__len__") else None  # type: ignore[arg-type]
-        self._targets: list[Path] = []  # of a listed batch's inputs, worked out up front
+        self._targets: list[Any] = []  # of a listed batch's inputs, worked out up front
         if outputs is not None and isinstance(inputs, (list, tuple)):
             self._targets = _refuse_clashes(outputs, inputs)  # before anything is sent
         self._inputs = _async_iterator(inputs)
@@ -122,6 +129,7 @@ class BatchRun(AsyncClosing):
         self._skip_existing = skip_existing
         self._manifest_path = manifest
         self._budget = budget
+        self._remote = remote or RemoteInputs(stores=Stores())
         self._holding = 0  # credits this batch has reserved and not settled
         self._settled = asyncio.Event()
         self._unstarted: list[tuple[int, Any]] = []
@@ -173,7 +181,7 @@ class BatchRun(AsyncClosing):
     async def _run(self) -> AsyncGenerator[BatchItem, None]:
         if not await self._open_outputs():
             return
-        manifest = await _open_manifest(self._manifest_path)
+        manifest = await _open_manifest(self._manifest_path, self._remote)
         try:
             await self._start_more()
             while self._in_flight:
@@ -191,17 +199,27 @@ class BatchRun(AsyncClosing):
             # Work in flight is cancelled; finished items nobody received are cleaned up too.
             await _cancel_all(self._in_flight)
             self._in_flight.clear()
-            if manifest is not None:
-                await manifest.close()
-            if self._outputs is not None:
-                self._outputs.close()
+            try:
+                if manifest is not None:
+                    await manifest.close()
+            finally:
+                await self._close_outputs()
+
+    async def _close_outputs(self) -> None:
+        if isinstance(self._outputs, RemoteOutputTree):
+            await self._outputs.aclose()  # its last index segment
+        elif self._outputs is not None:
+            self._outputs.close()
 
     async def _open_outputs(self) -> bool:
         """Prepare the output folder; an error there stops the batch before any request."""
         if self._outputs is None:
             return True
         try:
-            await run_to_completion(self._outputs.open)
+            if isinstance(self._outputs, RemoteOutputTree):
+                await self._outputs.open()
+            else:
+                await run_to_completion(self._outputs.open)
         except OSError as error:
             self.stopped = error
             return False
@@ -252,24 +270,31 @@ class BatchRun(AsyncClosing):
             input=value,
             index=index,
             result=result,
-            output_path=result.output_image_path if isinstance(result, ImageFile) else None,
+            output_path=_local_path(result),
+            output_url=result.url if isinstance(result, ImageFile) else None,
             attempts=max(wire.attempts, 1),
             credits=wire.credits(None),
         )
 
     async def _plan(
         self, index: int, value: Any
-    ) -> tuple[Path | None, Provenance | None, _Prepared | None, BatchItem | None]:
+    ) -> tuple[Any, Provenance | None, _Prepared | None, BatchItem | None]:
         """Where ``value`` goes, its provenance and (a local file) its bytes; or the item it
         ends as without sending."""
         if self._outputs is None:
             return None, None, None, None
         outputs = self._outputs
         try:
-            target = self._targets[index] if self._targets else outputs.target(value, index)
+            target: Any = self._targets[index] if self._targets else outputs.target(value, index)
             if not outputs.claim(target, value):
                 return target, None, None, _skipped(value, index, target)
-            made, verdict, prepared = await run_to_completion(self._inspect, outputs, value, target)
+            if needs_async_plan(outputs, value):
+                made, verdict, prepared = await self._plan_remote(outputs, value, target)
+            else:
+                assert isinstance(outputs, OutputTree)
+                made, verdict, prepared = await run_to_completion(
+                    self._inspect, outputs, value, target
+                )
         except (OutputClashError, OSError) as error:
             return None, None, None, BatchItem(input=value, index=index, error=error)
         if verdict is Verdict.FOREIGN:
@@ -278,6 +303,16 @@ class BatchRun(AsyncClosing):
         if verdict is Verdict.DONE and self._skip_existing:
             return target, made, None, _skipped(value, index, target)
         return target, made, prepared, None
+
+    async def _plan_remote(
+        self, outputs: OutputTree | RemoteOutputTree, value: Any, target: Any
+    ) -> tuple[Provenance, Verdict, _Prepared]:
+        """`_inspect` for a remote input or output folder (see `_storage._batches`)."""
+        plan = await plan_image(
+            self._remote, outputs, value, target, self._options_key, self._skip_existing
+        )
+        prepared = _Prepared(read=None, problem=plan.problem, source=plan.source)
+        return plan.made, plan.verdict, prepared
 
     def _inspect(
         self, outputs: OutputTree, value: Any, target: Path
@@ -318,9 +353,12 @@ class BatchRun(AsyncClosing):
         if prepared is not None and prepared.problem is not None:
             raise prepared.problem
         read = prepared.read if prepared is not None else None
+        image = value if read is None else local_source(Path(value), read)
+        if prepared is not None and prepared.source is not None:
+            image = prepared.source
         retry = self._retry if self._budget is None else charge_aware(self._retry, wire)
         return await self._remove(
-            value if read is None else local_source(Path(value), read),
+            image,
             self._options,
             return_base64=self._return_base64,
             output_path=self._kept(*output),
@@ -329,10 +367,16 @@ class BatchRun(AsyncClosing):
             retry=retry,
         )
 
-    def _kept(self, target: Path | None, made: Provenance | None) -> Path | KeptTarget | None:
-        """Where the result goes; noted in the folder's index in the thread call that saves it."""
+    def _kept(
+        self, target: Any, made: Provenance | None
+    ) -> Path | KeptTarget | RemoteTarget | None:
+        """Where the result goes; noted in the folder's index in the thread call that saves it
+        (remote: once the object is in place)."""
         if target is None or made is None or self._outputs is None:
-            return target
+            return target  # type: ignore[no-any-return]
+        if isinstance(self._outputs, RemoteOutputTree):
+            record = functools.partial(self._outputs.record, target, made)
+            return RemoteTarget(url=target, then=record)
         return KeptTarget(path=target, then=functools.partial(self._outputs.record, target, made))
 
     def _put_back(self, index: int, value: Any, error: Exception) -> None:
@@ -419,22 +463,38 @@ class BatchRun(AsyncClosing):
         )
 
 
-def _skipped(value: Any, index: int, target: Path) -> BatchItem:
+def _skipped(value: Any, index: int, target: Any) -> BatchItem:
+    if isinstance(target, str) and is_remote(target):
+        return BatchItem(input=value, index=index, skipped=True, output_url=target)
     return BatchItem(input=value, index=index, skipped=True, output_path=target)
 
 
-def _refuse_clashes(outputs: OutputTree, inputs: list[Any] | tuple[Any, ...]) -> list[Path]:
+def _local_path(result: Any) -> Path | None:
+    if isinstance(result, ImageFile) and result.url is None:
+        return result.output_image_path
+    return None
+
+
+def _refuse_clashes(
+    outputs: OutputTree | RemoteOutputTree, inputs: list[Any] | tuple[Any, ...]
+) -> list[Any]:
     """The targets of a listed batch's inputs; `OutputClashError` when two would make one."""
-    probe = OutputTree(outputs.folder, outputs.root, outputs.extension, overwrite=False)
-    targets = [probe.target(value, index) for index, value in enumerate(inputs)]
+    probe: OutputTree | RemoteOutputTree
+    if isinstance(outputs, RemoteOutputTree):
+        probe = outputs.probe()
+    else:
+        probe = OutputTree(outputs.folder, outputs.root, outputs.extension, overwrite=False)
+    targets: list[Any] = [probe.target(value, index) for index, value in enumerate(inputs)]
     for target, value in zip(targets, inputs, strict=True):
         probe.claim(target, value)
     return targets
 
 
-async def _open_manifest(path: Path | None) -> Any:
+async def _open_manifest(path: Path | str | None, remote: RemoteInputs) -> Any:
     if path is None:
         return None
+    if isinstance(path, str):  # a remote URL (a local one is a Path by now)
+        return await open_manifest(remote, path)
     await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
     return await aiofiles.open(path, "a", encoding="utf-8")
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import errno
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Final
 
@@ -42,7 +42,8 @@ _OUTPUT_STOPPERS: Final = frozenset(
 class BatchItem:
     """The outcome of one input: a ``result``, an ``error``, or ``skipped`` (already done).
 
-    ``output_path`` is where the result is (or, when skipped, already was). ``attempts`` is
+    ``output_path`` is where the result is (or, when skipped, already was); for a remote
+    ``output_dir``, ``output_url`` is, and ``output_path`` is None. ``attempts`` is
     how many requests were made for it (0 when none was), ``credits`` how many of them the
     server charged or may have charged.
     """
@@ -55,6 +56,8 @@ class BatchItem:
     output_path: Path | None = None
     attempts: int = 0
     credits: int = 0
+    #: Where the result is (or was, when skipped) in a remote store; None for a local file.
+    output_url: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -180,7 +183,7 @@ def manifest_line(item: BatchItem) -> str:
     result = item.result
     entry = {
         "input": describe(item.input, item.index),
-        "output": str(item.output_path) if item.output_path is not None else None,
+        "output": item.output_url or (str(item.output_path) if item.output_path else None),
         "status": item.status,
         "error": str(item.error) if item.error is not None else None,
         "error_type": type(item.error).__name__ if item.error is not None else None,
@@ -198,10 +201,15 @@ def failed_inputs(manifest: str | os.PathLike[str]) -> list[str]:
 
 def latest_statuses(manifest: str | os.PathLike[str]) -> dict[str, str]:
     """Each input of ``manifest`` with the status of its latest line (blocking)."""
-    latest: dict[str, str] = {}
     with open(manifest, encoding="utf-8") as lines:
-        for line in lines:
-            if line.strip():
-                entry = json.loads(line)
-                latest[entry["input"]] = entry["status"]
+        return statuses_of(lines)
+
+
+def statuses_of(lines: Iterable[str]) -> dict[str, str]:
+    """Each input of a manifest's ``lines`` with the status of its latest line."""
+    latest: dict[str, str] = {}
+    for line in lines:
+        if line.strip():
+            entry = json.loads(line)
+            latest[entry["input"]] = entry["status"]
     return latest

@@ -278,6 +278,7 @@ def client_for(
         retry=retry_policy(args) if hasattr(args, "retries") else None,
         requests_per_second=None if limiter else getattr(args, "rps", None),
         limiter=limiter,
+        storage_options=getattr(args, "storage_options", None),
     )
 
 
@@ -321,6 +322,16 @@ def run_remove_command(args: argparse.Namespace) -> int:
         for field, message in error.details if len(error.details) > 1 else ():
             print(f"  {field}: {message}", file=sys.stderr)
         return 2
+    from ._storage._listing import parse_storage_options
+
+    try:
+        args.storage_options = parse_storage_options(args.storage_option)
+    except ValueError as error:
+        print(f"rembg-async remove: {error}", file=sys.stderr)
+        return 2
+    if args.dry_run and isinstance(args.output_dir, str):
+        print("rembg-async remove: --dry-run cannot look into a remote -o yet", file=sys.stderr)
+        return 2
     if args.retry_failed is not None and args.manifest is None:
         args.manifest = args.retry_failed  # so that the next --retry-failed sees this run
     try:
@@ -330,6 +341,9 @@ def run_remove_command(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:  # Ctrl-C while listing: nothing was sent, nothing to say
         return 130
     except ValueError as error:  # a folder or glob matching nothing, a bad --retry-failed
+        print(f"rembg-async remove: {error}", file=sys.stderr)
+        return 2
+    except ImportError as error:  # a URL without fsspec, or without its store's package
         print(f"rembg-async remove: {error}", file=sys.stderr)
         return 2
     except OSError as error:

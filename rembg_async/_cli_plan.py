@@ -18,24 +18,40 @@ from ._exceptions import RembgError
 from ._imageinfo import HEAD_BYTES, sniff_kind
 from ._options import RemoveOptions
 from ._outputs import OutputClashError, OutputTree, Verdict, identify, options_key
+from ._storage._listing import expand_remote
+from ._storage._stores import is_remote
 
 
 def expand_inputs(
-    patterns: list[str], *, root: Path | None = None, exclude: Path | None = None
+    patterns: list[str],
+    *,
+    root: Path | None = None,
+    exclude: Path | str | None = None,
+    storage_options: dict[str, Any] | None = None,
 ) -> dict[str, PurePath]:
     """Every input, with the path its output takes under ``-o``: files as given (their name,
     or their path under ``root``); folders as every image inside them (recursively), relative
     to the folder; globs expanded, relative to the folder before the first wildcard. Nothing
     under ``exclude`` (the output folder) is taken. Listed up front: clashes are refused, and
     a dry run can count, before anything is sent. A folder or glob that names no input
-    raises `NothingMatchedError`.
+    raises `NothingMatchedError`. A URL (``s3://bucket/in/``, ``s3://bucket/in/*.jpg``) is
+    listed through fsspec, its images told by their extensions.
     """
     found: dict[str, PurePath] = {}
     empty = []
     for pattern in patterns:
         matched = False
+        if is_remote(pattern):
+            for url, below in expand_remote(pattern, storage_options or {}):
+                if isinstance(exclude, str) and url.startswith(exclude.rstrip("/") + "/"):
+                    continue  # the outputs of an earlier run, under the input folder
+                found.setdefault(url, below)
+                matched = True
+            if not matched:
+                empty.append(pattern)
+            continue
         for path, base in _expand(pattern):
-            if exclude is not None and _is_under(path, exclude):
+            if isinstance(exclude, Path) and _is_under(path, exclude):
                 continue
             relative = _relative(path, root if root is not None else base)
             found.setdefault(str(path), relative)
@@ -165,7 +181,12 @@ def inputs_of(args: argparse.Namespace) -> dict[str, PurePath]:
     failed in it, placed under ``-o`` as the INPUTs place them (by name, or under ``--root``,
     when no INPUT names them). ValueError says what is wrong."""
     exclude = None if args.base64 else args.output_dir
-    listed = expand_inputs(args.inputs, root=args.root, exclude=exclude) if args.inputs else {}
+    options = args.storage_options
+    listed = (
+        expand_inputs(args.inputs, root=args.root, exclude=exclude, storage_options=options)
+        if args.inputs
+        else {}
+    )
     if args.retry_failed is None:
         return listed
     try:
@@ -174,13 +195,14 @@ def inputs_of(args: argparse.Namespace) -> dict[str, PurePath]:
         raise ValueError(f"cannot read the manifest {str(args.retry_failed)!r}: {error}") from None
     placed = {name: listed[name] for name in failed if name in listed}
     rest = [name for name in failed if name not in listed]
-    for name, relative in expand_inputs(rest, root=args.root).items():
+    for name, relative in expand_inputs(rest, root=args.root, storage_options=options).items():
         placed.setdefault(name, relative)
     return placed
 
 
-def check_manifest(path: Path | None) -> None:
-    """Refuse a manifest that cannot be written before anything is sent (OSError)."""
-    if path is not None:
+def check_manifest(path: Path | str | None) -> None:
+    """Refuse a manifest that cannot be written before anything is sent (OSError); a remote
+    one is written at the end (and every few seconds)."""
+    if path is not None and not is_remote(path):
         with open(path, "a", encoding="utf-8"):
             pass

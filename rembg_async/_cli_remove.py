@@ -21,6 +21,7 @@ from ._options import RemoveOptions
 from ._progress import ProgressEvent
 from ._results import ImageFile
 from ._retry import RetryPolicy
+from ._storage._stores import is_remote
 from ._threads import run_to_completion
 
 
@@ -37,9 +38,9 @@ def add_remove_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-o",
         "--output-dir",
-        type=Path,
+        type=place,
         default=Path("rembg-output"),
-        help="where results go (default: %(default)s)",
+        help="where results go: a folder, or a URL such as s3://bucket/out/ (default: %(default)s)",
     )
     parser.add_argument("--format", default="webp", help="png, jpeg, webp or bmp (default: webp)")
     parser.add_argument("--w", type=int, help="target width in px (keeps the aspect ratio)")
@@ -97,7 +98,19 @@ def add_remove_arguments(parser: argparse.ArgumentParser) -> None:
         "a plain file goes straight into -o)",
     )
     parser.add_argument(
-        "--manifest", type=Path, help="append one JSON line per outcome to this file"
+        "--manifest",
+        type=place,
+        help="append one JSON line per outcome to this file (or URL: put whole at the end)",
+    )
+    parser.add_argument(
+        "--storage-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        dest="storage_option",
+        help="an fsspec option for s3:// (or other) URLs, repeatable: key=…, secret=…, "
+        "client_kwargs.endpoint_url=http://… (needs the 'fsspec' extra and the store's "
+        "package, s3fs for s3://; AWS_ENDPOINT_URL and FSSPEC_S3_* are honoured too)",
     )
     parser.add_argument(
         "--max-credits",
@@ -113,6 +126,11 @@ def add_remove_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="say what would be sent, what is done, and the credits left; send nothing",
     )
+
+
+def place(text: str) -> Path | str:
+    """An argparse type: a local path, or a remote URL kept as it is."""
+    return text if is_remote(text) else Path(text)
 
 
 def options_from(args: argparse.Namespace) -> RemoveOptions:
@@ -157,10 +175,12 @@ class PlainReporter:
         if item.error is not None:
             line = f"failed  {item.input}: {item.error}"
         elif item.skipped:
-            line = f"skipped {item.input} (done: {item.output_path})"
+            line = f"skipped {item.input} (done: {item.output_url or item.output_path})"
         else:
             line = f"ok      {item.input}" + (
-                "" if item.result is None or not self._paths else f" -> {item.output_path}"
+                ""
+                if item.result is None or not self._paths
+                else f" -> {item.output_url or item.output_path}"
             )
         print(line, file=self._stream, flush=True)
 
@@ -355,6 +375,7 @@ def batch_arguments(args: argparse.Namespace, inputs: dict[str, PurePath]) -> di
         "skip_existing": not args.redo,
         "overwrite": args.overwrite,
         "manifest": args.manifest,
+        "storage_options": args.storage_options or None,
     }
 
 

@@ -11,7 +11,7 @@ import os
 import time
 import warnings
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
-from pathlib import Path, PurePath
+from pathlib import Path, PurePath, PurePosixPath
 from typing import Any, Final, Literal, overload
 
 import aiohttp
@@ -37,14 +37,17 @@ from ._exceptions import (
     error_from_response,
     error_from_transport,
 )
-from ._inputs import ImageInput, Source, open_source, prepare_source
+from ._inputs import ImageInput, Source
 from ._limits import AdaptiveLimiter, Answer, Limiter, Outcome, RateLimitState, limited
 from ._options import Base64Options, ImageFileOptions, RemoveOptions, resolve_options
-from ._outputs import OutputTree
 from ._paths import check_output_name
 from ._progress import DEFAULT_INTERVAL, ProgressCallback, ProgressTracker
 from ._results import Base64Image, ImageBytes, ImageFile, discard_temporary
 from ._retry import RetryPolicy
+from ._storage._batches import manifest_place, output_tree
+from ._storage._sinks import put_result, remote_target
+from ._storage._sources import RemoteInputs, open_input
+from ._storage._stores import Stores
 from ._stream_output import StreamedImage, open_streamed
 from ._timeouts import Timeout, TimeoutLike, as_timeout
 from ._upload import CHUNK_BYTES, UploadBody, build_form
@@ -120,6 +123,8 @@ class AsyncRembg(AsyncClosing):
     (``client.rate_limit`` shows it); ``requests_per_second`` fixes the rate instead,
     ``adaptive_rate_limit=False`` turns learning off, ``max_concurrency`` caps the requests in
     flight; ``limiter`` passes one of your own (shared by several clients, say).
+    ``storage_options`` go to fsspec for remote inputs and outputs (``s3://``…): credentials,
+    ``client_kwargs={"endpoint_url": ...}``; a call's own ``storage_options`` replace them.
     """
 
     def __init__(
@@ -140,10 +145,12 @@ class AsyncRembg(AsyncClosing):
         allow_insecure_http: bool = False,
         trust_env: bool = True,
         extra_headers: Mapping[str, str] | None = None,
+        storage_options: Mapping[str, Any] | None = None,
     ) -> None:
         # First, so that __del__ finds a consistent object even if a check below fails.
         self._state = _State.UNOPENED
         self._owns_session = session is None
+        self._stores = Stores(storage_options)  # remote inputs and outputs' filesystems
         self._api_key = api_key if api_key is not None else os.environ.get("REMBG_API_KEY") or None
         _check_api_key(self._api_key, from_env=api_key is None)
         shared = base_url or os.environ.get("REMBG_BASE_URL")
@@ -208,6 +215,7 @@ class AsyncRembg(AsyncClosing):
             await self._session.close()
         if self._state is _State.OPENED and self._owns_limiter:
             await self._limiter.aclose()
+        await self._stores.aclose()
         self._state = _State.CLOSED
 
     def __del__(self) -> None:
@@ -261,6 +269,7 @@ class AsyncRembg(AsyncClosing):
         timeout: TimeoutLike | None = None,
         size: int | None = None,
         extra_headers: Mapping[str, str] | None = None,
+        storage_options: Mapping[str, Any] | None = None,
     ) -> ImageBytes: ...
 
     @overload
@@ -277,6 +286,7 @@ class AsyncRembg(AsyncClosing):
         timeout: TimeoutLike | None = None,
         size: int | None = None,
         extra_headers: Mapping[str, str] | None = None,
+        storage_options: Mapping[str, Any] | None = None,
     ) -> ImageFile: ...
 
     @overload
@@ -293,6 +303,7 @@ class AsyncRembg(AsyncClosing):
         timeout: Timeout | None = None,
         size: int | None = None,
         extra_headers: Mapping[str, str] | None = None,
+        storage_options: Mapping[str, Any] | None = None,
     ) -> Base64Image: ...
 
     @overload
@@ -309,6 +320,7 @@ class AsyncRembg(AsyncClosing):
         timeout: TimeoutLike | None = None,
         size: int | None = None,
         extra_headers: Mapping[str, str] | None = None,
+        storage_options: Mapping[str, Any] | None = None,
     ) -> Base64Image: ...
 
     @overload
@@ -325,6 +337,7 @@ class AsyncRembg(AsyncClosing):
         timeout: TimeoutLike | None = None,
         size: int | None = None,
         extra_headers: Mapping[str, str] | None = None,
+        storage_options: Mapping[str, Any] | None = None,
     ) -> ImageFile | Base64Image: ...
 
     async def remove(
@@ -341,6 +354,7 @@ class AsyncRembg(AsyncClosing):
         size: int | None = None,
         extra_headers: Mapping[str, str] | None = None,
         return_bytes: bool = False,
+        storage_options: Mapping[str, Any] | None = None,
     ) -> ImageFile | Base64Image | ImageBytes:
         """Remove the background of ``input_image``.
 
@@ -358,16 +372,25 @@ class AsyncRembg(AsyncClosing):
         ``OSError`` when it is a folder or its folder cannot be written). Each retry sends
         the image afresh and restarts progress, its events carrying the new ``attempt``.
         ``extra_headers`` are sent with this call's request (after the client's own).
+
+        ``input_image`` and ``output_path`` may also be URLs that fsspec knows (``s3://``,
+        ``gs://``, ``memory://``, ``https://``…; the ``fsspec`` extra, plus s3fs or gcsfs):
+        the object is streamed up with its exact size, checked first as a file is, and the
+        result is received locally, then put in the store whole (its `ImageFile` has the
+        ``url``). ``storage_options`` (else the client's) go to fsspec: credentials, endpoint.
         """
         remove_options, return_base64 = resolve_options(options, return_base64)
         if return_base64 and output_path is not None:
             raise ValueError(MSG_BASE64_WITH_OUTPUT_PATH)
         if return_bytes and (return_base64 or output_path is not None):
             raise ValueError(MSG_BYTES_WITH_OTHERS)
-        target = Path(output_path) if output_path is not None else None
-        if target is not None:
-            check_output_name(target, remove_options.output_format)
-        source = await prepare_source(input_image, target, size)
+        remote = remote_target(output_path)
+        target = Path(output_path) if output_path is not None and remote is None else None
+        if output_path is not None:
+            named = PurePosixPath(remote.url) if remote is not None else Path(output_path)
+            check_output_name(named, remove_options.output_format)
+        remote_inputs = RemoteInputs(stores=self._stores, options=storage_options)
+        source = await open_input(remote_inputs, input_image, target, size)
         try:
             call = _RemoveCall(
                 source=source,
@@ -383,9 +406,14 @@ class AsyncRembg(AsyncClosing):
             )
             self._open()
             policy = retry or self._retry
-            return await policy.run(lambda attempt: self._remove_once(call, attempt))
+            result = await policy.run(lambda attempt: self._remove_once(call, attempt))
         finally:
             source.close()
+        if remote is not None:
+            assert isinstance(result, ImageFile)
+            store = self._stores.store(remote.url, storage_options)
+            return await put_result(store, result, remote)
+        return result
 
     async def _remove_once(
         self, call: _RemoveCall, attempt: int
@@ -444,6 +472,7 @@ class AsyncRembg(AsyncClosing):
         retry: RetryPolicy | None = None,
         timeout: TimeoutLike | None = None,
         extra_headers: Mapping[str, str] | None = None,
+        storage_options: Mapping[str, Any] | None = None,
     ) -> AsyncIterator[StreamedImage]:
         """Remove the background, and hand the cut-out over as it arrives, with no file.
 
@@ -456,7 +485,8 @@ class AsyncRembg(AsyncClosing):
         remove_options, return_base64 = resolve_options(options, False)
         if return_base64:
             raise ValueError("stream() hands over the image's bytes: returnBase64 is for remove()")
-        source = await open_source(input_image, size)
+        remote_inputs = RemoteInputs(stores=self._stores, options=storage_options)
+        source = await open_input(remote_inputs, input_image, None, size)
         try:
             call = _RemoveCall(
                 source=source,
@@ -510,6 +540,7 @@ class AsyncRembg(AsyncClosing):
         manifest: str | os.PathLike[str] | None = None,
         max_credits: int | None = None,
         budget: CreditBudget | None = None,
+        storage_options: Mapping[str, Any] | None = None,
     ) -> BatchRun:
         """Remove many backgrounds, ``concurrency`` at a time, yielding `BatchItem` objects.
 
@@ -531,16 +562,21 @@ class AsyncRembg(AsyncClosing):
         every image would meet also stop it: see `BatchRun.stopped`.
         Use ``async with client.remove_many(...) as run: async for item in run: ...`` to have
         work in flight cancelled as soon as you stop iterating.
+
+        Inputs, ``output_dir`` and ``manifest`` may be remote URLs (``s3://bucket/out/``), with
+        ``storage_options`` for fsspec. A remote ``output_dir`` keeps its provenance in index
+        segments under ``.rembg-async-index/``, written every 100 outputs or 10 s and at the
+        end, and is listed once at the start (no lock); a remote ``manifest`` is kept in a
+        local file and put whole into its store every 10 s and at the end.
         """
         resolved, return_base64 = resolve_options(options, False)
         if return_base64 and output_dir is not None:
             raise ValueError(MSG_BASE64_WITH_OUTPUT_PATH.replace("output_path", "output_dir"))
         if max_credits is not None and budget is not None:
             raise ValueError("give max_credits or budget, not both")
-        outputs = None
-        if output_dir is not None:
-            extension = "jpg" if resolved.output_format == "jpeg" else resolved.output_format
-            outputs = OutputTree(Path(output_dir), root, extension, overwrite=overwrite)
+        extension = "jpg" if resolved.output_format == "jpeg" else resolved.output_format
+        remote = RemoteInputs(stores=self._stores, options=storage_options)
+        outputs = output_tree(remote, output_dir, root, extension, overwrite=overwrite)
         return BatchRun(
             self.remove,
             inputs,
@@ -552,8 +588,9 @@ class AsyncRembg(AsyncClosing):
             on_progress=on_progress,
             on_item_progress=on_item_progress,
             skip_existing=skip_existing,
-            manifest=Path(manifest) if manifest is not None else None,
+            manifest=manifest_place(remote, manifest),
             budget=LocalCreditBudget(max_credits) if max_credits is not None else budget,
+            remote=remote,
         )
 
     async def membership_usage(

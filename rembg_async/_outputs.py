@@ -29,6 +29,7 @@ import attrs
 
 from ._download import is_partial_name
 from ._paths import check_folder_writable, mirrored_path
+from ._storage._stores import is_remote, remote_relative
 
 INDEX_NAME: Final = ".rembg-async-index.jsonl"
 _APPEND_FLAGS: Final = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
@@ -67,6 +68,15 @@ class Provenance:
         return json.dumps(self.entry(name)) + "\n"
 
 
+def foreign_error(target: Any) -> ForeignOutputError:
+    """The error for an output at ``target`` (a path or a URL) that this input did not make."""
+    return ForeignOutputError(
+        f"{target} exists and was not made from this input with these options by "
+        "rembg-async: delete or move it, choose another output folder, or pass "
+        "overwrite=True (--overwrite) to replace it"
+    )
+
+
 def options_key(fields: Mapping[str, str]) -> str:
     """The options as the index records them (the form fields sent, in a stable order)."""
     return json.dumps(dict(sorted(fields.items())), separators=(",", ":"))
@@ -74,7 +84,10 @@ def options_key(fields: Mapping[str, str]) -> str:
 
 def relative_name(value: Any, index: int, root: Any, cwd: str | None = None) -> PurePath:
     """The path of ``value``'s output under the output folder, before its extension changes
-    (paths relative to ``cwd``, the current folder by default)."""
+    (paths relative to ``cwd``, the current folder by default; a URL relative to ``root``
+    when it is a URL above it, else its whole path in its store)."""
+    if is_remote(value):
+        return remote_relative(value, root)
     if isinstance(value, (str, os.PathLike)):
         if callable(root):
             return PurePath(root(value))
@@ -97,6 +110,8 @@ def identify(
 ) -> Provenance:
     """The provenance an output of ``value`` would have (blocking: a ``stat`` unless the
     input's ``status`` is given, or a digest; paths relative to ``cwd``)."""
+    if is_remote(value):  # its stamp is the object's details: see _storage
+        return Provenance(source=value, stamp="unknown", options=options)
     if isinstance(value, (str, os.PathLike)):
         path = os.path.normpath(os.path.join(cwd or os.getcwd(), os.fspath(value)))
         try:
@@ -198,11 +213,7 @@ class OutputTree:
 
     def foreign(self, target: Path) -> ForeignOutputError:
         """The error for an output this input did not make."""
-        return ForeignOutputError(
-            f"{target} exists and was not made from this input with these options by "
-            "rembg-async: delete or move it, choose another output folder, or pass "
-            "overwrite=True (--overwrite) to replace it"
-        )
+        return foreign_error(target)
 
     def record(self, target: Path, made: Provenance) -> None:
         """Note in the folder's index that ``target`` was made as ``made`` says (blocking: one
@@ -226,6 +237,8 @@ class OutputTree:
 
 
 def _claim_key(value: Any, cwd: str) -> str:
+    if is_remote(value):
+        return str(value)
     if isinstance(value, (str, os.PathLike)):
         return os.path.normpath(os.path.join(cwd, os.fspath(value)))
     return f"<{type(value).__name__} at {id(value):#x}>"

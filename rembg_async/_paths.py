@@ -55,7 +55,7 @@ def mirrored_path(folder: Path, relative: PurePath, extension: str) -> Path:
     return folder.joinpath(*parts, safe_leaf(relative.name or "image", extension))
 
 
-def check_output_name(target: Path, output_format: str) -> None:
+def check_output_name(target: PurePath, output_format: str) -> None:
     """Refuse, before anything is sent, a target whose extension names another format
     (``x.png`` with WEBP bytes would lie)."""
     named = FORMAT_OF_EXTENSION.get(target.suffix.lower())

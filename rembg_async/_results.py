@@ -24,6 +24,10 @@ class _Cleanup:
 class ImageFile(AsyncClosing):
     """An image on disk: ``output_image_path``, its ``content_type`` and ``size`` in bytes.
 
+    For a remote ``output_path`` (a URL such as ``s3://bucket/out/cat.png``), ``url`` is where
+    the image is and ``output_image_path`` its path within that store (``bucket/out/cat.png``);
+    no local file is left, and ``cleanup()`` does nothing: the object is yours.
+
     ``await cleanup()`` deletes it (safe to call twice), as does leaving ``async with``. A
     temporary file (``temporary=True``, made when no ``output_path`` was given) that is never
     cleaned up gives a ``ResourceWarning`` when the object is collected.
@@ -35,6 +39,8 @@ class ImageFile(AsyncClosing):
     temporary: bool = False
     #: The server's id of the request (``x-request-id``), if it sent one.
     request_id: str | None = None
+    #: Where the image was stored, for a remote ``output_path``; None for a local file.
+    url: str | None = None
     _cleanup: _Cleanup = attrs.field(factory=_Cleanup, repr=False, eq=False)
 
     async def _close_on_exit(self) -> None:
@@ -46,6 +52,8 @@ class ImageFile(AsyncClosing):
         Safe to cancel: the deletion completes even if the calling task is cancelled.
         """
         self._cleanup.done = True
+        if self.url is not None:  # a remote object: never a local path to delete
+            return
         with contextlib.suppress(FileNotFoundError):
             await run_to_completion(os.unlink, self.output_image_path)
 
@@ -63,6 +71,8 @@ class ImageFile(AsyncClosing):
         Like ``tempfile.NamedTemporaryFile``'s ``close()``, and what leaving ``with`` does.
         """
         self._cleanup.done = True
+        if self.url is not None:  # a remote object: never a local path to delete
+            return
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.output_image_path)
 

@@ -217,3 +217,49 @@ def test_the_cli_runs_a_batch_on_dask(
     made = sorted(path.name for path in (tmp_path / "out").glob("*.webp"))
     assert made == [Path(path).with_suffix(".webp").name for path in paths]
     assert len(manifest_lines(tmp_path / "manifest.jsonl")) == 6
+
+
+async def test_s3_in_s3_out_with_a_manifest_in_s3_and_a_resume(
+    dask_client: Client, server: LocalServer
+) -> None:
+    """Inputs, outputs and the manifest in a real S3 (moto): every image made as an object by
+    the workers, one manifest line each; a second run with that manifest sends nothing."""
+    from tests._moto import start_moto
+
+    moto = start_moto()
+    try:
+        bucket = moto.new_bucket()
+        s3 = moto.client()
+        for number in range(8):
+            s3.put_object(
+                Bucket=bucket, Key=f"in/image-{number}.png", Body=make_image((30 + number, 20))
+            )
+        inputs = [f"s3://{bucket}/in/image-{number}.png" for number in range(8)]
+        settings = {
+            "output_dir": f"s3://{bucket}/out/",
+            "root": f"s3://{bucket}/in/",
+            "manifest": f"s3://{bucket}/out/manifest.jsonl",
+            "concurrency_per_worker": 2,
+            "client_options": {
+                "api_key": KEY,
+                "base_url": server.url,
+                "storage_options": moto.storage_options,
+            },
+        }
+        async with remove_many_dask(dask_client, inputs, **settings) as first:  # type: ignore[arg-type]
+            made = [item async for item in first]
+        async with remove_many_dask(dask_client, inputs, **settings) as second:  # type: ignore[arg-type]
+            again = [item async for item in second]
+        listed = s3.list_objects_v2(Bucket=bucket, Prefix="out/")["Contents"]
+        manifest = s3.get_object(Bucket=bucket, Key="out/manifest.jsonl")["Body"].read()
+    finally:
+        moto.close()
+    assert [item.error for item in made if not item.ok] == []
+    assert sorted(item.output_url for item in made) == sorted(
+        f"s3://{bucket}/out/image-{number}.webp" for number in range(8)
+    )
+    assert {item.skipped for item in again} == {True}
+    keys = {entry["Key"] for entry in listed}
+    assert {f"out/image-{number}.webp" for number in range(8)} <= keys
+    lines = [json.loads(line) for line in manifest.decode().splitlines()]
+    assert sorted(str(line["input"]) for line in lines if line["status"] == "ok") == sorted(inputs)

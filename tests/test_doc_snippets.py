@@ -13,12 +13,16 @@ import pytest
 
 from rembg_async.pytest_plugin import TEST_API_KEY
 from rembg_async.server import Account, LocalServer, ServerConfig
+from tests._moto import Moto, start_moto
 from tests._valkey import start_valkey
 
 ROOT = Path(__file__).parent.parent
 IMAGES = ROOT / "examples" / "images"
 #: The Redis the snippets name (never reached: the test puts its own Valkey's URL instead).
 REDIS_IN_DOCS = "redis://cache:6379/0"
+#: The bucket the snippets name: made in a real moto S3 on a loopback port, which the
+#: environment points s3fs at (AWS_ENDPOINT_URL), with photos/mug.jpg and photos/orange.jpg.
+BUCKET_IN_DOCS = "my-bucket"
 BLOCK = re.compile(r"^```python\n(.*?)^```$", re.DOTALL | re.MULTILINE)
 
 # Runs a block as a notebook or `python -m asyncio` does: top-level await allowed.
@@ -66,6 +70,29 @@ def redis_url() -> Iterator[str]:
     valkey.close()
 
 
+@pytest.fixture(scope="module")
+def moto() -> Iterator[Moto]:
+    """A real S3 (moto) on a loopback port, for the snippets that name ``s3://my-bucket``."""
+    server = start_moto()
+    yield server
+    server.close()
+
+
+def point_s3_at(moto: Moto, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Send every S3 call of the snippet to ``moto``, and give it the snippets' bucket."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto.url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    client = moto.client()
+    if BUCKET_IN_DOCS not in [b["Name"] for b in client.list_buckets()["Buckets"]]:
+        client.create_bucket(Bucket=BUCKET_IN_DOCS)
+    for name in ("mug.jpg", "orange.jpg"):
+        client.put_object(
+            Bucket=BUCKET_IN_DOCS, Key=f"photos/{name}", Body=(IMAGES / name).read_bytes()
+        )
+
+
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     """A folder with the files the snippets name: cat.jpg, input.png, photos/*.jpg."""
@@ -100,6 +127,8 @@ def test_snippet_runs(
     monkeypatch.setenv("REMBG_BASE_URL", server.url)
     if REDIS_IN_DOCS in block:
         block = block.replace(REDIS_IN_DOCS, request.getfixturevalue("redis_url"))
+    if f"s3://{BUCKET_IN_DOCS}" in block:
+        point_s3_at(request.getfixturevalue("moto"), monkeypatch)
     (workdir / "snippet.py").write_text(block)
     if re.search(r"^(async )?def test_", block, re.MULTILINE):  # tests for a user's suite
         command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "snippet.py"]

@@ -45,9 +45,33 @@ def test_server_without_numpy_says_install_the_server_extra() -> None:
 
 
 def test_importing_the_package_loads_no_optional_dependency() -> None:
-    """`import rembg_async` stays cheap: no rich (the CLI's), numpy or Pillow (the server's)."""
-    code = "import sys, rembg_async; print(sorted({'rich', 'numpy', 'PIL'} & set(sys.modules)))"
+    """`import rembg_async` stays cheap: no rich (the CLI's), numpy or Pillow (the server's),
+    fsspec or s3fs (remote inputs and outputs')."""
+    optional = "{'rich', 'numpy', 'PIL', 'fsspec', 's3fs'}"
+    code = f"import sys, rembg_async; print(sorted({optional} & set(sys.modules)))"
     output = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert output.strip() == "[]"
+
+
+def test_a_remote_url_without_fsspec_names_the_fsspec_extra() -> None:
+    """An s3:// input without fsspec installed asks for the `fsspec` extra, before sending."""
+    code = (
+        "import asyncio, sys; sys.modules['fsspec'] = None\n"
+        "from rembg_async import AsyncRembg\n"
+        "async def main():\n"
+        "    async with AsyncRembg('k', base_url='http://127.0.0.1:9') as client:\n"
+        "        await client.remove('s3://bucket/in/cat.jpg')\n"
+        "try:\n"
+        "    asyncio.run(main())\n"
+        "except ModuleNotFoundError as error:\n"
+        "    print(error)\n"
+    )
+    output = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert output.strip() == (
+        "the remote URL 's3://bucket/in/cat.jpg' needs 'fsspec', which the 'fsspec' extra "
+        "installs: pip install 'rembg-async[fsspec]'"
+    )

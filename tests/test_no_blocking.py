@@ -14,7 +14,7 @@ import io
 import os
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from conftest import make_image
 
 from rembg_async import AsyncRembg
 from rembg_async.server import LocalServer
+from tests._moto import Moto, start_moto
 
 #: The os functions that touch a file system (each can wait for a disk or a network).
 FILE_CALLS = (
@@ -131,3 +132,45 @@ def _caller() -> str:
             return f"{Path(frame.f_code.co_filename).name}:{frame.f_lineno}"
         frame = frame.f_back  # type: ignore[assignment]
     return nearest
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[Moto]:
+    """A real S3 (moto) on a loopback port."""
+    server = start_moto()
+    yield server
+    server.close()
+
+
+async def test_a_batch_from_s3_to_s3_makes_no_file_call_on_the_loop(
+    rembg_server: LocalServer, moto: Moto, loop_file_calls: list[str]
+) -> None:
+    """Remote inputs streamed, results received locally and put whole, index segments and
+    a remote manifest: no file call on the loop once the store's session is up (s3fs reads
+    its configuration when it starts one)."""
+    pytest.importorskip("s3fs")
+    bucket = moto.new_bucket()
+    names = [f"part-{number % 2}/image-{number}.png" for number in range(8)]
+    for number, name in enumerate(names):
+        image = make_image((24 + number, 18)) + (b"\0" * 300_000 if number == 0 else b"")
+        moto.client().put_object(Bucket=bucket, Key=f"in/{name}", Body=image)
+    inputs = [f"s3://{bucket}/in/{name}" for name in names]
+    async with AsyncRembg(
+        rembg_server.api_key, base_url=rembg_server.url, storage_options=moto.storage_options
+    ) as client:
+        await client.remove(inputs[1], return_bytes=True)  # the session is up
+        loop_file_calls.clear()
+        for _ in range(2):
+            run = client.remove_many(
+                inputs,
+                concurrency=4,
+                output_dir=f"s3://{bucket}/out",
+                root=f"s3://{bucket}/in",
+                manifest=f"s3://{bucket}/manifest.jsonl",
+                skip_existing=True,
+            )
+            async with run:
+                items = [item async for item in run]
+            assert all(item.ok for item in items)
+        assert [item.status for item in items] == ["skipped"] * 8
+    assert loop_file_calls == []

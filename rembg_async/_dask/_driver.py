@@ -25,12 +25,15 @@ from .._batch_items import (
     describe,
     latest_statuses,
     manifest_line,
+    statuses_of,
     stops_batch,
 )
 from .._budget import BudgetExhaustedError
 from .._exceptions import APIStatusError, RembgError, error_from_response
 from .._options import RemoveOptions
 from .._outputs import OutputTree
+from .._storage._sources import RemoteInputs
+from .._storage._tree import RemoteOutputTree
 from .._threads import run_to_completion
 from ._worker import ClientPlugin, Outcome, remove_on_worker
 
@@ -47,8 +50,9 @@ class DaskRun:
         inputs: Iterable[Any] | AsyncIterable[Any],
         options: RemoveOptions,
         *,
-        outputs: OutputTree,
-        manifest: Path | None,
+        outputs: OutputTree | RemoteOutputTree,
+        manifest: Path | str | None,
+        remote: RemoteInputs,
         plugin: ClientPlugin,
         concurrency_per_worker: int,
     ) -> None:
@@ -57,6 +61,7 @@ class DaskRun:
         self._options = options
         self._outputs = outputs
         self._manifest_path = manifest
+        self._remote = remote
         self._done_before: set[str] = set()  # read from the manifest when the run starts
         self._plugin = plugin
         self._per_worker = concurrency_per_worker
@@ -117,9 +122,9 @@ class DaskRun:
 
     async def _run(self) -> AsyncGenerator[BatchItem, None]:
         name = self._plugin.name
-        self._done_before = await done_inputs(self._manifest_path)
+        self._done_before = await done_inputs(self._manifest_path, self._remote)
         await self._dask.register_plugin(self._plugin, name=name)
-        manifest = await _open_manifest(self._manifest_path)
+        manifest = await _open_manifest(self._manifest_path, self._remote)
         completed = as_completed(with_results=True, raise_errors=False)
         try:
             async for item in self._submit_more(completed):
@@ -137,6 +142,7 @@ class DaskRun:
                 await self._dask.cancel([future for _, _, future in self._futures.values()])
             if manifest is not None:
                 await manifest.close()
+            await self._remote.stores.aclose()
             await self._dask.unregister_worker_plugin(name)
 
     async def _submit_more(self, completed: as_completed) -> AsyncIterator[BatchItem]:
@@ -153,7 +159,7 @@ class DaskRun:
             self._counts["index"] += 1
             target = self._outputs.target(value, index)
             if describe(value, index) in self._done_before:
-                yield BatchItem(input=value, index=index, skipped=True, output_path=target)
+                yield BatchItem(input=value, index=index, skipped=True, **_where(target))
                 continue
             future = self._dask.submit(
                 remove_on_worker,
@@ -181,8 +187,8 @@ class DaskRun:
             error = outcome if isinstance(outcome, BaseException) else RuntimeError(outcome)
             return BatchItem(input=value, index=index, error=error, attempts=1, credits=1)
         if outcome.error_type is None:
-            output = Path(outcome.output) if outcome.output is not None else None
-            return BatchItem(input=value, index=index, output_path=output, attempts=1, credits=1)
+            where = _where(outcome.output) if outcome.output is not None else {}
+            return BatchItem(input=value, index=index, attempts=1, credits=1, **where)
         error = rebuilt(outcome)
         charged = 0 if isinstance(error, APIStatusError) else int(outcome.attempts > 0)
         return BatchItem(
@@ -212,11 +218,20 @@ def rebuilt(outcome: Outcome) -> Exception:
     return error
 
 
-async def done_inputs(manifest: Path | None) -> set[str]:
+async def done_inputs(manifest: Path | str | None, remote: RemoteInputs) -> set[str]:
     """The inputs a manifest says were made or skipped (their latest line): not sent again."""
-    if manifest is None or not await run_to_completion(manifest.exists):
+    if manifest is None:
         return set()
-    latest = await run_to_completion(latest_statuses, manifest)
+    if isinstance(manifest, str):  # a remote one: read whole (a line per input: small)
+        store = remote.stores.store(manifest)
+        if not await store.exists(store.path(manifest)):
+            return set()
+        lines = (await store.cat(store.path(manifest))).decode("utf-8").splitlines()
+        latest = statuses_of(lines)
+    elif await run_to_completion(manifest.exists):
+        latest = await run_to_completion(latest_statuses, manifest)
+    else:
+        return set()
     return {name for name, status in latest.items() if status in ("ok", "skipped")}
 
 
@@ -229,3 +244,10 @@ def plugin_for(
     """A plugin of a name of its own (two runs on one cluster keep their clients apart)."""
     name = f"rembg-async-{uuid.uuid4().hex[:12]}"
     return ClientPlugin(name, client_options, concurrency, redis_url, limiter_options)
+
+
+def _where(target: str | Path) -> dict[str, Any]:
+    """A local output's ``output_path``, or a remote one's ``output_url`` (as `BatchRun`)."""
+    if isinstance(target, str) and "://" in target:
+        return {"output_url": target}
+    return {"output_path": Path(target)}

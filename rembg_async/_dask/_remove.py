@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping
-from pathlib import Path, PurePath
+from pathlib import PurePath
 from typing import Any
 
 from distributed import Client
 
 from .._options import RemoveOptions, resolve_options
-from .._outputs import OutputTree
+from .._storage._batches import manifest_place, output_tree
+from .._storage._sources import RemoteInputs
+from .._storage._stores import Stores
 from ._driver import DaskRun, plugin_for
 
 
@@ -26,6 +28,7 @@ def remove_many_dask(
     client_options: Mapping[str, Any] | None = None,
     redis_url: str | None = None,
     limiter_options: Mapping[str, Any] | None = None,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> DaskRun:
     """Remove many backgrounds on a Dask cluster; ``async for item in run`` on the driver.
 
@@ -35,8 +38,10 @@ def remove_many_dask(
     inputs (paths, URLs or bytes every worker can reach) are submitted lazily, and results go
     under ``output_dir`` (a folder every worker can write) mirroring their paths relative to
     ``root``, as with `AsyncRembg.remove_many`. Items come back in completion order.
-    ``manifest`` gets one JSON line per input, written by the driver alone; a run given the
-    manifest of an earlier one skips what it made. ``redis_url`` (and ``limiter_options``,
+    ``output_dir`` and ``manifest`` may be remote URLs (``s3://bucket/out/``), reached with
+    ``storage_options`` (default: ``client_options["storage_options"]``, which the workers
+    use). ``manifest`` gets one JSON line per input, written by the driver alone; a run given
+    the manifest of an earlier one skips what it made. ``redis_url`` (and ``limiter_options``,
     such as ``max_credits``) gives every worker a `rembg_async.redis.RedisLimiter`: one rate,
     stop and budget for the whole cluster. A daily limit, a refused key or a spent budget
     stops the run from submitting more.
@@ -51,8 +56,12 @@ def remove_many_dask(
     if return_base64:
         raise ValueError("remove_many_dask writes files under output_dir: no base64")
     extension = "jpg" if resolved.output_format == "jpeg" else resolved.output_format
-    outputs = OutputTree(Path(output_dir), root, extension, overwrite=True)
-    manifest_path = Path(manifest) if manifest is not None else None
+    if storage_options is None:
+        storage_options = (client_options or {}).get("storage_options")
+    remote = RemoteInputs(stores=Stores(storage_options))
+    folder = os.fspath(output_dir)
+    outputs = output_tree(remote, folder, root, extension, overwrite=True)
+    assert outputs is not None
     plugin = plugin_for(
         client_options or {}, concurrency_per_worker, redis_url, limiter_options or {}
     )
@@ -61,7 +70,8 @@ def remove_many_dask(
         inputs,
         resolved,
         outputs=outputs,
-        manifest=manifest_path,
+        manifest=manifest_place(remote, manifest),
+        remote=remote,
         plugin=plugin,
         concurrency_per_worker=concurrency_per_worker,
     )

@@ -93,9 +93,8 @@ async def remove_on_worker(
             result = await plugin.client.remove(value, options, output_path=target)
         except Exception as error:  # the image's own failure: told to the driver
             return failed(index, error, worker.address)
-    return Outcome(
-        index=index, output=str(result.output_image_path), attempts=1, worker=worker.address
-    )
+    output = result.url or str(result.output_image_path)  # a remote result: its URL
+    return Outcome(index=index, output=output, attempts=1, worker=worker.address)
 
 
 def failed(index: int, error: Exception, worker: str) -> Outcome:
