@@ -38,6 +38,7 @@ HERE = Path(__file__).parent
 sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != HERE.resolve()]
 sys.path += [str(HERE), str(HERE.parent)]
 from _common import BENCH_KEY, machine  # noqa: E402
+
 from tests._moto import Moto, start_moto  # noqa: E402
 
 ANSWER_BYTES = 20 * 1024
@@ -102,8 +103,9 @@ async def on_dask(job: dict[str, Any]) -> dict[str, float]:
 
     inputs = await listing(job["storage"], job["bucket"])
     async with Client(job["scheduler"], asynchronous=True) as dask_client:
+        workers = job["workers"]
         await dask_client.restart()  # fresh workers: their peak RSS is this run's
-        workers = len(dask_client.scheduler_info()["workers"])
+        await dask_client.wait_for_workers(workers)
         started, first, made = time.perf_counter(), None, 0
         async with remove_many_dask(
             dask_client,
@@ -130,8 +132,10 @@ async def on_dask(job: dict[str, Any]) -> dict[str, float]:
 def measure(job: dict[str, Any]) -> dict[str, float]:
     """One run, in a driver process of its own."""
     command = [sys.executable, __file__, "--job", json.dumps(job)]
-    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-    figures: dict[str, float] = json.loads(output.strip().splitlines()[-1])
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"the {job['engine']} run failed:\n{done.stderr}")
+    figures: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
     return figures
 
 
@@ -176,6 +180,7 @@ def main() -> None:
                             "tag": f"{engine.replace(' ', '-')}-{repeat}",
                             "concurrency": args.concurrency,
                             "scheduler": cluster.scheduler_address,
+                            "workers": args.workers,
                         }
                         figures = measure(job)
                         results.setdefault((engine, count), []).append(figures)

@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from distributed import Client, Future, as_completed
 
@@ -36,6 +36,9 @@ from .._storage._sources import RemoteInputs
 from .._storage._tree import RemoteOutputTree
 from .._threads import run_to_completion
 from ._worker import ClientPlugin, Outcome, remove_on_worker
+
+#: How often the driver asks the scheduler how many workers there are (they come and go).
+WORKERS_EVERY: Final = 5.0
 
 
 class DaskRun:
@@ -69,6 +72,8 @@ class DaskRun:
         self._counts = {"done": 0, "failed": 0, "index": 0}
         self._unstarted: list[Any] = []
         self._started_at = time.monotonic()
+        self._worker_count = 1
+        self._workers_checked = -WORKERS_EVERY
         self._items = self._run()
         self.stopped: BaseException | None = None
         self.interrupted = False
@@ -147,7 +152,7 @@ class DaskRun:
 
     async def _submit_more(self, completed: as_completed) -> AsyncIterator[BatchItem]:
         """Submit inputs until the cluster's share is full; yield those skipped as done."""
-        workers = max(1, len(self._dask.scheduler_info().get("workers", {})))
+        workers = await self._workers()
         while self.stopped is None and not self.interrupted:
             if len(self._futures) >= self._per_worker * workers:
                 return
@@ -173,6 +178,18 @@ class DaskRun:
             )
             self._futures[str(future.key)] = (index, value, future)
             completed.add(future)
+
+    async def _workers(self) -> int:
+        """The cluster's workers, asked of the scheduler at most every few seconds (an
+        asynchronous client's cached information has no workers in it)."""
+        now = time.monotonic()
+        if now >= self._workers_checked + WORKERS_EVERY:
+            scheduler = self._dask.scheduler
+            assert scheduler is not None  # the client is connected by the time a run starts
+            identity = await scheduler.identity(n_workers=-1)
+            self._worker_count = max(1, len(identity.get("workers", {})))
+            self._workers_checked = now
+        return self._worker_count
 
     def _put_back(self, value: Any, outcome: Outcome) -> None:
         """A worker's limiter refused to start ``value`` (a shared stop, a spent budget):
