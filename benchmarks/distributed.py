@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import io
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -55,8 +54,12 @@ def fill(moto: Moto, count: int) -> str:
 
 
 def peak_rss_mib() -> float:
-    """This process's peak RSS so far (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak RSS so far: VmHWM, which starts afresh at exec (getrusage's
+    ru_maxrss does not: it would carry the parent's peak)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise LookupError("VmHWM")
 
 
 async def listing(storage: dict[str, Any], bucket: str) -> list[str]:
