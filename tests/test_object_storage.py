@@ -506,3 +506,27 @@ async def test_an_object_over_the_limit_is_refused_from_its_details(
         with pytest.raises(InvalidInputError) as caught:
             await client.remove(f"s3://{bucket}/huge.png")
     assert str(caught.value) == file_too_large_message(size)
+
+
+@pytest.mark.parametrize(
+    "into", [pytest.param(True, id="s3-folder"), pytest.param(False, id="temporary")]
+)
+async def test_remove_many_storage_options_reach_every_image(
+    moto: Moto, bucket: str, rembg_server: LocalServer, into: bool
+) -> None:
+    """remove_many's own storage_options (the client has none) read the inputs and put the
+    results, with or without an output folder."""
+    put(moto, bucket, "in/cat.png", PNG)
+    arguments: dict[str, Any] = {"storage_options": moto.storage_options}
+    if into:
+        arguments |= {"output_dir": f"s3://{bucket}/out", "root": f"s3://{bucket}/in"}
+    async with AsyncRembg(TEST_API_KEY, base_url=rembg_server.url) as client:
+        (item,) = [
+            item async for item in client.remove_many([f"s3://{bucket}/in/cat.png"], **arguments)
+        ]
+    assert item.ok, item.error
+    if into:
+        assert sniff_kind(get(moto, bucket, "out/cat.webp")) == "webp"
+    else:
+        assert item.result is not None
+        await item.result.cleanup()
