@@ -478,7 +478,8 @@ class AsyncRembg(AsyncClosing):
 
         ``async with client.stream(image) as result:`` then ``result.content_type``,
         ``result.size`` (None when unknown) and ``async for chunk in result.iter_chunks()``.
-        Arguments as for `remove` (no base64, no ``output_path``). Failures are retried until the
+        Arguments as for `remove` (no base64, no ``output_path``; a remote URL is an input, with
+        ``storage_options``). Failures are retried until the
         block is entered (its first bytes are read by then); a failure later is raised to it.
         The connection is held until the block ends.
         """
