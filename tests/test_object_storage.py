@@ -530,3 +530,27 @@ async def test_remove_many_storage_options_reach_every_image(
     else:
         assert item.result is not None
         await item.result.cleanup()
+
+
+def test_the_cli_dry_run_counts_what_is_done_in_s3(moto: Moto, bucket: str, tmp_path: Path) -> None:
+    """--dry-run with S3 inputs, into S3 or a local folder, counts what is done there."""
+    for name in ("one.png", "two.png"):
+        put(moto, bucket, f"in/{name}", PNG)
+    options = [
+        f"--storage-option=client_kwargs.endpoint_url={moto.url}",
+        "--storage-option=key=testing",
+        "--storage-option=secret=testing",
+    ]
+    for output in (f"s3://{bucket}/out/", str(tmp_path / "out")):
+        command = ["remove", f"s3://{bucket}/in/", "-o", output, "--local", *options]
+        before = run_cli(*command, "--dry-run", cwd=tmp_path)
+        assert before.returncode == 0, before.stderr
+        assert "would send: 2 image(s)" in before.stdout
+        made = run_cli(*command, cwd=tmp_path)
+        assert made.returncode == 0, made.stderr
+        put(moto, bucket, "in/two.png", make_image((20, 20)))  # changed: to be made again
+        after = run_cli(*command, "--dry-run", cwd=tmp_path)
+        assert after.returncode == 0, after.stderr
+        assert "would send: 1 image(s)" in after.stdout
+        assert "already done: 1" in after.stdout
+        put(moto, bucket, "in/two.png", PNG)
