@@ -12,7 +12,7 @@ from __future__ import annotations
 import errno
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Final
 
@@ -196,10 +196,15 @@ def manifest_line(item: BatchItem) -> str:
 
 def failed_inputs(manifest: str | os.PathLike[str]) -> list[str]:
     """The inputs whose latest line in ``manifest`` failed: what a re-run should do again."""
-    latest: dict[str, str] = {}
     with open(manifest, encoding="utf-8") as lines:
-        for line in lines:
-            if line.strip():
-                entry = json.loads(line)
-                latest[entry["input"]] = entry["status"]
+        return failed_in(lines)
+
+
+def failed_in(lines: Iterable[str]) -> list[str]:
+    """`failed_inputs` of a manifest's lines (read from wherever it is)."""
+    latest: dict[str, str] = {}
+    for line in lines:
+        if line.strip():
+            entry = json.loads(line)
+            latest[entry["input"]] = entry["status"]
     return [name for name, status in latest.items() if status == "failed"]

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path, PurePath
 from typing import Any
 
-from ._batch_items import failed_inputs
+from ._batch_items import failed_in, failed_inputs
 from ._cli_remove import batch_arguments
 from ._client import AsyncRembg
 from ._contract import ALLOWED_EXTENSIONS
@@ -19,7 +19,7 @@ from ._imageinfo import HEAD_BYTES, sniff_kind
 from ._options import RemoveOptions
 from ._outputs import OutputClashError, OutputTree, Verdict, identify, options_key
 from ._storage._batches import dry_run_counts, output_tree
-from ._storage._listing import expand_remote
+from ._storage._listing import expand_remote, read_text
 from ._storage._sources import RemoteInputs
 from ._storage._stores import is_remote
 
@@ -208,7 +208,10 @@ def inputs_of(args: argparse.Namespace) -> dict[str, PurePath]:
     if args.retry_failed is None:
         return listed
     try:
-        failed = failed_inputs(args.retry_failed)
+        if is_remote(args.retry_failed):
+            failed = failed_in(read_text(args.retry_failed, options or {}))
+        else:
+            failed = failed_inputs(args.retry_failed)
     except (OSError, ValueError, KeyError) as error:  # missing, unreadable, not a manifest
         raise ValueError(f"cannot read the manifest {str(args.retry_failed)!r}: {error}") from None
     placed = {name: listed[name] for name in failed if name in listed}

@@ -554,3 +554,30 @@ def test_the_cli_dry_run_counts_what_is_done_in_s3(moto: Moto, bucket: str, tmp_
         assert "would send: 1 image(s)" in after.stdout
         assert "already done: 1" in after.stdout
         put(moto, bucket, "in/two.png", PNG)
+
+
+def test_the_cli_retries_what_failed_in_a_remote_manifest(
+    moto: Moto, bucket: str, tmp_path: Path
+) -> None:
+    """--retry-failed s3://…/run.jsonl runs only the input that failed, and appends to it."""
+    put(moto, bucket, "in/good.png", PNG)
+    put(moto, bucket, "in/bad.png", b"not an image" * 20)
+    options = [
+        f"--storage-option=client_kwargs.endpoint_url={moto.url}",
+        "--storage-option=key=testing",
+        "--storage-option=secret=testing",
+    ]
+    manifest = f"s3://{bucket}/run.jsonl"
+    out = ["-o", f"s3://{bucket}/out/", "--local", *options]
+    first = run_cli("remove", f"s3://{bucket}/in/", *out, "--manifest", manifest, cwd=tmp_path)
+    assert first.returncode == 1
+    put(moto, bucket, "in/bad.png", PNG)  # mended
+    again = run_cli("remove", f"s3://{bucket}/in/", "--retry-failed", manifest, *out, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.count("ok ") == 1
+    lines = [json.loads(line) for line in get(moto, bucket, "run.jsonl").decode().splitlines()]
+    first_run = {line["input"].rsplit("/", 1)[1]: line["status"] for line in lines[:2]}
+    assert first_run == {"bad.png": "failed", "good.png": "ok"}
+    assert [(lines[2]["input"].rsplit("/", 1)[1], lines[2]["status"])] == [("bad.png", "ok")]
+    assert len(lines) == 3
+    assert sniff_kind(get(moto, bucket, "out/bad.webp")) == "webp"
