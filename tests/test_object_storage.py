@@ -581,3 +581,30 @@ def test_the_cli_retries_what_failed_in_a_remote_manifest(
     assert [(lines[2]["input"].rsplit("/", 1)[1], lines[2]["status"])] == [("bad.png", "ok")]
     assert len(lines) == 3
     assert sniff_kind(get(moto, bucket, "out/bad.webp")) == "webp"
+
+
+async def test_a_memory_output_folder_skips_on_a_rerun(rembg_server: LocalServer) -> None:
+    """The remote output folder works over a blocking filesystem too (memory://)."""
+    import fsspec
+
+    memory = fsspec.filesystem("memory")
+    for name in ("a/cat.png", "dog.png"):
+        memory.pipe_file(f"/batch-in/{name}", PNG)
+    inputs = ["memory://batch-in/a/cat.png", "memory://batch-in/dog.png"]
+    arguments: dict[str, Any] = {
+        "output_dir": "memory://batch-out/",
+        "root": "memory://batch-in/",
+        "skip_existing": True,
+        "manifest": "memory://batch-out/manifest.jsonl",
+    }
+    try:
+        async with AsyncRembg(TEST_API_KEY, base_url=rembg_server.url) as client:
+            first = [item.status async for item in client.remove_many(inputs, **arguments)]
+            second = [item.status async for item in client.remove_many(inputs, **arguments)]
+        assert first == ["ok", "ok"]
+        assert second == ["skipped", "skipped"]
+        assert sniff_kind(memory.cat_file("/batch-out/a/cat.webp")) == "webp"
+        assert len(memory.cat_file("/batch-out/manifest.jsonl").splitlines()) == 4
+    finally:
+        for folder in ("/batch-in", "/batch-out"):
+            memory.rm(folder, recursive=True)
