@@ -199,6 +199,11 @@ def failed_inputs(manifest: str | os.PathLike[str]) -> list[str]:
     return [name for name, status in latest_statuses(manifest).items() if status == "failed"]
 
 
+def failed_in(lines: Iterable[str]) -> list[str]:
+    """`failed_inputs` of a manifest's lines (read from wherever it is)."""
+    return [name for name, status in statuses_of(lines).items() if status == "failed"]
+
+
 def latest_statuses(manifest: str | os.PathLike[str]) -> dict[str, str]:
     """Each input of ``manifest`` with the status of its latest line (blocking)."""
     with open(manifest, encoding="utf-8") as lines:

@@ -329,9 +329,6 @@ def run_remove_command(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"rembg-async remove: {error}", file=sys.stderr)
         return 2
-    if args.dry_run and isinstance(args.output_dir, str):
-        print("rembg-async remove: --dry-run cannot look into a remote -o yet", file=sys.stderr)
-        return 2
     if args.retry_failed is not None and args.manifest is None:
         args.manifest = args.retry_failed  # so that the next --retry-failed sees this run
     try:

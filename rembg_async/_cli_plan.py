@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path, PurePath
 from typing import Any
 
-from ._batch_items import failed_inputs
+from ._batch_items import failed_in, failed_inputs
 from ._cli_remove import batch_arguments
 from ._client import AsyncRembg
 from ._contract import ALLOWED_EXTENSIONS
@@ -18,7 +18,9 @@ from ._exceptions import RembgError
 from ._imageinfo import HEAD_BYTES, sniff_kind
 from ._options import RemoveOptions
 from ._outputs import OutputClashError, OutputTree, Verdict, identify, options_key
-from ._storage._listing import expand_remote
+from ._storage._batches import dry_run_counts, output_tree
+from ._storage._listing import expand_remote, read_text
+from ._storage._sources import RemoteInputs
 from ._storage._stores import is_remote
 
 
@@ -116,7 +118,10 @@ async def dry_run(
     client: AsyncRembg, args: argparse.Namespace, options: RemoveOptions, inputs: dict[str, Any]
 ) -> int:
     """``--dry-run``: what would be sent, what is done, what is refused; the credits left."""
-    counts = await asyncio.to_thread(_plan_counts, args, options, inputs)
+    if not args.base64 and (is_remote(args.output_dir) or any(map(is_remote, inputs))):
+        counts = await _remote_counts(client, args, options, inputs)
+    else:
+        counts = await asyncio.to_thread(_plan_counts, args, options, inputs)
     print(f"inputs: {len(inputs)}")
     print(f"would send: {counts['send']} image(s), costing at most {counts['send']} credit(s)")
     print(f"already done: {counts['done']}")
@@ -126,6 +131,19 @@ async def dry_run(
     if args.max_credits is not None and counts["send"] > args.max_credits:
         print(f"--max-credits {args.max_credits}: the run would stop after {args.max_credits}")
     return 0
+
+
+async def _remote_counts(
+    client: AsyncRembg, args: argparse.Namespace, options: RemoveOptions, inputs: dict[str, Any]
+) -> dict[str, Any]:
+    """`_plan_counts` when inputs or ``-o`` are remote: through the client's stores."""
+    remote = RemoteInputs(stores=client._stores, options=None)  # the client's storage_options
+    extension = "jpg" if options.output_format == "jpeg" else options.output_format
+    root = batch_arguments(args, inputs)["root"]
+    tree = output_tree(remote, args.output_dir, root, extension, overwrite=args.overwrite)
+    assert tree is not None
+    key = options_key(options.form_fields())
+    return await dry_run_counts(remote, tree, list(inputs), key, args.redo)
 
 
 def _plan_counts(
@@ -190,7 +208,10 @@ def inputs_of(args: argparse.Namespace) -> dict[str, PurePath]:
     if args.retry_failed is None:
         return listed
     try:
-        failed = failed_inputs(args.retry_failed)
+        if is_remote(args.retry_failed):
+            failed = failed_in(read_text(args.retry_failed, options or {}))
+        else:
+            failed = failed_inputs(args.retry_failed)
     except (OSError, ValueError, KeyError) as error:  # missing, unreadable, not a manifest
         raise ValueError(f"cannot read the manifest {str(args.retry_failed)!r}: {error}") from None
     placed = {name: listed[name] for name in failed if name in listed}

@@ -30,7 +30,7 @@ def add_remove_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="*", metavar="INPUT", help="image files, folders or globs")
     parser.add_argument(
         "--retry-failed",
-        type=Path,
+        type=place,
         metavar="MANIFEST",
         help="run again only the inputs whose latest line in this manifest failed (placed "
         "as the INPUTs given place them; outcomes are appended to it)",

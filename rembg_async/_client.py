@@ -18,7 +18,7 @@ import aiohttp
 import attrs
 from yarl import URL
 
-from ._batch import BatchRun
+from ._batch import BatchRun, RemoveOne
 from ._batch_items import BatchProgressCallback, ItemProgressCallback
 from ._budget import CreditBudget, LocalCreditBudget
 from ._closing import AsyncClosing
@@ -478,7 +478,8 @@ class AsyncRembg(AsyncClosing):
 
         ``async with client.stream(image) as result:`` then ``result.content_type``,
         ``result.size`` (None when unknown) and ``async for chunk in result.iter_chunks()``.
-        Arguments as for `remove` (no base64, no ``output_path``). Failures are retried until the
+        Arguments as for `remove` (no base64, no ``output_path``; a remote URL is an input, with
+        ``storage_options``). Failures are retried until the
         block is entered (its first bytes are read by then); a failure later is raised to it.
         The connection is held until the block ends.
         """
@@ -578,7 +579,7 @@ class AsyncRembg(AsyncClosing):
         remote = RemoteInputs(stores=self._stores, options=storage_options)
         outputs = output_tree(remote, output_dir, root, extension, overwrite=overwrite)
         return BatchRun(
-            self.remove,
+            self._remover(storage_options),
             inputs,
             resolved,
             retry=self._retry,
@@ -592,6 +593,16 @@ class AsyncRembg(AsyncClosing):
             budget=LocalCreditBudget(max_credits) if max_credits is not None else budget,
             remote=remote,
         )
+
+    def _remover(self, storage_options: Mapping[str, Any] | None) -> RemoveOne:
+        """`remove` for a batch: the batch's storage_options reach each image's input and put."""
+        if storage_options is None:
+            return self.remove
+
+        async def remove(input_image: Any, options: RemoveOptions, **more: Any) -> Any:
+            return await self.remove(input_image, options, storage_options=storage_options, **more)
+
+        return remove
 
     async def membership_usage(
         self,

@@ -506,3 +506,105 @@ async def test_an_object_over_the_limit_is_refused_from_its_details(
         with pytest.raises(InvalidInputError) as caught:
             await client.remove(f"s3://{bucket}/huge.png")
     assert str(caught.value) == file_too_large_message(size)
+
+
+@pytest.mark.parametrize(
+    "into", [pytest.param(True, id="s3-folder"), pytest.param(False, id="temporary")]
+)
+async def test_remove_many_storage_options_reach_every_image(
+    moto: Moto, bucket: str, rembg_server: LocalServer, into: bool
+) -> None:
+    """remove_many's own storage_options (the client has none) read the inputs and put the
+    results, with or without an output folder."""
+    put(moto, bucket, "in/cat.png", PNG)
+    arguments: dict[str, Any] = {"storage_options": moto.storage_options}
+    if into:
+        arguments |= {"output_dir": f"s3://{bucket}/out", "root": f"s3://{bucket}/in"}
+    async with AsyncRembg(TEST_API_KEY, base_url=rembg_server.url) as client:
+        (item,) = [
+            item async for item in client.remove_many([f"s3://{bucket}/in/cat.png"], **arguments)
+        ]
+    assert item.ok, item.error
+    if into:
+        assert sniff_kind(get(moto, bucket, "out/cat.webp")) == "webp"
+    else:
+        assert item.result is not None
+        await item.result.cleanup()
+
+
+def test_the_cli_dry_run_counts_what_is_done_in_s3(moto: Moto, bucket: str, tmp_path: Path) -> None:
+    """--dry-run with S3 inputs, into S3 or a local folder, counts what is done there."""
+    for name in ("one.png", "two.png"):
+        put(moto, bucket, f"in/{name}", PNG)
+    options = [
+        f"--storage-option=client_kwargs.endpoint_url={moto.url}",
+        "--storage-option=key=testing",
+        "--storage-option=secret=testing",
+    ]
+    for output in (f"s3://{bucket}/out/", str(tmp_path / "out")):
+        command = ["remove", f"s3://{bucket}/in/", "-o", output, "--local", *options]
+        before = run_cli(*command, "--dry-run", cwd=tmp_path)
+        assert before.returncode == 0, before.stderr
+        assert "would send: 2 image(s)" in before.stdout
+        made = run_cli(*command, cwd=tmp_path)
+        assert made.returncode == 0, made.stderr
+        put(moto, bucket, "in/two.png", make_image((20, 20)))  # changed: to be made again
+        after = run_cli(*command, "--dry-run", cwd=tmp_path)
+        assert after.returncode == 0, after.stderr
+        assert "would send: 1 image(s)" in after.stdout
+        assert "already done: 1" in after.stdout
+        put(moto, bucket, "in/two.png", PNG)
+
+
+def test_the_cli_retries_what_failed_in_a_remote_manifest(
+    moto: Moto, bucket: str, tmp_path: Path
+) -> None:
+    """--retry-failed s3://…/run.jsonl runs only the input that failed, and appends to it."""
+    put(moto, bucket, "in/good.png", PNG)
+    put(moto, bucket, "in/bad.png", b"not an image" * 20)
+    options = [
+        f"--storage-option=client_kwargs.endpoint_url={moto.url}",
+        "--storage-option=key=testing",
+        "--storage-option=secret=testing",
+    ]
+    manifest = f"s3://{bucket}/run.jsonl"
+    out = ["-o", f"s3://{bucket}/out/", "--local", *options]
+    first = run_cli("remove", f"s3://{bucket}/in/", *out, "--manifest", manifest, cwd=tmp_path)
+    assert first.returncode == 1
+    put(moto, bucket, "in/bad.png", PNG)  # mended
+    again = run_cli("remove", f"s3://{bucket}/in/", "--retry-failed", manifest, *out, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.count("ok ") == 1
+    lines = [json.loads(line) for line in get(moto, bucket, "run.jsonl").decode().splitlines()]
+    first_run = {line["input"].rsplit("/", 1)[1]: line["status"] for line in lines[:2]}
+    assert first_run == {"bad.png": "failed", "good.png": "ok"}
+    assert [(lines[2]["input"].rsplit("/", 1)[1], lines[2]["status"])] == [("bad.png", "ok")]
+    assert len(lines) == 3
+    assert sniff_kind(get(moto, bucket, "out/bad.webp")) == "webp"
+
+
+async def test_a_memory_output_folder_skips_on_a_rerun(rembg_server: LocalServer) -> None:
+    """The remote output folder works over a blocking filesystem too (memory://)."""
+    import fsspec
+
+    memory = fsspec.filesystem("memory")
+    for name in ("a/cat.png", "dog.png"):
+        memory.pipe_file(f"/batch-in/{name}", PNG)
+    inputs = ["memory://batch-in/a/cat.png", "memory://batch-in/dog.png"]
+    arguments: dict[str, Any] = {
+        "output_dir": "memory://batch-out/",
+        "root": "memory://batch-in/",
+        "skip_existing": True,
+        "manifest": "memory://batch-out/manifest.jsonl",
+    }
+    try:
+        async with AsyncRembg(TEST_API_KEY, base_url=rembg_server.url) as client:
+            first = [item.status async for item in client.remove_many(inputs, **arguments)]
+            second = [item.status async for item in client.remove_many(inputs, **arguments)]
+        assert first == ["ok", "ok"]
+        assert second == ["skipped", "skipped"]
+        assert sniff_kind(memory.cat_file("/batch-out/a/cat.webp")) == "webp"
+        assert len(memory.cat_file("/batch-out/manifest.jsonl").splitlines()) == 4
+    finally:
+        for folder in ("/batch-in", "/batch-out"):
+            memory.rm(folder, recursive=True)

@@ -13,7 +13,7 @@ from typing import Any
 import attrs
 
 from .._inputs import LocalRead, Source, local_source, read_local
-from .._outputs import OutputTree, Provenance, Verdict, identify
+from .._outputs import OutputClashError, OutputTree, Provenance, Verdict, identify
 from .._threads import run_to_completion
 from ._manifest import RemoteManifest
 from ._sources import RemoteInputs
@@ -120,3 +120,43 @@ def _read_or_none(value: Any) -> LocalRead | None:
         return read_local(Path(value))
     except OSError:
         return None
+
+
+async def dry_run_counts(
+    remote: RemoteInputs,
+    outputs: OutputTree | RemoteOutputTree,
+    inputs: list[Any],
+    options: str,
+    redo: bool,
+) -> dict[str, Any]:
+    """``--dry-run``'s counts when inputs or the output folder are remote: each input's
+    provenance from its object's details (one request, only when its output is there)."""
+    counts: dict[str, Any] = {"send": 0, "done": 0, "refused": 0, "why": ""}
+    if isinstance(outputs, RemoteOutputTree):
+        await outputs.open()
+    for index, value in enumerate(inputs):
+        target: Any = outputs.target(value, index)
+        try:
+            if not outputs.claim(target, value):
+                continue
+        except OutputClashError as error:
+            counts["refused"] += 1
+            counts["why"] = str(error)
+            continue
+        verdict = await _verdict(outputs, target, await _provenance(remote, value, options))
+        if verdict is Verdict.FOREIGN:
+            counts["refused"] += 1
+            counts["why"] = str(outputs.foreign(target))
+        else:
+            counts["done" if verdict is Verdict.DONE and not redo else "send"] += 1
+    return counts
+
+
+async def _provenance(remote: RemoteInputs, value: Any, options: str) -> Provenance:
+    if not is_remote(value):
+        return await run_to_completion(identify, value, options)
+    try:
+        stamp = (await remote.stat(value)).stamp
+    except Exception:  # missing or refused: it would be sent, and fail
+        stamp = ""
+    return Provenance(source=value, stamp=stamp, options=options)

@@ -76,3 +76,10 @@ def parse_storage_options(pairs: list[str]) -> dict[str, Any]:
             place = place.setdefault(parent, {})
         place[last] = value
     return options
+
+
+def read_text(url: str, options: Mapping[str, Any]) -> list[str]:
+    """The lines of a remote text object (a manifest). Blocking, as the listing is."""
+    fsspec = import_fsspec(url)
+    with fsspec.open(url, "rt", encoding="utf-8", **options) as file:
+        return list(file)

@@ -69,10 +69,6 @@ class Store:
         """The filesystem's own path for ``url`` (``bucket/key`` for s3)."""
         return str(self.fs._strip_protocol(url))
 
-    def url(self, path: str) -> str:
-        """The full URL of the filesystem's ``path``."""
-        return str(self.fs.unstrip_protocol(path))
-
     async def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         if self._async:
             return await getattr(self.fs, f"_{name}")(*args, **kwargs)
