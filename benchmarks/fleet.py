@@ -139,6 +139,16 @@ def counted(lines: list[dict[str, Any]]) -> tuple[int, int]:
     return made, failed
 
 
+def summed(
+    lines: list[dict[str, Any]], stats: dict[str, Any], wall: float, charged: int = 0
+) -> Run:
+    """A run from its workers' lines and the server's counts."""
+    statuses = {int(code): count for code, count in stats["statuses"].items()}
+    made, failed = counted(lines)
+    answers, refused = sum(statuses.values()), statuses.get(429, 0)
+    return Run(made, failed, wall, answers, refused, stats["admitted"], charged, lines)
+
+
 def run_rate(
     rate: int, mode: str, seconds: float, work: Path, valkey: Valkey, trouble: str = ""
 ) -> Run:
@@ -171,17 +181,7 @@ def run_rate(
         stats = server.stats()
     finally:
         server.close()
-    statuses = {int(code): count for code, count in stats["statuses"].items()}
-    made, failed = counted(lines)
-    return Run(
-        made,
-        failed,
-        wall,
-        sum(statuses.values()),
-        statuses.get(429, 0),
-        stats["admitted"],
-        workers=lines,
-    )
+    return summed(lines, stats, wall)
 
 
 def run_budget(work: Path, valkey: Valkey, seed: int) -> Run:
@@ -212,18 +212,7 @@ def run_budget(work: Path, valkey: Valkey, seed: int) -> Run:
         stats, charged = server.stats(), server.charged()
     finally:
         server.close()
-    statuses = {int(code): count for code, count in stats["statuses"].items()}
-    made, failed = counted(lines)
-    return Run(
-        made,
-        failed,
-        wall,
-        sum(statuses.values()),
-        statuses.get(429, 0),
-        stats["admitted"],
-        charged,
-        lines,
-    )
+    return summed(lines, stats, wall, charged)
 
 
 def main() -> None:

@@ -131,6 +131,21 @@ def identify(
     return Provenance(source=None, stamp="", options=options)
 
 
+def claim(claims: dict[Any, str], target: Any, key: str) -> bool:
+    """Take ``target`` for the input ``key`` in ``claims``: True the first time, False when
+    that input has it already; `OutputClashError` when another input has it."""
+    if target not in claims:
+        claims[target] = key
+        return True
+    other = claims[target]
+    if other == key:
+        return False
+    raise OutputClashError(
+        f"{other} and {key} would both make {target}: rename one, or run them into "
+        "different output folders"
+    )
+
+
 class OutputTree:
     """A batch's output folder: targets, their claims, the provenance index, and the lock."""
 
@@ -156,17 +171,7 @@ class OutputTree:
         """Take ``target`` for ``value``: True the first time, False when ``value`` has it
         already (an input given twice is done once); `OutputClashError` when another
         input has it."""
-        key = _claim_key(value, self.cwd)
-        if target not in self._claims:
-            self._claims[target] = key
-            return True
-        other = self._claims[target]
-        if other == key:
-            return False
-        raise OutputClashError(
-            f"{other} and {key} would both make {target}: rename one, or run them into "
-            "different output folders"
-        )
+        return claim(self._claims, target, _claim_key(value, self.cwd))
 
     def open(self) -> None:
         """Make the folder, prove it can be written, lock it, delete stale partial files.

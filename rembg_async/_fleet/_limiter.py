@@ -89,8 +89,19 @@ class RedisLimiter:
         if not lease > 0 or not fallback_rate > 0:
             raise ValueError("lease and fallback_rate must be positive")
         self._redis = redis
-        self._api_key = api_key
-        self._namespace = namespace
+        # What a member for another key is made with (`for_api_key`).
+        self._member_options: dict[str, Any] = {
+            "namespace": namespace,
+            "requests_per_second": requests_per_second,
+            "adaptive": adaptive,
+            "max_concurrency": max_concurrency,
+            "max_credits": max_credits,
+            "max_hold": max_hold,
+            "lease": lease,
+            "refusal_hold": refusal_hold,
+            "fallback_rate": fallback_rate,
+            "reconnect_after": reconnect_after,
+        }
         self._settings = Settings(
             requests_per_second=requests_per_second,
             adaptive=adaptive,
@@ -139,21 +150,7 @@ class RedisLimiter:
     def for_api_key(self, api_key: str | None) -> RedisLimiter:
         """A member for ``api_key``'s state, on this limiter's connection and settings (the
         client calls it; closing the member leaves the connection to this limiter)."""
-        settings = self._settings
-        return RedisLimiter(
-            self._redis,
-            api_key=api_key,
-            namespace=self._namespace,
-            requests_per_second=settings.requests_per_second,
-            adaptive=settings.adaptive,
-            max_concurrency=settings.max_concurrency,
-            max_credits=settings.max_credits,
-            max_hold=settings.max_hold,
-            lease=settings.lease,
-            refusal_hold=self._refusal_hold,
-            fallback_rate=self._fallback_rate,
-            reconnect_after=self._reconnect_after,
-        )
+        return RedisLimiter(self._redis, api_key=api_key, **self._member_options)
 
     async def __aenter__(self) -> RedisLimiter:
         return self

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any, Final
 
-from .._outputs import OutputClashError, Provenance, Verdict, foreign_error, relative_name
+from .._outputs import Provenance, Verdict, claim, foreign_error, relative_name
 from .._paths import mirrored_path
 from ._stores import Store
 
@@ -73,16 +73,7 @@ class RemoteOutputTree:
     def claim(self, target: str, value: Any) -> bool:
         """Take ``target`` for ``value``, as `OutputTree.claim` does."""
         key = os.fspath(value) if isinstance(value, (str, os.PathLike)) else f"<{id(value):#x}>"
-        if target not in self._claims:
-            self._claims[target] = key
-            return True
-        other = self._claims[target]
-        if other == key:
-            return False
-        raise OutputClashError(
-            f"{other} and {key} would both make {target}: rename one, or run them into "
-            "different output folders"
-        )
+        return claim(self._claims, target, key)
 
     async def open(self) -> None:
         """List the folder once and read its index segments."""
