@@ -261,15 +261,16 @@ async def test_the_fleet_spends_exactly_its_budget(
 async def test_credits_the_server_did_not_charge_come_back(
     valkey: Valkey, namespace: str, tmp_path: Path
 ) -> None:
-    """With max_credits=4, four refused files (400, not charged) and four good images: all
-    four good ones are made."""
+    """With max_credits=4, four refused files (400, not charged) sent first, then four good
+    images: all four good ones are made (one at a time, so that the order is the test's: with
+    more at once, the good ones may spend the budget before a refused file is sent)."""
     paths = images(tmp_path / "in", 4, bad=4)
     with LocalServer(ServerConfig(accounts=[Account(api_key=KEY)])) as server:
         async with (
             RedisLimiter.from_url(valkey.url, namespace=namespace, max_credits=4) as limiter,
             AsyncRembg(KEY, base_url=server.url, limiter=limiter) as client,
         ):
-            async with client.remove_many(paths[4:] + paths[:4]) as run:
+            async with client.remove_many(paths[4:] + paths[:4], concurrency=1) as run:
                 items = [item async for item in run]
             for item in items:
                 if item.result is not None:
