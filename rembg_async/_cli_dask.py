@@ -60,8 +60,7 @@ async def run_on_dask(
             async for item in run:
                 reporter.item_done(item)
                 items.append(item)
-        return 1 if run.stopped is not None else None
-    return None  # pragma: no cover (the stack does not swallow exceptions)
+    return 1 if run.stopped is not None else None
 
 
 def _client_options(

@@ -266,6 +266,12 @@ def error_from_response(status: int, body: bytes, headers: Mapping[str, str]) ->
     return kind(message, status=status, details=details, body=parsed, headers=headers)
 
 
+def error_from_message(status: int, message: str, headers: Mapping[str, str]) -> APIStatusError:
+    """The exception the server's error ``message`` makes, passed on by another process (a
+    fleet member, a Dask worker) that received it."""
+    return error_from_response(status, json.dumps({"error": message}).encode(), headers)
+
+
 def _json_or_none(body: bytes) -> object:
     try:
         return json.loads(body)

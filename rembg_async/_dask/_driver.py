@@ -8,7 +8,6 @@ input ends as exactly one line, even when Dask runs a task again after its worke
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable, Mapping
@@ -29,9 +28,10 @@ from .._batch_items import (
     stops_batch,
 )
 from .._budget import BudgetExhaustedError
-from .._exceptions import APIStatusError, RembgError, error_from_response
+from .._exceptions import APIStatusError, RembgError, error_from_message
 from .._options import RemoveOptions
 from .._outputs import OutputTree
+from .._storage._manifest import RemoteManifest
 from .._storage._sources import RemoteInputs
 from .._storage._tree import RemoteOutputTree
 from .._threads import run_to_completion
@@ -127,9 +127,13 @@ class DaskRun:
 
     async def _run(self) -> AsyncGenerator[BatchItem, None]:
         name = self._plugin.name
-        self._done_before = await done_inputs(self._manifest_path, self._remote)
-        await self._dask.register_plugin(self._plugin, name=name)
         manifest = await _open_manifest(self._manifest_path, self._remote)
+        try:
+            self._done_before = await done_inputs(self._manifest_path, manifest)
+        except BaseException:
+            await _close(manifest, self._remote)
+            raise
+        await self._dask.register_plugin(self._plugin, name=name)
         completed = as_completed(with_results=True, raise_errors=False)
         try:
             async for item in self._submit_more(completed):
@@ -145,9 +149,7 @@ class DaskRun:
         finally:
             if self._futures:
                 await self._dask.cancel([future for _, _, future in self._futures.values()])
-            if manifest is not None:
-                await manifest.close()
-            await self._remote.stores.aclose()
+            await _close(manifest, self._remote)
             await self._dask.unregister_worker_plugin(name)
 
     async def _submit_more(self, completed: as_completed) -> AsyncIterator[BatchItem]:
@@ -225,8 +227,9 @@ class DaskRun:
 def rebuilt(outcome: Outcome) -> Exception:
     """The worker's error, made again on the driver (as its class when it is the server's)."""
     if outcome.status is not None:
-        body = json.dumps({"error": outcome.error_message}).encode()
-        error: RembgError = error_from_response(outcome.status, body, outcome.headers)
+        error: RembgError = error_from_message(
+            outcome.status, outcome.error_message, outcome.headers
+        )
     elif outcome.budget is not None:
         error = BudgetExhaustedError(*outcome.budget)
     else:
@@ -235,21 +238,27 @@ def rebuilt(outcome: Outcome) -> Exception:
     return error
 
 
-async def done_inputs(manifest: Path | str | None, remote: RemoteInputs) -> set[str]:
-    """The inputs a manifest says were made or skipped (their latest line): not sent again."""
-    if manifest is None:
-        return set()
-    if isinstance(manifest, str):  # a remote one: read whole (a line per input: small)
-        store = remote.stores.store(manifest)
-        if not await store.exists(store.path(manifest)):
-            return set()
-        lines = (await store.cat(store.path(manifest))).decode("utf-8").splitlines()
-        latest = statuses_of(lines)
-    elif await run_to_completion(manifest.exists):
-        latest = await run_to_completion(latest_statuses, manifest)
+async def done_inputs(place: Path | str | None, manifest: Any) -> set[str]:
+    """The inputs a manifest says were made or skipped (their latest line): not sent again.
+
+    A remote manifest's lines are those its opening read (``manifest.before``); a local one
+    is read here, before this run appends to it."""
+    if isinstance(manifest, RemoteManifest):
+        latest = statuses_of(manifest.before.decode("utf-8").splitlines())
+    elif isinstance(place, Path) and await run_to_completion(place.exists):
+        latest = await run_to_completion(latest_statuses, place)
     else:
         return set()
     return {name for name, status in latest.items() if status in ("ok", "skipped")}
+
+
+async def _close(manifest: Any, remote: RemoteInputs) -> None:
+    """Close the manifest (a remote one is put whole), then the run's stores."""
+    try:
+        if manifest is not None:
+            await manifest.close()
+    finally:
+        await remote.stores.aclose()
 
 
 def plugin_for(

@@ -11,7 +11,6 @@ back to a cautious local limit, and a credit budget refuses to spend (it fails c
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import time
@@ -21,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Final
 from redis.exceptions import RedisError
 
 from .._budget import BudgetExhaustedError
-from .._exceptions import APIStatusError, error_from_response, retry_after_seconds
+from .._exceptions import APIStatusError, error_from_message, retry_after_seconds
 from .._limits import AdaptiveLimiter, Answer, Permit, RateLimitState, refused
 from ._events import Events
 from ._script import FleetScript, Full, Go, Settings, Spent, Stopped, key_tag
@@ -334,6 +333,5 @@ class RedisLimiter:
 
 def stop_error(reply: Stopped) -> APIStatusError:
     """The error the server gave the member that found the key refused, as if it were ours."""
-    body = json.dumps({"error": reply.message}).encode()
     headers = {"Retry-After": str(math.ceil(reply.left))}
-    return error_from_response(reply.status, body, headers)
+    return error_from_message(reply.status, reply.message, headers)

@@ -151,7 +151,8 @@ class FleetScript:
         counts as spent; one never ``sent`` (a reservation given back) costs nothing.
         """
         hint = read_hint(answer.headers) if answer is not None else None
-        wait = retry_after_seconds(answer.headers) if answer is not None else None
+        # Only a short-term 429's wait matters to the fleet (a stop's is in ``stop_for``).
+        wait = retry_after_seconds(answer.headers) if answer and answer.throttled else None
         await self._call(
             "settle",
             permit.token,

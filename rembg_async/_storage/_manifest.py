@@ -25,7 +25,9 @@ PUT_SECONDS: Final = 10.0
 class RemoteManifest:
     """What a batch writes its manifest lines to, as it would to a local file."""
 
-    def __init__(self, store: Store, url: str, file: IO[bytes]) -> None:
+    def __init__(self, store: Store, url: str, file: IO[bytes], before: bytes = b"") -> None:
+        #: What the object held when the run started (a resuming run reads it).
+        self.before = before
         self._store = store
         self._url = url
         self._file = file
@@ -41,7 +43,7 @@ class RemoteManifest:
         except FileNotFoundError:
             before = b""
         file = await run_to_completion(_spool, before, undo=_forget)
-        return cls(store, url, file)
+        return cls(store, url, file, before)
 
     async def write(self, line: str) -> None:
         """Add a line."""
