@@ -1,12 +1,16 @@
 """remove_many: many images with bounded concurrency, results as they complete.
 
-Inputs are pulled lazily, never more than ``concurrency`` ahead, so a million paths (or an
-endless generator) never become a million tasks. One item's failure is recorded and the others
-go on; a failure that every item would meet (a refused key, a daily limit, an output folder
-that cannot be written) stops the batch from starting new work instead. The first image goes
-alone, so that such a failure costs one request, not ``concurrency``. Outputs mirror the
-inputs' layout and know where they came from (``_outputs``); a credit budget is reserved before
-each image and settled after (``_budget``); ``stop()`` lets the work in flight finish.
+Inputs are pulled lazily, never more than ``concurrency`` plus a read-ahead (`READ_AHEAD`)
+in front of the work, so a million paths (or an endless generator) never become a million
+tasks. Local inputs are read ahead of their turn to be sent, several in one thread call: a
+thread hop costs more CPU than the HTTP exchange of a small image.
+
+One item's failure is recorded and the others go on; a failure that every item would meet (a
+refused key, a daily limit, an output folder that cannot be written) stops the batch from
+starting new work instead. The first image goes alone, so that such a failure costs one
+request, not ``concurrency``. Outputs mirror the inputs' layout and know where they came from
+(``_outputs``); a credit budget is reserved before each image and settled after (``_budget``);
+``stop()`` lets the work in flight finish.
 
 The batch needs only "something that removes one image" (`RemoveOne`), not the client.
 """
@@ -15,13 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import functools
 import os
 import time
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Iterable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import aiofiles
 import attrs
@@ -53,6 +56,11 @@ from ._storage._sources import RemoteInputs
 from ._storage._stores import Stores, is_remote
 from ._storage._tree import RemoteOutputTree
 from ._threads import run_to_completion
+
+#: Images planned (their local input read, their output looked up) ahead of their turn to be
+#: sent, at most: new ones start in groups of half this, so that their reads share a thread
+#: call. Each holds a small input's bytes (up to 256 KiB) meanwhile.
+READ_AHEAD: Final = 16
 
 
 class RemoveOne(Protocol):
@@ -133,12 +141,14 @@ class BatchRun(AsyncClosing):
         self._holding = 0  # credits this batch has reserved and not settled
         self._settled = asyncio.Event()
         self._unstarted: list[tuple[int, Any]] = []
-        self._stoppers: set[int] = set()
         self._counts = {"done": 0, "failed": 0, "up": 0, "down": 0, "credits": 0}
         self._started_at = time.monotonic()
         self._in_flight: set[asyncio.Task[BatchItem | None]] = set()
         self._done: collections.deque[asyncio.Task[BatchItem | None]] = collections.deque()
         self._wake = asyncio.Event()
+        self._ahead = min(concurrency, READ_AHEAD)
+        self._sending = 0  # images that have their turn (see _take_turn)
+        self._turns: collections.deque[asyncio.Future[bool]] = collections.deque()
         self._proven = False  # the server has answered an image without a batch-wide refusal
         self._items = self._run()
         self.stopped: BaseException | None = None
@@ -164,6 +174,7 @@ class BatchRun(AsyncClosing):
     def stop(self) -> None:
         """Start no new input; the images in flight finish and are yielded. Safe to repeat."""
         self.interrupted = True
+        self._pass_turns()  # those waiting for a turn go back to the inputs not started
 
     def __aiter__(self) -> BatchRun:
         return self
@@ -226,10 +237,14 @@ class BatchRun(AsyncClosing):
         return True
 
     async def _start_more(self) -> None:
+        """Start images up to those that may be sent at once plus the read-ahead; once under
+        way, only a group at a time (their reads then share a thread call)."""
+        self._pass_turns()  # the first image was proven, or the batch stopped, meanwhile
+        room = self._limit() + self._ahead - len(self._in_flight)
+        if self._in_flight and room < max(1, self._ahead // 2):
+            return
         index = self._counts.setdefault("index", 0)
-        # The first image goes alone: a refusal that every image would meet costs one request.
-        limit = self._concurrency if self._proven else 1
-        while self.stopped is None and not self.interrupted and len(self._in_flight) < limit:
+        while not self._halted() and room > 0:
             try:
                 value = await self._inputs.__anext__()
             except StopAsyncIteration:
@@ -238,7 +253,48 @@ class BatchRun(AsyncClosing):
             task.add_done_callback(self._finished)
             self._in_flight.add(task)
             index += 1
+            room -= 1
         self._counts["index"] = index
+
+    def _limit(self) -> int:
+        """Images sent at once: the first goes alone, so that a refusal every image would meet
+        (a refused key, a daily limit) costs one request."""
+        return self._concurrency if self._proven else 1
+
+    def _halted(self) -> bool:
+        return self.stopped is not None or self.interrupted
+
+    async def _take_turn(self) -> bool:
+        """Wait until fewer than `_limit` images are being sent, first come first served; False
+        if the batch stops meanwhile (the image is then not started)."""
+        if self._halted():
+            return False
+        if not self._turns and self._sending < self._limit():
+            self._sending += 1
+            return True
+        turn = asyncio.get_running_loop().create_future()
+        self._turns.append(turn)
+        try:
+            return await turn  # type: ignore[no-any-return]
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled() and turn.result():
+                self._end_turn()  # given, but never taken
+            raise
+
+    def _end_turn(self) -> None:
+        self._sending -= 1
+        self._pass_turns()
+
+    def _pass_turns(self) -> None:
+        """Give the free turns to those waiting; when the batch stops, send them all away."""
+        halted = self._halted()
+        while self._turns and (halted or self._sending < self._limit()):
+            turn = self._turns.popleft()
+            if turn.done():  # its task was cancelled
+                continue
+            if not halted:
+                self._sending += 1
+            turn.set_result(not halted)
 
     def _finished(self, task: asyncio.Task[BatchItem | None]) -> None:
         # A queue of finished tasks, not asyncio.wait(): that adds and removes a callback on
@@ -250,12 +306,28 @@ class BatchRun(AsyncClosing):
         target, made, prepared, early = await self._plan(index, value)
         if early is not None:
             return early
+        if not await self._take_turn():
+            self._unstarted.append((index, value))
+            return None
+        try:
+            return await self._charged(index, value, (target, made), prepared)
+        finally:
+            self._end_turn()
+
+    async def _charged(
+        self,
+        index: int,
+        value: Any,
+        output: tuple[Any, Provenance | None],
+        prepared: _Prepared | None,
+    ) -> BatchItem | None:
+        """Send ``value`` within the credit budget; its item, or None when it was not started."""
         if not await self._reserve():
             self._unstarted.append((index, value))
             return None
         wire = Wire()
         try:
-            result = await self._send(index, value, (target, made), prepared, wire)
+            result = await self._send(index, value, output, prepared, wire)
         except Exception as error:  # an item's failure is its own (unless it stops the batch)
             await self._settle(wire, error)
             if was_refused(error) and not wire.sent:
@@ -266,6 +338,7 @@ class BatchRun(AsyncClosing):
             await self._settle(wire, cancelled)
             raise
         await self._settle(wire, None)
+        self._proven = True  # the server took an image: the others may go at once
         return BatchItem(
             input=value,
             index=index,
@@ -282,6 +355,9 @@ class BatchRun(AsyncClosing):
         """Where ``value`` goes, its provenance and (a local file) its bytes; or the item it
         ends as without sending."""
         if self._outputs is None:
+            if isinstance(value, (str, os.PathLike)) and not is_remote(value):
+                read = await run_to_completion(_read_if_possible, Path(value))
+                return None, None, _Prepared(read=read, problem=None), None
             return None, None, None, None
         outputs = self._outputs
         try:
@@ -330,10 +406,7 @@ class BatchRun(AsyncClosing):
             outputs.check_place(target)
         except OSError as error:
             return self._stamped(value, None), verdict, _Prepared(read=None, problem=error)
-        read = None
-        if isinstance(value, (str, os.PathLike)):
-            with contextlib.suppress(OSError):  # remove() meets it again, and says it as usual
-                read = read_local(Path(value))
+        read = _read_if_possible(Path(value)) if isinstance(value, (str, os.PathLike)) else None
         # The index will say what was sent: the bytes read, stamped by their own fstat.
         return self._stamped(value, read), verdict, _Prepared(read=read, problem=None)
 
@@ -388,7 +461,8 @@ class BatchRun(AsyncClosing):
 
     async def _failed(self, index: int, value: Any, error: Exception, wire: Wire) -> BatchItem:
         if stops_batch(error, wire):
-            self._stoppers.add(index)
+            if self.stopped is None:  # before its turn passes on: starting more would only
+                self.stopped = error  # fail the same way
         elif wire.sent:
             self._proven = True
         attempts = error.attempts if isinstance(error, RembgError) else wire.attempts
@@ -435,10 +509,6 @@ class BatchRun(AsyncClosing):
 
     async def _account(self, item: BatchItem, manifest: Any) -> None:
         self._counts["failed" if item.error is not None else "done"] += 1
-        if item.index in self._stoppers and self.stopped is None:
-            self.stopped = item.error  # starting more would only fail the same way
-        elif item.result is not None:
-            self._proven = True
         if manifest is not None:
             await manifest.write(manifest_line(item))
             await manifest.flush()
@@ -454,13 +524,22 @@ class BatchRun(AsyncClosing):
         return BatchProgress(
             done=done,
             failed=failed,
-            in_flight=len(self._in_flight),
+            in_flight=self._sending,
             total=self._total,
             bytes_up=self._counts["up"],
             bytes_down=self._counts["down"],
             rate=rate,
             estimated=None if rate is None or left is None else left / rate,
         )
+
+
+def _read_if_possible(path: Path) -> LocalRead | None:
+    """`read_local`, or None when the file cannot be read: ``remove()`` meets that again, and
+    says it as usual."""
+    try:
+        return read_local(path)
+    except OSError:
+        return None
 
 
 def _skipped(value: Any, index: int, target: Any) -> BatchItem:

@@ -1,11 +1,13 @@
 """Blocking file calls off the event loop: a few threads, cheap hand-overs, safe to cancel.
 
-A batch makes several small file calls per image (read the input, look up its output, save the
-answer, note it in the index). On asyncio's default executor each is a hop with a thread wake-up
-one way and a self-pipe write the other way, and up to six threads contend with the loop for
-the GIL: measured, the hops cost more CPU than the HTTP exchange itself. Here a few long-lived
-threads take calls from one queue, and finished calls go back to each loop in bunches, waking
-it once for all the calls that finished while it was busy.
+A batch makes several small file calls per image (read the input, save the answer). On
+asyncio's default executor each is a hop with a thread wake-up one way and a self-pipe write
+the other way, and up to six threads contend with the loop for the GIL: measured, the hops
+cost more CPU than the HTTP exchange itself, and waking a sleeping thread is the dearest part
+of a hop (on a virtual machine, an interrupt between processors). Here a few long-lived
+threads take calls from one queue; the calls a loop makes in one turn are handed over together
+at the end of it, waking a thread once for all of them; and finished calls go back to each
+loop in bunches, waking it once for all the calls that finished while it was busy.
 
 ``asyncio.to_thread`` (and aiofiles, built the same way) also returns at once when the awaiting
 task is cancelled, while the call goes on in its thread: a file opened there is lost (a
@@ -21,7 +23,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Final, TypeVar
 
 T = TypeVar("T")
 
@@ -32,6 +34,10 @@ MAX_FILE_THREADS: Final = 4
 #: A second thread starts only when no call has finished for this long: on a local disk one
 #: thread keeps up, and each thread more contends with the event loop for the GIL.
 _STUCK_SECONDS: Final = 0.02
+
+#: A thread holds the outcomes of calls it made while more calls are queued, to hand them
+#: back together; never longer than this after the first finished.
+_HOLD_SECONDS: Final = 0.001
 
 _Call = tuple[Callable[..., Any], tuple[Any, ...], asyncio.AbstractEventLoop, "asyncio.Future[Any]"]
 _Outcome = tuple["asyncio.Future[Any]", Any, BaseException | None]
@@ -48,50 +54,87 @@ class _FileThreads:
         self._idle = 0
         self._progress = 0.0  # when a call last finished (time.monotonic)
         self._finished: dict[asyncio.AbstractEventLoop, list[_Outcome]] = {}
+        self._this_turn: dict[asyncio.AbstractEventLoop, list[_Call]] = {}
 
     def submit(self, function: Callable[..., T], args: tuple[Any, ...]) -> asyncio.Future[T]:
-        """Run ``function(*args)`` in a thread; the future is resolved on the calling loop."""
+        """Run ``function(*args)`` in a thread; the future is resolved on the calling loop.
+
+        The call is handed over at the end of the loop's turn, with the others made in it.
+        """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         with self._lock:
+            calls = self._this_turn.get(loop)
+            if calls is None:
+                calls = self._this_turn[loop] = []
+                loop.call_soon(self._hand_over, loop)
+            calls.append((function, args, loop, future))
+        return future
+
+    def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Queue the calls of the loop's last turn: a thread asleep is woken once for all."""
+        with self._lock:
+            calls = self._this_turn.pop(loop)
             if self._idle == 0 and self._threads < self._max_threads and self._stuck():
                 self._threads += 1
                 self._progress = time.monotonic()  # give it time to start before another
                 threading.Thread(target=self._work, name="rembg-async-files", daemon=True).start()
-        self._calls.put((function, args, loop, future))
-        return future
+        for call in calls:  # one by one: a second thread can take those behind a slow one
+            self._calls.put(call)
 
     def _stuck(self) -> bool:
         """No thread yet, or none has finished a call lately."""
         return self._threads == 0 or time.monotonic() - self._progress > _STUCK_SECONDS
 
     def _work(self) -> None:
+        finished: list[tuple[asyncio.AbstractEventLoop, _Outcome]] = []
         while True:
-            with self._lock:
-                self._idle += 1
-            function, args, loop, future = self._calls.get()
-            with self._lock:
-                self._idle -= 1
+            if not finished:
+                function, args, loop, future = self._wait_for_call()
+            else:
+                try:
+                    function, args, loop, future = self._calls.get_nowait()
+                except queue.Empty:  # nothing more to do: hand back what is done, together
+                    self._hand_back(finished)
+                    finished = []
+                    continue
             try:
                 outcome: _Outcome = (future, function(*args), None)
             except BaseException as error:  # handed to the caller, whatever it is
                 outcome = (future, None, error)
+            if not finished:
+                first_finished_at = time.monotonic()
+            finished.append((loop, outcome))
             self._progress = time.monotonic()
-            self._hand_back(loop, outcome)
+            if self._progress - first_finished_at > _HOLD_SECONDS:
+                self._hand_back(finished)
+                finished = []
             del function, args, future, outcome  # hold nothing while waiting for the next call
 
-    def _hand_back(self, loop: asyncio.AbstractEventLoop, outcome: _Outcome) -> None:
-        """Queue ``outcome`` for ``loop``; wake the loop only if nothing is queued for it yet."""
+    def _wait_for_call(self) -> _Call:
         with self._lock:
-            waiting = self._finished.setdefault(loop, [])
-            waiting.append(outcome)
-            if len(waiting) > 1:
-                return  # the loop is already woken for the first; it takes this one too
-        try:
-            loop.call_soon_threadsafe(self._deliver, loop)
-        except RuntimeError:  # the loop was closed meanwhile: nobody waits for the outcome
-            with self._lock:
-                self._finished.pop(loop, None)
+            self._idle += 1
+        call = self._calls.get()
+        with self._lock:
+            self._idle -= 1
+        return call
+
+    def _hand_back(self, finished: list[tuple[asyncio.AbstractEventLoop, _Outcome]]) -> None:
+        """Queue the outcomes for their loops; wake a loop only if nothing was queued for it
+        yet (else it is woken already, and takes these too)."""
+        to_wake = []
+        with self._lock:
+            for loop, outcome in finished:
+                waiting = self._finished.setdefault(loop, [])
+                if not waiting:
+                    to_wake.append(loop)
+                waiting.append(outcome)
+        for loop in to_wake:
+            try:
+                loop.call_soon_threadsafe(self._deliver, loop)
+            except RuntimeError:  # the loop was closed meanwhile: nobody waits for the outcome
+                with self._lock:
+                    self._finished.pop(loop, None)
 
     def _deliver(self, loop: asyncio.AbstractEventLoop) -> None:
         with self._lock:
@@ -124,56 +167,3 @@ async def run_to_completion(
         if undo is not None and not future.cancelled() and future.exception() is None:
             undo(future.result())
         raise
-
-
-class Grouped(Generic[T]):
-    """Items handed to one blocking function in groups, one thread call per group.
-
-    While a group is being handled, items that arrive wait together for the next one: the
-    index lines of outputs that finish close together are written at one go.
-    """
-
-    def __init__(self, handle: Callable[[list[T]], object]) -> None:
-        self._handle = handle
-        self._items: list[T] = []
-        self._futures: list[asyncio.Future[None]] = []
-        self._task: asyncio.Task[None] | None = None
-
-    async def add(self, item: T) -> None:
-        """Hand ``item`` over; return once its group is handled, raising what that raised.
-
-        A caller cancelled meanwhile still has its item handled.
-        """
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        future.add_done_callback(_retrieve)  # a cancelled caller never looks at its outcome
-        self._items.append(item)
-        self._futures.append(future)
-        if self._task is None:
-            self._task = asyncio.ensure_future(self._drain())
-        await asyncio.shield(future)
-
-    async def _drain(self) -> None:
-        try:
-            while self._items:
-                items, futures = self._items, self._futures
-                self._items, self._futures = [], []
-                try:
-                    await run_to_completion(self._handle, items)
-                except Exception as error:  # each item's caller gets it
-                    for future in futures:
-                        future.set_exception(error)
-                else:
-                    for future in futures:
-                        future.set_result(None)
-        finally:
-            self._task = None
-
-    async def finish(self) -> None:
-        """Wait until every item handed over is handled."""
-        if self._task is not None:
-            await asyncio.shield(self._task)
-
-
-def _retrieve(future: asyncio.Future[None]) -> None:
-    if not future.cancelled():
-        future.exception()

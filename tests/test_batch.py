@@ -20,6 +20,8 @@ from rembg_async import (
     RetryPolicy,
     failed_inputs,
 )
+from rembg_async._batch import READ_AHEAD
+from rembg_async._threads import _FILE_THREADS
 from rembg_async.server import LocalServer, RateLimits, ServerConfig
 
 SMALL = make_image((24, 18))
@@ -90,10 +92,47 @@ async def test_five_hundred_images_every_outcome_recorded_and_rerun(
     assert set(failed_inputs(manifest)) == failed
 
 
+@pytest.mark.parametrize("into_a_folder", [True, False])
+async def test_local_inputs_are_read_ahead_several_per_thread_call(
+    rembg_server: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, into_a_folder: bool
+) -> None:
+    """A thread hop costs more than a small image's HTTP exchange: the batch reads its inputs
+    ahead of their turn, in groups that share a hand-over to the file threads."""
+    inputs = []
+    for number in range(48):
+        inputs.append(tmp_path / "in" / f"image-{number}.png")
+        inputs[-1].parent.mkdir(exist_ok=True)
+        inputs[-1].write_bytes(make_image((20 + number % 5, 16)))
+    reads_per_hand_over: list[int] = []
+    hand_over = _FILE_THREADS._hand_over
+
+    def counted(loop: asyncio.AbstractEventLoop) -> None:
+        calls = _FILE_THREADS._this_turn.get(loop, [])
+        reads = sum(1 for call in calls if call[0].__name__ in ("_inspect", "_read_if_possible"))
+        if reads:
+            reads_per_hand_over.append(reads)
+        hand_over(loop)
+
+    monkeypatch.setattr(_FILE_THREADS, "_hand_over", counted)
+    output_dir = tmp_path / "out" if into_a_folder else None
+    async with (
+        AsyncRembg(rembg_server.api_key, base_url=rembg_server.url) as client,
+        client.remove_many(inputs, concurrency=8, output_dir=output_dir) as run,
+    ):
+        items = [item async for item in run]
+        for item in items:
+            assert item.result is not None
+            if output_dir is None:
+                await item.result.cleanup()  # type: ignore[union-attr]
+    assert sum(reads_per_hand_over) == len(inputs)  # each input read once, by the batch
+    assert len(reads_per_hand_over) <= len(inputs) / 3
+
+
 async def test_inputs_are_pulled_lazily_and_cancelling_stops_everything(
     rembg_server: LocalServer, private_tmp: Path
 ) -> None:
-    """An endless generator is pulled at most `concurrency` ahead; cancelling leaves nothing."""
+    """An endless generator is pulled at most `concurrency` plus the read-ahead in front of the
+    work; cancelling leaves nothing."""
     pulled = 0
 
     def endless() -> Iterator[bytes]:
@@ -120,7 +159,7 @@ async def test_inputs_are_pulled_lazily_and_cancelling_stops_everything(
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-    assert pulled <= seen + 4 + 1  # never more than the concurrency ahead
+    assert pulled <= seen + 4 + min(4, READ_AHEAD) + 1  # never more than that ahead
     await asyncio.sleep(0.05)
     assert list(private_tmp.iterdir()) == []  # work in flight was cancelled and cleaned
     assert asyncio.all_tasks() - {asyncio.current_task()} <= tasks_before
