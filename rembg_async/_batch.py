@@ -397,7 +397,7 @@ class BatchRun(AsyncClosing):
         output's verdict, and unless it is skipped, the input read and the output's place
         checked."""
         verdict = Verdict.TODO
-        if os.path.lexists(target):  # only then does the verdict need the input's stamp
+        if outputs.exists(target):  # only then does the verdict need the input's stamp
             made = self._stamped(value, None)
             verdict = outputs.verdict(target, made)
             if verdict is Verdict.FOREIGN or (verdict is Verdict.DONE and self._skip_existing):

@@ -161,6 +161,9 @@ class OutputTree:
         self._writable: set[Path] = set()
         self._handles: dict[Path, int] = {}  # each folder's index, open for appending
         self._handles_lock = threading.Lock()
+        # What the folder held when opened (see open()): no stat per image to learn it again.
+        self._entries: set[str] | None = None
+        self._folders: set[str] = set()
 
     def target(self, value: Any, index: int) -> Path:
         """Where ``value``'s result goes."""
@@ -174,18 +177,32 @@ class OutputTree:
         return claim(self._claims, target, _claim_key(value, self.cwd))
 
     def open(self) -> None:
-        """Make the folder, prove it can be written, lock it, delete stale partial files.
+        """Make the folder, prove it can be written, lock it, delete stale partial files, and
+        note what it holds: while the run holds the lock, only the run adds to it.
 
         Blocking; raises the ``OSError`` that every image would meet otherwise.
         """
         check_folder_writable(self.folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self._lock = _lock(self.folder / INDEX_NAME)  # the top index: one hidden file only
-        for folder, _, names in os.walk(self.folder):
+        entries: set[str] = set()
+        for folder, subfolders, names in os.walk(self.folder):
             for name in names:
                 if is_partial_name(name):
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(os.path.join(folder, name))
+                else:
+                    entries.add(os.path.join(folder, name))
+            for name in subfolders:
+                self._folders.add(os.path.join(folder, name))
+        self._entries = entries | self._folders
+
+    def exists(self, target: Path) -> bool:
+        """Whether something is at ``target`` (blocking, unless the folder is open: then it
+        is known from its opening, or is an output of this run)."""
+        if self._entries is None:
+            return os.path.lexists(target)
+        return os.fspath(target) in self._entries
 
     def close(self) -> None:
         """Let go of the folder."""
@@ -199,7 +216,7 @@ class OutputTree:
 
     def verdict(self, target: Path, mine: Provenance) -> Verdict:
         """Whether ``target`` is done, to do, or someone else's (blocking: reads the index)."""
-        if not os.path.lexists(target):
+        if not self.exists(target):
             return Verdict.TODO
         entry = self._index(target.parent).get(target.name)
         if entry is not None and mine.source is not None and entry["source"] == mine.source:
@@ -209,11 +226,12 @@ class OutputTree:
 
     def check_place(self, target: Path) -> None:
         """Raise the ``OSError`` that writing ``target`` would meet (blocking: its folder is
-        checked once, the target each time)."""
+        checked once; the target too, unless the folder is open)."""
         if target.parent not in self._writable:
             check_folder_writable(target.parent)
             self._writable.add(target.parent)
-        if os.path.isdir(target):
+        is_folder = os.path.isdir if self._entries is None else self._folders.__contains__
+        if is_folder(os.fspath(target)):
             raise IsADirectoryError(errno.EISDIR, "the output is a folder", str(target))
 
     def foreign(self, target: Path) -> ForeignOutputError:

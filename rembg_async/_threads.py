@@ -19,7 +19,7 @@ closed.
 from __future__ import annotations
 
 import asyncio
-import queue
+import collections
 import threading
 import time
 from collections.abc import Callable
@@ -44,14 +44,20 @@ _Outcome = tuple["asyncio.Future[Any]", Any, BaseException | None]
 
 
 class _FileThreads:
-    """Daemon threads running blocking calls for any event loop."""
+    """Daemon threads running blocking calls for any event loop.
+
+    One thread takes the calls while it keeps up; each thread more contends with the loop for
+    the GIL. A sleeping thread is woken, or another started, only when none is awake or the
+    awake one is stuck (a slow disk): then it takes the calls queued behind the slow one.
+    """
 
     def __init__(self, max_threads: int) -> None:
-        self._calls: queue.SimpleQueue[_Call] = queue.SimpleQueue()
+        self._pending: collections.deque[_Call] = collections.deque()
         self._max_threads = max_threads
         self._lock = threading.Lock()
         self._threads = 0
-        self._idle = 0
+        self._awake = 0  # threads taking calls, not asleep
+        self._sleepers: list[threading.Lock] = []  # each held until its thread is woken
         self._progress = 0.0  # when a call last finished (time.monotonic)
         self._finished: dict[asyncio.AbstractEventLoop, list[_Outcome]] = {}
         self._this_turn: dict[asyncio.AbstractEventLoop, list[_Call]] = {}
@@ -72,32 +78,46 @@ class _FileThreads:
         return future
 
     def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Queue the calls of the loop's last turn: a thread asleep is woken once for all."""
+        """Queue the calls of the loop's last turn, waking a thread only if none is awake (or
+        the awake ones are stuck): once for all of them."""
         with self._lock:
-            calls = self._this_turn.pop(loop)
-            if self._idle == 0 and self._threads < self._max_threads and self._stuck():
-                self._threads += 1
-                self._progress = time.monotonic()  # give it time to start before another
-                threading.Thread(target=self._work, name="rembg-async-files", daemon=True).start()
-        for call in calls:  # one by one: a second thread can take those behind a slow one
-            self._calls.put(call)
+            self._pending.extend(self._this_turn.pop(loop))
+            if self._awake == 0 or self._stuck():
+                self._wake_one()
 
     def _stuck(self) -> bool:
-        """No thread yet, or none has finished a call lately."""
-        return self._threads == 0 or time.monotonic() - self._progress > _STUCK_SECONDS
+        """No call has finished lately."""
+        return time.monotonic() - self._progress > _STUCK_SECONDS
+
+    def _wake_one(self) -> None:
+        """Wake a sleeping thread, or start one if there is room (with the lock held)."""
+        if self._sleepers:
+            self._awake += 1
+            self._sleepers.pop().release()
+        elif self._threads < self._max_threads:
+            self._threads += 1
+            self._awake += 1
+            self._progress = time.monotonic()  # give it time to start before another
+            threading.Thread(target=self._work, name="rembg-async-files", daemon=True).start()
 
     def _work(self) -> None:
+        wake = threading.Lock()
+        wake.acquire()
         finished: list[tuple[asyncio.AbstractEventLoop, _Outcome]] = []
         while True:
-            if not finished:
-                function, args, loop, future = self._wait_for_call()
-            else:
-                try:
-                    function, args, loop, future = self._calls.get_nowait()
-                except queue.Empty:  # nothing more to do: hand back what is done, together
+            with self._lock:
+                call = self._pending.popleft() if self._pending else None
+                if call is None and not finished:
+                    self._awake -= 1
+                    self._sleepers.append(wake)
+            if call is None:
+                if finished:  # nothing more to do: hand back what is done, together
                     self._hand_back(finished)
                     finished = []
-                    continue
+                else:
+                    wake.acquire()  # asleep until _wake_one releases it
+                continue
+            function, args, loop, future = call
             try:
                 outcome: _Outcome = (future, function(*args), None)
             except BaseException as error:  # handed to the caller, whatever it is
@@ -109,15 +129,7 @@ class _FileThreads:
             if self._progress - first_finished_at > _HOLD_SECONDS:
                 self._hand_back(finished)
                 finished = []
-            del function, args, future, outcome  # hold nothing while waiting for the next call
-
-    def _wait_for_call(self) -> _Call:
-        with self._lock:
-            self._idle += 1
-        call = self._calls.get()
-        with self._lock:
-            self._idle -= 1
-        return call
+            del call, function, args, future, outcome  # hold nothing while waiting for more
 
     def _hand_back(self, finished: list[tuple[asyncio.AbstractEventLoop, _Outcome]]) -> None:
         """Queue the outcomes for their loops; wake a loop only if nothing was queued for it

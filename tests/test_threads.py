@@ -37,3 +37,35 @@ async def test_result_and_errors_pass_through() -> None:
     with pytest.raises(ZeroDivisionError):
         await run_to_completion(lambda: 1 / 0, undo=undone.append)
     assert undone == []
+
+
+async def test_calls_behind_a_stuck_one_go_to_another_thread() -> None:
+    """A call that hangs (a network file system gone quiet) does not hold up the calls made
+    after it: once it has run for a while, another thread takes them."""
+    release = threading.Event()
+    slow = asyncio.create_task(run_to_completion(release.wait, 10))
+    await asyncio.sleep(0.1)  # let it be taken, and be seen as stuck
+    try:
+        assert await asyncio.wait_for(run_to_completion(lambda: "quick"), 5) == "quick"
+        assert not slow.done()
+    finally:
+        release.set()
+    assert await slow is True
+
+
+async def test_calls_of_one_turn_wake_the_threads_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Calls made in one turn of the loop are handed over together: one hand-over, however
+    many calls (waking a thread is the dearest part of a thread hop)."""
+    from rembg_async._threads import _FILE_THREADS
+
+    hand_overs: list[int] = []
+    hand_over = _FILE_THREADS._hand_over
+
+    def counted(loop: asyncio.AbstractEventLoop) -> None:
+        hand_overs.append(len(_FILE_THREADS._this_turn[loop]))
+        hand_over(loop)
+
+    monkeypatch.setattr(_FILE_THREADS, "_hand_over", counted)
+    results = await asyncio.gather(*(run_to_completion(abs, -number) for number in range(10)))
+    assert results == list(range(10))
+    assert hand_overs == [10]
