@@ -72,9 +72,10 @@ class BatchItem:
 
 @attrs.frozen(kw_only=True)
 class BatchProgress:
-    """Where a batch stands: items ``done`` (made or skipped), ``failed``, ``in_flight``, of
-    ``total`` (None when the inputs have no length); bytes sent and received; the ``rate`` in
-    items per second and the seconds ``estimated`` to finish (when the total is known)."""
+    """Where a batch stands: items ``done`` (made or skipped), ``failed``, ``in_flight`` (being
+    sent, not counting those read ahead), of ``total`` (None when the inputs have no length);
+    bytes sent and received; the ``rate`` in items per second and the seconds ``estimated`` to
+    finish (when the total is known)."""
 
     done: int
     failed: int
