@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import threading
+import unicodedata
 from collections.abc import Mapping
 from pathlib import Path, PurePath
 from typing import IO, Any, Final
@@ -161,7 +162,8 @@ class OutputTree:
         self._writable: set[Path] = set()
         self._handles: dict[Path, int] = {}  # each folder's index, open for appending
         self._handles_lock = threading.Lock()
-        # What the folder held when opened (see open()): no stat per image to learn it again.
+        # What the folder held when opened (see open()), as `_loose` keys: a target none of
+        # them matches needs no stat to know that nothing is there.
         self._entries: set[str] | None = None
         self._folders: set[str] = set()
 
@@ -192,17 +194,17 @@ class OutputTree:
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(os.path.join(folder, name))
                 else:
-                    entries.add(os.path.join(folder, name))
+                    entries.add(_loose(os.path.join(folder, name)))
             for name in subfolders:
-                self._folders.add(os.path.join(folder, name))
+                self._folders.add(_loose(os.path.join(folder, name)))
         self._entries = entries | self._folders
 
     def exists(self, target: Path) -> bool:
-        """Whether something is at ``target`` (blocking, unless the folder is open: then it
-        is known from its opening, or is an output of this run)."""
-        if self._entries is None:
-            return os.path.lexists(target)
-        return os.fspath(target) in self._entries
+        """Whether something is at ``target`` (blocking, unless the folder is open and held
+        nothing like it: only this run adds to it then, and makes each target once)."""
+        if self._entries is not None and _loose(target) not in self._entries:
+            return False
+        return os.path.lexists(target)
 
     def close(self) -> None:
         """Let go of the folder."""
@@ -230,8 +232,9 @@ class OutputTree:
         if target.parent not in self._writable:
             check_folder_writable(target.parent)
             self._writable.add(target.parent)
-        is_folder = os.path.isdir if self._entries is None else self._folders.__contains__
-        if is_folder(os.fspath(target)):
+        if self._entries is not None and _loose(target) not in self._folders:
+            return
+        if os.path.isdir(target):
             raise IsADirectoryError(errno.EISDIR, "the output is a folder", str(target))
 
     def foreign(self, target: Path) -> ForeignOutputError:
@@ -257,6 +260,12 @@ class OutputTree:
         if folder not in self._indexes:
             self._indexes[folder] = _read_index(folder / INDEX_NAME)
         return self._indexes[folder]
+
+
+def _loose(path: str | Path) -> str:
+    """``path`` as a file system that ignores case or Unicode normalization (macOS, Windows)
+    may see it: two paths with different keys are never one file."""
+    return unicodedata.normalize("NFC", os.fspath(path)).casefold()
 
 
 def _claim_key(value: Any, cwd: str) -> str:

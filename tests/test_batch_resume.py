@@ -23,6 +23,7 @@ from rembg_async import (
     RetryPolicy,
     failed_inputs,
 )
+from rembg_async._outputs import OutputTree
 from rembg_async.server import Account, Fault, LocalServer, RateLimits, ServerConfig
 
 NO_WAIT = RetryPolicy(max_retries=2, wait=False)
@@ -280,3 +281,32 @@ async def test_stale_partial_files_are_removed_and_a_second_run_is_refused(
     assert await collect(second) == []
     assert "another rembg-async run" in str(second.stopped)
     await first.aclose()
+
+
+def test_an_open_output_folder_knows_what_it_holds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Opened (and locked), the folder is listed once: a target nothing resembled then needs
+    no stat; one that something resembled (another case: one file on macOS and Windows) is
+    looked at on the disk."""
+    out = tmp_path / "out"
+    (out / "sub").mkdir(parents=True)
+    (out / "sub" / "Cat.webp").write_bytes(b"someone else's")
+    (out / "folder.webp").mkdir()
+    tree = OutputTree(out, tmp_path, "webp", overwrite=False)
+    tree.open()
+    looked: list[str] = []
+    lexists = os.path.lexists
+    monkeypatch.setattr(os.path, "lexists", lambda path: looked.append(str(path)) or lexists(path))
+    try:
+        assert not tree.exists(out / "sub" / "dog.webp")
+        assert not tree.exists(out / "new" / "dog.webp")
+        assert looked == []  # known from the listing
+        assert tree.exists(out / "sub" / "Cat.webp")
+        assert tree.exists(out / "sub" / "cat.webp") == lexists(out / "sub" / "cat.webp")
+        assert len(looked) == 2
+        with pytest.raises(IsADirectoryError):
+            tree.check_place(out / "folder.webp")
+        tree.check_place(out / "sub" / "dog.webp")
+    finally:
+        tree.close()
