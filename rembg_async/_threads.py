@@ -91,13 +91,15 @@ class _FileThreads:
 
     def _wake_one(self) -> None:
         """Wake a sleeping thread, or start one if there is room (with the lock held)."""
+        if not self._sleepers and self._threads == self._max_threads:
+            return
+        # Counted from now: a thread that slept through a quiet spell is not stuck.
+        self._progress = time.monotonic()
+        self._awake += 1
         if self._sleepers:
-            self._awake += 1
             self._sleepers.pop().release()
-        elif self._threads < self._max_threads:
+        else:
             self._threads += 1
-            self._awake += 1
-            self._progress = time.monotonic()  # give it time to start before another
             threading.Thread(target=self._work, name="rembg-async-files", daemon=True).start()
 
     def _work(self) -> None:
