@@ -269,6 +269,8 @@ class BatchRun(AsyncClosing):
         if the batch stops meanwhile (the image is then not started)."""
         if self._halted():
             return False
+        while self._turns and self._turns[0].done():  # left by tasks cancelled meanwhile
+            self._turns.popleft()
         if not self._turns and self._sending < self._limit():
             self._sending += 1
             return True
@@ -303,12 +305,16 @@ class BatchRun(AsyncClosing):
         self._wake.set()
 
     async def _one(self, index: int, value: Any) -> BatchItem | None:
-        target, made, prepared, early = await self._plan(index, value)
+        try:
+            target, made, prepared, early = await self._plan(index, value)
+            if early is None and not await self._take_turn():
+                self._unstarted.append((index, value))
+                return None
+        except asyncio.CancelledError:  # read ahead, never sent: an input not started
+            self._unstarted.append((index, value))
+            raise
         if early is not None:
             return early
-        if not await self._take_turn():
-            self._unstarted.append((index, value))
-            return None
         try:
             return await self._charged(index, value, (target, made), prepared)
         finally:
@@ -397,13 +403,14 @@ class BatchRun(AsyncClosing):
         output's verdict, and unless it is skipped, the input read and the output's place
         checked."""
         verdict = Verdict.TODO
-        if outputs.exists(target):  # only then does the verdict need the input's stamp
+        there = os.path.lexists(target)  # asked afresh: a run into a subfolder may add to it
+        if there:  # only then does the verdict need the input's stamp
             made = self._stamped(value, None)
             verdict = outputs.verdict(target, made)
             if verdict is Verdict.FOREIGN or (verdict is Verdict.DONE and self._skip_existing):
                 return made, verdict, _Prepared(read=None, problem=None)
         try:
-            outputs.check_place(target)
+            outputs.check_place(target, there=there)
         except OSError as error:
             return self._stamped(value, None), verdict, _Prepared(read=None, problem=error)
         read = _read_if_possible(Path(value)) if isinstance(value, (str, os.PathLike)) else None

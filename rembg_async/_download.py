@@ -277,8 +277,8 @@ def _write_all(handle: int, pieces: Sequence[bytes]) -> None:
             written = os.writev(handle, views[:_PIECES_PER_WRITE])
         else:  # pragma: no cover  # Windows
             written = os.write(handle, views[0])
-        while views and written >= len(views[0]):
-            written -= len(views.pop(0))
+        while views and written >= views[0].nbytes:
+            written -= views.pop(0).nbytes
         if written:
             views[0] = views[0][written:]
 

@@ -21,7 +21,6 @@ import hashlib
 import json
 import os
 import threading
-import unicodedata
 from collections.abc import Mapping
 from pathlib import Path, PurePath
 from typing import IO, Any, Final
@@ -162,10 +161,6 @@ class OutputTree:
         self._writable: set[Path] = set()
         self._handles: dict[Path, int] = {}  # each folder's index, open for appending
         self._handles_lock = threading.Lock()
-        # What the folder held when opened (see open()), as `_loose` keys: a target none of
-        # them matches needs no stat to know that nothing is there.
-        self._entries: set[str] | None = None
-        self._folders: set[str] = set()
 
     def target(self, value: Any, index: int) -> Path:
         """Where ``value``'s result goes."""
@@ -179,32 +174,18 @@ class OutputTree:
         return claim(self._claims, target, _claim_key(value, self.cwd))
 
     def open(self) -> None:
-        """Make the folder, prove it can be written, lock it, delete stale partial files, and
-        note what it holds: while the run holds the lock, only the run adds to it.
+        """Make the folder, prove it can be written, lock it, delete stale partial files.
 
         Blocking; raises the ``OSError`` that every image would meet otherwise.
         """
         check_folder_writable(self.folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self._lock = _lock(self.folder / INDEX_NAME)  # the top index: one hidden file only
-        entries: set[str] = set()
-        for folder, subfolders, names in os.walk(self.folder):
+        for folder, _, names in os.walk(self.folder):
             for name in names:
                 if is_partial_name(name):
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(os.path.join(folder, name))
-                else:
-                    entries.add(_loose(os.path.join(folder, name)))
-            for name in subfolders:
-                self._folders.add(_loose(os.path.join(folder, name)))
-        self._entries = entries | self._folders
-
-    def exists(self, target: Path) -> bool:
-        """Whether something is at ``target`` (blocking, unless the folder is open and held
-        nothing like it: only this run adds to it then, and makes each target once)."""
-        if self._entries is not None and _loose(target) not in self._entries:
-            return False
-        return os.path.lexists(target)
 
     def close(self) -> None:
         """Let go of the folder."""
@@ -218,7 +199,7 @@ class OutputTree:
 
     def verdict(self, target: Path, mine: Provenance) -> Verdict:
         """Whether ``target`` is done, to do, or someone else's (blocking: reads the index)."""
-        if not self.exists(target):
+        if not os.path.lexists(target):
             return Verdict.TODO
         entry = self._index(target.parent).get(target.name)
         if entry is not None and mine.source is not None and entry["source"] == mine.source:
@@ -226,15 +207,13 @@ class OutputTree:
             return Verdict.DONE if same else Verdict.TODO
         return Verdict.TODO if self._overwrite else Verdict.FOREIGN
 
-    def check_place(self, target: Path) -> None:
+    def check_place(self, target: Path, *, there: bool = True) -> None:
         """Raise the ``OSError`` that writing ``target`` would meet (blocking: its folder is
-        checked once; the target too, unless the folder is open)."""
+        checked once, the target each time unless ``there`` says nothing is there)."""
         if target.parent not in self._writable:
             check_folder_writable(target.parent)
             self._writable.add(target.parent)
-        if self._entries is not None and _loose(target) not in self._folders:
-            return
-        if os.path.isdir(target):
+        if there and os.path.isdir(target):
             raise IsADirectoryError(errno.EISDIR, "the output is a folder", str(target))
 
     def foreign(self, target: Path) -> ForeignOutputError:
@@ -260,12 +239,6 @@ class OutputTree:
         if folder not in self._indexes:
             self._indexes[folder] = _read_index(folder / INDEX_NAME)
         return self._indexes[folder]
-
-
-def _loose(path: str | Path) -> str:
-    """``path`` as a file system that ignores case or Unicode normalization (macOS, Windows)
-    may see it: two paths with different keys are never one file."""
-    return unicodedata.normalize("NFC", os.fspath(path)).casefold()
 
 
 def _claim_key(value: Any, cwd: str) -> str:

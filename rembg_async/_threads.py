@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Final, TypeVar
 
 T = TypeVar("T")
@@ -35,8 +36,9 @@ MAX_FILE_THREADS: Final = 4
 #: thread keeps up, and each thread more contends with the event loop for the GIL.
 _STUCK_SECONDS: Final = 0.02
 
-#: A thread holds the outcomes of calls it made while more calls are queued, to hand them
-#: back together; never longer than this after the first finished.
+#: A thread holds back waking a loop for the outcomes of its calls while more calls are
+#: queued, to wake it once for several; not past this after the first finished. A slow call
+#: meanwhile does not hold them back longer than `_STUCK_SECONDS`: the loop looks for them.
 _HOLD_SECONDS: Final = 0.001
 
 _Call = tuple[Callable[..., Any], tuple[Any, ...], asyncio.AbstractEventLoop, "asyncio.Future[Any]"]
@@ -61,6 +63,9 @@ class _FileThreads:
         self._progress = 0.0  # when a call last finished (time.monotonic)
         self._finished: dict[asyncio.AbstractEventLoop, list[_Outcome]] = {}
         self._this_turn: dict[asyncio.AbstractEventLoop, list[_Call]] = {}
+        self._woken: set[asyncio.AbstractEventLoop] = set()  # to take their outcomes
+        # Calls not yet resolved, per loop; while there are some, the loop patrols.
+        self._unresolved: dict[asyncio.AbstractEventLoop, int] = {}
 
     def submit(self, function: Callable[..., T], args: tuple[Any, ...]) -> asyncio.Future[T]:
         """Run ``function(*args)`` in a thread; the future is resolved on the calling loop.
@@ -69,6 +74,10 @@ class _FileThreads:
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
+        if loop not in self._unresolved:  # touched on the loop's own thread only
+            self._unresolved[loop] = 0
+            loop.call_later(_STUCK_SECONDS, self._patrol, loop)
+        self._unresolved[loop] += 1
         with self._lock:
             calls = self._this_turn.get(loop)
             if calls is None:
@@ -105,17 +114,17 @@ class _FileThreads:
     def _work(self) -> None:
         wake = threading.Lock()
         wake.acquire()
-        finished: list[tuple[asyncio.AbstractEventLoop, _Outcome]] = []
+        held: dict[asyncio.AbstractEventLoop, float] = {}  # loops not yet woken for outcomes
         while True:
             with self._lock:
                 call = self._pending.popleft() if self._pending else None
-                if call is None and not finished:
+                if call is None and not held:
                     self._awake -= 1
                     self._sleepers.append(wake)
             if call is None:
-                if finished:  # nothing more to do: hand back what is done, together
-                    self._hand_back(finished)
-                    finished = []
+                if held:  # nothing more to do: wake the loops for what is done, together
+                    self._wake_loops(held)
+                    held = {}
                 else:
                     wake.acquire()  # asleep until _wake_one releases it
                 continue
@@ -124,35 +133,34 @@ class _FileThreads:
                 outcome: _Outcome = (future, function(*args), None)
             except BaseException as error:  # handed to the caller, whatever it is
                 outcome = (future, None, error)
-            if not finished:
-                first_finished_at = time.monotonic()
-            finished.append((loop, outcome))
-            self._progress = time.monotonic()
-            if self._progress - first_finished_at > _HOLD_SECONDS:
-                self._hand_back(finished)
-                finished = []
+            self._progress = now = time.monotonic()
+            with self._lock:  # posted: the loop takes it when next woken (see _patrol too)
+                self._finished.setdefault(loop, []).append(outcome)
+            held.setdefault(loop, now)
+            if now - min(held.values()) > _HOLD_SECONDS:
+                self._wake_loops(held)
+                held = {}
             del call, function, args, future, outcome  # hold nothing while waiting for more
 
-    def _hand_back(self, finished: list[tuple[asyncio.AbstractEventLoop, _Outcome]]) -> None:
-        """Queue the outcomes for their loops; wake a loop only if nothing was queued for it
-        yet (else it is woken already, and takes these too)."""
-        to_wake = []
+    def _wake_loops(self, loops: Iterable[asyncio.AbstractEventLoop]) -> None:
+        """Have each loop take its posted outcomes, unless it is woken for them already."""
         with self._lock:
-            for loop, outcome in finished:
-                waiting = self._finished.setdefault(loop, [])
-                if not waiting:
-                    to_wake.append(loop)
-                waiting.append(outcome)
+            to_wake = [loop for loop in loops if loop not in self._woken]
+            self._woken.update(to_wake)
         for loop in to_wake:
             try:
                 loop.call_soon_threadsafe(self._deliver, loop)
             except RuntimeError:  # the loop was closed meanwhile: nobody waits for the outcome
                 with self._lock:
                     self._finished.pop(loop, None)
+                    self._woken.discard(loop)
 
     def _deliver(self, loop: asyncio.AbstractEventLoop) -> None:
         with self._lock:
             outcomes = self._finished.pop(loop, [])
+            self._woken.discard(loop)
+        if outcomes:  # (a wake-up may come after the patrol took them)
+            self._unresolved[loop] -= len(outcomes)
         for future, result, error in outcomes:
             if future.cancelled():
                 continue
@@ -160,6 +168,15 @@ class _FileThreads:
                 future.set_result(result)
             else:
                 future.set_exception(error)
+
+    def _patrol(self, loop: asyncio.AbstractEventLoop) -> None:
+        """On the loop, every `_STUCK_SECONDS` while it has calls out: take the outcomes a
+        thread posted but holds back the wake-up for, busy with a slow call meanwhile."""
+        self._deliver(loop)
+        if self._unresolved[loop]:
+            loop.call_later(_STUCK_SECONDS, self._patrol, loop)
+        else:
+            del self._unresolved[loop]
 
 
 _FILE_THREADS: Final = _FileThreads(MAX_FILE_THREADS)
@@ -177,7 +194,9 @@ async def run_to_completion(
     try:
         return await asyncio.shield(future)
     except asyncio.CancelledError:
-        await asyncio.wait([future])
+        while not future.done():  # cancelled again meanwhile: still wait, or undo is skipped
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait([future])
         if undo is not None and not future.cancelled() and future.exception() is None:
             undo(future.result())
         raise

@@ -7,6 +7,7 @@ import itertools
 import json
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import make_image
@@ -20,7 +21,7 @@ from rembg_async import (
     RetryPolicy,
     failed_inputs,
 )
-from rembg_async._batch import READ_AHEAD
+from rembg_async._batch import READ_AHEAD, BatchRun
 from rembg_async._threads import _FILE_THREADS
 from rembg_async.server import LocalServer, RateLimits, ServerConfig
 
@@ -234,3 +235,34 @@ def test_bad_arguments(api: AsyncRembg, kwargs: dict[str, object], message: str)
     """Nonsense settings are refused at once."""
     with pytest.raises(ValueError, match=message):
         api.remove_many([SMALL], **kwargs)  # type: ignore[arg-type]
+
+
+async def test_images_read_ahead_are_not_lost_when_a_batch_is_left() -> None:
+    """Cancelled while the first image is being sent: the images read ahead of their turn were
+    never started, and `remaining` still yields them, in order."""
+    sending = asyncio.Event()
+
+    async def remove(image: Any, options: RemoveOptions, **kwargs: Any) -> Any:
+        sending.set()
+        await asyncio.Event().wait()  # never answers
+
+    run = BatchRun(
+        remove,
+        list(range(20)),
+        RemoveOptions(),
+        retry=RetryPolicy(max_retries=0),
+        concurrency=8,
+        outputs=None,
+        on_progress=None,
+        on_item_progress=None,
+        skip_existing=False,
+        manifest=None,
+        budget=None,
+    )
+    consumer = asyncio.ensure_future(run.__anext__())
+    await sending.wait()
+    consumer.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await consumer
+    await run.aclose()
+    assert [value async for value in run.remaining] == list(range(1, 20))

@@ -23,7 +23,6 @@ from rembg_async import (
     RetryPolicy,
     failed_inputs,
 )
-from rembg_async._outputs import OutputTree
 from rembg_async.server import Account, Fault, LocalServer, RateLimits, ServerConfig
 
 NO_WAIT = RetryPolicy(max_retries=2, wait=False)
@@ -283,30 +282,60 @@ async def test_stale_partial_files_are_removed_and_a_second_run_is_refused(
     await first.aclose()
 
 
-def test_an_open_output_folder_knows_what_it_holds(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+async def test_outputs_under_a_linked_subfolder_are_seen(
+    client: AsyncRembg, tmp_path: Path
 ) -> None:
-    """Opened (and locked), the folder is listed once: a target nothing resembled then needs
-    no stat; one that something resembled (another case: one file on macOS and Windows) is
-    looked at on the disk."""
+    """out/sub links elsewhere: a file of someone else's there is still never overwritten,
+    and what a run made there is still skipped the next time."""
+    source = tmp_path / "in"
+    (source / "sub").mkdir(parents=True)
+    image = source / "sub" / "cat.png"
+    image.write_bytes(make_image((30, 20)))
     out = tmp_path / "out"
-    (out / "sub").mkdir(parents=True)
-    (out / "sub" / "Cat.webp").write_bytes(b"someone else's")
-    (out / "folder.webp").mkdir()
-    tree = OutputTree(out, tmp_path, "webp", overwrite=False)
-    tree.open()
-    looked: list[str] = []
-    lexists = os.path.lexists
-    monkeypatch.setattr(os.path, "lexists", lambda path: looked.append(str(path)) or lexists(path))
-    try:
-        assert not tree.exists(out / "sub" / "dog.webp")
-        assert not tree.exists(out / "new" / "dog.webp")
-        assert looked == []  # known from the listing
-        assert tree.exists(out / "sub" / "Cat.webp")
-        assert tree.exists(out / "sub" / "cat.webp") == lexists(out / "sub" / "cat.webp")
-        assert len(looked) == 2
-        with pytest.raises(IsADirectoryError):
-            tree.check_place(out / "folder.webp")
-        tree.check_place(out / "sub" / "dog.webp")
-    finally:
-        tree.close()
+    out.mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "cat.webp").write_bytes(b"someone else's")
+    os.symlink(elsewhere, out / "sub")
+    [item] = await collect(client.remove_many([image], output_dir=out, root=source))
+    assert isinstance(item.error, FileExistsError)
+    assert (elsewhere / "cat.webp").read_bytes() == b"someone else's"
+    (elsewhere / "cat.webp").unlink()
+    for _ in range(2):
+        [item] = await collect(
+            client.remove_many([image], output_dir=out, root=source, skip_existing=True)
+        )
+        assert item.ok
+    assert item.skipped
+    assert await used(client) == 1
+
+
+async def test_what_a_run_into_a_subfolder_makes_meanwhile_is_seen(
+    client: AsyncRembg, tmp_path: Path
+) -> None:
+    """Runs into out/ and out/a/ take different locks, so they may overlap: what the inner one
+    made while the outer one ran is skipped by the outer one, not paid for again."""
+    source = tmp_path / "in"
+    (source / "a").mkdir(parents=True)
+    names = ["z0.png", "z1.png", "z2.png", "z3.png", "a/cat.png"]
+    for number, name in enumerate(names):
+        (source / name).write_bytes(make_image((20 + number, 20)))
+    out = tmp_path / "out"
+    outer = client.remove_many(
+        [source / name for name in names],
+        output_dir=out,
+        root=source,
+        skip_existing=True,
+        concurrency=1,
+    )
+    assert (await outer.__anext__()).ok  # the outer run holds out/ by now
+    [inner] = await collect(
+        client.remove_many(
+            [source / "a" / "cat.png"], output_dir=out / "a", root=source / "a", skip_existing=True
+        )
+    )
+    assert inner.ok
+    rest = await collect(outer)
+    [cat] = [item for item in rest if item.input.name == "cat.png"]
+    assert cat.skipped
+    assert await used(client) == 5

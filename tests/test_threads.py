@@ -69,3 +69,38 @@ async def test_calls_of_one_turn_wake_the_threads_once(monkeypatch: pytest.Monke
     results = await asyncio.gather(*(run_to_completion(abs, -number) for number in range(10)))
     assert results == list(range(10))
     assert hand_overs == [10]
+
+
+async def test_an_outcome_is_not_held_back_behind_a_slow_call() -> None:
+    """A thread that goes on to a slow call still lets the loop have what it finished before:
+    here the second call waits until the loop has seen the first one's outcome."""
+    seen = threading.Event()
+
+    async def first() -> None:
+        await run_to_completion(lambda: "opened")
+        seen.set()
+
+    _, waited = await asyncio.wait_for(asyncio.gather(first(), run_to_completion(seen.wait, 10)), 5)
+    assert waited is True
+
+
+async def test_a_caller_cancelled_twice_still_undoes() -> None:
+    """A second cancellation (a timeout, then its task group) while waiting for the call to
+    finish does not skip ``undo``: what the call made is not lost."""
+    release = threading.Event()
+    undone: list[str] = []
+
+    def slow() -> str:
+        release.wait(5)
+        return "made"
+
+    task = asyncio.create_task(run_to_completion(slow, undo=undone.append))
+    await asyncio.sleep(0.01)
+    task.cancel()
+    await asyncio.sleep(0.01)
+    task.cancel()
+    await asyncio.sleep(0.01)
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert undone == ["made"]
