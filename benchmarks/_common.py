@@ -1,4 +1,5 @@
-"""Shared pieces of the benchmarks: a local server in its own process, and its memory."""
+"""Shared pieces of the benchmarks: a local server in its own process and its memory, and the
+fixed-answer servers."""
 
 from __future__ import annotations
 
@@ -64,6 +65,32 @@ def server_process(*extra: str) -> Iterator[ServerProcess]:
         process.wait(timeout=30)
         if process.stdout is not None:
             process.stdout.close()
+
+
+@contextmanager
+def fast_servers(answers: set[int]) -> Iterator[dict[int, str]]:
+    """One fast server per answer size; yields their URLs by size."""
+    processes = []
+    try:
+        urls = {}
+        for answer in sorted(answers):
+            command = [
+                sys.executable,
+                str(Path(__file__).parent / "fast_server.py"),
+                "--answer-bytes",
+                str(answer),
+            ]
+            process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+            processes.append(process)
+            assert process.stdout is not None
+            urls[answer] = process.stdout.readline().strip()
+        yield urls
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait()
+            if process.stdout is not None:
+                process.stdout.close()
 
 
 def machine() -> str:

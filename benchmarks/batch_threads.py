@@ -22,9 +22,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from batch_throughput import HERE, with_raw_gather, with_remove_many, workload
+from _common import fast_servers
+from batch_throughput import with_raw_gather, with_remove_many, workload
 
 CLIENTS = {"raw aiohttp + gather": with_raw_gather, "remove_many": with_remove_many}
+#: The fixed answer's size, as in batch_throughput.py (fast_server.py's default).
+ANSWER_BYTES = 200 * 1024
 
 
 def thread_cpu() -> dict[str, float]:
@@ -45,11 +48,15 @@ def run_alone(client: str, url: str, folder: Path, repeats: int) -> None:
     """In this process: ``repeats`` batches of ``client`` after one to warm up; one line out."""
     paths = sorted(folder.glob("*.png"))
     run = CLIENTS[client]
-    asyncio.run(run(url, paths, Path(tempfile.mkdtemp()), 16))
-    before, cpu, started = thread_cpu(), time.process_time(), time.perf_counter()
-    for _ in range(repeats):
+
+    def batch() -> None:
         with tempfile.TemporaryDirectory() as out:
             asyncio.run(run(url, paths, Path(out), 16))
+
+    batch()  # to warm up
+    before, cpu, started = thread_cpu(), time.process_time(), time.perf_counter()
+    for _ in range(repeats):
+        batch()
     images = repeats * len(paths)
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     after = thread_cpu()
@@ -71,30 +78,19 @@ def main() -> None:
         return
     rates: dict[str, list[float]] = {name: [] for name in CLIENTS}
     cpus: dict[str, list[float]] = {name: [] for name in CLIENTS}
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory() as folder, fast_servers({ANSWER_BYTES}) as urls:
         workload(300, Path(folder))
-        fast = subprocess.Popen(
-            [sys.executable, str(HERE / "fast_server.py")], stdout=subprocess.PIPE, text=True
-        )
-        try:
-            assert fast.stdout is not None
-            url = fast.stdout.readline().strip()
-            for _ in range(args.rounds):
-                for client in CLIENTS:
-                    command = [sys.executable, __file__, "--repeats", str(args.repeats)]
-                    line = subprocess.run(
-                        [*command, "--alone", client, url, folder],
-                        check=True, capture_output=True, text=True,
-                    ).stdout.strip()  # fmt: skip
-                    print(line, flush=True)
-                    _, rate, cpu, _ = line.split("\t")
-                    rates[client].append(float(rate))
-                    cpus[client].append(float(cpu))
-        finally:
-            fast.terminate()
-            fast.wait()
-            if fast.stdout is not None:
-                fast.stdout.close()
+        for _ in range(args.rounds):
+            for client in CLIENTS:
+                command = [sys.executable, __file__, "--repeats", str(args.repeats)]
+                line = subprocess.run(
+                    [*command, "--alone", client, urls[ANSWER_BYTES], folder],
+                    check=True, capture_output=True, text=True,
+                ).stdout.strip()  # fmt: skip
+                print(line, flush=True)
+                _, rate, cpu, _ = line.split("\t")
+                rates[client].append(float(rate))
+                cpus[client].append(float(cpu))
     for client in CLIENTS:
         print(
             f"{client}: median {statistics.median(rates[client]):.0f} images/s, "

@@ -19,13 +19,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 
 import attrs
 from _clients import CLIENTS
-from _common import BENCH_KEY, machine, server_process
+from _common import BENCH_KEY, fast_servers, machine, server_process
 from PIL import Image
 
 HERE = Path(__file__).parent
@@ -119,27 +118,6 @@ def input_file(folder: Path, scenario: Scenario) -> Path:
     elif not path.exists():
         path.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(scenario.upload - 8))
     return path
-
-
-@contextmanager
-def fast_servers(answers: set[int]) -> Iterator[dict[int, str]]:
-    """One fast server per answer size; yields their URLs by size."""
-    processes = []
-    try:
-        urls = {}
-        for answer in sorted(answers):
-            command = [sys.executable, str(HERE / "fast_server.py"), "--answer-bytes", str(answer)]
-            process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-            processes.append(process)
-            assert process.stdout is not None
-            urls[answer] = process.stdout.readline().strip()
-        yield urls
-    finally:
-        for process in processes:
-            process.terminate()
-            process.wait()
-            if process.stdout is not None:
-                process.stdout.close()
 
 
 def install_rembg_js(folder: Path) -> Path | None:

@@ -239,7 +239,6 @@ class BatchRun(AsyncClosing):
     async def _start_more(self) -> None:
         """Start images up to those that may be sent at once plus the read-ahead; once under
         way, only a group at a time (their reads then share a thread call)."""
-        self._pass_turns()  # the first image was proven, or the batch stopped, meanwhile
         room = self._limit() + self._ahead - len(self._in_flight)
         if self._in_flight and room < max(1, self._ahead // 2):
             return
@@ -269,8 +268,7 @@ class BatchRun(AsyncClosing):
         if the batch stops meanwhile (the image is then not started)."""
         if self._halted():
             return False
-        while self._turns and self._turns[0].done():  # left by tasks cancelled meanwhile
-            self._turns.popleft()
+        self._pass_turns()  # those ahead first (and drop the turns of tasks cancelled meanwhile)
         if not self._turns and self._sending < self._limit():
             self._sending += 1
             return True
@@ -288,7 +286,10 @@ class BatchRun(AsyncClosing):
         self._pass_turns()
 
     def _pass_turns(self) -> None:
-        """Give the free turns to those waiting; when the batch stops, send them all away."""
+        """Give the free turns to those waiting; when the batch stops, send them all away.
+
+        Called wherever that may change: a turn ends (after `stopped` or `_proven` is set in
+        it), or `stop()`."""
         halted = self._halted()
         while self._turns and (halted or self._sending < self._limit()):
             turn = self._turns.popleft()

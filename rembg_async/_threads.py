@@ -114,7 +114,8 @@ class _FileThreads:
     def _work(self) -> None:
         wake = threading.Lock()
         wake.acquire()
-        held: dict[asyncio.AbstractEventLoop, float] = {}  # loops not yet woken for outcomes
+        held: set[asyncio.AbstractEventLoop] = set()  # loops not yet woken for outcomes
+        held_since = 0.0  # when the first of those outcomes was posted
         while True:
             with self._lock:
                 call = self._pending.popleft() if self._pending else None
@@ -124,7 +125,7 @@ class _FileThreads:
             if call is None:
                 if held:  # nothing more to do: wake the loops for what is done, together
                     self._wake_loops(held)
-                    held = {}
+                    held = set()
                 else:
                     wake.acquire()  # asleep until _wake_one releases it
                 continue
@@ -136,10 +137,12 @@ class _FileThreads:
             self._progress = now = time.monotonic()
             with self._lock:  # posted: the loop takes it when next woken (see _patrol too)
                 self._finished.setdefault(loop, []).append(outcome)
-            held.setdefault(loop, now)
-            if now - min(held.values()) > _HOLD_SECONDS:
+            if not held:
+                held_since = now
+            held.add(loop)
+            if now - held_since > _HOLD_SECONDS:
                 self._wake_loops(held)
-                held = {}
+                held = set()
             del call, function, args, future, outcome  # hold nothing while waiting for more
 
     def _wake_loops(self, loops: Iterable[asyncio.AbstractEventLoop]) -> None:
