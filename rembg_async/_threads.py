@@ -75,6 +75,7 @@ class _FileThreads:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         if loop not in self._unresolved:  # touched on the loop's own thread only
+            self._forget_closed_loops()
             self._unresolved[loop] = 0
             loop.call_later(_STUCK_SECONDS, self._patrol, loop)
         self._unresolved[loop] += 1
@@ -85,6 +86,15 @@ class _FileThreads:
                 loop.call_soon(self._hand_over, loop)
             calls.append((function, args, loop, future))
         return future
+
+    def _forget_closed_loops(self) -> None:
+        """Drop what loops closed meanwhile left here: ``asyncio.run`` closes its loop before
+        the last patrol, and a loop may close with calls out or made in its last turn."""
+        with self._lock:
+            for table in (self._unresolved, self._this_turn, self._finished):
+                for loop in [loop for loop in list(table) if loop.is_closed()]:
+                    del table[loop]
+            self._woken = {loop for loop in self._woken if not loop.is_closed()}
 
     def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
         """Queue the calls of the loop's last turn, waking a thread only if none is awake (or
@@ -130,12 +140,18 @@ class _FileThreads:
                     wake.acquire()  # asleep until _wake_one releases it
                 continue
             function, args, loop, future = call
+            if loop.is_closed():  # nobody can take its outcome, nor undo what it makes
+                del call, function, args, future
+                continue
             try:
                 outcome: _Outcome = (future, function(*args), None)
             except BaseException as error:  # handed to the caller, whatever it is
                 outcome = (future, None, error)
             self._progress = now = time.monotonic()
             with self._lock:  # posted: the loop takes it when next woken (see _patrol too)
+                if loop.is_closed():  # closed meanwhile: nothing to keep for it
+                    del call, function, args, future, outcome
+                    continue
                 self._finished.setdefault(loop, []).append(outcome)
             if not held:
                 held_since = now
@@ -174,8 +190,14 @@ class _FileThreads:
 
     def _patrol(self, loop: asyncio.AbstractEventLoop) -> None:
         """On the loop, every `_STUCK_SECONDS` while it has calls out: take the outcomes a
-        thread posted but holds back the wake-up for, busy with a slow call meanwhile."""
+        thread posted but holds back the wake-up for, busy with a slow call meanwhile; and
+        when that call is stuck, have another thread take the calls queued behind it (the
+        hand-over that queued them may have come too soon to see it stuck, and one of them
+        may be what the stuck call waits for)."""
         self._deliver(loop)
+        with self._lock:
+            if self._pending and self._stuck():
+                self._wake_one()
         if self._unresolved[loop]:
             loop.call_later(_STUCK_SECONDS, self._patrol, loop)
         else:

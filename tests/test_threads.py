@@ -85,3 +85,49 @@ async def test_an_outcome_is_not_held_back_behind_a_slow_call() -> None:
 
     _, waited = await asyncio.wait_for(asyncio.gather(first(), run_to_completion(seen.wait, 10)), 5)
     assert waited is True
+
+
+async def test_a_call_waiting_for_a_later_one_gets_it_run() -> None:
+    """A call that waits for a call made after it (opening a FIFO to read waits for a writer)
+    is seen as stuck while the loop waits: another thread takes the later call, made too soon
+    after it for its own hand-over to see it stuck."""
+    writer_came = threading.Event()
+    entered = threading.Event()
+
+    def open_to_read() -> bool:
+        entered.set()
+        return writer_came.wait(10)
+
+    reader = asyncio.create_task(run_to_completion(open_to_read))
+    while not entered.is_set():  # taken by a thread, and waiting there
+        await asyncio.sleep(0.001)
+    writer = run_to_completion(writer_came.set)
+    assert await asyncio.wait_for(asyncio.gather(reader, writer), 5) == [True, None]
+
+
+def test_a_loop_closed_with_calls_out_leaves_nothing_behind() -> None:
+    """A loop closed while it has calls in the threads (or closed before its last patrol, as
+    ``asyncio.run`` does) is forgotten once another loop starts using them: nothing is kept
+    for it, and its calls still queued are not run (nobody could take what they make)."""
+    from rembg_async._threads import _FILE_THREADS
+
+    release = threading.Event()
+    ran: list[str] = []
+    closed = asyncio.new_event_loop()
+
+    async def leave_a_call_out() -> None:
+        _FILE_THREADS.submit(release.wait, (10,))
+        await asyncio.sleep(0.05)  # handed over, and taken by a thread
+        _FILE_THREADS.submit(ran.append, ("queued",))  # queued behind it
+
+    closed.run_until_complete(leave_a_call_out())
+    closed.call_soon(_FILE_THREADS.submit, abs, (-1,))  # made in the loop's last turn...
+    closed.call_soon(closed.stop)  # ...so never handed over
+    closed.run_forever()
+    closed.close()
+    release.set()
+    assert asyncio.run(run_to_completion(abs, -3)) == 3
+    tables = (_FILE_THREADS._unresolved, _FILE_THREADS._this_turn, _FILE_THREADS._finished)
+    assert all(closed not in table for table in tables)
+    assert closed not in _FILE_THREADS._woken
+    assert ran == []
