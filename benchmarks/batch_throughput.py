@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import compileall
 import io
 import os
 import statistics
@@ -30,6 +31,7 @@ import aiohttp
 from _common import BENCH_KEY, machine, server_process
 from PIL import Image
 
+import rembg_async
 from rembg_async import AsyncRembg
 
 HERE = Path(__file__).parent
@@ -137,6 +139,9 @@ def measure_processes(
     url: str, folder: Path, count: int, concurrency: int, repeats: int
 ) -> dict[str, tuple[float, float]]:
     """Median images per second and CPU ms per image of whole processes, round-robin."""
+    # Compiled once, as pip installs it: under PYTHONDONTWRITEBYTECODE (set in this machine's
+    # sessions) every process would compile rembg_async's modules anew, and the CLI has more.
+    compileall.compile_dir(Path(rembg_async.__file__).parent, quiet=1)
     figures: dict[str, list[tuple[float, float]]] = {}
     for _ in range(repeats):
         for loop in ("asyncio", "uvloop"):

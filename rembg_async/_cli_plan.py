@@ -41,6 +41,8 @@ def expand_inputs(
     """
     found: dict[str, PurePath] = {}
     empty = []
+    excluded = os.path.abspath(exclude) if isinstance(exclude, Path) else None
+    folders: dict[Path, str] = {}  # absolute
     for pattern in patterns:
         matched = False
         if is_remote(pattern):
@@ -53,10 +55,14 @@ def expand_inputs(
                 empty.append(pattern)
             continue
         for path, base in _expand(pattern):
-            if isinstance(exclude, Path) and _is_under(path, exclude):
+            absolute = os.path.abspath(path)
+            if excluded is not None and _below(absolute, excluded) is not None:
                 continue
-            relative = _relative(path, root if root is not None else base)
-            found.setdefault(str(path), relative)
+            folder = root if root is not None else base
+            if folder not in folders:  # once per folder, not once per input under it
+                folders[folder] = os.path.abspath(folder)
+            relative = _below(absolute, folders[folder])
+            found.setdefault(str(path), PurePath(relative or path.name))
             matched = True
         if not matched:
             empty.append(pattern)
@@ -90,15 +96,16 @@ def _expand(pattern: str) -> Iterator[tuple[Path, Path]]:
         yield Path(pattern), Path(pattern).parent
 
 
-def _relative(path: Path, base: Path) -> PurePath:
-    try:
-        return Path(os.path.abspath(path)).relative_to(os.path.abspath(base))
-    except ValueError:
-        return PurePath(path.name)
-
-
-def _is_under(path: Path, folder: Path) -> bool:
-    return Path(os.path.abspath(path)).is_relative_to(os.path.abspath(folder))
+def _below(path: str, folder: str) -> str | None:
+    """Absolute ``path`` relative to absolute ``folder`` ("" for the folder itself), or None
+    when it is not under it: string arithmetic, as it is asked for every input (``normcase``:
+    Windows compares names without case, and keeps their length)."""
+    if os.path.normcase(path) == os.path.normcase(folder):
+        return ""
+    prefix = folder if folder.endswith(os.sep) else folder + os.sep
+    return (
+        path[len(prefix) :] if os.path.normcase(path).startswith(os.path.normcase(prefix)) else None
+    )
 
 
 def _is_image_file(path: Path) -> bool:

@@ -150,6 +150,10 @@ def options_from(args: argparse.Namespace) -> RemoveOptions:
 class Reporter(Protocol):
     """What the remove command tells the user as the batch goes."""
 
+    #: Whether `item_progress` shows anything: if not, the batch is given no callback (a
+    #: coroutine per transfer event fewer).
+    shows_progress: bool
+
     def item_progress(self, index: int, value: Any, event: ProgressEvent) -> None: ...
     def item_done(self, item: BatchItem) -> None: ...
     def interrupted(self, in_flight: int) -> None: ...
@@ -157,6 +161,8 @@ class Reporter(Protocol):
 
 class PlainReporter:
     """One line per finished item, for logs and pipes (to stderr when stdout carries results)."""
+
+    shows_progress = False
 
     def __init__(self, stream: TextIO, *, quiet: bool = False, paths: bool = True) -> None:
         self._stream = stream
@@ -197,6 +203,8 @@ INTERRUPTED = (
 
 class RichReporter:
     """Live bars: the whole batch, and each image in flight with its bytes and speed."""
+
+    shows_progress = True
 
     def __init__(
         self, total: int | None, rate_limit: Callable[[], RateLimitState] | None = None
@@ -393,7 +401,7 @@ async def _batch(
         list(inputs),
         options,
         concurrency=args.concurrency,
-        on_item_progress=reporter.item_progress,
+        on_item_progress=reporter.item_progress if reporter.shows_progress else None,
         max_credits=args.max_credits,
         **batch_arguments(args, inputs),
     ) as run:

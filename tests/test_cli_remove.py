@@ -11,10 +11,11 @@ import struct
 import subprocess
 import sys
 import termios
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import pytest
 
+from rembg_async._cli_plan import expand_inputs
 from rembg_async.server import Account, ServerConfig
 
 ROOT = Path(__file__).parent.parent
@@ -178,6 +179,32 @@ def test_folders_and_globs(tmp_path: Path, folder_pattern: str) -> None:
     result = run("remove", pattern, "--local", "-o", str(tmp_path))
     expected = IMAGE_COUNT if pattern == str(IMAGES) else 3
     assert len(result.stdout.splitlines()) == expected
+
+
+def test_inputs_keep_their_place_under_their_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each input's output place is its path under its folder (or under ``--root``), by name
+    when it is outside; the output folder's files are left out, and only they (not a sibling
+    whose name starts alike), however either is spelled."""
+    for name in ("a.png", "sub/b.png", "out/made.png", "outside.png", ".hidden.png"):
+        (tmp_path / "in" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "in" / name).write_bytes((IMAGES / "mug.jpg").read_bytes())
+    monkeypatch.chdir(tmp_path)
+    assert expand_inputs(["in"], exclude=tmp_path / "in" / "out") == {
+        "in/a.png": PurePath("a.png"),
+        "in/outside.png": PurePath("outside.png"),
+        "in/sub/b.png": PurePath("sub/b.png"),
+    }
+    assert expand_inputs(["in/*/*.png"], exclude=Path("in/out/")) == {
+        "in/sub/b.png": PurePath("sub/b.png")
+    }
+    assert expand_inputs([str(tmp_path / "in" / "sub" / "b.png")], root=Path("in")) == {
+        str(tmp_path / "in" / "sub" / "b.png"): PurePath("sub/b.png")
+    }
+    assert expand_inputs(["in/sub/b.png"], root=Path("elsewhere")) == {
+        "in/sub/b.png": PurePath("b.png")
+    }
 
 
 def test_daily_limit_stop_is_reported(tmp_path: Path) -> None:
