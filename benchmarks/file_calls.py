@@ -7,9 +7,9 @@ folder's index. Sixteen images at a time on one event loop, three ways:
 
 - ``loop``: every call made on the event loop, as a hand-written gather does (it stalls every
   other task while the disk is slow);
-- ``threads``: two calls per image through rembg_async's file threads, as ``remove_many``
-  makes them;
-- ``io_uring``: the same system calls submitted to the kernel from the loop in five rounds
+- ``threads``: through rembg_async's file threads, in two thread calls per image (reading,
+  saving), as ``remove_many`` hands them over;
+- ``io_uring``: the same system calls submitted to the kernel from the loop in six rounds
   per image (Linux, where io_uring is allowed), through a minimal ring over ctypes and mmap:
   what could make file calls without blocking the loop and without a thread hop.
 
@@ -75,7 +75,7 @@ def save(folder: str, target: str, index: int, line: bytes) -> None:
 
 # io_uring: the ABI of <linux/io_uring.h>, only what the calls above need.
 _SETUP, _ENTER, _REGISTER = 425, 426, 427  # system call numbers, the same on x86-64 and arm64
-_REGISTER_EVENTFD_ASYNC = 7  # the eventfd is signalled only for calls that went async
+_REGISTER_EVENTFD = 4  # the eventfd is signalled for every completion
 _SQE = struct.Struct("<BBHiQQIIQHHIQQ")  # opcode, flags, ioprio, fd, off, addr, len, op flags,
 # user data, buf index, personality, file index, addr3, padding: 64 bytes
 _CQE = struct.Struct("<QiI")  # user data, result, flags
@@ -122,7 +122,7 @@ class Ring:
         self._cqes = params.cqes
         self._eventfd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         eventfd = ctypes.c_int(self._eventfd)
-        self._syscall(_REGISTER, self._fd, _REGISTER_EVENTFD_ASYNC, ctypes.byref(eventfd), 1)
+        self._syscall(_REGISTER, self._fd, _REGISTER_EVENTFD, ctypes.byref(eventfd), 1)
         self._loop = loop
         self._queued = 0
         self._waiting: dict[int, tuple[asyncio.Future[int], object]] = {}
@@ -163,10 +163,10 @@ class Ring:
         count, self._queued = self._queued, 0
         self._sq_tail.value += count
         self._syscall(_ENTER, self._fd, count, 0, 0, None, 0)
-        self._reap()  # those done inline signal no eventfd
+        self._reap()  # those done inline: no need to wait for the eventfd's turn
 
     def _on_completions(self) -> None:
-        with contextlib.suppress(BlockingIOError):  # read already by a reap at submission
+        with contextlib.suppress(BlockingIOError):  # a reap at submission took them all
             os.eventfd_read(self._eventfd)
         self._reap()
 
@@ -205,34 +205,31 @@ class _IoVec(ctypes.Structure):
 
 
 async def inspect_uring(ring: Ring, target: str, source: str) -> bytes:
-    """`inspect` through io_uring: two rounds."""
+    """`inspect` through io_uring, the same system calls in three rounds."""
     target_path, source_path, empty = target.encode(), source.encode(), b""
-    target_stat, path_stat, fd_stat = (ctypes.create_string_buffer(256) for _ in range(3))
+    target_stat, fd_stat = ctypes.create_string_buffer(256), ctypes.create_string_buffer(256)
     there = ring.call(
         _STATX, _AT_FDCWD, _address(target_path), _STATX_BASIC, ctypes.addressof(target_stat),
         op_flags=_AT_SYMLINK_NOFOLLOW, keep=(target_path, target_stat),
-    )  # fmt: skip
-    sized = ring.call(
-        _STATX, _AT_FDCWD, _address(source_path), _STATX_BASIC, ctypes.addressof(path_stat),
-        keep=(source_path, path_stat),
     )  # fmt: skip
     opened = ring.call(
         _OPENAT, _AT_FDCWD, _address(source_path), op_flags=READ_FLAGS, keep=source_path
     )
     await there
-    _checked(await sized, "statx")
     fd = _checked(await opened, "open")
-    size = int.from_bytes(path_stat.raw[_STATX_SIZE_OFFSET : _STATX_SIZE_OFFSET + 8], "little")
-    buffer = bytearray(size + 1)
-    view = (ctypes.c_char * len(buffer)).from_buffer(buffer)
-    # Chained: the stamp's fstat, the read, then the close whatever came before it.
     stamped = ring.call(
         _STATX, fd, _address(empty), _STATX_BASIC, ctypes.addressof(fd_stat),
-        op_flags=_AT_EMPTY_PATH, flags=_HARDLINK, keep=(empty, fd_stat),
+        op_flags=_AT_EMPTY_PATH, keep=(empty, fd_stat),
     )  # fmt: skip
+    if (error := await stamped) < 0:
+        await ring.call(_CLOSE, fd)
+        _checked(error, "fstat")
+    size = int.from_bytes(fd_stat.raw[_STATX_SIZE_OFFSET : _STATX_SIZE_OFFSET + 8], "little")
+    buffer = bytearray(size + 1)
+    view = (ctypes.c_char * len(buffer)).from_buffer(buffer)
+    # Chained: the read, then the close whatever the read came to.
     read = ring.call(_READ, fd, ctypes.addressof(view), len(buffer), 0, flags=_HARDLINK, keep=view)
     closed = ring.call(_CLOSE, fd)
-    _checked(await stamped, "fstat")
     length = _checked(await read, "read")
     _checked(await closed, "close")
     del view  # lets the buffer be shrunk
@@ -241,7 +238,7 @@ async def inspect_uring(ring: Ring, target: str, source: str) -> bytes:
 
 
 async def save_uring(ring: Ring, folder: str, target: str, index: int, line: bytes) -> None:
-    """`save` through io_uring: three rounds."""
+    """`save` through io_uring, the same system calls in three rounds."""
     partial = os.path.join(folder, f".partial-{random.getrandbits(64):016x}").encode()
     fd = _checked(
         await ring.call(

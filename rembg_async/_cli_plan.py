@@ -98,14 +98,15 @@ def _expand(pattern: str) -> Iterator[tuple[Path, Path]]:
 
 def _below(path: str, folder: str) -> str | None:
     """Absolute ``path`` relative to absolute ``folder`` ("" for the folder itself), or None
-    when it is not under it: string arithmetic, as it is asked for every input (``normcase``:
-    Windows compares names without case, and keeps their length)."""
-    if os.path.normcase(path) == os.path.normcase(folder):
+    when it is not under it: string arithmetic, as it is asked for every input."""
+    if os.path.normcase(path) == os.path.normcase(folder):  # Windows: names without case
         return ""
     prefix = folder if folder.endswith(os.sep) else folder + os.sep
-    return (
-        path[len(prefix) :] if os.path.normcase(path).startswith(os.path.normcase(prefix)) else None
-    )
+    if not os.path.normcase(path).startswith(os.path.normcase(prefix)):
+        return None
+    if len(os.path.normcase(prefix)) != len(prefix):  # a letter that folds to two ("İ")
+        return os.path.relpath(path, folder)
+    return path[len(prefix) :]
 
 
 def _is_image_file(path: Path) -> bool:

@@ -64,7 +64,8 @@ class _FileThreads:
         self._finished: dict[asyncio.AbstractEventLoop, list[_Outcome]] = {}
         self._this_turn: dict[asyncio.AbstractEventLoop, list[_Call]] = {}
         self._woken: set[asyncio.AbstractEventLoop] = set()  # to take their outcomes
-        # Calls not yet resolved, per loop; while there are some, the loop patrols.
+        # Calls not yet resolved, per loop; while there are some, the loop patrols. Touched on
+        # the loop's own thread only, but for closed loops dropped on another's.
         self._unresolved: dict[asyncio.AbstractEventLoop, int] = {}
 
     def submit(self, function: Callable[..., T], args: tuple[Any, ...]) -> asyncio.Future[T]:
@@ -88,10 +89,12 @@ class _FileThreads:
         return future
 
     def _forget_closed_loops(self) -> None:
-        """Drop what loops closed meanwhile left here: ``asyncio.run`` closes its loop before
-        the last patrol, and a loop may close with calls out or made in its last turn."""
+        """Drop what loops closed meanwhile left here (``asyncio.run`` closes its loop before
+        the last patrol; a loop may close with calls out, or made in its last turn): called
+        whenever a loop that had no calls out makes one."""
         with self._lock:
             for table in (self._unresolved, self._this_turn, self._finished):
+                # list(): one step under the GIL, while other loops add to `_unresolved`
                 for loop in [loop for loop in list(table) if loop.is_closed()]:
                     del table[loop]
             self._woken = {loop for loop in self._woken if not loop.is_closed()}
@@ -140,16 +143,13 @@ class _FileThreads:
                     wake.acquire()  # asleep until _wake_one releases it
                 continue
             function, args, loop, future = call
-            if loop.is_closed():  # nobody can take its outcome, nor undo what it makes
-                del call, function, args, future
-                continue
             try:
                 outcome: _Outcome = (future, function(*args), None)
             except BaseException as error:  # handed to the caller, whatever it is
                 outcome = (future, None, error)
             self._progress = now = time.monotonic()
             with self._lock:  # posted: the loop takes it when next woken (see _patrol too)
-                if loop.is_closed():  # closed meanwhile: nothing to keep for it
+                if loop.is_closed():  # nobody can take the outcome: nothing to keep for it
                     del call, function, args, future, outcome
                     continue
                 self._finished.setdefault(loop, []).append(outcome)

@@ -187,13 +187,13 @@ def test_inputs_keep_their_place_under_their_folder(
     """Each input's output place is its path under its folder (or under ``--root``), by name
     when it is outside; the output folder's files are left out, and only they (not a sibling
     whose name starts alike), however either is spelled."""
-    for name in ("a.png", "sub/b.png", "out/made.png", "outside.png", ".hidden.png"):
+    for name in ("a.png", "sub/b.png", "out/made.png", "outline.png", ".hidden.png"):
         (tmp_path / "in" / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / "in" / name).write_bytes((IMAGES / "mug.jpg").read_bytes())
     monkeypatch.chdir(tmp_path)
     assert expand_inputs(["in"], exclude=tmp_path / "in" / "out") == {
         "in/a.png": PurePath("a.png"),
-        "in/outside.png": PurePath("outside.png"),
+        "in/outline.png": PurePath("outline.png"),
         "in/sub/b.png": PurePath("sub/b.png"),
     }
     assert expand_inputs(["in/*/*.png"], exclude=Path("in/out/")) == {
