@@ -23,11 +23,9 @@ import time
 from pathlib import Path
 
 from _common import fast_servers
-from batch_throughput import with_raw_gather, with_remove_many, workload
+from batch_throughput import ANSWER_BYTES, with_raw_gather, with_remove_many, workload
 
 CLIENTS = {"raw aiohttp + gather": with_raw_gather, "remove_many": with_remove_many}
-#: The fixed answer's size, as in batch_throughput.py (fast_server.py's default).
-ANSWER_BYTES = 200 * 1024
 
 
 def thread_cpu() -> dict[str, float]:

@@ -28,13 +28,15 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
-from _common import BENCH_KEY, machine, server_process
+from _common import BENCH_KEY, fast_servers, machine, server_process
 from PIL import Image
 
 import rembg_async
 from rembg_async import AsyncRembg
 
 HERE = Path(__file__).parent
+#: The fixed answer's size.
+ANSWER_BYTES = 200 * 1024
 
 
 def workload(count: int, folder: Path) -> list[Path]:
@@ -190,12 +192,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as folder:
         paths = workload(args.images, Path(folder))
-        fast = subprocess.Popen(
-            [sys.executable, str(HERE / "fast_server.py")], stdout=subprocess.PIPE, text=True
-        )
-        try:
-            assert fast.stdout is not None
-            url = fast.stdout.readline().strip()
+        with fast_servers({ANSWER_BYTES}) as urls:
+            url = urls[ANSWER_BYTES]
             servers = [("fast (fixed answer)", url)]
             with server_process() as local:
                 servers.append(("local (full pipeline)", local.url))
@@ -211,11 +209,6 @@ def main() -> None:
                 url, Path(folder) / "many", len(many), args.concurrency, args.repeats
             )
             print_rows("fast (fixed answer)", figures, "remove_many script (asyncio)")
-        finally:
-            fast.terminate()
-            fast.wait()
-            if fast.stdout is not None:
-                fast.stdout.close()
 
 
 if __name__ == "__main__":

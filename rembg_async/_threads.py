@@ -75,7 +75,7 @@ class _FileThreads:
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        if loop not in self._unresolved:  # touched on the loop's own thread only
+        if loop not in self._unresolved:
             self._forget_closed_loops()
             self._unresolved[loop] = 0
             loop.call_later(_STUCK_SECONDS, self._patrol, loop)
@@ -149,17 +149,18 @@ class _FileThreads:
                 outcome = (future, None, error)
             self._progress = now = time.monotonic()
             with self._lock:  # posted: the loop takes it when next woken (see _patrol too)
-                if loop.is_closed():  # nobody can take the outcome: nothing to keep for it
-                    del call, function, args, future, outcome
-                    continue
-                self._finished.setdefault(loop, []).append(outcome)
+                posted = not loop.is_closed()  # a closed loop: nobody can take the outcome
+                if posted:
+                    self._finished.setdefault(loop, []).append(outcome)
+            del call, function, args, future, outcome  # hold nothing while waiting for more
+            if not posted:
+                continue
             if not held:
                 held_since = now
             held.add(loop)
             if now - held_since > _HOLD_SECONDS:
                 self._wake_loops(held)
                 held = set()
-            del call, function, args, future, outcome  # hold nothing while waiting for more
 
     def _wake_loops(self, loops: Iterable[asyncio.AbstractEventLoop]) -> None:
         """Have each loop take its posted outcomes, unless it is woken for them already."""
