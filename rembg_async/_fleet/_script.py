@@ -16,13 +16,17 @@ import attrs
 
 from .._exceptions import retry_after_seconds
 from .._limits import Answer, Permit, read_hint
+from .._limits._adaptive import WINDOW_GROWTH
 from .._limits._control import (
     BETA,
     MEMORY,
     MIN_RATE,
+    PLATEAU,
     PROBE_GAIN,
+    PROBE_SECONDS,
     RECOVERY_REQUESTS,
     RECOVERY_SECONDS,
+    SLOW_RECOVERY,
     WINDOW,
 )
 
@@ -63,9 +67,13 @@ class Settings:
                 "max_hold": self.max_hold * MICROS,
                 "lease": self.lease * MICROS,
                 "beta": BETA,
+                "plateau": PLATEAU,
                 "recovery_seconds": RECOVERY_SECONDS,
                 "recovery_requests": RECOVERY_REQUESTS,
+                "slow_recovery": SLOW_RECOVERY,
                 "probe_gain": PROBE_GAIN,
+                "probe_seconds": PROBE_SECONDS,
+                "window_growth": WINDOW_GROWTH,
                 "min_rate": MIN_RATE,
                 "memory": MEMORY,
                 "window": WINDOW,

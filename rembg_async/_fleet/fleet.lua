@@ -21,15 +21,27 @@ local function put(field, value)
   redis.call('HSET', state, field, micros(value))
 end
 
+-- Seconds from a cut back to the plateau, as RateController._recovery computes them.
+local function recovery(ceiling)
+  return math.max(cfg.recovery_seconds, cfg.recovery_requests / ceiling,
+                  cfg.slow_recovery / (ceiling * ceiling))
+end
+
 -- The requests per second in force (0: not paced), as RateController.rate computes it.
 local function rate_at(t)
   if cfg.fixed > 0 then return cfg.fixed end
   local ceiling = number('ceiling', nil)
   if not cfg.adaptive or not ceiling then return 0 end
-  local k = math.max(cfg.recovery_seconds, cfg.recovery_requests / ceiling)
-  local x = ((t - number('cut_at', 0)) / 1e6 - k) / k
-  local gain = (1 - cfg.beta) * (x > 0 and cfg.probe_gain or 1)
-  local cubic = math.max(cfg.min_rate, ceiling * (1 + gain * x * x * x))
+  local k = recovery(ceiling)
+  local since = (t - number('cut_at', 0)) / 1e6 - k
+  local cubic
+  if since <= 0 then
+    local x = since / k
+    cubic = math.max(cfg.min_rate, ceiling * (cfg.plateau + (cfg.plateau - cfg.beta) * x * x * x))
+  else
+    local x = since / math.min(k, cfg.probe_seconds)
+    cubic = ceiling * (cfg.plateau + (1 - cfg.beta) * cfg.probe_gain * x * x * x)
+  end
   local server = number('server_rate', nil)
   if server and number('epoch', 0) > 0 then return math.min(server, cubic) end
   return server or cubic
@@ -42,10 +54,7 @@ local function accepted_rate()
   if not first then return 0 end
   local ceiling = number('ceiling', nil)
   local span = cfg.memory
-  if ceiling then
-    local k = math.max(cfg.recovery_seconds, cfg.recovery_requests / ceiling)
-    span = math.min(cfg.memory, math.max(1, k / 2))
-  end
+  if ceiling then span = math.min(cfg.memory, math.max(1, recovery(ceiling) / 2)) end
   local count = redis.call('ZCOUNT', admitted, '(' .. micros(now - span * 1e6), '+inf')
   local elapsed = (now - first) / 1e6
   if elapsed < span then return count / (elapsed + 1) end
@@ -120,11 +129,10 @@ local function succeeded(token, sent_at)
   local ceiling = number('ceiling', nil)
   if not learning then return end
   if not ceiling then
-    put('window', number('window', 1) + 1)
+    redis.call('HSET', state, 'window', tostring(number('window', 1) + cfg.window_growth))
     return
   end
-  local k = math.max(cfg.recovery_seconds, cfg.recovery_requests / ceiling)
-  if now - number('cut_at', 0) < k * 1e6 then
+  if now - number('cut_at', 0) < recovery(ceiling) * 1e6 then
     -- Answers still coming back from before a cut show the server accepted more than was
     -- counted when it cut: the ceiling moves up.
     local accepted = accepted_rate()
