@@ -150,6 +150,15 @@ class FleetScript:
             return Full(max(0.0, int(reply[1]) / MICROS))
         return Spent(int(reply[1]), int(reply[2]))
 
+    async def confirm(self, token: str, epoch: int) -> Stopped | bool:
+        """At its reserved start: True if ``token``'s request may start; False if a hold-off or
+        a cut voided the reservation (given back: reserve afresh); `Stopped` if a stop did."""
+        reply = await self._call("confirm", token, epoch)
+        code = int(reply[0])
+        if code == 1:
+            return Stopped(int(reply[1]) / MICROS, int(reply[2]), _text(reply[3]))
+        return code == 0
+
     async def settle(
         self, permit: Permit, answer: Answer | None, stop_for: float, *, sent: bool = True
     ) -> None:
