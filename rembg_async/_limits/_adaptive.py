@@ -1,12 +1,12 @@
 """The in-process limiter: concurrency, pacing at the learned rate, and server hold-offs.
 
 Until the first short-term 429 nothing is paced, but requests in flight grow as in TCP's slow
-start (one, then half a request more per success), so a client that meets a tight limit learns
-it from a couple of 429s rather than a whole burst. From the first 429 on, starts are spaced at the
-controller's rate, so requests that come back from a 429 queue for a turn instead of being
-released together. A 429's ``Retry-After`` is honoured by the request that got it (its retry
-waits); when a second congestion event follows a cut within that wait (the cut did not clear
-it, as with a fixed-window limit), every caller holds off until then.
+start (one, then half a request more per success), so a client that meets a tight limit
+learns it from a couple of 429s rather than a whole burst. From the first 429 on, starts are
+spaced at the controller's rate, so requests that come back from a 429 queue for a turn instead
+of being released together. A 429's ``Retry-After`` is honoured by the request that got it
+(its retry waits); when a second congestion event follows a cut within that wait (the cut did
+not clear it, as with a fixed-window limit), every caller holds off until then.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Every method takes the time, so tests drive it with a fake clock. The shape foll
 botocore's adaptive mode does, with four changes that matter for a batch against a short-term
 limit:
 
-* the rate is cut to ``BETA`` (0.85, not 0.7) of the rate the server was seen to *accept*
+* the rate is cut to ``BETA`` (0.88, not 0.7) of the rate the server was seen to *accept*
   (successes per second), not of the rate we sent, so one cut lands just under the limit; the
   requests that started within a window before the refused one and succeed, even after the cut
   (half of a slow-start burst at R = 2), raise that estimate;
