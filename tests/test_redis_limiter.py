@@ -184,6 +184,36 @@ async def test_a_hold_off_found_by_one_member_holds_every_member(
     assert min(later - earlier for earlier, later in itertools.pairwise(starts)) >= 0.25 - 1e-6
 
 
+async def test_a_member_that_never_hears_of_a_hold_finds_it_at_its_start(
+    valkey: Valkey, namespace: str
+) -> None:
+    """A hold written in Redis while a member sleeps until its reserved start, with no news of
+    it (as when pub/sub lags or loses it): the member asks at its start, and starts after."""
+    client = redis.asyncio.Redis.from_url(valkey.url)
+    state = f"{key_tag(None, namespace)}:state"
+    try:
+        async with RedisLimiter.from_url(
+            valkey.url, namespace=namespace, requests_per_second=2
+        ) as limiter:
+            first = await limiter.acquire()
+            second = asyncio.ensure_future(limiter.acquire())  # reserves a start 0.5 s ahead
+
+            async def reserved() -> None:
+                while int(await client.hget(state, "tat") or 0) < (first.started_at + 1) * 1e6:
+                    await asyncio.sleep(0.005)
+
+            await asyncio.wait_for(reserved(), 5)
+            seconds, micros = await client.time()
+            held_until = seconds + micros / 1e6 + 1.0
+            await client.hset(state, "hold", str(round(held_until * 1e6)))  # no news sent
+            permit = await second
+            await limiter.release(first, Answer(status=200))
+            await limiter.release(permit, Answer(status=200))
+    finally:
+        await client.aclose()
+    assert permit.started_at >= held_until
+
+
 class TwoThrottles(FaultInjector):
     """The test's two 429s: the 30th request gets ``Retry-After: 1`` (the fleet's first cut),
     the first one 1.5 s later ``Retry-After: 2``; notes when each was chosen (wall clock)."""
