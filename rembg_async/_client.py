@@ -444,12 +444,13 @@ class AsyncRembg(AsyncClosing):
         session = self._open()
         form = build_form(call.source, call.fields, CHUNK_BYTES)
         upload = self._tracker(call.on_upload, form.size, attempt, upload=True)
+        body = UploadBody(form, upload, _read_limit(call.timeout, session))
         started = time.monotonic()
         async with limited(self._limiter) as outcome:
-            with _transport_errors(self._rmbg_url):
+            with _transport_errors(self._rmbg_url), body.aborted_on_failure():
                 async with session.post(
                     self._rmbg_url,
-                    data=UploadBody(form, upload, _read_limit(call.timeout, session)),
+                    data=body,
                     headers=call.headers,
                     allow_redirects=False,
                     **self._proxies[self._rmbg_url],

@@ -196,6 +196,40 @@ async def test_upload_the_server_stops_reading_times_out_and_aborts(
     assert "upload" in str(caught.value)
 
 
+def never_reading(accepted: asyncio.Event) -> RawHandler:
+    """A handler that accepts the connection, says so, and never reads a byte of it."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.set()
+        await asyncio.Event().wait()
+
+    return handler
+
+
+async def test_a_deadline_during_a_stalled_upload_leaves_no_socket(raw_server: StartRaw) -> None:
+    """``Timeout(attempt=...)`` ends a 20 MB upload the server stopped reading with
+    APITimeoutError, and the connection is aborted (not left for the server to drain)."""
+    server = await raw_server(never_reading(asyncio.Event()))
+    assert connections_to(server.port) == 0
+    async with hang_guard(20), client_of(server, timeout=Timeout(attempt=1)) as client:
+        with pytest.raises(APITimeoutError):
+            await client.remove(BIG_UPLOAD)
+    assert connections_to(server.port) == 0
+
+
+async def test_a_cancelled_stalled_upload_leaves_no_socket(raw_server: StartRaw) -> None:
+    """A call cancelled while its upload waits for a server that never reads leaves no socket."""
+    accepted = asyncio.Event()
+    server = await raw_server(never_reading(accepted))
+    async with hang_guard(20), client_of(server) as client:
+        call = asyncio.create_task(client.remove(BIG_UPLOAD))
+        await accepted.wait()
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+    assert connections_to(server.port) == 0
+
+
 async def test_upload_stall_on_a_user_session_uses_its_read_timeout(raw_server: StartRaw) -> None:
     """With a session of the user's own, its ``sock_read`` bounds a stalled upload too."""
     import aiohttp
