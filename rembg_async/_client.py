@@ -8,7 +8,6 @@ import enum
 import functools
 import logging
 import os
-import time
 import warnings
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
 from pathlib import Path, PurePath, PurePosixPath
@@ -42,6 +41,7 @@ from ._limits import AdaptiveLimiter, Answer, Limiter, Outcome, RateLimitState, 
 from ._options import Base64Options, ImageFileOptions, RemoveOptions, resolve_options
 from ._paths import check_output_name
 from ._progress import DEFAULT_INTERVAL, ProgressCallback, ProgressTracker
+from ._request_log import logged_request
 from ._results import Base64Image, ImageBytes, ImageFile, discard_temporary
 from ._retry import RetryPolicy
 from ._storage._batches import manifest_place, output_tree
@@ -445,9 +445,12 @@ class AsyncRembg(AsyncClosing):
         form = build_form(call.source, call.fields, CHUNK_BYTES)
         upload = self._tracker(call.on_upload, form.size, attempt, upload=True)
         body = UploadBody(form, upload, _read_limit(call.timeout, session))
-        started = time.monotonic()
         async with limited(self._limiter) as outcome:
-            with _transport_errors(self._rmbg_url), body.aborted_on_failure():
+            with (
+                logged_request("POST", self._rmbg_url, attempt, body=form.size) as line,
+                _transport_errors(self._rmbg_url),
+                body.aborted_on_failure(),
+            ):
                 async with session.post(
                     self._rmbg_url,
                     data=body,
@@ -456,7 +459,7 @@ class AsyncRembg(AsyncClosing):
                     **self._proxies[self._rmbg_url],
                     **_timeout_argument(call.timeout),
                 ) as response:
-                    _log_exchange(response, form.size, started, attempt)
+                    line.answered(response)
                     await self._raise_for_status(response, outcome)
                     total = body_length(response)
                     yield response, self._tracker(call.on_download, total, attempt, upload=False)
@@ -629,14 +632,14 @@ class AsyncRembg(AsyncClosing):
 
     async def _get_usage(self, params: dict[str, str]) -> dict[str, Any]:
         self._open()
-        return await self._retry.run(lambda attempt: self._get_usage_once(params))
+        return await self._retry.run(lambda attempt: self._get_usage_once(params, attempt))
 
-    async def _get_usage_once(self, params: dict[str, str]) -> dict[str, Any]:
+    async def _get_usage_once(self, params: dict[str, str], attempt: int) -> dict[str, Any]:
         session = self._open()
         url = self._usage_url
         # Usage answers come from the account host and cost no credit: /rmbg's limiter (its
         # rate, its slots, its credit budget) is not theirs.
-        with _transport_errors(url):
+        with logged_request("GET", url, attempt) as line, _transport_errors(url):
             async with session.get(
                 url,
                 params=params,
@@ -645,6 +648,7 @@ class AsyncRembg(AsyncClosing):
                 **self._proxies[url],
                 **_timeout_argument(self._timeout),
             ) as response:
+                line.answered(response)
                 await self._raise_for_status(response)
                 body = await read_whole(response, MAX_USAGE_BODY + 1)
         return usage_json(body, MAX_USAGE_BODY)
@@ -692,23 +696,6 @@ def _check_api_key(api_key: str | None, *, from_env: bool) -> None:
                 f"{where} contains a control character ({char!r} at position {position} of "
                 f"{len(api_key)}); a line end copied with it? strip it"
             )
-
-
-def _log_exchange(
-    response: aiohttp.ClientResponse, size: int | None, started: float, attempt: int
-) -> None:
-    """One DEBUG line per request, once its answer's head is in (never a header: the key)."""
-    if logger.isEnabledFor(logging.DEBUG):
-        logger.debug(
-            "%s %s: %s bytes sent, %d in %.3f s (attempt %d, request id %s)",
-            response.method,
-            response.url.host,
-            "unknown" if size is None else size,
-            response.status,
-            time.monotonic() - started,
-            attempt,
-            response.headers.get("x-request-id", "none"),
-        )
 
 
 def _request_headers(api_key: str | None) -> Mapping[str, str]:
