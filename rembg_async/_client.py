@@ -48,7 +48,7 @@ from ._storage._batches import manifest_place, output_tree
 from ._storage._sinks import put_result, remote_target
 from ._storage._sources import RemoteInputs, open_input
 from ._storage._stores import Stores
-from ._stream_output import StreamedImage, open_streamed
+from ._stream_output import StreamedImage, end_of_block, open_streamed
 from ._timeouts import Timeout, TimeoutLike, as_timeout
 from ._upload import CHUNK_BYTES, UploadBody, build_form
 from ._urls import checked_url, proxy_arguments
@@ -485,7 +485,9 @@ class AsyncRembg(AsyncClosing):
         Arguments as for `remove` (no base64, no ``output_path``; a remote URL is an input, with
         ``storage_options``). Failures are retried until the
         block is entered (its first bytes are read by then); a failure later is raised to it.
-        The connection is held until the block ends.
+        The connection is held until the block ends: read the image inside it (reading it
+        later raises `RuntimeError`; for a web framework's streaming response, see the
+        services guide).
         """
         remove_options, return_base64 = resolve_options(options, False)
         if return_base64:
@@ -508,7 +510,9 @@ class AsyncRembg(AsyncClosing):
             self._open()
             async with contextlib.AsyncExitStack() as held:
                 policy = retry or self._retry
-                yield await policy.run(lambda attempt: self._stream_once(call, attempt, held))
+                result = await policy.run(lambda attempt: self._stream_once(call, attempt, held))
+                held.callback(end_of_block, result)  # first of the exits: reading stops, clearly
+                yield result
         finally:
             source.close()
 
