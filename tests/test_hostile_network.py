@@ -28,6 +28,7 @@ from rembg_async import (
     APIResponseError,
     APITimeoutError,
     AsyncRembg,
+    BadRequestError,
     InvalidInputError,
     RateLimitError,
     RetryPolicy,
@@ -227,6 +228,24 @@ async def test_a_cancelled_stalled_upload_leaves_no_socket(raw_server: StartRaw)
         call.cancel()
         with pytest.raises(asyncio.CancelledError):
             await call
+    assert connections_to(server.port) == 0
+
+
+async def test_an_early_refusal_of_a_stalled_upload_leaves_no_socket(raw_server: StartRaw) -> None:
+    """A server that answers 400 after the request's head, keeps the connection and reads none
+    of the 20 MB body: the call fails with the 400 and its connection is aborted."""
+    refusal = b'{"error": "refused"}'
+
+    async def refusing(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(head("400 Bad Request", len(refusal), "application/json", extra="") + refusal)
+        await writer.drain()
+        await asyncio.Event().wait()
+
+    server = await raw_server(refusing)
+    async with hang_guard(20), client_of(server) as client:
+        with pytest.raises(BadRequestError):
+            await client.remove(BIG_UPLOAD)
     assert connections_to(server.port) == 0
 
 
