@@ -72,10 +72,10 @@ def callbacks_may_return_anything(client: AsyncRembg, bar: tqdm[Any]) -> None:
 
 
 def format_is_a_literal() -> None:
-    """The format field reads back as the literal type."""
+    """The format field reads back as the literal type (None: not given)."""
     options = RemoveOptions(format="jpg")
     fmt = options.format
-    assert_type(fmt, Literal["png", "jpeg", "jpg", "webp", "bmp"])
+    assert_type(fmt, Literal["png", "jpeg", "jpg", "webp", "bmp"] | None)
 
 
 def adapters_are_typed(progress: Progress, bar: tqdm[Any], event: ProgressEvent) -> None:
