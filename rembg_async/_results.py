@@ -44,18 +44,15 @@ class ImageFile(AsyncClosing):
     _cleanup: _Cleanup = attrs.field(factory=_Cleanup, repr=False, eq=False)
 
     async def _close_on_exit(self) -> None:
-        await self.cleanup()
+        await run_to_completion(self._delete)
 
     async def cleanup(self) -> None:
         """Delete the file; nothing happens if it is already gone.
 
         Safe to cancel: the deletion completes even if the calling task is cancelled.
+        (A `SyncImageFile`, from the sync client, is cleaned up without ``await``.)
         """
-        self._cleanup.done = True
-        if self.url is not None:  # a remote object: never a local path to delete
-            return
-        with contextlib.suppress(FileNotFoundError):
-            await run_to_completion(os.unlink, self.output_image_path)
+        await run_to_completion(self._delete)
 
     def _repr_png_(self) -> bytes | None:
         """The PNG itself, for Jupyter (None for another format: see `_repr_mimebundle_`)."""
@@ -70,6 +67,10 @@ class ImageFile(AsyncClosing):
 
         Like ``tempfile.NamedTemporaryFile``'s ``close()``, and what leaving ``with`` does.
         """
+        self._delete()
+
+    def _delete(self) -> None:
+        """The one deletion behind ``cleanup()``, ``close()`` and leaving ``with``."""
         self._cleanup.done = True
         if self.url is not None:  # a remote object: never a local path to delete
             return
@@ -90,6 +91,34 @@ class ImageFile(AsyncClosing):
                 stacklevel=2,
                 source=self,
             )
+
+
+@attrs.frozen(kw_only=True)
+class SyncImageFile(ImageFile):
+    """The `ImageFile` of the sync client (`Rembg`, `rembg_sync`): ``cleanup()`` deletes it at
+    once, without ``await``, as rembg.js's does.
+
+    Everything else is an `ImageFile`'s (``close()``, ``with``, the ``ResourceWarning``). Code
+    written for the async client that awaits ``cleanup()`` cannot take one: give it the
+    ``close()`` both have.
+    """
+
+    # A plain method where ImageFile's is a coroutine: type checkers then accept
+    # ``result.cleanup()`` here and flag ``await result.cleanup()``, and the reverse there.
+    def cleanup(self) -> None:  # type: ignore[override]
+        """Delete the file now; nothing happens if it is already gone. Safe to call twice."""
+        self._delete()
+
+
+def handed_to_sync(image: ImageFile) -> SyncImageFile:
+    """``image`` as the sync client's result; the new object answers for the file (its
+    clean-up and its ``ResourceWarning``), the old one no longer does."""
+    if isinstance(image, SyncImageFile):
+        return image
+    fields = {str(a.alias): getattr(image, a.name) for a in attrs.fields(ImageFile)}
+    fields["cleanup"] = _Cleanup(done=image._cleanup.done)
+    image._cleanup.done = True
+    return SyncImageFile(**fields)
 
 
 @attrs.frozen(kw_only=True)
@@ -152,6 +181,4 @@ def discard_temporary(result: ImageFile | Base64Image | ImageBytes | None) -> No
     A plain call, not an awaited one: it must complete even in a task being cancelled.
     """
     if isinstance(result, ImageFile) and result.temporary:
-        result._cleanup.done = True
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(result.output_image_path)
+        result._delete()
