@@ -107,7 +107,7 @@ def _script(
     """Run tests/_sync_script.py MODE in a fresh interpreter whose TMPDIR is its own."""
     temp = tmp_path / "tmp"
     temp.mkdir()
-    paths = [str(ROOT), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")]
+    paths = [os.environ.get("PYTHONPATH", ""), str(ROOT), str(ROOT / "tests")]
     environment = {**os.environ, "TMPDIR": str(temp), "PYTHONPATH": os.pathsep.join(paths)}
     command = [sys.executable, *options, str(ROOT / "tests" / "_sync_script.py")]
     return subprocess.run(
