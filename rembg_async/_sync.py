@@ -273,9 +273,11 @@ async def _close(
     """Stop the open runs (their requests in flight are cancelled, their temporary files
     deleted), then close the client; and stop the loop, when asked."""
     try:
-        for run in runs:
-            await run.aclose()
-        await client.aclose()
+        try:
+            for run in runs:
+                await run.aclose()
+        finally:  # a run that fails to close leaves no connection open
+            await client.aclose()
     finally:
         if then_stop is not None:
             then_stop.stop()
