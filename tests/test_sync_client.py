@@ -133,7 +133,7 @@ def test_leaving_the_client_closes_an_open_batch(
 ) -> None:
     """Leaving `with Rembg()` inside a remove_many loop stops the run: no task left pending,
     and the files of items never received are deleted."""
-    done = _script(unlimited_server, tmp_path, "open-batch", "-X", "dev", "-W", "error")
+    done = _script(unlimited_server, tmp_path, "open-batch", "-W", "error")
     assert (done.returncode, done.stdout.strip()) == (0, "done"), done.stderr
     assert done.stderr == ""
     assert list((tmp_path / "tmp").iterdir()) == []
