@@ -29,7 +29,7 @@ from ._exceptions import (
     RembgError,
 )
 from ._progress import ProgressEvent
-from ._results import Base64Image, ImageFile
+from ._results import Base64Image, ImageFile, SyncImageFile, handed_to_sync
 from ._retry import RetryPolicy
 
 #: Failures writing outputs that every further image would meet too.
@@ -68,6 +68,22 @@ class BatchItem:
     def status(self) -> str:
         """``"ok"``, ``"skipped"`` or ``"failed"``."""
         return "failed" if self.error is not None else "skipped" if self.skipped else "ok"
+
+
+@attrs.frozen(kw_only=True)
+class SyncBatchItem(BatchItem):
+    """A `BatchItem` of the sync client's ``remove_many``: a file ``result`` is a
+    `SyncImageFile`, cleaned up by a plain ``cleanup()``."""
+
+    result: SyncImageFile | Base64Image | None = None
+
+    @classmethod
+    def of(cls, item: BatchItem) -> SyncBatchItem:
+        """``item`` for the sync client; its file, if any, is handed over with it."""
+        fields = {str(a.alias): getattr(item, a.name) for a in attrs.fields(BatchItem)}
+        if isinstance(item.result, ImageFile):
+            fields["result"] = handed_to_sync(item.result)
+        return cls(**fields)
 
 
 @attrs.frozen(kw_only=True)

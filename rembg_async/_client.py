@@ -39,7 +39,7 @@ from ._exceptions import (
 from ._inputs import ImageInput, Source
 from ._limits import AdaptiveLimiter, Answer, Limiter, Outcome, RateLimitState, limited
 from ._options import Base64Options, ImageFileOptions, RemoveOptions, resolve_options
-from ._paths import check_output_name
+from ._paths import format_for_output
 from ._progress import DEFAULT_INTERVAL, ProgressCallback, ProgressTracker
 from ._request_log import logged_request
 from ._results import Base64Image, ImageBytes, ImageFile, discard_temporary
@@ -367,10 +367,12 @@ class AsyncRembg(AsyncClosing):
         when the call returns or fails. The result is a temporary `ImageFile` (``cleanup()`` it),
         the file at ``output_path``, with ``return_base64`` a `Base64Image`, or with
         ``return_bytes`` an `ImageBytes` (the image in memory: for small results).
-        Bad input raises `InvalidInputError` before anything is sent, and so does an
-        ``output_path`` whose extension names another format than the one asked for (an
-        ``OSError`` when it is a folder or its folder cannot be written). Each retry sends
-        the image afresh and restarts progress, its events carrying the new ``attempt``.
+        With no format given, ``output_path``'s extension chooses it (``cut.png``: PNG), as
+        Pillow's ``save()`` does. Bad input raises `InvalidInputError` before anything is
+        sent, and so does an ``output_path`` whose extension names another format than the
+        one given (an ``OSError`` when it is a folder or its folder cannot be written).
+        Each retry sends the image afresh and restarts progress, its events carrying the new
+        ``attempt``.
         ``extra_headers`` are sent with this call's request (after the client's own).
 
         ``input_image`` and ``output_path`` may also be URLs that fsspec knows (``s3://``,
@@ -388,7 +390,9 @@ class AsyncRembg(AsyncClosing):
         target = Path(output_path) if output_path is not None and remote is None else None
         if output_path is not None:
             named = PurePosixPath(remote.url) if remote is not None else Path(output_path)
-            check_output_name(named, remove_options.output_format)
+            chosen = format_for_output(named, remove_options.format)
+            if chosen != remove_options.format:
+                remove_options = attrs.evolve(remove_options, format=chosen)
         remote_inputs = RemoteInputs(stores=self._stores, options=storage_options)
         source = await open_input(remote_inputs, input_image, target, size)
         try:
