@@ -500,7 +500,7 @@ class BatchRun(AsyncClosing):
         """An image called back by a stop: not started, unless its upload began meanwhile (it
         is then cancelled on the wire, and said so)."""
         if wire.sent:
-            return Send(index, value, wire).cancelled(cancelled)
+            return Send(index=index, value=value, wire=wire).cancelled(cancelled)
         self._unstarted.append((index, value))
         return None
 

@@ -19,7 +19,7 @@ import attrs
 from ._batch_items import BatchItem, Wire
 
 
-@attrs.frozen
+@attrs.frozen(kw_only=True)
 class Send:
     """One image being sent: its place among the inputs, the input, what it did on the wire."""
 
@@ -50,7 +50,7 @@ class Sends:
         """The current task sends ``value`` within the block."""
         task = asyncio.current_task()
         assert task is not None
-        self._sends[task] = Send(index, value, wire)
+        self._sends[task] = Send(index=index, value=value, wire=wire)
         try:
             yield
         finally:

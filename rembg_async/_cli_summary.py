@@ -16,7 +16,7 @@ from ._batch_items import BatchItem
 from ._limits import RateLimitState
 
 #: Where the rate in force comes from, as the summary says it.
-_SOURCES = {"learned": "learned", "server": "the API's headers", "fixed": "--rps"}
+_SOURCES = {"learned": "learned", "server": "the API's headers", "fixed": "fixed"}
 
 
 @attrs.frozen(kw_only=True)
