@@ -178,6 +178,7 @@ def run_serve(args: argparse.Namespace) -> int:
         return 2
     from .server import ModelError
 
+    _say_engine("rembg-async serve", config)
     try:
         with contextlib.suppress(KeyboardInterrupt):
             run_loop(_serve_until_signalled(config, args.host, args.port, _access_log(args)))
@@ -190,6 +191,16 @@ def run_serve(args: argparse.Namespace) -> int:
               file=sys.stderr)  # fmt: skip
         return 1
     return 0
+
+
+def _say_engine(command: str, config: ServerConfig) -> None:
+    """Say first, before any other line, when the server cuts with the threshold instead of
+    the model it would run if it could, and why."""
+    from .server._matting import fallback_notice
+
+    notice = fallback_notice(config.chosen_engine(), config.model)
+    if notice is not None:
+        print(f"{command}: {notice}", file=sys.stderr, flush=True)
 
 
 def _access_log(args: argparse.Namespace) -> logging.Logger | None:
@@ -238,8 +249,10 @@ def _server_for(args: argparse.Namespace) -> Iterator[tuple[str | None, str | No
         from .server import Account, LocalServer, ModelError, ServerConfig
     except ImportError as error:
         raise SystemExit(f"rembg-async --local: {SERVER_EXTRA_HINT}") from error
+    config = ServerConfig(accounts=[Account(api_key=LOCAL_KEY)])
+    _say_engine("rembg-async --local", config)
     try:
-        server = LocalServer(ServerConfig(accounts=[Account(api_key=LOCAL_KEY)]))
+        server = LocalServer(config)
     except ModelError as error:
         raise SystemExit(f"rembg-async --local: {error}") from None
     with server:
@@ -435,13 +448,7 @@ def print_summary(
     """A table of how the batch went: counts, time, rate and credits, with the limiter's state
     the rate it ended at and the 429s it met; then where the outputs are (to stderr, so stdout
     stays for results)."""
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
-
-    table = Table(title="rembg-async remove")
-    for column in ("made", "skipped", "failed", "time", "rate", "credits"):
-        table.add_column(column, justify="right")
+    columns = ["made", "skipped", "failed", "time", "rate", "credits"]
     made = sum(1 for item in items if item.ok and not item.skipped)
     skipped = sum(1 for item in items if item.skipped)
     elapsed = elapsed or 0.0
@@ -450,10 +457,21 @@ def print_summary(
     row = [str(made), str(skipped), str(len(items) - made - skipped), f"{elapsed:.1f} s", rate]
     row += [str(credits)]
     if rate_limit is not None:
-        table.add_column("api rate", justify="right")
-        table.add_column("429s", justify="right")
+        columns += ["api rate", "429s"]
         pace = "unpaced" if rate_limit.rate is None else f"{rate_limit.rate:.3g}/s"
         row += [f"{pace} ({rate_limit.source})", str(rate_limit.throttled)]
+    from ._cli_plain import has_rich, print_plain_summary
+
+    if not has_rich():  # the base install: the same figures, as lines
+        print_plain_summary(columns, row, outputs if made else "")
+        return
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title="rembg-async remove")
+    for column in columns:
+        table.add_column(column, justify="right")
     table.add_row(*row)
     console = Console(stderr=True)
     console.print(table)
