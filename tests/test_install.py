@@ -175,6 +175,20 @@ def test_plain_install_cli_in_a_terminal(plain: Path, server: LocalServer, tmp_p
     assert (out / "mug.png").stat().st_size > 0
 
 
+def test_plain_install_usage_in_plain_lines(plain: Path, server: LocalServer) -> None:
+    """`rembg-async usage` on the base install prints the plan and credits as plain lines."""
+    result = sh(
+        plain / "rembg-async", "usage", "--cycles",
+        "--api-key", TEST_API_KEY, "--base-url", server.url,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("membership: ")
+    assert lines[1].startswith("credits: ")
+    assert "billing cycles (start, end, api, app):" in lines
+    assert "Traceback" not in result.stderr
+
+
 def test_plain_install_imports_cheaply_and_names_the_server_extra(plain: Path) -> None:
     """`import rembg_async` loads no rich or numpy; the server asks for its extra."""
     checked(
