@@ -155,8 +155,11 @@ async def _serve_until_signalled(
         serve(config, host=host, port=port, on_ready=_announce, access_log=access_log)
     )
     loop = asyncio.get_running_loop()
-    with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows loops
-        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    # Ctrl-C cancels the server too: left to Python 3.10's default handler, the
+    # KeyboardInterrupt may land in a transport's callback, which the loop logs and survives.
+    for number in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows loops
+            loop.add_signal_handler(number, task.cancel)
     with contextlib.suppress(asyncio.CancelledError):
         await task
 
