@@ -155,8 +155,11 @@ async def _serve_until_signalled(
         serve(config, host=host, port=port, on_ready=_announce, access_log=access_log)
     )
     loop = asyncio.get_running_loop()
-    with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows loops
-        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    # Ctrl-C cancels the server too: left to Python 3.10's default handler, the
+    # KeyboardInterrupt may land in a transport's callback, which the loop logs and survives.
+    for number in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows loops
+            loop.add_signal_handler(number, task.cancel)
     with contextlib.suppress(asyncio.CancelledError):
         await task
 
@@ -178,6 +181,7 @@ def run_serve(args: argparse.Namespace) -> int:
         return 2
     from .server import ModelError
 
+    _say_engine("rembg-async serve", config)
     try:
         with contextlib.suppress(KeyboardInterrupt):
             run_loop(_serve_until_signalled(config, args.host, args.port, _access_log(args)))
@@ -190,6 +194,16 @@ def run_serve(args: argparse.Namespace) -> int:
               file=sys.stderr)  # fmt: skip
         return 1
     return 0
+
+
+def _say_engine(command: str, config: ServerConfig) -> None:
+    """Say first, before any other line, when the server cuts with the threshold instead of
+    the model it would run if it could, and why."""
+    from .server._matting import fallback_notice
+
+    notice = fallback_notice(config.chosen_engine(), config.model)
+    if notice is not None:
+        print(f"{command}: {notice}", file=sys.stderr, flush=True)
 
 
 def _access_log(args: argparse.Namespace) -> logging.Logger | None:
@@ -239,8 +253,10 @@ def _server_for(args: argparse.Namespace) -> Iterator[tuple[str | None, str | No
     except ImportError:  # an option this installation cannot honour: a usage error
         print(f"rembg-async {args.command} --local: {SERVER_EXTRA_HINT}", file=sys.stderr)
         raise SystemExit(2) from None
+    config = ServerConfig(accounts=[Account(api_key=LOCAL_KEY)])
+    _say_engine("rembg-async --local", config)
     try:
-        server = LocalServer(ServerConfig(accounts=[Account(api_key=LOCAL_KEY)]))
+        server = LocalServer(config)
     except ModelError as error:
         raise SystemExit(f"rembg-async --local: {error}") from None
     with server:

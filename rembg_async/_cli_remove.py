@@ -16,6 +16,7 @@ from ._batch import BatchRun
 from ._batch_items import BatchItem
 from ._budget import BudgetExhaustedError
 from ._cli_args import positive, whole
+from ._cli_plain import wants_bars
 from ._client import AsyncRembg
 from ._limits import RateLimitState
 from ._options import RemoveOptions
@@ -371,7 +372,7 @@ async def run_remove(
     """Run the batch, appending each item to ``items`` (base64 results are printed)."""
     stream = sys.stderr if args.base64 else sys.stdout
     plain = PlainReporter(stream, quiet=args.quiet, paths=not args.base64)
-    bars = sys.stdout.isatty() and not args.quiet
+    bars = wants_bars(args)
     reporter: Any = RichReporter(len(inputs), lambda: client.rate_limit) if bars else plain
     live = reporter.live() if isinstance(reporter, RichReporter) else contextlib.nullcontext()
     try:

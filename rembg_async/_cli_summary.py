@@ -13,6 +13,7 @@ from typing import Any, TextIO
 import attrs
 
 from ._batch_items import BatchItem
+from ._cli_plain import has_rich
 from ._limits import RateLimitState
 
 #: Where the rate in force comes from, as the summary says it.
@@ -91,9 +92,9 @@ def print_summary(
     rate_limit: RateLimitState | None = None,
 ) -> None:
     """How the batch went, to stderr (stdout stays for results): a table when both streams
-    are a terminal, plain lines otherwise."""
+    are a terminal and rich (the ``cli`` extra) is installed, plain lines otherwise."""
     summary = Summary.of(items, elapsed=elapsed, outputs=outputs, rate_limit=rate_limit)
-    if sys.stderr.isatty() and sys.stdout.isatty():
+    if sys.stderr.isatty() and sys.stdout.isatty() and has_rich():
         _print_table(summary)
     else:
         _print_lines(summary, sys.stderr)

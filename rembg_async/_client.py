@@ -718,7 +718,8 @@ def _transport_errors(url: URL) -> Iterator[None]:
     """Map aiohttp's failures to ours; the one place where that happens."""
     try:
         yield
-    except (aiohttp.ClientError, TimeoutError) as error:
+    # asyncio.TimeoutError is TimeoutError from 3.11 on; on 3.10 it is a class of its own.
+    except (aiohttp.ClientError, TimeoutError, asyncio.TimeoutError) as error:
         if isinstance(error.__cause__, InvalidInputError):
             # The input, read while the body was sent, failed (aiohttp wraps what a body's
             # writer raises): the fault is the input's, and no retry would mend it.

@@ -311,7 +311,7 @@ def error_from_transport(error: BaseException, *, url: str) -> APIConnectionErro
         return APITimeoutError(
             f"{url} went silent for longer than the read timeout ({error})", timeout="read"
         )
-    if isinstance(error, asyncio.TimeoutError):
+    if isinstance(error, (TimeoutError, asyncio.TimeoutError)):  # two classes on 3.10
         return APITimeoutError(f"the attempt on {url} passed its deadline", timeout="attempt")
     if isinstance(error, aiohttp.ClientResponseError) and isinstance(
         error.__cause__, HttpProcessingError
