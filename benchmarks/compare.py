@@ -19,6 +19,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -204,6 +205,40 @@ def table(scenario: Scenario, figures: dict[str, Figure]) -> list[str]:
     return [*lines, ""]
 
 
+def _speed(figure: Figure, raw: Figure) -> str:
+    return f"{figure.rate:.0f} ({figure.rate / raw.rate:.2f})"
+
+
+def _cpu(figure: Figure, raw: Figure) -> str:
+    return f"{figure.cpu / raw.cpu:.2f}" if figure.cpu and raw.cpu else "–"
+
+
+def _memory(figure: Figure, raw: Figure) -> str:
+    return f"{figure.growth:.1f}"
+
+
+#: The three tables of RESULTS.md: a title, and a cell from a figure and raw aiohttp's.
+METRICS: tuple[tuple[str, Callable[[Figure, Figure], str]], ...] = (
+    ("requests per second (× raw aiohttp)", _speed),
+    ("CPU per request, × raw aiohttp", _cpu),
+    ("peak RSS growth, MiB", _memory),
+)
+
+
+def tables(results: dict[str, dict[str, Figure]]) -> list[str]:
+    """Speed, CPU and memory as three Markdown tables: a row per client, a column per scenario."""
+    names = list(results)
+    lines: list[str] = []
+    for title, cell in METRICS:
+        lines += [f"### {title}", "", f"| client | {' | '.join(names)} |"]
+        lines.append("|---" * (len(names) + 1) + "|")
+        for client in results[names[0]]:
+            cells = [cell(results[name][client], results[name][FLOOR]) for name in names]
+            lines.append(f"| {client} | {' | '.join(cells)} |")
+        lines.append("")
+    return lines
+
+
 def goals(results: dict[str, dict[str, Figure]]) -> list[str]:
     """The issue's goals, each with the measured figure and whether it is met.
 
@@ -323,8 +358,7 @@ def main() -> None:
         "## Scenarios",
         "",
     ]
-    for scenario in SCENARIOS:
-        lines += table(scenario, results[scenario.name])
+    lines += tables(results)
     lines += ["![requests per second relative to raw aiohttp](results.png)", ""]
     (HERE / "RESULTS.md").write_text("\n".join(lines) + _other_sections(HERE / "RESULTS.md"))
     chart(results, HERE / "results.png")

@@ -10,6 +10,7 @@ Without ``--base-url`` it starts the embedded local server; with ``--base-url`` 
   arrives (never held whole), and the cut-out is streamed back as the API sends it, with its
   type and, when the API gives it, its length. A failure is a JSON ``{"error"}`` with the API's
   status (or 502 when the API cannot be reached).
+- ``POST /cut-out`` with a form whose ``image`` field is the file: the same, for a form upload.
 
 The FastAPI twin is ``web_service_fastapi.py``.
 """
@@ -19,8 +20,9 @@ from __future__ import annotations
 import argparse
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
 from rembg_async import APIConnectionError, APIStatusError, AsyncRembg, RembgError, RemoveOptions
 
@@ -30,12 +32,24 @@ CLIENT = web.AppKey("client", AsyncRembg)
 
 async def remove(request: web.Request) -> web.StreamResponse:
     """Stream the request's body into the API and the cut-out back."""
+    return await forward(request, request.content, request.content_length)
+
+
+async def cut_out(request: web.Request) -> web.StreamResponse:
+    """The same for a form upload: its ``image`` field, streamed as it arrives."""
+    form = await request.multipart()
+    part = await form.next()
+    if not isinstance(part, BodyPartReader) or part.name != "image":
+        return web.json_response({"error": "send the image as the form's 'image'"}, status=400)
+    return await forward(request, part, None)
+
+
+async def forward(request: web.Request, body: Any, size: int | None) -> web.StreamResponse:
+    """Stream ``body`` into the API and the cut-out back, as it arrives."""
     client = request.app[CLIENT]
     response = web.StreamResponse()
     try:
-        async with client.stream(
-            request.content, RemoveOptions(format="png"), size=request.content_length
-        ) as result:
+        async with client.stream(body, RemoveOptions(format="png"), size=size) as result:
             response.content_type = result.content_type
             if result.size is not None:
                 response.content_length = result.size
@@ -74,6 +88,7 @@ def create_app(*, api_key: str | None, base_url: str | None) -> web.Application:
     app.cleanup_ctx.append(client)
     app.router.add_get("/", page)
     app.router.add_post("/remove", remove)
+    app.router.add_post("/cut-out", cut_out)
     return app
 
 

@@ -3,7 +3,7 @@
 from ._adapters import rich_progress, tqdm_progress
 from ._api import rembg
 from ._batch import BatchRun
-from ._batch_items import BatchItem, BatchProgress, failed_inputs
+from ._batch_items import BatchItem, BatchProgress, SyncBatchItem, failed_inputs
 from ._budget import BudgetExhaustedError, CreditBudget, LocalCreditBudget
 from ._client import AsyncRembg
 from ._exceptions import (
@@ -23,7 +23,7 @@ from ._exceptions import (
 from ._limits import AdaptiveLimiter, Limiter, RateLimitState
 from ._options import RemoveOptions
 from ._progress import ProgressEvent
-from ._results import Base64Image, ImageBytes, ImageFile
+from ._results import Base64Image, ImageBytes, ImageFile, SyncImageFile
 from ._retry import RetryPolicy
 from ._stream_output import StreamedImage
 from ._sync import Rembg, rembg_sync
@@ -65,6 +65,8 @@ __all__ = [
     "RetryPolicy",
     "ServerError",
     "StreamedImage",
+    "SyncBatchItem",
+    "SyncImageFile",
     "Timeout",
     "__version__",
     "failed_inputs",

@@ -10,7 +10,8 @@ refused key, a daily limit, an output folder that cannot be written) stops the b
 starting new work instead. The first image goes alone, so that such a failure costs one
 request, not ``concurrency``. Outputs mirror the inputs' layout and know where they came from
 (``_outputs``); a credit budget is reserved before each image and settled after (``_budget``);
-``stop()`` lets the work in flight finish.
+``stop()`` lets the images on the wire finish and calls back those still waiting to be sent
+(``_batch_sends``).
 
 The batch needs only "something that removes one image" (`RemoveOne`), not the client.
 """
@@ -39,6 +40,7 @@ from ._batch_items import (
     manifest_line,
     stops_batch,
 )
+from ._batch_sends import Send, Sends
 from ._budget import CreditBudget
 from ._closing import AsyncClosing
 from ._download import KeptTarget
@@ -93,10 +95,13 @@ class BatchRun(AsyncClosing):
     """The running batch: an async iterator of `BatchItem`, in completion order.
 
     Leaving ``async with`` (or ``await run.aclose()``) cancels the work in flight and cleans
-    up; so does cancelling the task that iterates. ``stop()`` instead stops starting new
-    inputs and lets those in flight finish. ``stopped`` is the error that stopped the batch
-    (a daily or monthly limit, a refused key or account, an output folder that cannot be
-    written, a spent budget), if one did; ``remaining`` then yields the inputs never started.
+    up; so does cancelling the task that iterates. ``cancelled`` then holds an item for each
+    image that was cancelled on the wire (the manifest has a line for each). ``stop()`` instead
+    sends nothing more: the images on the wire finish, those not yet sent (waiting for their
+    turn, for the rate limiter, for a connection) are not started. ``stopped`` is the error
+    that stopped the batch (a daily or monthly limit, a refused key or account, an output
+    folder that cannot be written, a spent budget), if one did; it too sends nothing more.
+    ``remaining`` then yields the inputs never started.
     """
 
     def __init__(
@@ -150,9 +155,12 @@ class BatchRun(AsyncClosing):
         self._sending = 0  # images that have their turn (see _take_turn)
         self._turns: collections.deque[asyncio.Future[bool]] = collections.deque()
         self._proven = False  # the server has answered an image without a batch-wide refusal
+        self._sends = Sends()  # images with their turn, until their request has ended
         self._items = self._run()
         self.stopped: BaseException | None = None
         self.interrupted = False
+        #: The images cancelled on the wire when the batch was closed (in no order).
+        self.cancelled: list[BatchItem] = []
 
     @property
     def remaining(self) -> AsyncIterator[Any]:
@@ -172,9 +180,23 @@ class BatchRun(AsyncClosing):
         return self._counts["credits"]
 
     def stop(self) -> None:
-        """Start no new input; the images in flight finish and are yielded. Safe to repeat."""
+        """Send nothing more: the images on the wire finish and are yielded, the others go
+        back to the inputs not started (``remaining``). Safe to repeat."""
         self.interrupted = True
-        self._pass_turns()  # those waiting for a turn go back to the inputs not started
+        self._halt()
+
+    def _stop_with(self, error: BaseException) -> None:
+        """Stop the batch for ``error`` (the first one stays): nothing more is sent."""
+        if self.stopped is None:
+            self.stopped = error
+        self._halt()
+
+    def _halt(self) -> None:
+        """Those waiting for a turn, a credit or the rate limiter go back to the inputs not
+        started."""
+        self._pass_turns()
+        self._settled.set()
+        self._sends.recall()
 
     def __aiter__(self) -> BatchRun:
         return self
@@ -208,13 +230,34 @@ class BatchRun(AsyncClosing):
                 await self._start_more()
         finally:
             # Work in flight is cancelled; finished items nobody received are cleaned up too.
-            await _cancel_all(self._in_flight)
+            sending = self._sends.snapshot()
+            outcomes = await _cancel_all(self._in_flight)
             self._in_flight.clear()
             try:
-                if manifest is not None:
-                    await manifest.close()
+                await self._record_cancelled(sending, outcomes, manifest)
             finally:
-                await self._close_outputs()
+                try:
+                    if manifest is not None:
+                        await manifest.close()
+                finally:
+                    await self._close_outputs()
+
+    async def _record_cancelled(
+        self,
+        sending: dict[asyncio.Future[Any], Send],
+        outcomes: dict[asyncio.Task[BatchItem | None], BaseException | BatchItem | None],
+        manifest: Any,
+    ) -> None:
+        """The images that were cancelled on the wire: into ``cancelled`` and the manifest."""
+        for task, outcome in outcomes.items():
+            send = sending.get(task)
+            if isinstance(outcome, BatchItem) and outcome.cancelled:  # by a stop, just before
+                self.cancelled.append(outcome)
+            elif isinstance(outcome, asyncio.CancelledError) and send and send.wire.sent:
+                self.cancelled.append(send.cancelled(outcome))
+        if manifest is not None and self.cancelled:
+            await manifest.write("".join(manifest_line(item) for item in self.cancelled))
+            await manifest.flush()
 
     async def _close_outputs(self) -> None:
         if isinstance(self._outputs, RemoteOutputTree):
@@ -232,7 +275,7 @@ class BatchRun(AsyncClosing):
             else:
                 await run_to_completion(self._outputs.open)
         except OSError as error:
-            self.stopped = error
+            self._stop_with(error)
             return False
         return True
 
@@ -334,7 +377,8 @@ class BatchRun(AsyncClosing):
             return None
         wire = Wire()
         try:
-            result = await self._send(index, value, output, prepared, wire)
+            with self._sends.sending(index, value, wire):
+                result = await self._send(index, value, output, prepared, wire)
         except Exception as error:  # an item's failure is its own (unless it stops the batch)
             await self._settle(wire, error)
             if was_refused(error) and not wire.sent:
@@ -343,6 +387,8 @@ class BatchRun(AsyncClosing):
             return await self._failed(index, value, error, wire)
         except BaseException as cancelled:  # what was sent may have been charged all the same
             await self._settle(wire, cancelled)
+            if isinstance(cancelled, asyncio.CancelledError) and self._sends.was_recalled():
+                return self._recalled(index, value, wire, cancelled)
             raise
         await self._settle(wire, None)
         self._proven = True  # the server took an image: the others may go at once
@@ -448,6 +494,16 @@ class BatchRun(AsyncClosing):
             retry=retry,
         )
 
+    def _recalled(
+        self, index: int, value: Any, wire: Wire, cancelled: asyncio.CancelledError
+    ) -> BatchItem | None:
+        """An image called back by a stop: not started, unless its upload began meanwhile (it
+        is then cancelled on the wire, and said so)."""
+        if wire.sent:
+            return Send(index=index, value=value, wire=wire).cancelled(cancelled)
+        self._unstarted.append((index, value))
+        return None
+
     def _kept(
         self, target: Any, made: Provenance | None
     ) -> Path | KeptTarget | RemoteTarget | None:
@@ -464,13 +520,11 @@ class BatchRun(AsyncClosing):
         """The limiter refused to start ``value`` (a stop shared by the fleet, a spent shared
         budget): nothing was sent, so it is not started, and the batch stops."""
         self._unstarted.append((index, value))
-        if self.stopped is None:
-            self.stopped = error
+        self._stop_with(error)
 
     async def _failed(self, index: int, value: Any, error: Exception, wire: Wire) -> BatchItem:
         if stops_batch(error, wire):
-            if self.stopped is None:  # before its turn passes on: starting more would only
-                self.stopped = error  # fail the same way
+            self._stop_with(error)  # before its turn passes on: more would fail the same way
         elif wire.sent:
             self._proven = True
         attempts = error.attempts if isinstance(error, RembgError) else wire.attempts
@@ -485,10 +539,13 @@ class BatchRun(AsyncClosing):
         saying the budget is spent."""
         if self._budget is None:
             return True
-        while not await self._budget.reserve(1):
+        while True:
+            if self._halted():  # stopped while waiting: not started
+                return False
+            if await self._budget.reserve(1):
+                break
             if self._holding == 0:
-                if self.stopped is None:
-                    self.stopped = self._budget.exhausted()
+                self._stop_with(self._budget.exhausted())
                 return False
             self._settled.clear()
             await self._settled.wait()
@@ -516,7 +573,7 @@ class BatchRun(AsyncClosing):
         return count if self._on_item_progress is None else count_and_tell
 
     async def _account(self, item: BatchItem, manifest: Any) -> None:
-        self._counts["failed" if item.error is not None else "done"] += 1
+        self._counts[_counted_as(item)] += 1
         if manifest is not None:
             await manifest.write(manifest_line(item))
             await manifest.flush()
@@ -526,19 +583,27 @@ class BatchRun(AsyncClosing):
     def progress(self) -> BatchProgress:
         """The batch's standing now."""
         done, failed = self._counts["done"], self._counts["failed"]
+        cancelled = self._counts.get("cancelled", 0)
+        finished = done + failed + cancelled
         elapsed = time.monotonic() - self._started_at
-        rate = (done + failed) / elapsed if elapsed > 0 and done + failed else None
-        left = None if self._total is None else self._total - done - failed
+        rate = finished / elapsed if elapsed > 0 and finished else None
+        left = None if self._total is None else self._total - finished
         return BatchProgress(
             done=done,
             failed=failed,
-            in_flight=self._sending,
+            cancelled=cancelled,
+            in_flight=self._sends.on_the_wire,
             total=self._total,
             bytes_up=self._counts["up"],
             bytes_down=self._counts["down"],
             rate=rate,
             estimated=None if rate is None or left is None else left / rate,
         )
+
+
+def _counted_as(item: BatchItem) -> str:
+    """Which of the batch's counts ``item`` adds to."""
+    return "failed" if item.error is not None else "cancelled" if item.cancelled else "done"
 
 
 def _read_if_possible(path: Path) -> LocalRead | None:
@@ -586,14 +651,20 @@ async def _open_manifest(path: Path | str | None, remote: RemoteInputs) -> Any:
     return await aiofiles.open(path, "a", encoding="utf-8")
 
 
-async def _cancel_all(tasks: set[asyncio.Task[BatchItem | None]]) -> None:
-    """Cancel ``tasks``; delete the temporary files of those that had finished all the same."""
+async def _cancel_all(
+    tasks: set[asyncio.Task[BatchItem | None]],
+) -> dict[asyncio.Task[BatchItem | None], BaseException | BatchItem | None]:
+    """Cancel ``tasks``; delete the temporary files of those that had finished all the same.
+    Each task's outcome: its item, or what it raised."""
     for task in tasks:
         task.cancel()
-    for outcome in await asyncio.gather(*tasks, return_exceptions=True):
+    ordered = list(tasks)
+    outcomes = await asyncio.gather(*ordered, return_exceptions=True)
+    for outcome in outcomes:
         result = outcome.result if isinstance(outcome, BatchItem) else None
         if isinstance(result, ImageFile) and result.temporary:
             await result.cleanup()
+    return dict(zip(ordered, outcomes, strict=True))
 
 
 async def _async_iterator(inputs: Iterable[Any] | AsyncIterable[Any]) -> AsyncIterator[Any]:

@@ -29,7 +29,7 @@ from ._exceptions import (
     RembgError,
 )
 from ._progress import ProgressEvent
-from ._results import Base64Image, ImageFile
+from ._results import Base64Image, ImageFile, SyncImageFile, handed_to_sync
 from ._retry import RetryPolicy
 
 #: Failures writing outputs that every further image would meet too.
@@ -40,7 +40,8 @@ _OUTPUT_STOPPERS: Final = frozenset(
 
 @attrs.frozen(kw_only=True)
 class BatchItem:
-    """The outcome of one input: a ``result``, an ``error``, or ``skipped`` (already done).
+    """The outcome of one input: a ``result``, an ``error``, ``skipped`` (already done), or
+    ``cancelled`` (the batch was closed while it was on the wire: see `BatchRun.cancelled`).
 
     ``output_path`` is where the result is (or, when skipped, already was); for a remote
     ``output_dir``, ``output_url`` is, and ``output_path`` is None. ``attempts`` is
@@ -58,24 +59,47 @@ class BatchItem:
     credits: int = 0
     #: Where the result is (or was, when skipped) in a remote store; None for a local file.
     output_url: str | None = None
+    #: Cancelled while it was being sent (it may have cost a credit all the same).
+    cancelled: bool = False
 
     @property
     def ok(self) -> bool:
-        """True when the image was made now or before (skipped), False when it failed."""
-        return self.error is None
+        """True when the image was made now or before (skipped); False when it failed or was
+        cancelled."""
+        return self.error is None and not self.cancelled
 
     @property
     def status(self) -> str:
-        """``"ok"``, ``"skipped"`` or ``"failed"``."""
-        return "failed" if self.error is not None else "skipped" if self.skipped else "ok"
+        """``"ok"``, ``"skipped"``, ``"failed"`` or ``"cancelled"``."""
+        if self.error is not None:
+            return "failed"
+        return "cancelled" if self.cancelled else "skipped" if self.skipped else "ok"
+
+
+@attrs.frozen(kw_only=True)
+class SyncBatchItem(BatchItem):
+    """A `BatchItem` of the sync client's ``remove_many``: a file ``result`` is a
+    `SyncImageFile`, cleaned up by a plain ``cleanup()``."""
+
+    result: SyncImageFile | Base64Image | None = None
+
+    @classmethod
+    def of(cls, item: BatchItem) -> SyncBatchItem:
+        """``item`` for the sync client; its file, if any, is handed over with it."""
+        fields = {str(a.alias): getattr(item, a.name) for a in attrs.fields(BatchItem)}
+        if isinstance(item.result, ImageFile):
+            fields["result"] = handed_to_sync(item.result)
+        return cls(**fields)
 
 
 @attrs.frozen(kw_only=True)
 class BatchProgress:
-    """Where a batch stands: items ``done`` (made or skipped), ``failed``, ``in_flight`` (being
-    sent, not counting those read ahead), of ``total`` (None when the inputs have no length);
+    """Where a batch stands: items ``done`` (made or skipped), ``failed``, ``in_flight`` (on
+    the wire: their upload has begun, and they have not ended; not counting those read ahead
+    or waiting for their turn to be sent), of ``total`` (None when the inputs have no length);
     bytes sent and received; the ``rate`` in items per second and the seconds ``estimated`` to
-    finish (when the total is known)."""
+    finish (when the total is known); ``cancelled``: items cancelled on the wire by a stop
+    that began as their upload did."""
 
     done: int
     failed: int
@@ -85,11 +109,12 @@ class BatchProgress:
     bytes_down: int
     rate: float | None
     estimated: float | None
+    cancelled: int = 0
 
     @property
     def finished(self) -> int:
         """Items that have ended, well or not."""
-        return self.done + self.failed
+        return self.done + self.failed + self.cancelled
 
 
 #: A batch progress callback: a plain function, or a coroutine function (awaited in turn).
@@ -195,14 +220,19 @@ def manifest_line(item: BatchItem) -> str:
     return json.dumps(entry) + "\n"
 
 
+#: The statuses of a manifest's line that a re-run should do again.
+_NOT_MADE: Final = frozenset({"failed", "cancelled"})
+
+
 def failed_inputs(manifest: str | os.PathLike[str]) -> list[str]:
-    """The inputs whose latest line in ``manifest`` failed: what a re-run should do again."""
-    return [name for name, status in latest_statuses(manifest).items() if status == "failed"]
+    """The inputs whose latest line in ``manifest`` failed or was cancelled: what a re-run
+    should do again."""
+    return [name for name, status in latest_statuses(manifest).items() if status in _NOT_MADE]
 
 
 def failed_in(lines: Iterable[str]) -> list[str]:
     """`failed_inputs` of a manifest's lines (read from wherever it is)."""
-    return [name for name, status in statuses_of(lines).items() if status == "failed"]
+    return [name for name, status in statuses_of(lines).items() if status in _NOT_MADE]
 
 
 def latest_statuses(manifest: str | os.PathLike[str]) -> dict[str, str]:

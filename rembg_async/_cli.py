@@ -155,8 +155,11 @@ async def _serve_until_signalled(
         serve(config, host=host, port=port, on_ready=_announce, access_log=access_log)
     )
     loop = asyncio.get_running_loop()
-    with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows loops
-        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    # Ctrl-C cancels the server too: left to Python 3.10's default handler, the
+    # KeyboardInterrupt may land in a transport's callback, which the loop logs and survives.
+    for number in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows loops
+            loop.add_signal_handler(number, task.cancel)
     with contextlib.suppress(asyncio.CancelledError):
         await task
 
@@ -178,6 +181,7 @@ def run_serve(args: argparse.Namespace) -> int:
         return 2
     from .server import ModelError
 
+    _say_engine("rembg-async serve", config)
     try:
         with contextlib.suppress(KeyboardInterrupt):
             run_loop(_serve_until_signalled(config, args.host, args.port, _access_log(args)))
@@ -190,6 +194,16 @@ def run_serve(args: argparse.Namespace) -> int:
               file=sys.stderr)  # fmt: skip
         return 1
     return 0
+
+
+def _say_engine(command: str, config: ServerConfig) -> None:
+    """Say first, before any other line, when the server cuts with the threshold instead of
+    the model it would run if it could, and why."""
+    from .server._matting import fallback_notice
+
+    notice = fallback_notice(config.chosen_engine(), config.model)
+    if notice is not None:
+        print(f"{command}: {notice}", file=sys.stderr, flush=True)
 
 
 def _access_log(args: argparse.Namespace) -> logging.Logger | None:
@@ -236,10 +250,13 @@ def _server_for(args: argparse.Namespace) -> Iterator[tuple[str | None, str | No
         return
     try:
         from .server import Account, LocalServer, ModelError, ServerConfig
-    except ImportError as error:
-        raise SystemExit(f"rembg-async --local: {SERVER_EXTRA_HINT}") from error
+    except ImportError:  # an option this installation cannot honour: a usage error
+        print(f"rembg-async {args.command} --local: {SERVER_EXTRA_HINT}", file=sys.stderr)
+        raise SystemExit(2) from None
+    config = ServerConfig(accounts=[Account(api_key=LOCAL_KEY)])
+    _say_engine("rembg-async --local", config)
     try:
-        server = LocalServer(ServerConfig(accounts=[Account(api_key=LOCAL_KEY)]))
+        server = LocalServer(config)
     except ModelError as error:
         raise SystemExit(f"rembg-async --local: {error}") from None
     with server:
@@ -361,6 +378,8 @@ def run_remove_command(args: argparse.Namespace) -> int:
     if args.dry_run:
         return code or 0
     if not args.quiet:
+        from ._cli_summary import print_summary
+
         where = "standard output" if args.base64 else str(args.output_dir)
         elapsed = time.monotonic() - started
         print_summary(
@@ -425,46 +444,11 @@ def _signals_to(interrupts: Any) -> Iterator[None]:
             loop.remove_signal_handler(number)
 
 
-def print_summary(
-    items: list[Any],
-    *,
-    elapsed: float | None = None,
-    outputs: str = "",
-    rate_limit: Any = None,
-) -> None:
-    """A table of how the batch went: counts, time, rate and credits, with the limiter's state
-    the rate it ended at and the 429s it met; then where the outputs are (to stderr, so stdout
-    stays for results)."""
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
-
-    table = Table(title="rembg-async remove")
-    for column in ("made", "skipped", "failed", "time", "rate", "credits"):
-        table.add_column(column, justify="right")
-    made = sum(1 for item in items if item.ok and not item.skipped)
-    skipped = sum(1 for item in items if item.skipped)
-    elapsed = elapsed or 0.0
-    rate = f"{made / elapsed:.2f}/s" if made and elapsed > 0 else "-"
-    credits = sum(item.credits for item in items)  # what the server was asked to charge
-    row = [str(made), str(skipped), str(len(items) - made - skipped), f"{elapsed:.1f} s", rate]
-    row += [str(credits)]
-    if rate_limit is not None:
-        table.add_column("api rate", justify="right")
-        table.add_column("429s", justify="right")
-        pace = "unpaced" if rate_limit.rate is None else f"{rate_limit.rate:.3g}/s"
-        row += [f"{pace} ({rate_limit.source})", str(rate_limit.throttled)]
-    table.add_row(*row)
-    console = Console(stderr=True)
-    console.print(table)
-    if outputs and made:
-        console.print(f"outputs in {escape(outputs)}", highlight=False)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rembg-async`` command: 130 on a Ctrl-C that nothing else took,
     141 when the reader of the output went away (``| head``), and never a traceback for either."""
     args = build_parser().parse_args(argv)
+    _show_library_warnings()
     try:
         return _run(args)
     except KeyboardInterrupt:  # while starting up or importing: nothing was sent
@@ -475,6 +459,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         with contextlib.suppress(OSError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 128 + signal.SIGPIPE if hasattr(signal, "SIGPIPE") else 1
+
+
+class _ToStderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a record comes (rich's live display replaces
+    it while the bars are shown, and prints what it gets above them)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass  # always sys.stderr
+
+
+def _show_library_warnings() -> None:
+    """The library's warnings (an anonymous call, Redis unreachable) as lines of ours: without
+    a handler, logging's last resort would print them bare. A retry's give-up is left out: the
+    line of the image that failed already says it, with the attempts."""
+    logger = logging.getLogger("rembg_async")
+    if any(isinstance(handler, _ToStderr) for handler in logger.handlers):
+        return
+    handler = _ToStderr()
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter("rembg-async: %(message)s"))
+    handler.addFilter(lambda record: record.name != "rembg_async.retry")
+    logger.addHandler(handler)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -14,7 +14,9 @@ from typing import Any, Protocol, TextIO
 from ._adapters import rich_progress
 from ._batch import BatchRun
 from ._batch_items import BatchItem
+from ._budget import BudgetExhaustedError
 from ._cli_args import positive, whole
+from ._cli_plain import wants_bars
 from ._client import AsyncRembg
 from ._limits import RateLimitState
 from ._options import RemoveOptions
@@ -175,11 +177,11 @@ class PlainReporter:
     def item_done(self, item: BatchItem) -> None:
         """A line saying how the item ended."""
         if self._quiet:
-            if item.error is not None:
-                print(f"failed  {item.input}: {item.error}", file=sys.stderr, flush=True)
+            if not item.ok:
+                print(_not_made(item), file=sys.stderr, flush=True)
             return
-        if item.error is not None:
-            line = f"failed  {item.input}: {item.error}"
+        if not item.ok:
+            line = _not_made(item)
         elif item.skipped:
             line = f"skipped {item.input} (done: {item.output_url or item.output_path})"
         else:
@@ -193,6 +195,13 @@ class PlainReporter:
     def interrupted(self, in_flight: int) -> None:
         """Say that no new image starts, and what is being finished."""
         print(INTERRUPTED.format(in_flight=in_flight), file=sys.stderr, flush=True)
+
+
+def _not_made(item: BatchItem) -> str:
+    """The line of an item that failed, or was cancelled."""
+    if item.cancelled:
+        return f"cancelled {item.input} (it was being sent)"
+    return f"failed  {item.input}: {item.error}"
 
 
 INTERRUPTED = (
@@ -271,12 +280,11 @@ class RichReporter:
         if self._rate_limit is not None and not self._finishing:
             description = f"images [dim]{describe_rate(self._rate_limit())}[/dim]"
             self.progress.update(self.overall, description=description)
-        if item.error is not None:
+        if not item.ok:
             from rich.markup import escape  # names and the server's words are shown as they are
 
-            self.progress.console.print(
-                f"[red]failed[/red] {escape(str(item.input))}: {escape(str(item.error))}"
-            )
+            line = escape(_not_made(item))
+            self.progress.console.print(f"[red]{line}[/red]" if item.error else line)
 
     def interrupted(self, in_flight: int) -> None:
         """The batch bar says it is finishing, and how to cancel."""
@@ -364,11 +372,16 @@ async def run_remove(
     """Run the batch, appending each item to ``items`` (base64 results are printed)."""
     stream = sys.stderr if args.base64 else sys.stdout
     plain = PlainReporter(stream, quiet=args.quiet, paths=not args.base64)
-    bars = sys.stdout.isatty() and not args.quiet
+    bars = wants_bars(args)
     reporter: Any = RichReporter(len(inputs), lambda: client.rate_limit) if bars else plain
     live = reporter.live() if isinstance(reporter, RichReporter) else contextlib.nullcontext()
-    with live:
-        async for item in _batch(client, inputs, args, options, reporter, interrupts):
+    try:
+        with live:
+            async for item in _batch(client, inputs, args, options, reporter, interrupts):
+                reporter.item_done(item)
+                items.append(item)
+    finally:  # cancelled (a second Ctrl-C): those cancelled on the wire are said and counted
+        for item in interrupts.run.cancelled if interrupts.run is not None else ():
             reporter.item_done(item)
             items.append(item)
 
@@ -419,6 +432,9 @@ async def _say_why_stopped(run: BatchRun) -> None:
     left = sum([1 async for _ in run.remaining])
     if run.stopped is None:
         why, then = "interrupted", "run the same command again to go on"
+    elif isinstance(run.stopped, BudgetExhaustedError):
+        why = f"stopped, {_reason(run.stopped)}"
+        then = "to go on, raise --max-credits or run the same command again"
     else:
         why, then = f"stopped, {_reason(run.stopped)}", "once that is fixed, run it again"
     print(

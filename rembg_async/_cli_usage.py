@@ -12,10 +12,7 @@ from ._loops import run as run_loop
 
 def run_usage_command(args: argparse.Namespace) -> int:
     """``rembg-async usage``: the plan, credits, usage and (with --cycles) billing cycles."""
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
-
+    from ._cli_plain import has_rich, print_plain_usage
     from ._exceptions import RembgError
 
     with _server_for(args) as (base_url, api_key):
@@ -34,6 +31,13 @@ def run_usage_command(args: argparse.Namespace) -> int:
         except ValueError as error:  # a key that cannot be sent (a pasted line end)
             print(f"rembg-async usage: {error}", file=sys.stderr)
             return 2
+    if not has_rich():  # the base install: plain lines
+        print_plain_usage(usage, cycles)
+        return 0
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
     console = Console()
     console.print(f"membership: [bold]{escape(usage.membership)}[/bold]")  # the server's text
     console.print(f"credits: {usage.credits} included, {usage.prepaid_credits} prepaid")

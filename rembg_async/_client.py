@@ -8,7 +8,6 @@ import enum
 import functools
 import logging
 import os
-import time
 import warnings
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
 from pathlib import Path, PurePath, PurePosixPath
@@ -40,15 +39,16 @@ from ._exceptions import (
 from ._inputs import ImageInput, Source
 from ._limits import AdaptiveLimiter, Answer, Limiter, Outcome, RateLimitState, limited
 from ._options import Base64Options, ImageFileOptions, RemoveOptions, resolve_options
-from ._paths import check_output_name
+from ._paths import format_for_output
 from ._progress import DEFAULT_INTERVAL, ProgressCallback, ProgressTracker
+from ._request_log import logged_request
 from ._results import Base64Image, ImageBytes, ImageFile, discard_temporary
 from ._retry import RetryPolicy
 from ._storage._batches import manifest_place, output_tree
 from ._storage._sinks import put_result, remote_target
 from ._storage._sources import RemoteInputs, open_input
 from ._storage._stores import Stores
-from ._stream_output import StreamedImage, open_streamed
+from ._stream_output import StreamedImage, end_of_block, open_streamed
 from ._timeouts import Timeout, TimeoutLike, as_timeout
 from ._upload import CHUNK_BYTES, UploadBody, build_form
 from ._urls import checked_url, proxy_arguments
@@ -367,10 +367,12 @@ class AsyncRembg(AsyncClosing):
         when the call returns or fails. The result is a temporary `ImageFile` (``cleanup()`` it),
         the file at ``output_path``, with ``return_base64`` a `Base64Image`, or with
         ``return_bytes`` an `ImageBytes` (the image in memory: for small results).
-        Bad input raises `InvalidInputError` before anything is sent, and so does an
-        ``output_path`` whose extension names another format than the one asked for (an
-        ``OSError`` when it is a folder or its folder cannot be written). Each retry sends
-        the image afresh and restarts progress, its events carrying the new ``attempt``.
+        With no format given, ``output_path``'s extension chooses it (``cut.png``: PNG), as
+        Pillow's ``save()`` does. Bad input raises `InvalidInputError` before anything is
+        sent, and so does an ``output_path`` whose extension names another format than the
+        one given (an ``OSError`` when it is a folder or its folder cannot be written).
+        Each retry sends the image afresh and restarts progress, its events carrying the new
+        ``attempt``.
         ``extra_headers`` are sent with this call's request (after the client's own).
 
         ``input_image`` and ``output_path`` may also be URLs that fsspec knows (``s3://``,
@@ -388,7 +390,9 @@ class AsyncRembg(AsyncClosing):
         target = Path(output_path) if output_path is not None and remote is None else None
         if output_path is not None:
             named = PurePosixPath(remote.url) if remote is not None else Path(output_path)
-            check_output_name(named, remove_options.output_format)
+            chosen = format_for_output(named, remove_options.format)
+            if chosen != remove_options.format:
+                remove_options = attrs.evolve(remove_options, format=chosen)
         remote_inputs = RemoteInputs(stores=self._stores, options=storage_options)
         source = await open_input(remote_inputs, input_image, target, size)
         try:
@@ -444,18 +448,22 @@ class AsyncRembg(AsyncClosing):
         session = self._open()
         form = build_form(call.source, call.fields, CHUNK_BYTES)
         upload = self._tracker(call.on_upload, form.size, attempt, upload=True)
-        started = time.monotonic()
+        body = UploadBody(form, upload, _read_limit(call.timeout, session))
         async with limited(self._limiter) as outcome:
-            with _transport_errors(self._rmbg_url):
+            with (
+                logged_request("POST", self._rmbg_url, attempt, body=form.size) as line,
+                _transport_errors(self._rmbg_url),
+                body.aborted_on_failure(),
+            ):
                 async with session.post(
                     self._rmbg_url,
-                    data=UploadBody(form, upload, _read_limit(call.timeout, session)),
+                    data=body,
                     headers=call.headers,
                     allow_redirects=False,
                     **self._proxies[self._rmbg_url],
                     **_timeout_argument(call.timeout),
                 ) as response:
-                    _log_exchange(response, form.size, started, attempt)
+                    line.answered(response)
                     await self._raise_for_status(response, outcome)
                     total = body_length(response)
                     yield response, self._tracker(call.on_download, total, attempt, upload=False)
@@ -481,7 +489,9 @@ class AsyncRembg(AsyncClosing):
         Arguments as for `remove` (no base64, no ``output_path``; a remote URL is an input, with
         ``storage_options``). Failures are retried until the
         block is entered (its first bytes are read by then); a failure later is raised to it.
-        The connection is held until the block ends.
+        The connection is held until the block ends: read the image inside it (reading it
+        later raises `RuntimeError`; for a web framework's streaming response, see the
+        services guide).
         """
         remove_options, return_base64 = resolve_options(options, False)
         if return_base64:
@@ -504,7 +514,9 @@ class AsyncRembg(AsyncClosing):
             self._open()
             async with contextlib.AsyncExitStack() as held:
                 policy = retry or self._retry
-                yield await policy.run(lambda attempt: self._stream_once(call, attempt, held))
+                result = await policy.run(lambda attempt: self._stream_once(call, attempt, held))
+                held.callback(end_of_block, result)  # first of the exits: reading stops, clearly
+                yield result
         finally:
             source.close()
 
@@ -628,14 +640,14 @@ class AsyncRembg(AsyncClosing):
 
     async def _get_usage(self, params: dict[str, str]) -> dict[str, Any]:
         self._open()
-        return await self._retry.run(lambda attempt: self._get_usage_once(params))
+        return await self._retry.run(lambda attempt: self._get_usage_once(params, attempt))
 
-    async def _get_usage_once(self, params: dict[str, str]) -> dict[str, Any]:
+    async def _get_usage_once(self, params: dict[str, str], attempt: int) -> dict[str, Any]:
         session = self._open()
         url = self._usage_url
         # Usage answers come from the account host and cost no credit: /rmbg's limiter (its
         # rate, its slots, its credit budget) is not theirs.
-        with _transport_errors(url):
+        with logged_request("GET", url, attempt) as line, _transport_errors(url):
             async with session.get(
                 url,
                 params=params,
@@ -644,6 +656,7 @@ class AsyncRembg(AsyncClosing):
                 **self._proxies[url],
                 **_timeout_argument(self._timeout),
             ) as response:
+                line.answered(response)
                 await self._raise_for_status(response)
                 body = await read_whole(response, MAX_USAGE_BODY + 1)
         return usage_json(body, MAX_USAGE_BODY)
@@ -693,23 +706,6 @@ def _check_api_key(api_key: str | None, *, from_env: bool) -> None:
             )
 
 
-def _log_exchange(
-    response: aiohttp.ClientResponse, size: int | None, started: float, attempt: int
-) -> None:
-    """One DEBUG line per request, once its answer's head is in (never a header: the key)."""
-    if logger.isEnabledFor(logging.DEBUG):
-        logger.debug(
-            "%s %s: %s bytes sent, %d in %.3f s (attempt %d, request id %s)",
-            response.method,
-            response.url.host,
-            "unknown" if size is None else size,
-            response.status,
-            time.monotonic() - started,
-            attempt,
-            response.headers.get("x-request-id", "none"),
-        )
-
-
 def _request_headers(api_key: str | None) -> Mapping[str, str]:
     headers = {"User-Agent": f"rembg-async/{__version__}"}
     if api_key:
@@ -722,7 +718,8 @@ def _transport_errors(url: URL) -> Iterator[None]:
     """Map aiohttp's failures to ours; the one place where that happens."""
     try:
         yield
-    except (aiohttp.ClientError, TimeoutError) as error:
+    # asyncio.TimeoutError is TimeoutError from 3.11 on; on 3.10 it is a class of its own.
+    except (aiohttp.ClientError, TimeoutError, asyncio.TimeoutError) as error:
         if isinstance(error.__cause__, InvalidInputError):
             # The input, read while the body was sent, failed (aiohttp wraps what a body's
             # writer raises): the fault is the input's, and no retry would mend it.

@@ -12,6 +12,8 @@ import asyncio
 import email.utils
 import json
 import math
+import os
+import socket
 import time
 from collections.abc import Mapping, Sequence
 from typing import Final, Literal
@@ -309,7 +311,7 @@ def error_from_transport(error: BaseException, *, url: str) -> APIConnectionErro
         return APITimeoutError(
             f"{url} went silent for longer than the read timeout ({error})", timeout="read"
         )
-    if isinstance(error, asyncio.TimeoutError):
+    if isinstance(error, (TimeoutError, asyncio.TimeoutError)):  # two classes on 3.10
         return APITimeoutError(f"the attempt on {url} passed its deadline", timeout="attempt")
     if isinstance(error, aiohttp.ClientResponseError) and isinstance(
         error.__cause__, HttpProcessingError
@@ -317,4 +319,17 @@ def error_from_transport(error: BaseException, *, url: str) -> APIConnectionErro
         return _unparsable(error.__cause__, url)
     if isinstance(error, aiohttp.ClientPayloadError):
         return APIConnectionError(f"the answer from {url} was cut short: {error}")
+    if isinstance(error, aiohttp.ClientConnectorError) and not isinstance(
+        error, aiohttp.ClientSSLError
+    ):
+        # aiohttp's own text names its TLS setting ("ssl:default") even for a plain http://
+        # URL, and asyncio's says "Connect call failed": the system's reason says more.
+        return APIConnectionError(f"connection to {url} failed: {_refusal(error.os_error)}")
     return APIConnectionError(f"connection to {url} failed: {error}")
+
+
+def _refusal(error: OSError) -> str:
+    """Why a connection could not be made, in the system's words ("Connection refused")."""
+    if isinstance(error, socket.gaierror) or not error.errno or error.errno < 0:
+        return error.strerror or str(error) or type(error).__name__
+    return os.strerror(error.errno)

@@ -1,6 +1,6 @@
 """The CLI's event loop: uvloop when the ``speed`` extra installed it, asyncio's otherwise.
 
-uvloop runs the same code with less CPU per request (see the README's speed section); nothing
+uvloop runs the same code with less CPU per request (see docs/performance.md); nothing
 in the library depends on it. ``REMBG_ASYNC_LOOP=asyncio`` turns it off, to compare or to rule
 it out when something misbehaves.
 """

@@ -28,7 +28,9 @@ OutputFormat = Literal["png", "jpeg", "jpg", "webp", "bmp"]
 class RemoveOptions:
     """The options of a background removal; every one optional.
 
-    - ``format``: ``"webp"`` (default), ``"png"``, ``"jpeg"`` (or ``"jpg"``), ``"bmp"``.
+    - ``format``: ``"webp"``, ``"png"``, ``"jpeg"`` (or ``"jpg"``), ``"bmp"``; None (the
+      default) lets an ``output_path``'s extension choose, as Pillow's ``save()`` does, and
+      means ``"webp"`` (the API's default) otherwise.
     - ``w``, ``h``: target size in pixels (1 … 10,000); the aspect ratio is kept, fitting
       inside both when both are given, unless ``exact_resize``.
     - ``mask``: return only the alpha mask; not with ``bg_color``.
@@ -39,7 +41,7 @@ class RemoveOptions:
     them at once.
     """
 
-    format: OutputFormat = DEFAULT_FORMAT
+    format: OutputFormat | None = None
     w: int | None = None
     h: int | None = None
     exact_resize: bool = False
@@ -56,7 +58,7 @@ class RemoveOptions:
     def form_fields(self) -> dict[str, str]:
         """The form fields to send: only those that differ from the API's defaults."""
         fields: dict[str, str] = {}
-        output_format = parse_format(self.format)
+        output_format = self.output_format
         if output_format != DEFAULT_FORMAT:
             fields["format"] = output_format
         for name, value in (("w", self.w), ("h", self.h)):
@@ -77,15 +79,16 @@ class RemoveOptions:
 
     @property
     def output_format(self) -> str:
-        """The canonical output format (``jpg`` becomes ``jpeg``)."""
-        return parse_format(self.format)
+        """The canonical output format (``jpg`` becomes ``jpeg``; none given: the API's
+        default, ``webp``)."""
+        return DEFAULT_FORMAT if self.format is None else parse_format(self.format)
 
 
 def _problems(options: RemoveOptions) -> list[FieldProblem]:
     """Every problem, in the order the API lists its fields."""
     problems: list[FieldProblem] = []
     checks: list[Callable[[], object]] = [
-        lambda: parse_format(_text("format", options.format)),
+        lambda: _format(options.format),
         lambda: _dimension("w", options.w),
         lambda: _dimension("h", options.h),
         lambda: _boolean("exact_resize", options.exact_resize),
@@ -105,6 +108,11 @@ def _problems(options: RemoveOptions) -> list[FieldProblem]:
     if options.mask is True and color_is_valid:
         problems.append(FieldProblem("bg_color", MSG_MASK_WITH_BG_COLOR))
     return problems
+
+
+def _format(value: object) -> None:
+    if value is not None:
+        parse_format(_text("format", value))
 
 
 def _color(value: object) -> None:

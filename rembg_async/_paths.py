@@ -10,13 +10,15 @@ import unicodedata
 from pathlib import Path, PurePath
 from typing import Final
 
+from ._contract import parse_format
 from ._exceptions import InvalidInputError
+from ._options import OutputFormat
 
 _UNSAFE: Final = re.compile(r"[^\w.\- ]+")
 _SEPARATORS: Final = re.compile(r"[\\/]")
 MAX_STEM: Final = 200
 #: The output format each file extension names.
-FORMAT_OF_EXTENSION: Final = {
+FORMAT_OF_EXTENSION: Final[dict[str, OutputFormat]] = {
     ".png": "png",
     ".jpg": "jpeg",
     ".jpeg": "jpeg",
@@ -55,17 +57,26 @@ def mirrored_path(folder: Path, relative: PurePath, extension: str) -> Path:
     return folder.joinpath(*parts, safe_leaf(relative.name or "image", extension))
 
 
-def check_output_name(target: PurePath, output_format: str) -> None:
-    """Refuse, before anything is sent, a target whose extension names another format
-    (``x.png`` with WEBP bytes would lie)."""
+def format_for_output(target: PurePath, given: OutputFormat | None) -> OutputFormat | None:
+    """The format of a result saved as ``target``: the one given, else the one its extension
+    names (``cut.png``: PNG, as Pillow's ``save()`` decides), else None (the API's default).
+
+    A given format that the extension contradicts (``x.png`` with WEBP bytes would lie) is
+    refused with `InvalidInputError`, before anything is sent.
+    """
     named = FORMAT_OF_EXTENSION.get(target.suffix.lower())
-    if named is not None and named != output_format:
-        message = (
-            f"output_path {str(target)!r} names a {named.upper()} file but the format is "
-            f"{output_format.upper()}: pass format={named!r} or name the file "
-            f"{target.with_suffix('.' + output_format.replace('jpeg', 'jpg')).name!r}"
-        )
-        raise InvalidInputError(message, [("output_path", message)])
+    if given is None:
+        return named
+    canonical = parse_format(given)
+    if named is None or named == canonical:
+        return given
+    extension = "jpg" if canonical == "jpeg" else canonical
+    message = (
+        f"output_path {str(target)!r} names a {named.upper()} file but the format is "
+        f"{canonical.upper()}: pass format={named!r} (or no format), or name the file "
+        f"{target.with_suffix('.' + extension).name!r}"
+    )
+    raise InvalidInputError(message, [("output_path", message)])
 
 
 def check_output_place(target: Path) -> None:

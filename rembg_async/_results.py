@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import io
 import os
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import attrs
 
@@ -44,32 +45,37 @@ class ImageFile(AsyncClosing):
     _cleanup: _Cleanup = attrs.field(factory=_Cleanup, repr=False, eq=False)
 
     async def _close_on_exit(self) -> None:
-        await self.cleanup()
+        await run_to_completion(self._delete)
 
     async def cleanup(self) -> None:
         """Delete the file; nothing happens if it is already gone.
 
         Safe to cancel: the deletion completes even if the calling task is cancelled.
+        (A `SyncImageFile`, from the sync client, is cleaned up without ``await``.)
         """
-        self._cleanup.done = True
-        if self.url is not None:  # a remote object: never a local path to delete
-            return
-        with contextlib.suppress(FileNotFoundError):
-            await run_to_completion(os.unlink, self.output_image_path)
-
-    def _repr_png_(self) -> bytes | None:
-        """The PNG itself, for Jupyter (None for another format: see `_repr_mimebundle_`)."""
-        return self.output_image_path.read_bytes() if self.content_type == "image/png" else None
+        await run_to_completion(self._delete)
 
     def _repr_mimebundle_(self, **_: Any) -> dict[str, Any]:
-        """How Jupyter shows the image inline: the image itself, and an HTML ``<img>``."""
-        return notebook_bundle(self.content_type, self.output_image_path.read_bytes())
+        """How Jupyter shows the image inline (see `notebook_bundle`); a file that is gone
+        (cleaned up) or remote is described instead."""
+        if self.url is not None:
+            return {"text/plain": f"{self!r}: stored at {self.url}"}
+        try:
+            data = self.output_image_path.read_bytes()
+        except FileNotFoundError:
+            gone = "cleaned up" if self._cleanup.done else "the file no longer exists"
+            return {"text/plain": f"{self!r}: {gone}, nothing to show"}
+        return notebook_bundle(self.content_type, data)
 
     def close(self) -> None:
         """Delete the file now, without ``await`` (for the sync `Rembg`); safe to call twice.
 
         Like ``tempfile.NamedTemporaryFile``'s ``close()``, and what leaving ``with`` does.
         """
+        self._delete()
+
+    def _delete(self) -> None:
+        """The one deletion behind ``cleanup()``, ``close()`` and leaving ``with``."""
         self._cleanup.done = True
         if self.url is not None:  # a remote object: never a local path to delete
             return
@@ -93,6 +99,34 @@ class ImageFile(AsyncClosing):
 
 
 @attrs.frozen(kw_only=True)
+class SyncImageFile(ImageFile):
+    """The `ImageFile` of the sync client (`Rembg`, `rembg_sync`): ``cleanup()`` deletes it at
+    once, without ``await``, as rembg.js's does.
+
+    Everything else is an `ImageFile`'s (``close()``, ``with``, the ``ResourceWarning``). Code
+    written for the async client that awaits ``cleanup()`` cannot take one: give it the
+    ``close()`` both have.
+    """
+
+    # A plain method where ImageFile's is a coroutine: type checkers then accept
+    # ``result.cleanup()`` here and flag ``await result.cleanup()``, and the reverse there.
+    def cleanup(self) -> None:  # type: ignore[override]
+        """Delete the file now; nothing happens if it is already gone. Safe to call twice."""
+        self._delete()
+
+
+def handed_to_sync(image: ImageFile) -> SyncImageFile:
+    """``image`` as the sync client's result; the new object answers for the file (its
+    clean-up and its ``ResourceWarning``), the old one no longer does."""
+    if isinstance(image, SyncImageFile):
+        return image
+    fields = {str(a.alias): getattr(image, a.name) for a in attrs.fields(ImageFile)}
+    fields["cleanup"] = _Cleanup(done=image._cleanup.done)
+    image._cleanup.done = True
+    return SyncImageFile(**fields)
+
+
+@attrs.frozen(kw_only=True)
 class Base64Image:
     """An image as a ``data:`` URL (``base64_image``) whose MIME type is the real format's."""
 
@@ -102,27 +136,47 @@ class Base64Image:
     #: The server's id of the request (``x-request-id``), if it sent one.
     request_id: str | None = None
 
-    def _repr_png_(self) -> bytes | None:
-        """The PNG itself, for Jupyter (None for another format: see `_repr_mimebundle_`)."""
-        return self._bytes() if self.content_type == "image/png" else None
-
     def _repr_mimebundle_(self, **_: Any) -> dict[str, Any]:
-        """How Jupyter shows the image inline: the image itself, and an HTML ``<img>``."""
+        """How Jupyter shows the image inline (see `notebook_bundle`)."""
         return notebook_bundle(self.content_type, self._bytes())
 
     def _bytes(self) -> bytes:
         return base64.b64decode(self.base64_image.partition(",")[2])
 
 
+#: The image types every Jupyter front end shows (JupyterLab, Notebook, VS Code, nbviewer).
+_NOTEBOOK_IMAGES: Final = ("image/png", "image/jpeg")
+
+
 def notebook_bundle(content_type: str, data: bytes) -> dict[str, Any]:
-    """A Jupyter MIME bundle: PNG and JPEG as themselves (Jupyter's own image types), and for
-    every format an ``<img>`` with a ``data:`` URL, which is how WebP shows in a browser."""
-    bundle: dict[str, Any] = {
-        "text/html": f'<img src="data:{content_type};base64,{base64.b64encode(data).decode()}"/>'
-    }
-    if content_type in ("image/png", "image/jpeg"):
-        bundle[content_type] = data
-    return bundle
+    """A Jupyter MIME bundle with one image in it, so a notebook stores it once.
+
+    PNG and JPEG go as themselves. WebP and BMP, which not every front end shows, go as a PNG
+    made with Pillow (lossless, alpha kept; the result itself is untouched) when Pillow is
+    installed, else as an HTML ``<img>`` with a ``data:`` URL, which browsers show.
+    """
+    if content_type in _NOTEBOOK_IMAGES:
+        return {content_type: data}
+    png = _as_png(data)
+    if png is not None:
+        return {"image/png": png}
+    encoded = base64.b64encode(data).decode()
+    return {"text/html": f'<img src="data:{content_type};base64,{encoded}"/>'}
+
+
+def _as_png(data: bytes) -> bytes | None:
+    """``data`` re-encoded as PNG for display, or None without Pillow (or if it cannot)."""
+    try:
+        from PIL import Image
+    except ImportError:
+        return None
+    buffer = io.BytesIO()
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.save(buffer, "PNG")
+    except (OSError, ValueError):  # not an image Pillow reads: shown as HTML instead
+        return None
+    return buffer.getvalue()
 
 
 @attrs.frozen(kw_only=True)
@@ -137,12 +191,8 @@ class ImageBytes:
     #: The server's id of the request (``x-request-id``), if it sent one.
     request_id: str | None = None
 
-    def _repr_png_(self) -> bytes | None:
-        """The PNG itself, for Jupyter (None for another format: see `_repr_mimebundle_`)."""
-        return self.data if self.content_type == "image/png" else None
-
     def _repr_mimebundle_(self, **_: Any) -> dict[str, Any]:
-        """How Jupyter shows the image inline: the image itself, and an HTML ``<img>``."""
+        """How Jupyter shows the image inline (see `notebook_bundle`)."""
         return notebook_bundle(self.content_type, self.data)
 
 
@@ -152,6 +202,4 @@ def discard_temporary(result: ImageFile | Base64Image | ImageBytes | None) -> No
     A plain call, not an awaited one: it must complete even in a task being cancelled.
     """
     if isinstance(result, ImageFile) and result.temporary:
-        result._cleanup.done = True
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(result.output_image_path)
+        result._delete()

@@ -32,7 +32,9 @@ from ._exceptions import (
 
 T = TypeVar("T")
 
-logger = logging.getLogger("rembg_async")
+# A child of the package's logger, so that an application that reports each call's failure
+# itself (the CLI) can leave out the give-ups, which repeat it.
+logger = logging.getLogger("rembg_async.retry")
 
 RETRYABLE_STATUSES: Final = frozenset({408, 409, 429})
 

@@ -3,6 +3,10 @@
 Before anything is handed over, the first bytes are read (enough to tell the real type), so a
 failure up to then is retried as any other; after that, the caller holds bytes of this answer
 and a failure is raised to it.
+
+The answer's connection lives as long as the caller's ``async with`` block: reading after the
+block (a web framework's streaming response made inside it, sent after the handler returned)
+raises `MSG_BLOCK_ENDED`, which says what to do, rather than a bare "connection closed".
 """
 
 from __future__ import annotations
@@ -21,13 +25,22 @@ STREAM_CHUNK_BYTES = 64 * 1024
 
 ErrorMapper = Callable[[], contextlib.AbstractContextManager[None]]
 
+MSG_BLOCK_ENDED = (
+    "this streamed image was read after its 'async with client.stream(...)' block ended, which "
+    "closed its connection: read it inside the block. To send it as a web response that is "
+    "streamed after the handler returns (Starlette's or FastAPI's StreamingResponse), keep the "
+    "block open as long as the response: enter client.stream() in a FastAPI dependency with "
+    "'yield', or in the response's own async generator (see the services guide)"
+)
+
 
 class StreamedImage:
     """The cut-out of ``client.stream()``, received as it is read.
 
     ``content_type`` is the real type (from the bytes), ``size`` the body's length when the
     server says it (else None), ``request_id`` the server's id of the request (``x-request-id``)
-    if it sent one; ``iter_chunks()`` gives the bytes once, ``read()`` all of them.
+    if it sent one; ``iter_chunks()`` gives the bytes once, ``read()`` all of them, inside the
+    ``async with`` block (after it, they raise `RuntimeError`: the connection is gone).
     """
 
     def __init__(
@@ -45,26 +58,39 @@ class StreamedImage:
         self._tracker = tracker
         self._errors = errors
         self._started = False
+        self._ended = False  # its block has ended, and its connection with it
 
     def __repr__(self) -> str:
         return f"<StreamedImage content_type={self.content_type!r} size={self.size!r}>"
 
     async def iter_chunks(self, chunk_size: int = STREAM_CHUNK_BYTES) -> AsyncIterator[bytes]:
         """The image's bytes as they arrive, in chunks of at most ``chunk_size`` (once only)."""
+        if self._ended:
+            raise RuntimeError(MSG_BLOCK_ENDED)
         if self._started:
             raise RuntimeError("a streamed image can be read only once")
         self._started = True
         for start in range(0, len(self._head), chunk_size):
             yield self._head[start : start + chunk_size]
-        with self._errors():
-            async for chunk in self._response.content.iter_chunked(chunk_size):
-                await self._tracker.advance(len(chunk))
-                yield chunk
+        try:
+            with self._errors():
+                async for chunk in self._response.content.iter_chunked(chunk_size):
+                    await self._tracker.advance(len(chunk))
+                    yield chunk
+        except Exception as error:
+            if self._ended:  # the block ended while the caller was between two chunks
+                raise RuntimeError(MSG_BLOCK_ENDED) from error
+            raise
         await self._tracker.finish()
 
     async def read(self) -> bytes:
         """All the image's bytes (for small results: they are held in memory)."""
         return b"".join([chunk async for chunk in self.iter_chunks()])
+
+
+def end_of_block(image: StreamedImage) -> None:
+    """The caller's block has ended: its connection is being released, reading must stop."""
+    image._ended = True
 
 
 async def open_streamed(

@@ -14,16 +14,21 @@ import asyncio
 import concurrent.futures
 import os
 import threading
+import warnings
+import weakref
 from collections.abc import Coroutine, Iterable, Iterator, Mapping
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
-from ._batch_items import BatchItem
+from ._batch import BatchRun
+from ._batch_items import SyncBatchItem
 from ._client import AsyncRembg
 from ._inputs import ImageInput
-from ._options import RemoveOptions
+from ._options import Base64Options, ImageFileOptions, RemoveOptions
 from ._progress import ProgressCallback
-from ._results import Base64Image, ImageBytes, ImageFile
+from ._results import Base64Image, ImageBytes, ImageFile, SyncImageFile, handed_to_sync
+from ._retry import RetryPolicy
+from ._timeouts import Timeout, TimeoutLike
 from ._usage import BillingCycleSummary, MembershipUsage
 
 T = TypeVar("T")
@@ -32,18 +37,22 @@ T = TypeVar("T")
 class Rembg:
     """A sync client of the RemBG API: ``with Rembg() as client: client.remove(...)``.
 
-    The same arguments as `AsyncRembg` and the same methods, without ``await``; results are
-    the same objects (an `ImageFile`'s ``close()`` or ``with`` deletes it). One client may be
-    shared by many threads; ``close()`` it (or use ``with``) when done.
+    The same arguments as `AsyncRembg` and the same methods, without ``await``; a file
+    result is a `SyncImageFile`, deleted by a plain ``cleanup()`` (or ``close()``, or leaving
+    ``with``). One client may be shared by many threads; ``close()`` it (or use ``with``) when
+    done: that also stops the ``remove_many`` runs still open.
     """
 
     def __init__(self, api_key: str | None = None, **options: Any) -> None:
+        self._closed = True  # until the thread runs: what __del__ finds if this fails
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
-            target=self._loop.run_forever, name="rembg-async sync client", daemon=True
+            target=_serve, args=(self._loop,), name="rembg-async sync client", daemon=True
         )
         self._thread.start()
         self._closed = False
+        # remove_many's runs not yet finished: closing the client stops them first.
+        self._runs: weakref.WeakSet[BatchRun] = weakref.WeakSet()
         try:
             self._client: AsyncRembg = self._run(_make_client(api_key, options))
         except BaseException:  # bad arguments: no thread left behind
@@ -60,6 +69,92 @@ class Rembg:
             raise RuntimeError("this Rembg client is closed; make a new one")
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
 
+    # The result's type follows the options, as for AsyncRembg.remove, with SyncImageFile
+    # for ImageFile.
+    @overload
+    def remove(
+        self,
+        input_image: ImageInput,
+        options: RemoveOptions | ImageFileOptions | None = None,
+        *,
+        return_bytes: Literal[True],
+        on_upload_progress: ProgressCallback | None = None,
+        on_download_progress: ProgressCallback | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: TimeoutLike | None = None,
+        size: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        storage_options: Mapping[str, Any] | None = None,
+    ) -> ImageBytes: ...
+
+    @overload
+    def remove(
+        self,
+        input_image: ImageInput,
+        options: RemoveOptions | ImageFileOptions | None = None,
+        *,
+        return_base64: Literal[False] = False,
+        output_path: str | os.PathLike[str] | None = None,
+        on_upload_progress: ProgressCallback | None = None,
+        on_download_progress: ProgressCallback | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: TimeoutLike | None = None,
+        size: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        storage_options: Mapping[str, Any] | None = None,
+    ) -> SyncImageFile: ...
+
+    @overload
+    def remove(
+        self,
+        input_image: ImageInput,
+        options: Base64Options,
+        *,
+        return_base64: bool = False,
+        output_path: None = None,
+        on_upload_progress: ProgressCallback | None = None,
+        on_download_progress: ProgressCallback | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: Timeout | None = None,
+        size: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        storage_options: Mapping[str, Any] | None = None,
+    ) -> Base64Image: ...
+
+    @overload
+    def remove(
+        self,
+        input_image: ImageInput,
+        options: RemoveOptions | Mapping[str, Any] | None = None,
+        *,
+        return_base64: Literal[True],
+        output_path: None = None,
+        on_upload_progress: ProgressCallback | None = None,
+        on_download_progress: ProgressCallback | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: TimeoutLike | None = None,
+        size: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        storage_options: Mapping[str, Any] | None = None,
+    ) -> Base64Image: ...
+
+    @overload
+    def remove(
+        self,
+        input_image: ImageInput,
+        options: RemoveOptions | Mapping[str, Any] | None = None,
+        *,
+        return_base64: bool = False,
+        output_path: str | os.PathLike[str] | None = None,
+        on_upload_progress: ProgressCallback | None = None,
+        on_download_progress: ProgressCallback | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: TimeoutLike | None = None,
+        size: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        storage_options: Mapping[str, Any] | None = None,
+    ) -> SyncImageFile | Base64Image: ...
+
     def remove(
         self,
         input_image: ImageInput,
@@ -70,10 +165,10 @@ class Rembg:
         on_upload_progress: ProgressCallback | None = None,
         on_download_progress: ProgressCallback | None = None,
         **more: Any,
-    ) -> ImageFile | Base64Image | ImageBytes:
+    ) -> SyncImageFile | Base64Image | ImageBytes:
         """`AsyncRembg.remove`, waited for: the same arguments (``retry``, ``timeout``,
-        ``return_bytes``…)."""
-        return self._run(
+        ``return_bytes``…); a file result is a `SyncImageFile` (plain ``cleanup()``)."""
+        result = self._run(
             self._client.remove(
                 input_image,
                 options,
@@ -84,25 +179,28 @@ class Rembg:
                 **more,
             )
         )
+        return handed_to_sync(result) if isinstance(result, ImageFile) else result
 
     def remove_many(
         self,
         inputs: Iterable[Any],
         options: RemoveOptions | Mapping[str, Any] | None = None,
         **more: Any,
-    ) -> Iterator[BatchItem]:
-        """`AsyncRembg.remove_many` as a plain iterator of `BatchItem` (same arguments).
+    ) -> Iterator[SyncBatchItem]:
+        """`AsyncRembg.remove_many` as a plain iterator of `SyncBatchItem` (same arguments).
 
-        Stopping early (``break``, or closing the iterator) stops the run.
+        Stopping early (closing the iterator, or closing the client) stops the run.
         """
-        run = self._run(_start(self._client, inputs, options, more))
+        run: BatchRun = self._run(_start(self._client, inputs, options, more))
+        self._runs.add(run)
         try:
             while True:
                 try:
-                    yield self._run(run.__anext__())
+                    yield SyncBatchItem.of(self._run(run.__anext__()))
                 except StopAsyncIteration:
                     return
         finally:
+            self._runs.discard(run)
             if not self._closed:
                 self._run(run.aclose())
 
@@ -115,11 +213,12 @@ class Rembg:
         return self._run(self._client.billing_cycles())
 
     def close(self) -> None:
-        """Close the connections and stop the client's thread; safe to call twice."""
+        """Stop the ``remove_many`` runs still open, close the connections and stop the
+        client's thread; safe to call twice."""
         if self._closed:
             return
         try:
-            self._run(self._client.aclose())
+            self._run(_close(self._client, list(self._runs)))
         finally:
             self._stop()
 
@@ -127,7 +226,24 @@ class Rembg:
         self._closed = True
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()
-        self._loop.close()
+
+    def __del__(self) -> None:
+        if self._closed:
+            return
+        warnings.warn(
+            "Rembg was never closed: use 'with Rembg() as client:' or call client.close()",
+            ResourceWarning,
+            stacklevel=2,
+            source=self,
+        )
+        # Closed on its own loop, without waiting: the collector may run in any thread, that
+        # loop's own included, and the async client's connections belong to that loop.
+        self._closed = True
+        closing = _close(self._client, list(self._runs), then_stop=self._loop)
+        try:
+            asyncio.run_coroutine_threadsafe(closing, self._loop)
+        except RuntimeError:  # the loop is gone already (the interpreter is exiting)
+            closing.close()
 
     def __enter__(self) -> Rembg:
         return self
@@ -139,6 +255,32 @@ class Rembg:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _serve(loop: asyncio.AbstractEventLoop) -> None:
+    """The client's thread: its loop runs until stopped, then is closed here, where it ran."""
+    try:
+        loop.run_forever()
+    finally:
+        loop.close()
+
+
+async def _close(
+    client: AsyncRembg,
+    runs: list[BatchRun],
+    then_stop: asyncio.AbstractEventLoop | None = None,
+) -> None:
+    """Stop the open runs (their requests in flight are cancelled, their temporary files
+    deleted), then close the client; and stop the loop, when asked."""
+    try:
+        try:
+            for run in runs:
+                await run.aclose()
+        finally:  # a run that fails to close leaves no connection open
+            await client.aclose()
+    finally:
+        if then_stop is not None:
+            then_stop.stop()
 
 
 async def _make_client(api_key: str | None, options: dict[str, Any]) -> AsyncRembg:
@@ -157,6 +299,46 @@ async def _start(
     return client.remove_many(inputs, options, **more)
 
 
+# The result's type follows the options, as for rembg(), with SyncImageFile for ImageFile.
+@overload
+def rembg_sync(
+    *,
+    api_key: str | None = None,
+    input_image: ImageInput,
+    options: Base64Options,
+    on_upload_progress: ProgressCallback | None = None,
+    on_download_progress: ProgressCallback | None = None,
+    output_path: None = None,
+    base_url: str | None = None,
+) -> Base64Image: ...
+
+
+@overload
+def rembg_sync(
+    *,
+    api_key: str | None = None,
+    input_image: ImageInput,
+    options: RemoveOptions | ImageFileOptions | None = None,
+    on_upload_progress: ProgressCallback | None = None,
+    on_download_progress: ProgressCallback | None = None,
+    output_path: str | os.PathLike[str] | None = None,
+    base_url: str | None = None,
+) -> SyncImageFile: ...
+
+
+@overload
+def rembg_sync(
+    *,
+    api_key: str | None = None,
+    input_image: ImageInput,
+    options: Mapping[str, Any],
+    on_upload_progress: ProgressCallback | None = None,
+    on_download_progress: ProgressCallback | None = None,
+    output_path: str | os.PathLike[str] | None = None,
+    base_url: str | None = None,
+) -> SyncImageFile | Base64Image: ...
+
+
 def rembg_sync(
     *,
     api_key: str | None = None,
@@ -166,22 +348,30 @@ def rembg_sync(
     on_download_progress: ProgressCallback | None = None,
     output_path: str | os.PathLike[str] | None = None,
     base_url: str | None = None,
-) -> ImageFile | Base64Image:
+) -> SyncImageFile | Base64Image:
     """The sync twin of `rembg`: one background removed, with a client made and closed for it.
 
+    A file result is a `SyncImageFile`: ``result.cleanup()`` deletes it, without ``await``.
     (``rembg`` is the async one, after rembg.js; for many images keep one `Rembg` open.)
     """
     from ._api import rembg
 
-    coroutine = rembg(
-        api_key=api_key,
-        input_image=input_image,
-        options=options,
-        on_upload_progress=on_upload_progress,
-        on_download_progress=on_download_progress,
-        output_path=output_path,
-        base_url=base_url,
+    result = _run_alone(
+        rembg(
+            api_key=api_key,
+            input_image=input_image,
+            options=options,
+            on_upload_progress=on_upload_progress,
+            on_download_progress=on_download_progress,
+            output_path=output_path,
+            base_url=base_url,
+        )
     )
+    return handed_to_sync(result) if isinstance(result, ImageFile) else result
+
+
+def _run_alone(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run ``coroutine`` on a loop of its own: here, or in a thread if a loop runs here."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:  # a plain script or thread: run it here

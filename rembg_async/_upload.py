@@ -5,6 +5,10 @@ encoding) and upload progress has a ``total``: the bytes of the whole body on th
 
 aiohttp's ``sock_read`` timer starts only once the body is written, so a server that stops
 reading mid-upload would hold the request for ever; `_StallGuard` is the missing timer.
+
+However an attempt ends early (a deadline, a cancellation, an error), its connection is aborted,
+not closed: aiohttp closes a failed request's connection gracefully, and a graceful close waits
+until the server has read every queued byte, for ever when it has stopped reading.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, Final
 
 import aiohttp
@@ -254,9 +258,12 @@ class UploadBody(Payload):
         self._size = form.size
         self._tracker = tracker
         self._stall_timeout = stall_timeout
+        # Kept: aiohttp's writer forgets its transport once it closes the connection.
+        self._transport: asyncio.WriteTransport | None = None
 
     async def write(self, writer: AbstractStreamWriter) -> None:
         form: aiohttp.MultipartWriter = self._value
+        self._transport = writer.transport
         gathering = _GatheringWriter(writer, self._tracker, self._stall_timeout)
         try:
             await form.write(gathering)  # type: ignore[arg-type]
@@ -267,7 +274,25 @@ class UploadBody(Payload):
             failure.__cause__ = error  # the one place that maps errors looks at the cause
             abort_request(writer, failure)
             raise
+        except BaseException:  # cancelled (a deadline, the caller): the request is half-sent
+            self._abort()
+            raise
         await self._tracker.finish()
+
+    @contextlib.contextmanager
+    def aborted_on_failure(self) -> Iterator[None]:
+        """Around the request: if it fails, abort its connection where aiohttp is closing it
+        gracefully (a pooled connection is not closing, and is left alone)."""
+        try:
+            yield
+        except BaseException:
+            if self._transport is not None and self._transport.is_closing():
+                self._abort()
+            raise
+
+    def _abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()  # also on a closing transport: its queued bytes are dropped
 
     def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
         raise TypeError("an image upload is binary")

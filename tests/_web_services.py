@@ -59,7 +59,9 @@ def running(script: str, api_url: str, api_key: str, temp: Path) -> Iterator[Ser
     port = free_port()
     command = [sys.executable, str(EXAMPLES / script), "--port", str(port)]
     command += ["--base-url", api_url, "--api-key", api_key]
-    environment = {**os.environ, "TMPDIR": str(temp), "PYTHONPATH": str(EXAMPLES)}
+    # The examples' folder (they import each other), then this checkout's rembg_async.
+    path = os.pathsep.join([str(EXAMPLES), str(EXAMPLES.parent)])
+    environment = {**os.environ, "TMPDIR": str(temp), "PYTHONPATH": path}
     process = subprocess.Popen(command, cwd=EXAMPLES, env=environment)
     url = f"http://127.0.0.1:{port}/"
     try:

@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -287,10 +289,16 @@ def test_bars_say_processing_fit_80_columns_and_summary_tells_all(
     server.faults.push(Fault(latency=1.5))  # the server "thinks" before answering
     long_name = "a-photo-with-a-name-much-too-long-for-any-progress-bar-" + "x" * 40 + ".jpg"
     (tmp_path / long_name).write_bytes((IMAGES / "mug.jpg").read_bytes())
-    code, lines = screen_of(
-        "remove", str(tmp_path / long_name), "--base-url", server.url,
-        "--api-key", server.api_key, "-o", str(tmp_path / "out"),
-    )  # fmt: skip
+    # A short output folder, so that "outputs in FOLDER" fits 80 columns whatever the length of
+    # tmp_path (pytest-xdist's workers add a folder to it).
+    out = Path(tempfile.mkdtemp(prefix="rembg-out-"))
+    try:
+        code, lines = screen_of(
+            "remove", str(tmp_path / long_name), "--base-url", server.url,
+            "--api-key", server.api_key, "-o", str(out),
+        )  # fmt: skip
+    finally:
+        shutil.rmtree(out)
     assert code == 0, lines
     assert all(len(line) <= 80 for line in lines), [line for line in lines if len(line) > 80]
     processing = [line for line in lines if "processing" in line]
@@ -314,7 +322,7 @@ def test_bars_say_processing_fit_80_columns_and_summary_tells_all(
     assert cells[3].endswith(" s")
     assert cells[4].endswith("/s")
     assert cells[5] == "1"
-    assert any(line.startswith(f"outputs in {tmp_path / 'out'}") for line in lines)
+    assert any(line.startswith(f"outputs in {out}") for line in lines)
 
 
 def test_base64_lines_name_no_deleted_file(tmp_path: Path) -> None:

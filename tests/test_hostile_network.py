@@ -28,6 +28,7 @@ from rembg_async import (
     APIResponseError,
     APITimeoutError,
     AsyncRembg,
+    BadRequestError,
     InvalidInputError,
     RateLimitError,
     RetryPolicy,
@@ -194,6 +195,58 @@ async def test_upload_the_server_stops_reading_times_out_and_aborts(
         assert connections_to(server.port) == 0  # aborted at once, not at close
     assert caught.value.timeout == "read"
     assert "upload" in str(caught.value)
+
+
+def never_reading(accepted: asyncio.Event) -> RawHandler:
+    """A handler that accepts the connection, says so, and never reads a byte of it."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.set()
+        await asyncio.Event().wait()
+
+    return handler
+
+
+async def test_a_deadline_during_a_stalled_upload_leaves_no_socket(raw_server: StartRaw) -> None:
+    """``Timeout(attempt=...)`` ends a 20 MB upload the server stopped reading with
+    APITimeoutError, and the connection is aborted (not left for the server to drain)."""
+    server = await raw_server(never_reading(asyncio.Event()))
+    assert connections_to(server.port) == 0
+    async with hang_guard(20), client_of(server, timeout=Timeout(attempt=1)) as client:
+        with pytest.raises(APITimeoutError):
+            await client.remove(BIG_UPLOAD)
+    assert connections_to(server.port) == 0
+
+
+async def test_a_cancelled_stalled_upload_leaves_no_socket(raw_server: StartRaw) -> None:
+    """A call cancelled while its upload waits for a server that never reads leaves no socket."""
+    accepted = asyncio.Event()
+    server = await raw_server(never_reading(accepted))
+    async with hang_guard(20), client_of(server) as client:
+        call = asyncio.create_task(client.remove(BIG_UPLOAD))
+        await accepted.wait()
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+    assert connections_to(server.port) == 0
+
+
+async def test_an_early_refusal_of_a_stalled_upload_leaves_no_socket(raw_server: StartRaw) -> None:
+    """A server that answers 400 after the request's head, keeps the connection and reads none
+    of the 20 MB body: the call fails with the 400 and its connection is aborted."""
+    refusal = b'{"error": "refused"}'
+
+    async def refusing(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(head("400 Bad Request", len(refusal), "application/json", extra="") + refusal)
+        await writer.drain()
+        await asyncio.Event().wait()
+
+    server = await raw_server(refusing)
+    async with hang_guard(20), client_of(server) as client:
+        with pytest.raises(BadRequestError):
+            await client.remove(BIG_UPLOAD)
+    assert connections_to(server.port) == 0
 
 
 async def test_upload_stall_on_a_user_session_uses_its_read_timeout(raw_server: StartRaw) -> None:

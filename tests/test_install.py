@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import re
+import select
 import subprocess
 import sys
 import venv
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -90,6 +93,100 @@ def test_plain_install_cli_works_end_to_end(
     assert result.stdout.startswith("ok ")
     assert (out / "bottle.png").stat().st_size > 0
     assert "Traceback" not in result.stderr
+    assert "rembg-async[cli]" not in result.stderr  # piped: no bars to offer
+    assert "made 1, skipped 0, failed 0" in result.stderr  # the plain summary
+
+
+#: Prints the distributions installed in a venv, and those rembg-async needs (its requirements
+#: and theirs, markers evaluated), with pip's own copy of `packaging` (the venv has no other).
+CLOSURE = """
+import importlib.metadata as m, json, re
+from pip._vendor.packaging.requirements import Requirement
+key = lambda name: re.sub(r"[-_.]+", "-", name).lower()
+installed = {key(d.metadata["Name"]): d for d in m.distributions()}
+needed, todo, direct = set(), ["rembg-async"], None
+while todo:
+    name = todo.pop()
+    if name in needed:
+        continue
+    needed.add(name)
+    wanted = [Requirement(r) for r in installed[name].requires or ()]
+    wanted = [key(r.name) for r in wanted if not r.marker or r.marker.evaluate({"extra": ""})]
+    direct = sorted(wanted) if direct is None else direct
+    todo += wanted
+print(json.dumps([sorted(installed), sorted(needed), direct]))
+"""
+
+
+def test_wheel_ships_the_weights_and_no_other_top_level(wheel: Path) -> None:
+    """The wheel carries u2netp.onnx with its licence notice, and installs no top-level name
+    but ours (the old weights' wheel put a `rembg` package there, shadowing danielgatis's)."""
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "rembg_async/server/_weights/u2netp.onnx" in names
+    assert "rembg_async/server/_weights/NOTICE" in names
+    tops = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
+    assert tops == {"rembg_async", "pytest_rembg_async.py"}
+
+
+def test_plain_install_is_the_small_base(plain: Path) -> None:
+    """`pip install rembg-async` installs aiohttp, aiofiles, attrs and what they need, nothing
+    else: no rich (the cli extra), numpy, Pillow or onnxruntime."""
+    installed, needed, direct = json.loads(checked(plain / "python", "-c", CLOSURE))
+    assert direct == ["aiofiles", "aiohttp", "attrs"]
+    assert set(installed) - {"pip", "setuptools"} == set(needed)
+    assert not {"rich", "pygments", "markdown-it-py", "numpy", "pillow"} & set(installed)
+
+
+def run_in_terminal(*args: str | Path) -> tuple[int, str]:
+    """A command of a test venv with a pseudo-terminal as stdout and stderr: exit code, screen."""
+    leader, follower = pty.openpty()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("REMBG_")}
+    env.pop("PYTHONPATH", None)
+    command = [str(arg) for arg in args]
+    process = subprocess.Popen(command, stdout=follower, stderr=follower, env=env)
+    os.close(follower)
+    screen = b""
+    while select.select([leader], [], [], 120)[0]:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal closed with the process
+            break
+        if not chunk:
+            break
+        screen += chunk
+    os.close(leader)
+    return process.wait(timeout=60), screen.decode(errors="replace")
+
+
+def test_plain_install_cli_in_a_terminal(plain: Path, server: LocalServer, tmp_path: Path) -> None:
+    """On a terminal, the base install's CLI does the work in plain lines and says once how to
+    get the live bars (the cli extra)."""
+    out = tmp_path / "out"
+    code, screen = run_in_terminal(
+        plain / "rembg-async", "remove", IMAGE, ROOT / "examples" / "images" / "mug.jpg",
+        "-o", out, "--format", "png", "--api-key", TEST_API_KEY, "--base-url", server.url,
+    )  # fmt: skip
+    assert code == 0, screen
+    assert screen.count("pip install 'rembg-async[cli]'") == 1, screen
+    assert screen.count("ok ") == 2, screen
+    assert "made 2, skipped 0, failed 0" in screen, screen
+    assert "Traceback" not in screen
+    assert (out / "bottle.png").stat().st_size > 0
+    assert (out / "mug.png").stat().st_size > 0
+
+
+def test_plain_install_usage_in_plain_lines(plain: Path, server: LocalServer) -> None:
+    """`rembg-async usage` on the base install prints the plan and credits as plain lines."""
+    result = sh(
+        plain / "rembg-async", "usage", "--cycles",
+        "--api-key", TEST_API_KEY, "--base-url", server.url,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("membership: ")
+    assert lines[1].startswith("credits: ")
+    assert "billing cycles (start, end, api, app):" in lines
+    assert "Traceback" not in result.stderr
 
 
 def test_plain_install_imports_cheaply_and_names_the_server_extra(plain: Path) -> None:
@@ -113,6 +210,8 @@ def test_server_extra_runs_the_local_cli(server_extra: Path, tmp_path: Path) -> 
     )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "bottle.png").stat().st_size > 0
+    # No onnxruntime (the model extra): the first line says the threshold runs, and why.
+    assert result.stderr.startswith("rembg-async --local: engine: classic"), result.stderr
 
 
 def test_installed_pytest_plugin_serves_a_users_test(server_extra: Path, tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator
 
 import pytest
@@ -10,6 +11,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from rembg_async import APIConnectionError, AsyncRembg, BadRequestError, RetryPolicy
+from rembg_async.pytest_plugin import TEST_API_KEY
+from rembg_async.server import LocalServer
 from tests.conftest import CaptureServer, make_image
 
 PNG = make_image((64, 48), "PNG")
@@ -36,20 +39,49 @@ async def test_extra_headers_per_client_and_per_call(capture_server: CaptureServ
 
 
 async def test_debug_line_per_request_without_the_key(
-    capture_server: CaptureServer, caplog: pytest.LogCaptureFixture
+    rembg_server: LocalServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Each request logs method, host, size, status, duration and attempt at DEBUG; no key."""
+    """A remove call, a stream and a usage call each log one DEBUG line with the method, host,
+    path, status, duration and attempt; the key appears in none."""
     caplog.set_level(logging.DEBUG, logger="rembg_async")
-    async with AsyncRembg(KEY, base_url=capture_server.url) as client:
+    async with AsyncRembg(TEST_API_KEY, base_url=rembg_server.url) as client:
         await client.remove(PNG, return_base64=True)
         async with client.stream(PNG) as result:
             await result.read()
+        await client.membership_usage()
     lines = [r.getMessage() for r in caplog.records if r.name.startswith("rembg_async")]
-    requests = [line for line in lines if line.startswith("POST 127.0.0.1")]
-    assert len(requests) == 2
-    assert all(" 200 in " in line and "(attempt 1" in line for line in requests)
-    assert all("bytes sent" in line for line in requests)
-    assert not any(KEY in line for line in lines)
+    host = rembg_server.url.removeprefix("http://")
+    line = re.compile(
+        rf"^(?P<method>POST|GET) http://{re.escape(host)}(?P<path>/\S*) (?P<status>\d{{3}}) "
+        r"in (?P<seconds>\d+\.\d{3}) s \(attempt (?P<attempt>\d+)"
+    )
+    found = [match.groupdict() for text in lines if (match := line.match(text))]
+    assert [(f["method"], f["path"], f["status"], f["attempt"]) for f in found] == [
+        ("POST", "/rmbg", "200", "1"),
+        ("POST", "/rmbg", "200", "1"),
+        ("GET", "/api/membership-usage", "200", "1"),
+    ]
+    assert all(float(f["seconds"]) < 60 for f in found)
+    posts = [text for text in lines if text.startswith("POST")]
+    assert all(re.search(r"attempt 1, a body of \d+ bytes, request id ", text) for text in posts)
+    assert not [text for text in lines if TEST_API_KEY in text]
+
+
+async def test_a_request_without_an_answer_is_logged_too(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A request that gets no answer logs how it failed, per attempt, without the key."""
+    caplog.set_level(logging.DEBUG, logger="rembg_async")
+    retry = RetryPolicy(max_retries=1, wait=False)
+    async with AsyncRembg(KEY, base_url="http://127.0.0.1:9", retry=retry) as client:
+        with pytest.raises(APIConnectionError):
+            await client.membership_usage()
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
+    assert [text.split(" in ")[0] for text in lines] == [
+        "GET http://127.0.0.1:9/api/membership-usage failed (APIConnectionError)"
+    ] * 2
+    assert ["attempt 1" in lines[0], "attempt 2" in lines[1]] == [True, True]
+    assert not [text for text in lines if KEY in text]
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ DOCUMENTED = {
     "failed_inputs", "rembg", "rich_progress", "tqdm_progress",
     "BudgetExhaustedError", "CreditBudget", "LocalCreditBudget",
     "AdaptiveLimiter", "Limiter", "RateLimitState",
-    "StreamedImage", "Rembg", "rembg_sync", "ImageBytes",
+    "StreamedImage", "Rembg", "rembg_sync", "ImageBytes", "SyncBatchItem", "SyncImageFile",
 }  # fmt: skip
 
 

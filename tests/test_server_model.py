@@ -22,9 +22,7 @@ from rembg_async.pytest_plugin import TEST_API_KEY
 from rembg_async.server import Account, LocalServer, RateLimits, ServerConfig
 from rembg_async.server._u2net import U2Net, model_installed
 
-pytestmark = pytest.mark.skipif(
-    not model_installed(), reason="needs the model extra (its wheel declares Python < 3.13)"
-)
+pytestmark = pytest.mark.skipif(not model_installed(), reason="needs the model extra (onnxruntime)")
 
 PHOTOS = Path(__file__).parent.parent / "examples" / "images" / "photos"
 Box = tuple[float, float, float, float]  # left, top, right, bottom, as fractions of the size

@@ -23,9 +23,7 @@ from test_server_faults import fault
 from rembg_async.server import LocalServer, ServerConfig
 from rembg_async.server._u2net import U2Net, model_installed
 
-pytestmark = pytest.mark.skipif(
-    not model_installed(), reason="needs the model extra (its wheel declares Python < 3.13)"
-)
+pytestmark = pytest.mark.skipif(not model_installed(), reason="needs the model extra (onnxruntime)")
 
 _SKIP = {
     # Its 64×48 synthetic image gives the model's cut-out a body under one 1000-byte chunk, so

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -20,9 +21,7 @@ from rembg_async.pytest_plugin import TEST_API_KEY
 from rembg_async.server import LocalServer, ModelError, ServerConfig, _matting, _u2net
 from rembg_async.server._u2net import model_installed
 
-pytestmark = pytest.mark.skipif(
-    not model_installed(), reason="needs the model extra (its wheel declares Python < 3.13)"
-)
+pytestmark = pytest.mark.skipif(not model_installed(), reason="needs the model extra (onnxruntime)")
 
 
 def serve(*args: str) -> subprocess.CompletedProcess[str]:
@@ -79,12 +78,23 @@ def test_auto_falls_back_to_classic_without_the_extra(monkeypatch: pytest.Monkey
     assert _matting.engine_name(_matting.load_matting("auto")) == "classic"
 
 
-def test_weights_are_read_as_a_data_file_not_imported() -> None:
-    """The bundled weights are found through the distribution's files; its package is not run."""
+def test_weights_are_our_package_data_unchanged() -> None:
+    """The bundled weights are a data file of rembg_async itself, the published u2netp.onnx
+    byte for byte (the hashes its NOTICE gives), with that notice beside them."""
     path = _u2net.bundled_model()
     assert path is not None
-    assert path.name == "u2netp.onnx"
-    assert path.stat().st_size > 4_000_000
+    assert path.parent == Path(_u2net.__file__).parent / "_weights"
+    data = path.read_bytes()
+    assert hashlib.md5(data).hexdigest() == "8e83ca70e441ab06c318d82300c84806"
+    sha256 = hashlib.sha256(data).hexdigest()
+    notice = (path.parent / "NOTICE").read_text()
+    assert sha256 in notice
+    assert "Apache License" in notice
+    assert "Version 2.0" in notice
+
+
+def test_weights_load_without_any_rembg_package() -> None:
+    """Loading the bundled model imports no `rembg` package (none is needed, none is shadowed)."""
     code = "import rembg_async.server._u2net as u; u.load_u2net(None); import sys;"
     code += "print('rembg' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -51,6 +51,29 @@ async def test_stream_reads_only_once(unlimited_server: LocalServer) -> None:
             await result.read()
 
 
+async def test_reading_after_the_block_says_why_and_what_to_do(
+    unlimited_server: LocalServer,
+) -> None:
+    """Iterating a streamed image after its block ended (a StreamingResponse made inside it)
+    raises a RuntimeError naming the cause and the fix, not 32 bytes and "Connection closed";
+    so does going on with an iteration begun inside the block."""
+    client = AsyncRembg(unlimited_server.api_key, base_url=unlimited_server.url)
+    async with client:
+        async with client.stream(ANSWER) as result:
+            chunks = result.iter_chunks()  # what StreamingResponse(result.iter_chunks()) holds
+        with pytest.raises(RuntimeError, match=r"block ended.*dependency with 'yield'") as caught:
+            await anext(chunks)
+        assert "services guide" in str(caught.value)
+        with pytest.raises(RuntimeError, match="block ended"):
+            await result.read()
+        async with client.stream(ANSWER) as begun:
+            partial = begun.iter_chunks(16)
+            assert len(await anext(partial)) == 16
+        with pytest.raises(RuntimeError, match="block ended"):
+            async for _ in partial:
+                pass
+
+
 class Flaky:
     """A server whose first answers fail in a chosen way, the next ones succeed."""
 

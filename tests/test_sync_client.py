@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +15,7 @@ from rembg_async import AsyncRembg, ImageFile, ProgressEvent, Rembg, rembg_sync
 from tests.conftest import LocalServer, make_image
 
 PNG = make_image((64, 48), "PNG")
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_sync_remove_in_a_script(unlimited_server: LocalServer) -> None:
@@ -94,3 +99,56 @@ def test_async_client_on_a_second_loop_says_what_to_do(unlimited_server: LocalSe
         first.run_until_complete(client.aclose())  # on its own loop, closing works
     finally:
         first.close()
+
+
+def _script(
+    server: LocalServer, tmp_path: Path, mode: str, *options: str
+) -> subprocess.CompletedProcess[str]:
+    """Run tests/_sync_script.py MODE in a fresh interpreter whose TMPDIR is its own."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    paths = [os.environ.get("PYTHONPATH", ""), str(ROOT), str(ROOT / "tests")]
+    environment = {**os.environ, "TMPDIR": str(temp), "PYTHONPATH": os.pathsep.join(paths)}
+    command = [sys.executable, *options, str(ROOT / "tests" / "_sync_script.py")]
+    return subprocess.run(
+        [*command, mode, server.url, server.api_key],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_sync_results_clean_up_without_await(unlimited_server: LocalServer, tmp_path: Path) -> None:
+    """A plain result.cleanup() of Rembg, rembg_sync and batch results deletes each temp file."""
+    done = _script(unlimited_server, tmp_path, "cleanup", "-W", "error::RuntimeWarning")
+    assert (done.returncode, done.stdout.strip()) == (0, "done"), done.stderr
+    assert "never awaited" not in done.stderr
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_leaving_the_client_closes_an_open_batch(
+    unlimited_server: LocalServer, tmp_path: Path
+) -> None:
+    """Leaving `with Rembg()` inside a remove_many loop stops the run: no task left pending,
+    and the files of items never received are deleted."""
+    done = _script(unlimited_server, tmp_path, "open-batch", "-W", "error")
+    assert (done.returncode, done.stdout.strip()) == (0, "done"), done.stderr
+    assert done.stderr == ""
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_unclosed_sync_client_warns_with_sync_advice(
+    unlimited_server: LocalServer, tmp_path: Path
+) -> None:
+    """A Rembg never closed warns once with the sync advice, then closes on its own thread:
+    no async advice, no unclosed session, no 'Non-thread-safe operation' error."""
+    done = _script(unlimited_server, tmp_path, "unclosed", "-X", "dev", "-W", "always")
+    assert (done.returncode, done.stdout.strip()) == (0, "done"), done.stderr
+    lines = done.stderr.splitlines()
+    warnings = [line for line in lines if "Warning:" in line and "tracemalloc" not in line]
+    assert len(warnings) == 1, done.stderr
+    assert "ResourceWarning: Rembg was never closed: use 'with Rembg() as client:'" in warnings[0]
+    for wrong in ("async with", "Non-thread-safe", "Unclosed", "Exception ignored"):
+        assert wrong not in done.stderr

@@ -19,6 +19,8 @@ PNG = make_image((40, 30), "PNG")
 class Recorder:
     """A stream writer that keeps what it is given, one entry per write."""
 
+    transport = None  # aiohttp's writers have one; None: no connection to abort
+
     def __init__(self) -> None:
         self.writes: list[bytes] = []
 

@@ -9,9 +9,10 @@ from collections.abc import Iterator
 
 import aiohttp
 import pytest
-from _web_services import SERVICES, Service, running
+from _web_services import EXAMPLES, SERVICES, Service, running
 from PIL import Image
 
+from rembg_async import AsyncRembg
 from rembg_async.pytest_plugin import TEST_API_KEY
 from rembg_async.server import LocalServer
 
@@ -75,6 +76,28 @@ async def test_a_refused_image_is_answered_with_the_api_message(service: Service
     ):
         assert response.status == 400
         assert "valid image" in (await response.json())["error"]
+
+
+async def test_a_form_upload_gets_the_whole_cut_out(
+    service: Service, unlimited_server: LocalServer
+) -> None:
+    """POST /cut-out with a form's file (FastAPI: UploadFile in, StreamingResponse out, under
+    uvicorn) answers the whole image the API makes of it, not its first bytes."""
+    image = (EXAMPLES / "images" / "mug.jpg").read_bytes()
+    async with AsyncRembg(TEST_API_KEY, base_url=unlimited_server.url) as client:
+        expected = (await client.remove(image, {"format": "png"}, return_bytes=True)).data
+    form = aiohttp.FormData()
+    form.add_field("image", image, filename="mug.jpg", content_type="image/jpeg")
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{service.url}cut-out", data=form) as response,
+    ):
+        assert response.status == 200, await response.text()
+        assert response.content_type == "image/png"
+        received = await response.read()
+    assert len(received) == len(expected) > 1000
+    assert received == expected
+    assert Image.open(io.BytesIO(received)).size == Image.open(io.BytesIO(image)).size
 
 
 def test_the_page_is_served(service: Service) -> None:

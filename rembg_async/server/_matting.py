@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageFilter
 
-from ._u2net import ModelError, load_u2net, model_installed
+from ._u2net import ModelError, load_u2net, model_installed, model_unavailable
 
 #: An engine: an RGB image's mask (mode ``L``, its size), 255 where the subject is opaque.
 Matting = Callable[[Image.Image], Image.Image]
@@ -46,6 +46,23 @@ def load_matting(engine: str, model: Path | None = None, *, threads: int = 1) ->
     if engine == "auto" and model is None and not model_installed():
         return classic
     return load_u2net(model, threads=threads)
+
+
+def fallback_notice(engine: str, model: Path | None = None) -> str | None:
+    """What ``auto`` runs instead of the model and why, when it cannot run the model; else None.
+
+    The command line prints it first: without it, a photo cut by the threshold looks like a
+    model's failure (the subject erased) with no word as to why.
+    """
+    if engine != "auto" or model is not None:
+        return None
+    reason = model_unavailable()
+    if reason is None:
+        return None
+    return (
+        "engine: classic (a colour threshold: fine on plain backgrounds, poor on photos), "
+        f"not the U²-Net model: {reason}"
+    )
 
 
 def engine_name(matting: Matting) -> str:

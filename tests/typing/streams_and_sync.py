@@ -9,13 +9,13 @@ from collections.abc import AsyncIterator, Iterator
 
 from rembg_async import (
     AsyncRembg,
-    Base64Image,
     BatchItem,
     ImageBytes,
     ImageFile,
     MembershipUsage,
     Rembg,
     StreamedImage,
+    SyncImageFile,
     rembg_sync,
 )
 
@@ -45,10 +45,10 @@ async def forward(client: AsyncRembg) -> AsyncIterator[bytes]:
 def script() -> None:
     """The sync client."""
     with Rembg(base_url="http://127.0.0.1:7000") as client:
-        result: ImageFile | Base64Image | ImageBytes = client.remove("cat.jpg")
-        if isinstance(result, ImageFile):
-            with result:
-                print(result.output_image_path)
+        result: SyncImageFile = client.remove("cat.jpg")
+        with result:
+            print(result.output_image_path)
+        result.cleanup()  # no await: the sync client's files are deleted at once
         items: Iterator[BatchItem] = client.remove_many(["a.png"], concurrency=2)
         print(list(items))
         usage: MembershipUsage = client.membership_usage()

@@ -18,10 +18,15 @@ from rembg_async import (
     AsyncRembg,
     Base64Image,
     BatchProgress,
+    ImageBytes,
     ImageFile,
     ProgressEvent,
+    Rembg,
     RemoveOptions,
+    SyncBatchItem,
+    SyncImageFile,
     rembg,
+    rembg_sync,
     rich_progress,
     tqdm_progress,
 )
@@ -72,10 +77,10 @@ def callbacks_may_return_anything(client: AsyncRembg, bar: tqdm[Any]) -> None:
 
 
 def format_is_a_literal() -> None:
-    """The format field reads back as the literal type."""
+    """The format field reads back as the literal type (None: not given)."""
     options = RemoveOptions(format="jpg")
     fmt = options.format
-    assert_type(fmt, Literal["png", "jpeg", "jpg", "webp", "bmp"])
+    assert_type(fmt, Literal["png", "jpeg", "jpg", "webp", "bmp"] | None)
 
 
 def adapters_are_typed(progress: Progress, bar: tqdm[Any], event: ProgressEvent) -> None:
@@ -85,3 +90,38 @@ def adapters_are_typed(progress: Progress, bar: tqdm[Any], event: ProgressEvent)
     tqdm_progress(bar)(event)
     rich_progress(progress, "cat.jpg")  # type: ignore[misc]  # pyright: ignore[reportArgumentType]
     tqdm_progress(object())  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+
+
+def sync_results_clean_up_without_await(client: Rembg, dynamic: dict[str, Any]) -> None:
+    """The sync client's files: SyncImageFile, whose cleanup() is a plain call."""
+    result = client.remove("cat.jpg")
+    assert_type(result, SyncImageFile)
+    result.cleanup()
+    assert_type(client.remove("cat.jpg", output_path="cut.png"), SyncImageFile)
+    assert_type(client.remove("cat.jpg", return_base64=True), Base64Image)
+    assert_type(client.remove("cat.jpg", {"returnBase64": True}), Base64Image)
+    assert_type(client.remove("cat.jpg", return_bytes=True), ImageBytes)
+    assert_type(client.remove("cat.jpg", dynamic), SyncImageFile | Base64Image)
+    one = rembg_sync(input_image="cat.jpg")
+    assert_type(one, SyncImageFile)
+    one.cleanup()
+    assert_type(rembg_sync(input_image="cat.jpg", options={"returnBase64": True}), Base64Image)
+    for item in client.remove_many(["a.jpg"]):
+        assert_type(item, SyncBatchItem)
+        if isinstance(item.result, SyncImageFile):
+            item.result.cleanup()
+    kept: ImageFile = client.remove("cat.jpg")  # still an ImageFile: close(), with, paths
+    kept.close()
+
+
+async def sync_results_are_not_awaited(client: Rembg) -> None:
+    """Awaiting a sync result's cleanup() is flagged: it returns None, there is nothing to wait."""
+    result = client.remove("cat.jpg")
+    await result.cleanup()  # type: ignore[func-returns-value,misc]  # pyright: ignore[reportGeneralTypeIssues]
+
+
+async def async_results_are_awaited(client: AsyncRembg) -> None:
+    """The async client's cleanup() without await is flagged: the file would stay."""
+    result = await client.remove("cat.jpg")
+    result.cleanup()  # type: ignore[unused-coroutine]  # pyright: ignore[reportUnusedCoroutine]
+    await result.cleanup()
