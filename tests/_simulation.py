@@ -84,6 +84,12 @@ class Tally:
         """Successes per second in ``[start, end)``."""
         return sum(1 for moment in self.successes if start <= moment < end) / (end - start)
 
+    def reached(self, rate: float, start: float, within: float) -> bool:
+        """Whether successes over some 2 s ending in ``(start, start + within]`` came at
+        ``rate`` a second or more (as ``benchmarks/rate_limited.py`` measures a recovery)."""
+        ends = (start + tick / 10 for tick in range(1, round(within * 10) + 1))
+        return any(self.rate_between(end - 2, end) >= rate for end in ends)
+
     @property
     def refused_share(self) -> float:
         """The share of answers that were 429s."""

@@ -10,6 +10,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -24,9 +25,10 @@ from rembg_async import (
     BudgetExhaustedError,
     RateLimitError,
 )
-from rembg_async._limits import Answer
+from rembg_async._fleet._script import FleetScript, Go, Settings, key_tag
+from rembg_async._limits import Answer, RateController
 from rembg_async.redis import BudgetUnavailableError, RedisLimiter
-from rembg_async.server import Account, LocalServer, RateLimits, ServerConfig
+from rembg_async.server import Account, Fault, FaultInjector, LocalServer, RateLimits, ServerConfig
 from tests._valkey import Valkey, start_valkey
 
 ROOT = Path(__file__).parent.parent
@@ -123,22 +125,25 @@ async def test_processes_share_one_rate_with_starts_spaced_on_redis_clock(
 async def test_each_request_is_one_reservation_and_one_settlement(
     limiter: RedisLimiter, valkey: Valkey
 ) -> None:
-    """No polling: 20 requests make 40 script calls (reserve, settle), however they wait."""
+    """No polling: 20 requests make 59 script calls, however long they wait: each reserves
+    and settles, and the 19 that sleep until their start confirm it once."""
     client = redis.asyncio.Redis.from_url(valkey.url)
     try:
         before = await script_calls(client)
         permits = await asyncio.gather(*(limiter.acquire() for _ in range(20)))
         for permit in permits:
             await limiter.release(permit, Answer(status=200))
-        assert await script_calls(client) - before == 40
+        assert await script_calls(client) - before == 59
     finally:
         await client.aclose()
 
 
 async def script_calls(client: redis.asyncio.Redis) -> int:
-    """EVAL and EVALSHA calls the server has run."""
+    """EVAL and EVALSHA calls the server has run (not those refused with NOSCRIPT, which
+    redis-py repeats once it has loaded the script)."""
     stats = await client.info("commandstats")
-    return sum(stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in ("eval", "evalsha"))
+    counts = [stats.get(f"cmdstat_{name}", {}) for name in ("eval", "evalsha")]
+    return sum(count.get("calls", 0) - count.get("failed_calls", 0) for count in counts)
 
 
 async def test_a_fleet_of_processes_learns_the_limit_and_fails_nothing(
@@ -177,6 +182,111 @@ async def test_a_hold_off_found_by_one_member_holds_every_member(
         starts = sorted([(await sleeper).started_at for sleeper in sleepers])
     assert starts[0] >= hold
     assert min(later - earlier for earlier, later in itertools.pairwise(starts)) >= 0.25 - 1e-6
+
+
+async def test_a_member_that_never_hears_of_a_hold_finds_it_at_its_start(
+    valkey: Valkey, namespace: str
+) -> None:
+    """A hold written in Redis while a member sleeps until its reserved start, with no news of
+    it (as when pub/sub lags or loses it): the member asks at its start, and starts after."""
+    client = redis.asyncio.Redis.from_url(valkey.url)
+    state = f"{key_tag(None, namespace)}:state"
+    try:
+        async with RedisLimiter.from_url(
+            valkey.url, namespace=namespace, requests_per_second=2
+        ) as limiter:
+            first = await limiter.acquire()
+            second = asyncio.ensure_future(limiter.acquire())  # reserves a start 0.5 s ahead
+
+            async def reserved() -> None:
+                while int(await client.hget(state, "tat") or 0) < (first.started_at + 1) * 1e6:
+                    await asyncio.sleep(0.005)
+
+            await asyncio.wait_for(reserved(), 5)
+            seconds, micros = await client.time()
+            held_until = seconds + micros / 1e6 + 1.0
+            await client.hset(state, "hold", str(round(held_until * 1e6)))  # no news sent
+            permit = await second
+            await limiter.release(first, Answer(status=200))
+            await limiter.release(permit, Answer(status=200))
+    finally:
+        await client.aclose()
+    assert permit.started_at >= held_until
+
+
+class TwoThrottles(FaultInjector):
+    """The test's two 429s: the 30th request gets ``Retry-After: 1`` (the fleet's first cut),
+    the first one 1.5 s later ``Retry-After: 2``; notes when each was chosen (wall clock)."""
+
+    def __init__(self) -> None:
+        super().__init__(enabled=True)
+        self.arrivals = 0
+        self.refused: list[float] = []
+
+    def choose(self, header: str | None) -> Fault | None:
+        """A 429 for the two chosen requests, nothing for the others."""
+        now = time.time()
+        self.arrivals += 1
+        if self.arrivals == 30 or (len(self.refused) == 1 and now >= self.refused[0] + 1.5):
+            self.refused.append(now)
+            return Fault(status=429, retry_after=str(len(self.refused)))
+        return None
+
+
+async def test_no_member_starts_inside_a_hold_written_before_its_permit(
+    valkey: Valkey, namespace: str
+) -> None:
+    """Four processes learning the rate together, four requests at a time each: after a first
+    cut, a 429 with Retry-After: 2 to one of them holds them all. Redis holds the fleet for 2 s
+    from when that member settled it, and every request any member started inside those 2 s
+    had its permit granted before the hold was written (none was granted inside it)."""
+    faults = TwoThrottles()
+    limits = RateLimits(short_term_requests=1000, daily_anonymous=0)
+    config = ServerConfig(accounts=[Account(api_key=KEY)], rate_limits=limits, faults=True)
+    member = [sys.executable, str(ROOT / "tests" / "_fleet_member.py"), "--requests"]
+    with LocalServer(config) as server:
+        server.call(lambda: setattr(server.state, "faults", faults))
+        command = [*member, valkey.url, namespace, server.url, KEY, "6"]
+        processes = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(4)]
+        logs = [json.loads(process.communicate(timeout=60)[0]) for process in processes]
+    assert len(faults.refused) == 2
+    held_until = await read_field(valkey, namespace, "hold")
+    assert held_until >= faults.refused[1] + 2  # the hold is the 2 s one, written after the 429
+    written = held_until - 2
+    starts = [(granted, started) for log in logs for granted, started in log]
+    inside = [granted for granted, started in starts if written <= started < held_until]
+    assert [granted for granted in inside if granted >= written] == []
+    assert any(started >= held_until for _, started in starts)  # the fleet went on after it
+
+
+@pytest.mark.parametrize("ceiling", [1.0, 5.0, 20.0])
+async def test_the_script_paces_as_the_in_process_controller(
+    valkey: Valkey, namespace: str, ceiling: float
+) -> None:
+    """The script's copy of the curve gives RateController's rate after a cut, on the way
+    back, at the plateau and while probing above the ceiling."""
+    client = redis.asyncio.Redis.from_url(valkey.url)
+    settings = Settings(
+        requests_per_second=None,
+        adaptive=True,
+        max_concurrency=None,
+        max_credits=None,
+        max_hold=60.0,
+        lease=30.0,
+    )
+    script = FleetScript(client, key_tag(None, namespace), settings)
+    controller = RateController(ceiling=ceiling, cut_at=0.0, epoch=1)
+    try:
+        for since in (0.0, 2.0, 10.0, 60.0, 81.0, 83.0):
+            seconds, micros = await client.time()
+            cut_at = seconds * 1_000_000 + micros - round(since * 1_000_000)
+            fields = {"ceiling": ceiling, "cut_at": cut_at, "epoch": 1, "tat": 0}
+            await client.hset(f"{script.tag}:state", mapping=fields)
+            reply = await script.reserve(uuid.uuid4().hex)
+            assert isinstance(reply, Go)
+            assert reply.rate == pytest.approx(controller.rate(since), rel=1e-3), since
+    finally:
+        await client.aclose()
 
 
 async def read_field(valkey: Valkey, namespace: str, field: str, key: str | None = None) -> float:

@@ -3,9 +3,11 @@ uses one API key, kept in Redis (or Valkey).
 
 A request reserves its start in one round trip: the script spaces starts fleet-wide at the
 rate in force (first come, first served) and takes a leased slot and credit when those are
-capped; the caller sleeps until its start. Hold-offs and stops reach the members asleep
-through pub/sub, so nobody starts inside them. While Redis cannot be reached, the rate falls
-back to a cautious local limit, and a credit budget refuses to spend (it fails closed).
+capped; the caller sleeps until its start, and asks the script once more before it starts.
+Hold-offs and stops reach the members asleep through pub/sub (they reserve afresh at once),
+and a start slept on is confirmed atomically, so nobody starts inside a hold-off written
+before its permit was granted. While Redis cannot be reached, the rate falls back to a
+cautious local limit, and a credit budget refuses to spend (it fails closed).
 """
 
 from __future__ import annotations
@@ -60,6 +62,11 @@ class RedisLimiter:
     ``refusal_hold`` is how long a refused key (401, 402, 403, or a daily or monthly limit
     without ``Retry-After``) stops the fleet; ``fallback_rate`` the requests per second of each
     member while Redis is unreachable. ``namespace`` separates fleets that share a Redis.
+
+    Every short-term 429's ``Retry-After`` holds every member: from the moment the member that
+    met it has written the hold to Redis (one Redis call after the answer), no permit is
+    granted inside it, and a start slept on is confirmed with Redis first. Only a request whose
+    permit was granted before that moment can still start inside the hold.
     """
 
     def __init__(
@@ -201,7 +208,8 @@ class RedisLimiter:
                 self._probing = False  # cancelled while trying Redis: another caller may try
                 raise
             if isinstance(reply, Go):
-                if await self._sleep_until_start(token, reply):
+                slept = await self._sleep_until_start(token, reply)
+                if slept and await self._confirm(token, reply):
                     return Permit(started_at=reply.start, epoch=reply.epoch, token=token)
             elif isinstance(reply, Full):
                 await self._events.wait_for_free(reply.hint)
@@ -234,6 +242,28 @@ class RedisLimiter:
             await self._abandon(token, reply)  # cancelled: its slot and credit go back now
             raise
         await self._abandon(token, reply)
+        return False
+
+    async def _confirm(self, token: str, reply: Go) -> bool:
+        """Whether a reservation slept on still stands at its start, asked of Redis: pub/sub
+        news of a hold-off written meanwhile may come late (or be lost), the script's answer
+        cannot. A start granted at once needs no second call (the reservation checked)."""
+        if reply.wait <= 0:
+            return True
+        try:
+            verdict = await self._script.confirm(token, reply.epoch)
+        except REDIS_FAILURES as error:
+            self._events.held.discard(token)  # its lease runs out by itself
+            self._lost(error)
+            return False
+        except BaseException:
+            await self._abandon(token, reply)
+            raise
+        if verdict is True:
+            return True
+        self._events.held.discard(token)  # the script gave the reservation back
+        if isinstance(verdict, Stopped):
+            raise refused(stop_error(verdict))
         return False
 
     async def _abandon(self, token: str, reply: Go) -> None:

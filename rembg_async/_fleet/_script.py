@@ -16,13 +16,17 @@ import attrs
 
 from .._exceptions import retry_after_seconds
 from .._limits import Answer, Permit, read_hint
+from .._limits._adaptive import WINDOW_GROWTH
 from .._limits._control import (
     BETA,
     MEMORY,
     MIN_RATE,
+    PLATEAU,
     PROBE_GAIN,
+    PROBE_SECONDS,
     RECOVERY_REQUESTS,
     RECOVERY_SECONDS,
+    SLOW_RECOVERY,
     WINDOW,
 )
 
@@ -63,9 +67,13 @@ class Settings:
                 "max_hold": self.max_hold * MICROS,
                 "lease": self.lease * MICROS,
                 "beta": BETA,
+                "plateau": PLATEAU,
                 "recovery_seconds": RECOVERY_SECONDS,
                 "recovery_requests": RECOVERY_REQUESTS,
+                "slow_recovery": SLOW_RECOVERY,
                 "probe_gain": PROBE_GAIN,
+                "probe_seconds": PROBE_SECONDS,
+                "window_growth": WINDOW_GROWTH,
                 "min_rate": MIN_RATE,
                 "memory": MEMORY,
                 "window": WINDOW,
@@ -141,6 +149,15 @@ class FleetScript:
         if code in (2, 3):
             return Full(max(0.0, int(reply[1]) / MICROS))
         return Spent(int(reply[1]), int(reply[2]))
+
+    async def confirm(self, token: str, epoch: int) -> Stopped | bool:
+        """At its reserved start: True if ``token``'s request may start; False if a hold-off or
+        a cut voided the reservation (given back: reserve afresh); `Stopped` if a stop did."""
+        reply = await self._call("confirm", token, epoch)
+        code = int(reply[0])
+        if code == 1:
+            return Stopped(int(reply[1]) / MICROS, int(reply[2]), _text(reply[3]))
+        return code == 0
 
     async def settle(
         self, permit: Permit, answer: Answer | None, stop_for: float, *, sent: bool = True

@@ -2,7 +2,8 @@
 -- Time is Redis' own (TIME), in microseconds; members never send their clocks.
 -- KEYS: 1 state (hash), 2 slots (zset: token -> lease end), 3 credits (zset: token -> lease
 --       end), 4 admitted (zset: token of a success -> when it was sent)
--- ARGV: 1 command (reserve | settle | renew), 2 the member's settings (JSON), then the command's.
+-- ARGV: 1 command (reserve | confirm | settle | renew | hold), 2 the member's settings (JSON),
+--       then the command's.
 local state, slots, credits, admitted = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local command, cfg = ARGV[1], cjson.decode(ARGV[2])
 local clock = redis.call('TIME')
@@ -21,15 +22,27 @@ local function put(field, value)
   redis.call('HSET', state, field, micros(value))
 end
 
+-- Seconds from a cut back to the plateau, as RateController._recovery computes them.
+local function recovery(ceiling)
+  return math.max(cfg.recovery_seconds, cfg.recovery_requests / ceiling,
+                  cfg.slow_recovery / (ceiling * ceiling))
+end
+
 -- The requests per second in force (0: not paced), as RateController.rate computes it.
 local function rate_at(t)
   if cfg.fixed > 0 then return cfg.fixed end
   local ceiling = number('ceiling', nil)
   if not cfg.adaptive or not ceiling then return 0 end
-  local k = math.max(cfg.recovery_seconds, cfg.recovery_requests / ceiling)
-  local x = ((t - number('cut_at', 0)) / 1e6 - k) / k
-  local gain = (1 - cfg.beta) * (x > 0 and cfg.probe_gain or 1)
-  local cubic = math.max(cfg.min_rate, ceiling * (1 + gain * x * x * x))
+  local k = recovery(ceiling)
+  local since = (t - number('cut_at', 0)) / 1e6 - k
+  local cubic
+  if since <= 0 then
+    local x = since / k
+    cubic = math.max(cfg.min_rate, ceiling * (cfg.plateau + (cfg.plateau - cfg.beta) * x * x * x))
+  else
+    local x = since / math.min(k, cfg.probe_seconds)
+    cubic = ceiling * (cfg.plateau + (1 - cfg.beta) * cfg.probe_gain * x * x * x)
+  end
   local server = number('server_rate', nil)
   if server and number('epoch', 0) > 0 then return math.min(server, cubic) end
   return server or cubic
@@ -42,10 +55,7 @@ local function accepted_rate()
   if not first then return 0 end
   local ceiling = number('ceiling', nil)
   local span = cfg.memory
-  if ceiling then
-    local k = math.max(cfg.recovery_seconds, cfg.recovery_requests / ceiling)
-    span = math.min(cfg.memory, math.max(1, k / 2))
-  end
+  if ceiling then span = math.min(cfg.memory, math.max(1, recovery(ceiling) / 2)) end
   local count = redis.call('ZCOUNT', admitted, '(' .. micros(now - span * 1e6), '+inf')
   local elapsed = (now - first) / 1e6
   if elapsed < span then return count / (elapsed + 1) end
@@ -120,11 +130,10 @@ local function succeeded(token, sent_at)
   local ceiling = number('ceiling', nil)
   if not learning then return end
   if not ceiling then
-    put('window', number('window', 1) + 1)
+    redis.call('HSET', state, 'window', tostring(number('window', 1) + cfg.window_growth))
     return
   end
-  local k = math.max(cfg.recovery_seconds, cfg.recovery_requests / ceiling)
-  if now - number('cut_at', 0) < k * 1e6 then
+  if now - number('cut_at', 0) < recovery(ceiling) * 1e6 then
     -- Answers still coming back from before a cut show the server accepted more than was
     -- counted when it cut: the ceiling moves up.
     local accepted = accepted_rate()
@@ -135,10 +144,6 @@ end
 
 local function throttled(epoch, sent_at, wait)
   local shared_epoch, cut_at = number('epoch', 0), number('cut_at', 0)
-  local last_wait = number('last_wait', 1e6)
-  if wait >= 0 then put('last_wait', math.max(1e6, wait)) end
-  local everyone = shared_epoch == 0 or now - cut_at < last_wait
-  local cut = false
   -- One cut per congestion event: a 429 to a request sent before the last cut (or within a
   -- window after it) says nothing new.
   if learning and epoch == shared_epoch
@@ -157,9 +162,10 @@ local function throttled(epoch, sent_at, wait)
     -- at the new rate from now (as the in-process limiter computes each start after its sleep).
     put('tat', math.max(now, number('hold', 0)))
     redis.call('PUBLISH', cfg.channel, 'cut 0')
-    cut = true
   end
-  if wait >= 0 and (not learning or (cut and everyone)) then hold(wait) end
+  -- The server's wait is for the key, so for every member: each 429's Retry-After holds them
+  -- all (members cannot see each other's requests; none may start inside a wait it was told).
+  if wait >= 0 then hold(wait) end
 end
 
 local function stop(wait, status, message)
@@ -207,8 +213,23 @@ local function renew(tokens)
   return 1
 end
 
+-- confirm: token, epoch of its reservation. A member asleep until its reserved start asks
+-- before it starts: a hold-off, a stop or a cut written since it reserved voids the
+-- reservation (news by pub/sub may come too late), which is given back here; else it starts.
+local function confirm(token, epoch)
+  local stopped, held = number('stop', 0), number('hold', 0)
+  if stopped <= now and held <= now and number('epoch', 0) == epoch then return {0} end
+  release(token, false)
+  if stopped > now then
+    return {1, stopped - now, redis.call('HGET', state, 'stop_status'),
+            redis.call('HGET', state, 'stop_message')}
+  end
+  return {5, math.max(0, held - now)}
+end
+
 local args = {unpack(ARGV, 3)}
 if command == 'reserve' then return reserve(args[1]) end
+if command == 'confirm' then return confirm(args[1], tonumber(args[2])) end
 if command == 'settle' then return settle(args) end
 if command == 'renew' then return renew(args) end
 if command == 'hold' then hold(tonumber(args[1])); return 1 end

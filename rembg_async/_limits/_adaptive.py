@@ -1,12 +1,12 @@
 """The in-process limiter: concurrency, pacing at the learned rate, and server hold-offs.
 
 Until the first short-term 429 nothing is paced, but requests in flight grow as in TCP's slow
-start (two, then one more per success), so a client that meets a tight limit learns it from a
-couple of 429s rather than a whole burst. From the first 429 on, starts are spaced at the
-controller's rate, so requests that come back from a 429 queue for a turn instead of being
-released together. A 429's ``Retry-After`` is honoured by the request that got it (its retry
-waits); when a second congestion event follows a cut within that wait (the cut did not clear
-it, as with a fixed-window limit), every caller holds off until then.
+start (one, then half a request more per success), so a client that meets a tight limit
+learns it from a couple of 429s rather than a whole burst. From the first 429 on, starts are
+spaced at the controller's rate, so requests that come back from a 429 queue for a turn instead
+of being released together. A 429's ``Retry-After`` is honoured by the request that got it
+(its retry waits); when a second congestion event follows a cut within that wait (the cut did
+not clear it, as with a fixed-window limit), every caller holds off until then.
 """
 
 from __future__ import annotations
@@ -27,8 +27,11 @@ from ._protocol import Answer, Permit, RateLimitState
 
 logger = logging.getLogger("rembg_async")
 
-#: Requests in flight before anything is known of the server's limit (TCP's initial window).
+#: Requests in flight before anything is known of the server's limit (TCP's initial window)...
 INITIAL_WINDOW: Final = 1
+#: ...and how much each success adds to it: half a request (in flight grow 1.5 times a round
+#: trip, not twice), so the burst that meets the limit overshoots it by less.
+WINDOW_GROWTH: Final = 0.5
 #: A rate that moves by this factor since it was last logged is logged again.
 LOG_FACTOR: Final = 1.25
 
@@ -186,7 +189,7 @@ class AdaptiveLimiter:
         elif 200 <= answer.status < 300:
             self._control.succeeded(now, permit.started_at)
             if self._window is not None:
-                self._window += 1
+                self._window += WINDOW_GROWTH
                 self._wake()
         else:
             self._control.answered_otherwise()

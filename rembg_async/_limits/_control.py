@@ -4,16 +4,18 @@ Every method takes the time, so tests drive it with a fake clock. The shape foll
 botocore's adaptive mode does, with four changes that matter for a batch against a short-term
 limit:
 
-* the rate is cut to ``BETA`` (0.85, not 0.7) of the rate the server was seen to *accept*
+* the rate is cut to ``BETA`` (0.88, not 0.7) of the rate the server was seen to *accept*
   (successes per second), not of the rate we sent, so one cut lands just under the limit; the
   requests that started within a window before the refused one and succeed, even after the cut
   (half of a slow-start burst at R = 2), raise that estimate;
 * one cut per congestion event: a 429 to a request sent before the last cut says nothing new
   (botocore cuts on every throttled answer, so a burst of 8 cuts eight times);
 * the curve is scaled to the limit: the way back to the old ceiling takes
-  ``max(RECOVERY_SECONDS, RECOVERY_REQUESTS / ceiling)``, so at 1 request/s a probe (and its
-  429) comes once every ~50 requests rather than every few seconds, and at 100/s every few
-  seconds (so a doubled limit is found within ten);
+  ``max(RECOVERY_SECONDS, RECOVERY_REQUESTS / ceiling, SLOW_RECOVERY / ceiling²)``, so a
+  probe (and its 429) comes once every 28 to 80 requests at most (at 1/s, every 80 s), yet at
+  5/s every 6 s; it levels off at ``PLATEAU`` of the ceiling (a limit counted in whole requests
+  leaves no room for jitter at the ceiling itself), and the probe above it climbs on a scale of
+  ``PROBE_SECONDS``, so a doubled limit is found within seconds of the probe's start;
 * a server that states its policy (``RateLimit-Policy``) is paced at that rate, no probing.
 """
 
@@ -28,11 +30,18 @@ import attrs
 from ._protocol import RateSource
 
 #: The share of the accepted rate kept after a short-term 429.
-BETA: Final = 0.85
+BETA: Final = 0.88
+#: The climb back levels off at this share of the ceiling, just under it.
+PLATEAU: Final = 0.97
 #: At least this long to climb back to the ceiling after a cut...
-RECOVERY_SECONDS: Final = 3.0
-#: ...and at least the time of this many requests at the ceiling (bounds the 429 share).
-RECOVERY_REQUESTS: Final = 40.0
+RECOVERY_SECONDS: Final = 4.0
+#: ...and at least the time of this many requests at the ceiling (bounds the 429 share)...
+RECOVERY_REQUESTS: Final = 28.0
+#: ...and, below a few requests a second, SLOW_RECOVERY / ceiling² seconds (80 requests at 1/s,
+#: 40 at 2/s): one probe's 429 weighs more among few requests.
+SLOW_RECOVERY: Final = 80.0
+#: Above the plateau the probe climbs on this time scale (or the way back's, if shorter).
+PROBE_SECONDS: Final = 3.0
 #: A request sent less than this after a cut cannot cause another: the server's window (a
 #: second, or more) still holds what was sent before the cut (TCP cuts once per round trip).
 WINDOW: Final = 1.0
@@ -93,17 +102,21 @@ class RateController:
         return self._cubic(now)
 
     def _cubic(self, now: float) -> float:
-        """BETA × ceiling right after a cut, back near the ceiling after ``k`` seconds
-        (concave, so most of the time is spent near it), then a convex probe above it."""
+        """BETA × ceiling right after a cut, back to PLATEAU × ceiling after ``k`` seconds
+        (concave, so most of the time is spent near it), then a convex probe above it, on a
+        time scale of at most PROBE_SECONDS (a raised limit is found soon after it starts)."""
         assert self.ceiling is not None
         k = self._recovery()
-        x = (now - self.cut_at - k) / k
-        gain = (1 - BETA) * (PROBE_GAIN if x > 0 else 1.0)
-        return max(MIN_RATE, self.ceiling * (1 + gain * x**3))
+        since = now - self.cut_at - k
+        if since <= 0:
+            return max(MIN_RATE, self.ceiling * (PLATEAU + (PLATEAU - BETA) * (since / k) ** 3))
+        x = since / min(k, PROBE_SECONDS)
+        return self.ceiling * (PLATEAU + (1 - BETA) * PROBE_GAIN * x**3)
 
     def _recovery(self) -> float:
         assert self.ceiling is not None
-        return max(RECOVERY_SECONDS, RECOVERY_REQUESTS / self.ceiling)
+        ceiling = self.ceiling
+        return max(RECOVERY_SECONDS, RECOVERY_REQUESTS / ceiling, SLOW_RECOVERY / ceiling**2)
 
     def succeeded(self, now: float, sent_at: float | None = None) -> None:
         """A request (sent at ``sent_at``) was answered."""
