@@ -12,9 +12,9 @@ pixel gets an estimate of the subject's own colour ``F``, by blur fusion (Forte 
 of the subject's and the background's colours (blurs weighted by ``α`` and ``1 − α``), then
 ``F = F̂ + α(I − αF̂ − (1 − α)B̂)``: the part of the pixel the two means do not explain goes to
 the subject in proportion to its opacity (``F = I`` where ``α = 1``); twice, the second time
-with the first ``F`` and a narrower blur. The means are smooth, so
-they are taken on a copy about `WORK_SIDE` pixels a side: the cost does not grow with the
-photo, and only the edge pixels are worked on at full size.
+with the first ``F`` and a narrower blur. The means are smooth, so they are taken on a copy at
+most `WORK_SIDE` pixels a side: the cost does not grow with the photo, and only the edge pixels
+are worked on at full size.
 """
 
 from __future__ import annotations

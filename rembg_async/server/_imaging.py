@@ -104,7 +104,6 @@ def remove_background(image: Image.Image, matting: Matting) -> Image.Image:
     """An RGBA cut-out (see `cut_out`: nothing kept under it); opacity the input had is kept."""
     if image.mode == "RGB":
         return cut_out(image, matting(image))
-    # In Pillow, not NumPy: no full-size copies beyond the cut-out and its mask.
     rgba = image.convert("RGBA")
     rgb = rgba.convert("RGB")
     mask = matting(rgb)
