@@ -39,3 +39,15 @@ async def test_soft_edge_has_the_subjects_colour(client: Client, format: str) ->
     red, green = edge[:, 0], edge[:, 1]
     assert np.percentile(green, 95) < 90  # no green halo (the blend goes up to 200)
     assert np.percentile(red, 5) > 150  # no dark outline (premultiplied, it falls towards 0)
+
+
+async def test_soft_edge_on_a_new_background_has_no_trace_of_the_old(client: Client) -> None:
+    """With ``bg_color``, the edge blends the subject with the new colour only: no old green."""
+    answer = await client.rmbg(soft_disc(), fields={"format": "png", "bg_color": "#0000ff"})
+    assert answer.status == 200
+    rgba = np.asarray(answer.image().convert("RGBA")).astype(np.int16)
+    with Image.open(io.BytesIO(soft_disc())) as original:
+        coverage = np.asarray(original.getchannel("A"))
+    edge = rgba[(coverage > 24) & (coverage < 232)]
+    assert (rgba[coverage == 0] == (0, 0, 255, 255)).all()
+    assert np.percentile(edge[:, 1], 95) < 50  # the subject's green is 40, the old one's 200
