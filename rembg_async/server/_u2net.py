@@ -78,8 +78,9 @@ class U2Net:
     def __call__(self, image: Image.Image) -> Image.Image:
         """The mask (mode ``L``, the image's size): 255 where the subject is."""
         small = self._predict(self._prepare(image))
-        # rembg's Lanczos both ways (our masks match its own on the same weights); only the
-        # 320×320 copy and the mask at full size are made: memory stays bounded.
+        # rembg's Lanczos both ways (our masks match its own on the same weights). Scaling up,
+        # Lanczos costs little more than bilinear (measured: 10 ms against 6 for 2048×1536, 45
+        # against 34 for 4096×3072). Only the 320×320 copy and the mask at full size are made.
         return Image.fromarray(small, mode="L").resize(image.size, Image.Resampling.LANCZOS)
 
     def alone(self) -> U2Net:
