@@ -25,8 +25,9 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageChops, ImageFilter
 
-#: The longest side of the copy the local means are taken on (at most): twice the model's.
-WORK_SIDE: Final = 640
+#: The longest side of the copy the local means are taken on (at most): the model's own, as
+#: the mask has no finer detail than its 320 × 320 prediction.
+WORK_SIDE: Final = 320
 #: The blur radii of the means' two passes, as shares of the copy's longest side (the paper
 #: has 90 and 6 pixels on photos of about 1,500; wider reaches the subject's own colours from
 #: the outer side of wider soft edges: on the tests' blurred disc, a green tint of 71 at most
