@@ -169,7 +169,8 @@ def table(rows: list[Row], memory: dict[str, float], repeats: int, requests: int
         f"Machine: {machine()}. A 1024×768 JPEG photo; {requests} requests per run after a warm-up"
         f" round; median of {repeats} runs, round-robin over the engines; each engine in its own"
         " `rembg-async serve` process with the default pool (one worker per core, one"
-        " onnxruntime thread each). Usage: `GET /api/membership-usage` every 50 ms during the"
+        " onnxruntime thread each; every core for a request alone in the pool). Usage:"
+        " `GET /api/membership-usage` every 50 ms during the"
         " concurrency-8 runs (p95 and max over all of them). Whole-process figures."
     )
     yield ""
