@@ -7,8 +7,13 @@ and p50/p95 latency of ``/rmbg``, and, during the concurrency-8 runs, the answer
 peak server memory with 8 concurrent 4096×3072 photos (the model sees a 320×320 copy; memory
 stays bounded by the pool). Medians of ``--repeats`` runs, round-robin over the engines.
 
-Run: ``python benchmarks/server_throughput.py [--repeats 3] [--write]`` (``--write`` puts the
-tables in ``benchmarks/RESULTS.md``, between its server-throughput markers).
+Then the same server side by side with danielgatis's rembg (`rembg s`, installed by
+`_rembg` in a virtualenv of its own, on our very ``u2netp.onnx``): one shipped photo at a time
+on a quiet machine, a 2048×1536 photo four at a time (images/s and peak RSS), the size of the
+coffee's PNG cut-out, and the IoU of our masks with rembg's on the three photos.
+
+Run: ``python benchmarks/server_throughput.py [--repeats 3] [--only engines|rembg] [--write]``
+(``--write`` puts the tables in ``benchmarks/RESULTS.md``, between their markers).
 """
 
 from __future__ import annotations
@@ -24,15 +29,21 @@ from pathlib import Path
 
 import aiohttp
 import attrs
+import numpy as np
 from _common import BENCH_KEY, ServerProcess, machine, server_process
+from _rembg import OUT, REQUIREMENT, rembg_server
 from PIL import Image
 
 HERE = Path(__file__).parent
-PHOTO = HERE.parent / "examples" / "images" / "photos" / "coffee.jpg"
+PHOTOS = HERE.parent / "examples" / "images" / "photos"
+PHOTO = PHOTOS / "coffee.jpg"
 ENGINES = ("u2netp", "classic")
 CONCURRENCY = (1, 4, 8)
 USAGE_GOAL_MS = 50.0
-BEGIN, END = "<!-- server_throughput: begin -->", "<!-- server_throughput: end -->"
+MARKERS = {
+    "engines": ("<!-- server_throughput: begin -->", "<!-- server_throughput: end -->"),
+    "rembg": ("<!-- server_vs_rembg: begin -->", "<!-- server_vs_rembg: end -->"),
+}
 
 
 def photo(size: tuple[int, int]) -> bytes:
@@ -158,7 +169,8 @@ def table(rows: list[Row], memory: dict[str, float], repeats: int, requests: int
         f"Machine: {machine()}. A 1024×768 JPEG photo; {requests} requests per run after a warm-up"
         f" round; median of {repeats} runs, round-robin over the engines; each engine in its own"
         " `rembg-async serve` process with the default pool (one worker per core, one"
-        " onnxruntime thread each). Usage: `GET /api/membership-usage` every 50 ms during the"
+        " onnxruntime thread each; every core for a request alone in the pool). Usage:"
+        " `GET /api/membership-usage` every 50 ms during the"
         " concurrency-8 runs (p95 and max over all of them). Whole-process figures."
     )
     yield ""
@@ -189,44 +201,191 @@ def table(rows: list[Row], memory: dict[str, float], repeats: int, requests: int
         yield ""
 
 
-def write_results(lines: list[str]) -> None:
-    """Put ``lines`` between the markers of RESULTS.md (appended the first time)."""
+@attrs.frozen
+class Contender:
+    """A server to compare: how to ask it for a PNG cut-out (or its mask) of an image."""
+
+    name: str
+    server: ServerProcess
+    rembg: bool  # danielgatis's `rembg s`, else ours
+
+    async def cut_out(
+        self, session: aiohttp.ClientSession, image: bytes, *, mask: bool = False
+    ) -> tuple[bytes, float]:
+        """The PNG answer for ``image`` and the seconds it took."""
+        form = aiohttp.FormData()
+        field = "file" if self.rembg else "image"
+        form.add_field(field, image, filename="photo.jpg", content_type="image/jpeg")
+        if self.rembg:  # its own default model is another: ask for ours, by form field
+            url = f"{self.server.url}/api/remove"
+            form.add_field("model", "u2netp")
+            form.add_field("om", "true" if mask else "false")
+        else:
+            url = f"{self.server.url}/rmbg"
+            form.add_field("format", "png")
+            form.add_field("mask", "true" if mask else "false")
+        started = time.perf_counter()
+        async with session.post(url, data=form, headers={"x-api-key": BENCH_KEY}) as response:
+            body = await response.read()
+            response.raise_for_status()
+        return body, time.perf_counter() - started
+
+
+@attrs.frozen
+class Versus:
+    """One contender's figures in one round."""
+
+    idle_ms: float
+    rate: float
+    peak_mib: float
+
+
+async def one_round(contender: Contender, small: bytes, large: bytes, requests: int) -> Versus:
+    """One photo at a time (median of 8), then ``requests`` large ones 4 at a time."""
+    async with aiohttp.ClientSession() as session:
+        await contender.cut_out(session, small)
+        idle = [(await contender.cut_out(session, small))[1] for _ in range(8)]
+        gate = asyncio.Semaphore(4)
+
+        async def bounded() -> None:
+            async with gate:
+                await contender.cut_out(session, large)
+
+        await asyncio.gather(*(bounded() for _ in range(4)))
+        contender.server.reset_peak()
+        started = time.perf_counter()
+        await asyncio.gather(*(bounded() for _ in range(requests)))
+        rate = requests / (time.perf_counter() - started)
+    return Versus(statistics.median(idle) * 1000, rate, contender.server.peak_rss_mib())
+
+
+async def masks_and_png(contender: Contender) -> tuple[dict[str, np.ndarray], int]:
+    """Each shipped photo's mask (at rembg's 0.5 threshold) and the coffee's PNG size."""
+    masks = {}
+    async with aiohttp.ClientSession() as session:
+        for path in sorted(PHOTOS.glob("*.jpg")):
+            body, _ = await contender.cut_out(session, path.read_bytes(), mask=True)
+            masks[path.stem] = np.asarray(Image.open(io.BytesIO(body)).convert("L")) >= 128
+        png, _ = await contender.cut_out(session, PHOTO.read_bytes())
+    return masks, len(png)
+
+
+def against_rembg(venv: Path, repeats: int, requests: int) -> list[str]:
+    """Our server and `rembg s` on the same weights, round-robin; the section's lines."""
+    small, large = PHOTO.read_bytes(), photo((2048, 1536))
+    rounds: dict[str, list[Versus]] = {}
+    with ExitStack() as stack:
+        ours = stack.enter_context(server_process("--engine", "u2netp"))
+        theirs = stack.enter_context(rembg_server(venv))
+        contenders = [
+            Contender("rembg-async serve", ours, rembg=False),
+            Contender(f"rembg s ({REQUIREMENT.split('==')[1]})", theirs, rembg=True),
+        ]
+        for _ in range(repeats):
+            for contender in contenders:
+                result = asyncio.run(one_round(contender, small, large, requests))
+                rounds.setdefault(contender.name, []).append(result)
+                print(contender.name, result, flush=True)
+        quality = {c.name: asyncio.run(masks_and_png(c)) for c in contenders}
+    reference = quality[contenders[1].name][0]
+    return list(versus_table(rounds, quality, reference, repeats, requests))
+
+
+def iou(ours: np.ndarray, theirs: np.ndarray) -> float:
+    """Intersection over union of two boolean masks."""
+    return float((ours & theirs).sum() / max(1, (ours | theirs).sum()))
+
+
+def versus_table(
+    rounds: dict[str, list[Versus]],
+    quality: dict[str, tuple[dict[str, np.ndarray], int]],
+    reference: dict[str, np.ndarray],
+    repeats: int,
+    requests: int,
+) -> Iterator[str]:
+    """The Markdown section for RESULTS.md."""
+    yield "## Local server against rembg on the same weights (`server_throughput.py --only rembg`)"
+    yield ""
+    yield (
+        f"Machine: {machine()}. `rembg s --no-ui` ({REQUIREMENT}, its own virtualenv,"
+        " `U2NET_HOME` at our `u2netp.onnx`) against `rembg-async serve --engine u2netp`, PNG"
+        " answers from both. Idle: the shipped 600×400 coffee photo, one request at a time"
+        f" (median of 8). Load: a 2048×1536 JPEG, {requests} requests 4 at a time after a"
+        " warm-up round, and the server's peak RSS during them. Medians of"
+        f" {repeats} rounds, round-robin. IoU: masks at 0.5 against rembg's."
+    )
+    yield ""
+    names = sorted(PHOTOS.glob("*.jpg"))
+    yield (
+        "| server | idle ms | images/s, 4 at once | peak RSS MiB | coffee PNG KB | mask IoU "
+        + " / ".join(path.stem for path in names)
+        + " |"
+    )
+    yield "|---|---|---|---|---|---|"
+    for name, results in rounds.items():
+        masks, png = quality[name]
+        ious = " / ".join(f"{iou(masks[p.stem], reference[p.stem]):.4f}" for p in names)
+        yield (
+            f"| {name} | {statistics.median(r.idle_ms for r in results):.0f} | "
+            f"{statistics.median(r.rate for r in results):.2f} | "
+            f"{statistics.median(r.peak_mib for r in results):.0f} | {png / 1024:.0f} | {ious} |"
+        )
+    yield ""
+
+
+def write_results(lines: list[str], section: str) -> None:
+    """Put ``lines`` between the markers of ``section`` in RESULTS.md (appended the first time)."""
+    begin, end = MARKERS[section]
     path = HERE / "RESULTS.md"
     text = path.read_text()
-    section = "\n".join([BEGIN, *lines, END])
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + section + rest.split(END, 1)[1]
+    block = "\n".join([begin, *lines, end])
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + block + rest.split(end, 1)[1]
     else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
     path.write_text(text)
 
 
-def main() -> None:
-    """Measure both engines round-robin; print (and with --write, save) the tables."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--requests", type=int, default=24, help="requests per run")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--write", action="store_true", help="update benchmarks/RESULTS.md")
-    args = parser.parse_args()
+def engines(repeats: int, requests: int) -> list[str]:
+    """Measure both engines round-robin; the section's lines."""
     image, large = photo((1024, 768)), photo((4096, 3072))
     runs: dict[tuple[str, int], list[Run]] = {}
     with ExitStack() as stack:
         servers = {e: stack.enter_context(server_process("--engine", e)) for e in ENGINES}
-        for _ in range(args.repeats):
+        for _ in range(repeats):
             for concurrency in CONCURRENCY:
                 for engine, server in servers.items():
                     run = asyncio.run(
-                        measure(server.url, image, args.requests, concurrency, concurrency == 8)
+                        measure(server.url, image, requests, concurrency, concurrency == 8)
                     )
                     runs.setdefault((engine, concurrency), []).append(run)
                     print(f"{engine} c={concurrency}: {run.rate:.2f} images/s", flush=True)
         memory = {e: asyncio.run(peak_memory(s, large, 8)) for e, s in servers.items()}
     rows = [summarise(e, c, runs[e, c]) for e in ENGINES for c in CONCURRENCY]
-    lines = list(table(rows, memory, args.repeats, args.requests))
-    print("\n".join(lines))
-    if args.write:
-        write_results(lines)
+    return list(table(rows, memory, repeats, requests))
+
+
+def main() -> None:
+    """Run the chosen sections; print (and with --write, save) their tables."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--requests", type=int, default=24, help="requests per run")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--only", choices=sorted(MARKERS), help="run one section")
+    parser.add_argument(
+        "--rembg-venv", type=Path, default=OUT / "rembg-venv", help="rembg's virtualenv"
+    )
+    parser.add_argument("--write", action="store_true", help="update benchmarks/RESULTS.md")
+    args = parser.parse_args()
+    sections = [args.only] if args.only else sorted(MARKERS)
+    for section in sections:
+        if section == "engines":
+            lines = engines(args.repeats, args.requests)
+        else:
+            lines = against_rembg(args.rembg_venv, args.repeats, args.requests)
+        print("\n".join(lines))
+        if args.write:
+            write_results(lines, section)
 
 
 if __name__ == "__main__":

@@ -16,10 +16,11 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 from conftest import Answer, Client, make_image
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from rembg_async.pytest_plugin import TEST_API_KEY
 from rembg_async.server import Account, LocalServer, RateLimits, ServerConfig
+from rembg_async.server._state import available_cores
 from rembg_async.server._u2net import U2Net, model_installed
 
 pytestmark = pytest.mark.skipif(not model_installed(), reason="needs the model extra (onnxruntime)")
@@ -40,6 +41,8 @@ REGIONS: dict[str, tuple[list[Box], list[Box]]] = {
     ),
 }
 COFFEE = "coffee.jpg"
+#: rembg's own masks of the photos on the same u2netp.onnx, thresholded (make_masks.py there).
+GOLDEN_MASKS = Path(__file__).parent / "data" / "masks"
 
 
 @pytest.fixture(scope="session")
@@ -210,6 +213,59 @@ async def test_odd_sizes_and_modes_are_cut_out(
     answer = await model.rmbg(buffer.getvalue(), fields={"format": "png"})
     assert answer.status == 200
     assert answer.image().size == size
+
+
+@pytest.mark.parametrize("name", sorted(REGIONS))
+async def test_mask_is_rembgs_on_the_same_weights(model: Client, name: str) -> None:
+    """The mask matches rembg's on the same u2netp.onnx: IoU at least 0.99 on each photo."""
+    answer = await model.rmbg(photo(name), filename=name, fields={"mask": "true", "format": "png"})
+    ours = pixels(answer, "L") >= 128
+    with Image.open(GOLDEN_MASKS / name.replace(".jpg", ".png")) as golden:
+        theirs = np.asarray(golden.convert("L")) >= 128
+    assert (ours & theirs).sum() / (ours | theirs).sum() >= 0.99
+
+
+async def test_png_cutout_keeps_nothing_under_transparent_pixels(model: Client) -> None:
+    """A PNG cut-out of a photo holds 0, 0, 0, 0 wherever it is fully transparent."""
+    rgba = pixels(await model.rmbg(photo(COFFEE), fields={"format": "png"}), "RGBA")
+    hidden = rgba[..., 3] == 0
+    assert hidden.mean() > 0.3  # much of the photo was removed
+    assert not rgba[hidden].any()
+
+
+async def test_lossy_webp_cutout_keeps_nothing_under_transparent_pixels(model: Client) -> None:
+    """Lossy WEBP: under alpha 0 only codec noise near the subject, nothing of the photo."""
+    rgba = pixels(await model.rmbg(photo(COFFEE), fields={"format": "webp"}), "RGBA")
+    rgba = rgba.astype(np.int16)
+    hidden = rgba[..., 3] == 0
+    visible = Image.fromarray(((rgba[..., 3] > 0) * 255).astype(np.uint8))
+    near = np.asarray(visible.filter(ImageFilter.MaxFilter(33))) > 0  # 16 px around the subject
+    far = hidden & ~near
+    assert far.mean() > 0.2
+    assert rgba[far][:, :3].max() <= 4  # black, give or take the codec's rounding
+    before = original(COFFEE).astype(np.int16)
+    likeness = np.corrcoef(rgba[hidden][:, :3].ravel(), before[hidden].ravel())[0, 1]
+    assert abs(likeness) < 0.1  # nothing of the removed background, even near the subject
+
+
+@pytest.mark.skipif(available_cores() < 2, reason="one core: there is nothing to lend")
+def test_a_lone_request_runs_the_model_on_every_core(model_server: LocalServer) -> None:
+    """A request alone in the pool runs on all the cores; with company, on a worker's share."""
+    state = model_server.state
+
+    def engines() -> tuple[object, object]:
+        lone = state.matting_for_next()
+        state.rendering += 1
+        try:
+            return lone, state.matting_for_next()
+        finally:
+            state.rendering -= 1
+
+    lone, busy = model_server.call(engines)
+    assert isinstance(lone, U2Net)
+    assert isinstance(busy, U2Net)
+    assert lone.session.get_session_options().intra_op_num_threads == available_cores()
+    assert busy.session.get_session_options().intra_op_num_threads == 1
 
 
 async def test_server_answers_usage_while_the_model_works(model: Client) -> None:

@@ -13,6 +13,7 @@ import attrs
 from PIL import Image, ImageChops, ImageOps
 
 from .._contract import MAX_DIMENSION, OPAQUE_FORMATS, OUTPUT_FORMATS
+from ._cutout import cut_out
 from ._matting import Matting
 
 # Our own limit (10,000 px a side) is checked from the header before any decoding; Pillow's
@@ -23,9 +24,15 @@ _WHITE: Final = (255, 255, 255, 255)
 _PIL_FORMATS: Final = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP", "bmp": "BMP"}
 # Fast settings: the local server must never be what a client's test or benchmark waits on.
 _ENCODER_OPTIONS: Final[dict[str, dict[str, int]]] = {
-    "png": {"compress_level": 1},
+    # zlib's run-length strategy: transparent pixels are runs of zeros, and on cut-outs it is
+    # about as small as level 6 (rembg's, the default) at level 1's time (measured on a
+    # 2048×1536 cut-out: 1,665 KB in 117 ms; level 6, 1,605 KB in 374; level 1, 2,016 in 123).
+    "png": {"compress_level": 1, "compress_type": 3},
     "jpeg": {"quality": 90},
-    "webp": {"quality": 90, "method": 0},  # method 0: a third of method 1's time, ~40% larger
+    # method 0: a third of method 1's time, ~40% larger. exact stays False (Pillow's default):
+    # libwebp may then fill transparent pixels as it likes, from what it is given, and it is
+    # given zeros (see `_cutout`): smaller files than exact=True, nothing hidden either way.
+    "webp": {"quality": 90, "method": 0},
     "bmp": {},
 }
 
@@ -94,14 +101,15 @@ def decode(source: IO[bytes]) -> Image.Image:
 
 
 def remove_background(image: Image.Image, matting: Matting) -> Image.Image:
-    """An RGBA cut-out; opacity the input already had is kept."""
-    cutout = image.convert("RGBA")
-    # In Pillow, not NumPy: no full-size copies beyond the cut-out and its mask.
-    mask = matting(image if image.mode == "RGB" else cutout.convert("RGB"))
+    """An RGBA cut-out (see `cut_out`: nothing kept under it); opacity the input had is kept."""
+    if image.mode == "RGB":
+        return cut_out(image, matting(image))
+    rgba = image.convert("RGBA")
+    rgb = rgba.convert("RGB")
+    mask = matting(rgb)
     if image.has_transparency_data:
-        mask = ImageChops.darker(mask, cutout.getchannel("A"))
-    cutout.putalpha(mask)
-    return cutout
+        mask = ImageChops.darker(mask, rgba.getchannel("A"))
+    return cut_out(rgb, mask)
 
 
 def target_size(width: int, height: int, options: RenderOptions) -> tuple[int, int]:

@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageFilter
 
-from ._u2net import ModelError, load_u2net, model_installed, model_unavailable
+from ._u2net import ModelError, U2Net, load_u2net, model_installed, model_unavailable
 
 #: An engine: an RGB image's mask (mode ``L``, its size), 255 where the subject is opaque.
 Matting = Callable[[Image.Image], Image.Image]
@@ -30,12 +30,15 @@ RAMP_WIDTH: Final = 40.0
 MIN_THRESHOLD: Final = 12.0
 
 
-def load_matting(engine: str, model: Path | None = None, *, threads: int = 1) -> Matting:
+def load_matting(
+    engine: str, model: Path | None = None, *, threads: int = 1, lone_threads: int = 1
+) -> Matting:
     """The engine the server runs, loaded now so a broken model fails at start, not per request.
 
     ``auto`` is ``u2netp`` when the ``model`` extra is installed (or ``model`` is given), else
     ``classic``. ``model`` is the ONNX file of ``u2netp`` (default: the bundled one);
-    ``threads`` is how many cores one inference may use.
+    ``threads`` is how many cores one inference may use, ``lone_threads`` how many when it
+    runs `alone`.
     """
     if engine not in ENGINES:
         raise ModelError(f"unknown engine {engine!r}: choose one of {', '.join(ENGINES)}")
@@ -45,7 +48,12 @@ def load_matting(engine: str, model: Path | None = None, *, threads: int = 1) ->
         return classic
     if engine == "auto" and model is None and not model_installed():
         return classic
-    return load_u2net(model, threads=threads)
+    return load_u2net(model, threads=threads, lone_threads=lone_threads)
+
+
+def alone(matting: Matting) -> Matting:
+    """The engine for a request with no other in work: the model on every core at once."""
+    return matting.alone() if isinstance(matting, U2Net) else matting
 
 
 def fallback_notice(engine: str, model: Path | None = None) -> str | None:

@@ -121,9 +121,11 @@ async def _render(
     state: ServerState, image: ReceivedFile, options: RenderOptions, refund: Refund
 ) -> web.Response:
     loop = asyncio.get_running_loop()
+    matting = state.matting_for_next()
+    state.rendering += 1
     try:
         rendered = await loop.run_in_executor(
-            state.executor, render, image.content, options, state.matting
+            state.executor, render, image.content, options, matting
         )
     except UndecodableImage:
         refund()
@@ -134,4 +136,6 @@ async def _render(
     except BaseException:
         refund()
         raise
+    finally:
+        state.rendering -= 1
     return web.Response(body=rendered.body, content_type=rendered.content_type)

@@ -17,7 +17,7 @@ from aiohttp import web
 from .._contract import MAX_UPLOAD_BYTES, FieldProblem, error_body, validation_error_body
 from ._accounts import Account, AccountStore
 from ._faults import FaultInjector
-from ._matting import ENGINES, EngineName, Matting, load_matting
+from ._matting import ENGINES, EngineName, Matting, alone, load_matting
 from ._ratelimit import DailyLimiter, RateLimits, SlidingWindowLimiter
 
 #: The environment variable that sets the default ``engine`` (``auto``, ``u2netp``, ``classic``).
@@ -93,16 +93,22 @@ class ServerState:
     faults: FaultInjector
     matting: Matting
     executor: ThreadPoolExecutor | None = None
+    #: Requests in the image pool, queued or in work (changed on the event loop only).
+    rendering: int = 0
 
     @classmethod
     def from_config(cls, config: ServerConfig) -> ServerState:
         """Fresh state for ``config``; the matting engine is loaded (``ModelError`` if it can't)."""
         limits = config.rate_limits
         # Each worker runs one inference at a time: together they use the cores, never more.
-        threads = max(1, available_cores() // config.pool_size())
+        # A request alone in the pool has them all (see `_rmbg`): one photo at a time is fast.
+        cores = available_cores()
+        threads = max(1, cores // config.pool_size())
         return cls(
             config=config,
-            matting=load_matting(config.chosen_engine(), config.model, threads=threads),
+            matting=load_matting(
+                config.chosen_engine(), config.model, threads=threads, lone_threads=cores
+            ),
             accounts=AccountStore(list(config.accounts), now=int(config.clock())),
             short_term=SlidingWindowLimiter(limits.short_term_requests, limits.short_term_window),
             daily=DailyLimiter(limits.daily_anonymous),
@@ -110,6 +116,10 @@ class ServerState:
                 enabled=config.faults, rate=config.fault_rate, seed=config.fault_seed
             ),
         )
+
+    def matting_for_next(self) -> Matting:
+        """The engine for a request entering the pool: all cores when no other is in it."""
+        return alone(self.matting) if self.rendering == 0 else self.matting
 
     def now(self) -> int:
         """The current Unix time in whole seconds, from the configured clock."""
