@@ -7,7 +7,9 @@ import email.utils
 
 import aiohttp
 import pytest
+import yarl
 from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from rembg_async import (
     APIConnectionError,
@@ -34,6 +36,7 @@ from rembg_async._exceptions import (
 )
 
 URL = "http://127.0.0.1:1/rmbg"
+URL_ = yarl.URL(URL)
 
 
 @pytest.mark.parametrize(
@@ -182,6 +185,9 @@ def test_transport_failures_become_connection_errors() -> None:
     assert "cut short" in str(mapped[3])
     assert str(mapped[4]) == f"connection to {URL} failed: reset"
     assert all(error.retryable for error in mapped)
+    info = aiohttp.RequestInfo(URL_, "POST", CIMultiDictProxy(CIMultiDict()), URL_)
+    plain = aiohttp.ClientResponseError(info, (), status=400)
+    assert type(error_from_transport(plain, url=URL)) is APIConnectionError  # no parser cause
 
 
 def unparsable(cause: Exception) -> APIConnectionError:

@@ -49,6 +49,7 @@ async def test_the_default_interval_throttles_events() -> None:
         await made.advance(1)
     assert [event.loaded for event in events] == [1, 3, 5]
     assert [event.bytes for event in events] == [1, 2, 2]
+    assert {event.attempt for event in events} == {1}  # the first attempt unless told
 
 
 async def test_the_rate_is_over_the_last_three_seconds() -> None:
@@ -143,3 +144,11 @@ async def test_without_a_callback_bytes_are_still_counted() -> None:
     await made.advance(4)
     await made.finish()
     assert made.loaded == 4
+
+
+def test_an_event_is_keyword_only_with_defaults() -> None:
+    """ProgressEvent takes keywords only; neither direction is set and attempt is 1 by default."""
+    event = ProgressEvent(loaded=1, total=None, progress=None, bytes=1, rate=None, estimated=None)
+    assert (event.upload, event.download, event.attempt) == (False, False, 1)
+    with pytest.raises(TypeError):
+        ProgressEvent(1, None, None, 1, None, None)  # type: ignore[misc]

@@ -29,6 +29,7 @@ def test_the_first_seconds_count_a_window_already_let_through() -> None:
         controller.succeeded(tick * 0.1)
     assert controller.accepted_rate(0.4) == pytest.approx(5 / 1.4)
     assert controller.accepted_rate(9.9) == pytest.approx(5 / 10.9)
+    assert controller.accepted_rate(10.0) == pytest.approx(4 / 10)  # MEMORY in: the plain rate
 
 
 def test_later_the_rate_is_the_successes_of_the_last_memory() -> None:
@@ -37,6 +38,7 @@ def test_later_the_rate_is_the_successes_of_the_last_memory() -> None:
     for tick in range(160):
         controller.succeeded(tick / 8)  # 8 a second for 20 s
     assert controller.accepted_rate(19.875) == pytest.approx(8.0)
+    assert (controller.answered, controller.throttled) == (160, 0)
     assert controller.accepted_rate(25.0) == pytest.approx(3.9)
 
 
@@ -47,6 +49,8 @@ def test_after_a_cut_the_rate_is_measured_over_half_the_way_back() -> None:
         controller.succeeded(tick / 8)
     controller.ceiling = 10.0
     assert controller.accepted_rate(21.0) == pytest.approx(7 / 2)
+    controller.ceiling = 100.0  # 3 s back to it: 1.5 s
+    assert controller.accepted_rate(21.0) == pytest.approx(3 / 1.5)
 
 
 def test_a_429_with_nothing_known_starts_at_one_a_second() -> None:
@@ -130,9 +134,9 @@ def test_a_stated_rate_keeps_a_learned_ceiling() -> None:
 def test_a_new_event_starts_a_window_after_the_cut() -> None:
     """A 429 to a request sent a whole WINDOW after the cut is news; one just before is not."""
     controller = cut_at(10.0)
-    assert not controller.throttle(105.0, epoch=1, sent_at=100.0 + WINDOW - 0.01)
-    assert controller.throttle(105.0, epoch=1, sent_at=100.0 + WINDOW)
-    assert not controller.throttle(106.0, epoch=1, sent_at=105.5)  # an older epoch
+    assert controller.throttle(105.0, epoch=1, sent_at=100.0 + WINDOW - 0.01) is False
+    assert controller.throttle(105.0, epoch=1, sent_at=100.0 + WINDOW) is True
+    assert controller.throttle(106.0, epoch=1, sent_at=105.5) is False  # an older epoch
     assert (controller.answered, controller.throttled) == (4, 4)
 
 
@@ -161,6 +165,10 @@ def test_successes_long_after_a_cut_leave_the_ceiling() -> None:
     for tick in range(100):
         controller.succeeded(200.0 + tick * 0.01)
     assert controller.ceiling == 2.0
+    controller = cut_at(10.0)  # back at the ceiling 4 s after the cut, to the instant
+    for _ in range(20):
+        controller.succeeded(104.0)
+    assert controller.ceiling == 10.0
 
 
 def test_requests_admitted_a_window_before_the_refused_one_set_a_floor() -> None:

@@ -19,6 +19,8 @@ def test_no_rate_limit_header_says_nothing() -> None:
     assert hint.empty
     assert not ServerHint(rate=1.0).empty
     assert not ServerHint(exhausted_for=1.0).empty
+    with pytest.raises(TypeError):
+        ServerHint(1.0)  # type: ignore[misc]  # keyword-only
 
 
 def test_names_are_read_whatever_their_case() -> None:

@@ -52,7 +52,11 @@ MODULES: dict[str, list[str]] = {
     ],
     "_limits/_control.py": ["tests/test_rate_controller.py", "tests/test_rate_limiting.py"],
     "_progress.py": ["tests/test_progress_tracker.py", "tests/test_client_progress.py"],
-    "_limits/_adaptive.py": ["tests/test_rate_limiting.py", "tests/test_client_limits.py"],
+    "_limits/_adaptive.py": [
+        "tests/test_adaptive_limiter.py",
+        "tests/test_rate_limiting.py",
+        "tests/test_client_limits.py",
+    ],
     "_limits/_headers.py": [
         "tests/test_rate_headers.py",
         "tests/test_rate_limiting.py::test_rate_limit_headers_are_read",
