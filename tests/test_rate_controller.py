@@ -150,11 +150,11 @@ def test_answers_that_say_nothing_are_counted() -> None:
 def test_successes_after_a_cut_raise_a_ceiling_set_too_low() -> None:
     """Answers still coming back after a cut, faster than the ceiling / BETA, raise it."""
     controller = RateController()
-    controller.succeeded(0.0)
-    controller.throttle(0.5, epoch=0)  # the ceiling: 1 success over 1.5 s
+    controller.succeeded(100.0)
+    controller.throttle(100.5, epoch=0)  # the ceiling: 1 success over 1.5 s
     assert controller.ceiling == pytest.approx(1 / 1.5)
     for tick in range(1, 11):
-        controller.succeeded(0.5 + tick / 10)  # 10 more within a second
+        controller.succeeded(100.5 + tick / 10)  # 10 more within a second
     # the last rise: 10 successes over 1.4 s + 1 (at 1.5 s, 11 / 2.5 × BETA is under it)
     assert controller.ceiling == pytest.approx(10 / 2.4)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 
 import pytest
@@ -62,6 +63,7 @@ def test_retried(error: RembgError) -> None:
 def test_never_retried(error: RembgError) -> None:
     """Refused requests would fail again: they are never retried."""
     assert RetryPolicy().delay(error, 1) is None
+    assert RetryPolicy().is_retryable(error) is False
 
 
 def test_retry_after_is_honoured_up_to_the_cap() -> None:
@@ -75,6 +77,7 @@ def test_retry_after_is_honoured_up_to_the_cap() -> None:
         "You've reached your daily limit. Please sign up for more access.",
     )
     assert policy.delay(daily, 1) is None
+    assert policy.is_retryable(daily) is False
     assert isinstance(daily, RateLimitError)
     assert daily.retry_after == 40000
 
@@ -132,6 +135,23 @@ def test_the_documented_defaults() -> None:
     assert (policy.max_retry_after, policy.rate_limited_for, policy.wait) == (60.0, 600.0, True)
     assert policy.delay(APIConnectionError("x"), 2) is not None
     assert policy.delay(APIConnectionError("x"), 3) is None
+    with pytest.raises(TypeError):
+        RetryPolicy(3)  # type: ignore[misc]  # keyword-only
+
+
+def test_the_jitter_spans_the_upper_half() -> None:
+    """Backoff waits are spread over the whole upper half of their ceiling, and never below.
+
+    (Not under hypothesis, which seeds ``random`` alike for every example.)"""
+    policy = RetryPolicy(max_retries=10, initial_backoff=4, max_backoff=4)
+    for draw in (
+        lambda: policy.delay(APIConnectionError("x"), 1),
+        lambda: policy.flow_control_delay(short_term(), 0.0, 1),
+    ):
+        delays = [draw() for _ in range(200)]
+        assert all(delay is not None and 2 <= delay <= 4 for delay in delays)
+        assert min(d for d in delays if d is not None) < 2.2
+        assert max(d for d in delays if d is not None) > 3.8
 
 
 def test_a_wait_of_exactly_the_cap_is_honoured() -> None:
@@ -253,3 +273,18 @@ async def test_a_429_without_retry_after_is_waited_out(
         result = await client.remove(make_image(), return_bytes=True)
     assert result.data
     assert len(seen) == 3
+
+
+async def test_giving_up_after_a_retry_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    """Giving up after two attempts says so at WARNING; a first failure that is final does not."""
+
+    async def fails(attempt: int) -> None:
+        raise APIConnectionError("reset")
+
+    caplog.set_level(logging.INFO, logger="rembg_async")
+    with pytest.raises(APIConnectionError):
+        await RetryPolicy(max_retries=1, wait=False).run(fails)
+    with pytest.raises(APIConnectionError):
+        await RetryPolicy(max_retries=0, wait=False).run(fails)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == ["giving up after 2 attempts: reset (after 2 attempts)"]

@@ -36,6 +36,7 @@ import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -96,7 +97,7 @@ MODULES: dict[str, list[str]] = {
 #: What the copy of the tree needs for the tests to run.
 COPIED = ["rembg_async", "tests", "pyproject.toml", "pytest_rembg_async.py", "examples", "docs"]
 
-SWAPS: dict[type[ast.AST], list[type[ast.AST]]] = {
+SWAPS: dict[type[ast.AST], list[type[Any]]] = {
     # comparisons: moved by one (the boundary), and negated
     ast.Lt: [ast.LtE, ast.GtE],
     ast.LtE: [ast.Lt, ast.Gt],
@@ -153,7 +154,7 @@ def _alternatives(node: ast.AST) -> Iterator[ast.AST]:
     if isinstance(node, ast.Compare):
         for index, op in enumerate(node.ops):
             for other in SWAPS.get(type(op), []):
-                mutated = copy.deepcopy(node)
+                mutated: Any = copy.deepcopy(node)
                 mutated.ops[index] = other()
                 yield mutated
     elif isinstance(node, (ast.BinOp, ast.AugAssign)):
@@ -161,23 +162,23 @@ def _alternatives(node: ast.AST) -> Iterator[ast.AST]:
         if isinstance(left, ast.Constant) and isinstance(left.value, str):
             return  # "%s" % x: formatting, not arithmetic
         for other in SWAPS.get(type(node.op), []):
-            mutated = copy.deepcopy(node)
-            mutated.op = other()
-            yield mutated
+            changed: Any = copy.deepcopy(node)
+            changed.op = other()
+            yield changed
     elif isinstance(node, ast.BoolOp):
         for other in SWAPS[type(node.op)]:
             yield ast.BoolOp(op=other(), values=copy.deepcopy(node.values))
     elif isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.Not, ast.USub)):
         yield copy.deepcopy(node.operand)
     elif isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
-        changed = _changed_number(node.value)
-        if changed is not None:
-            yield ast.Constant(value=changed)
+        number: Any = _changed_number(node.value)
+        if number is not None:
+            yield ast.Constant(value=number)
     elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
         if node.func.id in ("min", "max"):
-            mutated = copy.deepcopy(node)
-            mutated.func = ast.Name(id="max" if node.func.id == "min" else "min")
-            yield mutated
+            swapped: Any = copy.deepcopy(node)
+            swapped.func = ast.Name(id="max" if node.func.id == "min" else "min")
+            yield swapped
     elif isinstance(node, ast.Return) and node.value is not None:
         if not (isinstance(node.value, ast.Constant) and node.value.value is None):
             yield ast.Return(value=ast.Constant(value=None))
@@ -191,6 +192,8 @@ def _skipped(node: ast.AST) -> bool:
         return True
     if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
         return True  # a docstring
+    if isinstance(node, ast.Expr):
+        node = node.value  # a statement that is a logging call
     if isinstance(node, ast.Call):
         func = node.func
         if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
@@ -230,7 +233,7 @@ def mutants(path: Path) -> list[Mutant]:
     found: list[Mutant] = []
     seen: set[str] = set()
     for node, function in _walk(tree, ""):
-        if not hasattr(node, "end_lineno") or node.end_lineno is None:
+        if not isinstance(node, (ast.expr, ast.stmt)) or node.end_lineno is None:
             continue
         start = _offset(lines, node.lineno, node.col_offset)
         end = _offset(lines, node.end_lineno, node.end_col_offset or 0)
