@@ -80,6 +80,7 @@ MODULES: dict[str, list[str]] = {
         "tests/test_hostile_network.py::test_slow_steady_reader_is_not_cut",
     ],
     "_download.py": [
+        "tests/test_download_rules.py",
         "tests/test_stream_output.py",
         "tests/test_bad_responses.py",
         "tests/test_client_progress.py",

@@ -1,0 +1,123 @@
+"""Receiving an answer, rule by rule: the type from the first bytes however they are split,
+files written whole or in pieces with the right names and modes, nothing left on failure."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from conftest import make_image
+
+from rembg_async import APIResponseError
+from rembg_async._download import (
+    PARTIAL_SUFFIX,
+    SNIFF_BYTES,
+    TEMP_PREFIX,
+    _create_partial,
+    _save_whole,
+    _TypeSniffer,
+    _write_all,
+    is_partial_name,
+    real_content_type,
+)
+
+PNG = make_image((8, 8), "PNG")
+WEBP = make_image((8, 8), "WEBP")
+
+
+def test_the_type_waits_for_enough_bytes_however_they_come() -> None:
+    """Fed a byte at a time, the type is decided at SNIFF_BYTES, from those bytes only."""
+    assert SNIFF_BYTES == 32
+    sniffer = _TypeSniffer("application/octet-stream")
+    for index in range(SNIFF_BYTES - 1):
+        sniffer.feed(WEBP[index : index + 1])
+        assert sniffer.content_type is None
+    sniffer.feed(WEBP[SNIFF_BYTES - 1 :])
+    assert sniffer.content_type == "image/webp"
+    assert sniffer.head == WEBP[:SNIFF_BYTES]
+    sniffer.feed(b"more")
+    assert sniffer.result() == "image/webp"
+
+
+def test_a_short_body_is_typed_when_it_ends() -> None:
+    """Fewer bytes than SNIFF_BYTES: the type is read from what came, at the end."""
+    sniffer = _TypeSniffer("image/png")
+    sniffer.feed(PNG[:24])
+    assert sniffer.content_type is None
+    assert sniffer.result() == "image/png"
+
+
+def test_the_bytes_count_not_the_declared_type() -> None:
+    """A wrong Content-Type over a real image is forgiven; no image is an error naming it."""
+    assert real_content_type(PNG, "text/plain") == "image/png"
+    with pytest.raises(APIResponseError, match=r"no image \(text/html\)"):
+        real_content_type(b"<html>", "text/html")
+
+
+def test_partial_names() -> None:
+    """Our partial files are rembg-<random>.part, nothing else."""
+    assert is_partial_name(f"{TEMP_PREFIX}0123.part")
+    assert not is_partial_name("photo.part")
+    assert not is_partial_name(f"{TEMP_PREFIX}0123.png")
+
+
+def test_a_new_file_gets_a_random_name_and_its_folder(tmp_path: Path) -> None:
+    """A partial file is created under a random name, its folder made if missing."""
+    folder = tmp_path / "a" / "b"
+    handle, path = _create_partial(folder, PARTIAL_SUFFIX, 0o600)
+    os.close(handle)
+    assert path.parent == folder
+    assert is_partial_name(path.name)
+    assert len(path.name) == len(TEMP_PREFIX) + 16 + len(PARTIAL_SUFFIX)
+    other_handle, other = _create_partial(folder, PARTIAL_SUFFIX, 0o600)
+    os.close(other_handle)
+    assert other != path
+
+
+def test_many_pieces_are_written_in_order(tmp_path: Path) -> None:
+    """More pieces than one writev takes, empty ones among them: all written, in order."""
+    pieces = [bytes([index % 256]) * (index % 3) for index in range(3000)]
+    path = tmp_path / "out"
+    handle = os.open(path, os.O_WRONLY | os.O_CREAT)
+    try:
+        _write_all(handle, pieces)
+    finally:
+        os.close(handle)
+    assert path.read_bytes() == b"".join(pieces)
+
+
+def test_a_temporary_result_is_its_owners_alone(tmp_path: Path) -> None:
+    """Written whole without a target: a new file with the extension, mode 0600."""
+    called: list[int] = []
+    path = _save_whole(tmp_path, [PNG[:10], PNG[10:]], None, "png", lambda: called.append(1))
+    assert path.suffix == ".png"
+    assert path.name.startswith(TEMP_PREFIX)
+    assert path.read_bytes() == PNG
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert called == [1]
+
+
+def test_a_named_result_replaces_its_target_with_the_usual_mode(tmp_path: Path) -> None:
+    """Written whole onto a target: the target replaced, with 0666 less the umask, no leftover."""
+    target = tmp_path / "out.png"
+    target.write_bytes(b"old")
+    umask = os.umask(0o022)
+    try:
+        assert _save_whole(tmp_path, [PNG], target, "png") == target
+    finally:
+        os.umask(umask)
+    assert target.read_bytes() == PNG
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["out.png"]
+
+
+def test_a_failed_write_leaves_nothing(tmp_path: Path) -> None:
+    """A write that fails deletes the new file and keeps the old target."""
+    target = tmp_path / "out.png"
+    target.write_bytes(b"old")
+    with pytest.raises(TypeError):
+        _save_whole(tmp_path, [PNG, 42], target, "png")  # type: ignore[list-item]
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.png"]
