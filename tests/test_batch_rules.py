@@ -182,9 +182,20 @@ def test_the_manifest_names_inputs_and_reads_back_the_latest_status(tmp_path: Pa
         "attempts": 2,
         "credits": 0,
     }
+    assert (json.loads(lines[1])["attempts"], json.loads(lines[1])["credits"]) == (0, 0)
     assert json.loads(lines[3])["output"] == "out/a.png"
     assert json.loads(lines[3])["error"] is None
     assert failed_in(lines) == ["b.png"]
     manifest = tmp_path / "manifest.jsonl"
     manifest.write_text("".join(lines))
     assert failed_inputs(manifest) == ["b.png"]
+
+
+def test_items_progress_and_the_budget_policy_take_keywords_only() -> None:
+    """Results and the budget's policy are built with keywords (so fields can be added)."""
+    with pytest.raises(TypeError, match="positional"):
+        BatchItem("a", 0)  # type: ignore[misc]
+    with pytest.raises(TypeError, match="positional"):
+        BatchProgress(1, 0, 0, None, 0, 0, None, None)  # type: ignore[misc]
+    with pytest.raises(TypeError, match="positional"):
+        ChargeAwareRetry(Wire())  # type: ignore[misc]

@@ -131,6 +131,9 @@ def test_rate_limit_headers_any_case_finite_only() -> None:
     )
     assert isinstance(error, RateLimitError)
     assert (error.limit, error.remaining, error.reset) == (10, None, None)
+    counted = error_from_response(429, b'{"error": "x"}', {"X-RateLimit-Reset": "30"})
+    assert isinstance(counted, RateLimitError)
+    assert (counted.limit, counted.reset) == (None, 30)
 
 
 @pytest.mark.parametrize(
