@@ -105,26 +105,110 @@ async def test_on_a_fixed_rate_every_429_holds_everyone() -> None:
     assert made.state.rate == 5
 
 
+def throttled(retry_after: str | None = None) -> Answer:
+    """A short-term 429, with ``Retry-After`` when given."""
+    headers = {} if retry_after is None else {"Retry-After": retry_after}
+    return Answer(status=429, headers=headers, throttled=True)
+
+
 async def test_a_second_event_within_the_last_wait_holds_everyone() -> None:
-    """A congestion event soon after a cut (within the server's last wait) holds every caller;
-    a 429 without Retry-After holds no one."""
+    """The first 429 holds every caller; so does a congestion event soon after a cut (within
+    the server's last wait); a 429 without Retry-After holds no one."""
     made, clock = limiter()
-    first = Answer(status=429, headers={"Retry-After": "3"}, throttled=True)
-    await made.release(Permit(started_at=0.0), first)
+    clock.now = 30.0
+    await made.release(Permit(started_at=29.5), throttled("3"))
     assert made.state.held_for == 3.0
-    clock.now = 2.5  # within 3 s of the cut, sent a window after it: a new event
-    await made.release(Permit(started_at=1.5, epoch=1), first)
+    assert made.state.ceiling == 1.0  # nothing accepted yet: one a second
+    clock.now = 32.5  # within 3 s of the cut, sent a window after it: a new event
+    await made.release(Permit(started_at=31.5, epoch=1), throttled("3"))
     assert made.state.held_for == 3.0
-    clock.now = 10.0
-    bare = Answer(status=429, throttled=True)
-    await made.release(Permit(started_at=9.0, epoch=2), bare)
+    clock.now = 40.0
+    await made.release(Permit(started_at=39.0, epoch=2), throttled())
     assert made.state.held_for == 0.0
     assert made.state.throttled == 3
 
 
-def test_repr_says_rate_source_and_429s() -> None:
-    """The repr: the rate (or unpaced), where it comes from, the 429s."""
-    assert repr(AdaptiveLimiter()) == "<AdaptiveLimiter unpaced (none) 429s=0>"
-    assert repr(AdaptiveLimiter(requests_per_second=2.5)) == (
-        "<AdaptiveLimiter 2.5/s (fixed) 429s=0>"
-    )
+async def test_the_last_wait_is_a_second_at_least() -> None:
+    """After a 429 whose wait was under a second (or not said), a new event 1.5 s after the cut
+    is not within it: it cuts, and holds no one."""
+    for first in (throttled("0.5"), throttled()):
+        made, clock = limiter()
+        await made.release(Permit(started_at=0.0), first)
+        clock.now = 1.5
+        await made.release(Permit(started_at=1.2, epoch=1), throttled("3"))
+        assert made.state.throttled == 2
+        assert made.state.held_for == 0.0
+
+
+async def test_the_default_longest_hold_is_a_minute() -> None:
+    """By default a server may hold every caller for 60 s, not more."""
+    made, _ = limiter()
+    await made.hold_off(61)
+    assert made.state.held_for == 0.0
+    await made.hold_off(60)
+    assert made.state.held_for == 60.0
+
+
+@pytest.mark.parametrize("status", [199, 300, 404, 503])
+async def test_only_a_2xx_widens_the_window(status: int) -> None:
+    """Before the first 429, an answer that is not a 2xx lets no more requests in flight."""
+    made, _ = limiter()
+    await made.release(await made.acquire(), Answer(status=status))
+    held = await made.acquire()
+    waiting = asyncio.ensure_future(made.acquire())
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    waiting.cancel()
+    await made.release(held, None)
+
+
+async def test_a_caller_cancelled_while_queued_leaves_no_trace() -> None:
+    """Cancelled waiting for a slot, or woken and cancelled at once, or waiting for its turn:
+    the slot count comes back to zero and the next caller goes at once."""
+    made, clock = limiter(max_concurrency=1)
+    held = await made.acquire()
+    queued = asyncio.ensure_future(made.acquire())
+    await asyncio.sleep(0)
+    queued.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await queued
+    woken = asyncio.ensure_future(made.acquire())
+    await asyncio.sleep(0)
+    await made.release(held, None)  # wakes it, with the slot counted for it...
+    woken.cancel()  # ...cancelled before it ran: the slot is passed on
+    with pytest.raises(asyncio.CancelledError):
+        await woken
+    assert made.state.in_flight == 0
+    await made.hold_off(5.0)
+    turn = asyncio.ensure_future(made.acquire())
+    await clock.run(until=1.0)
+    turn.cancel()  # cancelled while waiting for its turn (the hold-off)
+    with pytest.raises(asyncio.CancelledError):
+        await turn
+    assert made.state.in_flight == 0
+    await clock.run(until=6.0)
+    permit = await made.acquire()
+    assert made.state.in_flight == 1
+    await made.release(permit, None)
+
+
+async def test_a_late_start_keeps_the_schedule_an_idle_one_restarts_it() -> None:
+    """At 10/s: a start later than its turn does not push the next one back; after an idle
+    stretch the next turns count from the idle start, not from the past."""
+    made, clock = limiter(requests_per_second=10)
+
+    async def start(at: float, turn: float | None = None) -> float:
+        """Ask at ``at``; let the clock run to ``turn`` (if it must wait); when it started."""
+        assert at >= clock.now  # the clock only goes forward
+        clock.now = at
+        task = asyncio.ensure_future(made.acquire())
+        await clock.run(until=(turn or at) + 1e-9)
+        permit = await task
+        await made.release(permit, None)
+        return round(permit.started_at, 6)
+
+    assert await start(0.0) == 0.0
+    assert await start(0.15) == 0.15  # its turn was 0.1: late by 0.05
+    assert await start(0.15 + 1e-9, turn=0.2) == 0.2  # the next turn is still 0.2
+    assert await start(5.0) == 5.0  # idle: at once
+    assert await start(5.0 + 1e-9, turn=5.1) == 5.1  # and the next a tenth of a second later
