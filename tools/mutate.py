@@ -72,6 +72,7 @@ MODULES: dict[str, list[str]] = {
         "not timeout",
     ],
     "_upload.py": [
+        "tests/test_upload_guard.py",
         "tests/test_upload_body.py",
         "tests/test_client_progress.py::test_upload_total_is_the_body_on_the_wire",
         "tests/test_hostile_network.py::test_file_that_shrinks_while_sent_fails_at_once",
