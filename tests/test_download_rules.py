@@ -16,6 +16,7 @@ from rembg_async._download import (
     SNIFF_BYTES,
     TEMP_PREFIX,
     _create_partial,
+    _Output,
     _save_whole,
     _TypeSniffer,
     _write_all,
@@ -121,3 +122,53 @@ def test_a_failed_write_leaves_nothing(tmp_path: Path) -> None:
         _save_whole(tmp_path, [PNG, 42], target, "png")  # type: ignore[list-item]
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["out.png"]
+
+
+async def test_a_large_answer_goes_through_a_partial_file(tmp_path: Path) -> None:
+    """Pieces written before the end go to a partial file beside the target, renamed onto it
+    at the end (then() run once it is there); without a target it takes the extension."""
+    called: list[Path] = []
+    target = tmp_path / "out.png"
+    output = _Output(folder=tmp_path, target=target, then=lambda: called.append(target))
+    await output.write([b"a" * 10, b"b" * 5])
+    assert output.partial is not None
+    assert is_partial_name(output.partial.name)
+    assert stat.S_IMODE(output.partial.stat().st_mode) == 0o666 & ~current_umask()
+    assert await output.finish([b"c"], "png") == target
+    assert target.read_bytes() == b"a" * 10 + b"b" * 5 + b"c"
+    assert called == [target]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]
+    temporary = _Output(folder=tmp_path / "tmp", target=None)
+    await temporary.write([b"x"])
+    await temporary.write([b"y"])
+    path = await temporary.finish([], "webp")
+    assert (path.suffix, path.read_bytes()) == (".webp", b"xy")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+async def test_an_answer_in_one_piece_is_written_whole(tmp_path: Path) -> None:
+    """Nothing written before the end: finish() writes the file whole, in one go."""
+    output = _Output(folder=tmp_path, target=None)
+    path = await output.finish([PNG], "png")
+    assert output.partial is None
+    assert path.read_bytes() == PNG
+
+
+async def test_an_abandoned_answer_leaves_nothing(tmp_path: Path) -> None:
+    """abandon() closes and deletes the partial file; the target is untouched."""
+    target = tmp_path / "out.png"
+    target.write_bytes(b"old")
+    output = _Output(folder=tmp_path, target=target)
+    await output.write([b"half"])
+    output.abandon()
+    output.abandon()  # twice is harmless
+    assert output.handle is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]
+    assert target.read_bytes() == b"old"
+
+
+def current_umask() -> int:
+    """The process's umask (read by setting it back at once)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
