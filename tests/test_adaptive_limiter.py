@@ -62,8 +62,7 @@ async def test_a_hold_off_delays_the_next_start() -> None:
 
 
 async def test_what_each_answer_teaches() -> None:
-    """2xx: a success; another status: an answer that says nothing; headers: a rate and a spent
-    quota; a short-term 429 with Retry-After on a fixed rate: everyone holds off."""
+    """2xx is a success, other statuses say nothing; headers give a rate and a spent quota."""
     made, clock = limiter()
     for status in (200, 299, 199, 300, 503):
         await made.release(await made.acquire(), Answer(status=status))
@@ -112,8 +111,7 @@ def throttled(retry_after: str | None = None) -> Answer:
 
 
 async def test_a_second_event_within_the_last_wait_holds_everyone() -> None:
-    """The first 429 holds every caller; so does a congestion event soon after a cut (within
-    the server's last wait); a 429 without Retry-After holds no one."""
+    """The first 429 holds everyone, so does a new event within the last wait; a bare 429 not."""
     made, clock = limiter()
     clock.now = 30.0
     await made.release(Permit(started_at=29.5), throttled("3"))
@@ -129,8 +127,7 @@ async def test_a_second_event_within_the_last_wait_holds_everyone() -> None:
 
 
 async def test_the_last_wait_is_a_second_at_least() -> None:
-    """After a 429 whose wait was under a second (or not said), a new event 1.5 s after the cut
-    is not within it: it cuts, and holds no one."""
+    """After a wait under a second (or none said), an event 1.5 s after the cut holds no one."""
     for first in (throttled("0.5"), throttled()):
         made, clock = limiter()
         await made.release(Permit(started_at=0.0), first)
@@ -163,8 +160,7 @@ async def test_only_a_2xx_widens_the_window(status: int) -> None:
 
 
 async def test_a_caller_cancelled_while_queued_leaves_no_trace() -> None:
-    """Cancelled waiting for a slot, or woken and cancelled at once, or waiting for its turn:
-    the slot count comes back to zero and the next caller goes at once."""
+    """Cancelled queued, woken-then-cancelled, or waiting for its turn: its slot comes back."""
     made, clock = limiter(max_concurrency=1)
     held = await made.acquire()
     queued = asyncio.ensure_future(made.acquire())
@@ -193,8 +189,7 @@ async def test_a_caller_cancelled_while_queued_leaves_no_trace() -> None:
 
 
 async def test_a_late_start_keeps_the_schedule_an_idle_one_restarts_it() -> None:
-    """At 10/s: a start later than its turn does not push the next one back; after an idle
-    stretch the next turns count from the idle start, not from the past."""
+    """At 10/s a late start keeps the schedule; after idling, turns count from the new start."""
     made, clock = limiter(requests_per_second=10)
 
     async def start(at: float, turn: float | None = None) -> float:

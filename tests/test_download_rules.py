@@ -125,8 +125,7 @@ def test_a_failed_write_leaves_nothing(tmp_path: Path) -> None:
 
 
 async def test_a_large_answer_goes_through_a_partial_file(tmp_path: Path) -> None:
-    """Pieces written before the end go to a partial file beside the target, renamed onto it
-    at the end (then() run once it is there); without a target it takes the extension."""
+    """Early pieces go to a partial file, renamed onto the target (or given the extension)."""
     called: list[Path] = []
     target = tmp_path / "out.png"
     output = _Output(folder=tmp_path, target=target, then=lambda: called.append(target))

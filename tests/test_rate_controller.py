@@ -172,8 +172,7 @@ def test_successes_long_after_a_cut_leave_the_ceiling() -> None:
 
 
 def test_requests_admitted_a_window_before_the_refused_one_set_a_floor() -> None:
-    """Six requests sent within the window before the refused one, answered after the cut:
-    the ceiling is six a second at least (what was accepted lately said much less)."""
+    """Six requests admitted in the window before the refused one: a ceiling of six at least."""
     controller = RateController()
     controller.succeeded(-100.0)  # long ago: the accepted rate lately is about nothing
     assert controller.throttle(0.875, epoch=0, sent_at=0.75)

@@ -140,9 +140,8 @@ def test_the_documented_defaults() -> None:
 
 
 def test_the_jitter_spans_the_upper_half() -> None:
-    """Backoff waits are spread over the whole upper half of their ceiling, and never below.
-
-    (Not under hypothesis, which seeds ``random`` alike for every example.)"""
+    """Backoff waits spread over the whole upper half of their ceiling, never below it."""
+    # Not under hypothesis, which seeds ``random`` alike for every example.
     policy = RetryPolicy(max_retries=10, initial_backoff=4, max_backoff=4)
     for draw in (
         lambda: policy.delay(APIConnectionError("x"), 1),

@@ -81,8 +81,7 @@ class Writer:
 
 
 async def test_a_stall_is_cut_after_its_timeout() -> None:
-    """Nothing moves for the timeout: the connection is aborted and the response fails with a
-    read timeout that says so."""
+    """Nothing moves for the timeout: the connection is aborted with a read timeout error."""
     transport = Transport()
     guard = _StallGuard(Writer(transport), STALL)  # type: ignore[arg-type]
     guard.watch()
@@ -170,8 +169,7 @@ def gathering(writer: Writer, stall: float | None = STALL) -> tuple[_GatheringWr
 
 
 async def test_small_writes_are_gathered_large_ones_pass() -> None:
-    """Writes up to GATHER_BYTES are joined; one that would overflow sends what is gathered;
-    a chunk larger than GATHER_BYTES goes on its own; progress counts every byte."""
+    """Writes are joined up to GATHER_BYTES; a larger chunk goes on its own."""
     assert (GATHER_BYTES, CHUNK_BYTES) == (64 * 1024, 1024 * 1024)
     writer = Writer(Transport())
     gather, _ = gathering(writer, stall=None)
@@ -188,8 +186,7 @@ async def test_small_writes_are_gathered_large_ones_pass() -> None:
 
 
 async def test_a_write_that_stalls_fails_with_the_read_timeout() -> None:
-    """A large write the server does not take: aborted after the timeout, failing with the
-    guard's error (not the transport's); a small write is never watched."""
+    """A large write not taken fails with the guard's read timeout; a small one is not watched."""
     transport = Transport()
     writer = Writer(transport)
     writer.block = asyncio.Event()
@@ -220,8 +217,7 @@ async def test_a_failed_write_without_a_stall_raises_its_own_error() -> None:
 
 
 async def test_settle_waits_for_the_queue_to_drain() -> None:
-    """After the last write, settle() waits until at most GATHER_BYTES are still queued; a small
-    body or no guard never waits; a queue that never drains fails with the read timeout."""
+    """settle() waits for the queue to drain or times out; a small body or no guard never waits."""
     transport = Transport()
     writer = Writer(transport)
     gather, _ = gathering(writer)
