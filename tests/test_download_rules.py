@@ -3,19 +3,27 @@ files written whole or in pieces with the right names and modes, nothing left on
 
 from __future__ import annotations
 
+import base64
 import os
 import stat
+import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 from conftest import make_image
 
-from rembg_async import APIResponseError
+from rembg_async import APIConnectionError, APIResponseError, AsyncRembg, ProgressEvent, RetryPolicy
 from rembg_async._download import (
+    CHUNK_BYTES,
     PARTIAL_SUFFIX,
     SNIFF_BYTES,
     TEMP_PREFIX,
+    KeptTarget,
     _create_partial,
+    _forget_partial,
     _Output,
     _save_whole,
     _TypeSniffer,
@@ -171,3 +179,105 @@ def current_umask() -> int:
     umask = os.umask(0)
     os.umask(umask)
     return umask
+
+
+def open_handles() -> int | None:
+    """How many file descriptors this process has open (None where the system does not say)."""
+    return len(os.listdir("/proc/self/fd")) if sys.platform == "linux" else None
+
+
+async def test_every_handle_is_closed(tmp_path: Path) -> None:
+    """Written whole, in pieces, or abandoned, or undone after a cancellation: no handle left."""
+    before = open_handles()
+    await _Output(folder=tmp_path, target=None).finish([PNG], "png")
+    pieces = _Output(folder=tmp_path, target=None)
+    await pieces.write([b"x"])
+    await pieces.finish([b"y"], "png")
+    abandoned = _Output(folder=tmp_path, target=None)
+    await abandoned.write([b"x"])
+    abandoned.abandon()
+    created = _create_partial(tmp_path, PARTIAL_SUFFIX, 0o600)
+    _forget_partial(created)  # what a cancelled creation undoes
+    assert not created[1].exists()
+    assert open_handles() == before
+
+
+def test_a_kept_target_is_its_path() -> None:
+    """A KeptTarget is used as its path (os.fspath), and is built with keywords."""
+    assert os.fspath(KeptTarget(path=Path("a/b.png"), then=lambda: None)) == "a/b.png"
+    with pytest.raises(TypeError, match="positional"):
+        KeptTarget(Path("a"), lambda: None)  # type: ignore[misc]
+
+
+BIG = PNG + bytes(3 * CHUNK_BYTES + 123)  # a PNG by its signature, larger than three chunks
+
+
+@pytest.fixture
+async def big_server() -> AsyncIterator[str]:
+    """A server that answers BIG in small pieces; an empty 200 (``X-Empty``) or BIG cut short
+    (``X-Cut``) when asked."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        if "X-Empty" in request.headers:
+            return web.Response(body=b"", content_type="image/png")
+        response = web.StreamResponse(headers={"Content-Type": "image/png"})
+        response.content_length = len(BIG)
+        await response.prepare(request)
+        for start in range(0, len(BIG), 60_000):
+            if "X-Cut" in request.headers and start > 2 * CHUNK_BYTES:
+                assert request.transport is not None
+                request.transport.close()  # cut short, past the first writes to the file
+                return response
+            await response.write(BIG[start : start + 60_000])
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_post("/rmbg", handler)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield str(server.make_url("")).rstrip("/")
+    finally:
+        await server.close()
+
+
+async def test_a_large_answer_arrives_whole_every_way(big_server: str, tmp_path: Path) -> None:
+    """An answer of several chunks, in small pieces: the same bytes in a temporary file (a .png),
+    at a path, as base64 and in memory, with progress up to its size."""
+    events: list[ProgressEvent] = []
+    async with AsyncRembg("k", base_url=big_server) as client:
+        async with await client.remove(PNG, on_download_progress=events.append) as temporary:
+            assert temporary.output_image_path.suffix == ".png"
+            assert temporary.output_image_path.read_bytes() == BIG
+        target = tmp_path / "out.webp"  # the name the default format asks for
+        await client.remove(PNG, output_path=target)
+        encoded = await client.remove(PNG, return_base64=True)
+        in_memory = await client.remove(PNG, return_bytes=True)
+    assert target.read_bytes() == BIG
+    assert base64.b64decode(encoded.base64_image.partition(",")[2]) == BIG
+    assert encoded.size == len(BIG)
+    assert in_memory.data == BIG
+    assert sum(event.bytes for event in events) == events[-1].loaded == len(BIG)
+    assert [p.name for p in tmp_path.iterdir()] == ["out.webp"]
+
+
+@pytest.mark.parametrize("kind", ["return_base64", "return_bytes"])
+async def test_an_empty_answer_is_an_error_in_memory_too(big_server: str, kind: str) -> None:
+    """An empty 200 is an APIResponseError as base64 or bytes, as it is for a file."""
+    policy = RetryPolicy(max_retries=0)
+    empty = {"X-Empty": "1"}
+    async with AsyncRembg("k", base_url=big_server, retry=policy, extra_headers=empty) as client:
+        with pytest.raises(APIResponseError, match="empty body"):
+            await client.remove(PNG, **{kind: True})  # type: ignore[call-overload]
+
+
+async def test_a_large_answer_cut_short_leaves_no_file(big_server: str, tmp_path: Path) -> None:
+    """A large answer cut short after some writes to the file: the error, and no file left."""
+    policy = RetryPolicy(max_retries=0)
+    cut = {"X-Cut": "1"}
+    async with AsyncRembg("k", base_url=big_server, retry=policy, extra_headers=cut) as client:
+        with pytest.raises(APIConnectionError):
+            await client.remove(PNG, output_path=tmp_path / "out.webp")
+    assert list(tmp_path.iterdir()) == []

@@ -86,6 +86,8 @@ MODULES: dict[str, list[str]] = {
         "tests/test_bad_responses.py",
         "tests/test_client_progress.py",
         "tests/test_cancellation.py::test_cancel_during_download",
+        "tests/test_hostile_network.py::test_error_body_in_pieces_keeps_its_message_and_scope",
+        "tests/test_hostile_network.py::test_usage_json_in_pieces_is_read_whole",
     ],
     "_batch_items.py": [
         "tests/test_batch_rules.py",
