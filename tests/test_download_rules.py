@@ -3,6 +3,7 @@ files written whole or in pieces with the right names and modes, nothing left on
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import stat
@@ -10,6 +11,7 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -29,6 +31,7 @@ from rembg_async._download import (
     _TypeSniffer,
     _write_all,
     is_partial_name,
+    read_whole,
     real_content_type,
 )
 
@@ -214,15 +217,16 @@ BIG = PNG + bytes(3 * CHUNK_BYTES + 123)  # a PNG by its signature, larger than 
 
 @pytest.fixture
 async def big_server() -> AsyncIterator[str]:
-    """A server that answers BIG in small pieces; an empty 200 (``X-Empty``) or BIG cut short
-    (``X-Cut``) when asked."""
+    """A server that answers BIG in small pieces; an empty 200 (``X-Empty``), BIG cut short
+    (``X-Cut``) or BIG of unannounced length (``X-Chunked``) when asked."""
 
     async def handler(request: web.Request) -> web.StreamResponse:
         await request.read()
         if "X-Empty" in request.headers:
             return web.Response(body=b"", content_type="image/png")
         response = web.StreamResponse(headers={"Content-Type": "image/png"})
-        response.content_length = len(BIG)
+        if "X-Chunked" not in request.headers:
+            response.content_length = len(BIG)
         await response.prepare(request)
         for start in range(0, len(BIG), 60_000):
             if "X-Cut" in request.headers and start > 2 * CHUNK_BYTES:
@@ -255,6 +259,7 @@ async def test_a_large_answer_arrives_whole_every_way(big_server: str, tmp_path:
         await client.remove(PNG, output_path=target)
         encoded = await client.remove(PNG, return_base64=True)
         in_memory = await client.remove(PNG, return_bytes=True)
+    assert temporary.size == len(BIG)
     assert target.read_bytes() == BIG
     assert base64.b64decode(encoded.base64_image.partition(",")[2]) == BIG
     assert encoded.size == len(BIG)
@@ -281,3 +286,68 @@ async def test_a_large_answer_cut_short_leaves_no_file(big_server: str, tmp_path
         with pytest.raises(APIConnectionError):
             await client.remove(PNG, output_path=tmp_path / "out.webp")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("kind", ["file", "return_base64", "return_bytes"])
+async def test_an_answer_of_unknown_length_ends_with_a_final_event(
+    big_server: str, kind: str
+) -> None:
+    """No Content-Length and events far apart: the end of the body still sends its last bytes."""
+    events: list[ProgressEvent] = []
+    options = {} if kind == "file" else {kind: True}
+    chunked = {"X-Chunked": "1"}
+    async with AsyncRembg(
+        "k", base_url=big_server, extra_headers=chunked, progress_interval=100
+    ) as client:
+        result = await client.remove(PNG, on_download_progress=events.append, **options)  # type: ignore[call-overload]
+        if kind == "file":
+            await result.cleanup()
+    assert events[-1].total is None
+    assert sum(event.bytes for event in events) == events[-1].loaded == len(BIG)
+
+
+async def test_a_large_answer_is_written_as_it_arrives(big_server: str, tmp_path: Path) -> None:
+    """Past two chunks in, a partial file beside the target already holds bytes (not all in RAM)."""
+    seen: list[int] = []
+
+    def look(event: ProgressEvent) -> None:
+        if event.loaded >= 2 * CHUNK_BYTES and not seen:
+            partial = [p for p in tmp_path.iterdir() if is_partial_name(p.name)]
+            seen.append(partial[0].stat().st_size if partial else 0)
+
+    async with AsyncRembg("k", base_url=big_server, progress_interval=0) as client:
+        await client.remove(PNG, output_path=tmp_path / "out.webp", on_download_progress=look)
+    assert seen
+    assert seen[0] >= CHUNK_BYTES
+
+
+@pytest.fixture
+async def trickle_url() -> AsyncIterator[str]:
+    """A server that answers 100 bytes, three at a time, a little apart."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        response.content_length = 100
+        await response.prepare(request)
+        for start in range(0, 100, 3):
+            await response.write(bytes(range(start, min(start + 3, 100))))
+            await asyncio.sleep(0.005)
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_get("/", handler)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield str(server.make_url("/"))
+    finally:
+        await server.close()
+
+
+async def test_read_whole_stops_at_its_limit(trickle_url: str) -> None:
+    """However the body is split, read_whole returns its first ``limit`` bytes, no more."""
+    async with aiohttp.ClientSession() as session, session.get(trickle_url) as response:
+        assert await read_whole(response, 10) == bytes(range(10))
+    async with aiohttp.ClientSession() as session, session.get(trickle_url) as response:
+        assert await read_whole(response, 1000) == bytes(range(100))
