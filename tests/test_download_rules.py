@@ -18,6 +18,7 @@ from aiohttp.test_utils import TestServer
 from conftest import make_image
 
 from rembg_async import APIConnectionError, APIResponseError, AsyncRembg, ProgressEvent, RetryPolicy
+from rembg_async import _download as download_module
 from rembg_async._download import (
     CHUNK_BYTES,
     PARTIAL_SUFFIX,
@@ -351,3 +352,59 @@ async def test_read_whole_stops_at_its_limit(trickle_url: str) -> None:
         assert await read_whole(response, 10) == bytes(range(10))
     async with aiohttp.ClientSession() as session, session.get(trickle_url) as response:
         assert await read_whole(response, 1000) == bytes(range(100))
+
+
+def test_a_short_write_resumes_where_it_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """writev may take less than it is given (a signal, a full disk): the rest follows, in order."""
+    real_writev = os.writev
+
+    def short_writev(handle: int, views: list[memoryview]) -> int:
+        return real_writev(handle, [bytes(b"".join(views))[:7]])  # at most 7 bytes a call
+
+    monkeypatch.setattr(os, "writev", short_writev)
+    pieces = [b"abc", b"", b"defghijkl", b"m", b"nopqrstuvwxyz" * 3]
+    path = tmp_path / "out"
+    handle = os.open(path, os.O_WRONLY | os.O_CREAT)
+    try:
+        _write_all(handle, pieces)
+    finally:
+        os.close(handle)
+    assert path.read_bytes() == b"".join(pieces)
+
+
+def test_a_folder_made_meanwhile_is_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A folder that appears between the failed open and the mkdir (another process) is fine."""
+    real_open = os.open
+    calls: list[str] = []
+
+    def open_once_missing(path: str, flags: int, mode: int = 0o777) -> int:
+        calls.append(str(path))
+        if len(calls) == 1:
+            raise FileNotFoundError(path)  # the folder was missing then, not any more
+        return real_open(path, flags, mode)
+
+    monkeypatch.setattr(os, "open", open_once_missing)
+    handle, path = _create_partial(tmp_path, PARTIAL_SUFFIX, 0o600)
+    os.close(handle)
+    assert path.exists()
+    assert len(calls) == 2
+
+
+def test_a_folder_where_every_name_is_taken_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If every name tried is taken (a hostile folder), creation gives up after 100 tries."""
+    tries: list[int] = []
+
+    class SameName:
+        def getrandbits(self, bits: int) -> int:
+            tries.append(bits)
+            return 42
+
+    monkeypatch.setattr(download_module, "_NAMES", SameName())
+    (tmp_path / f"{TEMP_PREFIX}{42:016x}{PARTIAL_SUFFIX}").write_bytes(b"")
+    with pytest.raises(FileExistsError, match="no free name"):
+        _create_partial(tmp_path, PARTIAL_SUFFIX, 0o600)
+    assert len(tries) == 100
