@@ -10,19 +10,24 @@ from typing import Any
 
 import aiohttp
 import pytest
+from conftest import make_image
 
+from rembg_async._inputs import open_source
 from rembg_async._progress import ProgressTracker
 from rembg_async._upload import (
     CHUNK_BYTES,
     GATHER_BYTES,
+    UploadBody,
     _GatheringWriter,
     _queued,
     _StallGuard,
     _unacknowledged,
     abort_request,
+    build_form,
 )
 
 STALL = 0.05  # seconds: the guard's timeout in these tests
+PNG_BYTES = make_image((8, 8), "PNG")
 
 
 class Protocol:
@@ -183,6 +188,9 @@ async def test_small_writes_are_gathered_large_ones_pass() -> None:
     await gather.flush()  # nothing left: no empty write
     assert [len(w) for w in writer.writes] == [GATHER_BYTES, 1, GATHER_BYTES + 1]
     assert gather.output_size == 2 * GATHER_BYTES + 2  # the rest is the inner writer's
+    await gather.write(b"e" * (GATHER_BYTES - 1))
+    await gather.write(b"f")  # after a flush the count starts again: exactly full, kept
+    assert len(writer.writes) == 3
 
 
 async def test_a_write_that_stalls_fails_with_the_read_timeout() -> None:
@@ -196,6 +204,11 @@ async def test_a_write_that_stalls_fails_with_the_read_timeout() -> None:
     writer.block.set()
     with pytest.raises(aiohttp.SocketTimeoutError):
         await sending
+    done = Transport()
+    large, _ = gathering(Writer(done))
+    await large.write(b"z" * (GATHER_BYTES + 1))  # watched, and taken at once
+    await asyncio.sleep(STALL * 2)
+    assert not done.aborted.is_set()  # the guard stopped with the write
     quiet = Writer(Transport())
     quiet.block = asyncio.Event()
     small, _ = gathering(quiet)
@@ -231,6 +244,8 @@ async def test_settle_waits_for_the_queue_to_drain() -> None:
     await asyncio.sleep(STALL / 5)
     transport.buffered = GATHER_BYTES
     await asyncio.wait_for(settling, 5)
+    await asyncio.sleep(STALL * 2)
+    assert not transport.aborted.is_set()  # the guard stopped once settled
     stuck = Transport()
     stuck_writer = Writer(stuck)
     stuck_writer.output_size = GATHER_BYTES + 1
@@ -246,3 +261,38 @@ async def test_settle_waits_for_the_queue_to_drain() -> None:
     unguarded_writer = Writer(stuck)
     unguarded_writer.output_size = GATHER_BYTES + 1
     await asyncio.wait_for(gathering(unguarded_writer, stall=None)[0].settle(), 1)
+
+
+async def test_settle_polls_ever_less_often(monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the queue drains, settle() looks again after 1 ms, doubling up to 50 ms."""
+    transport = Transport()
+    writer = Writer(transport)
+    writer.output_size = GATHER_BYTES + 1
+    transport.buffered = 2 * GATHER_BYTES
+    pauses: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def record(seconds: float) -> None:
+        pauses.append(seconds)
+        if len(pauses) == 8:
+            transport.buffered = 0
+        await real_sleep(0)
+
+    gather, _ = gathering(writer, stall=10.0)
+    monkeypatch.setattr(asyncio, "sleep", record)
+    await gather.settle()
+    assert pauses == pytest.approx([0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.05, 0.05])
+
+
+async def test_the_form_names_its_parts() -> None:
+    """The image part is named "image" with its file name; each option its own name."""
+    source = await open_source(PNG_BYTES)
+    form = build_form(source, {"format": "png", "bg_color": "fff"}, CHUNK_BYTES)
+    writer = Writer(None)
+    tracker = ProgressTracker(None, total=form.size, upload=True)
+    await UploadBody(form, tracker).write(writer)  # type: ignore[arg-type]
+    body = b"".join(writer.writes)
+    assert b'name="image"; filename="' in body
+    assert b'name="format"\r\n' in body
+    assert b'name="bg_color"\r\n' in body
+    assert tracker.loaded == form.size == len(body)
