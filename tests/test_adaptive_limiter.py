@@ -207,3 +207,11 @@ async def test_a_late_start_keeps_the_schedule_an_idle_one_restarts_it() -> None
     assert await start(0.15 + 1e-9, turn=0.2) == 0.2  # the next turn is still 0.2
     assert await start(5.0) == 5.0  # idle: at once
     assert await start(5.0 + 1e-9, turn=5.1) == 5.1  # and the next a tenth of a second later
+
+
+def test_repr_says_rate_source_and_429s() -> None:
+    """The repr: the rate (or unpaced), where it comes from, the 429s."""
+    assert repr(AdaptiveLimiter()) == "<AdaptiveLimiter unpaced (none) 429s=0>"
+    assert repr(AdaptiveLimiter(requests_per_second=2.5)) == (
+        "<AdaptiveLimiter 2.5/s (fixed) 429s=0>"
+    )
