@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 import aiohttp
@@ -21,6 +22,18 @@ async def cancel_when(task: asyncio.Task[object], ready: asyncio.Event) -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+class RetryWaits(logging.Handler):
+    """Sets ``started`` when the client says it is waiting before a retry (INFO, "retrying in")."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.started = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "retrying in" in record.getMessage():
+            self.started.set()
 
 
 async def assert_nothing_left(server: LocalServer, folder: Path, tasks_before: set[object]) -> None:
@@ -52,30 +65,29 @@ async def test_cancel_during_upload(faulty_server: LocalServer, private_tmp: Pat
     await assert_nothing_left(faulty_server, private_tmp, before)
 
 
-async def test_cancel_between_retries(faulty_server: LocalServer, private_tmp: Path) -> None:
+async def test_cancel_between_retries(
+    faulty_server: LocalServer, private_tmp: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """Cancelled while waiting to retry: no second attempt starts, nothing is left."""
     before = asyncio.all_tasks() - {asyncio.current_task()}
     attempts: list[int] = []
-    first_sent = asyncio.Event()
-
-    def on_upload(event: ProgressEvent) -> None:
-        attempts.append(event.attempt)
-        if event.progress == 1.0:
-            first_sent.set()
-
+    waits = RetryWaits()
+    caplog.set_level(logging.INFO, logger="rembg_async")
+    logging.getLogger("rembg_async").addHandler(waits)
     policy = RetryPolicy(max_retries=3, initial_backoff=30, max_backoff=30)
-    async with (
-        aiohttp.ClientSession(headers={FAULT_HEADER: "status=503"}) as session,
-        AsyncRembg(
-            faulty_server.api_key, base_url=faulty_server.url, session=session, retry=policy
-        ) as client,
-    ):
-        task = asyncio.create_task(client.remove(make_image(), on_upload_progress=on_upload))
-        await first_sent.wait()
-        await asyncio.sleep(0.3)  # the 503 arrives, and the client starts its 15-30 s wait
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+    try:
+        async with (
+            aiohttp.ClientSession(headers={FAULT_HEADER: "status=503"}) as session,
+            AsyncRembg(
+                faulty_server.api_key, base_url=faulty_server.url, session=session, retry=policy
+            ) as client,
+        ):
+            task = asyncio.create_task(
+                client.remove(make_image(), on_upload_progress=lambda e: attempts.append(e.attempt))
+            )
+            await cancel_when(task, waits.started)  # the 503 came, the 15-30 s wait began
+    finally:
+        logging.getLogger("rembg_async").removeHandler(waits)
     assert set(attempts) == {1}
     await assert_nothing_left(faulty_server, private_tmp, before)
 

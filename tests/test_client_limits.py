@@ -68,6 +68,9 @@ async def test_pacing_stays_under_the_servers_limit(rembg_server_factory) -> Non
         server.api_key, base_url=server.url, requests_per_second=4, max_retries=0
     ) as client:
         await run_many(client, 8)
+        state = client.rate_limit
+    # 429s are waited out apart from max_retries, so success alone would not show their absence
+    assert (state.answered, state.throttled) == (8, 0)
 
 
 async def test_without_pacing_the_same_burst_is_refused(rembg_server_factory) -> None:

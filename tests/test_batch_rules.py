@@ -1,0 +1,201 @@
+"""A batch's pure rules: what an item cost, when a retry may be charged, when a batch stops,
+and its manifest's lines."""
+
+from __future__ import annotations
+
+import errno
+import json
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from rembg_async import (
+    APIConnectionError,
+    APITimeoutError,
+    BatchItem,
+    BatchProgress,
+    InvalidInputError,
+    ProgressEvent,
+    RetryPolicy,
+)
+from rembg_async._batch_items import (
+    ChargeAwareRetry,
+    Wire,
+    charge_aware,
+    describe,
+    failed_in,
+    failed_inputs,
+    manifest_line,
+    stops_batch,
+)
+from rembg_async._contract import MSG_RATE_DAILY, MSG_RATE_MONTHLY, MSG_RATE_SHORT_TERM
+from rembg_async._exceptions import error_from_message, error_from_response
+
+
+def event(attempt: int, *, upload: bool) -> ProgressEvent:
+    """A progress event of ``attempt``'s upload (or download)."""
+    return ProgressEvent(
+        loaded=1,
+        total=1,
+        progress=1.0,
+        bytes=1,
+        rate=None,
+        estimated=None,
+        upload=upload,
+        download=not upload,
+        attempt=attempt,
+    )
+
+
+def wire(sent: set[int], answered: set[int] = frozenset()) -> Wire:  # type: ignore[assignment]
+    """A wire that saw the uploads of ``sent`` and the 200s of ``answered``."""
+    seen = Wire()
+    for attempt in sent:
+        seen.saw(event(attempt, upload=True))
+    for attempt in answered:
+        seen.saw(event(attempt, upload=False))
+    return seen
+
+
+def refused_connection() -> APIConnectionError:
+    """A connection error caused by a refused connection (the server was never reached)."""
+    error = APIConnectionError("refused")
+    error.__cause__ = aiohttp.ClientConnectorError(
+        aiohttp.client_reqrep.ConnectionKey("h", 1, False, False, None, None, None),
+        OSError(errno.ECONNREFUSED, "refused"),
+    )
+    return error
+
+
+def test_attempts_are_the_last_that_moved_anything() -> None:
+    """Attempts: the highest attempt that sent or received; 0 when none did."""
+    assert Wire().attempts == 0
+    assert wire({1, 2}).attempts == 2
+    assert wire({1}, {3}).attempts == 3
+
+
+@pytest.mark.parametrize(
+    ("error", "charged"),
+    [
+        (APIConnectionError("dropped"), True),
+        (APITimeoutError("slow", timeout="read"), True),
+        (APITimeoutError("slow", timeout="attempt"), True),
+        (APITimeoutError("no connect", timeout="connect"), False),
+        (error_from_message(503, "down", {}), False),
+        (None, True),
+    ],
+)
+def test_a_sent_attempt_may_be_charged_unless_certainly_free(
+    error: BaseException | None, charged: bool
+) -> None:
+    """Sent and not answered: charged unless the server answered an error or was not reached."""
+    assert wire({1}).may_be_charged(1, error) is charged
+    assert wire(set()).may_be_charged(1, error) is False  # never sent: free
+    assert wire(set(), {1}).may_be_charged(1, error_from_message(503, "x", {}))  # a 200: charged
+
+
+def test_a_refused_connection_is_free() -> None:
+    """A failure caused by a refused connection never reached the server: free."""
+    assert not wire({1}).may_be_charged(1, refused_connection())
+    assert wire({1}).may_be_charged(1, APIConnectionError("no cause"))
+
+
+def test_credits_count_the_200s_and_a_last_attempt_that_may_have_cost() -> None:
+    """Credits: one per 200, plus one for a failed last attempt that may have been charged."""
+    assert wire({1}, {1}).credits(None) == 1
+    assert wire({1, 2}).credits(APIConnectionError("dropped")) == 1
+    assert wire({1, 2}).credits(error_from_message(503, "x", {})) == 0
+    assert wire({1}, {1}).credits(APIConnectionError("after the 200")) == 1
+    assert wire({1, 2}, {1}).credits(APIConnectionError("dropped")) == 2
+
+
+def test_charge_aware_retry_stops_after_a_possible_charge() -> None:
+    """Under a budget: no retry after an attempt that may have cost; the base rule otherwise."""
+    seen = wire({1})
+    policy = charge_aware(RetryPolicy(max_retries=5, initial_backoff=7, max_backoff=7), seen)
+    assert isinstance(policy, ChargeAwareRetry)
+    assert policy.max_retries == 5
+    dropped = APIConnectionError("dropped")
+    dropped.attempts = 1
+    assert policy.delay(dropped, 1) is None
+    answered = error_from_message(503, "down", {})
+    answered.attempts = 1
+    delay = policy.delay(answered, 1)
+    assert delay is not None
+    assert 3.5 <= delay <= 7
+
+
+@pytest.mark.parametrize(
+    ("error", "sent", "stops"),
+    [
+        (error_from_message(429, MSG_RATE_DAILY, {}), False, True),
+        (error_from_message(429, MSG_RATE_MONTHLY, {}), False, True),
+        (error_from_message(429, MSG_RATE_SHORT_TERM, {}), False, False),
+        (error_from_response(401, b'{"error": "k"}', {}), False, True),
+        (error_from_response(402, b'{"error": "k"}', {}), False, True),
+        (error_from_response(403, b'{"error": "k"}', {}), False, True),
+        (error_from_response(400, b'{"error": "k"}', {}), False, False),
+        (OSError(errno.ENOSPC, "full"), True, True),
+        (OSError(errno.EACCES, "denied"), True, True),
+        (OSError(errno.ENOSPC, "full"), False, False),
+        (OSError(errno.ENOENT, "gone"), True, False),
+        (InvalidInputError("bad"), True, False),
+        (None, True, False),
+    ],
+)
+def test_what_stops_a_batch(error: BaseException | None, sent: bool, stops: bool) -> None:
+    """A daily or monthly limit, a refused key or account, an unwritable output after sending."""
+    assert stops_batch(error, wire({1} if sent else set())) is stops
+
+
+def test_an_item_status_and_progress_finished() -> None:
+    """An item is ok, skipped or failed; progress's finished counts done and failed."""
+    assert BatchItem(input="a", index=0).status == "ok"
+    assert BatchItem(input="a", index=0, skipped=True).status == "skipped"
+    failed = BatchItem(input="a", index=0, skipped=True, error=OSError("x"))
+    assert (failed.status, failed.ok) == ("failed", False)
+    progress = BatchProgress(
+        done=3, failed=2, in_flight=1, total=9, bytes_up=0, bytes_down=0, rate=None, estimated=None
+    )
+    assert progress.finished == 5
+
+
+def test_the_manifest_names_inputs_and_reads_back_the_latest_status(tmp_path: Path) -> None:
+    """A path as itself, anything else by type and index; a re-run redoes the latest failures."""
+    assert describe(Path("a/b.png"), 3) == "a/b.png"
+    assert describe(b"...", 3) == "<bytes #3>"
+    lines = [
+        manifest_line(BatchItem(input="a.png", index=0, error=OSError("x"), attempts=2)),
+        manifest_line(BatchItem(input="b.png", index=1, error=OSError("y"))),
+        "\n",
+        manifest_line(BatchItem(input="a.png", index=0, output_path=Path("out/a.png"))),
+    ]
+    first = json.loads(lines[0])
+    assert first == {
+        "input": "a.png",
+        "output": None,
+        "status": "failed",
+        "error": "x",
+        "error_type": "OSError",
+        "bytes": None,
+        "attempts": 2,
+        "credits": 0,
+    }
+    assert (json.loads(lines[1])["attempts"], json.loads(lines[1])["credits"]) == (0, 0)
+    assert json.loads(lines[3])["output"] == "out/a.png"
+    assert json.loads(lines[3])["error"] is None
+    assert failed_in(lines) == ["b.png"]
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text("".join(lines))
+    assert failed_inputs(manifest) == ["b.png"]
+
+
+def test_items_progress_and_the_budget_policy_take_keywords_only() -> None:
+    """Results and the budget's policy are built with keywords (so fields can be added)."""
+    with pytest.raises(TypeError, match="positional"):
+        BatchItem("a", 0)  # type: ignore[misc]
+    with pytest.raises(TypeError, match="positional"):
+        BatchProgress(1, 0, 0, None, 0, 0, None, None)  # type: ignore[misc]
+    with pytest.raises(TypeError, match="positional"):
+        ChargeAwareRetry(Wire())  # type: ignore[misc]
