@@ -5,7 +5,18 @@ from __future__ import annotations
 import pytest
 
 from rembg_async._limits import RateController
-from rembg_async._limits._control import BETA, MEMORY, MIN_RATE, PROBE_GAIN, WINDOW
+from rembg_async._limits._control import (
+    BETA,
+    MEMORY,
+    MIN_RATE,
+    PLATEAU,
+    PROBE_GAIN,
+    PROBE_SECONDS,
+    RECOVERY_REQUESTS,
+    RECOVERY_SECONDS,
+    SLOW_RECOVERY,
+    WINDOW,
+)
 
 
 def cut_at(ceiling: float, now: float = 100.0) -> RateController:
@@ -17,8 +28,18 @@ def cut_at(ceiling: float, now: float = 100.0) -> RateController:
 
 
 def test_the_constants_the_design_states() -> None:
-    """BETA 0.85, a window of 1 s, 10 s of memory, a probe 3 times as steep, 1 per 30 s floor."""
-    assert (BETA, WINDOW, MEMORY, PROBE_GAIN, MIN_RATE) == (0.85, 1.0, 10.0, 3.0, 1 / 30)
+    """BETA 0.88, a plateau at 0.97, a window of 1 s, 10 s of memory, a probe 3 times as steep
+    over 3 s, 1 per 30 s floor; the way back max(4 s, 28 requests, 80 / ceiling² s)."""
+    assert (BETA, PLATEAU, WINDOW, MEMORY, PROBE_GAIN, PROBE_SECONDS, MIN_RATE) == (
+        0.88,
+        0.97,
+        1.0,
+        10.0,
+        3.0,
+        3.0,
+        1 / 30,
+    )
+    assert (RECOVERY_SECONDS, RECOVERY_REQUESTS, SLOW_RECOVERY) == (4.0, 28.0, 80.0)
 
 
 def test_the_first_seconds_count_a_window_already_let_through() -> None:
@@ -49,8 +70,8 @@ def test_after_a_cut_the_rate_is_measured_over_half_the_way_back() -> None:
         controller.succeeded(tick / 8)
     controller.ceiling = 10.0
     assert controller.accepted_rate(21.0) == pytest.approx(7 / 2)
-    controller.ceiling = 100.0  # 3 s back to it: 1.5 s
-    assert controller.accepted_rate(21.0) == pytest.approx(3 / 1.5)
+    controller.ceiling = 5.0  # 28 requests at 5/s: 5.6 s back to it, so 2.8 s
+    assert controller.accepted_rate(21.0) == pytest.approx(14 / 2.8)
 
 
 def test_a_429_with_nothing_known_starts_at_one_a_second() -> None:
@@ -89,15 +110,18 @@ def test_the_ceiling_never_falls_under_the_floor() -> None:
     assert controller.rate(200.0) == pytest.approx(MIN_RATE)
 
 
-@pytest.mark.parametrize(("ceiling", "recovery"), [(100.0, 3.0), (10.0, 4.0), (1.0, 40.0)], ids=str)
+@pytest.mark.parametrize(("ceiling", "recovery"), [(100.0, 4.0), (5.0, 5.6), (1.0, 80.0)], ids=str)
 def test_the_curve_after_a_cut(ceiling: float, recovery: float) -> None:
-    """BETA × ceiling at the cut, the ceiling after max(3 s, 40 / ceiling), then a steeper probe."""
+    """BETA × ceiling at the cut, PLATEAU × ceiling after max(4 s, 28 / ceiling, 80 /
+    ceiling²), then a steeper probe over at most PROBE_SECONDS."""
     controller = cut_at(ceiling)
     assert controller.rate(100.0) == pytest.approx(BETA * ceiling)
-    assert controller.rate(100.0 + recovery / 2) == pytest.approx(ceiling * (1 - (1 - BETA) / 8))
-    assert controller.rate(100.0 + recovery) == pytest.approx(ceiling)
-    assert controller.rate(100.0 + 2 * recovery) == pytest.approx(
-        ceiling * (1 + (1 - BETA) * PROBE_GAIN)
+    halfway = ceiling * (PLATEAU - (PLATEAU - BETA) / 8)
+    assert controller.rate(100.0 + recovery / 2) == pytest.approx(halfway)
+    assert controller.rate(100.0 + recovery) == pytest.approx(PLATEAU * ceiling)
+    probe = min(recovery, PROBE_SECONDS)
+    assert controller.rate(100.0 + recovery + probe) == pytest.approx(
+        ceiling * (PLATEAU + (1 - BETA) * PROBE_GAIN)
     )
 
 
