@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -114,3 +116,36 @@ def test_bad_accounts_file_is_a_clear_error(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 2
     assert "bad --accounts file" in result.stderr
+
+
+def test_a_second_ctrl_c_ends_a_slow_shutdown_at_once() -> None:
+    """While the first Ctrl-C waits for a response still being sent, a second one ends it."""
+    process, url = start("--api-key", "cli-key", "--faults")
+    try:
+        slow = requests.post(
+            f"{url}/rmbg",
+            headers={"x-api-key": "cli-key", "x-rembg-fault": "trickle=1,chunk=1"},
+            files={"image": ("a.png", make_image())},
+            stream=True,
+            timeout=60,
+        )  # a byte a second: the graceful shutdown would wait for it
+        assert slow.status_code == 200
+        process.send_signal(signal.SIGINT)
+        host, port = url.removeprefix("http://").split(":")
+        while True:  # the first Ctrl-C was handled once the server stops listening
+            try:
+                socket.create_connection((host, int(port)), timeout=5).close()
+            except ConnectionRefusedError:
+                break
+        started = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+        assert time.monotonic() - started < 5
+        slow.close()
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=10)
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()

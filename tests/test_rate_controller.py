@@ -110,7 +110,11 @@ def test_the_ceiling_never_falls_under_the_floor() -> None:
     assert controller.rate(200.0) == pytest.approx(MIN_RATE)
 
 
-@pytest.mark.parametrize(("ceiling", "recovery"), [(100.0, 4.0), (5.0, 5.6), (1.0, 80.0)], ids=str)
+@pytest.mark.parametrize(
+    ("ceiling", "recovery"),
+    [(100.0, 4.0), (5.0, 5.6), (1.0, 80.0), (0.5, 80.0), (0.1, 280.0)],
+    ids=str,
+)
 def test_the_curve_after_a_cut(ceiling: float, recovery: float) -> None:
     """BETA × ceiling at the cut, PLATEAU × ceiling after max(4 s, 28 / ceiling, 80 /
     ceiling²), then a steeper probe over at most PROBE_SECONDS."""

@@ -24,8 +24,9 @@ end
 
 -- Seconds from a cut back to the plateau, as RateController._recovery computes them.
 local function recovery(ceiling)
+  local slow = math.max(ceiling, 1)
   return math.max(cfg.recovery_seconds, cfg.recovery_requests / ceiling,
-                  cfg.slow_recovery / (ceiling * ceiling))
+                  cfg.slow_recovery / (slow * slow))
 end
 
 -- The requests per second in force (0: not paced), as RateController.rate computes it.

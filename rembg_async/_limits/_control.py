@@ -11,7 +11,7 @@ limit:
 * one cut per congestion event: a 429 to a request sent before the last cut says nothing new
   (botocore cuts on every throttled answer, so a burst of 8 cuts eight times);
 * the curve is scaled to the limit: the way back to the old ceiling takes
-  ``max(RECOVERY_SECONDS, RECOVERY_REQUESTS / ceiling, SLOW_RECOVERY / ceiling²)``, so a
+  ``max(RECOVERY_SECONDS, RECOVERY_REQUESTS / ceiling, SLOW_RECOVERY / max(ceiling, 1)²)``, so a
   probe (and its 429) comes once every 28 to 80 requests at most (at 1/s, every 80 s), yet at
   5/s every 6 s; it levels off at ``PLATEAU`` of the ceiling (a limit counted in whole requests
   leaves no room for jitter at the ceiling itself), and the probe above it climbs on a scale of
@@ -38,7 +38,8 @@ RECOVERY_SECONDS: Final = 4.0
 #: ...and at least the time of this many requests at the ceiling (bounds the 429 share)...
 RECOVERY_REQUESTS: Final = 28.0
 #: ...and, below a few requests a second, SLOW_RECOVERY / ceiling² seconds (80 requests at 1/s,
-#: 40 at 2/s): one probe's 429 weighs more among few requests.
+#: 40 at 2/s): one probe's 429 weighs more among few requests. Under 1/s it stays at
+#: SLOW_RECOVERY seconds (the requests term takes over), or a raised limit would wait hours.
 SLOW_RECOVERY: Final = 80.0
 #: Above the plateau the probe climbs on this time scale (or the way back's, if shorter).
 PROBE_SECONDS: Final = 3.0
@@ -116,7 +117,8 @@ class RateController:
     def _recovery(self) -> float:
         assert self.ceiling is not None
         ceiling = self.ceiling
-        return max(RECOVERY_SECONDS, RECOVERY_REQUESTS / ceiling, SLOW_RECOVERY / ceiling**2)
+        slow = SLOW_RECOVERY / max(ceiling, 1.0) ** 2
+        return max(RECOVERY_SECONDS, RECOVERY_REQUESTS / ceiling, slow)
 
     def succeeded(self, now: float, sent_at: float | None = None) -> None:
         """A request (sent at ``sent_at``) was answered."""
