@@ -280,6 +280,9 @@ UNUSED_PLUGINS = ["schemathesis", "xdist", "xdist.looponfail", "anyio", "platfor
 PYTEST_ARGS = [
     "-x",
     "-q",
+    # The configuration's addopts ask xdist for --dist, and xdist is left out below.
+    "-o",
+    "addopts=--strict-markers --strict-config",
     "-p",
     "no:cacheprovider",
     "-W",
