@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import functools
 import os
-import threading
 import warnings
 import weakref
 from collections.abc import Coroutine, Iterable, Iterator, Mapping
@@ -24,6 +25,7 @@ from ._batch import BatchRun
 from ._batch_items import SyncBatchItem
 from ._client import AsyncRembg
 from ._inputs import ImageInput
+from ._loop_thread import ClosedError, LoopThread
 from ._options import Base64Options, ImageFileOptions, RemoveOptions
 from ._progress import ProgressCallback
 from ._results import Base64Image, ImageBytes, ImageFile, SyncImageFile, handed_to_sync
@@ -40,23 +42,19 @@ class Rembg:
     The same arguments as `AsyncRembg` and the same methods, without ``await``; a file
     result is a `SyncImageFile`, deleted by a plain ``cleanup()`` (or ``close()``, or leaving
     ``with``). One client may be shared by many threads; ``close()`` it (or use ``with``) when
-    done: that also stops the ``remove_many`` runs still open.
+    done: that also stops the ``remove_many`` runs still open, and cancels the calls other
+    threads are still waiting on (each raises `RuntimeError`: the client was closed).
     """
 
     def __init__(self, api_key: str | None = None, **options: Any) -> None:
-        self._closed = True  # until the thread runs: what __del__ finds if this fails
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=_serve, args=(self._loop,), name="rembg-async sync client", daemon=True
-        )
-        self._thread.start()
-        self._closed = False
-        # remove_many's runs not yet finished: closing the client stops them first.
+        self._worker = LoopThread("rembg-async sync client")
+        # remove_many's runs not yet finished (kept on the client's loop): closing the client
+        # stops them first.
         self._runs: weakref.WeakSet[BatchRun] = weakref.WeakSet()
         try:
             self._client: AsyncRembg = self._run(_make_client(api_key, options))
         except BaseException:  # bad arguments: no thread left behind
-            self._stop()
+            self._worker.close()
             raise
 
     def __repr__(self) -> str:
@@ -64,10 +62,7 @@ class Rembg:
 
     def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         """Run ``coroutine`` on the client's loop and wait for its result."""
-        if self._closed:
-            coroutine.close()
-            raise RuntimeError("this Rembg client is closed; make a new one")
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+        return self._worker.call(coroutine)
 
     # The result's type follows the options, as for AsyncRembg.remove, with SyncImageFile
     # for ImageFile.
@@ -189,20 +184,22 @@ class Rembg:
     ) -> Iterator[SyncBatchItem]:
         """`AsyncRembg.remove_many` as a plain iterator of `SyncBatchItem` (same arguments).
 
-        Stopping early (closing the iterator, or closing the client) stops the run.
+        Stopping early (closing the iterator, or closing the client) stops the run. Closing
+        the client from another thread while this one waits for the next item raises
+        `RuntimeError` here: the batch did not finish (its requests in flight are cancelled).
         """
-        run: BatchRun = self._run(_start(self._client, inputs, options, more))
-        self._runs.add(run)
+        run: BatchRun = self._run(_start(self._client, self._runs, inputs, options, more))
         try:
             while True:
                 try:
-                    yield SyncBatchItem.of(self._run(run.__anext__()))
+                    item = self._run(run.__anext__())
                 except StopAsyncIteration:
                     return
+                yield SyncBatchItem.of(item)
         finally:
-            self._runs.discard(run)
-            if not self._closed:
-                self._run(run.aclose())
+            # Once the client is closing, closing it stops the run (or already has).
+            with contextlib.suppress(ClosedError):
+                self._run(_finish(self._runs, run))
 
     def membership_usage(self, **arguments: Any) -> MembershipUsage:
         """`AsyncRembg.membership_usage`, waited for."""
@@ -214,36 +211,29 @@ class Rembg:
 
     def close(self) -> None:
         """Stop the ``remove_many`` runs still open, close the connections and stop the
-        client's thread; safe to call twice."""
-        if self._closed:
-            return
-        try:
-            self._run(_close(self._client, list(self._runs)))
-        finally:
-            self._stop()
+        client's thread; safe to call twice.
 
-    def _stop(self) -> None:
-        self._closed = True
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join()
+        Calls still running in other threads are cancelled: each raises `RuntimeError`
+        (it was closed while the call ran), and none is left waiting.
+        """
+        self._worker.close(functools.partial(_close, self._client, self._runs))
 
     def __del__(self) -> None:
-        if self._closed:
+        worker = getattr(self, "_worker", None)  # None: __init__ failed before making it
+        if worker is None or worker.closed:
             return
-        warnings.warn(
-            "Rembg was never closed: use 'with Rembg() as client:' or call client.close()",
-            ResourceWarning,
-            stacklevel=2,
-            source=self,
-        )
-        # Closed on its own loop, without waiting: the collector may run in any thread, that
-        # loop's own included, and the async client's connections belong to that loop.
-        self._closed = True
-        closing = _close(self._client, list(self._runs), then_stop=self._loop)
+        # Closed first, then the warning: under ``-W error`` the warning raises. Closed on its
+        # own loop, without waiting: the collector may run in any thread, that loop's own
+        # included, and the async client's connections belong to that loop.
         try:
-            asyncio.run_coroutine_threadsafe(closing, self._loop)
-        except RuntimeError:  # the loop is gone already (the interpreter is exiting)
-            closing.close()
+            worker.close_soon(functools.partial(_close, self._client, self._runs))
+        finally:
+            warnings.warn(
+                "Rembg was never closed: use 'with Rembg() as client:' or call client.close()",
+                ResourceWarning,
+                stacklevel=2,
+                source=self,
+            )
 
     def __enter__(self) -> Rembg:
         return self
@@ -257,30 +247,14 @@ class Rembg:
         self.close()
 
 
-def _serve(loop: asyncio.AbstractEventLoop) -> None:
-    """The client's thread: its loop runs until stopped, then is closed here, where it ran."""
-    try:
-        loop.run_forever()
-    finally:
-        loop.close()
-
-
-async def _close(
-    client: AsyncRembg,
-    runs: list[BatchRun],
-    then_stop: asyncio.AbstractEventLoop | None = None,
-) -> None:
+async def _close(client: AsyncRembg, runs: weakref.WeakSet[BatchRun]) -> None:
     """Stop the open runs (their requests in flight are cancelled, their temporary files
-    deleted), then close the client; and stop the loop, when asked."""
+    deleted), then close the client."""
     try:
-        try:
-            for run in runs:
-                await run.aclose()
-        finally:  # a run that fails to close leaves no connection open
-            await client.aclose()
-    finally:
-        if then_stop is not None:
-            then_stop.stop()
+        for run in list(runs):
+            await run.aclose()
+    finally:  # a run that fails to close leaves no connection open
+        await client.aclose()
 
 
 async def _make_client(api_key: str | None, options: dict[str, Any]) -> AsyncRembg:
@@ -292,11 +266,22 @@ async def _make_client(api_key: str | None, options: dict[str, Any]) -> AsyncRem
 
 async def _start(
     client: AsyncRembg,
+    runs: weakref.WeakSet[BatchRun],
     inputs: Iterable[Any],
     options: RemoveOptions | Mapping[str, Any] | None,
     more: dict[str, Any],
-) -> Any:
-    return client.remove_many(inputs, options, **more)
+) -> BatchRun:
+    """A run of ``remove_many``, known to `_close` (kept on the loop: one thread touches
+    ``runs``)."""
+    run = client.remove_many(inputs, options, **more)
+    runs.add(run)
+    return run
+
+
+async def _finish(runs: weakref.WeakSet[BatchRun], run: BatchRun) -> None:
+    """A run left by its iterator: closed, and forgotten."""
+    runs.discard(run)
+    await run.aclose()
 
 
 # The result's type follows the options, as for rembg(), with SyncImageFile for ImageFile.

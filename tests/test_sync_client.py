@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import logging
 import os
 import subprocess
 import sys
+import threading
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from rembg_async import AsyncRembg, ImageFile, ProgressEvent, Rembg, rembg_sync
-from tests.conftest import LocalServer, make_image
+from tests.conftest import LocalServer, RawServer, make_image, read_request
 
 PNG = make_image((64, 48), "PNG")
 ROOT = Path(__file__).resolve().parent.parent
@@ -101,6 +106,66 @@ def test_async_client_on_a_second_loop_says_what_to_do(unlimited_server: LocalSe
         first.close()
 
 
+def _in_a_thread(call: Callable[[], Any]) -> asyncio.Future[tuple[Any, BaseException | None]]:
+    """Run ``call`` in a daemon thread (one that hangs cannot hold the tests up); the future
+    gets (result, None) or (None, error)."""
+    loop = asyncio.get_running_loop()
+    outcome: asyncio.Future[tuple[Any, BaseException | None]] = loop.create_future()
+
+    def run() -> None:
+        try:
+            done: tuple[Any, BaseException | None] = (call(), None)
+        except BaseException as error:
+            done = (None, error)
+        loop.call_soon_threadsafe(outcome.set_result, done)
+
+    threading.Thread(target=run, daemon=True).start()
+    return outcome
+
+
+CALLS: dict[str, Callable[[Rembg], Any]] = {
+    "remove": lambda client: client.remove(PNG),
+    "remove_many": lambda client: list(client.remove_many([PNG, PNG], concurrency=2)),
+}
+
+
+@pytest.mark.parametrize("call", sorted(CALLS))
+async def test_closing_from_another_thread_cuts_a_waiting_call(
+    raw_server: Callable[..., Awaitable[RawServer]],
+    private_tmp: Path,
+    caplog: pytest.LogCaptureFixture,
+    call: str,
+) -> None:
+    """close() in one thread while another waits on remove() or a remove_many item: close()
+    returns, the waiting call raises RuntimeError (closed), the client's thread ends, no task
+    is left pending and no file behind."""
+    arrived = asyncio.Event()
+
+    async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        arrived.set()
+        await asyncio.Event().wait()
+
+    server = await raw_server(never_answer)
+    threads_before = set(threading.enumerate())
+    client = Rembg("key", base_url=server.url)
+    waiting = _in_a_thread(lambda: CALLS[call](client))
+    await asyncio.wait_for(arrived.wait(), 10)
+    assert await asyncio.wait_for(_in_a_thread(client.close), 10) == (None, None)
+    _, error = await asyncio.wait_for(waiting, 10)
+    assert isinstance(error, RuntimeError)
+    assert "closed" in str(error)
+    ours = [
+        t
+        for t in set(threading.enumerate()) - threads_before
+        if t.name == "rembg-async sync client"
+    ]
+    assert ours == []
+    gc.collect()
+    assert [r.message for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert list(private_tmp.iterdir()) == []
+
+
 def _script(
     server: LocalServer, tmp_path: Path, mode: str, *options: str
 ) -> subprocess.CompletedProcess[str]:
@@ -151,4 +216,16 @@ def test_unclosed_sync_client_warns_with_sync_advice(
     assert len(warnings) == 1, done.stderr
     assert "ResourceWarning: Rembg was never closed: use 'with Rembg() as client:'" in warnings[0]
     for wrong in ("async with", "Non-thread-safe", "Unclosed", "Exception ignored"):
+        assert wrong not in done.stderr
+
+
+def test_unclosed_sync_client_closes_when_its_warning_is_an_error(
+    unlimited_server: LocalServer, tmp_path: Path
+) -> None:
+    """Under ``-W error::ResourceWarning`` the warning of a Rembg never closed raises, yet the
+    client is closed first: its thread ends, and no async advice or unclosed session follows."""
+    done = _script(unlimited_server, tmp_path, "unclosed", "-W", "error::ResourceWarning")
+    assert (done.returncode, done.stdout.strip()) == (0, "done"), done.stderr
+    assert "ResourceWarning: Rembg was never closed: use 'with Rembg() as client:'" in done.stderr
+    for wrong in ("async with", "AsyncRembg was never closed", "Unclosed"):
         assert wrong not in done.stderr
