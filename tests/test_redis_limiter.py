@@ -26,7 +26,7 @@ from rembg_async import (
     RateLimitError,
 )
 from rembg_async._fleet._script import FleetScript, Go, Settings, key_tag
-from rembg_async._limits import Answer, RateController
+from rembg_async._limits import Answer, Permit, RateController
 from rembg_async.redis import BudgetUnavailableError, RedisLimiter
 from rembg_async.server import Account, Fault, FaultInjector, LocalServer, RateLimits, ServerConfig
 from tests._valkey import Valkey, start_valkey
@@ -212,6 +212,78 @@ async def test_a_member_that_never_hears_of_a_hold_finds_it_at_its_start(
     finally:
         await client.aclose()
     assert permit.started_at >= held_until
+
+
+async def asleep(client: redis.asyncio.Redis, namespace: str, channel: str, until: float) -> None:
+    """Until the member has subscribed to the fleet's news and Redis has reserved starts up to
+    ``until`` (seconds of Redis time)."""
+    state = f"{key_tag(None, namespace)}:state"
+    while (await client.pubsub_numsub(channel))[0][1] < 1 or int(
+        await client.hget(state, "tat") or 0
+    ) < until * 1e6:
+        await asyncio.sleep(0.005)
+
+
+async def test_429s_inside_a_hold_announce_nothing(valkey: Valkey, namespace: str) -> None:
+    """Ten 429s whose waits end inside a hold already written publish no news (a burst would
+    wake every sleeper of every member ten times); the one that extends the hold does."""
+    client = redis.asyncio.Redis.from_url(valkey.url)
+    channel = f"{key_tag(None, namespace)}:events"
+    pubsub = client.pubsub()
+    try:
+        async with RedisLimiter.from_url(
+            valkey.url, namespace=namespace, requests_per_second=4
+        ) as limiter:
+            await pubsub.subscribe(channel)
+            for number, wait in enumerate(["5", *["1"] * 10, "20"]):
+                answer = Answer(status=429, headers={"Retry-After": wait}, throttled=True)
+                await limiter.release(Permit(started_at=0.0, token=f"{number}"), answer)
+            news = await asyncio.wait_for(heard_until_a_long_hold(pubsub), 5)
+    finally:
+        await pubsub.aclose()
+        await client.aclose()
+    assert [text.split()[0] for text in news] == ["hold", "hold"]
+
+
+async def heard_until_a_long_hold(pubsub: redis.asyncio.client.PubSub) -> list[str]:
+    """The fleet's news, up to the first hold of more than 10 s."""
+    news: list[str] = []
+    while not news or float(news[-1].split()[1]) < 10e6:
+        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
+        if message is not None:  # None: nothing yet, or the subscription's confirmation
+            news.append(message["data"].decode())
+    return news
+
+
+async def test_news_of_a_hold_wakes_only_sleepers_whose_start_is_inside_it(
+    valkey: Valkey, namespace: str
+) -> None:
+    """Four requests asleep until starts after a hold: ten announcements of holds that end
+    before those starts wake none of them (no script call), one that covers them wakes each
+    once (it gives its reservation back and reserves afresh: two calls each)."""
+    client = redis.asyncio.Redis.from_url(valkey.url)
+    channel = f"{key_tag(None, namespace)}:events"
+    try:
+        async with RedisLimiter.from_url(
+            valkey.url, namespace=namespace, requests_per_second=4
+        ) as limiter:
+            await limiter.hold_off(2)
+            seconds, micros = await client.time()
+            now = seconds + micros / 1e6
+            sleepers = [asyncio.ensure_future(limiter.acquire()) for _ in range(4)]
+            await asyncio.wait_for(asleep(client, namespace, channel, now + 2 + 0.9), 5)
+            before = await script_calls(client)
+            for _ in range(10):
+                await client.publish(channel, "hold 1000000")  # ends a second before the first
+            await limiter.hold_off(20)  # written and announced: one call
+            await asyncio.wait_for(asleep(client, namespace, channel, now + 20 + 0.9), 5)
+            calls = await script_calls(client) - before
+            for sleeper in sleepers:
+                sleeper.cancel()
+            await asyncio.gather(*sleepers, return_exceptions=True)
+    finally:
+        await client.aclose()
+    assert calls == 1 + 2 * 4
 
 
 class TwoThrottles(FaultInjector):

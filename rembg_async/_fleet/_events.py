@@ -1,9 +1,10 @@
 """A member's background work: news from the fleet (pub/sub), and leases kept alive.
 
-News is a hold-off, a stop or a cut of the rate (every request asleep until its start
-reserves afresh: none starts inside a hold, and all start at the new rate) or a freed slot or
-credit (a caller waiting for one tries again). Leases of requests still under way are renewed
-every third of their length, in one call.
+News is a hold-off or a stop (every request asleep until a start inside it reserves afresh),
+a cut of the rate (every request asleep reserves afresh, to start at the new rate) or a freed
+slot or credit (a caller waiting for one tries again). News is a hint: a start slept on is
+confirmed with Redis anyway, so a sleeper whose start the news does not touch sleeps on.
+Leases of requests still under way are renewed every third of their length, in one call.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from typing import TYPE_CHECKING, Final
 
@@ -38,7 +40,8 @@ class Events:
         self._lease = lease
         #: Tokens of this member's requests whose leases Redis holds.
         self.held: set[str] = set()
-        self._sleepers: set[asyncio.Future[None]] = set()
+        #: Requests asleep until their start: each one's waker, and its start (monotonic).
+        self._sleepers: dict[asyncio.Future[None], float] = {}
         self._free = asyncio.Event()
         self._free_queue = asyncio.Lock()
         self._held_until = 0.0  # local monotonic time: the last hold-off heard of
@@ -63,15 +66,16 @@ class Events:
             ]
 
     async def sleep(self, seconds: float) -> bool:
-        """Sleep ``seconds``; False if a hold-off, stop or cut was heard of meanwhile."""
+        """Sleep ``seconds``; False if a cut, or a hold-off or stop that ends after the
+        start, was heard of meanwhile."""
         if seconds <= 0:
             return True
         waker = asyncio.get_running_loop().create_future()
-        self._sleepers.add(waker)
+        self._sleepers[waker] = time.monotonic() + seconds
         try:
             await asyncio.wait([waker], timeout=seconds)
         finally:
-            self._sleepers.discard(waker)
+            del self._sleepers[waker]
         return not waker.done()
 
     async def wait_for_free(self, hint: float) -> None:
@@ -99,11 +103,20 @@ class Events:
         if kind == "free":
             self._free.set()
             return
-        if kind in ("hold", "stop", "cut"):
-            self._held_until = max(self._held_until, time.monotonic() + int(value) / MICROS)
-            for waker in self._sleepers:
-                if not waker.done():
-                    waker.set_result(None)
+        if kind == "cut":  # every reservation is void: all reserve afresh at the new rate
+            self._wake(math.inf)
+        elif kind in ("hold", "stop"):
+            ends = time.monotonic() + int(value) / MICROS
+            self._held_until = max(self._held_until, ends)
+            # Only a sleeper whose start falls inside it must reserve afresh: a hold already
+            # known (or shorter) wakes nobody, however many 429s announce it.
+            self._wake(ends)
+
+    def _wake(self, before: float) -> None:
+        """Wake the sleepers whose starts come ``before`` (monotonic)."""
+        for waker, start in self._sleepers.items():
+            if start < before and not waker.done():
+                waker.set_result(None)
 
     async def _listen(self) -> None:
         while not self._closing:

@@ -83,10 +83,12 @@ end
 
 local function hold(wait)  -- every member starts nothing for `wait` µs
   if wait <= 0 or wait > cfg.max_hold then return end
-  local until_ = math.max(number('hold', 0), now + wait)
-  put('hold', until_)
-  put('tat', math.max(number('tat', 0), until_))  -- after the hold, starts stay spaced
-  redis.call('PUBLISH', cfg.channel, 'hold ' .. micros(until_ - now))
+  if now + wait <= number('hold', 0) then return end  -- inside a hold written and announced
+  put('hold', now + wait)
+  put('tat', math.max(number('tat', 0), now + wait))  -- after the hold, starts stay spaced
+  -- News only when the hold grows: a burst of 429s inside one hold would otherwise wake every
+  -- sleeper of every member once per 429 (the news is a hint; `confirm` is the guarantee).
+  redis.call('PUBLISH', cfg.channel, 'hold ' .. micros(wait))
 end
 
 local function reserve(token)

@@ -38,21 +38,31 @@ NARROW_SHARE: Final = 1 / 250
 
 def cut_out(rgb: Image.Image, mask: Image.Image) -> Image.Image:
     """The RGBA cut-out of an RGB image by its mask (mode ``L``), in straight alpha."""
-    alpha = np.asarray(mask)
+    # Each conversion is a full copy (2048 × 1536: about 2 ms): made once, used twice.
+    image, alpha = np.asarray(rgb), np.asarray(mask)
     pixels = np.empty((*alpha.shape, 4), dtype=np.uint8)
-    pixels[..., :3] = np.asarray(rgb)
+    pixels[..., :3] = image
     pixels[..., 3] = alpha
     pixels *= (alpha != 0)[..., np.newaxis]  # a multiply: faster than a masked assignment
     rows, columns = np.nonzero((alpha > 0) & (alpha < 255))
     if rows.size:
-        pixels[rows, columns, :3] = _subject_colours(rgb, mask, rows, columns)
+        colours = _subject_colours(
+            rgb, mask, rows, columns, image[rows, columns], alpha[rows, columns]
+        )
+        pixels[rows, columns, :3] = colours
     return Image.fromarray(pixels, mode="RGBA")
 
 
 def _subject_colours(
-    rgb: Image.Image, mask: Image.Image, rows: npt.NDArray[np.intp], columns: npt.NDArray[np.intp]
+    rgb: Image.Image,
+    mask: Image.Image,
+    rows: npt.NDArray[np.intp],
+    columns: npt.NDArray[np.intp],
+    edge_rgb: npt.NDArray[np.uint8],
+    edge_alpha: npt.NDArray[np.uint8],
 ) -> npt.NDArray[np.uint8]:
-    """``F`` at the edge pixels (``rows``, ``columns``) of the full-size image."""
+    """``F`` at the edge pixels (``rows``, ``columns``) of the full-size image, whose colours
+    and opacities there are ``edge_rgb`` and ``edge_alpha``."""
     # Whole-factor reduction (block means): the fastest way down, and an exact pixel mapping.
     factor = -(-max(rgb.size) // WORK_SIDE)
     small_rgb, small_mask = (rgb.reduce(factor), mask.reduce(factor)) if factor > 1 else (rgb, mask)
@@ -67,9 +77,7 @@ def _subject_colours(
     mean_f = _weighted_mean(Image.fromarray(first, mode="RGB"), small_mask, narrow)
     mean_b = _weighted_mean(Image.fromarray(mean_b, mode="RGB"), inverse, narrow)
     near = (rows // factor, columns // factor)
-    return _fuse(
-        mean_f[near], mean_b[near], np.asarray(rgb)[rows, columns], np.asarray(mask)[rows, columns]
-    )
+    return _fuse(mean_f[near], mean_b[near], edge_rgb, edge_alpha)
 
 
 def _fuse(
