@@ -124,6 +124,8 @@ def test_the_curve_after_a_cut(ceiling: float, recovery: float) -> None:
     assert controller.rate(100.0 + recovery / 2) == pytest.approx(halfway)
     assert controller.rate(100.0 + recovery) == pytest.approx(PLATEAU * ceiling)
     probe = min(recovery, PROBE_SECONDS)
+    early = ceiling * (PLATEAU + (1 - BETA) * PROBE_GAIN * (0.5 / probe) ** 3)
+    assert controller.rate(100.0 + recovery + 0.5) == pytest.approx(early)  # probing at once
     assert controller.rate(100.0 + recovery + probe) == pytest.approx(
         ceiling * (PLATEAU + (1 - BETA) * PROBE_GAIN)
     )
