@@ -20,12 +20,12 @@ from rembg_async import (
     RetryPolicy,
 )
 from rembg_async._batch_items import (
-    ChargeAwareRetry,
+    BatchRetry,
     Wire,
-    charge_aware,
     describe,
     failed_in,
     failed_inputs,
+    for_batch,
     manifest_line,
     stops_batch,
 )
@@ -113,8 +113,9 @@ def test_credits_count_the_200s_and_a_last_attempt_that_may_have_cost() -> None:
 def test_charge_aware_retry_stops_after_a_possible_charge() -> None:
     """Under a budget: no retry after an attempt that may have cost; the base rule otherwise."""
     seen = wire({1})
-    policy = charge_aware(RetryPolicy(max_retries=5, initial_backoff=7, max_backoff=7), seen)
-    assert isinstance(policy, ChargeAwareRetry)
+    base = RetryPolicy(max_retries=5, initial_backoff=7, max_backoff=7)
+    policy = for_batch(base, seen, lambda: False, charge_aware=True)
+    assert isinstance(policy, BatchRetry)
     assert policy.max_retries == 5
     dropped = APIConnectionError("dropped")
     dropped.attempts = 1
@@ -198,4 +199,4 @@ def test_items_progress_and_the_budget_policy_take_keywords_only() -> None:
     with pytest.raises(TypeError, match="positional"):
         BatchProgress(1, 0, 0, None, 0, 0, None, None)  # type: ignore[misc]
     with pytest.raises(TypeError, match="positional"):
-        ChargeAwareRetry(Wire())  # type: ignore[misc]
+        BatchRetry(Wire())  # type: ignore[misc]
