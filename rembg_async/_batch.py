@@ -96,13 +96,14 @@ class BatchRun(AsyncClosing):
 
     Leaving ``async with`` (or ``await run.aclose()``) cancels the work in flight and cleans
     up; so does cancelling the task that iterates. ``cancelled`` then holds an item for each
-    image that was cancelled on the wire (the manifest has a line for each). ``stop()`` instead
-    sends nothing more: the attempts on the wire finish (and are not retried), the images not
-    yet sent (waiting for their turn, for the rate limiter, for a connection) are not started,
-    nor those waiting for a retry (unless an attempt of theirs may have been charged: they
-    then fail with its error). ``stopped`` is the error
-    that stopped the batch (a daily or monthly limit, a refused key or account, an output
-    folder that cannot be written, a spent budget), if one did; it too sends nothing more.
+    image that was cancelled on the wire, ``leftovers`` one for each image that had ended but
+    was not yielded yet (the manifest has a line for each; a temporary result's file is gone).
+    ``stop()`` instead sends nothing more: the attempts on the wire finish (and are not
+    retried), the images not yet sent (waiting for their turn, for the rate limiter, for a
+    connection) are not started, nor those waiting for a retry (unless an attempt of theirs
+    may have been charged: they then fail with its error). ``stopped`` is the error that
+    stopped the batch (a daily or monthly limit, a refused key or account, an output folder
+    that cannot be written, a spent budget), if one did; it too sends nothing more.
     ``remaining`` then yields the inputs never started.
     """
 
@@ -163,6 +164,9 @@ class BatchRun(AsyncClosing):
         self.interrupted = False
         #: The images cancelled on the wire when the batch was closed (in no order).
         self.cancelled: list[BatchItem] = []
+        #: The items that had ended (made, skipped or failed) but were not yet yielded when the
+        #: batch was closed (in no order): counted, and in the manifest, all the same.
+        self.leftovers: list[BatchItem] = []
 
     @property
     def remaining(self) -> AsyncIterator[Any]:
@@ -251,15 +255,19 @@ class BatchRun(AsyncClosing):
         outcomes: dict[asyncio.Task[BatchItem | None], BaseException | BatchItem | None],
         manifest: Any,
     ) -> None:
-        """The images that were cancelled on the wire: into ``cancelled`` and the manifest."""
+        """What the closing found: the items nobody received into ``leftovers``, the images
+        cancelled on the wire into ``cancelled``; both counted and into the manifest."""
         for task, outcome in outcomes.items():
             send = sending.get(task)
-            if isinstance(outcome, BatchItem) and outcome.cancelled:  # by a stop, just before
-                self.cancelled.append(outcome)
+            if isinstance(outcome, BatchItem):  # ended (cancelled by a stop, just before, too)
+                (self.cancelled if outcome.cancelled else self.leftovers).append(outcome)
             elif isinstance(outcome, asyncio.CancelledError) and send and send.wire.sent:
                 self.cancelled.append(send.cancelled(outcome))
-        if manifest is not None and self.cancelled:
-            await manifest.write("".join(manifest_line(item) for item in self.cancelled))
+        for item in self.leftovers:
+            self._counts[_counted_as(item)] += 1
+        recorded = self.leftovers + self.cancelled
+        if manifest is not None and recorded:
+            await manifest.write("".join(manifest_line(item) for item in recorded))
             await manifest.flush()
 
     async def _close_outputs(self) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_cli_stops import Arrivals, images, slow_server
+from test_cli_stops import Arrivals, images, manifest_lines, slow_server
 
 from rembg_async import (
     APIConnectionError,
@@ -18,6 +18,7 @@ from rembg_async import (
     BatchItem,
     BatchRun,
     RateLimitError,
+    RembgError,
     RetryPolicy,
     failed_inputs,
 )
@@ -198,3 +199,36 @@ async def test_a_stop_while_an_attempt_is_on_the_wire_withholds_its_retry(
     assert items == []
     assert not_started == paths
     assert arrivals.count == 1
+
+
+async def test_items_ended_but_not_yielded_when_closed_are_counted_and_written(
+    rembg_server_factory: Any, tmp_path: Path
+) -> None:
+    """Left after the first item, once the others have ended (one made, one failed): the
+    batch's closing puts them in ``leftovers``, counts them and writes their manifest lines."""
+    server, _ = slow_server(rembg_server_factory, Fault(), Fault(status=500))
+    paths = sorted(images(tmp_path / "in", 3).iterdir())
+    manifest = tmp_path / "manifest.jsonl"
+    failures = asyncio.Event()
+
+    class Told(RetryPolicy):
+        def delay(self, error: RembgError, attempt: int) -> float | None:
+            failures.set()  # the image ends at once: its delay is None
+            return super().delay(error, attempt)
+
+    async with (
+        AsyncRembg(KEY, base_url=server.url, retry=Told(max_retries=0)) as client,
+        client.remove_many(paths, output_dir=tmp_path / "out", manifest=manifest) as run,
+    ):
+        first = await anext(aiter(run))
+        await failures.wait()
+        while run.credits < 2:  # the other one made (its credit counts as it ends)
+            await asyncio.sleep(0.01)
+    assert first.ok
+    assert sorted(item.status for item in run.leftovers) == ["failed", "ok"]
+    assert {first.input, *(item.input for item in run.leftovers)} == set(paths)
+    assert (run.progress().done, run.progress().failed) == (2, 1)
+    lines = manifest_lines(manifest)
+    assert [line["status"] for line in lines] == ["failed", "ok", "ok"]
+    failed = next(item for item in run.leftovers if not item.ok)
+    assert failed_inputs(manifest) == [str(failed.input)]
