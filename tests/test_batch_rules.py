@@ -3,6 +3,7 @@ and its manifest's lines."""
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import json
 from pathlib import Path
@@ -17,6 +18,7 @@ from rembg_async import (
     BatchProgress,
     InvalidInputError,
     ProgressEvent,
+    RateLimitError,
     RetryPolicy,
 )
 from rembg_async._batch_items import (
@@ -125,6 +127,25 @@ def test_charge_aware_retry_stops_after_a_possible_charge() -> None:
     delay = policy.delay(answered, 1)
     assert delay is not None
     assert 3.5 <= delay <= 7
+
+
+def test_a_batch_policy_retries_nothing_once_halted() -> None:
+    """Each failed attempt takes the image off the wire; once the batch has halted, a retry
+    the base policy would make (after a 503, a short-term 429) is withheld."""
+    halted = False
+    seen = wire({1})
+    policy = for_batch(RetryPolicy(max_retries=5), seen, lambda: halted, charge_aware=False)
+    down = error_from_message(503, "down", {})
+    down.attempts = 1
+    assert policy.delay(down, 1) is not None
+    assert (seen.live, seen.failure, seen.withheld) == (None, down, False)
+    halted = True
+    assert policy.delay(down, 1) is None
+    assert seen.withheld
+    throttled = error_from_message(429, MSG_RATE_SHORT_TERM, {"Retry-After": "1"})
+    assert isinstance(throttled, RateLimitError)
+    assert policy.flow_control_delay(throttled, 0.0, 1) is None
+    assert seen.credits(asyncio.CancelledError()) == 0  # the 503 ended it: certainly free
 
 
 @pytest.mark.parametrize(
