@@ -36,7 +36,7 @@ from ._batch_items import (
     BatchProgressCallback,
     ItemProgressCallback,
     Wire,
-    charge_aware,
+    for_batch,
     manifest_line,
     stops_batch,
 )
@@ -96,11 +96,14 @@ class BatchRun(AsyncClosing):
 
     Leaving ``async with`` (or ``await run.aclose()``) cancels the work in flight and cleans
     up; so does cancelling the task that iterates. ``cancelled`` then holds an item for each
-    image that was cancelled on the wire (the manifest has a line for each). ``stop()`` instead
-    sends nothing more: the images on the wire finish, those not yet sent (waiting for their
-    turn, for the rate limiter, for a connection) are not started. ``stopped`` is the error
-    that stopped the batch (a daily or monthly limit, a refused key or account, an output
-    folder that cannot be written, a spent budget), if one did; it too sends nothing more.
+    image that was cancelled on the wire, ``leftovers`` one for each image that had ended but
+    was not yielded yet (the manifest has a line for each; a temporary result's file is gone).
+    ``stop()`` instead sends nothing more: the attempts on the wire finish (and are not
+    retried), the images not yet sent (waiting for their turn, for the rate limiter, for a
+    connection) are not started, nor those waiting for a retry (unless an attempt of theirs
+    may have been charged: they then fail with its error). ``stopped`` is the error that
+    stopped the batch (a daily or monthly limit, a refused key or account, an output folder
+    that cannot be written, a spent budget), if one did; it too sends nothing more.
     ``remaining`` then yields the inputs never started.
     """
 
@@ -161,6 +164,9 @@ class BatchRun(AsyncClosing):
         self.interrupted = False
         #: The images cancelled on the wire when the batch was closed (in no order).
         self.cancelled: list[BatchItem] = []
+        #: The items that had ended (made, skipped or failed) but were not yet yielded when the
+        #: batch was closed (in no order): counted, and in the manifest, all the same.
+        self.leftovers: list[BatchItem] = []
 
     @property
     def remaining(self) -> AsyncIterator[Any]:
@@ -180,8 +186,9 @@ class BatchRun(AsyncClosing):
         return self._counts["credits"]
 
     def stop(self) -> None:
-        """Send nothing more: the images on the wire finish and are yielded, the others go
-        back to the inputs not started (``remaining``). Safe to repeat."""
+        """Send nothing more, retries included: the attempts on the wire finish and their images
+        are yielded, the others go back to the inputs not started (``remaining``). Safe to
+        repeat."""
         self.interrupted = True
         self._halt()
 
@@ -248,15 +255,19 @@ class BatchRun(AsyncClosing):
         outcomes: dict[asyncio.Task[BatchItem | None], BaseException | BatchItem | None],
         manifest: Any,
     ) -> None:
-        """The images that were cancelled on the wire: into ``cancelled`` and the manifest."""
+        """What the closing found: the items nobody received into ``leftovers``, the images
+        cancelled on the wire into ``cancelled``; both counted and into the manifest."""
         for task, outcome in outcomes.items():
             send = sending.get(task)
-            if isinstance(outcome, BatchItem) and outcome.cancelled:  # by a stop, just before
-                self.cancelled.append(outcome)
+            if isinstance(outcome, BatchItem):  # ended (cancelled by a stop, just before, too)
+                (self.cancelled if outcome.cancelled else self.leftovers).append(outcome)
             elif isinstance(outcome, asyncio.CancelledError) and send and send.wire.sent:
                 self.cancelled.append(send.cancelled(outcome))
-        if manifest is not None and self.cancelled:
-            await manifest.write("".join(manifest_line(item) for item in self.cancelled))
+        for item in self.leftovers:
+            self._counts[_counted_as(item)] += 1
+        recorded = self.leftovers + self.cancelled
+        if manifest is not None and recorded:
+            await manifest.write("".join(manifest_line(item) for item in recorded))
             await manifest.flush()
 
     async def _close_outputs(self) -> None:
@@ -384,11 +395,13 @@ class BatchRun(AsyncClosing):
             if was_refused(error) and not wire.sent:
                 self._put_back(index, value, error)
                 return None
+            if wire.withheld:  # its retry, after the batch stopped
+                return await self._between(index, value, wire, error)
             return await self._failed(index, value, error, wire)
         except BaseException as cancelled:  # what was sent may have been charged all the same
             await self._settle(wire, cancelled)
             if isinstance(cancelled, asyncio.CancelledError) and self._sends.was_recalled():
-                return self._recalled(index, value, wire, cancelled)
+                return await self._recalled(index, value, wire, cancelled)
             raise
         await self._settle(wire, None)
         self._proven = True  # the server took an image: the others may go at once
@@ -483,7 +496,8 @@ class BatchRun(AsyncClosing):
         image = value if read is None else local_source(Path(value), read)
         if prepared is not None and prepared.source is not None:
             image = prepared.source
-        retry = self._retry if self._budget is None else charge_aware(self._retry, wire)
+        budgeted = self._budget is not None
+        retry = for_batch(self._retry, wire, self._halted, charge_aware=budgeted)
         return await self._remove(
             image,
             self._options,
@@ -494,15 +508,29 @@ class BatchRun(AsyncClosing):
             retry=retry,
         )
 
-    def _recalled(
+    async def _recalled(
         self, index: int, value: Any, wire: Wire, cancelled: asyncio.CancelledError
     ) -> BatchItem | None:
-        """An image called back by a stop: not started, unless its upload began meanwhile (it
-        is then cancelled on the wire, and said so)."""
-        if wire.sent:
+        """An image called back by a stop: not started; or between attempts (see `_between`);
+        or, when an attempt's upload began meanwhile, cancelled on the wire, and said so."""
+        if wire.live is not None:
             return Send(index=index, value=value, wire=wire).cancelled(cancelled)
+        if wire.failure is not None:
+            return await self._between(index, value, wire, wire.failure)
         self._unstarted.append((index, value))
         return None
+
+    async def _between(
+        self, index: int, value: Any, wire: Wire, error: BaseException
+    ) -> BatchItem | None:
+        """An image stopped between attempts, the last of which failed with ``error``: not
+        started when none of its attempts can have cost a credit, so that a re-run sends it;
+        otherwise failed with that error (a re-run with ``--retry-failed`` sends it again)."""
+        if wire.credits(error) == 0:
+            self._unstarted.append((index, value))
+            return None
+        assert isinstance(error, Exception)
+        return await self._failed(index, value, error, wire)
 
     def _kept(
         self, target: Any, made: Provenance | None

@@ -95,11 +95,11 @@ class SyncBatchItem(BatchItem):
 @attrs.frozen(kw_only=True)
 class BatchProgress:
     """Where a batch stands: items ``done`` (made or skipped), ``failed``, ``in_flight`` (on
-    the wire: their upload has begun, and they have not ended; not counting those read ahead
-    or waiting for their turn to be sent), of ``total`` (None when the inputs have no length);
-    bytes sent and received; the ``rate`` in items per second and the seconds ``estimated`` to
-    finish (when the total is known); ``cancelled``: items cancelled on the wire by a stop
-    that began as their upload did."""
+    the wire: an attempt's upload has begun, and that attempt has not ended; not counting those
+    read ahead, waiting for their turn to be sent, or between attempts), of ``total`` (None
+    when the inputs have no length); bytes sent and received; the ``rate`` in items per
+    second and the seconds ``estimated`` to finish (when the total is known); ``cancelled``:
+    items cancelled on the wire by a stop that began as their upload did."""
 
     done: int
     failed: int
@@ -125,14 +125,31 @@ ItemProgressCallback = Callable[[int, Any, ProgressEvent], object]
 
 @attrs.define
 class Wire:
-    """What one item's attempts did on the wire, seen through its progress events."""
+    """What one item's attempts did on the wire, seen through its progress events and its
+    retry policy (which hears of each failed attempt: see `BatchRetry`)."""
 
     sent: set[int] = attrs.Factory(set)  # attempts whose upload began
     answered: set[int] = attrs.Factory(set)  # attempts that received a 200
+    #: The attempt on the wire now: its upload has begun and it has not ended. None between
+    #: attempts (a retry's wait, its turn in the rate limiter) and before the first.
+    live: int | None = None
+    #: The error that ended the latest failed attempt.
+    failure: BaseException | None = None
+    #: A retry the base policy would have made, withheld because the batch had stopped.
+    withheld: bool = False
 
     def saw(self, event: ProgressEvent) -> None:
         """Note an event of the item's transfer."""
-        (self.sent if event.upload else self.answered).add(event.attempt)
+        if event.upload:
+            self.sent.add(event.attempt)
+            self.live = event.attempt
+        else:
+            self.answered.add(event.attempt)
+
+    def ended(self, error: BaseException) -> None:
+        """Note that the attempt on the wire failed with ``error``."""
+        self.live = None
+        self.failure = error
 
     @property
     def attempts(self) -> int:
@@ -146,7 +163,12 @@ class Wire:
         return attempt in self.sent and not _certainly_free(error)
 
     def credits(self, error: BaseException | None) -> int:
-        """The credits the item's attempts cost, or may have."""
+        """The credits the item's attempts cost, or may have, when it ends with ``error``.
+
+        Ended between attempts (cancelled in a retry's wait), its last attempt ended with the
+        failure before: that one says whether it may have been charged."""
+        if error is not None and self.live is None and self.failure is not None:
+            error = self.failure
         last = self.attempts
         lost = error is not None and last not in self.answered and self.may_be_charged(last, error)
         return len(self.answered) + lost
@@ -164,26 +186,50 @@ def _certainly_free(error: BaseException | None) -> bool:
 
 
 @attrs.frozen(kw_only=True)
-class ChargeAwareRetry(RetryPolicy):
-    """The batch's retry policy under a budget: an attempt is retried only when the one before
-    certainly cost nothing, so an image never costs more than the one credit reserved for it."""
+class BatchRetry(RetryPolicy):
+    """An image's retry policy in a batch: the batch's own, told of each failed attempt (so
+    that the image counts as on the wire only while an attempt is), and giving up once the
+    batch has stopped, so that a stopped batch sends no retry.
 
+    Under a budget (``charge_aware``), an attempt is retried only when the one before certainly
+    cost nothing, so an image never costs more than the one credit reserved for it."""
+
+    base: RetryPolicy
     wire: Wire
+    halted: Callable[[], bool]
+    charge_aware: bool = False
 
     def delay(self, error: RembgError, attempt: int) -> float | None:
-        """As the base policy, but never after an attempt that may have been charged.
+        """As the base policy, but never after an attempt that may have been charged (under a
+        budget), nor once the batch has stopped.
 
         ``attempt`` counts failures only (short-term 429s wait apart); the attempt that failed
         is ``error.attempts``.
         """
-        if self.wire.may_be_charged(error.attempts, error):
+        self.wire.ended(error)
+        if self.charge_aware and self.wire.may_be_charged(error.attempts, error):
             return None
-        return super().delay(error, attempt)
+        return self._unless_halted(self.base.delay(error, attempt))
+
+    def flow_control_delay(self, error: RateLimitError, spent: float, count: int) -> float | None:
+        """As the base policy, but never once the batch has stopped."""
+        self.wire.ended(error)
+        return self._unless_halted(self.base.flow_control_delay(error, spent, count))
+
+    def _unless_halted(self, delay: float | None) -> float | None:
+        if delay is not None and self.halted():
+            self.wire.withheld = True
+            return None
+        return delay
 
 
-def charge_aware(policy: RetryPolicy, wire: Wire) -> RetryPolicy:
-    """``policy`` with the rule of `ChargeAwareRetry`."""
-    return ChargeAwareRetry(**attrs.asdict(policy, recurse=False), wire=wire)
+def for_batch(
+    policy: RetryPolicy, wire: Wire, halted: Callable[[], bool], *, charge_aware: bool
+) -> RetryPolicy:
+    """``policy`` for one image of a batch (see `BatchRetry`)."""
+    # Its own fields only: a subclass's would not fit (its rules still apply, through base).
+    fields = {field.name: getattr(policy, field.name) for field in attrs.fields(RetryPolicy)}
+    return BatchRetry(**fields, base=policy, wire=wire, halted=halted, charge_aware=charge_aware)
 
 
 def stops_batch(error: BaseException | None, wire: Wire) -> bool:

@@ -1,10 +1,12 @@
 """The images a batch is sending, and which of them are on the wire.
 
 An image has its turn from the batch, then may still wait: for a slot and a start in the
-client's rate limiter, for its connection. When the batch stops (``stop()``, Ctrl-C, an error
-every image would meet), the images that have not reached the wire are called back: their
-tasks are cancelled wherever they wait, and they go back among the inputs not started. Those
-whose upload has begun finish. A batch closed meanwhile cancels those too, and records them.
+client's rate limiter, for its connection; after a failed attempt, for its retry. When the
+batch stops (``stop()``, Ctrl-C, an error every image would meet), the images that have no
+attempt on the wire are called back: their tasks are cancelled wherever they wait, and they go
+back among the inputs not started (or, when an earlier attempt may have been charged, end as
+failed with that attempt's error). Those with an attempt on the wire finish that attempt, and
+retry no more. A batch closed meanwhile cancels those too, and records them.
 """
 
 from __future__ import annotations
@@ -58,13 +60,14 @@ class Sends:
 
     @property
     def on_the_wire(self) -> int:
-        """Images whose upload has begun (a retry of one included), and that have not ended."""
-        return sum(1 for send in self._sends.values() if send.wire.sent)
+        """Images with an attempt on the wire now: its upload has begun, and it has not ended
+        (not counting those between attempts)."""
+        return sum(1 for send in self._sends.values() if send.wire.live is not None)
 
     def recall(self) -> None:
-        """Cancel the images that have not reached the wire, wherever they wait."""
+        """Cancel the images that have no attempt on the wire, wherever they wait."""
         for task, send in self._sends.items():
-            if not send.wire.sent and task not in self._recalled:
+            if send.wire.live is None and task not in self._recalled:
                 self._recalled.add(task)
                 task.cancel()
 

@@ -380,8 +380,10 @@ async def run_remove(
             async for item in _batch(client, inputs, args, options, reporter, interrupts):
                 reporter.item_done(item)
                 items.append(item)
-    finally:  # cancelled (a second Ctrl-C): those cancelled on the wire are said and counted
-        for item in interrupts.run.cancelled if interrupts.run is not None else ():
+    finally:  # cancelled (a second Ctrl-C): those ended unseen or cancelled on the wire are
+        # said and counted
+        run = interrupts.run
+        for item in [*run.leftovers, *run.cancelled] if run is not None else ():
             reporter.item_done(item)
             items.append(item)
 

@@ -3,6 +3,7 @@ and its manifest's lines."""
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import json
 from pathlib import Path
@@ -17,15 +18,16 @@ from rembg_async import (
     BatchProgress,
     InvalidInputError,
     ProgressEvent,
+    RateLimitError,
     RetryPolicy,
 )
 from rembg_async._batch_items import (
-    ChargeAwareRetry,
+    BatchRetry,
     Wire,
-    charge_aware,
     describe,
     failed_in,
     failed_inputs,
+    for_batch,
     manifest_line,
     stops_batch,
 )
@@ -113,8 +115,9 @@ def test_credits_count_the_200s_and_a_last_attempt_that_may_have_cost() -> None:
 def test_charge_aware_retry_stops_after_a_possible_charge() -> None:
     """Under a budget: no retry after an attempt that may have cost; the base rule otherwise."""
     seen = wire({1})
-    policy = charge_aware(RetryPolicy(max_retries=5, initial_backoff=7, max_backoff=7), seen)
-    assert isinstance(policy, ChargeAwareRetry)
+    base = RetryPolicy(max_retries=5, initial_backoff=7, max_backoff=7)
+    policy = for_batch(base, seen, lambda: False, charge_aware=True)
+    assert isinstance(policy, BatchRetry)
     assert policy.max_retries == 5
     dropped = APIConnectionError("dropped")
     dropped.attempts = 1
@@ -124,6 +127,25 @@ def test_charge_aware_retry_stops_after_a_possible_charge() -> None:
     delay = policy.delay(answered, 1)
     assert delay is not None
     assert 3.5 <= delay <= 7
+
+
+def test_a_batch_policy_retries_nothing_once_halted() -> None:
+    """Each failed attempt takes the image off the wire; once the batch has halted, a retry
+    the base policy would make (after a 503, a short-term 429) is withheld."""
+    halted = False
+    seen = wire({1})
+    policy = for_batch(RetryPolicy(max_retries=5), seen, lambda: halted, charge_aware=False)
+    down = error_from_message(503, "down", {})
+    down.attempts = 1
+    assert policy.delay(down, 1) is not None
+    assert (seen.live, seen.failure, seen.withheld) == (None, down, False)
+    halted = True
+    assert policy.delay(down, 1) is None
+    assert seen.withheld
+    throttled = error_from_message(429, MSG_RATE_SHORT_TERM, {"Retry-After": "1"})
+    assert isinstance(throttled, RateLimitError)
+    assert policy.flow_control_delay(throttled, 0.0, 1) is None
+    assert seen.credits(asyncio.CancelledError()) == 0  # the 503 ended it: certainly free
 
 
 @pytest.mark.parametrize(
@@ -198,4 +220,4 @@ def test_items_progress_and_the_budget_policy_take_keywords_only() -> None:
     with pytest.raises(TypeError, match="positional"):
         BatchProgress(1, 0, 0, None, 0, 0, None, None)  # type: ignore[misc]
     with pytest.raises(TypeError, match="positional"):
-        ChargeAwareRetry(Wire())  # type: ignore[misc]
+        BatchRetry(Wire())  # type: ignore[misc]
