@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import os
+import select
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
@@ -358,3 +359,19 @@ def connections_to(port: int) -> int:
         and connection.raddr.port == port
         and connection.status == psutil.CONN_ESTABLISHED
     )
+
+
+def read_terminal(leader: int, process: Any, timeout: float = 60) -> tuple[int, str]:
+    """Everything a process writes to the pseudo-terminal ``leader`` until it closes, then
+    the process's exit code and that screen (the follower side already closed here)."""
+    screen = b""
+    while select.select([leader], [], [], timeout)[0]:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal closed with the process
+            break
+        if not chunk:
+            break
+        screen += chunk
+    os.close(leader)
+    return process.wait(timeout=60), screen.decode(errors="replace")

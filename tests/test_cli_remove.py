@@ -6,7 +6,6 @@ import fcntl
 import json
 import os
 import pty
-import select
 import struct
 import subprocess
 import sys
@@ -14,6 +13,7 @@ import termios
 from pathlib import Path, PurePath
 
 import pytest
+from conftest import read_terminal
 
 from rembg_async._cli_plan import expand_inputs
 from rembg_async.server import Account, ServerConfig
@@ -46,17 +46,7 @@ def run_in_terminal(*args: str, columns: int | None = None) -> tuple[int, str]:
         [*COMMAND, *args], cwd=ROOT, stdout=follower, stderr=follower, env=env
     )
     os.close(follower)
-    screen = b""
-    while select.select([leader], [], [], 60)[0]:
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:  # the terminal closed with the process
-            break
-        if not chunk:
-            break
-        screen += chunk
-    os.close(leader)
-    return process.wait(timeout=60), screen.decode(errors="replace")
+    return read_terminal(leader, process)
 
 
 def test_piped_output_is_one_plain_line_per_image(tmp_path: Path) -> None:

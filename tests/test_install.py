@@ -10,7 +10,6 @@ import json
 import os
 import pty
 import re
-import select
 import subprocess
 import sys
 import venv
@@ -19,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import read_terminal
 
 from rembg_async.pytest_plugin import TEST_API_KEY
 from rembg_async.server import LocalServer
@@ -145,17 +145,7 @@ def run_in_terminal(*args: str | Path) -> tuple[int, str]:
     command = [str(arg) for arg in args]
     process = subprocess.Popen(command, stdout=follower, stderr=follower, env=env)
     os.close(follower)
-    screen = b""
-    while select.select([leader], [], [], 120)[0]:
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:  # the terminal closed with the process
-            break
-        if not chunk:
-            break
-        screen += chunk
-    os.close(leader)
-    return process.wait(timeout=60), screen.decode(errors="replace")
+    return read_terminal(leader, process, timeout=120)
 
 
 def test_plain_install_cli_in_a_terminal(plain: Path, server: LocalServer, tmp_path: Path) -> None:
