@@ -155,11 +155,23 @@ async def _serve_until_signalled(
         serve(config, host=host, port=port, on_ready=_announce, access_log=access_log)
     )
     loop = asyncio.get_running_loop()
+    signalled: list[int] = []
+
+    def stop(number: int) -> None:
+        # The first signal shuts down gracefully: a response still being sent gets a few
+        # seconds. A second one ends the process at once (on 3.10 a second cancel does not
+        # reach aiohttp's wait for those responses); the server keeps nothing worth saving.
+        if signalled:
+            print("rembg-async serve: stopped at once", file=sys.stderr, flush=True)
+            os._exit(128 + number)
+        signalled.append(number)
+        task.cancel()
+
     # Ctrl-C cancels the server too: left to Python 3.10's default handler, the
     # KeyboardInterrupt may land in a transport's callback, which the loop logs and survives.
     for number in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows loops
-            loop.add_signal_handler(number, task.cancel)
+            loop.add_signal_handler(number, stop, number)
     with contextlib.suppress(asyncio.CancelledError):
         await task
 
