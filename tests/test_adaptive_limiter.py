@@ -92,6 +92,20 @@ async def test_successes_widen_the_slow_start_window_others_do_not() -> None:
         await made.release(permit, None)
 
 
+async def test_each_success_widens_the_window_by_half_a_request() -> None:
+    """Slow start grows by half a request a success: after two, two in flight, not three."""
+    made, _ = limiter()
+    for _ in range(2):
+        await made.release(await made.acquire(), Answer(status=200))
+    first, second = await made.acquire(), await made.acquire()
+    waiting = asyncio.ensure_future(made.acquire())
+    await asyncio.sleep(0)
+    assert not waiting.done()  # a window of 2.0 (one a success would make it 3.0)
+    waiting.cancel()
+    for permit in (first, second):
+        await made.release(permit, None)
+
+
 async def test_on_a_fixed_rate_every_429_holds_everyone() -> None:
     """Not learning: each short-term 429's Retry-After holds every caller."""
     made, clock = limiter(requests_per_second=5)
