@@ -8,6 +8,7 @@ plain lines anywhere else (a pipe, a log file), one fact each, that ``grep`` fin
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import importlib.util
 import sys
@@ -31,7 +32,7 @@ def has_rich() -> bool:
     return importlib.util.find_spec("rich") is not None
 
 
-def wants_bars(args: Any) -> bool:
+def wants_bars(args: argparse.Namespace) -> bool:
     """Whether ``remove`` draws live bars: on a terminal, not ``--quiet``, with rich installed;
     on a terminal without rich, say once how to get them."""
     if args.quiet or not sys.stdout.isatty():
