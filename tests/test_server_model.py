@@ -233,6 +233,17 @@ async def test_png_cutout_keeps_nothing_under_transparent_pixels(model: Client) 
     assert not rgba[hidden].any()
 
 
+#: The size of rembg's PNG cut-out of the coffee on the same weights (`rembg i -m u2netp`, 2.0.86).
+REMBG_COFFEE_PNG = 207_997
+
+
+async def test_png_cutout_is_at_most_a_fifth_larger_than_rembgs(model: Client) -> None:
+    """The coffee's PNG cut-out is at most 1.2 times rembg's: speed was not bought with bytes."""
+    answer = await model.rmbg(photo(COFFEE), fields={"format": "png"})
+    assert answer.status == 200
+    assert len(answer.body) <= 1.2 * REMBG_COFFEE_PNG
+
+
 async def test_lossy_webp_cutout_keeps_nothing_under_transparent_pixels(model: Client) -> None:
     """Lossy WEBP: under alpha 0 only codec noise near the subject, nothing of the photo."""
     rgba = pixels(await model.rmbg(photo(COFFEE), fields={"format": "webp"}), "RGBA")

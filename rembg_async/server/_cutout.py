@@ -38,18 +38,26 @@ NARROW_SHARE: Final = 1 / 250
 
 def cut_out(rgb: Image.Image, mask: Image.Image) -> Image.Image:
     """The RGBA cut-out of an RGB image by its mask (mode ``L``), in straight alpha."""
-    # Each conversion is a full copy (2048 × 1536: about 2 ms): made once, used twice.
-    image, alpha = np.asarray(rgb), np.asarray(mask)
-    pixels = np.empty((*alpha.shape, 4), dtype=np.uint8)
-    pixels[..., :3] = image
-    pixels[..., 3] = alpha
-    pixels *= (alpha != 0)[..., np.newaxis]  # a multiply: faster than a masked assignment
-    rows, columns = np.nonzero((alpha > 0) & (alpha < 255))
+    # Pillow interleaves the channels in one C pass (2048 × 1536: 3 ms; numpy's strided
+    # writes of each channel take 10), and its bytes are read in place; dropping the image
+    # at once keeps two full-size copies alive at most, not three.
+    rgba = rgb.convert("RGBA")
+    rgba.putalpha(mask)
+    source = np.asarray(rgba)
+    del rgba
+    # Zeros under alpha 0, a whole pixel at a time, into the one writable copy: one 32-bit
+    # word per pixel is 10 times faster than a multiply broadcast over its four bytes.
+    pixels = np.empty_like(source)
+    words = pixels.view(np.uint32)[..., 0]
+    np.multiply(source.view(np.uint32)[..., 0], source[..., 3] != 0, out=words)
+    del source
+    alpha = pixels[..., 3]
+    rows, columns = np.nonzero((alpha - np.uint8(1)) < 254)  # 0 < alpha < 255, in one compare
     if rows.size:
-        colours = _subject_colours(
-            rgb, mask, rows, columns, image[rows, columns], alpha[rows, columns]
+        edge = pixels[rows, columns]
+        pixels[rows, columns, :3] = _subject_colours(
+            rgb, mask, rows, columns, edge[:, :3], edge[:, 3]
         )
-        pixels[rows, columns, :3] = colours
     return Image.fromarray(pixels, mode="RGBA")
 
 
@@ -76,8 +84,14 @@ def _subject_colours(
     first = _fuse(mean_f, mean_b, np.asarray(small_rgb), np.asarray(small_mask))
     mean_f = _weighted_mean(Image.fromarray(first, mode="RGB"), small_mask, narrow)
     mean_b = _weighted_mean(Image.fromarray(mean_b, mode="RGB"), inverse, narrow)
-    near = (rows // factor, columns // factor)
-    return _fuse(mean_f[near], mean_b[near], edge_rgb, edge_alpha)
+    # Each edge pixel's block, as one flat index: a single gather from each mean.
+    near = (rows // factor) * small_rgb.width + columns // factor
+    return _fuse(
+        mean_f.reshape(-1, 3).take(near, axis=0),
+        mean_b.reshape(-1, 3).take(near, axis=0),
+        edge_rgb,
+        edge_alpha,
+    )
 
 
 def _fuse(

@@ -75,10 +75,11 @@ class U2Net:
     def __call__(self, image: Image.Image) -> Image.Image:
         """The mask (mode ``L``, the image's size): 255 where the subject is."""
         small = self._predict(self._prepare(image))
-        # rembg's Lanczos both ways (our masks match its own on the same weights). Scaling up,
-        # Lanczos costs little more than bilinear (measured: 10 ms against 6 for 2048×1536, 45
-        # against 34 for 4096×3072). Only the 320×320 copy and the mask at full size are made.
-        return Image.fromarray(small, mode="L").resize(image.size, Image.Resampling.LANCZOS)
+        # Scaling up, bilinear: half Lanczos's time (2048×1536: 5 ms against 10) for the same
+        # mask (IoU 0.9998 with Lanczos's at 0.5; rembg's Lanczos only rings at the edges,
+        # where the 320-px prediction has no finer detail to give). Only the 320×320 copy and
+        # the mask at full size are made.
+        return Image.fromarray(small, mode="L").resize(image.size, Image.Resampling.BILINEAR)
 
     def alone(self) -> U2Net:
         """This model running each inference on every core: for a request with no company."""
@@ -88,9 +89,11 @@ class U2Net:
 
     def _prepare(self, image: Image.Image) -> npt.NDArray[np.float32]:
         # Lanczos, as rembg resamples: bilinear loses thin parts (IoU 0.95 against rembg's mask
-        # on the cat photo, 0.999 with Lanczos). reducing_gap shrinks by whole factors first:
-        # a 4096×3072 photo in 23 ms instead of 105, no full-size copy, the same mask.
-        small = image.resize(self.side, Image.Resampling.LANCZOS, reducing_gap=3.0)
+        # on the cat photo, 0.999 with Lanczos). reducing_gap shrinks by whole factors first
+        # (block means) down to twice the size, then Lanczos: a 2048×1536 photo in 8 ms
+        # instead of 25 (16 with a gap of 3), no full-size copy, the same mask (IoU 0.9998
+        # with Lanczos's all the way).
+        small = image.resize(self.side, Image.Resampling.LANCZOS, reducing_gap=2.0)
         pixels = np.asarray(small, dtype=np.float32)
         pixels /= max(1.0, float(pixels.max()))
         pixels = (pixels - self.mean) / self.std
