@@ -22,7 +22,7 @@ from rembg_async import (
     failed_inputs,
 )
 from rembg_async._batch import READ_AHEAD, BatchRun
-from rembg_async._threads import _FILE_THREADS
+from rembg_async._files import _FILE_THREADS
 from rembg_async.server import LocalServer, RateLimits, ServerConfig
 
 SMALL = make_image((24, 18))
