@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import glob
 import os
 from collections.abc import Iterator
@@ -15,10 +14,18 @@ from ._cli_remove import batch_arguments
 from ._client import AsyncRembg
 from ._contract import ALLOWED_EXTENSIONS
 from ._exceptions import RembgError
+from ._files import run_to_completion
 from ._imageinfo import HEAD_BYTES, sniff_kind
 from ._options import RemoveOptions
-from ._outputs import OutputClashError, OutputTree, Verdict, identify, options_key
-from ._storage._batches import dry_run_counts, output_tree
+from ._outputs import (
+    OutputClashError,
+    OutputTree,
+    Verdict,
+    dry_run_counts,
+    identify,
+    options_key,
+    output_folder,
+)
 from ._storage._listing import expand_remote, read_text
 from ._storage._sources import RemoteInputs
 from ._storage._stores import is_remote
@@ -129,7 +136,7 @@ async def dry_run(
     if not args.base64 and (is_remote(args.output_dir) or any(map(is_remote, inputs))):
         counts = await _remote_counts(client, args, options, inputs)
     else:
-        counts = await asyncio.to_thread(_plan_counts, args, options, inputs)
+        counts = await run_to_completion(_plan_counts, args, options, inputs)
     print(f"inputs: {len(inputs)}")
     print(f"would send: {counts['send']} image(s), costing at most {counts['send']} credit(s)")
     print(f"already done: {counts['done']}")
@@ -148,10 +155,10 @@ async def _remote_counts(
     remote = RemoteInputs(stores=client._stores, options=None)  # the client's storage_options
     extension = "jpg" if options.output_format == "jpeg" else options.output_format
     root = batch_arguments(args, inputs)["root"]
-    tree = output_tree(remote, args.output_dir, root, extension, overwrite=args.overwrite)
+    tree = output_folder(remote, args.output_dir, root, extension, overwrite=args.overwrite)
     assert tree is not None
     key = options_key(options.form_fields())
-    return await dry_run_counts(remote, tree, list(inputs), key, args.redo)
+    return await dry_run_counts(tree, list(inputs), key, args.redo)
 
 
 def _plan_counts(
