@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Final
@@ -31,6 +32,7 @@ from ._exceptions import (
 from ._progress import ProgressEvent
 from ._results import Base64Image, ImageFile, SyncImageFile, handed_to_sync
 from ._retry import RetryPolicy
+from ._storage._stores import is_remote
 
 #: Failures writing outputs that every further image would meet too.
 _OUTPUT_STOPPERS: Final = frozenset(
@@ -76,6 +78,38 @@ class BatchItem:
         return "cancelled" if self.cancelled else "skipped" if self.skipped else "ok"
 
 
+def made_item(value: Any, index: int, result: ImageFile | Base64Image, wire: Wire) -> BatchItem:
+    """The item of an image made now."""
+    url = result.url if isinstance(result, ImageFile) else None
+    local = result.output_image_path if isinstance(result, ImageFile) and url is None else None
+    return BatchItem(
+        input=value,
+        index=index,
+        result=result,
+        output_path=local,
+        output_url=url,
+        attempts=max(wire.attempts, 1),
+        credits=wire.credits(None),
+    )
+
+
+def skipped_item(value: Any, index: int, target: Any) -> BatchItem:
+    """The item of an image made before, at ``target`` (a path, or a URL)."""
+    if isinstance(target, str) and is_remote(target):
+        return BatchItem(input=value, index=index, skipped=True, output_url=target)
+    return BatchItem(input=value, index=index, skipped=True, output_path=target)
+
+
+def failed_item(value: Any, index: int, error: Exception, wire: Wire) -> BatchItem:
+    """The item of an image that failed with ``error``."""
+    attempts = error.attempts if isinstance(error, RembgError) else wire.attempts
+    if isinstance(error, APIStatusError) and not wire.sent:
+        attempts = max(attempts, 1)
+    return BatchItem(
+        input=value, index=index, error=error, attempts=attempts, credits=wire.credits(error)
+    )
+
+
 @attrs.frozen(kw_only=True)
 class SyncBatchItem(BatchItem):
     """A `BatchItem` of the sync client's ``remove_many``: a file ``result`` is a
@@ -115,6 +149,46 @@ class BatchProgress:
     def finished(self) -> int:
         """Items that have ended, well or not."""
         return self.done + self.failed + self.cancelled
+
+
+@attrs.define
+class Tally:
+    """A batch's counts: items by outcome, bytes each way, credits; its progress from them."""
+
+    total: int | None  # None: the inputs have no length
+    started_at: float = attrs.Factory(time.monotonic)
+    done: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    credits: int = 0
+    bytes: dict[str, int] = attrs.Factory(lambda: {"up": 0, "down": 0})
+
+    def add(self, item: BatchItem) -> None:
+        """Count ``item`` by its outcome."""
+        if item.error is not None:
+            self.failed += 1
+        elif item.cancelled:
+            self.cancelled += 1
+        else:
+            self.done += 1
+
+    def progress(self, in_flight: int) -> BatchProgress:
+        """Where the batch stands, with ``in_flight`` images on the wire."""
+        finished = self.done + self.failed + self.cancelled
+        elapsed = time.monotonic() - self.started_at
+        rate = finished / elapsed if elapsed > 0 and finished else None
+        left = None if self.total is None else self.total - finished
+        return BatchProgress(
+            done=self.done,
+            failed=self.failed,
+            cancelled=self.cancelled,
+            in_flight=in_flight,
+            total=self.total,
+            bytes_up=self.bytes["up"],
+            bytes_down=self.bytes["down"],
+            rate=rate,
+            estimated=None if rate is None or left is None else left / rate,
+        )
 
 
 #: A batch progress callback: a plain function, or a coroutine function (awaited in turn).

@@ -1,4 +1,4 @@
-"""The images a batch is sending, and which of them are on the wire.
+"""The images a batch is sending, which of them are on the wire, and their turns to send.
 
 An image has its turn from the batch, then may still wait: for a slot and a start in the
 client's rate limiter, for its connection; after a failed attempt, for its retry. When the
@@ -12,13 +12,15 @@ retry no more. A batch closed meanwhile cancels those too, and records them.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import attrs
 
 from ._batch_items import BatchItem, Wire
+from ._results import ImageFile
 
 
 @attrs.frozen(kw_only=True)
@@ -85,3 +87,91 @@ class Sends:
     def snapshot(self) -> dict[asyncio.Future[Any], Send]:
         """The images being sent now, by task."""
         return dict(self._sends)
+
+
+class Turns:
+    """Turns to send, first come first served: at most ``concurrency`` images at once, but one
+    alone until the server has taken an image (`proven`), so that a refusal every image would
+    meet (a refused key, a daily limit) costs one request."""
+
+    def __init__(self, concurrency: int, halted: Callable[[], bool]) -> None:
+        self._concurrency = concurrency
+        self._halted = halted
+        self.proven = False  # the server has answered an image without a batch-wide refusal
+        self._sending = 0  # images that have their turn
+        self._waiting: collections.deque[asyncio.Future[bool]] = collections.deque()
+
+    @property
+    def limit(self) -> int:
+        """Images sent at once now."""
+        return self._concurrency if self.proven else 1
+
+    async def take(self) -> bool:
+        """Wait until fewer than `limit` images are being sent; False if the batch stops
+        meanwhile (the image is then not started)."""
+        if self._halted():
+            return False
+        self.pass_on()  # those ahead first (and drop the turns of tasks cancelled meanwhile)
+        if not self._waiting and self._sending < self.limit:
+            self._sending += 1
+            return True
+        turn: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiting.append(turn)
+        try:
+            return await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled() and turn.result():
+                self.end()  # given, but never taken
+            raise
+
+    def end(self) -> None:
+        """A turn taken is over."""
+        self._sending -= 1
+        self.pass_on()
+
+    def pass_on(self) -> None:
+        """Give the free turns to those waiting; when the batch stops, send them all away.
+
+        Called wherever that may change: a turn ends (after the batch stopped or `proven` was
+        set in it), or the batch stops."""
+        halted = self._halted()
+        while self._waiting and (halted or self._sending < self.limit):
+            turn = self._waiting.popleft()
+            if turn.done():  # its task was cancelled
+                continue
+            if not halted:
+                self._sending += 1
+            turn.set_result(not halted)
+
+
+async def cancel_all(
+    tasks: set[asyncio.Task[BatchItem | None]],
+) -> dict[asyncio.Task[BatchItem | None], BaseException | BatchItem | None]:
+    """Cancel ``tasks``; delete the temporary files of those that had finished all the same.
+    Each task's outcome: its item, or what it raised."""
+    for task in tasks:
+        task.cancel()
+    ordered = list(tasks)
+    outcomes = await asyncio.gather(*ordered, return_exceptions=True)
+    for outcome in outcomes:
+        result = outcome.result if isinstance(outcome, BatchItem) else None
+        if isinstance(result, ImageFile) and result.temporary:
+            await result.cleanup()
+    return dict(zip(ordered, outcomes, strict=True))
+
+
+def closing_items(
+    sending: dict[asyncio.Future[Any], Send],
+    outcomes: dict[asyncio.Task[BatchItem | None], BaseException | BatchItem | None],
+) -> tuple[list[BatchItem], list[BatchItem]]:
+    """What a closing batch found when it cancelled its tasks (``outcomes``; ``sending``: those
+    being sent then): the items that had ended unseen, and those cancelled on the wire."""
+    ended: list[BatchItem] = []
+    cancelled: list[BatchItem] = []
+    for task, outcome in outcomes.items():
+        send = sending.get(task)
+        if isinstance(outcome, BatchItem):  # ended (cancelled by a stop, just before, too)
+            (cancelled if outcome.cancelled else ended).append(outcome)
+        elif isinstance(outcome, asyncio.CancelledError) and send and send.wire.sent:
+            cancelled.append(send.cancelled(outcome))
+    return ended, cancelled

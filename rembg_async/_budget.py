@@ -9,6 +9,8 @@ gives back what was not spent, so a failure the server did not charge frees its 
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 from ._exceptions import RembgError
@@ -73,3 +75,42 @@ class LocalCreditBudget:
     def exhausted(self) -> BudgetExhaustedError:
         """The error for this budget as it stands."""
         return BudgetExhaustedError(self.spent + self.held, self.max_credits)
+
+
+class Reservations:
+    """A batch's hold on its budget (none: no limit): a credit reserved before each image is
+    sent, settled after."""
+
+    def __init__(self, budget: CreditBudget | None) -> None:
+        self.budget = budget
+        self._holding = 0  # credits reserved and not settled
+        self._settled = asyncio.Event()
+
+    async def reserve(self, halted: Callable[[], bool]) -> bool:
+        """Hold a credit for one image, waiting for images in flight to give theirs back
+        before saying the budget is spent (`BudgetExhaustedError`); False when the batch
+        stopped meanwhile (``halted``)."""
+        if self.budget is None:
+            return True
+        while True:
+            if halted():
+                return False
+            if await self.budget.reserve(1):
+                break
+            if self._holding == 0:
+                raise self.budget.exhausted()
+            self._settled.clear()
+            await self._settled.wait()
+        self._holding += 1
+        return True
+
+    async def settle(self, spent: int) -> None:
+        """End an image's reservation: it cost ``spent``."""
+        if self.budget is not None:
+            self._holding -= 1
+            await self.budget.settle(1, spent)
+            self._settled.set()
+
+    def wake(self) -> None:
+        """Have those waiting for a credit look again (the batch stopped)."""
+        self._settled.set()

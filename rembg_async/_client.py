@@ -39,12 +39,12 @@ from ._exceptions import (
 from ._inputs import ImageInput, Source
 from ._limits import AdaptiveLimiter, Answer, Limiter, Outcome, RateLimitState, limited
 from ._options import Base64Options, ImageFileOptions, RemoveOptions, resolve_options
+from ._outputs import manifest_place, output_folder
 from ._paths import format_for_output
 from ._progress import DEFAULT_INTERVAL, ProgressCallback, ProgressTracker
 from ._request_log import logged_request
 from ._results import Base64Image, ImageBytes, ImageFile, discard_temporary
 from ._retry import RetryPolicy
-from ._storage._batches import manifest_place, output_tree
 from ._storage._sinks import put_result, remote_target
 from ._storage._sources import RemoteInputs, open_input
 from ._storage._stores import Stores
@@ -589,7 +589,7 @@ class AsyncRembg(AsyncClosing):
             raise ValueError("give max_credits or budget, not both")
         extension = "jpg" if resolved.output_format == "jpeg" else resolved.output_format
         remote = RemoteInputs(stores=self._stores, options=storage_options)
-        outputs = output_tree(remote, output_dir, root, extension, overwrite=overwrite)
+        outputs = output_folder(remote, output_dir, root, extension, overwrite=overwrite)
         return BatchRun(
             self._remover(storage_options),
             inputs,
@@ -601,7 +601,7 @@ class AsyncRembg(AsyncClosing):
             on_progress=on_progress,
             on_item_progress=on_item_progress,
             skip_existing=skip_existing,
-            manifest=manifest_place(remote, manifest),
+            manifest=manifest_place(manifest),
             budget=LocalCreditBudget(max_credits) if max_credits is not None else budget,
             remote=remote,
         )

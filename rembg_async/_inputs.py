@@ -8,7 +8,6 @@ The bytes decide what an image is, never its name: it is sent under a name of it
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import errno
@@ -204,7 +203,7 @@ async def _file_object_source(file: IO[bytes]) -> Source:
         file.seek(start)
         return start, size, info
 
-    start, size, info = await asyncio.to_thread(inspect)
+    start, size, info = await run_to_completion(inspect)
 
     async def chunks(chunk_size: int) -> AsyncGenerator[bytes, None]:
         await run_to_completion(file.seek, start)

@@ -22,7 +22,7 @@ from rembg_async import (
     failed_inputs,
 )
 from rembg_async._batch import READ_AHEAD, BatchRun
-from rembg_async._threads import _FILE_THREADS
+from rembg_async._files import _FILE_THREADS
 from rembg_async.server import LocalServer, RateLimits, ServerConfig
 
 SMALL = make_image((24, 18))
@@ -109,7 +109,7 @@ async def test_local_inputs_are_read_ahead_several_per_thread_call(
 
     def counted(loop: asyncio.AbstractEventLoop) -> None:
         calls = _FILE_THREADS._this_turn.get(loop, [])
-        reads = sum(1 for call in calls if call[0].__name__ in ("_inspect", "_read_if_possible"))
+        reads = sum(1 for call in calls if call[0].__name__ in ("_inspect", "read_or_none"))
         if reads:
             reads_per_hand_over.append(reads)
         hand_over(loop)

@@ -608,3 +608,23 @@ async def test_a_memory_output_folder_skips_on_a_rerun(rembg_server: LocalServer
     finally:
         for folder in ("/batch-in", "/batch-out"):
             memory.rm(folder, recursive=True)
+
+
+async def test_one_path_spelled_twice_into_a_remote_folder_is_made_once(
+    rembg_server: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A local input named twice by two spellings of one path (``a.png``, ``./a.png``) is done
+    once into a remote folder, as into a local one: not refused as a clash of two inputs."""
+    import fsspec
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.png").write_bytes(PNG)
+    memory = fsspec.filesystem("memory")
+    try:
+        async with AsyncRembg(TEST_API_KEY, base_url=rembg_server.url) as client:
+            run = client.remove_many(["a.png", "./a.png"], output_dir="memory://twice-out/")
+            statuses = [item.status async for item in run]
+        assert sorted(statuses) == ["ok", "skipped"]  # in completion order
+        assert sniff_kind(memory.cat_file("/twice-out/a.webp")) == "webp"
+    finally:
+        memory.rm("/twice-out", recursive=True)

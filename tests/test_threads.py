@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from rembg_async._threads import run_to_completion
+from rembg_async._files import run_to_completion
 
 
 @pytest.mark.parametrize("cancellations", [1, 2])
@@ -59,7 +59,7 @@ async def test_calls_behind_a_stuck_one_go_to_another_thread() -> None:
 async def test_calls_of_one_turn_wake_the_threads_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """Calls made in one turn of the loop are handed over together: one hand-over, however
     many calls (waking a thread is the dearest part of a thread hop)."""
-    from rembg_async._threads import _FILE_THREADS
+    from rembg_async._files import _FILE_THREADS
 
     hand_overs: list[int] = []
     hand_over = _FILE_THREADS._hand_over
@@ -109,7 +109,7 @@ def test_a_loop_closed_with_calls_out_leaves_nothing_behind() -> None:
     """A loop closed while it has calls in the threads (or closed before its last patrol, as
     ``asyncio.run`` does) is forgotten once another loop makes calls: nothing is kept for it,
     and the outcomes of its calls are not posted."""
-    from rembg_async._threads import _FILE_THREADS
+    from rembg_async._files import _FILE_THREADS
 
     release = threading.Event()
     closed = asyncio.new_event_loop()

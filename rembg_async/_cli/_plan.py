@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import glob
 import os
 from collections.abc import Callable, Iterator
@@ -17,8 +16,11 @@ from .._contract import ALLOWED_EXTENSIONS
 from .._exceptions import RembgError
 from .._imageinfo import HEAD_BYTES, extension_for, sniff_kind
 from .._options import RemoveOptions
-from .._outputs import OutputClashError, OutputTree, Verdict, identify, options_key
-from .._storage._batches import dry_run_counts, output_tree
+from .._outputs import (
+    dry_run_counts,
+    options_key,
+    output_folder,
+)
 from .._storage._listing import expand_remote, read_text
 from .._storage._sources import RemoteInputs
 from .._storage._stores import is_remote
@@ -126,10 +128,10 @@ async def dry_run(
     client: AsyncRembg, args: argparse.Namespace, options: RemoveOptions, inputs: dict[str, Any]
 ) -> int:
     """``--dry-run``: what would be sent, what is done, what is refused; the credits left."""
-    if not args.base64 and (is_remote(args.output_dir) or any(map(is_remote, inputs))):
-        counts = await _remote_counts(client, args, options, inputs)
+    if args.base64:
+        counts: dict[str, Any] = {"send": len(inputs), "done": 0, "refused": 0, "why": ""}
     else:
-        counts = await asyncio.to_thread(_plan_counts, args, options, inputs)
+        counts = await _counts(client, args, options, inputs)
     print(f"inputs: {len(inputs)}")
     print(f"would send: {counts['send']} image(s), costing at most {counts['send']} credit(s)")
     print(f"already done: {counts['done']}")
@@ -141,48 +143,19 @@ async def dry_run(
     return 0
 
 
-async def _remote_counts(
+async def _counts(
     client: AsyncRembg, args: argparse.Namespace, options: RemoveOptions, inputs: dict[str, Any]
 ) -> dict[str, Any]:
-    """`_plan_counts` when inputs or ``-o`` are remote: through the client's stores."""
+    """What the output folder (local or remote, through the client's stores) says of each
+    input."""
     remote = RemoteInputs(stores=client._stores, options=None)  # the client's storage_options
     extension = extension_for(options.output_format)
-    tree = output_tree(
+    tree = output_folder(
         remote, args.output_dir, root_of(inputs), extension, overwrite=args.overwrite
     )
     assert tree is not None
     key = options_key(options.form_fields())
-    return await dry_run_counts(remote, tree, list(inputs), key, args.redo)
-
-
-def _plan_counts(
-    args: argparse.Namespace, options: RemoveOptions, inputs: dict[str, Any]
-) -> dict[str, Any]:
-    counts: dict[str, Any] = {"send": 0, "done": 0, "refused": 0, "why": ""}
-    if args.base64:
-        counts["send"] = len(inputs)
-        return counts
-    extension = extension_for(options.output_format)
-    tree = OutputTree(args.output_dir, root_of(inputs), extension, overwrite=args.overwrite)
-    key = options_key(options.form_fields())
-    for index, value in enumerate(inputs):
-        target = tree.target(value, index)
-        try:
-            if not tree.claim(target, value):
-                continue
-        except OutputClashError as error:
-            counts["refused"] += 1
-            counts["why"] = str(error)
-            continue
-        verdict = tree.verdict(target, identify(value, key))
-        if verdict is Verdict.FOREIGN:
-            counts["refused"] += 1
-            counts["why"] = str(tree.foreign(target))
-        elif verdict is Verdict.DONE and not args.redo:
-            counts["done"] += 1
-        else:
-            counts["send"] += 1
-    return counts
+    return await dry_run_counts(tree, list(inputs), key, args.redo)
 
 
 async def _credits_left(client: AsyncRembg) -> str:

@@ -16,7 +16,7 @@ from typing import Any, Final
 
 from distributed import Client, Future, as_completed
 
-from .._batch import _async_iterator, _open_manifest
+from .._batch import _async_iterator
 from .._batch_items import (
     BatchItem,
     BatchProgress,
@@ -30,10 +30,8 @@ from .._batch_items import (
 from .._budget import BudgetExhaustedError
 from .._exceptions import APIStatusError, RembgError, error_from_message
 from .._options import RemoveOptions
-from .._outputs import OutputTree
-from .._storage._manifest import RemoteManifest
+from .._outputs import OutputTree, RemoteManifest, RemoteOutputTree, open_manifest
 from .._storage._sources import RemoteInputs
-from .._storage._tree import RemoteOutputTree
 from .._threads import run_to_completion
 from ._worker import ClientPlugin, Outcome, remove_on_worker
 
@@ -127,7 +125,7 @@ class DaskRun:
 
     async def _run(self) -> AsyncGenerator[BatchItem, None]:
         name = self._plugin.name
-        manifest = await _open_manifest(self._manifest_path, self._remote)
+        manifest = await open_manifest(self._manifest_path, self._remote)
         try:
             self._done_before = await done_inputs(self._manifest_path, manifest)
         except BaseException:

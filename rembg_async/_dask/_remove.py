@@ -10,7 +10,7 @@ from typing import Any
 from distributed import Client
 
 from .._options import RemoveOptions, resolve_options
-from .._storage._batches import manifest_place, output_tree
+from .._outputs import manifest_place, output_folder
 from .._storage._sources import RemoteInputs
 from .._storage._stores import Stores
 from ._driver import DaskRun, plugin_for
@@ -60,7 +60,7 @@ def remove_many_dask(
         storage_options = (client_options or {}).get("storage_options")
     remote = RemoteInputs(stores=Stores(storage_options))
     folder = os.fspath(output_dir)
-    outputs = output_tree(remote, folder, root, extension, overwrite=True)
+    outputs = output_folder(remote, folder, root, extension, overwrite=True)
     assert outputs is not None
     plugin = plugin_for(
         client_options or {}, concurrency_per_worker, redis_url, limiter_options or {}
@@ -70,7 +70,7 @@ def remove_many_dask(
         inputs,
         resolved,
         outputs=outputs,
-        manifest=manifest_place(remote, manifest),
+        manifest=manifest_place(manifest),
         remote=remote,
         plugin=plugin,
         concurrency_per_worker=concurrency_per_worker,

@@ -2,7 +2,7 @@
 
 One idea per module: which strings are remote and which filesystem serves them (`_stores`), a
 remote object as a re-openable `Source` (`_sources`), a result put into its store only once
-whole (`_sinks`), a batch's remote output folder with its provenance (`_tree`), and a manifest
-kept in a store (`_manifest`). Nothing here imports fsspec until a remote URL is met, so that
+whole (`_sinks`), and listings (`_listing`); a batch's remote output folder and manifest are in
+`_outputs`. Nothing here imports fsspec until a remote URL is met, so that
 ``import rembg_async`` stays cheap and works without the ``fsspec`` extra.
 """

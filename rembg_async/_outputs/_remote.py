@@ -21,6 +21,7 @@ index, nor lock a folder, so provenance is kept differently:
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import secrets
@@ -28,9 +29,26 @@ import time
 from pathlib import Path
 from typing import Any, Final
 
-from .._outputs import Provenance, Verdict, claim, foreign_error, relative_name
+from .._files import run_to_completion
 from .._paths import mirrored_path
-from ._stores import Store
+from .._storage._sinks import RemoteTarget
+from .._storage._sources import RemoteInputs
+from .._storage._stores import Store, is_remote
+from ._provenance import (
+    ForeignOutputError,
+    Plan,
+    Provenance,
+    Verdict,
+    claim,
+    foreign_error,
+    identify,
+    judge,
+    open_remote,
+    read_and_identify,
+    relative_name,
+    settled,
+    stat_remote,
+)
 
 INDEX_FOLDER: Final = ".rembg-async-index"
 #: A segment is written once this many outputs are waiting…
@@ -40,13 +58,15 @@ FLUSH_SECONDS: Final = 10.0
 
 
 class RemoteOutputTree:
-    """A batch's remote output folder: targets, their claims, the provenance index."""
+    """A batch's remote output folder: targets, their claims, the provenance index (an
+    `OutputFolder`)."""
 
     def __init__(
-        self, url: str, store: Store, root: Any, extension: str, *, overwrite: bool
+        self, url: str, remote: RemoteInputs, root: Any, extension: str, *, overwrite: bool
     ) -> None:
         self.url = url.rstrip("/")
-        self.store = store
+        self.remote = remote
+        self.store: Store = remote.stores.store(url, remote.options)
         self.root = root
         self.extension = extension
         self.cwd = os.getcwd()
@@ -62,7 +82,7 @@ class RemoteOutputTree:
     def probe(self) -> RemoteOutputTree:
         """A fresh tree on the same folder, to work out targets with."""
         return RemoteOutputTree(
-            self.url, self.store, self.root, self.extension, overwrite=self._overwrite
+            self.url, self.remote, self.root, self.extension, overwrite=self._overwrite
         )
 
     def target(self, value: Any, index: int) -> str:
@@ -71,11 +91,14 @@ class RemoteOutputTree:
         return f"{self.url}/{mirrored_path(Path(), relative, self.extension).as_posix()}"
 
     def claim(self, target: str, value: Any) -> bool:
-        """Take ``target`` for ``value``, as `OutputTree.claim` does."""
-        key = os.fspath(value) if isinstance(value, (str, os.PathLike)) else f"<{id(value):#x}>"
-        return claim(self._claims, target, key)
+        """Take ``target`` for ``value`` (see `_provenance.claim`)."""
+        return claim(self._claims, target, value, self.cwd)
 
     async def open(self) -> None:
+        """Get ready: nothing to make or lock, only the listing to read (`look`)."""
+        await self.look()
+
+    async def look(self) -> None:
         """List the folder once and read its index segments."""
         base = self.store.path(self.url).rstrip("/")
         try:
@@ -104,20 +127,46 @@ class RemoteOutputTree:
     def _relative(self, target: str) -> str:
         return target[len(self.url) + 1 :]
 
+    async def plan(self, value: Any, target: str, options: str, *, skip_existing: bool) -> Plan:
+        """``value``'s plan: its provenance (a local input read and stamped in one thread call,
+        a remote one from its object's details) and its verdict from the listing."""
+        found = None
+        if is_remote(value):
+            found, made, problem = await stat_remote(self.remote, value, options)
+            if found is None:
+                return Plan(made=made, problem=problem)
+            read = None
+        else:
+            read, made = await run_to_completion(read_and_identify, value, options, self.cwd)
+        plan = Plan(made=made, verdict=self.verdict(target, made), read=read)
+        if settled(plan.verdict, skip_existing):
+            return Plan(made=made, verdict=plan.verdict)
+        return plan if found is None else await open_remote(self.remote, found, plan)
+
+    async def verdict_of(self, value: Any, target: str, options: str) -> Verdict:
+        """Whether ``target`` is done, to do, or someone else's (a dry run: nothing read)."""
+        if self._relative(target) not in self._existing:
+            return Verdict.TODO  # no request for the input's provenance
+        if is_remote(value):
+            made = (await stat_remote(self.remote, value, options))[1]
+        else:
+            made = await run_to_completion(identify, value, options, None, self.cwd)
+        return self.verdict(target, made)
+
     def verdict(self, target: str, mine: Provenance) -> Verdict:
         """Whether ``target`` is done, to do, or someone else's (from the listing: no I/O)."""
         relative = self._relative(target)
         if relative not in self._existing:
             return Verdict.TODO
-        entry = self._index.get(relative)
-        if entry is not None and mine.source is not None and entry["source"] == mine.source:
-            same = entry["stamp"] == mine.stamp and entry["options"] == mine.options
-            return Verdict.DONE if same else Verdict.TODO
-        return Verdict.TODO if self._overwrite else Verdict.FOREIGN
+        return judge(self._index.get(relative), mine, overwrite=self._overwrite)
 
-    def foreign(self, target: str) -> Exception:
+    def foreign(self, target: str) -> ForeignOutputError:
         """The error for an output this input did not make."""
         return foreign_error(target)
+
+    def keep(self, target: str, made: Provenance) -> RemoteTarget:
+        """Where the result goes: noted in the index once the object is in place."""
+        return RemoteTarget(url=target, then=functools.partial(self.record, target, made))
 
     async def record(self, target: str, made: Provenance) -> None:
         """Note that ``target`` was made as ``made`` says; write a segment when one is due."""
@@ -142,6 +191,6 @@ class RemoteOutputTree:
             self._pending[:0] = lines  # tried again with the next segment
             raise
 
-    async def aclose(self) -> None:
+    async def close(self) -> None:
         """Write what is waiting."""
         await self.flush()

@@ -1,25 +1,64 @@
-"""A batch's manifest kept in a remote store (``manifest="s3://bucket/out/manifest.jsonl"``).
+"""A batch's manifest: one JSON line per outcome, in a local file or a remote store.
 
-An object cannot be appended to. So the manifest is kept in a local temporary file, holding
+A local manifest is appended to, each line before its item is yielded. A remote one (``manifest="s3://…/manifest.jsonl"``)
+cannot be appended to. So the manifest is kept in a local temporary file, holding
 what the object had when the run started and then one line per outcome, and that file is put
 whole into the store every `PUT_SECONDS` and when the run ends (or is stopped or cancelled).
 The object is thus never half-written, but a run killed without warning loses the lines of
-its last seconds: the outputs' index (see `_tree`) is what a re-run trusts to skip.
+its last seconds: the outputs' index (see `_remote`) is what a re-run trusts to skip.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import tempfile
 import time
-from typing import IO, Final
+from pathlib import Path
+from typing import IO, Final, Protocol
 
-from .._threads import run_to_completion
-from ._stores import Store
+import aiofiles
+
+from .._files import run_to_completion
+from .._storage._sources import RemoteInputs
+from .._storage._stores import Store, is_remote
 
 #: The object is replaced by the local file at most this often while the run goes on.
 PUT_SECONDS: Final = 10.0
+
+
+class Manifest(Protocol):
+    """Where a batch writes its manifest lines."""
+
+    async def write(self, lines: str, /) -> object:
+        """Add ``lines`` (whole lines, each ending in a newline)."""
+
+    async def flush(self) -> None:
+        """Push what was written on (a local file's buffer; a remote one when a put is due)."""
+
+    async def close(self) -> None:
+        """Let go of the manifest, with every line written."""
+
+
+def manifest_place(manifest: str | os.PathLike[str] | None) -> Path | str | None:
+    """The manifest's place: a local path, a remote URL, or None."""
+    if manifest is None or (isinstance(manifest, str) and is_remote(manifest)):
+        return manifest
+    return Path(manifest)
+
+
+async def open_manifest(place: Path | str | None, remote: RemoteInputs) -> Manifest | None:
+    """The manifest at ``place`` (from `manifest_place`), ready for lines; None for none."""
+    if place is None:
+        return None
+    if isinstance(place, str):  # a remote URL (a local one is a Path by now)
+        return await RemoteManifest.open(remote.stores.store(place, remote.options), place)
+    await run_to_completion(functools.partial(place.parent.mkdir, parents=True, exist_ok=True))
+    # A write and a flush per line, as before: writing the lines of the items that ended
+    # together in one thread call shifted a batch's timing so that a stop raced the start of
+    # a request more often (tests/test_cli_interrupt.py): a race to fix where requests start.
+    return await aiofiles.open(place, "a", encoding="utf-8")
 
 
 class RemoteManifest:

@@ -1,0 +1,144 @@
+"""A batch's output folder, local (`_local`) or remote (`_remote`), behind one `OutputFolder`
+shape; the provenance rules they share (`_provenance`); the batch's manifest (`_manifest`).
+
+The batch plans each image once through its folder (`OutputFolder.plan`), whatever its kind,
+and never asks which kind it holds.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Protocol
+
+from .._download import KeptTarget
+from .._storage._sinks import RemoteTarget
+from .._storage._sources import RemoteInputs
+from .._storage._stores import is_remote
+from ._local import INDEX_NAME, OutputTree
+from ._manifest import Manifest, RemoteManifest, manifest_place, open_manifest
+from ._provenance import (
+    ForeignOutputError,
+    OutputClashError,
+    Plan,
+    Provenance,
+    Verdict,
+    identify,
+    options_key,
+    read_or_none,
+    settled,
+)
+from ._remote import RemoteOutputTree
+
+__all__ = [
+    "INDEX_NAME",
+    "ForeignOutputError",
+    "Manifest",
+    "OutputClashError",
+    "OutputFolder",
+    "OutputTree",
+    "Plan",
+    "Provenance",
+    "RemoteManifest",
+    "RemoteOutputTree",
+    "Verdict",
+    "dry_run_counts",
+    "identify",
+    "manifest_place",
+    "open_manifest",
+    "options_key",
+    "output_folder",
+    "read_or_none",
+    "settled",
+    "targets_of",
+]
+
+
+class OutputFolder(Protocol):
+    """What a batch needs of its output folder, local or remote."""
+
+    #: The current folder when the run started: relative inputs are relative to it.
+    cwd: str
+
+    def probe(self) -> OutputFolder:
+        """A fresh folder of the same place, with no claims: to work out clashes up front."""
+
+    def target(self, value: Any, index: int) -> Any:
+        """Where ``value``'s result goes (a path, or a URL)."""
+
+    def claim(self, target: Any, value: Any) -> bool:
+        """Take ``target`` for ``value``: True the first time, False when ``value`` has it
+        already (an input given twice is done once); `OutputClashError` when another has."""
+
+    async def open(self) -> None:
+        """Get the folder ready (and what it knows of its outputs); an ``OSError`` that every
+        image would meet stops the batch before any request."""
+
+    async def look(self) -> None:
+        """Learn what the folder knows of its outputs, changing nothing (a dry run)."""
+
+    async def plan(self, value: Any, target: Any, options: str, *, skip_existing: bool) -> Plan:
+        """Provenance and verdict of ``value``'s output at ``target``; unless that settles it
+        (`settled`), its input read or opened and its output's place checked."""
+
+    async def verdict_of(self, value: Any, target: Any, options: str) -> Verdict:
+        """The verdict alone (a dry run): nothing read but what provenance needs."""
+
+    def foreign(self, target: Any) -> ForeignOutputError:
+        """The error for an output this input did not make."""
+
+    def keep(self, target: Any, made: Provenance) -> KeptTarget | RemoteTarget:
+        """Where the result goes, recorded in the folder's index once it is in place."""
+
+    async def close(self) -> None:
+        """Record what is waiting and let go of the folder."""
+
+
+def targets_of(outputs: OutputFolder, inputs: list[Any] | tuple[Any, ...]) -> list[Any]:
+    """The targets of a listed batch's inputs, worked out before anything is sent:
+    `OutputClashError` when two would make one."""
+    probe = outputs.probe()
+    targets = [probe.target(value, index) for index, value in enumerate(inputs)]
+    for target, value in zip(targets, inputs, strict=True):
+        probe.claim(target, value)
+    return targets
+
+
+def output_folder(
+    remote: RemoteInputs,
+    output_dir: str | os.PathLike[str] | None,
+    root: Any,
+    extension: str,
+    *,
+    overwrite: bool,
+) -> OutputTree | RemoteOutputTree | None:
+    """A batch's output folder, local or remote (None for none)."""
+    if output_dir is None:
+        return None
+    if isinstance(output_dir, str) and is_remote(output_dir):
+        return RemoteOutputTree(output_dir, remote, root, extension, overwrite=overwrite)
+    return OutputTree(Path(output_dir), root, extension, overwrite=overwrite, remote=remote)
+
+
+async def dry_run_counts(
+    outputs: OutputFolder, inputs: list[Any], options: str, redo: bool
+) -> dict[str, Any]:
+    """``--dry-run``'s counts: what would be sent, what is done, what is refused (and why)."""
+    counts: dict[str, Any] = {"send": 0, "done": 0, "refused": 0, "why": ""}
+    await outputs.look()
+    for index, value in enumerate(inputs):
+        target = outputs.target(value, index)
+        try:
+            if not outputs.claim(target, value):
+                continue
+        except OutputClashError as error:
+            counts["refused"] += 1
+            counts["why"] = str(error)
+            continue
+        verdict = await outputs.verdict_of(value, target, options)
+        if verdict is Verdict.FOREIGN:
+            counts["refused"] += 1
+            counts["why"] = str(outputs.foreign(target))
+        else:
+            counts["done" if verdict is Verdict.DONE and not redo else "send"] += 1
+    return counts

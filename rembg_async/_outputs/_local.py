@@ -1,0 +1,248 @@
+"""A batch's local output folder: where each result goes, and which outputs it made already.
+
+An input's output mirrors its path relative to a root (the folder or glob given) under the
+output folder, so its name never depends on what else is in the run. Each output folder keeps a
+small index, ``.rembg-async-index.jsonl``, beside its outputs: one line per output made, saying
+from which input and with which options (see `_provenance`). Because the index lives beside the
+files, any ``-o`` that names the same folder finds it.
+
+A run holds a lock on its output folder, which is what makes it safe to delete the partial
+files (``rembg-….part``) that a killed run left there.
+
+Every blocking step of an image's planning is made in one thread call (`plan`), and its index
+line is written in the thread call that moves its result into place (`keep`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import functools
+import json
+import os
+import threading
+from pathlib import Path
+from typing import IO, Any, Final
+
+from .._download import KeptTarget, is_partial_name
+from .._files import run_to_completion
+from .._paths import check_folder_writable, mirrored_path
+from .._storage._sources import RemoteInputs
+from .._storage._stores import Stores, is_remote
+from ._provenance import (
+    ForeignOutputError,
+    Plan,
+    Provenance,
+    Verdict,
+    claim,
+    foreign_error,
+    identify,
+    judge,
+    open_remote,
+    read_or_none,
+    relative_name,
+    settled,
+    stat_remote,
+)
+
+INDEX_NAME: Final = ".rembg-async-index.jsonl"
+_APPEND_FLAGS: Final = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+
+
+class OutputTree:
+    """A batch's local output folder: targets, their claims, the provenance index, and the lock
+    (an `OutputFolder`)."""
+
+    def __init__(
+        self,
+        folder: Path,
+        root: Any,
+        extension: str,
+        *,
+        overwrite: bool,
+        remote: RemoteInputs | None = None,
+    ) -> None:
+        self.folder = folder
+        self.root = root
+        self.extension = extension
+        self._overwrite = overwrite
+        self._remote = remote or RemoteInputs(stores=Stores())  # for remote inputs
+        self._claims: dict[Path, str] = {}
+        self._indexes: dict[Path, dict[str, dict[str, Any]]] = {}
+        self._lock: IO[bytes] | None = None
+        self.cwd = os.getcwd()  # once: relative inputs are relative to the folder at the start
+        self._writable: set[Path] = set()
+        self._handles: dict[Path, int] = {}  # each folder's index, open for appending
+        self._handles_lock = threading.Lock()
+
+    def probe(self) -> OutputTree:
+        """A fresh tree on the same folder, to work out targets and clashes with."""
+        return OutputTree(self.folder, self.root, self.extension, overwrite=self._overwrite)
+
+    def target(self, value: Any, index: int) -> Path:
+        """Where ``value``'s result goes."""
+        relative = relative_name(value, index, self.root, self.cwd)
+        return mirrored_path(self.folder, relative, self.extension)
+
+    def claim(self, target: Path, value: Any) -> bool:
+        """Take ``target`` for ``value`` (see `_provenance.claim`)."""
+        return claim(self._claims, target, value, self.cwd)
+
+    async def open(self) -> None:
+        """Make the folder, prove it can be written, lock it, delete stale partial files; the
+        ``OSError`` that every image would meet otherwise."""
+        await run_to_completion(self._open)
+
+    def _open(self) -> None:
+        check_folder_writable(self.folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._lock = _lock(self.folder / INDEX_NAME)  # the top index: one hidden file only
+        for folder, _, names in os.walk(self.folder):
+            for name in names:
+                if is_partial_name(name):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(os.path.join(folder, name))
+
+    async def look(self) -> None:
+        """Nothing to learn up front: each folder's index is read when first needed."""
+
+    async def close(self) -> None:
+        """Let go of the folder."""
+        with self._handles_lock:
+            handles, self._handles = list(self._handles.values()), {}
+        if self._lock is not None or handles:
+            lock, self._lock = self._lock, None
+            await run_to_completion(_close_all, handles, lock)
+
+    async def plan(self, value: Any, target: Path, options: str, *, skip_existing: bool) -> Plan:
+        """``value``'s plan: one thread call (a remote input: one request for its details
+        first, and its object opened after)."""
+        if not is_remote(value):
+            return await run_to_completion(self._inspect, value, target, options, skip_existing)
+        found, made, problem = await stat_remote(self._remote, value, options)
+        if found is None:
+            return Plan(made=made, problem=problem)
+        plan = await run_to_completion(self._inspect, value, target, options, skip_existing, made)
+        if plan.problem is not None or settled(plan.verdict, skip_existing):
+            return plan
+        return await open_remote(self._remote, found, plan)
+
+    def _inspect(
+        self,
+        value: Any,
+        target: Path,
+        options: str,
+        skip_existing: bool,
+        made: Provenance | None = None,
+    ) -> Plan:
+        """Every blocking step of an image's planning: its provenance, its output's verdict,
+        and unless it is skipped, the output's place checked and a local input read."""
+        verdict = Verdict.TODO
+        there = os.path.lexists(target)  # asked afresh: a run into a subfolder may add to it
+        if there:  # only then does the verdict need the input's stamp
+            made = made or identify(value, options, None, self.cwd)
+            verdict = self.verdict(target, made)
+            if settled(verdict, skip_existing):
+                return Plan(made=made, verdict=verdict)
+        try:
+            self.check_place(target, there=there)
+        except OSError as error:
+            made = made or identify(value, options, None, self.cwd)
+            return Plan(made=made, verdict=verdict, problem=error)
+        if made is not None and is_remote(value):
+            return Plan(made=made, verdict=verdict)
+        read = read_or_none(value)
+        # The index will say what was sent: the bytes read, stamped by their own fstat.
+        status = read.status if read is not None else None
+        return Plan(made=identify(value, options, status, self.cwd), verdict=verdict, read=read)
+
+    async def verdict_of(self, value: Any, target: Path, options: str) -> Verdict:
+        """Whether ``target`` is done, to do, or someone else's (a dry run: nothing read)."""
+        if is_remote(value):
+            made = (await stat_remote(self._remote, value, options))[1]
+            return await run_to_completion(self.verdict, target, made)
+        return await run_to_completion(self._look, value, target, options)
+
+    def _look(self, value: Any, target: Path, options: str) -> Verdict:
+        return self.verdict(target, identify(value, options, None, self.cwd))
+
+    def verdict(self, target: Path, mine: Provenance) -> Verdict:
+        """Whether ``target`` is done, to do, or someone else's (blocking: reads the index)."""
+        if not os.path.lexists(target):
+            return Verdict.TODO
+        entry = self._index(target.parent).get(target.name)
+        return judge(entry, mine, overwrite=self._overwrite)
+
+    def check_place(self, target: Path, *, there: bool = True) -> None:
+        """Raise the ``OSError`` that writing ``target`` would meet (blocking: its folder is
+        checked once, the target each time unless ``there`` says nothing is there)."""
+        if target.parent not in self._writable:
+            check_folder_writable(target.parent)
+            self._writable.add(target.parent)
+        if there and os.path.isdir(target):
+            raise IsADirectoryError(errno.EISDIR, "the output is a folder", str(target))
+
+    def foreign(self, target: Path) -> ForeignOutputError:
+        """The error for an output this input did not make."""
+        return foreign_error(target)
+
+    def keep(self, target: Path, made: Provenance) -> KeptTarget:
+        """Where the result goes: noted in the folder's index in the thread call that moves it
+        into place."""
+        return KeptTarget(path=target, then=functools.partial(self.record, target, made))
+
+    def record(self, target: Path, made: Provenance) -> None:
+        """Note in the folder's index that ``target`` was made as ``made`` says (blocking: one
+        appending write, atomic however many threads write beside it)."""
+        line = made.line(target.name).encode()
+        written = os.write(self._index_handle(target.parent), line)
+        if written != len(line):  # a full disk: the line is torn, and read as no line at all
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(target.parent / INDEX_NAME))
+        self._index(target.parent)[target.name] = made.entry(target.name)
+
+    def _index_handle(self, folder: Path) -> int:
+        with self._handles_lock:
+            if folder not in self._handles:
+                self._handles[folder] = os.open(folder / INDEX_NAME, _APPEND_FLAGS, 0o666)
+            return self._handles[folder]
+
+    def _index(self, folder: Path) -> dict[str, dict[str, Any]]:
+        if folder not in self._indexes:
+            self._indexes[folder] = _read_index(folder / INDEX_NAME)
+        return self._indexes[folder]
+
+
+def _close_all(handles: list[int], lock: IO[bytes] | None) -> None:
+    for handle in handles:
+        os.close(handle)
+    if lock is not None:
+        lock.close()
+
+
+def _read_index(path: Path) -> dict[str, dict[str, Any]]:
+    """The latest line per output; a torn last line (a killed run) is ignored."""
+    entries: dict[str, dict[str, Any]] = {}
+    with contextlib.suppress(FileNotFoundError), open(path, encoding="utf-8") as lines:
+        for line in lines:
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                entry = json.loads(line)
+                entries[entry["output"]] = entry
+    return entries
+
+
+def _lock(path: Path) -> IO[bytes]:
+    """An exclusive lock on ``path``, held while the returned file is open."""
+    handle = open(path, "ab")  # noqa: SIM115  # held open for the run, closed by close()
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover  # Windows: no advisory locks; partials stay
+        return handle
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise BlockingIOError(
+            f"another rembg-async run is writing to {path.parent}: wait for it, or choose "
+            "another output folder"
+        ) from None
+    return handle
