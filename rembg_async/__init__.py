@@ -2,8 +2,7 @@
 
 from ._adapters import rich_progress, tqdm_progress
 from ._api import rembg
-from ._batch import BatchRun
-from ._batch_items import BatchItem, BatchProgress, SyncBatchItem, failed_inputs
+from ._batch import BatchItem, BatchProgress, BatchRun, SyncBatchItem, failed_inputs
 from ._budget import BudgetExhaustedError, CreditBudget, LocalCreditBudget
 from ._client import AsyncRembg
 from ._exceptions import (

@@ -17,8 +17,7 @@ import aiohttp
 import attrs
 from yarl import URL
 
-from ._batch import BatchRun, RemoveOne
-from ._batch_items import BatchProgressCallback, ItemProgressCallback
+from ._batch import BatchProgressCallback, BatchRun, ItemProgressCallback, RemoveOne
 from ._budget import CreditBudget, LocalCreditBudget
 from ._closing import AsyncClosing
 from ._contract import API_KEY_HEADER

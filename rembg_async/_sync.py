@@ -21,8 +21,7 @@ from collections.abc import Coroutine, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, Literal, TypeVar, overload
 
-from ._batch import BatchRun
-from ._batch_items import SyncBatchItem
+from ._batch import BatchRun, SyncBatchItem
 from ._client import AsyncRembg
 from ._inputs import ImageInput
 from ._loop_thread import ClosedError, LoopThread

@@ -21,7 +21,7 @@ from rembg_async import (
     RateLimitError,
     RetryPolicy,
 )
-from rembg_async._batch_items import (
+from rembg_async._batch import (
     BatchRetry,
     Wire,
     describe,

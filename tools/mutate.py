@@ -91,7 +91,7 @@ MODULES: dict[str, list[str]] = {
         "tests/test_hostile_network.py::test_error_body_in_pieces_keeps_its_message_and_scope",
         "tests/test_hostile_network.py::test_usage_json_in_pieces_is_read_whole",
     ],
-    "_batch_items.py": [
+    "_batch/_items.py": [
         "tests/test_batch_rules.py",
         "tests/test_batch.py",
         "-k",

@@ -9,7 +9,7 @@ import sys
 from pathlib import PurePath
 from typing import Any
 
-from .._batch_items import BatchItem
+from .._batch import BatchItem
 from .._options import RemoveOptions
 from ._connect import client_options, redis_url
 from ._plan import root_of

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path, PurePath
 from typing import Any
 
-from .._batch_items import failed_in, failed_inputs
+from .._batch import failed_in, failed_inputs
 from .._client import AsyncRembg
 from .._contract import ALLOWED_EXTENSIONS
 from .._exceptions import RembgError

@@ -19,7 +19,7 @@ from typing import Any, Protocol, TextIO
 import attrs
 
 from .._adapters import rich_progress
-from .._batch_items import BatchItem
+from .._batch import BatchItem
 from .._limits import RateLimitState
 from .._progress import ProgressEvent
 

@@ -13,8 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path, PurePath
 from typing import Any
 
-from .._batch import BatchRun
-from .._batch_items import BatchItem
+from .._batch import BatchItem, BatchRun
 from .._budget import BudgetExhaustedError
 from .._client import AsyncRembg
 from .._exceptions import InvalidInputError

@@ -16,11 +16,11 @@ from typing import Any, Final
 
 from distributed import Client, Future, as_completed
 
-from .._batch import _async_iterator
-from .._batch_items import (
+from .._batch import (
     BatchItem,
     BatchProgress,
     Wire,
+    async_iterator,
     describe,
     latest_statuses,
     manifest_line,
@@ -58,7 +58,7 @@ class DaskRun:
         concurrency_per_worker: int,
     ) -> None:
         self._dask = dask_client
-        self._inputs = _async_iterator(inputs)
+        self._inputs = async_iterator(inputs)
         self._options = options
         self._outputs = outputs
         self._manifest_path = manifest

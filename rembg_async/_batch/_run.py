@@ -26,7 +26,33 @@ from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaita
 from pathlib import Path
 from typing import Any, Final, Protocol
 
-from ._batch_items import (
+from .._budget import BudgetExhaustedError, CreditBudget, Reservations
+from .._closing import AsyncClosing
+from .._download import KeptTarget
+from .._files import run_to_completion
+from .._inputs import local_source
+from .._limits import was_refused
+from .._options import RemoveOptions
+from .._outputs import (
+    Manifest,
+    OutputClashError,
+    OutputFolder,
+    Plan,
+    Provenance,
+    Verdict,
+    open_manifest,
+    options_key,
+    read_or_none,
+    settled,
+    targets_of,
+)
+from .._progress import ProgressCallback, ProgressEvent, call_back
+from .._results import Base64Image, ImageFile
+from .._retry import RetryPolicy
+from .._storage._sinks import RemoteTarget
+from .._storage._sources import RemoteInputs
+from .._storage._stores import Stores, is_remote
+from ._items import (
     BatchItem,
     BatchProgress,
     BatchProgressCallback,
@@ -40,33 +66,7 @@ from ._batch_items import (
     skipped_item,
     stops_batch,
 )
-from ._batch_sends import Send, Sends, Turns, cancel_all, closing_items
-from ._budget import BudgetExhaustedError, CreditBudget, Reservations
-from ._closing import AsyncClosing
-from ._download import KeptTarget
-from ._files import run_to_completion
-from ._inputs import local_source
-from ._limits import was_refused
-from ._options import RemoveOptions
-from ._outputs import (
-    Manifest,
-    OutputClashError,
-    OutputFolder,
-    Plan,
-    Provenance,
-    Verdict,
-    open_manifest,
-    options_key,
-    read_or_none,
-    settled,
-    targets_of,
-)
-from ._progress import ProgressCallback, ProgressEvent, call_back
-from ._results import Base64Image, ImageFile
-from ._retry import RetryPolicy
-from ._storage._sinks import RemoteTarget
-from ._storage._sources import RemoteInputs
-from ._storage._stores import Stores, is_remote
+from ._sends import Send, Sends, Turns, cancel_all, closing_items
 
 #: Images planned (their local input read, their output looked up) ahead of their turn to be
 #: sent, at most: new ones start in groups of half this, so that their reads share a thread
@@ -136,7 +136,7 @@ class BatchRun(AsyncClosing):
         self._targets: list[Any] = []  # of a listed batch's inputs, worked out up front
         if outputs is not None and isinstance(inputs, (list, tuple)):
             self._targets = targets_of(outputs, inputs)  # clashes refused before any sending
-        self._inputs = _async_iterator(inputs)
+        self._inputs = async_iterator(inputs)
         self._options = options
         self._options_key = options_key(options.form_fields())
         self._retry = retry
@@ -491,7 +491,7 @@ class BatchRun(AsyncClosing):
         return self._tally.progress(self._sends.on_the_wire)
 
 
-async def _async_iterator(inputs: Iterable[Any] | AsyncIterable[Any]) -> AsyncIterator[Any]:
+async def async_iterator(inputs: Iterable[Any] | AsyncIterable[Any]) -> AsyncIterator[Any]:
     if isinstance(inputs, AsyncIterable):
         async for value in inputs:
             yield value

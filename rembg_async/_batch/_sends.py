@@ -19,8 +19,8 @@ from typing import Any
 
 import attrs
 
-from ._batch_items import BatchItem, Wire
-from ._results import ImageFile
+from .._results import ImageFile
+from ._items import BatchItem, Wire
 
 
 @attrs.frozen(kw_only=True)

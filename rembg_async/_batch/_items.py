@@ -20,7 +20,7 @@ from typing import Any, Final
 import aiohttp
 import attrs
 
-from ._exceptions import (
+from .._exceptions import (
     APIStatusError,
     APITimeoutError,
     AuthenticationError,
@@ -29,10 +29,10 @@ from ._exceptions import (
     RateLimitError,
     RembgError,
 )
-from ._progress import ProgressEvent
-from ._results import Base64Image, ImageFile, SyncImageFile, handed_to_sync
-from ._retry import RetryPolicy
-from ._storage._stores import is_remote
+from .._progress import ProgressEvent
+from .._results import Base64Image, ImageFile, SyncImageFile, handed_to_sync
+from .._retry import RetryPolicy
+from .._storage._stores import is_remote
 
 #: Failures writing outputs that every further image would meet too.
 _OUTPUT_STOPPERS: Final = frozenset(

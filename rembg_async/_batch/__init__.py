@@ -1,0 +1,44 @@
+"""remove_many: a batch's run (`_run`: scheduling, read-ahead, stops, credits), its items and
+progress (`_items`: what each image became, the manifest's lines, the batch's retry rules) and
+the images on the wire (`_sends`: turns, recall on a stop). Where outputs go is `_outputs`'."""
+
+from ._items import (
+    BatchItem,
+    BatchProgress,
+    BatchProgressCallback,
+    BatchRetry,
+    ItemProgressCallback,
+    SyncBatchItem,
+    Wire,
+    describe,
+    failed_in,
+    failed_inputs,
+    for_batch,
+    latest_statuses,
+    manifest_line,
+    statuses_of,
+    stops_batch,
+)
+from ._run import READ_AHEAD, BatchRun, RemoveOne, async_iterator
+
+__all__ = [
+    "READ_AHEAD",
+    "BatchItem",
+    "BatchProgress",
+    "BatchProgressCallback",
+    "BatchRetry",
+    "BatchRun",
+    "ItemProgressCallback",
+    "RemoveOne",
+    "SyncBatchItem",
+    "Wire",
+    "async_iterator",
+    "describe",
+    "failed_in",
+    "failed_inputs",
+    "for_batch",
+    "latest_statuses",
+    "manifest_line",
+    "statuses_of",
+    "stops_batch",
+]
