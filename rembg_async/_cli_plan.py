@@ -16,11 +16,11 @@ from ._client import AsyncRembg
 from ._contract import ALLOWED_EXTENSIONS
 from ._exceptions import RembgError
 from ._imageinfo import HEAD_BYTES, sniff_kind
+from ._inputs import RemoteInputs
 from ._options import RemoveOptions
 from ._outputs import OutputClashError, OutputTree, Verdict, identify, options_key
 from ._storage._batches import dry_run_counts, output_tree
 from ._storage._listing import expand_remote, read_text
-from ._storage._sources import RemoteInputs
 from ._storage._stores import is_remote
 
 

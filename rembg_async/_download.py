@@ -126,9 +126,6 @@ class KeptTarget:
     path: Path
     then: Callable[[], object]
 
-    def __fspath__(self) -> str:
-        return os.fspath(self.path)
-
 
 async def receive_file(
     response: aiohttp.ClientResponse,

@@ -22,6 +22,7 @@ from rembg_async import (
     failed_inputs,
 )
 from rembg_async._batch import READ_AHEAD, BatchRun
+from rembg_async._exchange import Call
 from rembg_async._threads import _FILE_THREADS
 from rembg_async.server import LocalServer, RateLimits, ServerConfig
 
@@ -241,14 +242,15 @@ async def test_images_read_ahead_are_not_lost_when_a_batch_is_left() -> None:
     """Cancelled while the first image is being sent: the images read ahead of their turn were
     never started, and `remaining` still yields them, in order."""
     sending = asyncio.Event()
+    images = [SMALL + bytes([number]) for number in range(20)]  # one PNG, told apart
 
-    async def remove(image: Any, options: RemoveOptions, **kwargs: Any) -> Any:
+    async def send(call: Call, retry: RetryPolicy) -> Any:
         sending.set()
         await asyncio.Event().wait()  # never answers
 
     run = BatchRun(
-        remove,
-        list(range(20)),
+        send,
+        images,
         RemoveOptions(),
         retry=RetryPolicy(max_retries=0),
         concurrency=8,
@@ -265,4 +267,4 @@ async def test_images_read_ahead_are_not_lost_when_a_batch_is_left() -> None:
     with pytest.raises(asyncio.CancelledError):
         await consumer
     await run.aclose()
-    assert [value async for value in run.remaining] == list(range(1, 20))
+    assert [value async for value in run.remaining] == images[1:]

@@ -29,10 +29,10 @@ from .._batch_items import (
 )
 from .._budget import BudgetExhaustedError
 from .._exceptions import APIStatusError, RembgError, error_from_message
+from .._inputs import RemoteInputs
 from .._options import RemoveOptions
 from .._outputs import OutputTree
 from .._storage._manifest import RemoteManifest
-from .._storage._sources import RemoteInputs
 from .._storage._tree import RemoteOutputTree
 from .._threads import run_to_completion
 from ._worker import ClientPlugin, Outcome, remove_on_worker

@@ -12,11 +12,10 @@ from typing import Any
 
 import attrs
 
-from .._inputs import LocalRead, Source, local_source, read_local
+from .._inputs import LocalRead, RemoteInputs, Source, local_source, read_local
 from .._outputs import OutputClashError, OutputTree, Provenance, Verdict, identify
 from .._threads import run_to_completion
 from ._manifest import RemoteManifest
-from ._sources import RemoteInputs
 from ._stores import is_remote
 from ._tree import RemoteOutputTree
 
