@@ -17,7 +17,7 @@ from ._batch import BatchRun
 from ._batch_items import BatchProgressCallback, ItemProgressCallback
 from ._budget import CreditBudget, LocalCreditBudget
 from ._closing import AsyncClosing
-from ._exchange import Call, Exchange
+from ._exchange import Call, Exchange, check_api_key
 from ._inputs import ImageInput, RemoteInputs, open_input
 from ._limits import AdaptiveLimiter, Limiter, RateLimitState
 from ._options import Base64Options, ImageFileOptions, RemoveOptions, resolve_options
@@ -95,14 +95,13 @@ class AsyncRembg(AsyncClosing):
     ) -> None:
         self._stores = Stores(storage_options)  # remote inputs and outputs' filesystems
         self._api_key = api_key if api_key is not None else os.environ.get("REMBG_API_KEY") or None
-        _check_api_key(self._api_key, from_env=api_key is None)
+        check_api_key(self._api_key, from_env=api_key is None)
         shared = base_url or os.environ.get("REMBG_BASE_URL")
         self._api_url = checked_url(shared or API_BASE_URL, allow_insecure_http)
         self._account_url = checked_url(
             account_base_url or shared or ACCOUNT_BASE_URL, allow_insecure_http
         )
         self._usage_url = self._account_url / "api" / "membership-usage"
-        self._timeout = as_timeout(timeout)  # None: the session's own (ours: Timeout()'s defaults)
         retry = retry or RetryPolicy(max_retries=max_retries)
         if limiter is not None and (requests_per_second or max_concurrency):
             raise ValueError("pass requests_per_second and max_concurrency to your limiter")
@@ -127,7 +126,7 @@ class AsyncRembg(AsyncClosing):
             limiter=for_api_key(self._api_key) if for_api_key is not None else limiter,
             owns_limiter=owns_limiter,
             retry=retry,
-            timeout=self._timeout,
+            timeout=as_timeout(timeout),  # None: the session's own (ours: Timeout()'s defaults)
             api_key=self._api_key,
             extra_headers=extra_headers,
             progress_interval=progress_interval,
@@ -464,17 +463,3 @@ class AsyncRembg(AsyncClosing):
     async def _get_usage(self, params: dict[str, str]) -> dict[str, Any]:
         body = await self._exchange.get(self._usage_url, params, MAX_USAGE_BODY + 1)
         return usage_json(body, MAX_USAGE_BODY)
-
-
-def _check_api_key(api_key: str | None, *, from_env: bool) -> None:
-    """Refuse a key that cannot go in a header (a newline pasted with it, most often) now,
-    rather than at the first request; the message says where the key came from, never what."""
-    if api_key is None:
-        return
-    for position, char in enumerate(api_key):
-        if ord(char) < 0x20 or ord(char) == 0x7F:
-            where = "the API key from $REMBG_API_KEY" if from_env else "the API key"
-            raise ValueError(
-                f"{where} contains a control character ({char!r} at position {position} of "
-                f"{len(api_key)}); a line end copied with it? strip it"
-            )

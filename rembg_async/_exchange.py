@@ -310,6 +310,20 @@ class Exchange:
         raise error
 
 
+def check_api_key(api_key: str | None, *, from_env: bool) -> None:
+    """Refuse a key that cannot go in a header (a newline pasted with it, most often) now,
+    rather than at the first request; the message says where the key came from, never what."""
+    if api_key is None:
+        return
+    for position, char in enumerate(api_key):
+        if ord(char) < 0x20 or ord(char) == 0x7F:
+            where = "the API key from $REMBG_API_KEY" if from_env else "the API key"
+            raise ValueError(
+                f"{where} contains a control character ({char!r} at position {position} of "
+                f"{len(api_key)}); a line end copied with it? strip it"
+            )
+
+
 def _key_headers(api_key: str | None) -> dict[str, str]:
     """The headers a call's ``extra_headers`` cannot replace."""
     headers = {"User-Agent": f"rembg-async/{__version__}"}
@@ -353,16 +367,10 @@ class RequestLine:
     def answered(self, response: aiohttp.ClientResponse) -> None:
         """Log the status and the time to the answer's head."""
         request_id = response.headers.get("x-request-id", "none")
-        self._say(f"{response.status}", f"request id {request_id}")
+        self.say(f"{response.status}", f"request id {request_id}")
 
-    def failed(self, error: BaseException) -> None:
-        """Log how a request that got no answer ended."""
-        if isinstance(error, Exception):
-            self._say(f"failed ({type(error).__name__})", "")
-        else:  # CancelledError, KeyboardInterrupt
-            self._say("cancelled", "")
-
-    def _say(self, outcome: str, more: str) -> None:
+    def say(self, outcome: str, more: str = "") -> None:
+        """Log ``outcome`` (and ``more``) with the time since the request started."""
         self.said = True
         if not logger.isEnabledFor(logging.DEBUG):
             return
@@ -389,6 +397,8 @@ def _logged_request(
     try:
         yield line
     except BaseException as error:
-        if not line.said:
-            line.failed(error)
+        if not line.said:  # no answer: how it failed (or "cancelled": CancelledError, ^C)
+            line.say(
+                f"failed ({type(error).__name__})" if isinstance(error, Exception) else "cancelled"
+            )
         raise

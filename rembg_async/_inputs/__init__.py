@@ -14,20 +14,17 @@ from pathlib import Path
 from typing import IO, Any, Final, Union
 
 from .._storage._stores import is_remote
-from ._memory import is_base64, is_bytes, is_file_object, open_base64, open_bytes, open_file_object
-from ._path import LocalRead, is_path, local_source, open_path, read_local, read_local_or_none
-from ._remote import RemoteInputs, RemoteObject, open_remote
-from ._source import Opening, Source, input_error
+from ._memory import open_base64, open_bytes, open_file_object
+from ._path import LocalRead, local_source, open_path, read_local, read_local_or_none
+from ._remote import RemoteInputs, open_remote
+from ._source import Opening, Source
 from ._stream import AsyncReadable, is_stream, open_stream
 
 __all__ = [
     "ImageInput",
     "LocalRead",
     "RemoteInputs",
-    "RemoteObject",
     "Source",
-    "input_error",
-    "is_remote",
     "local_source",
     "open_input",
     "read_local",
@@ -54,10 +51,10 @@ _KINDS: Final[
 ] = (
     (is_stream, open_stream),
     (is_remote, open_remote),
-    (is_path, open_path),
-    (is_bytes, open_bytes),
-    (is_base64, open_base64),
-    (is_file_object, open_file_object),
+    (lambda image: isinstance(image, (str, os.PathLike)), open_path),
+    (lambda image: isinstance(image, (bytes, bytearray, memoryview)), open_bytes),
+    (lambda image: isinstance(image, Mapping), open_base64),  # {"base64": ...}
+    (lambda image: hasattr(image, "read") and hasattr(image, "seek"), open_file_object),
 )
 
 

@@ -9,7 +9,7 @@ import binascii
 import io
 import os
 from collections.abc import AsyncGenerator, Mapping
-from typing import IO, Any
+from typing import IO
 
 from .._imageinfo import ImageInfo, read_image_info
 from .._threads import run_to_completion
@@ -28,20 +28,10 @@ def memory_source(data: memoryview, name: str | None) -> Source:
     return checked_source(name, len(data), info, chunks)
 
 
-def is_bytes(image: Any) -> bool:
-    """Whether ``image`` is bytes, a bytearray or a memoryview."""
-    return isinstance(image, (bytes, bytearray, memoryview))
-
-
 async def open_bytes(image: bytes | bytearray | memoryview, where: Opening) -> Source:
     """The bytes' `Source`."""
     await where.check_place()
     return memory_source(memoryview(image).cast("B"), name=None)
-
-
-def is_base64(image: Any) -> bool:
-    """Whether ``image`` is a mapping (``{"base64": ...}``, checked when opened)."""
-    return isinstance(image, Mapping)
 
 
 async def open_base64(image: Mapping[str, str], where: Opening) -> Source:
@@ -57,11 +47,6 @@ async def open_base64(image: Mapping[str, str], where: Opening) -> Source:
     except (binascii.Error, ValueError):
         raise input_error("The 'base64' input is not valid base64.") from None
     return memory_source(memoryview(data), name=None)
-
-
-def is_file_object(image: Any) -> bool:
-    """Whether ``image`` is a seekable file object (a blocking ``read``)."""
-    return hasattr(image, "read") and hasattr(image, "seek")
 
 
 async def open_file_object(file: IO[bytes], where: Opening) -> Source:

@@ -25,11 +25,6 @@ SMALL_FILE_BYTES: Final = 256 * 1024
 _READ_FLAGS: Final = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 
 
-def is_path(image: Any) -> bool:
-    """Whether ``image`` names a local file."""
-    return isinstance(image, (str, os.PathLike))
-
-
 async def open_path(image: str | os.PathLike[str], where: Opening) -> Source:
     """The file's `Source`; its output's place checked in the same thread call."""
     path = Path(image)
@@ -74,7 +69,7 @@ def read_local(path: Path) -> LocalRead:
 def read_local_or_none(value: Any) -> LocalRead | None:
     """`read_local` of a path (blocking), or None when ``value`` is no path or its file cannot
     be read: opening it again (`open_path`) says what is wrong, as usual."""
-    if not is_path(value):
+    if not isinstance(value, (str, os.PathLike)):
         return None
     try:
         return read_local(Path(value))
