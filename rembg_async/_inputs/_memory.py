@@ -13,19 +13,7 @@ from typing import IO
 
 from .._imageinfo import ImageInfo, read_image_info
 from .._threads import run_to_completion
-from ._source import Opening, Source, checked_source, input_error, read_exactly
-
-
-def memory_source(data: memoryview, name: str | None) -> Source:
-    """Bytes already in memory (a small file's, or a small remote object's), sent in zero-copy
-    slices."""
-    info = read_image_info(io.BytesIO(data)) if len(data) else None
-
-    async def chunks(chunk_size: int) -> AsyncGenerator[bytes, None]:
-        for start in range(0, len(data), chunk_size):
-            yield data[start : start + chunk_size]  # type: ignore[misc]  # a zero-copy slice
-
-    return checked_source(name, len(data), info, chunks)
+from ._source import Opening, Source, checked_source, input_error, memory_source, read_exactly
 
 
 async def open_bytes(image: bytes | bytearray | memoryview, where: Opening) -> Source:

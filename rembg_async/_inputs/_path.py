@@ -16,11 +16,15 @@ from .._contract import MAX_UPLOAD_BYTES
 from .._imageinfo import ImageInfo, read_image_info
 from .._paths import check_output_place
 from .._threads import run_to_completion
-from ._memory import memory_source
-from ._source import Opening, Source, checked_source, input_error, read_exactly
-
-#: Files up to this size are read whole when first inspected, and sent from memory.
-SMALL_FILE_BYTES: Final = 256 * 1024
+from ._source import (
+    SMALL_FILE_BYTES,
+    Opening,
+    Source,
+    checked_source,
+    input_error,
+    memory_source,
+    read_exactly,
+)
 
 _READ_FLAGS: Final = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 

@@ -19,10 +19,16 @@ import attrs
 from .._contract import MAX_UPLOAD_BYTES
 from .._imageinfo import read_image_info
 from .._storage._stores import READ_BYTES, Store, Stores
-from ._memory import memory_source
-from ._path import SMALL_FILE_BYTES
-from ._source import Opening, Source, check_whole, checked_source, input_error
-from ._stream import STREAM_HEAD_BYTES
+from ._source import (
+    SMALL_FILE_BYTES,
+    STREAM_HEAD_BYTES,
+    Opening,
+    Source,
+    check_whole,
+    checked_source,
+    input_error,
+    memory_source,
+)
 
 #: Details that change when an object is replaced, most telling first.
 _VERSION_KEYS: Final = ("ETag", "etag", "VersionId", "generation", "md5Hash", "LastModified",
@@ -90,13 +96,17 @@ class RemoteInputs:
         """The object, checked, as a `Source`."""
         return await remote_source(self.stores.store(found.url, self.options), found)
 
+    async def open(self, url: str) -> Source:
+        """The object at ``url``, checked, as a `Source`."""
+        return await self.source(await self.stat(url))
+
 
 async def open_remote(url: str, where: Opening) -> Source:
     """The checked `Source` of the object at ``url``, through the stores of ``where``."""
     if where.remote is None:
         raise TypeError(f"{url} is a remote URL: open it with the client's stores")
     await where.check_place()
-    return await where.remote.source(await where.remote.stat(url))
+    return await where.remote.open(url)
 
 
 def _version(info: dict[str, Any]) -> str:

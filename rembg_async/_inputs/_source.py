@@ -8,9 +8,10 @@ The bytes decide what an image is, never its name: it is sent under a name of it
 
 from __future__ import annotations
 
+import io
 from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Final, Protocol
 
 import attrs
 
@@ -22,14 +23,18 @@ from .._contract import (
     file_too_large_message,
 )
 from .._exceptions import InvalidInputError
-from .._imageinfo import ImageInfo
+from .._imageinfo import ImageInfo, read_image_info
 from .._paths import check_output_place
 from .._threads import run_to_completion
 
-if TYPE_CHECKING:
-    from ._remote import RemoteInputs
-
 Chunks = Callable[[int], AsyncGenerator[bytes, None]]
+
+#: Files (and remote objects) up to this size are read whole when first inspected, and sent
+#: from memory.
+SMALL_FILE_BYTES: Final = 256 * 1024
+#: Read of a stream (or a large remote object) before sending, to check the image: enough for
+#: every header's dimensions in practice.
+STREAM_HEAD_BYTES: Final = 64 * 1024
 
 
 @attrs.frozen(kw_only=True)
@@ -45,6 +50,14 @@ class Source:
     close: Callable[[], None] = attrs.field(default=lambda: None, repr=False)
 
 
+class RemoteOpener(Protocol):
+    """What opens a remote URL: `_remote.RemoteInputs`, the client's stores and options."""
+
+    async def open(self, url: str) -> Source:
+        """The object at ``url``, checked, as a `Source`."""
+        ...
+
+
 @attrs.frozen(kw_only=True)
 class Opening:
     """What opening an input may need besides the input: the exact ``size`` of a stream, the
@@ -53,7 +66,7 @@ class Opening:
 
     size: int | None = None
     target: Path | None = None
-    remote: RemoteInputs | None = None
+    remote: RemoteOpener | None = None
 
     async def check_place(self) -> None:
         """Refuse an output place that cannot be written, before the input is read."""
@@ -83,6 +96,18 @@ def checked_source(
         chunks=chunks,
         **more,
     )
+
+
+def memory_source(data: memoryview, name: str | None) -> Source:
+    """Bytes already in memory (a small file's, or a small remote object's), sent in zero-copy
+    slices."""
+    info = read_image_info(io.BytesIO(data)) if len(data) else None
+
+    async def chunks(chunk_size: int) -> AsyncGenerator[bytes, None]:
+        for start in range(0, len(data), chunk_size):
+            yield data[start : start + chunk_size]  # type: ignore[misc]  # a zero-copy slice
+
+    return checked_source(name, len(data), info, chunks)
 
 
 def _file_problem(size: int | None, info: ImageInfo | None) -> str | None:

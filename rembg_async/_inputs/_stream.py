@@ -24,10 +24,7 @@ import aiohttp
 from .._contract import MAX_UPLOAD_BYTES, file_too_large_message
 from .._imageinfo import read_image_info
 from .._threads import run_to_completion
-from ._source import Opening, Source, checked_source, input_error
-
-#: Read before sending to check the image: enough for every header's dimensions in practice.
-STREAM_HEAD_BYTES: Final = 64 * 1024
+from ._source import STREAM_HEAD_BYTES, Opening, Source, checked_source, input_error
 
 _READ_BYTES: Final = 256 * 1024
 
