@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import warnings
@@ -164,7 +165,7 @@ class AsyncRembg(AsyncClosing):
 
     def __del__(self) -> None:
         exchange = getattr(self, "_exchange", None)  # None: __init__ failed before making it
-        if exchange is not None and exchange.unclosed():
+        if exchange is not None and exchange.state == "opened" and exchange.owns_session:
             warnings.warn(
                 "AsyncRembg was never closed: use 'async with' or 'await client.aclose()'",
                 ResourceWarning,
@@ -423,7 +424,7 @@ class AsyncRembg(AsyncClosing):
         remote = RemoteInputs(stores=self._stores, options=storage_options)
         outputs = output_tree(remote, output_dir, root, extension, overwrite=overwrite)
         return BatchRun(
-            self._exchange.sender(storage_options),
+            functools.partial(self._exchange.send, storage_options=storage_options),
             inputs,
             resolved,
             retry=self._exchange.retry,

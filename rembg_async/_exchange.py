@@ -106,7 +106,7 @@ class Exchange:
     ) -> None:
         self.state = "unopened"
         self.session = session
-        self._owns_session = session is None
+        self.owns_session = session is None
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop its session belongs to
         self._url = url
         self._proxies = proxies
@@ -140,21 +140,13 @@ class Exchange:
         elif self._loop is not loop:
             raise RuntimeError(MSG_OTHER_LOOP)
 
-    def unclosed(self) -> bool:
-        """Whether a session this exchange made is open (and was never closed)."""
-        return self.state == "opened" and self._owns_session
-
     async def aclose(self) -> None:
         """Close the session and the limiter, if they are ours. Safe to call twice."""
-        if self.state == "opened" and self._owns_session and self.session is not None:
+        if self.state == "opened" and self.owns_session and self.session is not None:
             await self.session.close()
         if self.state == "opened" and self._owns_limiter:
             await self.limiter.aclose()
         self.state = "closed"
-
-    def sender(self, storage_options: Mapping[str, Any] | None) -> Sender:
-        """`send` for a batch: its storage options reach each remote output."""
-        return functools.partial(self.send, storage_options=storage_options)
 
     async def send(
         self,
@@ -231,12 +223,15 @@ class Exchange:
         session = self.open()
         timeout = call.timeout or self._timeout
         form = build_form(call.source, call.fields, CHUNK_BYTES)
-        upload = self._tracker(call.on_upload, form.size, attempt, upload=True)
+        track = functools.partial(
+            ProgressTracker, interval=self._progress_interval, attempt=attempt
+        )
+        upload = track(call.on_upload, total=form.size, upload=True)
         read_limit = timeout.read if timeout is not None else session.timeout.sock_read
         body = UploadBody(form, upload, read_limit)
         async with limited(self.limiter) as outcome:
             with (
-                _logged_request("POST", self._url, attempt, body=form.size) as line,
+                RequestLine("POST", self._url, attempt, form.size) as line,
                 _transport_errors(self._url),
                 body.aborted_on_failure(),
             ):
@@ -251,7 +246,7 @@ class Exchange:
                     line.answered(response)
                     await self._raise_for_status(response, outcome)
                     total = body_length(response)
-                    yield response, self._tracker(call.on_download, total, attempt, upload=False)
+                    yield response, track(call.on_download, total=total, upload=False)
 
     async def get(self, url: URL, params: Mapping[str, str], limit: int) -> bytes:
         """A GET of the account host (usage), retried; up to ``limit`` bytes of its body.
@@ -263,7 +258,7 @@ class Exchange:
         self, url: URL, params: Mapping[str, str], limit: int, attempt: int
     ) -> bytes:
         session = self.open()
-        with _logged_request("GET", url, attempt) as line, _transport_errors(url):
+        with RequestLine("GET", url, attempt) as line, _transport_errors(url):
             async with session.get(
                 url,
                 params=params,
@@ -281,13 +276,6 @@ class Exchange:
         if not extra:
             return self._headers
         return {**self._headers, **extra, **self._key_headers}
-
-    def _tracker(
-        self, callback: ProgressCallback | None, total: int | None, attempt: int, *, upload: bool
-    ) -> ProgressTracker:
-        return ProgressTracker(
-            callback, total=total, upload=upload, interval=self._progress_interval, attempt=attempt
-        )
 
     async def _raise_for_status(
         self, response: aiohttp.ClientResponse, outcome: Outcome | None = None
@@ -352,26 +340,37 @@ def _transport_errors(url: URL) -> Iterator[None]:
 
 
 class RequestLine:
-    """The DEBUG line of one request: ``POST https://api.rembg.com/rmbg 200 in 0.412 s
-    (attempt 1, a body of 51234 bytes, request id abc)``, or how it failed (``failed
-    (APITimeoutError)``, ``cancelled``: the error itself is raised, and retries log it at
-    INFO). The URL is the client's own, without user information or query."""
+    """The DEBUG line of one request, timed from the ``with``: ``POST https://api.rembg.com/rmbg
+    200 in 0.412 s (attempt 1, a body of 51234 bytes, request id abc)``, or how it ended with no
+    answer (``failed (APITimeoutError)``, ``cancelled``: the error itself is raised, and retries
+    log it at INFO). The URL is the client's own, without user information or query.
+    ``body``: the bytes of the request's body (None: a length unknown), False for none."""
 
-    def __init__(self, method: str, url: URL, attempt: int, body: int | bool | None) -> None:
+    def __init__(
+        self, method: str, url: URL, attempt: int, body: int | bool | None = False
+    ) -> None:
         self._what = f"{method} {url.origin()}{url.path}"
         self._attempt = attempt
         self._body = body
         self._started = time.monotonic()
-        self.said = False
+        self._said = False
+
+    def __enter__(self) -> RequestLine:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, _: Any
+    ) -> None:
+        if kind is not None and not self._said:
+            self._say(f"failed ({kind.__name__})" if isinstance(error, Exception) else "cancelled")
 
     def answered(self, response: aiohttp.ClientResponse) -> None:
         """Log the status and the time to the answer's head."""
         request_id = response.headers.get("x-request-id", "none")
-        self.say(f"{response.status}", f"request id {request_id}")
+        self._say(f"{response.status}", f"request id {request_id}")
 
-    def say(self, outcome: str, more: str = "") -> None:
-        """Log ``outcome`` (and ``more``) with the time since the request started."""
-        self.said = True
+    def _say(self, outcome: str, more: str = "") -> None:
+        self._said = True
         if not logger.isEnabledFor(logging.DEBUG):
             return
         details = [f"attempt {self._attempt}"]
@@ -383,22 +382,3 @@ class RequestLine:
             details.append(more)
         seconds = time.monotonic() - self._started
         logger.debug("%s %s in %.3f s (%s)", self._what, outcome, seconds, ", ".join(details))
-
-
-@contextlib.contextmanager
-def _logged_request(
-    method: str, url: URL, attempt: int, *, body: int | bool | None = False
-) -> Iterator[RequestLine]:
-    """Time one request from here; a failure before its answer's head is logged as such.
-
-    ``body``: the bytes of the request's body (None: a length unknown), False for none.
-    """
-    line = RequestLine(method, url, attempt, body)
-    try:
-        yield line
-    except BaseException as error:
-        if not line.said:  # no answer: how it failed (or "cancelled": CancelledError, ^C)
-            line.say(
-                f"failed ({type(error).__name__})" if isinstance(error, Exception) else "cancelled"
-            )
-        raise
