@@ -3,7 +3,6 @@ binary file object, read from where it stands and put back there after each atte
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import io
@@ -50,7 +49,7 @@ async def open_file_object(file: IO[bytes], where: Opening) -> Source:
         file.seek(start)
         return start, size, info
 
-    start, size, info = await asyncio.to_thread(inspect)
+    start, size, info = await run_to_completion(inspect)
 
     async def chunks(chunk_size: int) -> AsyncGenerator[bytes, None]:
         await run_to_completion(file.seek, start)
