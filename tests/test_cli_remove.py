@@ -15,7 +15,7 @@ from pathlib import Path, PurePath
 import pytest
 from conftest import read_terminal
 
-from rembg_async._cli_plan import expand_inputs
+from rembg_async._cli._plan import expand_inputs
 from rembg_async.server import Account, ServerConfig
 
 ROOT = Path(__file__).parent.parent

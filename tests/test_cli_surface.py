@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from test_cli_remove import COMMAND, IMAGES, run, run_in_terminal
 
 from rembg_async import __version__
-from rembg_async._cli_remove import shorten
+from rembg_async._cli._report import shorten
 from rembg_async.server import Fault, ServerConfig
 
 

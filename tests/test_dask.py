@@ -219,6 +219,41 @@ def test_the_cli_runs_a_batch_on_dask(
     assert len(manifest_lines(tmp_path / "manifest.jsonl")) == 6
 
 
+def test_the_cli_gives_the_workers_its_storage_options(
+    cluster: LocalCluster, server: LocalServer, tmp_path: Path
+) -> None:
+    """``remove --dask … -o s3://… --storage-option …``: the workers and the driver reach the
+    store with those options (an S3 on loopback, moto), every image made as an object."""
+    import subprocess
+    import sys
+
+    from tests._moto import start_moto
+
+    moto = start_moto()
+    try:
+        bucket = moto.new_bucket()
+        images(tmp_path / "in", 3)
+        options = [
+            f"--storage-option=client_kwargs.endpoint_url={moto.url}",
+            "--storage-option=key=testing",
+            "--storage-option=secret=testing",
+        ]
+        command = [sys.executable, "-m", "rembg_async", "remove", str(tmp_path / "in")]
+        command += ["-o", f"s3://{bucket}/out/", "--base-url", server.url, "--api-key", KEY]
+        command += ["--dask", cluster.scheduler_address, *options]
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        result = subprocess.run(
+            command, capture_output=True, text=True, timeout=120, env=environment
+        )
+        listed = moto.client().list_objects_v2(Bucket=bucket, Prefix="out/").get("Contents", [])
+    finally:
+        moto.close()
+    assert result.returncode == 0, result.stderr
+    assert sorted(entry["Key"] for entry in listed) == [
+        f"out/image-{number:03d}.webp" for number in range(3)
+    ]
+
+
 async def test_s3_in_s3_out_with_a_manifest_in_s3_and_a_resume(
     dask_client: Client, server: LocalServer
 ) -> None:

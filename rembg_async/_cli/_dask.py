@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import sys
-from pathlib import Path, PurePath
+from pathlib import PurePath
 from typing import Any
 
-from ._batch_items import BatchItem
-from ._cli_remove import PlainReporter
-from ._options import RemoveOptions
+from .._batch_items import BatchItem
+from .._options import RemoveOptions
+from ._connect import client_options, redis_url
+from ._plan import root_of
+from ._report import PlainReporter
 
 
 async def run_on_dask(
@@ -27,7 +28,7 @@ async def run_on_dask(
     try:
         from distributed import Client, LocalCluster
 
-        from .dask import remove_many_dask
+        from ..dask import remove_many_dask
     except ModuleNotFoundError as error:
         print(f"rembg-async remove: --dask: {error}", file=sys.stderr)
         return 2
@@ -50,28 +51,14 @@ async def run_on_dask(
             list(inputs),
             options,
             output_dir=args.output_dir,
-            root=lambda value: inputs.get(str(value), PurePath(Path(str(value)).name)),
+            root=root_of(inputs),
             manifest=args.manifest,
             concurrency_per_worker=args.concurrency,
-            client_options=_client_options(args, base_url, api_key),
-            redis_url=args.redis or os.environ.get("REMBG_REDIS_URL") or None,
+            client_options=client_options(args, base_url, api_key),
+            redis_url=redis_url(args),
         )
         async with run:
             async for item in run:
                 reporter.item_done(item)
                 items.append(item)
     return 1 if run.stopped is not None else None
-
-
-def _client_options(
-    args: argparse.Namespace, base_url: str | None, api_key: str | None
-) -> dict[str, Any]:
-    """What each worker's `AsyncRembg` is made with: the command's connection settings."""
-    return {
-        "api_key": api_key,
-        "base_url": base_url,
-        "timeout": args.timeout,
-        "max_retries": args.retries,
-        "allow_insecure_http": args.allow_insecure_http,
-        "requests_per_second": None if args.redis else args.rps,
-    }

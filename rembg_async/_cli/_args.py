@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import NoReturn
+
+from .._storage._stores import is_remote
 
 
 def whole(least: int) -> Callable[[str], int]:
@@ -61,6 +64,11 @@ def port(text: str) -> int:
     if value > 65535:
         raise argparse.ArgumentTypeError(f"must be at most 65535, not {value}")
     return value
+
+
+def place(text: str) -> Path | str:
+    """An argparse type: a local path, or a remote URL kept as it is."""
+    return text if is_remote(text) else Path(text)
 
 
 class Parser(argparse.ArgumentParser):

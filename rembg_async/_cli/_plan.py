@@ -1,4 +1,5 @@
-"""``rembg-async remove``'s inputs, listed up front, and its ``--dry-run``."""
+"""``rembg-async remove``'s inputs, listed up front, where their outputs go, and its
+``--dry-run``."""
 
 from __future__ import annotations
 
@@ -6,22 +7,21 @@ import argparse
 import asyncio
 import glob
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path, PurePath
 from typing import Any
 
-from ._batch_items import failed_in, failed_inputs
-from ._cli_remove import batch_arguments
-from ._client import AsyncRembg
-from ._contract import ALLOWED_EXTENSIONS
-from ._exceptions import RembgError
-from ._imageinfo import HEAD_BYTES, sniff_kind
-from ._inputs import RemoteInputs
-from ._options import RemoveOptions
-from ._outputs import OutputClashError, OutputTree, Verdict, identify, options_key
-from ._storage._batches import dry_run_counts, output_tree
-from ._storage._listing import expand_remote, read_text
-from ._storage._stores import is_remote
+from .._batch_items import failed_in, failed_inputs
+from .._client import AsyncRembg
+from .._contract import ALLOWED_EXTENSIONS
+from .._exceptions import RembgError
+from .._imageinfo import HEAD_BYTES, extension_for, sniff_kind
+from .._inputs import RemoteInputs
+from .._options import RemoveOptions
+from .._outputs import OutputClashError, OutputTree, Verdict, identify, options_key
+from .._storage._batches import dry_run_counts, output_tree
+from .._storage._listing import expand_remote, read_text
+from .._storage._stores import is_remote
 
 
 def expand_inputs(
@@ -146,9 +146,10 @@ async def _remote_counts(
 ) -> dict[str, Any]:
     """`_plan_counts` when inputs or ``-o`` are remote: through the client's stores."""
     remote = RemoteInputs(stores=client._stores, options=None)  # the client's storage_options
-    extension = "jpg" if options.output_format == "jpeg" else options.output_format
-    root = batch_arguments(args, inputs)["root"]
-    tree = output_tree(remote, args.output_dir, root, extension, overwrite=args.overwrite)
+    extension = extension_for(options.output_format)
+    tree = output_tree(
+        remote, args.output_dir, root_of(inputs), extension, overwrite=args.overwrite
+    )
     assert tree is not None
     key = options_key(options.form_fields())
     return await dry_run_counts(remote, tree, list(inputs), key, args.redo)
@@ -161,9 +162,8 @@ def _plan_counts(
     if args.base64:
         counts["send"] = len(inputs)
         return counts
-    extension = "jpg" if options.output_format == "jpeg" else options.output_format
-    tree = OutputTree(args.output_dir, batch_arguments(args, inputs)["root"], extension,
-                      overwrite=args.overwrite)  # fmt: skip
+    extension = extension_for(options.output_format)
+    tree = OutputTree(args.output_dir, root_of(inputs), extension, overwrite=args.overwrite)
     key = options_key(options.form_fields())
     for index, value in enumerate(inputs):
         target = tree.target(value, index)
@@ -235,3 +235,23 @@ def check_manifest(path: Path | str | None) -> None:
     if path is not None and not is_remote(path):
         with open(path, "a", encoding="utf-8"):
             pass
+
+
+def root_of(inputs: dict[str, PurePath]) -> Callable[[Any], PurePath]:
+    """Where each input's output goes under ``-o``, as `expand_inputs` placed it (by name when
+    it did not list it)."""
+    return lambda value: inputs.get(str(value), PurePath(Path(str(value)).name))
+
+
+def batch_arguments(args: argparse.Namespace, inputs: dict[str, PurePath]) -> dict[str, Any]:
+    """remove_many's arguments for files (none with ``--base64``: results are printed)."""
+    if args.base64:
+        return {}
+    return {
+        "output_dir": args.output_dir,
+        "root": root_of(inputs),
+        "skip_existing": not args.redo,
+        "overwrite": args.overwrite,
+        "manifest": args.manifest,
+        "storage_options": args.storage_options or None,
+    }

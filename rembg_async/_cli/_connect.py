@@ -1,0 +1,158 @@
+"""Where the commands send: the key, the base URL, an embedded server (``--local``), and the
+client they make from those (its limits shared through Redis with ``--redis``)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .._client import API_BASE_URL, AsyncRembg
+from .._urls import checked_url
+from ._args import seconds
+
+if TYPE_CHECKING:
+    from ..server import ServerConfig
+
+SERVER_EXTRA_HINT = "this needs the server extra: pip install 'rembg-async[server]'"
+LOCAL_KEY = "local-cli-key"
+
+
+def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of every command that talks to the API."""
+    parser.add_argument(
+        "--api-key", help="API key (default: $REMBG_API_KEY, or REMBG_API_KEY in ./.env)"
+    )
+    parser.add_argument(
+        "--base-url", help="API server (default: $REMBG_BASE_URL, or the hosted API)"
+    )
+    parser.add_argument(
+        "--local",
+        action="store_true",
+        help="start the embedded local server and use it (no key, no network)",
+    )
+    parser.add_argument(
+        "--allow-insecure-http",
+        action="store_true",
+        help="allow a plain http:// --base-url on another machine (the key travels in clear)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=seconds,
+        metavar="SECONDS",
+        help="longest silence allowed while sending or receiving (default: the library's)",
+    )
+
+
+def api_key_from(args: argparse.Namespace) -> str | None:
+    """--api-key, else $REMBG_API_KEY, else REMBG_API_KEY in ./.env, else None (anonymous)."""
+    if args.api_key:
+        return str(args.api_key)
+    if os.environ.get("REMBG_API_KEY"):
+        return os.environ["REMBG_API_KEY"]
+    return _dotenv_value(Path(".env"), "REMBG_API_KEY")
+
+
+def _dotenv_value(path: Path, name: str) -> str | None:
+    """``NAME=value`` from a .env file (quotes stripped, comments and blanks skipped)."""
+    with contextlib.suppress(OSError):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            key, sep, value = line.strip().removeprefix("export ").partition("=")
+            if sep and key.strip() == name:
+                return value.strip().strip("'\"") or None
+    return None
+
+
+@contextlib.contextmanager
+def server_for(args: argparse.Namespace) -> Iterator[tuple[str | None, str | None]]:
+    """(base URL, API key) to use: an embedded local server's with --local."""
+    if not args.local:
+        _check_base_url(args)
+        yield args.base_url, api_key_from(args)
+        return
+    try:
+        from ..server import Account, LocalServer, ModelError, ServerConfig
+    except ImportError:  # an option this installation cannot honour: a usage error
+        print(f"rembg-async {args.command} --local: {SERVER_EXTRA_HINT}", file=sys.stderr)
+        raise SystemExit(2) from None
+    config = ServerConfig(accounts=[Account(api_key=LOCAL_KEY)])
+    say_engine("rembg-async --local", config)
+    try:
+        server = LocalServer(config)
+    except ModelError as error:
+        raise SystemExit(f"rembg-async --local: {error}") from None
+    with server:
+        yield server.url, LOCAL_KEY
+
+
+def say_engine(command: str, config: ServerConfig) -> None:
+    """Say first, before any other line, when the server cuts with the threshold instead of
+    the model it would run if it could, and why."""
+    from ..server._matting import fallback_notice
+
+    notice = fallback_notice(config.chosen_engine(), config.model)
+    if notice is not None:
+        print(f"{command}: {notice}", file=sys.stderr, flush=True)
+
+
+def _check_base_url(args: argparse.Namespace) -> None:
+    """Refuse, before anything runs, a base URL the client would refuse (plain http to
+    another machine without --allow-insecure-http), saying which flag allows it."""
+    url = args.base_url or os.environ.get("REMBG_BASE_URL") or API_BASE_URL
+    try:
+        checked_url(url, args.allow_insecure_http)
+    except ValueError as error:
+        message = str(error).replace("allow_insecure_http=True", "--allow-insecure-http")
+        print(f"rembg-async {args.command}: {message}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def redis_url(args: argparse.Namespace) -> str | None:
+    """``--redis``, else $REMBG_REDIS_URL: where the fleet's limits are shared, if anywhere
+    (never for a command without ``--redis``)."""
+    if not hasattr(args, "redis"):
+        return None
+    return args.redis or os.environ.get("REMBG_REDIS_URL") or None
+
+
+def client_options(
+    args: argparse.Namespace, base_url: str | None, api_key: str | None
+) -> dict[str, Any]:
+    """`AsyncRembg`'s arguments from the command's (a Dask worker's client gets them too)."""
+    return {
+        "api_key": api_key,
+        "base_url": base_url,
+        "timeout": args.timeout,
+        "max_retries": getattr(args, "retries", 2),
+        "allow_insecure_http": args.allow_insecure_http,
+        # A Redis limiter brings the rate: a client refuses both.
+        "requests_per_second": None if redis_url(args) else getattr(args, "rps", None),
+        "storage_options": getattr(args, "storage_options", None),
+    }
+
+
+@contextlib.asynccontextmanager
+async def client_for(
+    args: argparse.Namespace, base_url: str | None, api_key: str | None
+) -> AsyncIterator[AsyncRembg]:
+    """The client the arguments ask for; with ``--redis`` (or $REMBG_REDIS_URL), its limits
+    are the fleet's, shared through Redis."""
+    url = redis_url(args)
+    if not url:
+        async with AsyncRembg(**client_options(args, base_url, api_key)) as client:
+            yield client
+        return
+    try:
+        from ..redis import RedisLimiter
+    except ModuleNotFoundError as error:
+        print(f"rembg-async {args.command}: --redis: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    async with (
+        RedisLimiter.from_url(url, requests_per_second=args.rps) as limiter,
+        AsyncRembg(**client_options(args, base_url, api_key), limiter=limiter) as client,
+    ):
+        yield client

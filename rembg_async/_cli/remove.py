@@ -1,0 +1,379 @@
+"""``rembg-async remove``: many files with live progress bars, or plain lines when piped."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path, PurePath
+from typing import Any
+
+from .._batch import BatchRun
+from .._batch_items import BatchItem
+from .._budget import BudgetExhaustedError
+from .._client import AsyncRembg
+from .._exceptions import InvalidInputError
+from .._limits import RateLimitState
+from .._loops import run as run_loop
+from .._options import RemoveOptions
+from .._results import ImageFile
+from .._storage._listing import parse_storage_options
+from .._threads import run_to_completion
+from ._args import Parser, place, positive, whole
+from ._connect import add_connection_arguments, client_for, server_for
+from ._dask import run_on_dask
+from ._plan import batch_arguments, check_manifest, dry_run, inputs_of
+from ._report import PlainReporter, Reporter, RichReporter, print_summary, wants_bars
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``remove``."""
+    parser.add_argument("inputs", nargs="*", metavar="INPUT", help="image files, folders or globs")
+    parser.add_argument(
+        "--retry-failed",
+        type=place,
+        metavar="MANIFEST",
+        help="run again only the inputs whose latest line in this manifest failed (placed "
+        "as the INPUTs given place them; outcomes are appended to it)",
+    )
+    parser.add_argument(
+        "-o",
+        "--output-dir",
+        type=place,
+        default=Path("rembg-output"),
+        help="where results go: a folder, or a URL such as s3://bucket/out/ (default: %(default)s)",
+    )
+    parser.add_argument("--format", default="webp", help="png, jpeg, webp or bmp (default: webp)")
+    parser.add_argument("--w", type=int, help="target width in px (keeps the aspect ratio)")
+    parser.add_argument("--h", type=int, help="target height in px (keeps the aspect ratio)")
+    parser.add_argument("--exact-resize", action="store_true", help="force exactly w × h")
+    parser.add_argument("--mask", action="store_true", help="return only the alpha mask")
+    parser.add_argument("--bg-color", help="solid background: #RGB, #RRGGBB(AA) or a CSS name")
+    parser.add_argument("--angle", type=float, default=0.0, help="rotate by this many degrees")
+    parser.add_argument(
+        "--no-expand", action="store_true", help="do not grow the canvas when rotating"
+    )
+    parser.add_argument(
+        "--concurrency", type=whole(1), default=8, help="images at once (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--retries", type=whole(0), default=2, help="retries per image (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--rps",
+        type=positive("number of requests per second"),
+        help="requests per second, fixed (default: learn the API's rate limit as it goes)",
+    )
+    parser.add_argument(
+        "--redis",
+        metavar="URL",
+        help="share the rate limit, hold-offs and stops with every process using this Redis "
+        "(redis://host:6379/0; default: $REMBG_REDIS_URL; needs the 'redis' extra)",
+    )
+    parser.add_argument(
+        "--dask",
+        metavar="ADDRESS",
+        help="run on a Dask cluster: its scheduler (tcp://host:8786), or local:N for N local "
+        "worker processes (needs the 'dask' extra)",
+    )
+    parser.add_argument(
+        "--base64", action="store_true", help="print data URLs instead of writing files"
+    )
+    parser.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="skip inputs whose output this tool made from them (the default; kept for scripts)",
+    )
+    parser.add_argument(
+        "--redo", action="store_true", help="make again outputs already made from their inputs"
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace output files that were not made from their input by rembg-async",
+    )
+    parser.add_argument(
+        "--root",
+        type=Path,
+        help="mirror inputs relative to this folder (default: each folder or glob given; "
+        "a plain file goes straight into -o)",
+    )
+    parser.add_argument(
+        "--manifest",
+        type=place,
+        help="append one JSON line per outcome to this file (or URL: put whole at the end)",
+    )
+    parser.add_argument(
+        "--storage-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        dest="storage_option",
+        help="an fsspec option for s3:// (or other) URLs, repeatable: key=…, secret=…, "
+        "client_kwargs.endpoint_url=http://… (needs the 'fsspec' extra and the store's "
+        "package, s3fs for s3://; AWS_ENDPOINT_URL and FSSPEC_S3_* are honoured too)",
+    )
+    parser.add_argument(
+        "--max-credits",
+        type=whole(0),
+        metavar="N",
+        help="never start an image that could take this run's spend past N credits",
+    )
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="print only failures and the data URLs"
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="say what would be sent, what is done, and the credits left; send nothing",
+    )
+    add_connection_arguments(parser)
+
+
+def options_from(args: argparse.Namespace) -> RemoveOptions:
+    """The RemoveOptions the arguments ask for (InvalidInputError if they are bad)."""
+    return RemoveOptions(
+        format=args.format,
+        w=args.w,
+        h=args.h,
+        exact_resize=args.exact_resize,
+        mask=args.mask,
+        bg_color=args.bg_color,
+        angle=args.angle,
+        expand=not args.no_expand,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """``rembg-async remove``: 0 when every image was made (or was done already), 1 otherwise;
+    2 for bad options, inputs matching nothing or whose outputs would clash, or a manifest
+    that cannot be written or read; 130 or 143 when interrupted."""
+    if not args.inputs and args.retry_failed is None:
+        Parser(prog="rembg-async remove").error("give an INPUT, or --retry-failed MANIFEST")
+    try:
+        options = options_from(args)
+        args.storage_options = parse_storage_options(args.storage_option)
+        if args.retry_failed is not None and args.manifest is None:
+            args.manifest = args.retry_failed  # so that the next --retry-failed sees this run
+        inputs = inputs_of(args)
+        if not args.dry_run:
+            check_manifest(args.manifest)
+    except KeyboardInterrupt:  # Ctrl-C while listing: nothing was sent, nothing to say
+        return 130
+    except InvalidInputError as error:
+        return _refuse(error, *(error.details if len(error.details) > 1 else ()))
+    # A bad --storage-option, a folder or glob matching nothing, a bad --retry-failed; a URL
+    # without fsspec, or without its store's package.
+    except (ValueError, ImportError) as error:
+        return _refuse(error)
+    except OSError as error:
+        return _refuse(f"cannot write the manifest: {error}")
+    if not inputs:  # only with --retry-failed: nothing failed
+        print(f"rembg-async remove: nothing failed in {args.retry_failed}", file=sys.stderr)
+        return 0
+    with server_for(args) as (base_url, api_key):
+        started = time.monotonic()  # the batch's time, not the embedded server's start
+        items: list[BatchItem] = []
+        limits: list[RateLimitState] = []  # the limiter's at the end: the learned rate, the 429s
+        try:
+            code = _run_until_signalled(args, base_url, api_key, options, inputs, items, limits)
+        except ValueError as error:  # two inputs, one output: refused before anything is sent
+            return _refuse(error)
+    if args.dry_run:
+        return code or 0
+    if not args.quiet:
+        print_summary(
+            items,
+            elapsed=time.monotonic() - started,
+            outputs="standard output" if args.base64 else str(args.output_dir),
+            rate_limit=limits[0] if limits else None,
+        )
+    return code or (0 if all(item.ok for item in items) else 1)
+
+
+def _refuse(error: object, *details: tuple[str, str]) -> int:
+    """Say why the command does not run (and each field's reason, if given): exit code 2."""
+    print(f"rembg-async remove: {error}", file=sys.stderr)
+    for field, message in details:
+        print(f"  {field}: {message}", file=sys.stderr)
+    return 2
+
+
+def _run_until_signalled(
+    args: argparse.Namespace,
+    base_url: str | None,
+    api_key: str | None,
+    options: RemoveOptions,
+    inputs: dict[str, PurePath],
+    items: list[BatchItem],
+    limits: list[RateLimitState],
+) -> int | None:
+    """Run the batch (or the dry run); the exit code a signal asks for, if one came."""
+
+    async def run() -> int | None:
+        if args.dask and not args.dry_run:
+            return await run_on_dask(args, base_url, api_key, options, inputs, items)
+        interrupts = Interrupts(asyncio.current_task())  # type: ignore[arg-type]
+        with _signals_to(interrupts):
+            try:
+                async with client_for(args, base_url, api_key) as client:
+                    if args.dry_run:
+                        return await dry_run(client, args, options, inputs)
+                    try:
+                        await _run_batch(client, args, options, inputs, items, interrupts)
+                    finally:
+                        limits.append(client.rate_limit)
+            except asyncio.CancelledError:
+                if interrupts.signal is None:
+                    raise
+        stopped = interrupts.run is not None and interrupts.run.stopped is not None
+        return interrupts.exit_code or (1 if stopped else None)
+
+    try:
+        return run_loop(run())
+    except KeyboardInterrupt:  # a loop with no signal handlers (Windows): no traceback either
+        return 130
+
+
+@contextlib.contextmanager
+def _signals_to(interrupts: Interrupts) -> Iterator[None]:
+    """SIGINT and SIGTERM go to ``interrupts`` while the batch runs."""
+    loop = asyncio.get_running_loop()
+    installed = []
+    for number in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows loops
+            loop.add_signal_handler(number, interrupts.on_signal, int(number))
+            installed.append(number)
+    try:
+        yield
+    finally:
+        for number in installed:
+            loop.remove_signal_handler(number)
+
+
+class Interrupts:
+    """Ctrl-C and SIGTERM, as GNU parallel takes them: the first stops new images from
+    starting and lets those in flight finish; the second cancels the command's task."""
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self._task = task
+        self.signal: int | None = None
+        self.run: BatchRun | None = None
+        self.reporter: Reporter | None = None
+
+    def on_signal(self, number: int) -> None:
+        """Handle one signal."""
+        if self.signal is not None:
+            self._task.cancel()
+            return
+        self.signal = number
+        self._stop()
+
+    def attach(self, run: BatchRun, reporter: Reporter) -> None:
+        """The batch to stop (at once, if a signal came before it started)."""
+        self.run, self.reporter = run, reporter
+        if self.signal is not None:
+            self._stop()
+
+    def _stop(self) -> None:
+        if self.run is not None and not self.run.interrupted:
+            self.run.stop()
+            if self.reporter is not None:
+                self.reporter.interrupted(self.run.progress().in_flight)
+
+    @property
+    def exit_code(self) -> int | None:
+        """128 + the first signal's number, as shells report it; None without a signal."""
+        return None if self.signal is None else 128 + self.signal
+
+
+async def _run_batch(
+    client: AsyncRembg,
+    args: argparse.Namespace,
+    options: RemoveOptions,
+    inputs: dict[str, PurePath],
+    items: list[BatchItem],
+    interrupts: Interrupts,
+) -> None:
+    """Run the batch, appending each item to ``items`` (base64 results are printed)."""
+    stream = sys.stderr if args.base64 else sys.stdout
+    reporter: Reporter = PlainReporter(stream, quiet=args.quiet, paths=not args.base64)
+    live: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+    if wants_bars(args):
+        bars = RichReporter(len(inputs), lambda: client.rate_limit)
+        reporter, live = bars, bars.live()
+    try:
+        with live:
+            async for item in _batch(client, inputs, args, options, reporter, interrupts):
+                reporter.item_done(item)
+                items.append(item)
+    finally:  # cancelled (a second Ctrl-C): those ended unseen or cancelled on the wire are
+        # said and counted
+        run = interrupts.run
+        for item in [*run.leftovers, *run.cancelled] if run is not None else ():
+            reporter.item_done(item)
+            items.append(item)
+
+
+async def _batch(
+    client: AsyncRembg,
+    inputs: dict[str, PurePath],
+    args: argparse.Namespace,
+    options: RemoveOptions,
+    reporter: Reporter,
+    interrupts: Interrupts,
+) -> AsyncIterator[BatchItem]:
+    """The batch; with ``--base64`` each result is printed as ``INPUT<TAB>data:…`` instead of
+    being kept (its temporary file is removed)."""
+    async with client.remove_many(
+        list(inputs),
+        options,
+        concurrency=args.concurrency,
+        on_item_progress=reporter.item_progress if reporter.shows_progress else None,
+        max_credits=args.max_credits,
+        **batch_arguments(args, inputs),
+    ) as run:
+        interrupts.attach(run, reporter)
+        async for item in run:
+            if args.base64 and item.result is not None:
+                print(f"{item.input}\t{await _as_data_url(item)}", flush=True)
+            yield item
+        await _say_why_stopped(run)
+
+
+async def _say_why_stopped(run: BatchRun) -> None:
+    if run.stopped is None and not run.interrupted:
+        return
+    left = sum([1 async for _ in run.remaining])
+    if run.stopped is None:
+        why, then = "interrupted", "run the same command again to go on"
+    elif isinstance(run.stopped, BudgetExhaustedError):
+        why = f"stopped, {_reason(run.stopped)}"
+        then = "to go on, raise --max-credits or run the same command again"
+    else:
+        why, then = f"stopped, {_reason(run.stopped)}", "once that is fixed, run it again"
+    print(
+        f"rembg-async remove: {why} ({left} input(s) not started; {then}: "
+        "what is done is not redone)",
+        file=sys.stderr,
+    )
+
+
+def _reason(error: BaseException) -> str:
+    return str(getattr(error, "message", None) or error)
+
+
+async def _as_data_url(item: BatchItem) -> str:
+    result = item.result
+    assert isinstance(result, ImageFile)
+    try:
+        data = await run_to_completion(result.output_image_path.read_bytes)
+        encoded = base64.b64encode(data).decode("ascii")
+    finally:
+        await result.cleanup()
+    return f"data:{result.content_type};base64,{encoded}"

@@ -1,0 +1,169 @@
+"""``rembg-async serve``: the local RemBG-compatible server, until Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .._loops import run as run_loop
+from ._args import port, seconds, share, whole
+from ._connect import SERVER_EXTRA_HINT, say_engine
+
+if TYPE_CHECKING:
+    from ..server import ServerConfig
+
+
+def add_arguments(serve: argparse.ArgumentParser) -> None:
+    """The options of ``serve``."""
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=port, default=7000, help="port; 0 picks a free one")
+    serve.add_argument(
+        "--api-key",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="add a verified account with the default plan (repeatable)",
+    )
+    serve.add_argument(
+        "--accounts",
+        type=Path,
+        metavar="FILE",
+        help="JSON list of accounts: api_key, membership, credits, prepaid_credits, email_verified",
+    )
+    serve.add_argument("--faults", action="store_true", help="honour the x-rembg-fault header")
+    serve.add_argument(
+        "--fault-rate", type=share, default=0.0, help="fail this share of requests at random"
+    )
+    serve.add_argument("--fault-seed", type=int, default=None, help="seed of the random faults")
+    serve.add_argument(
+        "--rate-limit",
+        type=whole(0),
+        default=100,
+        help="requests per window per key or address (0: off)",
+    )
+    serve.add_argument(
+        "--rate-window", type=seconds, default=1.0, help="seconds of the short-term window"
+    )
+    serve.add_argument(
+        "--daily-limit",
+        type=whole(0),
+        default=100,
+        help="anonymous requests per address per UTC day (0: off)",
+    )
+    serve.add_argument(
+        "--engine",
+        choices=("auto", "u2netp", "classic"),
+        help="background removal: the U²-Net model (needs the model extra), a colour threshold,"
+        " or auto: the model when installed (default: $REMBG_ASYNC_ENGINE, or auto)",
+    )
+    serve.add_argument(
+        "--model", type=Path, metavar="PATH", help="a U²-Net-compatible ONNX file to run"
+    )
+    serve.add_argument(
+        "--access-log", action="store_true", help="log each request to stderr, one line each"
+    )
+
+
+def server_config(args: argparse.Namespace) -> ServerConfig:
+    """The server configuration the ``serve`` arguments describe."""
+    from ..server import Account, RateLimits, ServerConfig
+
+    accounts = [Account(api_key=key) for key in args.api_key]
+    if args.accounts is not None:
+        accounts += [Account.from_json(entry) for entry in json.loads(args.accounts.read_text())]
+    return ServerConfig(
+        accounts=accounts,
+        rate_limits=RateLimits(
+            short_term_requests=args.rate_limit,
+            short_term_window=args.rate_window,
+            daily_anonymous=args.daily_limit,
+        ),
+        faults=args.faults or args.fault_rate > 0,
+        fault_rate=args.fault_rate,
+        fault_seed=args.fault_seed,
+        engine=args.engine,
+        model=args.model,
+    )
+
+
+async def _serve_until_signalled(
+    config: ServerConfig, host: str, port: int, access_log: logging.Logger | None
+) -> None:
+    from ..server import serve
+
+    task = asyncio.ensure_future(
+        serve(config, host=host, port=port, on_ready=_announce, access_log=access_log)
+    )
+    loop = asyncio.get_running_loop()
+    signalled: list[int] = []
+
+    def stop(number: int) -> None:
+        # The first signal shuts down gracefully: a response still being sent gets a few
+        # seconds. A second one ends the process at once (on 3.10 a second cancel does not
+        # reach aiohttp's wait for those responses); the server keeps nothing worth saving.
+        if signalled:
+            print("rembg-async serve: stopped at once", file=sys.stderr, flush=True)
+            os._exit(128 + number)
+        signalled.append(number)
+        task.cancel()
+
+    # Ctrl-C cancels the server too: left to Python 3.10's default handler, the
+    # KeyboardInterrupt may land in a transport's callback, which the loop logs and survives.
+    for number in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows loops
+            loop.add_signal_handler(number, stop, number)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def _announce(url: str) -> None:
+    print(url, flush=True)
+    print(f"RemBG-compatible server on {url} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    """``rembg-async serve``: run until Ctrl-C or SIGTERM."""
+    try:
+        config = server_config(args)
+    except ImportError:
+        print(f"rembg-async serve: {SERVER_EXTRA_HINT}", file=sys.stderr)
+        return 2
+    except (OSError, ValueError, TypeError) as error:
+        print(f"rembg-async serve: bad --accounts file: {error}", file=sys.stderr)
+        return 2
+    from ..server import ModelError
+
+    say_engine("rembg-async serve", config)
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            run_loop(_serve_until_signalled(config, args.host, args.port, _access_log(args)))
+    except ModelError as error:
+        print(f"rembg-async serve: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # the port is taken, the address is not ours, ...
+        reason = error.strerror or str(error)
+        print(f"rembg-async serve: cannot listen on {args.host}:{args.port}: {reason}",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    return 0
+
+
+def _access_log(args: argparse.Namespace) -> logging.Logger | None:
+    """With --access-log, a logger that writes aiohttp's one line per request to stderr."""
+    if not args.access_log:
+        return None
+    logger = logging.getLogger("rembg_async.server.access")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))  # aiohttp's line has the time
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    return logger
