@@ -1,4 +1,4 @@
-"""AsyncRembg: one aiohttp session, the background-removal call and the usage calls."""
+"""AsyncRembg: configuration, lifecycle and the public methods; calls go through `_exchange`."""
 
 from __future__ import annotations
 
