@@ -1,55 +1,35 @@
-"""AsyncRembg: one aiohttp session, the background-removal call and the usage calls."""
+"""AsyncRembg: configuration, lifecycle and the public methods; calls go through `_exchange`."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import enum
 import functools
 import logging
 import os
 import warnings
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
 from pathlib import Path, PurePath, PurePosixPath
 from typing import Any, Final, Literal, overload
 
 import aiohttp
 import attrs
-from yarl import URL
 
-from ._batch import BatchProgressCallback, BatchRun, ItemProgressCallback, RemoveOne
+from ._batch import BatchProgressCallback, BatchRun, ItemProgressCallback
 from ._budget import CreditBudget, LocalCreditBudget
 from ._closing import AsyncClosing
-from ._contract import API_KEY_HEADER
-from ._download import (
-    KeptTarget,
-    body_length,
-    read_whole,
-    receive_base64,
-    receive_bytes,
-    receive_file,
-)
-from ._exceptions import (
-    InvalidInputError,
-    RateLimitError,
-    error_from_response,
-    error_from_transport,
-)
-from ._inputs import ImageInput, Source
-from ._limits import AdaptiveLimiter, Answer, Limiter, Outcome, RateLimitState, limited
+from ._exchange import Call, Exchange, check_api_key
+from ._inputs import ImageInput, RemoteInputs, open_input
+from ._limits import AdaptiveLimiter, Limiter, RateLimitState
 from ._options import Base64Options, ImageFileOptions, RemoveOptions, resolve_options
 from ._outputs import manifest_place, output_folder
 from ._paths import format_for_output
-from ._progress import DEFAULT_INTERVAL, ProgressCallback, ProgressTracker
-from ._request_log import logged_request
-from ._results import Base64Image, ImageBytes, ImageFile, discard_temporary
+from ._progress import DEFAULT_INTERVAL, ProgressCallback
+from ._results import Base64Image, ImageBytes, ImageFile
 from ._retry import RetryPolicy
-from ._storage._sinks import put_result, remote_target
-from ._storage._sources import RemoteInputs, open_input
-from ._storage._stores import Stores
-from ._stream_output import StreamedImage, end_of_block, open_streamed
+from ._storage._sinks import RemoteTarget
+from ._storage._stores import Stores, is_remote
+from ._stream_output import StreamedImage
 from ._timeouts import Timeout, TimeoutLike, as_timeout
-from ._upload import CHUNK_BYTES, UploadBody, build_form
 from ._urls import checked_url, proxy_arguments
 from ._usage import (
     BillingCycleSummary,
@@ -58,7 +38,6 @@ from ._usage import (
     usage_json,
     usage_params,
 )
-from ._version import __version__
 
 logger = logging.getLogger("rembg_async")
 
@@ -66,40 +45,8 @@ API_BASE_URL: Final = "https://api.rembg.com"
 ACCOUNT_BASE_URL: Final = "https://www.rembg.com"
 MSG_BASE64_WITH_OUTPUT_PATH: Final = "return_base64 and output_path exclude each other"
 MSG_BYTES_WITH_OTHERS: Final = "return_bytes excludes return_base64 and output_path"
-#: Error bodies are small; a proxy's HTML page is cut to this.
-MAX_ERROR_BODY: Final = 64 * 1024
 #: A usage answer is a few hundred bytes; a list of billing cycles, a few per month of history.
 MAX_USAGE_BODY: Final = 4 * 1024 * 1024
-
-
-MSG_OTHER_LOOP: Final = (
-    "this AsyncRembg client was first used in another event loop (each asyncio.run() makes a "
-    "new one), and its connections and locks belong to that loop: make one client per loop, "
-    "inside 'async with AsyncRembg() as client' in the coroutine you run, or use the sync "
-    "client rembg_async.Rembg, which can be shared by any code and thread"
-)
-
-
-class _State(enum.Enum):
-    UNOPENED = "unopened"
-    OPENED = "opened"
-    CLOSED = "closed"
-
-
-@attrs.frozen(kw_only=True)
-class _RemoveCall:
-    """What stays the same across the attempts of one remove() call."""
-
-    source: Source
-    fields: dict[str, str]
-    target: Path | None
-    then: Callable[[], object] | None  # once the target is in place (a batch's index line)
-    return_base64: bool
-    return_bytes: bool
-    on_upload: ProgressCallback | None
-    on_download: ProgressCallback | None
-    timeout: Timeout | None  # None: the session's own
-    headers: Mapping[str, str]  # the client's, with the call's extra_headers
 
 
 class AsyncRembg(AsyncClosing):
@@ -146,53 +93,55 @@ class AsyncRembg(AsyncClosing):
         extra_headers: Mapping[str, str] | None = None,
         storage_options: Mapping[str, Any] | None = None,
     ) -> None:
-        # First, so that __del__ finds a consistent object even if a check below fails.
-        self._state = _State.UNOPENED
-        self._owns_session = session is None
         self._stores = Stores(storage_options)  # remote inputs and outputs' filesystems
         self._api_key = api_key if api_key is not None else os.environ.get("REMBG_API_KEY") or None
-        _check_api_key(self._api_key, from_env=api_key is None)
+        check_api_key(self._api_key, from_env=api_key is None)
         shared = base_url or os.environ.get("REMBG_BASE_URL")
         self._api_url = checked_url(shared or API_BASE_URL, allow_insecure_http)
-        self._rmbg_url = self._api_url / "rmbg"
         self._account_url = checked_url(
             account_base_url or shared or ACCOUNT_BASE_URL, allow_insecure_http
         )
         self._usage_url = self._account_url / "api" / "membership-usage"
-        self._timeout = as_timeout(timeout)  # None: the session's own (ours: Timeout()'s defaults)
-        # Read now, like httpx: what a request needs to reach each host through a proxy.
-        self._proxies = {
-            url: proxy_arguments(url) if trust_env and session is None else {}
-            for url in (self._rmbg_url, self._usage_url)
-        }
-        self._retry = retry or RetryPolicy(max_retries=max_retries)
+        retry = retry or RetryPolicy(max_retries=max_retries)
         if limiter is not None and (requests_per_second or max_concurrency):
             raise ValueError("pass requests_per_second and max_concurrency to your limiter")
         # A limiter kept per API key (shared through Redis) gives each client its key's own.
         for_api_key = getattr(limiter, "for_api_key", None)
-        self._owns_limiter = limiter is None or for_api_key is not None
-        self._limiter = limiter or AdaptiveLimiter(
+        owns_limiter = limiter is None or for_api_key is not None
+        limiter = limiter or AdaptiveLimiter(
             requests_per_second=requests_per_second,
             max_concurrency=max_concurrency,
             adaptive=adaptive_rate_limit,
-            max_hold=self._retry.max_retry_after,
+            max_hold=retry.max_retry_after,
         )
-        if for_api_key is not None:
-            self._limiter = for_api_key(self._api_key)
-        self._session = session
-        self._loop: asyncio.AbstractEventLoop | None = None  # the loop its session belongs to
-        self._progress_interval = progress_interval
-        # The same for every request; extra_headers cannot replace the key (api_key does).
-        self._headers = {**(extra_headers or {}), **_request_headers(self._api_key)}
+        rmbg_url = self._api_url / "rmbg"
+        self._exchange = Exchange(
+            session=session,
+            url=rmbg_url,
+            # Read now, like httpx: what a request needs to reach each host through a proxy.
+            proxies={
+                url: proxy_arguments(url) if trust_env and session is None else {}
+                for url in (rmbg_url, self._usage_url)
+            },
+            limiter=for_api_key(self._api_key) if for_api_key is not None else limiter,
+            owns_limiter=owns_limiter,
+            retry=retry,
+            timeout=as_timeout(timeout),  # None: the session's own (ours: Timeout()'s defaults)
+            api_key=self._api_key,
+            extra_headers=extra_headers,
+            progress_interval=progress_interval,
+            stores=self._stores,
+        )
         if self._api_key is None:
             logger.warning("no RemBG API key given: calls are anonymous, with a small daily limit")
 
     def __repr__(self) -> str:
         key = "set" if self._api_key else "none (anonymous)"
-        return f"<AsyncRembg {self._state.value} api={self._api_url} api_key={key}>"
+        state = self._exchange.state
+        return f"<AsyncRembg {state} api={self._api_url} api_key={key}>"
 
     async def __aenter__(self) -> AsyncRembg:
-        self._open()
+        self._exchange.open()
         return self
 
     async def _close_on_exit(self) -> None:
@@ -201,56 +150,27 @@ class AsyncRembg(AsyncClosing):
     @property
     def limiter(self) -> Limiter:
         """The limiter every request of this client goes through."""
-        return self._limiter
+        return self._exchange.limiter
 
     @property
     def rate_limit(self) -> RateLimitState:
         """The limiter's state: the rate in force (learned or set) and the 429s seen."""
-        return self._limiter.state
+        return self._exchange.limiter.state
 
     async def aclose(self) -> None:
         """Close the client (and its session and limiter, if it made them). Safe to call twice."""
-        if self._state is _State.OPENED and self._owns_session and self._session is not None:
-            await self._session.close()
-        if self._state is _State.OPENED and self._owns_limiter:
-            await self._limiter.aclose()
+        await self._exchange.aclose()
         await self._stores.aclose()
-        self._state = _State.CLOSED
 
     def __del__(self) -> None:
-        if self._state is _State.OPENED and self._owns_session:
+        exchange = getattr(self, "_exchange", None)  # None: __init__ failed before making it
+        if exchange is not None and exchange.state == "opened" and exchange.owns_session:
             warnings.warn(
                 "AsyncRembg was never closed: use 'async with' or 'await client.aclose()'",
                 ResourceWarning,
                 stacklevel=2,
                 source=self,
             )
-
-    def _open(self) -> aiohttp.ClientSession:
-        if self._state is _State.CLOSED:
-            raise RuntimeError("this AsyncRembg client is closed; make a new one")
-        self._check_loop()
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=(self._timeout or Timeout()).to_aiohttp())
-        self._state = _State.OPENED
-        return self._session
-
-    def _call_headers(self, extra: Mapping[str, str] | None) -> Mapping[str, str]:
-        """The client's headers, then a call's ``extra_headers``; never over the key."""
-        if not extra:
-            return self._headers
-        return {**self._headers, **extra, **_request_headers(self._api_key)}
-
-    def _check_loop(self) -> None:
-        """Refuse a second event loop: the session and the limiter's lock belong to the first."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # called outside a loop: nothing is bound yet
-            return
-        if self._loop is None:
-            self._loop = loop
-        elif self._loop is not loop:
-            raise RuntimeError(MSG_OTHER_LOOP)
 
     # The result's type follows the options: an ImageFile unless base64 is asked for, by
     # return_base64=True or by a dict literal with "returnBase64": True; when that is only
@@ -385,87 +305,30 @@ class AsyncRembg(AsyncClosing):
             raise ValueError(MSG_BASE64_WITH_OUTPUT_PATH)
         if return_bytes and (return_base64 or output_path is not None):
             raise ValueError(MSG_BYTES_WITH_OTHERS)
-        remote = remote_target(output_path)
-        target = Path(output_path) if output_path is not None and remote is None else None
+        output: Path | RemoteTarget | None = None
         if output_path is not None:
-            named = PurePosixPath(remote.url) if remote is not None else Path(output_path)
+            if isinstance(output_path, str) and is_remote(output_path):
+                output = RemoteTarget(url=output_path)
+            else:
+                output = Path(output_path)  # a TypeError for anything else
+            named = PurePosixPath(output.url) if isinstance(output, RemoteTarget) else output
             chosen = format_for_output(named, remove_options.format)
             if chosen != remove_options.format:
                 remove_options = attrs.evolve(remove_options, format=chosen)
-        remote_inputs = RemoteInputs(stores=self._stores, options=storage_options)
-        source = await open_input(remote_inputs, input_image, target, size)
-        try:
-            call = _RemoveCall(
-                source=source,
-                headers=self._call_headers(extra_headers),
-                fields=remove_options.form_fields(),
-                target=target,
-                then=output_path.then if isinstance(output_path, KeptTarget) else None,
-                return_base64=return_base64,
-                return_bytes=return_bytes,
-                on_upload=on_upload_progress,
-                on_download=on_download_progress,
-                timeout=as_timeout(timeout) or self._timeout,
-            )
-            self._open()
-            policy = retry or self._retry
-            result = await policy.run(lambda attempt: self._remove_once(call, attempt))
-        finally:
-            source.close()
-        if remote is not None:
-            assert isinstance(result, ImageFile)
-            store = self._stores.store(remote.url, storage_options)
-            return await put_result(store, result, remote)
-        return result
-
-    async def _remove_once(
-        self, call: _RemoveCall, attempt: int
-    ) -> ImageFile | Base64Image | ImageBytes:
-        result: ImageFile | Base64Image | ImageBytes | None = None
-        try:
-            async with self._exchange(call, attempt) as (response, download):
-                if call.return_base64:
-                    result = await receive_base64(response, download)
-                elif call.return_bytes:
-                    result = await receive_bytes(response, download)
-                else:
-                    result = await receive_file(response, call.target, download, call.then)
-        except BaseException:
-            # Cancelled while closing the exchange, after the file was whole: nobody will
-            # receive it, so a temporary one must go now.
-            discard_temporary(result)
-            raise
-        assert result is not None
-        return result
-
-    @contextlib.asynccontextmanager
-    async def _exchange(
-        self, call: _RemoveCall, attempt: int
-    ) -> AsyncIterator[tuple[aiohttp.ClientResponse, ProgressTracker]]:
-        """One request of ``call``: its answer once the head says an image follows, with the
-        download's tracker. Failures of the transport, in the block too, become ours."""
-        session = self._open()
-        form = build_form(call.source, call.fields, CHUNK_BYTES)
-        upload = self._tracker(call.on_upload, form.size, attempt, upload=True)
-        body = UploadBody(form, upload, _read_limit(call.timeout, session))
-        async with limited(self._limiter) as outcome:
-            with (
-                logged_request("POST", self._rmbg_url, attempt, body=form.size) as line,
-                _transport_errors(self._rmbg_url),
-                body.aborted_on_failure(),
-            ):
-                async with session.post(
-                    self._rmbg_url,
-                    data=body,
-                    headers=call.headers,
-                    allow_redirects=False,
-                    **self._proxies[self._rmbg_url],
-                    **_timeout_argument(call.timeout),
-                ) as response:
-                    line.answered(response)
-                    await self._raise_for_status(response, outcome)
-                    total = body_length(response)
-                    yield response, self._tracker(call.on_download, total, attempt, upload=False)
+        remote = RemoteInputs(stores=self._stores, options=storage_options)
+        target = output if isinstance(output, Path) else None
+        source = await open_input(input_image, size=size, target=target, remote=remote)
+        call = Call(
+            source=source,
+            fields=remove_options.form_fields(),
+            output=output,
+            returns="base64" if return_base64 else "bytes" if return_bytes else "file",
+            on_upload=on_upload_progress,
+            on_download=on_download_progress,
+            extra_headers=extra_headers,
+            timeout=as_timeout(timeout),
+        )
+        return await self._exchange.send(call, retry, storage_options=storage_options)
 
     @contextlib.asynccontextmanager
     async def stream(
@@ -495,47 +358,17 @@ class AsyncRembg(AsyncClosing):
         remove_options, return_base64 = resolve_options(options, False)
         if return_base64:
             raise ValueError("stream() hands over the image's bytes: returnBase64 is for remove()")
-        remote_inputs = RemoteInputs(stores=self._stores, options=storage_options)
-        source = await open_input(remote_inputs, input_image, None, size)
-        try:
-            call = _RemoveCall(
-                source=source,
-                headers=self._call_headers(extra_headers),
-                fields=remove_options.form_fields(),
-                target=None,
-                then=None,
-                return_base64=False,
-                return_bytes=False,
-                on_upload=on_upload_progress,
-                on_download=on_download_progress,
-                timeout=as_timeout(timeout) or self._timeout,
-            )
-            self._open()
-            async with contextlib.AsyncExitStack() as held:
-                policy = retry or self._retry
-                result = await policy.run(lambda attempt: self._stream_once(call, attempt, held))
-                held.callback(end_of_block, result)  # first of the exits: reading stops, clearly
-                yield result
-        finally:
-            source.close()
-
-    async def _stream_once(
-        self, call: _RemoveCall, attempt: int, held: contextlib.AsyncExitStack
-    ) -> StreamedImage:
-        async with contextlib.AsyncExitStack() as stack:
-            response, download = await stack.enter_async_context(self._exchange(call, attempt))
-            errors = functools.partial(_transport_errors, self._rmbg_url)
-            result = await open_streamed(response, download, errors)
-            held.push_async_exit(stack.pop_all())  # held open until the caller's block ends
-            return result
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _tracker(
-        self, callback: ProgressCallback | None, total: int | None, attempt: int, *, upload: bool
-    ) -> ProgressTracker:
-        return ProgressTracker(
-            callback, total=total, upload=upload, interval=self._progress_interval, attempt=attempt
+        remote = RemoteInputs(stores=self._stores, options=storage_options)
+        call = Call(
+            source=await open_input(input_image, size=size, remote=remote),
+            fields=remove_options.form_fields(),
+            on_upload=on_upload_progress,
+            on_download=on_download_progress,
+            extra_headers=extra_headers,
+            timeout=as_timeout(timeout),
         )
+        async with self._exchange.stream(call, retry) as result:
+            yield result
 
     def remove_many(
         self,
@@ -590,10 +423,10 @@ class AsyncRembg(AsyncClosing):
         remote = RemoteInputs(stores=self._stores, options=storage_options)
         outputs = output_folder(remote, output_dir, root, extension, overwrite=overwrite)
         return BatchRun(
-            self._remover(storage_options),
+            functools.partial(self._exchange.send, storage_options=storage_options),
             inputs,
             resolved,
-            retry=self._retry,
+            retry=self._exchange.retry,
             return_base64=return_base64,
             concurrency=concurrency,
             outputs=outputs,
@@ -604,16 +437,6 @@ class AsyncRembg(AsyncClosing):
             budget=LocalCreditBudget(max_credits) if max_credits is not None else budget,
             remote=remote,
         )
-
-    def _remover(self, storage_options: Mapping[str, Any] | None) -> RemoveOne:
-        """`remove` for a batch: the batch's storage_options reach each image's input and put."""
-        if storage_options is None:
-            return self.remove
-
-        async def remove(input_image: Any, options: RemoveOptions, **more: Any) -> Any:
-            return await self.remove(input_image, options, storage_options=storage_options, **more)
-
-        return remove
 
     async def membership_usage(
         self,
@@ -638,89 +461,5 @@ class AsyncRembg(AsyncClosing):
         return billing_cycles_from_json(await self._get_usage({"listBillingCycles": "1"}))
 
     async def _get_usage(self, params: dict[str, str]) -> dict[str, Any]:
-        self._open()
-        return await self._retry.run(lambda attempt: self._get_usage_once(params, attempt))
-
-    async def _get_usage_once(self, params: dict[str, str], attempt: int) -> dict[str, Any]:
-        session = self._open()
-        url = self._usage_url
-        # Usage answers come from the account host and cost no credit: /rmbg's limiter (its
-        # rate, its slots, its credit budget) is not theirs.
-        with logged_request("GET", url, attempt) as line, _transport_errors(url):
-            async with session.get(
-                url,
-                params=params,
-                headers=self._headers,
-                allow_redirects=False,
-                **self._proxies[url],
-                **_timeout_argument(self._timeout),
-            ) as response:
-                line.answered(response)
-                await self._raise_for_status(response)
-                body = await read_whole(response, MAX_USAGE_BODY + 1)
+        body = await self._exchange.get(self._usage_url, params, MAX_USAGE_BODY + 1)
         return usage_json(body, MAX_USAGE_BODY)
-
-    async def _raise_for_status(
-        self, response: aiohttp.ClientResponse, outcome: Outcome | None = None
-    ) -> None:
-        if response.status == 200:
-            if outcome is not None:
-                outcome.answer = Answer(status=200, headers=response.headers)
-            return
-        body = await read_whole(response, MAX_ERROR_BODY)  # all its pieces, not the first
-        error = error_from_response(response.status, body, response.headers)
-        if outcome is not None:
-            # The limiter slows down on a short-term 429 and holds off as it sees fit.
-            throttled = isinstance(error, RateLimitError) and self._retry.is_retryable(error)
-            outcome.answer = Answer(
-                status=error.status,
-                headers=error.headers,
-                throttled=throttled,
-                message=error.message,
-            )
-        raise error
-
-
-def _read_limit(timeout: Timeout | None, session: aiohttp.ClientSession) -> float | None:
-    """The longest silence allowed: the call's or client's ``read``, else the session's own."""
-    return timeout.read if timeout is not None else session.timeout.sock_read
-
-
-def _timeout_argument(timeout: Timeout | None) -> dict[str, aiohttp.ClientTimeout]:
-    """``timeout=`` for aiohttp when one was set, so a user's own session keeps its own."""
-    return {} if timeout is None else {"timeout": timeout.to_aiohttp()}
-
-
-def _check_api_key(api_key: str | None, *, from_env: bool) -> None:
-    """Refuse a key that cannot go in a header (a newline pasted with it, most often) now,
-    rather than at the first request; the message says where the key came from, never what."""
-    if api_key is None:
-        return
-    for position, char in enumerate(api_key):
-        if ord(char) < 0x20 or ord(char) == 0x7F:
-            where = "the API key from $REMBG_API_KEY" if from_env else "the API key"
-            raise ValueError(
-                f"{where} contains a control character ({char!r} at position {position} of "
-                f"{len(api_key)}); a line end copied with it? strip it"
-            )
-
-
-def _request_headers(api_key: str | None) -> Mapping[str, str]:
-    headers = {"User-Agent": f"rembg-async/{__version__}"}
-    if api_key:
-        headers[API_KEY_HEADER] = api_key
-    return headers
-
-
-@contextlib.contextmanager
-def _transport_errors(url: URL) -> Iterator[None]:
-    """Map aiohttp's failures to ours; the one place where that happens."""
-    try:
-        yield
-    # asyncio.TimeoutError is TimeoutError from 3.11 on; on 3.10 it is a class of its own.
-    except (aiohttp.ClientError, TimeoutError, asyncio.TimeoutError) as error:
-        if isinstance(error.__cause__, InvalidInputError):
-            # The input, read while the body was sent, failed (aiohttp wraps what a body's
-            # writer raises): the fault is the input's, and no retry would mend it.
-            raise error.__cause__ from None
-        raise error_from_transport(error, url=str(url)) from error

@@ -28,10 +28,10 @@ import attrs
 
 from ._contract import OUTPUT_FORMATS
 from ._exceptions import APIResponseError, request_id
+from ._files import run_to_completion
 from ._imageinfo import extension_for, sniff_kind
 from ._progress import ProgressTracker
 from ._results import Base64Image, ImageBytes, ImageFile
-from ._threads import run_to_completion
 
 CHUNK_BYTES: Final = 256 * 1024
 #: Enough of the body to tell every image type by its signature (a BMP needs 26 bytes).
@@ -125,9 +125,6 @@ class KeptTarget:
 
     path: Path
     then: Callable[[], object]
-
-    def __fspath__(self) -> str:
-        return os.fspath(self.path)
 
 
 async def receive_file(

@@ -13,7 +13,7 @@ from typing import Any, Final
 import attrs
 
 from ._closing import AsyncClosing
-from ._threads import run_to_completion
+from ._files import run_to_completion
 
 
 @attrs.define

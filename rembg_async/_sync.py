@@ -153,26 +153,12 @@ class Rembg:
         self,
         input_image: ImageInput,
         options: RemoveOptions | Mapping[str, Any] | None = None,
-        *,
-        return_base64: bool = False,
-        output_path: str | os.PathLike[str] | None = None,
-        on_upload_progress: ProgressCallback | None = None,
-        on_download_progress: ProgressCallback | None = None,
         **more: Any,
     ) -> SyncImageFile | Base64Image | ImageBytes:
-        """`AsyncRembg.remove`, waited for: the same arguments (``retry``, ``timeout``,
-        ``return_bytes``…); a file result is a `SyncImageFile` (plain ``cleanup()``)."""
-        result = self._run(
-            self._client.remove(
-                input_image,
-                options,
-                return_base64=return_base64,
-                output_path=output_path,
-                on_upload_progress=on_upload_progress,
-                on_download_progress=on_download_progress,
-                **more,
-            )
-        )
+        """`AsyncRembg.remove`, waited for: the same arguments (``output_path``, ``retry``,
+        ``timeout``, ``return_bytes``…); a file result is a `SyncImageFile` (plain
+        ``cleanup()``)."""
+        result = self._run(self._client.remove(input_image, options, **more))
         return handed_to_sync(result) if isinstance(result, ImageFile) else result
 
     def remove_many(

@@ -22,6 +22,7 @@ from rembg_async import (
     failed_inputs,
 )
 from rembg_async._batch import READ_AHEAD, BatchRun
+from rembg_async._exchange import Call
 from rembg_async._files import _FILE_THREADS
 from rembg_async.server import LocalServer, RateLimits, ServerConfig
 
@@ -237,18 +238,40 @@ def test_bad_arguments(api: AsyncRembg, kwargs: dict[str, object], message: str)
         api.remove_many([SMALL], **kwargs)  # type: ignore[arg-type]
 
 
+async def test_a_batch_never_goes_through_the_public_remove(
+    api: AsyncRembg, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch sends its calls through the client's exchange: the public remove() is not used,
+    for a path, bytes or an output folder alike."""
+
+    async def refused(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the batch called the public remove()")
+
+    monkeypatch.setattr(api, "remove", refused)
+    path = tmp_path / "in" / "a.png"
+    path.parent.mkdir()
+    path.write_bytes(SMALL)
+    for output_dir in (None, tmp_path / "out"):
+        items = [item async for item in api.remove_many([path, SMALL], output_dir=output_dir)]
+        assert [item.error for item in items] == [None, None]
+        if output_dir is None:  # temporary results
+            for item in items:
+                await item.result.cleanup()  # type: ignore[union-attr]
+
+
 async def test_images_read_ahead_are_not_lost_when_a_batch_is_left() -> None:
     """Cancelled while the first image is being sent: the images read ahead of their turn were
     never started, and `remaining` still yields them, in order."""
     sending = asyncio.Event()
+    images = [SMALL + bytes([number]) for number in range(20)]  # one PNG, told apart
 
-    async def remove(image: Any, options: RemoveOptions, **kwargs: Any) -> Any:
+    async def send(call: Call, retry: RetryPolicy) -> Any:
         sending.set()
         await asyncio.Event().wait()  # never answers
 
     run = BatchRun(
-        remove,
-        list(range(20)),
+        send,
+        images,
         RemoveOptions(),
         retry=RetryPolicy(max_retries=0),
         concurrency=8,
@@ -265,4 +288,4 @@ async def test_images_read_ahead_are_not_lost_when_a_batch_is_left() -> None:
     with pytest.raises(asyncio.CancelledError):
         await consumer
     await run.aclose()
-    assert [value async for value in run.remaining] == list(range(1, 20))
+    assert [value async for value in run.remaining] == images[1:]

@@ -196,13 +196,32 @@ async def test_unsupported_input_type(capture_server: CaptureServer) -> None:
             await client.remove(42)  # type: ignore[call-overload]
 
 
+async def test_private_objects_are_refused_by_remove(
+    capture_server: CaptureServer, tmp_path: Path
+) -> None:
+    """The batch's private objects (an opened Source, a KeptTarget) are no input or output of
+    the public remove(): each is refused as any unknown type is, and nothing is sent."""
+    from rembg_async._download import KeptTarget
+    from rembg_async._inputs import open_input
+
+    source = await open_input(PNG)
+    kept = KeptTarget(path=tmp_path / "cut.webp", then=lambda: None)
+    async with AsyncRembg("k", base_url=capture_server.url) as client:
+        with pytest.raises(TypeError, match=r"must be a path, bytes.*not Source"):
+            await client.remove(source)  # type: ignore[call-overload]
+        with pytest.raises(TypeError, match="KeptTarget"):
+            await client.remove(PNG, output_path=kept)  # type: ignore[call-overload]
+    assert capture_server.received == []
+    assert not kept.path.exists()
+
+
 def test_nothing_is_left_open(tmp_path: Path) -> None:
     """Reading a path's header closes the file again (no descriptor leak)."""
     before = len(os.listdir("/proc/self/fd"))
     import asyncio
 
-    from rembg_async._inputs import open_source
+    from rembg_async._inputs import open_input
 
     for _ in range(20):
-        asyncio.run(open_source(as_path(tmp_path, "a.png", PNG)))
+        asyncio.run(open_input(as_path(tmp_path, "a.png", PNG)))
     assert len(os.listdir("/proc/self/fd")) <= before + 2

@@ -43,7 +43,7 @@ async def test_unclosed_client_warns(rembg_server: LocalServer) -> None:
     """A client that opened its own session and was never closed gives a ResourceWarning."""
     client = AsyncRembg(rembg_server.api_key, base_url=rembg_server.url)
     await (await client.remove(make_image())).cleanup()
-    session = client._session
+    session = client._exchange.session
     with pytest.warns(ResourceWarning, match="never closed"):
         del client  # the last reference: CPython collects it here
     assert session is not None

@@ -206,9 +206,9 @@ async def test_every_handle_is_closed(tmp_path: Path) -> None:
     assert open_handles() == before
 
 
-def test_a_kept_target_is_its_path() -> None:
-    """A KeptTarget is used as its path (os.fspath), and is built with keywords."""
-    assert os.fspath(KeptTarget(path=Path("a/b.png"), then=lambda: None)) == "a/b.png"
+def test_a_kept_target_is_no_path() -> None:
+    """A KeptTarget (the batch's) is built with keywords and is no path: nothing public takes it."""
+    assert not isinstance(KeptTarget(path=Path("a/b.png"), then=lambda: None), os.PathLike)
     with pytest.raises(TypeError, match="positional"):
         KeptTarget(Path("a"), lambda: None)  # type: ignore[misc]
 

@@ -9,7 +9,7 @@ from conftest import make_image
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rembg_async._inputs import open_source
+from rembg_async._inputs import open_input
 from rembg_async._progress import ProgressTracker
 from rembg_async._upload import GATHER_BYTES, UploadBody, build_form
 
@@ -33,7 +33,7 @@ async def both_ways(
 ) -> tuple[list[bytes], list[bytes], int, int]:
     """The writes of one form: as aiohttp writes it, and through UploadBody; its size, and the
     bytes UploadBody reported as progress."""
-    source = await open_source(PNG + bytes(padding))
+    source = await open_input(PNG + bytes(padding))
     form = build_form(source, fields, chunk_size)
     plain, gathered = Recorder(), Recorder()
     await form.write(plain)  # type: ignore[arg-type]

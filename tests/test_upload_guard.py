@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 from conftest import make_image
 
-from rembg_async._inputs import open_source
+from rembg_async._inputs import open_input
 from rembg_async._progress import ProgressTracker
 from rembg_async._upload import (
     CHUNK_BYTES,
@@ -286,7 +286,7 @@ async def test_settle_polls_ever_less_often(monkeypatch: pytest.MonkeyPatch) -> 
 
 async def test_the_form_names_its_parts() -> None:
     """The image part is named "image" with its file name; each option its own name."""
-    source = await open_source(PNG_BYTES)
+    source = await open_input(PNG_BYTES)
     form = build_form(source, {"format": "png", "bg_color": "fff"}, CHUNK_BYTES)
     writer = Writer(None)
     tracker = ProgressTracker(None, total=form.size, upload=True)

@@ -19,7 +19,7 @@ from ._items import (
     statuses_of,
     stops_batch,
 )
-from ._run import READ_AHEAD, BatchRun, RemoveOne, async_iterator
+from ._run import READ_AHEAD, BatchRun, async_iterator
 
 __all__ = [
     "READ_AHEAD",
@@ -29,7 +29,6 @@ __all__ = [
     "BatchRetry",
     "BatchRun",
     "ItemProgressCallback",
-    "RemoveOne",
     "SyncBatchItem",
     "Wire",
     "async_iterator",

@@ -12,9 +12,10 @@ request, not ``concurrency``. Each image is planned once through its output fold
 remote, whose outputs mirror the inputs' layout and know where they came from (``_outputs``); a
 credit budget is reserved before each image and settled after (``_budget``); turns to send
 are taken in order, and ``stop()`` lets the images on the wire finish and calls back those
-still waiting to be sent (``_batch_sends``).
+still waiting to be sent (``_sends``).
 
-The batch needs only "something that removes one image" (`RemoveOne`), not the client.
+The batch builds each image's `Call` and hands it to the client's exchange (a `Sender`), as
+``remove()`` does; it never goes through the public ``remove()``.
 """
 
 from __future__ import annotations
@@ -22,15 +23,16 @@ from __future__ import annotations
 import asyncio
 import collections
 import os
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 from .._budget import BudgetExhaustedError, CreditBudget, Reservations
 from .._closing import AsyncClosing
 from .._download import KeptTarget
+from .._exchange import Call, Sender
 from .._files import run_to_completion
-from .._inputs import local_source
+from .._inputs import RemoteInputs, local_source, open_input
 from .._limits import was_refused
 from .._options import RemoveOptions
 from .._outputs import (
@@ -47,10 +49,8 @@ from .._outputs import (
     targets_of,
 )
 from .._progress import ProgressCallback, ProgressEvent, call_back
-from .._results import Base64Image, ImageFile
 from .._retry import RetryPolicy
 from .._storage._sinks import RemoteTarget
-from .._storage._sources import RemoteInputs
 from .._storage._stores import Stores, is_remote
 from ._items import (
     BatchItem,
@@ -72,22 +72,6 @@ from ._sends import Send, Sends, Turns, cancel_all, closing_items
 #: sent, at most: new ones start in groups of half this, so that their reads share a thread
 #: call. Each holds a small input's bytes (up to 256 KiB) meanwhile.
 READ_AHEAD: Final = 16
-
-
-class RemoveOne(Protocol):
-    """What a batch needs: ``AsyncRembg.remove``, or anything that removes one image alike."""
-
-    def __call__(
-        self,
-        input_image: Any,
-        options: RemoveOptions,
-        *,
-        return_base64: Any = ...,
-        output_path: os.PathLike[str] | None = ...,
-        on_upload_progress: ProgressCallback | None = ...,
-        on_download_progress: ProgressCallback | None = ...,
-        retry: RetryPolicy | None = ...,
-    ) -> Awaitable[ImageFile | Base64Image]: ...
 
 
 #: What `_send` gets of an image's planning: its input read or opened, or its problem.
@@ -112,7 +96,7 @@ class BatchRun(AsyncClosing):
 
     def __init__(
         self,
-        remove: RemoveOne,
+        send: Sender,
         inputs: Iterable[Any] | AsyncIterable[Any],
         options: RemoveOptions,
         *,
@@ -131,7 +115,7 @@ class BatchRun(AsyncClosing):
             raise ValueError("concurrency must be at least 1")
         if skip_existing and outputs is None:
             raise ValueError("skip_existing needs an output_dir to look in")
-        self._remove = remove
+        self._send_call = send
         self._tally = Tally(total=len(inputs) if hasattr(inputs, "__len__") else None)  # type: ignore[arg-type]
         self._targets: list[Any] = []  # of a listed batch's inputs, worked out up front
         if outputs is not None and isinstance(inputs, (list, tuple)):
@@ -391,21 +375,23 @@ class BatchRun(AsyncClosing):
     ) -> Any:
         if prepared is not None and prepared.problem is not None:
             raise prepared.problem
-        read = prepared.read if prepared is not None else None
-        image = value if read is None else local_source(Path(value), read)
         if prepared is not None and prepared.source is not None:
-            image = prepared.source
+            source = prepared.source  # a remote input, opened in its planning
+        elif prepared is not None and prepared.read is not None:
+            source = local_source(Path(value), prepared.read)
+        else:  # not read ahead (or unreadable: opening it again says why)
+            source = await open_input(value, remote=self._remote)
         budgeted = self._budget is not None
         retry = for_batch(self._retry, wire, self._halted, charge_aware=budgeted)
-        return await self._remove(
-            image,
-            self._options,
-            return_base64=self._return_base64,
-            output_path=self._kept(*output),
-            on_upload_progress=self._count("up", index, value, wire),
-            on_download_progress=self._count("down", index, value, wire),
-            retry=retry,
+        call = Call(
+            source=source,
+            fields=self._options.form_fields(),
+            output=self._kept(*output),
+            returns="base64" if self._return_base64 else "file",
+            on_upload=self._count("up", index, value, wire),
+            on_download=self._count("down", index, value, wire),
         )
+        return await self._send_call(call, retry)
 
     async def _recalled(
         self, index: int, value: Any, wire: Wire, cancelled: asyncio.CancelledError

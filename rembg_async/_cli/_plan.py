@@ -15,6 +15,7 @@ from .._client import AsyncRembg
 from .._contract import ALLOWED_EXTENSIONS
 from .._exceptions import RembgError
 from .._imageinfo import HEAD_BYTES, extension_for, sniff_kind
+from .._inputs import RemoteInputs
 from .._options import RemoveOptions
 from .._outputs import (
     dry_run_counts,
@@ -22,7 +23,6 @@ from .._outputs import (
     output_folder,
 )
 from .._storage._listing import expand_remote, read_text
-from .._storage._sources import RemoteInputs
 from .._storage._stores import is_remote
 
 

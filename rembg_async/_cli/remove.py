@@ -17,12 +17,12 @@ from .._batch import BatchItem, BatchRun
 from .._budget import BudgetExhaustedError
 from .._client import AsyncRembg
 from .._exceptions import InvalidInputError
+from .._files import run_to_completion
 from .._limits import RateLimitState
 from .._loops import run as run_loop
 from .._options import RemoveOptions
 from .._results import ImageFile
 from .._storage._listing import parse_storage_options
-from .._threads import run_to_completion
 from ._args import Parser, place, positive, whole
 from ._connect import add_connection_arguments, client_for, server_for
 from ._dask import run_on_dask

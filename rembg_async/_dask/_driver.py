@@ -29,10 +29,10 @@ from .._batch import (
 )
 from .._budget import BudgetExhaustedError
 from .._exceptions import APIStatusError, RembgError, error_from_message
+from .._files import run_to_completion
+from .._inputs import RemoteInputs
 from .._options import RemoveOptions
 from .._outputs import OutputTree, RemoteManifest, RemoteOutputTree, open_manifest
-from .._storage._sources import RemoteInputs
-from .._threads import run_to_completion
 from ._worker import ClientPlugin, Outcome, remove_on_worker
 
 #: How often the driver asks the scheduler how many workers there are (they come and go).

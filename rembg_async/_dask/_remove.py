@@ -9,9 +9,9 @@ from typing import Any
 
 from distributed import Client
 
+from .._inputs import RemoteInputs
 from .._options import RemoveOptions, resolve_options
 from .._outputs import manifest_place, output_folder
-from .._storage._sources import RemoteInputs
 from .._storage._stores import Stores
 from ._driver import DaskRun, plugin_for
 

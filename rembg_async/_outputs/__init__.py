@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .._download import KeptTarget
+from .._inputs import RemoteInputs
 from .._storage._sinks import RemoteTarget
-from .._storage._sources import RemoteInputs
 from .._storage._stores import is_remote
 from ._local import INDEX_NAME, OutputTree
 from ._manifest import Manifest, RemoteManifest, manifest_place, open_manifest

@@ -26,8 +26,8 @@ from typing import IO, Any, Final
 
 from .._download import KeptTarget, is_partial_name
 from .._files import run_to_completion
+from .._inputs import RemoteInputs
 from .._paths import check_folder_writable, mirrored_path
-from .._storage._sources import RemoteInputs
 from .._storage._stores import Stores, is_remote
 from ._provenance import (
     ForeignOutputError,

@@ -21,7 +21,7 @@ from typing import IO, Final, Protocol
 import aiofiles
 
 from .._files import run_to_completion
-from .._storage._sources import RemoteInputs
+from .._inputs import RemoteInputs
 from .._storage._stores import Store, is_remote
 
 #: The object is replaced by the local file at most this often while the run goes on.

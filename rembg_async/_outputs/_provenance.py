@@ -17,8 +17,7 @@ from typing import Any
 
 import attrs
 
-from .._inputs import LocalRead, Source, read_local
-from .._storage._sources import RemoteInputs, RemoteObject
+from .._inputs import LocalRead, RemoteInputs, RemoteObject, Source, read_local
 from .._storage._stores import is_remote, remote_relative
 
 

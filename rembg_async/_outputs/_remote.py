@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Any, Final
 
 from .._files import run_to_completion
+from .._inputs import RemoteInputs
 from .._paths import mirrored_path
 from .._storage._sinks import RemoteTarget
-from .._storage._sources import RemoteInputs
 from .._storage._stores import Store, is_remote
 from ._provenance import (
     ForeignOutputError,

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import attrs
 
@@ -17,25 +16,11 @@ from ._stores import Store
 
 @attrs.frozen(kw_only=True)
 class RemoteTarget:
-    """A remote ``output_path``, with an async ``then()`` to run once the object is in place (a
+    """A remote output, with an async ``then()`` to run once the object is in place (a
     batch notes its provenance there)."""
 
     url: str
     then: Callable[[], Awaitable[object]] | None = None
-
-    def __fspath__(self) -> str:
-        return self.url
-
-
-def remote_target(output_path: Any) -> RemoteTarget | None:
-    """``output_path`` as a `RemoteTarget` when it names a remote object, else None."""
-    from ._stores import is_remote
-
-    if isinstance(output_path, RemoteTarget):
-        return output_path
-    if isinstance(output_path, str) and is_remote(output_path):
-        return RemoteTarget(url=output_path)
-    return None
 
 
 async def put_result(store: Store, local: ImageFile, target: RemoteTarget) -> ImageFile:

@@ -16,7 +16,7 @@ from pathlib import PurePosixPath
 from typing import Any, Final
 
 from .._extras import import_optional
-from .._threads import run_to_completion
+from .._files import run_to_completion
 
 _URL: Final = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]+)://")
 #: Protocols that name local files: those keep today's path (and its checks).

@@ -12,18 +12,23 @@ from __future__ import annotations
 import io
 import posixpath
 from collections.abc import AsyncGenerator, Mapping
-from pathlib import Path
 from typing import Any, Final
 
 import attrs
 
 from .._contract import MAX_UPLOAD_BYTES
 from .._imageinfo import read_image_info
-from .._inputs import SMALL_FILE_BYTES, Source, checked_source, input_error, prepare_source
-from .._paths import check_output_place
-from .._streams import STREAM_HEAD_BYTES
-from .._threads import run_to_completion
-from ._stores import READ_BYTES, Store, Stores, is_remote
+from .._storage._stores import READ_BYTES, Store, Stores
+from ._source import (
+    SMALL_FILE_BYTES,
+    STREAM_HEAD_BYTES,
+    Opening,
+    Source,
+    check_whole,
+    checked_source,
+    input_error,
+    memory_source,
+)
 
 #: Details that change when an object is replaced, most telling first.
 _VERSION_KEYS: Final = ("ETag", "etag", "VersionId", "generation", "md5Hash", "LastModified",
@@ -61,8 +66,8 @@ async def remote_source(store: Store, found: RemoteObject) -> Source:
         return checked_source(name, size, None, _no_chunks)
     if size <= SMALL_FILE_BYTES:
         data = await store.read(path, 0, size)
-        _check_size(url, size, len(data))
-        return _memory(name, data)
+        check_whole(url, size, len(data))
+        return memory_source(memoryview(data), name)
     head = await store.read(path, 0, min(size, STREAM_HEAD_BYTES))
     info = read_image_info(io.BytesIO(head))
 
@@ -71,7 +76,7 @@ async def remote_source(store: Store, found: RemoteObject) -> Source:
         async for chunk in store.chunks(path, size, max(chunk_size, READ_BYTES)):
             sent += len(chunk)
             yield chunk
-        _check_size(url, size, sent)
+        check_whole(url, size, sent)
 
     return checked_source(name, size, info, chunks)
 
@@ -91,18 +96,17 @@ class RemoteInputs:
         """The object, checked, as a `Source`."""
         return await remote_source(self.stores.store(found.url, self.options), found)
 
+    async def open(self, url: str) -> Source:
+        """The object at ``url``, checked, as a `Source`."""
+        return await self.source(await self.stat(url))
 
-async def open_input(
-    inputs: RemoteInputs, image: Any, target: Path | None, size: int | None
-) -> Source:
-    """`prepare_source` for any input: a remote URL is opened through its store."""
-    if not is_remote(image):
-        return await prepare_source(image, target, size)
-    if size is not None:
-        raise TypeError("size= is only for stream inputs (an async iterable or async read(n))")
-    if target is not None:
-        await run_to_completion(check_output_place, target)
-    return await inputs.source(await inputs.stat(image))
+
+async def open_remote(url: str, where: Opening) -> Source:
+    """The checked `Source` of the object at ``url``, through the stores of ``where``."""
+    if where.remote is None:
+        raise TypeError(f"{url} is a remote URL: open it with the client's stores")
+    await where.check_place()
+    return await where.remote.open(url)
 
 
 def _version(info: dict[str, Any]) -> str:
@@ -112,27 +116,6 @@ def _version(info: dict[str, Any]) -> str:
     return ""
 
 
-def _memory(name: str | None, data: bytes) -> Source:
-    info = read_image_info(io.BytesIO(data)) if data else None
-    view = memoryview(data)
-
-    async def chunks(chunk_size: int) -> AsyncGenerator[bytes, None]:
-        for start in range(0, len(view), chunk_size):
-            yield bytes(view[start : start + chunk_size])
-
-    return checked_source(name, len(data), info, chunks)
-
-
 async def _no_chunks(chunk_size: int) -> AsyncGenerator[bytes, None]:
     return
     yield b""  # pragma: no cover  # an async generator that yields nothing
-
-
-def _check_size(url: str, size: int, got: int) -> None:
-    """Refuse an object that changed since its details were read: the request announced
-    ``size`` bytes."""
-    if got != size:
-        raise input_error(
-            f"{url} changed while it was being sent: {got} bytes were read of the {size} "
-            "it had when it was checked"
-        )

@@ -13,22 +13,36 @@ shorter than its ``size=``, fails with `InvalidInputError` while it is sent.
 
 from __future__ import annotations
 
+import inspect
 import io
 import tempfile
-from collections.abc import AsyncGenerator, AsyncIterator
-from typing import IO, Any, Final
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
+from typing import IO, Any, Final, Protocol
 
 import aiohttp
 
-from ._contract import MAX_UPLOAD_BYTES, file_too_large_message
-from ._imageinfo import read_image_info
-from ._inputs import Source, checked_source, input_error
-from ._threads import run_to_completion
-
-#: Read before sending to check the image: enough for every header's dimensions in practice.
-STREAM_HEAD_BYTES: Final = 64 * 1024
+from .._contract import MAX_UPLOAD_BYTES, file_too_large_message
+from .._files import run_to_completion
+from .._imageinfo import read_image_info
+from ._source import STREAM_HEAD_BYTES, Opening, Source, checked_source, input_error
 
 _READ_BYTES: Final = 256 * 1024
+
+
+class AsyncReadable(Protocol):
+    """Anything with an async ``read(n)``: aiohttp's ``StreamReader``, ``UploadFile``..."""
+
+    def read(self, n: int = ..., /) -> Awaitable[bytes]:
+        """Up to ``n`` bytes; ``b""`` at the end."""
+        ...
+
+
+def is_stream(image: Any) -> bool:
+    """Whether ``image`` is an async stream: an async iterable, or an async ``read``."""
+    if hasattr(image, "__aiter__") or hasattr(image, "read_chunk"):
+        return True
+    read = getattr(image, "read", None)
+    return read is not None and inspect.iscoroutinefunction(read)
 
 
 def _reader(stream: Any) -> AsyncIterator[bytes]:
@@ -120,8 +134,10 @@ class _Spool:
             self._file.close()
 
 
-async def stream_source(stream: Any, size: int | None) -> Source:
-    """The checked `Source` of a stream input, with ``size`` its exact length if known."""
+async def open_stream(stream: Any, where: Opening) -> Source:
+    """The checked `Source` of a stream input, with ``where.size`` its exact length if known."""
+    await where.check_place()
+    size = where.size
     if size is not None and size < 0:
         raise ValueError(f"size must be 0 or more, not {size}")
     name = str(getattr(stream, "filename", None) or getattr(stream, "name", None) or "") or None
@@ -131,15 +147,7 @@ async def stream_source(stream: Any, size: int | None) -> Source:
         if size is None and len(head) < STREAM_HEAD_BYTES:
             size = len(head)  # the whole stream is in: its size is known after all
         info = read_image_info(io.BytesIO(head)) if head else None
-        source = checked_source(name, size if head else 0, info, spool.chunks)
+        return checked_source(name, size if head else 0, info, spool.chunks, close=spool.close)
     except BaseException:
         spool.close()
         raise
-    return Source(
-        filename=source.filename,
-        content_type=source.content_type,
-        size=source.size,
-        info=source.info,
-        chunks=source.chunks,
-        close=spool.close,
-    )

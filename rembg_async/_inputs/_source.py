@@ -1,0 +1,146 @@
+"""What every kind of input becomes: a checked `Source`, which can be read again and again.
+
+A retry must send the image afresh, so a source never holds an exhausted stream: it knows how
+to open its bytes from the start. Each source is checked as the server checks an upload (type,
+empty, size, signature, dimensions from the header), so bad input is refused before sending.
+The bytes decide what an image is, never its name: it is sent under a name of its real type.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import AsyncGenerator, Callable
+from pathlib import Path
+from typing import Any, Final, Protocol
+
+import attrs
+
+from .._contract import (
+    MAX_UPLOAD_BYTES,
+    MSG_EMPTY_FILE,
+    MSG_INVALID_SIGNATURE,
+    dimension_messages,
+    file_too_large_message,
+)
+from .._exceptions import InvalidInputError
+from .._files import run_to_completion
+from .._imageinfo import ImageInfo, read_image_info
+from .._paths import check_output_place
+
+Chunks = Callable[[int], AsyncGenerator[bytes, None]]
+
+#: Files (and remote objects) up to this size are read whole when first inspected, and sent
+#: from memory.
+SMALL_FILE_BYTES: Final = 256 * 1024
+#: Read of a stream (or a large remote object) before sending, to check the image: enough for
+#: every header's dimensions in practice.
+STREAM_HEAD_BYTES: Final = 64 * 1024
+
+
+@attrs.frozen(kw_only=True)
+class Source:
+    """An input image ready to send: its name and type (from its content), size, and bytes."""
+
+    filename: str
+    content_type: str
+    size: int | None  # None: a stream of unknown length, sent chunked
+    info: ImageInfo
+    chunks: Chunks = attrs.field(repr=False)
+    #: Frees what the source holds (a stream's spool file); called once the call is over.
+    close: Callable[[], None] = attrs.field(default=lambda: None, repr=False)
+
+
+class RemoteOpener(Protocol):
+    """What opens a remote URL: `_remote.RemoteInputs`, the client's stores and options."""
+
+    async def open(self, url: str) -> Source:
+        """The object at ``url``, checked, as a `Source`."""
+        ...
+
+
+@attrs.frozen(kw_only=True)
+class Opening:
+    """What opening an input may need besides the input: the exact ``size`` of a stream, the
+    output's ``target`` (its place is checked before the input is read), the stores of
+    remote inputs."""
+
+    size: int | None = None
+    target: Path | None = None
+    remote: RemoteOpener | None = None
+
+    async def check_place(self) -> None:
+        """Refuse an output place that cannot be written, before the input is read."""
+        if self.target is not None:
+            await run_to_completion(check_output_place, self.target)
+
+
+def input_error(message: str) -> InvalidInputError:
+    """An `InvalidInputError` about the image field."""
+    return InvalidInputError(message, [("image", message)])
+
+
+def checked_source(
+    name: str | None, size: int | None, info: ImageInfo | None, chunks: Chunks, **more: Any
+) -> Source:
+    """Check the file as the server would, in its order; name it after its real type."""
+    problem = _file_problem(size, info)
+    if problem is not None:
+        raise input_error(problem)
+    assert info is not None
+    stem = Path(name).stem if name else "image"
+    return Source(
+        filename=f"{stem or 'image'}.{info.extension}",
+        content_type=info.mime_type,
+        size=size,
+        info=info,
+        chunks=chunks,
+        **more,
+    )
+
+
+def memory_source(data: memoryview, name: str | None) -> Source:
+    """Bytes already in memory (a small file's, or a small remote object's), sent in zero-copy
+    slices."""
+    info = read_image_info(io.BytesIO(data)) if len(data) else None
+
+    async def chunks(chunk_size: int) -> AsyncGenerator[bytes, None]:
+        for start in range(0, len(data), chunk_size):
+            yield data[start : start + chunk_size]  # type: ignore[misc]  # a zero-copy slice
+
+    return checked_source(name, len(data), info, chunks)
+
+
+def _file_problem(size: int | None, info: ImageInfo | None) -> str | None:
+    if size == 0:
+        return MSG_EMPTY_FILE
+    if size is not None and size > MAX_UPLOAD_BYTES:
+        return file_too_large_message(size)
+    if info is None:
+        return MSG_INVALID_SIGNATURE
+    if info.width is not None and info.height is not None:
+        messages = dimension_messages(info.width, info.height)
+        if messages:
+            return messages[0]
+    return None
+
+
+async def read_exactly(
+    name: str, read: Callable[[int], bytes], size: int, chunk_size: int
+) -> AsyncGenerator[bytes, None]:
+    """``size`` bytes from a blocking ``read(n)``, in chunks read in a thread; stops at the size
+    announced in Content-Length (no extra read to find the end)."""
+    left = size
+    while left > 0 and (chunk := await run_to_completion(read, min(chunk_size, left))):
+        left -= len(chunk)
+        yield chunk
+    check_whole(name, size, size - left)
+
+
+def check_whole(name: str, size: int, got: int) -> None:
+    """Refuse an input that ended early: the request announced ``size`` bytes, and a server
+    waiting for the rest would only time out, blaming itself."""
+    if got != size:
+        raise input_error(
+            f"{name} changed while it was being sent: it ended after {got} of the "
+            f"{size} bytes it had when it was checked"
+        )
