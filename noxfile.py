@@ -77,10 +77,11 @@ def ray(session: nox.Session) -> None:
 
 @nox.session(python=PYTHONS[0])
 def lint(session: nox.Session) -> None:
-    """ruff: the rules and the format."""
+    """ruff: the rules and the format; lint-imports: the layers in pyproject.toml."""
     session.install("-e", ".[lint]")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    session.run("lint-imports", "--no-cache")
 
 
 @nox.session(python=PYTHONS[0])

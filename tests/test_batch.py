@@ -110,7 +110,7 @@ async def test_local_inputs_are_read_ahead_several_per_thread_call(
 
     def counted(loop: asyncio.AbstractEventLoop) -> None:
         calls = _FILE_THREADS._this_turn.get(loop, [])
-        reads = sum(1 for call in calls if call[0].__name__ in ("_inspect", "read_or_none"))
+        reads = sum(1 for call in calls if call[0].__name__ in ("_inspect", "read_local_or_none"))
         if reads:
             reads_per_hand_over.append(reads)
         hand_over(loop)

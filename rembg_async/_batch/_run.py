@@ -32,7 +32,7 @@ from .._closing import AsyncClosing
 from .._download import KeptTarget
 from .._exchange import Call, Sender
 from .._files import run_to_completion
-from .._inputs import RemoteInputs, local_source, open_input
+from .._inputs import RemoteInputs, local_source, open_input, read_local_or_none
 from .._limits import was_refused
 from .._options import RemoveOptions
 from .._outputs import (
@@ -44,7 +44,6 @@ from .._outputs import (
     Verdict,
     open_manifest,
     options_key,
-    read_or_none,
     settled,
     targets_of,
 )
@@ -348,7 +347,7 @@ class BatchRun(AsyncClosing):
         if outputs is None:
             if not isinstance(value, (str, os.PathLike)) or is_remote(value):
                 return None, None, None, None
-            return None, None, Plan(read=await run_to_completion(read_or_none, value)), None
+            return None, None, Plan(read=await run_to_completion(read_local_or_none, value)), None
         try:
             target: Any = self._targets[index] if self._targets else outputs.target(value, index)
             if not outputs.claim(target, value):

@@ -16,6 +16,7 @@ from .._contract import MAX_UPLOAD_BYTES
 from .._files import run_to_completion
 from .._imageinfo import ImageInfo, read_image_info
 from .._paths import check_output_place
+from .._storage._stores import is_remote
 from ._source import (
     SMALL_FILE_BYTES,
     Opening,
@@ -73,7 +74,7 @@ def read_local(path: Path) -> LocalRead:
 def read_local_or_none(value: Any) -> LocalRead | None:
     """`read_local` of a path (blocking), or None when ``value`` is no path or its file cannot
     be read: opening it again (`open_path`) says what is wrong, as usual."""
-    if not isinstance(value, (str, os.PathLike)):
+    if not isinstance(value, (str, os.PathLike)) or is_remote(value):
         return None
     try:
         return read_local(Path(value))

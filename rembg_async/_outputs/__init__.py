@@ -25,7 +25,6 @@ from ._provenance import (
     Verdict,
     identify,
     options_key,
-    read_or_none,
     settled,
 )
 from ._remote import RemoteOutputTree
@@ -48,7 +47,6 @@ __all__ = [
     "open_manifest",
     "options_key",
     "output_folder",
-    "read_or_none",
     "settled",
     "targets_of",
 ]

@@ -26,7 +26,7 @@ from typing import IO, Any, Final
 
 from .._download import KeptTarget, is_partial_name
 from .._files import run_to_completion
-from .._inputs import RemoteInputs
+from .._inputs import RemoteInputs, read_local_or_none
 from .._paths import check_folder_writable, mirrored_path
 from .._storage._stores import Stores, is_remote
 from ._provenance import (
@@ -39,7 +39,6 @@ from ._provenance import (
     identify,
     judge,
     open_remote,
-    read_or_none,
     relative_name,
     settled,
     stat_remote,
@@ -151,7 +150,7 @@ class OutputTree:
             return Plan(made=made, verdict=verdict, problem=error)
         if made is not None and is_remote(value):
             return Plan(made=made, verdict=verdict)
-        read = read_or_none(value)
+        read = read_local_or_none(value)
         # The index will say what was sent: the bytes read, stamped by their own fstat.
         status = read.status if read is not None else None
         return Plan(made=identify(value, options, status, self.cwd), verdict=verdict, read=read)

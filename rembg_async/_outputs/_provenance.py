@@ -12,12 +12,12 @@ import hashlib
 import json
 import os
 from collections.abc import Mapping
-from pathlib import Path, PurePath
+from pathlib import PurePath
 from typing import Any
 
 import attrs
 
-from .._inputs import LocalRead, RemoteInputs, RemoteObject, Source, read_local
+from .._inputs import LocalRead, RemoteInputs, RemoteObject, Source, read_local_or_none
 from .._storage._stores import is_remote, remote_relative
 
 
@@ -145,21 +145,10 @@ def identify(
     return Provenance(source=None, stamp="", options=options)
 
 
-def read_or_none(value: Any) -> LocalRead | None:
-    """A local input's file read, or None (not a local path, or unreadable: the sending meets
-    that again, and says it as usual). Blocking."""
-    if not isinstance(value, (str, os.PathLike)) or is_remote(value):
-        return None
-    try:
-        return read_local(Path(value))
-    except OSError:
-        return None
-
-
 def read_and_identify(value: Any, options: str, cwd: str) -> tuple[LocalRead | None, Provenance]:
     """In one thread call: a local input read, and its provenance stamped by that read's own
     ``fstat`` (the index then says what was sent). Blocking."""
-    read = read_or_none(value)
+    read = read_local_or_none(value)
     return read, identify(value, options, read.status if read is not None else None, cwd)
 
 
