@@ -5,6 +5,7 @@ gives back what it does not use, and how it leaves and finds Redis again (on a f
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import types
 import uuid
@@ -16,8 +17,8 @@ import redis.asyncio
 
 from rembg_async import APIStatusError, BudgetExhaustedError
 from rembg_async._fleet import _limiter
-from rembg_async._fleet._script import key_tag
-from rembg_async._limits import Answer, Permit, was_refused
+from rembg_async._fleet._script import FleetScript, key_tag
+from rembg_async._limits import Answer, was_refused
 from rembg_async.redis import BudgetUnavailableError, RedisLimiter
 from tests._valkey import Valkey, start_valkey
 
@@ -81,7 +82,7 @@ async def field(client: redis.asyncio.Redis, namespace: str, name: str) -> float
 async def test_settings_out_of_range_are_refused(valkey: Valkey, settings: dict[str, Any]) -> None:
     """A rate, lease or fallback rate that is not positive, no slot or a negative budget:
     ValueError when the limiter is made."""
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"must be|cannot be"):
         RedisLimiter.from_url(valkey.url, **settings)
 
 
@@ -102,7 +103,8 @@ async def test_a_budget_of_nothing_refuses_the_first_request(
     valkey: Valkey, namespace: str
 ) -> None:
     """max_credits=0: acquire raises BudgetExhaustedError (0 of 0), marked as raised before
-    anything was sent; one credit is spent by one success, then refused the same way."""
+    anything was sent; one credit is spent by one success, then refused the same way (and
+    the refused request is not in flight)."""
     async with RedisLimiter.from_url(valkey.url, namespace=namespace, max_credits=0) as limiter:
         with pytest.raises(BudgetExhaustedError) as nothing:
             await limiter.acquire()
@@ -112,6 +114,7 @@ async def test_a_budget_of_nothing_refuses_the_first_request(
         await one.release(await one.acquire(), Answer(status=200))
         with pytest.raises(BudgetExhaustedError) as spent:
             await one.acquire()
+        assert one.state.in_flight == 0
     assert (spent.value.spent, spent.value.max_credits) == (1, 1)
 
 
@@ -124,20 +127,24 @@ async def test_the_state_says_where_the_rate_comes_from(valkey: Valkey, namespac
         assert repr(fixed).endswith(" unpaced connected>")
         permit = await fixed.acquire()
         state = fixed.state
-        assert (state.rate, state.source, state.adaptive, state.in_flight) == (10, "fixed", False, 1)
+        assert (state.rate, state.source, state.adaptive) == (10, "fixed", False)
+        assert state.in_flight == 1
         assert repr(fixed) == f"<RedisLimiter {key_tag(None, namespace)} 10/s connected>"
         await fixed.release(permit, Answer(status=200))
         assert fixed.state.in_flight == 0
     async with RedisLimiter.from_url(valkey.url, namespace=namespace + "l") as learning:
         permit = await learning.acquire()
         state = learning.state
-        assert (state.rate, state.source, state.ceiling, state.adaptive) == (None, "none", None, True)
+        assert (state.rate, state.source, state.ceiling) == (None, "none", None)
+        assert state.adaptive is True
         await learning.release(permit, Answer(status=429, throttled=True))
         await learning.release(await learning.acquire(), Answer(status=200))
         state = learning.state
         assert state.source == "learned"
-        assert state.rate is not None and state.rate > 0
-        assert state.ceiling is not None and state.ceiling > 0
+        assert state.rate is not None
+        assert state.rate > 0
+        assert state.ceiling is not None
+        assert state.ceiling > 0
     async with RedisLimiter.from_url(valkey.url, adaptive=False) as plain:
         assert plain.state.adaptive is False
         assert plain.state.source == "none"
@@ -162,6 +169,7 @@ async def test_answers_are_counted(valkey: Valkey, namespace: str) -> None:
         (Answer(status=401, message="invalid api key"), 300),
         (Answer(status=402, message="payment required"), 300),
         (Answer(status=429, headers={"Retry-After": "7"}, message=DAILY), 7),
+        (Answer(status=429, headers={"Retry-After": "1"}, message=DAILY), 1),
         (Answer(status=429, headers={"Retry-After": "0"}, message=DAILY), 300),
         (Answer(status=429, message=DAILY), 300),
     ],
@@ -173,10 +181,10 @@ async def test_a_refusal_stops_the_fleet_for_its_wait_or_the_refusal_hold(
     refusal_hold (300 s by default); the next acquire raises the server's error."""
     async with RedisLimiter.from_url(valkey.url, namespace=namespace) as limiter:
         await limiter.release(await limiter.acquire(), answer)
-        stopped_at = await redis_now(probe)
-        stop = await field(probe, namespace, "stop")
         with pytest.raises(APIStatusError) as raised:
             await limiter.acquire()
+        stopped_at = await redis_now(probe)
+        stop = await field(probe, namespace, "stop")
     assert stop is not None
     assert stopped_at - 1 < stop - seconds <= stopped_at
     assert raised.value.status == answer.status
@@ -189,12 +197,13 @@ async def test_a_refusal_stops_the_fleet_for_its_wait_or_the_refusal_hold(
         Answer(status=429, headers={"Retry-After": "5"}, throttled=True),
         Answer(status=400, message="bad image"),
         Answer(status=200),
+        None,
     ],
 )
 async def test_answers_that_do_not_refuse_the_key_stop_nothing(
-    valkey: Valkey, namespace: str, probe: redis.asyncio.Redis, answer: Answer
+    valkey: Valkey, namespace: str, probe: redis.asyncio.Redis, answer: Answer | None
 ) -> None:
-    """A short-term 429, a 400 and a success leave no stop behind."""
+    """A short-term 429, a 400, a success and no answer at all leave no stop behind."""
     async with RedisLimiter.from_url(valkey.url, namespace=namespace) as limiter:
         await limiter.release(await limiter.acquire(), answer)
     assert await field(probe, namespace, "stop") is None
@@ -230,11 +239,11 @@ async def test_the_default_lease_is_thirty_seconds(
 async def test_a_cancelled_sleeper_gives_its_slot_back_at_once(
     valkey: Valkey, namespace: str, probe: redis.asyncio.Redis
 ) -> None:
-    """Two slots at 2/s: the second request sleeps half a second for its start; cancelled,
-    its slot is free in Redis and it is no longer in flight."""
+    """Two slots and a budget at 2/s: the second request sleeps half a second for its start;
+    cancelled, its slot and credit are free in Redis, it costs nothing and is not in flight."""
     slots = f"{key_tag(None, namespace)}:slots"
     async with RedisLimiter.from_url(
-        valkey.url, namespace=namespace, max_concurrency=2, requests_per_second=2
+        valkey.url, namespace=namespace, max_concurrency=2, max_credits=5, requests_per_second=2
     ) as limiter:
         first = await limiter.acquire()
         second = asyncio.ensure_future(limiter.acquire())
@@ -245,6 +254,8 @@ async def test_a_cancelled_sleeper_gives_its_slot_back_at_once(
         with pytest.raises(asyncio.CancelledError):
             await second
         assert await probe.zcard(slots) == 1
+        assert await probe.zcard(f"{key_tag(None, namespace)}:credits") == 1
+        assert await field(probe, namespace, "spent") is None
         assert limiter.state.in_flight == 1
         await limiter.release(first, Answer(status=200))
 
@@ -299,11 +310,15 @@ async def test_a_limiter_closes_only_the_connection_it_made(
 
 
 async def test_without_redis_it_paces_locally_and_asks_again_after_reconnect_after(
-    own_valkey: Valkey, namespace: str, monkeypatch: pytest.MonkeyPatch
+    own_valkey: Valkey,
+    namespace: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """Redis gone: a request goes on locally (a hold-off then holds the local pacing); Redis
-    is asked again no sooner than reconnect_after (1 s by default) after the failure, on the
-    limiter's clock, and then found again."""
+    """Redis gone: a request goes on locally (not in flight in the fleet; a hold-off then
+    holds the local pacing); Redis is asked again no sooner than reconnect_after (1 s by
+    default) after the failure, on the limiter's clock, and then found again, which is
+    logged once."""
     clock = types.SimpleNamespace(now=1000.0)
     monkeypatch.setattr(_limiter, "time", types.SimpleNamespace(monotonic=lambda: clock.now))
     async with RedisLimiter.from_url(
@@ -313,6 +328,7 @@ async def test_without_redis_it_paces_locally_and_asks_again_after_reconnect_aft
         own_valkey.stop()
         await limiter.release(await limiter.acquire(), Answer(status=200))
         assert not limiter.connected
+        assert limiter.state.in_flight == 0
         assert "Redis unreachable" in repr(limiter)
         await limiter.hold_off(0.6)
         with pytest.raises((TimeoutError, asyncio.TimeoutError)):
@@ -322,8 +338,13 @@ async def test_without_redis_it_paces_locally_and_asks_again_after_reconnect_aft
         await limiter.release(await limiter.acquire(), Answer(status=200))
         assert not limiter.connected  # Redis is not tried before its time
         clock.now = 1001.0
-        await limiter.release(await limiter.acquire(), Answer(status=200))
+        with caplog.at_level(logging.WARNING, logger="rembg_async"):
+            for _ in range(3):
+                await limiter.release(await limiter.acquire(), Answer(status=200))
         assert limiter.connected
+    assert [r.getMessage() for r in caplog.records if "answers again" in r.getMessage()] == [
+        "Redis answers again: the fleet's shared limits are back"
+    ]
 
 
 async def test_closing_wakes_a_caller_waiting_on_the_local_fallback(
@@ -391,7 +412,9 @@ async def test_leases_of_requests_under_way_are_renewed(
             assert ends is not None
             assert ends / 1e6 > await redis_now(probe)
             await asyncio.sleep(0.02)
-        assert ends is not None and first is not None and ends > first
+        assert ends is not None
+        assert first is not None
+        assert ends > first
         await limiter.release(permit, Answer(status=200))
 
 
@@ -422,7 +445,129 @@ async def test_redis_lost_before_a_start_is_confirmed_the_request_goes_on_locall
         await wait_until(lambda: limiter.state.in_flight == 2)
         own_valkey.stop()
         permit = await asyncio.wait_for(second, 5)
+        assert permit.token == _limiter.LOCAL
         assert not limiter.connected
         assert limiter.state.in_flight == 1
         await limiter.release(permit, Answer(status=200))
         await limiter.release(first, Answer(status=200))
+
+
+async def script_calls(client: redis.asyncio.Redis) -> int:
+    """EVAL and EVALSHA calls the server has run."""
+    stats = await client.info("commandstats")
+    counts = [stats.get(f"cmdstat_{name}", {}) for name in ("eval", "evalsha")]
+    return sum(count.get("calls", 0) - count.get("failed_calls", 0) for count in counts)
+
+
+async def test_a_caller_waiting_for_a_slot_does_not_poll_redis(
+    valkey: Valkey, namespace: str, probe: redis.asyncio.Redis
+) -> None:
+    """One slot, taken: a second caller waits for news of a free one (or a second), asking
+    Redis once in a third of a second rather than again and again."""
+    async with RedisLimiter.from_url(valkey.url, namespace=namespace, max_concurrency=1) as one:
+        first = await one.acquire()
+        before = await script_calls(probe)
+        second = asyncio.ensure_future(one.acquire())
+        done, _ = await asyncio.wait([second], timeout=0.3)
+        assert not done
+        assert await script_calls(probe) - before <= 2
+        await one.release(first, Answer(status=200))
+        await one.release(await asyncio.wait_for(second, 5), Answer(status=200))
+
+
+async def test_a_reservation_voided_at_its_start_is_no_longer_in_flight(
+    valkey: Valkey, namespace: str, probe: redis.asyncio.Redis
+) -> None:
+    """A hold written with no news while a request sleeps until its start: it reserves
+    afresh, and only its new reservation counts as in flight."""
+    async with RedisLimiter.from_url(
+        valkey.url, namespace=namespace, requests_per_second=4
+    ) as limiter:
+        first = await limiter.acquire()
+        second = asyncio.ensure_future(limiter.acquire())  # a start 0.25 s ahead
+        await wait_until(lambda: limiter.state.in_flight == 2)
+        held_until = await redis_now(probe) + 0.3
+        await probe.hset(f"{key_tag(None, namespace)}:state", "hold", round(held_until * 1e6))
+        permit = await asyncio.wait_for(second, 5)
+        assert permit.started_at >= held_until
+        assert limiter.state.in_flight == 2
+        await limiter.release(permit, Answer(status=200))
+        await limiter.release(first, Answer(status=200))
+
+
+async def test_a_request_cancelled_while_confirming_gives_its_reservation_back(
+    valkey: Valkey, namespace: str, probe: redis.asyncio.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cancelled during the one Redis call at its start (Redis slow to answer), a request
+    gives its slot back and is no longer in flight (its lease is not renewed for ever)."""
+    asking = asyncio.Event()
+
+    async def slow_confirm(*args: object) -> bool:
+        asking.set()
+        await asyncio.sleep(3600)
+        return True
+
+    slots = f"{key_tag(None, namespace)}:slots"
+    async with RedisLimiter.from_url(
+        valkey.url, namespace=namespace, requests_per_second=10, max_concurrency=2
+    ) as limiter:
+        first = await limiter.acquire()
+        monkeypatch.setattr(FleetScript, "confirm", slow_confirm)
+        second = asyncio.ensure_future(limiter.acquire())
+        await asyncio.wait_for(asking.wait(), 5)
+        second.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await second
+        assert limiter.state.in_flight == 1
+        assert await probe.zcard(slots) == 1
+        await limiter.release(first, Answer(status=200))
+
+
+async def test_redis_lost_when_settling_or_holding_is_noticed(
+    own_valkey: Valkey, namespace: str
+) -> None:
+    """Redis gone: a release, or a hold-off, that cannot reach it marks the limiter as
+    disconnected (the next request paces locally instead of trying Redis first)."""
+    async with RedisLimiter.from_url(own_valkey.url, namespace=namespace) as limiter:
+        permit = await limiter.acquire()
+        own_valkey.stop()
+        await limiter.release(permit, Answer(status=200))
+        assert not limiter.connected
+    own_valkey.start()
+    async with RedisLimiter.from_url(own_valkey.url, namespace=namespace) as limiter:
+        await limiter.release(await limiter.acquire(), Answer(status=200))
+        own_valkey.stop()
+        await limiter.hold_off(1)
+        assert not limiter.connected
+
+
+async def test_one_caller_at_a_time_tries_a_frozen_redis_again(
+    own_valkey: Valkey, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis frozen: the first call times out (1 s by default) and requests go on locally.
+    When it is time to try again, one caller tries it while the others go on locally; that
+    caller cancelled, the next one tries again, and finds Redis back."""
+    clock = types.SimpleNamespace(now=1000.0)
+    monkeypatch.setattr(_limiter, "time", types.SimpleNamespace(monotonic=lambda: clock.now))
+    async with RedisLimiter.from_url(
+        own_valkey.url, namespace=namespace, fallback_rate=1000
+    ) as limiter:
+        await limiter.release(await limiter.acquire(), Answer(status=200))
+        own_valkey.freeze()
+        started = time.monotonic()
+        await limiter.release(await limiter.acquire(), Answer(status=200))
+        assert time.monotonic() - started < 2.0  # the socket timeout, 1 s, not more
+        assert not limiter.connected
+        clock.now += 1.0
+        trying = asyncio.ensure_future(limiter.acquire())
+        await asyncio.sleep(0)  # it is on its way to Redis
+        other = await asyncio.wait_for(limiter.acquire(), 0.5)
+        assert other.token == _limiter.LOCAL
+        assert not trying.done()
+        trying.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await trying
+        own_valkey.thaw()
+        await limiter.release(other, Answer(status=200))
+        await limiter.release(await asyncio.wait_for(limiter.acquire(), 5), Answer(status=200))
+        assert limiter.connected
