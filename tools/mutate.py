@@ -105,6 +105,10 @@ MODULES: dict[str, list[str]] = {
         "tests/test_hostile_network.py::test_upload_the_server_stops_reading_times_out_and_aborts",
         "tests/test_hostile_network.py::test_upload_stall_on_a_user_session_uses_its_read_timeout",
         "tests/test_hostile_network.py::test_slow_steady_reader_is_not_cut",
+        "tests/test_hostile_network.py::test_a_deadline_during_a_stalled_upload_leaves_no_socket",
+        "tests/test_hostile_network.py::test_a_cancelled_stalled_upload_leaves_no_socket",
+        "tests/test_hostile_network.py::test_an_early_refusal_of_a_stalled_upload_leaves_no_socket",
+        "tests/test_hostile_network.py::test_a_refusal_read_whole_keeps_its_connection_for_the_next_call",
     ],
     "_download.py": [
         "tests/test_download_rules.py",
