@@ -571,3 +571,22 @@ async def test_one_caller_at_a_time_tries_a_frozen_redis_again(
         await limiter.release(other, Answer(status=200))
         await limiter.release(await asyncio.wait_for(limiter.acquire(), 5), Answer(status=200))
         assert limiter.connected
+
+
+async def test_a_slot_freed_without_news_is_found_within_a_second(
+    valkey: Valkey, namespace: str, probe: redis.asyncio.Redis
+) -> None:
+    """One slot, leased for 30 s: when it is freed with no news (as when the message is
+    lost), the caller waiting for it asks again within a second, not at the lease's end."""
+    slots = f"{key_tag(None, namespace)}:slots"
+    async with RedisLimiter.from_url(valkey.url, namespace=namespace, max_concurrency=1) as one:
+        first = await one.acquire()
+        second = asyncio.ensure_future(one.acquire())
+        done, _ = await asyncio.wait([second], timeout=0.1)
+        assert not done
+        await probe.zrem(slots, first.token)  # freed, and nobody told
+        started = time.monotonic()
+        permit = await asyncio.wait_for(second, 5)
+        assert time.monotonic() - started < 1.5
+        await one.release(permit, Answer(status=200))
+        await one.release(first, Answer(status=200))
