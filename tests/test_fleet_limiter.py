@@ -590,3 +590,74 @@ async def test_a_slot_freed_without_news_is_found_within_a_second(
         assert time.monotonic() - started < 1.5
         await one.release(permit, Answer(status=200))
         await one.release(first, Answer(status=200))
+
+
+async def subscribed(probe: redis.asyncio.Redis, channel: str) -> None:
+    """Until a member listens to the fleet's news."""
+    while (await probe.pubsub_numsub(channel))[0][1] < 1:
+        await asyncio.sleep(0.005)
+
+
+@pytest.mark.parametrize("news", ["hold 5000000", "cut 0"])
+async def test_news_wakes_a_sleeper_at_once(
+    valkey: Valkey, namespace: str, probe: redis.asyncio.Redis, news: str
+) -> None:
+    """A request asleep until a start 2 s ahead hears of a hold that covers its start, or of
+    a cut: it gives its reservation back and reserves afresh at once (two script calls
+    within half a second), not at its start."""
+    channel = f"{key_tag(None, namespace)}:events"
+    async with RedisLimiter.from_url(
+        valkey.url, namespace=namespace, requests_per_second=0.5
+    ) as limiter:
+        first = await limiter.acquire()
+        second = asyncio.ensure_future(limiter.acquire())  # a start 2 s ahead
+        await wait_until(lambda: limiter.state.in_flight == 2)
+        await asyncio.wait_for(subscribed(probe, channel), 5)
+        before = await script_calls(probe)
+        await probe.publish(channel, news)
+        deadline = time.monotonic() + 0.5
+        while await script_calls(probe) - before < 2:
+            assert time.monotonic() < deadline, "the sleeper slept on"
+            await asyncio.sleep(0.005)
+        second.cancel()
+        await asyncio.gather(second, return_exceptions=True)
+        await limiter.release(first, Answer(status=200))
+
+
+async def test_closing_wakes_a_sleeper(valkey: Valkey, namespace: str) -> None:
+    """A request asleep until a start 2 s ahead: closing the limiter ends its wait at once
+    with RuntimeError, as for the in-process limiter (it does not reserve again)."""
+    client = redis.asyncio.Redis.from_url(valkey.url)
+    try:
+        async with RedisLimiter(client, namespace=namespace, requests_per_second=0.5) as limiter:
+            await limiter.acquire()
+            second = asyncio.ensure_future(limiter.acquire())
+            await wait_until(lambda: limiter.state.in_flight == 2)
+        with pytest.raises(RuntimeError, match="closed"):
+            await asyncio.wait_for(second, 1.0)
+    finally:
+        await client.aclose()
+
+
+async def test_news_of_a_freed_slot_wakes_the_waiter_at_once(
+    valkey: Valkey, namespace: str, probe: redis.asyncio.Redis
+) -> None:
+    """One slot: the caller waiting for it starts as soon as it is released (the news), well
+    before its next poll; after that, waiting again does not poll Redis either (the news
+    heard before is not taken for a new one)."""
+    async with RedisLimiter.from_url(valkey.url, namespace=namespace, max_concurrency=1) as one:
+        first = await one.acquire()
+        second = asyncio.ensure_future(one.acquire())
+        done, _ = await asyncio.wait([second], timeout=0.1)
+        assert not done
+        started = time.monotonic()
+        await one.release(first, Answer(status=200))
+        third = await asyncio.wait_for(second, 5)
+        assert time.monotonic() - started < 0.5
+        before = await script_calls(probe)
+        fourth = asyncio.ensure_future(one.acquire())
+        done, _ = await asyncio.wait([fourth], timeout=0.3)
+        assert not done
+        assert await script_calls(probe) - before <= 2
+        await one.release(third, Answer(status=200))
+        await one.release(await asyncio.wait_for(fourth, 5), Answer(status=200))
