@@ -5,6 +5,7 @@ gives back what it does not use, and how it leaves and finds Redis again (on a f
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 import types
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 import redis.asyncio
 
-from rembg_async import APIStatusError, BudgetExhaustedError
+from rembg_async import APIStatusError, AuthenticationError, BudgetExhaustedError
 from rembg_async._fleet import _limiter
 from rembg_async._fleet._script import FleetScript, key_tag
 from rembg_async._limits import Answer, was_refused
@@ -133,6 +134,7 @@ async def test_the_state_says_where_the_rate_comes_from(valkey: Valkey, namespac
         await fixed.release(permit, Answer(status=200))
         assert fixed.state.in_flight == 0
     async with RedisLimiter.from_url(valkey.url, namespace=namespace + "l") as learning:
+        await learning.release(await learning.acquire(), Answer(status=200))  # no rate stated
         permit = await learning.acquire()
         state = learning.state
         assert (state.rate, state.source, state.ceiling) == (None, "none", None)
@@ -188,6 +190,8 @@ async def test_a_refusal_stops_the_fleet_for_its_wait_or_the_refusal_hold(
     assert stop is not None
     assert stopped_at - 1 < stop - seconds <= stopped_at
     assert raised.value.status == answer.status
+    assert raised.value.message == answer.message
+    assert raised.value.headers["Retry-After"] == str(seconds)  # what is left, rounded up
     assert was_refused(raised.value)
 
 
@@ -661,3 +665,77 @@ async def test_news_of_a_freed_slot_wakes_the_waiter_at_once(
         assert await script_calls(probe) - before <= 2
         await one.release(third, Answer(status=200))
         await one.release(await asyncio.wait_for(fourth, 5), Answer(status=200))
+
+
+async def test_closing_ends_the_background_work(valkey: Valkey, namespace: str) -> None:
+    """Once aclose returns, the member's listener and lease renewer have ended (no task is
+    left pending for the loop to destroy)."""
+    current = asyncio.current_task()
+    before = asyncio.all_tasks()
+    client = redis.asyncio.Redis.from_url(valkey.url)
+    limiter = RedisLimiter(client, namespace=namespace, max_concurrency=2)
+    await limiter.release(await limiter.acquire(), Answer(status=200))
+    assert any(not task.done() for task in asyncio.all_tasks() - before - {current})
+    await limiter.aclose()
+    assert all(task.done() for task in asyncio.all_tasks() - before - {current})
+    await client.aclose()
+
+
+async def test_news_is_subscribed_again_once_a_second_while_redis_is_away(
+    own_valkey: Valkey, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis gone: the listener tries to subscribe again after a second, not in a busy loop."""
+    async with RedisLimiter.from_url(own_valkey.url, namespace=namespace) as limiter:
+        await limiter.release(await limiter.acquire(), Answer(status=200))
+        with caplog.at_level(logging.DEBUG, logger="rembg_async"):
+            own_valkey.stop()
+            await asyncio.sleep(0.5)  # the time in which it tries (this is what is counted)
+    tries = [r for r in caplog.records if r.getMessage().startswith("fleet news:")]
+    assert 1 <= len(tries) <= 2
+
+
+async def test_a_stop_written_while_asleep_is_raised_at_the_start(
+    valkey: Valkey, namespace: str, probe: redis.asyncio.Redis
+) -> None:
+    """A refusal of the key written in Redis with no news while a request sleeps until its
+    start: at its start it raises the server's error, with what is left of the stop."""
+    async with RedisLimiter.from_url(
+        valkey.url, namespace=namespace, requests_per_second=4
+    ) as limiter:
+        first = await limiter.acquire()
+        second = asyncio.ensure_future(limiter.acquire())  # a start 0.25 s ahead
+        await wait_until(lambda: limiter.state.in_flight == 2)
+        stop = round((await redis_now(probe) + 30) * 1e6)
+        fields = {"stop": stop, "stop_status": 401, "stop_message": "invalid api key"}
+        await probe.hset(f"{key_tag(None, namespace)}:state", mapping=fields)  # type: ignore[arg-type]
+        with pytest.raises(AuthenticationError) as raised:
+            await asyncio.wait_for(second, 5)
+        assert limiter.state.in_flight == 1
+        await limiter.release(first, Answer(status=200))
+    assert raised.value.message == "invalid api key"
+    assert raised.value.headers["Retry-After"] == "30"
+    assert was_refused(raised.value)
+
+
+async def test_a_dead_members_short_lease_is_waited_for_no_longer_than_it_lasts(
+    valkey: Valkey, namespace: str
+) -> None:
+    """One slot held by a member that dies, with 0.3 s leases: the caller waiting for it
+    asks again when the lease ends (Redis' hint), not a second later."""
+    settings: dict[str, Any] = {"namespace": namespace, "max_concurrency": 1, "lease": 0.3}
+    async with RedisLimiter.from_url(valkey.url, **settings) as other:
+        dead = RedisLimiter.from_url(valkey.url, **settings)
+        await dead.acquire()
+        await dead.aclose()  # nobody renews its lease
+        started = time.monotonic()
+        permit = await asyncio.wait_for(other.acquire(), 5)
+        assert time.monotonic() - started < 0.8
+        await other.release(permit, Answer(status=200))
+
+
+def test_the_keys_of_an_api_key_are_stable() -> None:
+    """Where one API key's state lives is fixed (members of two versions share a fleet):
+    the namespace, then the first 20 hex digits of a SHA-256 as the hash tag."""
+    digest = hashlib.sha256(b"rembg-async:some-key").hexdigest()[:20]
+    assert key_tag("some-key", "ns") == f"rembg:ns:{{{digest}}}"
+    assert key_tag(None, "") == "rembg:{" + hashlib.sha256(b"rembg-async:").hexdigest()[:20] + "}"
