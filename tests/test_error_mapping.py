@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import errno
+import os
+import socket
+import ssl
 
 import aiohttp
 import pytest
 import yarl
+from aiohttp.client_reqrep import ConnectionKey
 from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
 from multidict import CIMultiDict, CIMultiDictProxy
 
@@ -213,3 +218,33 @@ def test_an_unparsable_answer_is_not_a_400() -> None:
     wrapped = BadHttpMessage("outer")
     wrapped.__cause__ = LineTooLong("header", "8190")
     assert not unparsable(wrapped).retryable
+
+
+def connector_error(os_error: OSError, *, tls: bool = False) -> aiohttp.ClientConnectorError:
+    """aiohttp's failure to connect to example.test:443 because of ``os_error``."""
+    unset = [None] * (len(ConnectionKey._fields) - 4)  # proxy and the like: none
+    key = ConnectionKey._make(["example.test", 443, True, True, *unset])
+    kind = aiohttp.ClientConnectorSSLError if tls else aiohttp.ClientConnectorError
+    return kind(key, os_error)
+
+
+def connection_failure(os_error: OSError, *, tls: bool = False) -> str:
+    """Why the connection failed, in the words of the error it becomes."""
+    error = error_from_transport(connector_error(os_error, tls=tls), url=URL)
+    assert type(error) is APIConnectionError
+    return str(error).removeprefix(f"connection to {URL} failed: ")
+
+
+def test_a_failed_connection_says_the_systems_reason() -> None:
+    """An errno is said in the system's words ("Connection refused"), not asyncio's; a name
+    that does not resolve (a negative code) or an error with no errno keeps its own words (or
+    its class's name); a TLS failure keeps aiohttp's text."""
+    refused = OSError(errno.ECONNREFUSED, "Connect call failed ('127.0.0.1', 9)")
+    assert connection_failure(refused) == os.strerror(errno.ECONNREFUSED)
+    unknown = socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+    assert connection_failure(unknown) == "Name or service not known"
+    assert connection_failure(OSError(-3, "Try again")) == "Try again"
+    assert connection_failure(OSError("no errno here")) == "no errno here"
+    assert connection_failure(OSError()) == "OSError"
+    certificate = ssl.SSLError(1, "CERTIFICATE_VERIFY_FAILED")
+    assert connection_failure(certificate, tls=True).startswith("Cannot connect to host")

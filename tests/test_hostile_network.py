@@ -718,3 +718,35 @@ def test_api_key_from_environment_with_newline_names_the_variable(
     with pytest.raises(ValueError, match=r"\$REMBG_API_KEY") as caught:
         AsyncRembg()
     assert "SECRET" not in str(caught.value)
+
+
+async def test_a_refusal_read_whole_keeps_its_connection_for_the_next_call(
+    raw_server: StartRaw,
+) -> None:
+    """A 400 whose body is read whole leaves a healthy kept-alive connection: the failure
+    does not abort it, and the next call is sent on it (one connection for both)."""
+    refusal = b'{"error": "refused"}'
+
+    async def refusing_then_answering(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        for status, body, kind in [
+            ("400 Bad Request", refusal, "application/json"),
+            ("200 OK", IMAGE, "image/png"),
+        ]:
+            await read_whole_request(reader)
+            writer.write(
+                f"HTTP/1.1 {status}\r\nContent-Type: {kind}\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n".encode("latin-1")
+                + body
+            )
+            await writer.drain()
+        await asyncio.Event().wait()
+
+    server = await raw_server(refusing_then_answering)
+    async with hang_guard(20), client_of(server) as client:
+        with pytest.raises(BadRequestError):
+            await client.remove(make_image())
+        async with await client.remove(make_image()) as result:
+            assert result.output_image_path.read_bytes() == IMAGE
+    assert server.connections == 1

@@ -42,6 +42,30 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
+#: The fleet's tests that run in-process against the module's Valkey server (seconds); the
+#: ones that start worker processes (tens of seconds each) are left to the suite.
+FLEET_TESTS = [
+    "tests/test_fleet_limiter.py",
+    *(
+        f"tests/test_redis_limiter.py::test_{name}"
+        for name in (
+            "a_refused_key_stops_every_member",
+            "credits_the_server_did_not_charge_come_back",
+            "the_budget_fails_closed_while_redis_is_away",
+            "keys_hold_a_hash_of_the_api_key_never_the_key",
+            "429s_inside_a_hold_announce_nothing",
+            "news_of_a_hold_wakes_only_sleepers_whose_start_is_inside_it",
+            "a_killed_redis_falls_back_to_a_local_rate_and_comes_back",
+            "concurrency_is_capped_fleet_wide_and_a_dead_members_slot_expires",
+            "a_member_that_never_hears_of_a_hold_finds_it_at_its_start",
+            "a_frozen_redis_never_hangs_a_request",
+            "a_hold_off_found_by_one_member_holds_every_member",
+            "each_request_is_one_reservation_and_one_settlement",
+            "the_script_paces_as_the_in_process_controller",
+        )
+    ),
+]
+
 #: Module (path under rembg_async/) -> the pytest arguments choosing the tests that concern it,
 #: fastest first (-x stops at the first failure, so a killed mutant costs the time of the tests
 #: before the one that fails). Files not in the tree are left out (so an older tree can run).
@@ -81,6 +105,10 @@ MODULES: dict[str, list[str]] = {
         "tests/test_hostile_network.py::test_upload_the_server_stops_reading_times_out_and_aborts",
         "tests/test_hostile_network.py::test_upload_stall_on_a_user_session_uses_its_read_timeout",
         "tests/test_hostile_network.py::test_slow_steady_reader_is_not_cut",
+        "tests/test_hostile_network.py::test_a_deadline_during_a_stalled_upload_leaves_no_socket",
+        "tests/test_hostile_network.py::test_a_cancelled_stalled_upload_leaves_no_socket",
+        "tests/test_hostile_network.py::test_an_early_refusal_of_a_stalled_upload_leaves_no_socket",
+        "tests/test_hostile_network.py::test_a_refusal_read_whole_keeps_its_connection_for_the_next_call",
     ],
     "_download.py": [
         "tests/test_download_rules.py",
@@ -97,7 +125,9 @@ MODULES: dict[str, list[str]] = {
         "-k",
         "not five_hundred",
     ],
-    "_fleet/_limiter.py": ["tests/test_redis_limiter.py"],
+    "_fleet/_limiter.py": FLEET_TESTS,
+    "_fleet/_events.py": FLEET_TESTS,
+    "_fleet/_script.py": FLEET_TESTS,
 }
 
 #: What the copy of the tree needs for the tests to run.

@@ -193,9 +193,9 @@ class RedisLimiter:
 
     async def acquire(self) -> Permit:
         """Reserve this request's start fleet-wide and sleep until it."""
-        if self._closed:
-            raise RuntimeError("this limiter is closed")
         while True:
+            if self._closed:  # also for a caller asleep when it closed (aclose wakes it)
+                raise RuntimeError("this limiter is closed")
             if not self._redis_usable():
                 return await self._acquire_locally()
             token = uuid.uuid4().hex
