@@ -6,33 +6,43 @@ from __future__ import annotations
 import asyncio
 import errno
 import json
+import time
 from pathlib import Path
 
 import aiohttp
+import attrs
 import pytest
 
 from rembg_async import (
     APIConnectionError,
     APITimeoutError,
+    Base64Image,
     BatchItem,
     BatchProgress,
+    ImageFile,
     InvalidInputError,
     ProgressEvent,
     RateLimitError,
     RetryPolicy,
+    SyncBatchItem,
 )
 from rembg_async._batch import (
     BatchRetry,
+    Tally,
     Wire,
     describe,
     failed_in,
     failed_inputs,
+    failed_item,
     for_batch,
+    made_item,
     manifest_line,
+    skipped_item,
     stops_batch,
 )
 from rembg_async._contract import MSG_RATE_DAILY, MSG_RATE_MONTHLY, MSG_RATE_SHORT_TERM
 from rembg_async._exceptions import error_from_message, error_from_response
+from rembg_async._results import SyncImageFile
 
 
 def event(attempt: int, *, upload: bool) -> ProgressEvent:
@@ -220,4 +230,153 @@ def test_items_progress_and_the_budget_policy_take_keywords_only() -> None:
     with pytest.raises(TypeError, match="positional"):
         BatchProgress(1, 0, 0, None, 0, 0, None, None)  # type: ignore[misc]
     with pytest.raises(TypeError, match="positional"):
-        BatchRetry(Wire())  # type: ignore[misc]
+        BatchRetry(RetryPolicy(), Wire(), lambda: False)  # type: ignore[misc]
+    with pytest.raises(TypeError, match="positional"):
+        SyncBatchItem(None, input="a", index=0)  # type: ignore[misc]
+
+
+def test_a_tally_counts_each_outcome_once_and_estimates_from_its_rate(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Items count by outcome; progress gives the finished rate and the time left at that rate
+    (a fake clock), and none of either before an item ends or without a total."""
+    now = [100.0]
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    tally = Tally(total=10, started_at=100.0)
+    tally.bytes["up"], tally.bytes["down"] = 7, 9
+    assert tally.progress(in_flight=0).rate is None
+    for item in (
+        BatchItem(input="a", index=0),
+        BatchItem(input="b", index=1, error=ValueError("bad")),
+        BatchItem(input="c", index=2, cancelled=True),
+        BatchItem(input="d", index=3),
+    ):
+        tally.add(item)
+    now[0] = 102.0
+    assert tally.progress(in_flight=3) == BatchProgress(
+        done=2,
+        failed=1,
+        cancelled=1,
+        in_flight=3,
+        total=10,
+        bytes_up=7,
+        bytes_down=9,
+        rate=2.0,
+        estimated=3.0,
+    )
+    assert Tally(total=None, started_at=100.0).progress(in_flight=0).estimated is None
+    endless = Tally(total=None, started_at=100.0)
+    endless.add(BatchItem(input="a", index=0))
+    now[0] = 104.0
+    assert endless.progress(in_flight=0).rate == 0.25
+    assert endless.progress(in_flight=0).estimated is None
+
+
+def test_a_short_term_429_ends_the_attempt_on_the_wire_and_is_waited_out() -> None:
+    """A short-term 429 ends the attempt that met it (the image is off the wire while it waits)
+    and, while the batch runs, is waited out as the base policy says."""
+    seen = wire({1})
+    seen.live = 1
+    policy = for_batch(RetryPolicy(), seen, lambda: False, charge_aware=False)
+    throttled = error_from_message(429, MSG_RATE_SHORT_TERM, {"Retry-After": "1"})
+    assert isinstance(throttled, RateLimitError)
+    delay = policy.flow_control_delay(throttled, 0.0, 1)
+    assert delay == RetryPolicy().flow_control_delay(throttled, 0.0, 1)
+    assert delay is not None
+    assert (seen.live, seen.failure) == (None, throttled)
+
+
+def test_a_made_item_says_where_its_result_is_and_what_it_cost(tmp_path: Path) -> None:
+    """A local file's item has its path, a remote one's its URL, base64 neither; attempts are
+    the wire's (at least one), credits what the wire may have cost."""
+    local = ImageFile(output_image_path=tmp_path / "a.webp", content_type="image/webp", size=1)
+    remote = attrs.evolve(local, url="s3://bucket/a.webp")
+    data = Base64Image(
+        base64_image="data:image/webp;base64,AA==", content_type="image/webp", size=1
+    )
+    twice = wire({1, 2}, {2})
+    made = made_item("a", 3, local, twice)
+    assert (made.output_path, made.output_url, made.attempts, made.index) == (
+        tmp_path / "a.webp",
+        None,
+        2,
+        3,
+    )
+    assert made.credits == twice.credits(None) == 1
+    assert (
+        made_item("a", 0, remote, Wire()).output_path,
+        made_item("a", 0, remote, Wire()).output_url,
+    ) == (None, "s3://bucket/a.webp")
+    assert made_item("a", 0, data, Wire()).output_path is None
+    assert made_item("a", 0, data, Wire()).attempts == 1
+
+
+def test_a_skipped_item_points_at_what_is_there(tmp_path: Path) -> None:
+    """A skipped input's item names its output: a URL for a remote folder, else a path."""
+    remote = skipped_item("a.png", 0, "s3://bucket/out/a.webp")
+    assert (remote.skipped, remote.output_url, remote.output_path) == (
+        True,
+        "s3://bucket/out/a.webp",
+        None,
+    )
+    local = skipped_item("a.png", 1, tmp_path / "a.webp")
+    assert (local.skipped, local.output_path, local.output_url) == (True, tmp_path / "a.webp", None)
+    named = skipped_item("a.png", 1, "out/a.webp")
+    assert (named.output_path, named.output_url) == ("out/a.webp", None)
+
+
+def test_a_failed_item_counts_the_attempts_that_were_made() -> None:
+    """A refusal before any upload was seen still counts its one request; an error that says
+    its attempts is believed; another takes the wire's count."""
+    refused = error_from_message(400, "bad", {})
+    refused.attempts = 0
+    assert failed_item("a", 0, refused, Wire()).attempts == 1
+    sent = error_from_message(503, "down", {})
+    sent.attempts = 3
+    assert failed_item("a", 0, sent, wire({1, 2, 3})).attempts == 3
+    sent.attempts = 0
+    assert failed_item("a", 0, sent, wire({1, 2})).attempts == 0
+    assert failed_item("a", 0, OSError("disk"), wire({1, 2})).attempts == 2
+
+
+def test_a_sync_item_is_the_same_item_with_its_file_handed_over(tmp_path: Path) -> None:
+    """`SyncBatchItem.of` keeps every field; a file result becomes a `SyncImageFile`."""
+    path = tmp_path / "a.webp"
+    path.write_bytes(b"x")
+    made = BatchItem(
+        input="a",
+        index=2,
+        result=ImageFile(output_image_path=path, content_type="image/webp", size=1),
+        attempts=2,
+        credits=1,
+    )
+    sync = SyncBatchItem.of(made)
+    assert isinstance(sync, SyncBatchItem)
+    assert isinstance(sync.result, SyncImageFile)
+    assert (sync.input, sync.index, sync.attempts, sync.credits) == ("a", 2, 2, 1)
+    failed = BatchItem(input="b", index=0, error=ValueError("x"))
+    assert SyncBatchItem.of(failed).error is failed.error
+
+
+def test_progress_counts_what_finished_and_a_rate_only_once_something_did(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`finished` adds every outcome; a fresh tally has no credits nor bytes; the rate needs an
+    ended item and some time, even under a second."""
+    now = [100.0]
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    assert BatchProgress(
+        done=3, failed=2, cancelled=1, in_flight=0, total=None, bytes_up=0, bytes_down=0,
+        rate=None, estimated=None,
+    ).finished == 6  # fmt: skip
+    fresh = Tally(total=4, started_at=100.0)
+    now[0] = 100.5
+    assert fresh.credits == 0
+    assert fresh.progress(in_flight=0) == BatchProgress(
+        done=0, failed=0, cancelled=0, in_flight=0, total=4, bytes_up=0, bytes_down=0,
+        rate=None, estimated=None,
+    )  # fmt: skip
+    fresh.add(BatchItem(input="a", index=0))
+    assert fresh.progress(in_flight=0).rate == 2.0
+    now[0] = 100.0
+    assert fresh.progress(in_flight=0).rate is None
