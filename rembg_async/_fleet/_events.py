@@ -44,7 +44,7 @@ class Events:
         self._sleepers: dict[asyncio.Future[None], float] = {}
         self._free = asyncio.Event()
         self._free_queue = asyncio.Lock()
-        self._held_until = -math.inf  # local monotonic time: the last hold-off heard of
+        self._held_until = -math.inf  # local monotonic time: the last hold-off heard of (none)
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
 
