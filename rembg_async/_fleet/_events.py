@@ -44,7 +44,7 @@ class Events:
         self._sleepers: dict[asyncio.Future[None], float] = {}
         self._free = asyncio.Event()
         self._free_queue = asyncio.Lock()
-        self._held_until = 0.0  # local monotonic time: the last hold-off heard of
+        self._held_until = -math.inf  # local monotonic time: the last hold-off heard of (none)
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
 
@@ -121,7 +121,8 @@ class Events:
     async def _listen(self) -> None:
         while not self._closing:
             try:
-                async with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+                # The subscription's confirmations are skipped with any other type of message.
+                async with self._redis.pubsub() as pubsub:
                     await pubsub.subscribe(self._script.channel)
                     while not self._closing:
                         message = await pubsub.get_message(timeout=MAX_POLL)

@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 #: The script's source, read once.
 SOURCE: Final = resources.files(__package__).joinpath("fleet.lua").read_text(encoding="utf-8")
 MICROS: Final = 1_000_000
+#: What the script reads as "none" for a number that may be absent (a budget, a wait): it
+#: acts on such a number only when it is positive (or, for a budget, not negative).
+NONE: Final = -1
 
 
 def key_tag(api_key: str | None, namespace: str) -> str:
@@ -45,7 +48,7 @@ def key_tag(api_key: str | None, namespace: str) -> str:
     return f"rembg:{namespace + ':' if namespace else ''}{{{digest}}}"
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen
 class Settings:
     """A member's settings, sent with every call (members of one key should agree on them)."""
 
@@ -63,7 +66,7 @@ class Settings:
                 "fixed": self.requests_per_second or 0,
                 "adaptive": self.adaptive,
                 "max_slots": self.max_concurrency or 0,
-                "max_credits": -1 if self.max_credits is None else self.max_credits,
+                "max_credits": NONE if self.max_credits is None else self.max_credits,
                 "max_hold": self.max_hold * MICROS,
                 "lease": self.lease * MICROS,
                 "beta": BETA,
@@ -177,10 +180,10 @@ class FleetScript:
             int(sent and (answer is None or answer.status == 200)),
             permit.epoch,
             _micros(permit.started_at),
-            -1 if wait is None else _micros(wait),
+            NONE if wait is None else _micros(wait),
             hint.rate if hint is not None and hint.rate else 0,
-            _micros(hint.exhausted_for) if hint is not None and hint.exhausted_for else -1,
-            _micros(stop_for) if stop_for > 0 else -1,
+            _micros(hint.exhausted_for) if hint is not None and hint.exhausted_for else NONE,
+            _micros(stop_for) if stop_for > 0 else NONE,
             answer.status if answer is not None else 0,
             answer.message if answer is not None else "",
         )
@@ -206,7 +209,7 @@ def _micros(seconds: float) -> int:
     return round(seconds * MICROS)
 
 
-def _text(value: bytes | str | None) -> str:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    return value or ""
+def _text(value: bytes | str) -> str:
+    # A stop's message is written with its status (one HSET), so it is there whenever a stop
+    # is; bytes unless the client was made with decode_responses.
+    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value
