@@ -98,6 +98,40 @@ MODULES: dict[str, list[str]] = {
         "not five_hundred",
     ],
     "_fleet/_limiter.py": ["tests/test_redis_limiter.py"],
+    "_outputs/_provenance.py": [
+        "tests/test_outputs_rules.py",
+        "tests/test_output_folders.py",
+        "tests/test_batch_resume.py",
+        "tests/test_batch.py",
+        "-k",
+        "not five_hundred",
+    ],
+    "_outputs/_local.py": [
+        "tests/test_outputs_rules.py",
+        "tests/test_output_folders.py",
+        "tests/test_batch_resume.py",
+        "tests/test_batch.py",
+        "tests/test_object_storage.py::test_local_inputs_to_a_remote_folder_and_back",
+        "-k",
+        "not five_hundred",
+    ],
+    "_outputs/_remote.py": [
+        "tests/test_outputs_rules.py",
+        "tests/test_output_folders.py",
+        "tests/test_object_storage.py",
+        "-k",
+        "not the_cli",
+    ],
+    "_exchange.py": [
+        "tests/test_exchange_rules.py",
+        "tests/test_error_mapping.py",
+        "tests/test_observability.py",
+        "tests/test_bad_responses.py",
+        "tests/test_client_lifecycle.py",
+        "tests/test_client_results.py",
+        "tests/test_stream_output.py",
+        "tests/test_client_errors.py",
+    ],
 }
 
 #: What the copy of the tree needs for the tests to run.
