@@ -3,12 +3,14 @@ skipped, refused or failed unsent, and what ``--dry-run`` counts there."""
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import json
 import os
 import re
 import secrets
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -276,6 +278,7 @@ async def test_remote_index_segments_every_100_outputs_or_10_seconds(
     await tree.close()
     assert segments(memory, folder)[name.replace("000001", "000003")] == ["103.webp"]
     await tree.close()  # nothing waiting: no empty segment
+    assert tree.verdict(f"{url}/103.webp", made[103]) is Verdict.DONE  # it knows its own
     assert len(segments(memory, folder)) == 3
     for number in (0, 103):  # the outputs themselves, for the listing to find
         memory.pipe_file(f"/{folder}/{number}.webp", b"made")
@@ -315,3 +318,38 @@ async def test_a_torn_index_line_is_an_error(tmp_path: Path) -> None:
     assert caught.value.errno == errno.ENOSPC
     assert caught.value.filename == str(index)
     assert index.stat().st_size == limit
+
+
+async def test_a_failed_segment_loses_no_entry(
+    monkeypatch: pytest.MonkeyPatch, place: dict[str, Any]
+) -> None:
+    """A segment whose write fails keeps its entries waiting, in front of those recorded
+    while it was written: the next segment has them all."""
+    memory, folder = place["memory"], f"{place['name']}-out"
+    url = f"memory://{folder}"
+    tree = output_folder(RemoteInputs(stores=Stores()), url, None, "webp", overwrite=False)
+    assert isinstance(tree, RemoteOutputTree)
+    await tree.open()
+    entered, release = threading.Event(), threading.Event()
+    real = memory.pipe_file
+
+    def pipe_file(path: str, *args: Any, **kwargs: Any) -> Any:
+        if not entered.is_set():  # the first segment: fails once another entry is waiting
+            entered.set()
+            release.wait(10)
+            raise OSError("the store refused it")
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(memory, "pipe_file", pipe_file)
+    made = Provenance(source="/in/x.png", stamp="1:2", options="o")
+    for number in range(99):
+        await tree.record(f"{url}/{number}.webp", made)
+    failing = asyncio.create_task(tree.record(f"{url}/99.webp", made))
+    await asyncio.to_thread(entered.wait, 10)
+    await tree.record(f"{url}/meanwhile.webp", made)
+    release.set()
+    with pytest.raises(OSError, match="the store refused it"):
+        await failing
+    await tree.close()
+    (written,) = segments(memory, folder).values()
+    assert written == [f"{number}.webp" for number in range(100)] + ["meanwhile.webp"]
