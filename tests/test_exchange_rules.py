@@ -1,5 +1,6 @@
-"""The exchange's pure rules: which API keys are refused up front, the headers a call cannot
-replace, the ``timeout=`` given to aiohttp, and the DEBUG line each request logs."""
+"""The exchange's rules: which API keys are refused up front, the headers a call cannot
+replace, the ``timeout=`` given to aiohttp, the DEBUG line each request logs, and how much of
+an error answer is read."""
 
 from __future__ import annotations
 
@@ -11,10 +12,23 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from conftest import make_image
 from yarl import URL
 
-from rembg_async import Timeout, __version__
+from rembg_async import (
+    AdaptiveLimiter,
+    APIStatusError,
+    AsyncRembg,
+    BadRequestError,
+    ProgressEvent,
+    RetryPolicy,
+    Timeout,
+    __version__,
+)
 from rembg_async._exchange import RequestLine, _key_headers, _timeout_argument, check_api_key
+from rembg_async.server import FAULT_HEADER, LocalServer, ServerConfig
 
 URL_ = URL("https://user:pw@api.example/rmbg?x=1")
 
@@ -119,3 +133,106 @@ def test_nothing_is_logged_unless_debug_is_on(caplog: pytest.LogCaptureFixture) 
     with RequestLine("GET", URL_, 1) as line:
         line.answered(answer(200))
     assert caplog.records == []
+
+
+@pytest.mark.parametrize(("size", "parsed"), [(64 * 1024, True), (64 * 1024 + 1, False)])
+async def test_an_error_answer_is_read_up_to_64_kib(size: int, parsed: bool) -> None:
+    """A JSON error of 64 KiB is read whole (its message kept); one byte more is cut there,
+    and no longer parses: the error then carries the text's start."""
+    message = "too big"
+    padding = size - len(f'{{"error": "{message}", "pad": ""}}')
+    body = f'{{"error": "{message}", "pad": "{"x" * padding}"}}'.encode()
+    assert len(body) == size
+
+    async def handler(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(body=body, status=400, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_post("/rmbg", handler)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        url = str(server.make_url("")).rstrip("/")
+        async with AsyncRembg("k", base_url=url, max_retries=0) as client:
+            with pytest.raises(BadRequestError) as caught:
+                await client.remove(b"\x89PNG\r\n\x1a\n" + bytes(64))
+    finally:
+        await server.close()
+    if parsed:
+        assert caught.value.message == message
+    else:
+        assert caught.value.message.startswith('{"error": "too big", "pad": "xxx')
+
+
+@pytest.fixture
+def faulty(rembg_server_factory: Any) -> LocalServer:
+    """A local server that answers the faults a request's header asks for."""
+    return rembg_server_factory(ServerConfig(faults=True))
+
+
+async def test_progress_events_say_which_way(faulty: LocalServer) -> None:
+    """Upload events are marked upload, download events download."""
+    up: list[ProgressEvent] = []
+    down: list[ProgressEvent] = []
+    async with AsyncRembg(faulty.api_key, base_url=faulty.url, progress_interval=0) as client:
+        await client.remove(
+            make_image(),
+            return_base64=True,
+            on_upload_progress=up.append,
+            on_download_progress=down.append,
+        )
+    assert {(event.upload, event.download) for event in up} == {(True, False)}
+    assert {(event.upload, event.download) for event in down} == {(False, True)}
+
+
+async def test_only_a_short_term_429_slows_the_limiter(faulty: LocalServer) -> None:
+    """A 503 retried is no sign of a rate: the limiter counts no 429; a 429 it counts."""
+    retry = RetryPolicy(max_retries=2, wait=False)
+    async with AsyncRembg(faulty.api_key, base_url=faulty.url, retry=retry) as client:
+        await client.remove(
+            make_image(),
+            return_base64=True,
+            extra_headers={FAULT_HEADER: "status=503,retry_after=0,times=1"},
+        )
+        assert client.rate_limit.throttled == 0
+        await client.remove(
+            make_image(),
+            return_base64=True,
+            extra_headers={FAULT_HEADER: "status=429,retry_after=0,times=1"},
+        )
+        assert client.rate_limit.throttled == 1
+
+
+async def test_the_clients_own_limiter_is_closed_with_it(faulty: LocalServer) -> None:
+    """Closing a used client closes the limiter it made, never one it was given."""
+    given = AdaptiveLimiter()
+    async with AsyncRembg(faulty.api_key, base_url=faulty.url) as client:
+        await client.remove(make_image(), return_base64=True)
+        made = client.limiter
+    async with AsyncRembg(faulty.api_key, base_url=faulty.url, limiter=given) as client:
+        await client.remove(make_image(), return_base64=True)
+    with pytest.raises(RuntimeError, match="this limiter is closed"):
+        await made.acquire()
+    await given.release(await given.acquire(), None)  # still open
+    await given.aclose()
+
+
+async def test_a_redirect_of_the_usage_call_is_not_followed() -> None:
+    """A GET answered with a redirect is an error, not followed with the key."""
+
+    async def redirect(request: web.Request) -> web.Response:
+        raise web.HTTPFound("http://127.0.0.1:9/steal")
+
+    app = web.Application()
+    app.router.add_get("/api/membership-usage", redirect)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        url = str(server.make_url("")).rstrip("/")
+        async with AsyncRembg("k", base_url=url, max_retries=0) as client:
+            with pytest.raises(APIStatusError) as caught:
+                await client.membership_usage()
+    finally:
+        await server.close()
+    assert caught.value.status == 302

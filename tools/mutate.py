@@ -130,6 +130,10 @@ MODULES: dict[str, list[str]] = {
         "tests/test_client_lifecycle.py",
         "tests/test_client_results.py",
         "tests/test_stream_output.py",
+        "tests/test_sync_client.py::test_async_client_on_a_second_loop_says_what_to_do",
+        "tests/test_object_storage.py::test_memory_urls_work_through_a_blocking_filesystem",
+        "tests/test_stream_inputs.py::test_stream_is_resent_whole_after_503",
+        "tests/test_client_usage.py::test_usage_needs_a_key",
         "tests/test_client_errors.py",
     ],
 }
