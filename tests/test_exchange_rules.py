@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 import re
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -28,6 +29,7 @@ from rembg_async import (
     __version__,
 )
 from rembg_async._exchange import RequestLine, _key_headers, _timeout_argument, check_api_key
+from rembg_async._limits import Answer, Permit
 from rembg_async.server import FAULT_HEADER, LocalServer, ServerConfig
 
 URL_ = URL("https://user:pw@api.example/rmbg?x=1")
@@ -236,3 +238,36 @@ async def test_a_redirect_of_the_usage_call_is_not_followed() -> None:
     finally:
         await server.close()
     assert caught.value.status == 302
+
+
+class SlowToRelease(AdaptiveLimiter):
+    """A limiter whose release waits (as one shared over the network may) until cancelled."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.releasing = asyncio.Event()
+
+    async def release(self, permit: Permit, answer: Answer | None) -> None:
+        """Wait for ever, then free the slot anyway."""
+        self.releasing.set()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await super().release(permit, answer)
+
+
+async def test_a_result_cancelled_while_its_permit_is_released_leaves_no_file(
+    faulty: LocalServer, private_tmp: Path
+) -> None:
+    """Cancelled after the answer was written whole but before the call returned it: the
+    temporary file nobody will receive is deleted."""
+    limiter = SlowToRelease()
+    async with AsyncRembg(faulty.api_key, base_url=faulty.url, limiter=limiter) as client:
+        task = asyncio.create_task(client.remove(make_image()))
+        await limiter.releasing.wait()
+        assert list(private_tmp.iterdir())  # the answer is in its temporary file
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    await limiter.aclose()
+    assert list(private_tmp.iterdir()) == []
