@@ -271,3 +271,36 @@ async def test_a_result_cancelled_while_its_permit_is_released_leaves_no_file(
             await task
     await limiter.aclose()
     assert list(private_tmp.iterdir()) == []
+
+
+class Recording(AdaptiveLimiter):
+    """A limiter that notes every answer it is told of."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.answers: list[Answer | None] = []
+
+    async def release(self, permit: Permit, answer: Answer | None) -> None:
+        """Note the answer, then free the slot."""
+        self.answers.append(answer)
+        await super().release(permit, answer)
+
+
+async def test_a_limiter_is_told_each_answer(faulty: LocalServer) -> None:
+    """A limiter of one's own learns each answer's status (a fleet's counts a credit only on
+    a 200), whether it was a short-term 429, and its headers."""
+    limiter = Recording()
+    retry = RetryPolicy(max_retries=2, wait=False)
+    async with AsyncRembg(
+        faulty.api_key, base_url=faulty.url, limiter=limiter, retry=retry
+    ) as client:
+        await client.remove(
+            make_image(),
+            return_base64=True,
+            extra_headers={FAULT_HEADER: "status=429,retry_after=0,times=1"},
+        )
+    await limiter.aclose()
+    told = [(a.status, a.throttled) if a is not None else None for a in limiter.answers]
+    assert told == [(429, True), (200, False)]
+    assert limiter.answers[1] is not None
+    assert limiter.answers[1].headers["Content-Type"].startswith("image/")
