@@ -170,7 +170,8 @@ async def test_an_error_answer_is_read_up_to_64_kib(size: int, parsed: bool) -> 
 @pytest.fixture
 def faulty(rembg_server_factory: Any) -> LocalServer:
     """A local server that answers the faults a request's header asks for."""
-    return rembg_server_factory(ServerConfig(faults=True))
+    server: LocalServer = rembg_server_factory(ServerConfig(faults=True))
+    return server
 
 
 async def test_progress_events_say_which_way(faulty: LocalServer) -> None:

@@ -119,7 +119,7 @@ async def test_dry_run_counts_of_remote_inputs(
         return await dry_run_counts(folder, inputs, OPTIONS, redo)
 
     async def verdicts() -> list[Verdict]:
-        folder = output_folder(
+        folder: Any = output_folder(
             RemoteInputs(stores=Stores()), output_dir, place["root"], "webp", overwrite=False
         )
         assert folder is not None

@@ -164,13 +164,13 @@ def test_where_other_inputs_go() -> None:
     assert relative_name("in/x.png", 0, lambda value: f"by/{value}") == PurePath("by/in/x.png")
     assert relative_name("memory://b/in/x.png", 0, "memory://b/in") == PurePath("x.png")
     named = io.BytesIO(b"")
-    named.name = "/tmp/somewhere/photo.jpg"  # type: ignore[attr-defined]
+    named.name = "/tmp/somewhere/photo.jpg"
     assert relative_name(named, 3, None) == PurePath("photo.jpg")
     unnamed = io.BytesIO(b"")
-    unnamed.name = ""  # type: ignore[attr-defined]
+    unnamed.name = ""
     assert relative_name(unnamed, 3, None) == PurePath("image-3")
     numbered = io.BytesIO(b"")
-    numbered.name = 7  # type: ignore[attr-defined]  # as open(fd) names its file
+    numbered.name = 7  # as open(fd) names its file
     assert relative_name(numbered, 4, None) == PurePath("image-4")
     assert relative_name(b"bytes", 5, None) == PurePath("image-5")
 
