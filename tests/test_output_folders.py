@@ -37,8 +37,6 @@ from rembg_async._storage._stores import Stores
 from rembg_async.pytest_plugin import TEST_API_KEY
 from rembg_async.server import LocalServer
 
-fsspec = pytest.importorskip("fsspec")
-
 PNG = make_image((24, 16), "PNG")
 OPTIONS = options_key(RemoveOptions().form_fields())
 
@@ -47,6 +45,7 @@ OPTIONS = options_key(RemoveOptions().form_fields())
 def place(tmp_path: Path) -> Iterator[dict[str, Any]]:
     """Remote inputs under a memory:// folder of this test's own (a made one, a foreign
     one, one not an image, one missing), and an output folder: a local one, or in memory."""
+    fsspec = pytest.importorskip("fsspec")  # the remote inputs' extra
     memory = fsspec.filesystem("memory")
     name = f"folders-{secrets.token_hex(4)}"
     for image in ("ok.png", "foreign.png"):
