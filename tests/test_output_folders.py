@@ -1,5 +1,6 @@
-"""A batch's output folder, local or remote, with remote inputs (memory://): what is made,
-skipped, refused or failed unsent, and what ``--dry-run`` counts there."""
+"""A batch's output folder, local or remote (memory://): what is made, skipped, refused or
+failed unsent, what ``--dry-run`` counts there, and the index each keeps (a local one's file,
+a remote one's segments)."""
 
 from __future__ import annotations
 
@@ -43,8 +44,9 @@ OPTIONS = options_key(RemoveOptions().form_fields())
 
 @pytest.fixture
 def place(tmp_path: Path) -> Iterator[dict[str, Any]]:
-    """Remote inputs under a memory:// folder of this test's own (a made one, a foreign
-    one, one not an image, one missing), and an output folder: a local one, or in memory."""
+    """Remote inputs under a memory:// folder of this test's own (one to make, one whose
+    output is someone else's, one not an image, one missing); deleted after the test with the
+    memory:// output folder of the same name."""
     fsspec = pytest.importorskip("fsspec")  # the remote inputs' extra
     memory = fsspec.filesystem("memory")
     name = f"folders-{secrets.token_hex(4)}"
