@@ -223,6 +223,7 @@ async def test_unwritable_output_folder_stops_before_any_request(
     run = client.remove_many(inputs, output_dir=tmp_path / "file" / "out")
     assert await collect(run) == []
     assert isinstance(run.stopped, NotADirectoryError)
+    assert "a file is in the way of the folder" in str(run.stopped)
     assert len([value async for value in run.remaining]) == 5
     assert await used(client) == 0
 
