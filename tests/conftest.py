@@ -8,6 +8,7 @@ import json
 import os
 import select
 import socket
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from PIL import Image, ImageDraw
 
 from rembg_async.pytest_plugin import TEST_API_KEY
 from rembg_async.server import LocalServer
+from tests._valkey import Valkey, start_valkey
 
 pytest_plugins = ["pytester"]
 
@@ -375,3 +377,25 @@ def read_terminal(leader: int, process: Any, timeout: float = 60) -> tuple[int, 
         screen += chunk
     os.close(leader)
     return process.wait(timeout=60), screen.decode(errors="replace")
+
+
+@pytest.fixture(scope="module")
+def valkey() -> Iterator[Valkey]:
+    """One Valkey server for a test module; every test keeps to a namespace of its own."""
+    server = start_valkey()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def own_valkey() -> Iterator[Valkey]:
+    """A Valkey server this test may stop, kill or freeze."""
+    server = start_valkey()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def namespace() -> str:
+    """A Redis key namespace no other test uses."""
+    return uuid.uuid4().hex[:12]

@@ -9,8 +9,7 @@ import hashlib
 import logging
 import time
 import types
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -21,31 +20,9 @@ from rembg_async._fleet import _limiter
 from rembg_async._fleet._script import FleetScript, key_tag
 from rembg_async._limits import Answer, was_refused
 from rembg_async.redis import BudgetUnavailableError, RedisLimiter
-from tests._valkey import Valkey, start_valkey
+from tests._valkey import Valkey
 
 DAILY = "You have exceeded your daily limit of API calls."
-
-
-@pytest.fixture(scope="module")
-def valkey() -> Iterator[Valkey]:
-    """One server for the module; every test keeps to a namespace of its own."""
-    server = start_valkey()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def own_valkey() -> Iterator[Valkey]:
-    """A server this test may stop and start again."""
-    server = start_valkey()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def namespace() -> str:
-    """A namespace no other test uses."""
-    return uuid.uuid4().hex[:12]
 
 
 @pytest.fixture

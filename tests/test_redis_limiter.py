@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -29,32 +29,10 @@ from rembg_async._fleet._script import FleetScript, Go, Settings, key_tag
 from rembg_async._limits import Answer, Permit, RateController
 from rembg_async.redis import BudgetUnavailableError, RedisLimiter
 from rembg_async.server import Account, Fault, FaultInjector, LocalServer, RateLimits, ServerConfig
-from tests._valkey import Valkey, start_valkey
+from tests._valkey import Valkey
 
 ROOT = Path(__file__).parent.parent
 KEY = "fleet-test-key-0123456789"
-
-
-@pytest.fixture(scope="module")
-def valkey() -> Iterator[Valkey]:
-    """One server for the module; every test keeps to a namespace of its own."""
-    server = start_valkey()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def own_valkey() -> Iterator[Valkey]:
-    """A server this test may kill or freeze."""
-    server = start_valkey()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def namespace() -> str:
-    """A namespace no other test uses."""
-    return uuid.uuid4().hex[:12]
 
 
 @pytest.fixture
