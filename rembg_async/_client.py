@@ -18,6 +18,7 @@ from ._batch import BatchProgressCallback, BatchRun, ItemProgressCallback
 from ._budget import CreditBudget, LocalCreditBudget
 from ._closing import AsyncClosing
 from ._exchange import Call, Exchange, check_api_key
+from ._imageinfo import extension_for
 from ._inputs import ImageInput, RemoteInputs, open_input
 from ._limits import AdaptiveLimiter, Limiter, RateLimitState
 from ._options import Base64Options, ImageFileOptions, RemoveOptions, resolve_options
@@ -419,7 +420,7 @@ class AsyncRembg(AsyncClosing):
             raise ValueError(MSG_BASE64_WITH_OUTPUT_PATH.replace("output_path", "output_dir"))
         if max_credits is not None and budget is not None:
             raise ValueError("give max_credits or budget, not both")
-        extension = "jpg" if resolved.output_format == "jpeg" else resolved.output_format
+        extension = extension_for(resolved.output_format)
         remote = RemoteInputs(stores=self._stores, options=storage_options)
         outputs = output_folder(remote, output_dir, root, extension, overwrite=overwrite)
         return BatchRun(

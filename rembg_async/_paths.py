@@ -12,6 +12,7 @@ from typing import Final
 
 from ._contract import parse_format
 from ._exceptions import InvalidInputError
+from ._imageinfo import extension_for
 from ._options import OutputFormat
 
 _UNSAFE: Final = re.compile(r"[^\w.\- ]+")
@@ -70,7 +71,7 @@ def format_for_output(target: PurePath, given: OutputFormat | None) -> OutputFor
     canonical = parse_format(given)
     if named is None or named == canonical:
         return given
-    extension = "jpg" if canonical == "jpeg" else canonical
+    extension = extension_for(canonical)
     message = (
         f"output_path {str(target)!r} names a {named.upper()} file but the format is "
         f"{canonical.upper()}: pass format={named!r} (or no format), or name the file "

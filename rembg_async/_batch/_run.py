@@ -120,8 +120,8 @@ class BatchRun(AsyncClosing):
         if outputs is not None and isinstance(inputs, (list, tuple)):
             self._targets = targets_of(outputs, inputs)  # clashes refused before any sending
         self._inputs = async_iterator(inputs)
-        self._options = options
-        self._options_key = options_key(options.form_fields())
+        self._fields = options.form_fields()  # the same for every image
+        self._options_key = options_key(self._fields)
         self._retry = retry
         self._return_base64 = return_base64
         self._concurrency = concurrency
@@ -384,7 +384,7 @@ class BatchRun(AsyncClosing):
         retry = for_batch(self._retry, wire, self._halted, charge_aware=budgeted)
         call = Call(
             source=source,
-            fields=self._options.form_fields(),
+            fields=self._fields,
             output=self._kept(*output),
             returns="base64" if self._return_base64 else "file",
             on_upload=self._count("up", index, value, wire),

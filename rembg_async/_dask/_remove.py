@@ -9,6 +9,7 @@ from typing import Any
 
 from distributed import Client
 
+from .._imageinfo import extension_for
 from .._inputs import RemoteInputs
 from .._options import RemoveOptions, resolve_options
 from .._outputs import manifest_place, output_folder
@@ -55,7 +56,7 @@ def remove_many_dask(
     resolved, return_base64 = resolve_options(options, False)
     if return_base64:
         raise ValueError("remove_many_dask writes files under output_dir: no base64")
-    extension = "jpg" if resolved.output_format == "jpeg" else resolved.output_format
+    extension = extension_for(resolved.output_format)
     if storage_options is None:
         storage_options = (client_options or {}).get("storage_options")
     remote = RemoteInputs(stores=Stores(storage_options))
