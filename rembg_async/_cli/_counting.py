@@ -52,7 +52,9 @@ class Counting:
                 return
             except (OutputClashError, OSError, ValueError) as error:
                 total = error
-            loop.call_soon_threadsafe(self._counted, total)
+            if not self._stop.is_set():
+                with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                    loop.call_soon_threadsafe(self._counted, total)
 
         threading.Thread(target=count, name="rembg-async-count", daemon=True).start()
 

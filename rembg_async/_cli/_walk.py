@@ -151,11 +151,13 @@ class Inputs:
             return [], []
         names: list[str] = []
         below: list[tuple[str, tuple[str, ...] | None]] = []
+        here = folder != "."  # "sub", not "./sub", as glob and rglob name them
         for entry in entries:
+            path = entry.path if here else entry.name
             if segments is None:  # a folder: every image, at any depth
                 if _is_folder(entry):
-                    if not self._is_excluded(os.path.abspath(entry.path)):
-                        below.append((entry.path, None))
+                    if not self._is_excluded(os.path.abspath(path)):
+                        below.append((path, None))
                 elif _is_image(entry):
                     names.append(entry.name)
                 continue
@@ -163,10 +165,8 @@ class Inputs:
             if () in rests and _is_file(entry):
                 names.append(entry.name)
             for rest in sorted(rests - {()}):
-                if _is_folder(entry, follow=True) and not self._is_excluded(
-                    os.path.abspath(entry.path)
-                ):
-                    below.append((entry.path, rest))
+                if _is_folder(entry, follow=True) and not self._is_excluded(os.path.abspath(path)):
+                    below.append((path, rest))
         return names, below
 
     def _is_excluded(self, absolute: str) -> bool:
