@@ -38,6 +38,10 @@ class Counting:
         self._done = asyncio.Event()
         self._on_total: Callable[[int], None] | None = None
         self._run: Stoppable | None = None
+        # Both walks meet the folders in one order: a folder the count has checked already
+        # is not checked again as it is sent.
+        self._checked = 0
+        self._walked = 0
         self.total: int | None = None
         self.error: BaseException | None = None
 
@@ -47,7 +51,7 @@ class Counting:
 
         def count() -> None:
             try:
-                total: int | BaseException = self.inputs.count(self._check, self._stop)
+                total: int | BaseException = self.inputs.count(self._counted_check, self._stop)
             except Stopped:
                 return
             except (OutputClashError, OSError, ValueError) as error:
@@ -57,6 +61,18 @@ class Counting:
                     loop.call_soon_threadsafe(self._counted, total)
 
         threading.Thread(target=count, name="rembg-async-count", daemon=True).start()
+
+    def _counted_check(self, folder: str, names: list[str]) -> None:
+        """The count's check of a folder (in the thread)."""
+        if self._check is not None:
+            self._check(folder, names)
+        self._checked += 1
+
+    def _walked_check(self, folder: str, names: list[str]) -> None:
+        """The check of a folder about to be sent, unless the count has checked it."""
+        self._walked += 1
+        if self._check is not None and self._walked > self._checked:
+            self._check(folder, names)
 
     def _counted(self, total: int | BaseException) -> None:
         if isinstance(total, BaseException):
@@ -93,7 +109,7 @@ class Counting:
         """The inputs, each folder checked before any of its inputs goes: a clash ends them
         (and stops the batch), so that no input of a clashing folder is ever sent."""
         try:
-            for value in self.inputs.walk(self._check):
+            for value in self.inputs.walk(self._walked_check):
                 if self.error is not None:
                     return
                 yield value
