@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -135,6 +136,7 @@ class Measured:
             text=True,
         )
         self.polled_kib = 0
+        self.cpu = 0.0
         self._poller = threading.Thread(target=self._poll, daemon=True)
         self._poller.start()
 
@@ -159,8 +161,11 @@ class Measured:
 
     def wait(self) -> tuple[float, float, str]:
         """Its wall time, peak RSS in MiB (its own reading at exit, else the last polled) and
-        standard output."""
+        standard output; its CPU seconds (user + system) in ``cpu``."""
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         output = self.process.communicate()[0] or ""
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)  # only this child was reaped
+        self.cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
         wall = time.perf_counter() - self.started
         self._log.close()
         kib = self.polled_kib
@@ -200,14 +205,17 @@ def run_cli(args: argparse.Namespace, tree: Path, url: str) -> None:
     first.kill()
     wall, peak, _ = first.wait()
     rate = killed_at / wall
-    print(f"| 1. killed at {killed_at} answered | {wall:.1f} | {rate:.0f} | {peak:.0f} |")
+    print(
+        f"| 1. killed at {killed_at} answered | {wall:.1f} | {rate:.0f} | {first.cpu:.1f} "
+        f"| {peak:.0f} |"
+    )
     second = Measured(command, args.code, logs / "second.log")
     wall, peak, _ = second.wait()
     made, skipped = summary_made(logs / "second.log")
     code = second.process.returncode
     print(
         f"| 2. resume (exit {code}): made {made}, skipped {skipped} | {wall:.1f} "
-        f"| {made / wall:.0f} | {peak:.0f} |"
+        f"| {made / wall:.0f} | {second.cpu:.1f} | {peak:.0f} |"
     )
     paid = answered(url)
     third = Measured(command, args.code, logs / "third.log")
@@ -216,7 +224,7 @@ def run_cli(args: argparse.Namespace, tree: Path, url: str) -> None:
     code = third.process.returncode
     print(
         f"| 3. nothing to do (exit {code}): made {made}, skipped {skipped} | {wall:.1f} | - "
-        f"| {peak:.0f} |"
+        f"| {third.cpu:.1f} | {peak:.0f} |"
     )
     sent_again = answered(url) - paid
     outputs, wrong, missing, partial = check_outputs(tree, out)
@@ -248,8 +256,8 @@ def check_outputs(tree: Path, out: Path) -> tuple[int, int, int, int]:
 
 def run_library(args: argparse.Namespace, url: str, sizes: list[int]) -> None:
     """remove_many over a generator at each size, each into a fresh folder."""
-    print("\n| remove_many over a generator | time, s | images/s | peak RSS, MiB |")
-    print("|---|---|---|---|")
+    print("\n| remove_many over a generator | time, s | images/s | CPU, s | peak RSS, MiB |")
+    print("|---|---|---|---|---|")
     for size in sizes:
         tree, took, built = build(args.data, max(size, args.images), args.per_folder)
         if built:
@@ -264,12 +272,12 @@ def run_library(args: argparse.Namespace, url: str, sizes: list[int]) -> None:
         measured = Measured(command, args.code, log, output=True)
         _, peak, output = measured.wait()
         if not output.strip():
-            print(f"| {size} inputs: failed, see {log} | | | {peak:.0f} |")
+            print(f"| {size} inputs: failed, see {log} | | | | {peak:.0f} |")
             continue
         made, failed, seconds = output.split()
         print(
             f"| {size} inputs: made {made}, failed {failed} | {float(seconds):.1f} "
-            f"| {int(made) / float(seconds):.0f} | {peak:.0f} |"
+            f"| {int(made) / float(seconds):.0f} | {measured.cpu:.1f} | {peak:.0f} |"
         )
         shutil.rmtree(out, ignore_errors=True)
 
@@ -299,12 +307,12 @@ def main() -> None:
     tree, took, built = build(args.data, args.images, args.per_folder)
     folders = -(-args.images // args.per_folder)
     how = "built" if built else "reused; built"
-    print(f"tree: {args.images} PNGs in {folders} folders, {how} in {took:.0f} s")
+    print(f"tree: {args.images} PNGs in {folders} folders, {how} in {took:.1f} s")
     with fast_servers({0}, "--valid-png") as urls:
         url = urls[0]
         if not args.skip_cli:
-            print(f"\n| CLI, {args.images} inputs | time, s | images/s | peak RSS, MiB |")
-            print("|---|---|---|---|")
+            print(f"\n| CLI, {args.images} inputs | time, s | images/s | CPU, s | peak RSS, MiB |")
+            print("|---|---|---|---|---|")
             run_cli(args, tree, url)
         if not args.skip_library:
             run_library(args, url, args.sizes)
