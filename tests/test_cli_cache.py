@@ -112,7 +112,8 @@ def test_the_second_run_into_a_fresh_folder_costs_nothing_and_says_cached(
     )  # fmt: skip
     assert spent(server) == COUNT  # nothing more
     lines = second.stdout.splitlines()
-    assert len(lines) == COUNT and all(line.endswith(" (cached)") for line in lines), lines
+    assert len(lines) == COUNT
+    assert all(line.endswith(" (cached)") for line in lines), lines
     summary = second.stderr.splitlines()
     assert f"made {COUNT}, skipped 0, failed 0, cancelled 0, cached {COUNT}" in summary
     assert any(line.endswith(", credits 0") for line in summary), summary
@@ -132,14 +133,17 @@ def test_rembg_cache_from_the_environment_and_the_flags_over_it(
     remove(server, inputs, tmp_path / "a", env=warm)
     assert spent(server) == COUNT
     served = remove(server, inputs, tmp_path / "b", env=warm)
-    assert f"cached {COUNT}" in served.stderr and spent(server) == COUNT
+    assert f"cached {COUNT}" in served.stderr
+    assert spent(server) == COUNT
 
     own = remove(server, inputs, tmp_path / "c", "--cache", str(tmp_path / "flag-cache"), env=warm)
-    assert ", cached 0" in own.stderr and spent(server) == 2 * COUNT
+    assert ", cached 0" in own.stderr
+    assert spent(server) == 2 * COUNT
     assert len(sound_entries(tmp_path / "flag-cache")) == COUNT
 
     off = remove(server, inputs, tmp_path / "d", "--no-cache", env=warm)
-    assert "cached" not in off.stderr and spent(server) == 3 * COUNT
+    assert "cached" not in off.stderr
+    assert spent(server) == 3 * COUNT
 
 
 def test_a_dry_run_counts_what_the_cache_would_serve(
@@ -160,7 +164,8 @@ def test_a_dry_run_counts_what_the_cache_would_serve(
                     "--base64")  # fmt: skip
     assert "cached: 1 image(s)" in base64.stdout
     plain = remove(server, inputs, tmp_path / "fresh", "--dry-run")
-    assert "would send: 3 image(s)" in plain.stdout and "cached" not in plain.stdout
+    assert "would send: 3 image(s)" in plain.stdout
+    assert "cached" not in plain.stdout
     assert spent(server) == 1
     assert not (tmp_path / "fresh").exists()
 
@@ -242,7 +247,7 @@ def test_two_processes_fill_one_cache_at_once_then_a_third_pays_nothing(
     one per image; a third process, into a fresh folder, pays nothing."""
     place, options = place_of(kind, tmp_path, request)
     server.faults.push(Fault(latency=1.0), times=2 * COUNT)  # both in flight together
-    both = [start(server, inputs, tmp_path / f"out-{n}", "--cache", place, *options) for n in (1, 2)]
+    both = [start(server, inputs, tmp_path / f"out-{n}", "--cache", place, *options) for n in "12"]
     for process in both:
         finish(process)
     paid = spent(server)
