@@ -5,6 +5,7 @@ in processes of their own)."""
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import os
 import subprocess
@@ -258,3 +259,21 @@ def test_two_processes_fill_one_cache_at_once_then_a_third_pays_nothing(
     third = finish(start(server, inputs, tmp_path / "out-3", "--cache", place, *options))
     assert f"cached {COUNT}" in third, third
     assert spent(server) == paid
+
+
+def test_a_cache_url_this_installation_cannot_reach_is_refused_unsent(
+    server: LocalServer, inputs: Path, tmp_path: Path
+) -> None:
+    """--cache gs://… without gcsfs: exit 2 before anything is sent, saying what to install
+    (not a warning per image, each of them paid)."""
+    if importlib.util.find_spec("gcsfs") is not None:
+        pytest.skip("gcsfs is installed here: the store is reachable")
+    result = subprocess.run(
+        arguments(server, inputs, tmp_path / "out", "--cache", "gs://bucket/cache/"),
+        capture_output=True, text=True, timeout=120, env=environment(),
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "--cache gs://bucket/cache/: " in result.stderr
+    assert "gcsfs" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert spent(server) == 0

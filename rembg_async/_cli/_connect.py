@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._client import API_BASE_URL, AsyncRembg
-from .._storage._stores import is_remote
+from .._storage._stores import import_fsspec, is_remote, protocol_of
 from .._urls import checked_url
 from ._args import seconds
 
@@ -130,6 +130,18 @@ def cache_from(args: argparse.Namespace) -> str | None:
     if place is None or is_remote(place) or place.startswith("file://"):
         return place
     return os.path.abspath(os.path.expanduser(place))
+
+
+def check_cache(args: argparse.Namespace) -> None:
+    """Refuse, before anything runs, a cache URL this installation cannot reach (fsspec, or
+    its store's package, missing): ImportError saying what to install. Otherwise every image
+    would warn that the cache failed, and pay."""
+    place = cache_from(args)
+    if place is not None and is_remote(place):
+        try:
+            import_fsspec(place).get_filesystem_class(protocol_of(place))
+        except ImportError as error:
+            raise ImportError(f"--cache {place}: {error}") from None
 
 
 def client_options(

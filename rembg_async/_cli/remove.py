@@ -24,7 +24,13 @@ from .._options import RemoveOptions
 from .._results import ImageFile
 from .._storage._listing import parse_storage_options
 from ._args import Parser, place, positive, whole
-from ._connect import add_connection_arguments, cache_from, client_for, server_for
+from ._connect import (
+    add_connection_arguments,
+    cache_from,
+    check_cache,
+    client_for,
+    server_for,
+)
 from ._dask import run_on_dask
 from ._plan import batch_arguments, check_manifest, dry_run, inputs_of
 from ._report import PlainReporter, Reporter, RichReporter, print_summary, wants_bars
@@ -167,6 +173,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         options = options_from(args)
         args.storage_options = parse_storage_options(args.storage_option)
+        check_cache(args)
         if args.retry_failed is not None and args.manifest is None:
             args.manifest = args.retry_failed  # so that the next --retry-failed sees this run
         inputs = inputs_of(args)
