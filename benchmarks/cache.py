@@ -1,6 +1,6 @@
 """The result cache: a hit's latency and CPU against a miss, and memory over 10,000 hits.
 
-Run: ``python benchmarks/cache.py`` (about 30 s; ``--hits N`` for the memory run's length).
+Run: ``python benchmarks/cache.py`` (about a minute; ``--hits N`` for the memory run's length).
 
 A fixed-answer server (``fast_server.py``, in its own process) answers every request, so the
 client is what is measured. One client, one call at a time:
@@ -14,7 +14,9 @@ client is what is measured. One client, one call at a time:
 Each call's wall time (median and 90th percentile) and the client process's CPU time per call
 (``time.process_time``). Then ``--hits`` hits of one input, after 1,000 to warm up: the
 process's peak RSS growth over them (VmHWM reset right before, Linux) and its RSS every tenth
-of the way, which stays flat if nothing is kept per call.
+of the way, which stays flat if nothing is kept per call; then as many again under
+tracemalloc: what Python holds at the end beyond what it held after the first tenth of them
+(what calls leave behind), and its peak.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import io
 import statistics
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 
 from _common import fast_servers, machine
@@ -75,20 +78,39 @@ def rss_kib(field: str) -> int:
     raise LookupError(field)
 
 
+async def hit(client: AsyncRembg, data: bytes) -> None:
+    """One hit, its file removed."""
+    result = await client.remove(data)
+    assert result.cached
+    await result.cleanup()
+
+
 async def memory(client: AsyncRembg, data: bytes, hits: int) -> tuple[int, list[int]]:
     """Peak RSS growth (KiB) over ``hits`` hits of ``data``, and the RSS every tenth."""
     for _ in range(1000):  # warm up: the first allocations of every path are not growth
-        await (await client.remove(data)).cleanup()
+        await hit(client, data)
     Path("/proc/self/clear_refs").write_text("5")  # VmHWM starts again from VmRSS
     start = rss_kib("VmRSS")
     samples = []
     for number in range(hits):
-        result = await client.remove(data)
-        assert result.cached
-        await result.cleanup()
+        await hit(client, data)
         if (number + 1) % (hits // 10) == 0:
             samples.append(rss_kib("VmRSS") - start)
     return rss_kib("VmHWM") - start, samples
+
+
+async def traced(client: AsyncRembg, data: bytes, hits: int) -> tuple[int, int]:
+    """What Python holds after ``hits`` more hits beyond what it held after the first tenth
+    of them (snapshots compared: what calls leave behind), and the peak (bytes)."""
+    tracemalloc.start()
+    for number in range(hits):
+        if number == hits // 10:
+            early = tracemalloc.take_snapshot()
+        await hit(client, data)
+    late = tracemalloc.take_snapshot()
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return sum(stat.size_diff for stat in late.compare_to(early, "filename")), peak
 
 
 async def run(url: str, hits: int) -> None:
@@ -103,6 +125,7 @@ async def run(url: str, hits: int) -> None:
             rows["miss"] = await timed(cached, inputs)
             rows["hit"] = await timed(cached, inputs)
             peak, samples = await memory(cached, inputs[0], hits)
+            held, traced_peak = await traced(cached, inputs[0], hits)
     print(f"machine: {machine()}")
     print(f"input {len(image) // 1024} KB JPEG, answer {ANSWER_BYTES // 1024} KB; {CALLS} calls")
     print("| call | median ms | p90 ms | CPU ms per call | hits |")
@@ -114,6 +137,10 @@ async def run(url: str, hits: int) -> None:
     print()
     print(f"{hits} hits of one input: peak RSS growth {peak} KiB; RSS every tenth of the way")
     print("(KiB over the start): " + ", ".join(str(kib) for kib in samples))
+    print(
+        f"then {hits} more under tracemalloc: held at the end minus held after the first tenth "
+        f"{held / 1024:.1f} KiB, peak {traced_peak / 1024:.1f} KiB"
+    )
 
 
 def main() -> None:
