@@ -151,13 +151,17 @@ async def test_a_failure_is_not_shared_and_not_cached(server: LocalServer, tmp_p
 )
 async def test_what_is_never_stored(server: LocalServer, fault: Fault) -> None:
     """An error, a body cut short, bytes that are no image, or an image of another type than
-    its Content-Type: none is stored, whether the call fails or not."""
+    its Content-Type: none is stored, whether the call fails or not; the sound answer that
+    follows is."""
     server.faults.push(fault)
     cache = DictCache()
     async with client_of(server, cache, max_retries=0) as client:
         with contextlib.suppress(ServerError, APIConnectionError):
             await client.remove(PNG, return_bytes=True)
-    assert cache.entries == {}
+        assert cache.entries == {}
+        sound = await client.remove(PNG, return_bytes=True)
+    assert not sound.cached
+    assert len(cache.entries) == 1
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rembg_async import FolderCache, FsspecCache, InvalidInputError, RemoveOptions, ResultCache
-from rembg_async._cache import CacheSeam, as_cache, cache_key, frame, unframe
+from rembg_async._cache import CacheSeam, Turn, as_cache, cache_key, frame, unframe
 from rembg_async._cache._frame import stored_at
 
 PNG = make_image((8, 8), "PNG")
@@ -281,3 +281,36 @@ async def test_a_failing_cache_is_a_miss_and_a_warning(caplog: pytest.LogCapture
     assert await seam.lookup(KEY) is None
     assert await seam.put(KEY, PNG, "image/png") is False
     assert [record.levelname for record in caplog.records] == ["WARNING", "WARNING"]
+
+
+class Kept:
+    """A cache that keeps what it is given."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, bytes] = {}
+
+    async def get(self, key: str) -> bytes | None:
+        return self.entries.get(key)
+
+    async def put(self, key: str, value: bytes) -> None:
+        self.entries[key] = value
+
+
+@pytest.mark.parametrize(
+    ("body", "declared_type", "declared_length", "stored"),
+    [
+        pytest.param(PNG, "image/png", len(PNG), True, id="as-declared"),
+        pytest.param(PNG, "image/png", None, True, id="no-length-declared"),
+        pytest.param(PNG, "image/png", len(PNG) + 1, False, id="shorter-than-declared"),
+        pytest.param(PNG, "image/webp", len(PNG), False, id="another-type"),
+        pytest.param(b"<html>", "image/png", 6, False, id="no-image"),
+    ],
+)
+async def test_only_an_answer_as_declared_is_stored(
+    body: bytes, declared_type: str, declared_length: int | None, stored: bool
+) -> None:
+    """A 200 is stored only when its bytes are an image of its Content-Type and length."""
+    cache = Kept()
+    turn = Turn(seam=CacheSeam(cache, API), key=KEY, entry=None)
+    assert await turn.store(body, declared_type, declared_length) is stored
+    assert (KEY in cache.entries) is stored
