@@ -6,7 +6,8 @@ source opened afresh), turns a status other than 200 into our error, and receive
 into its sink (a file, base64, bytes, a remote object, or the caller's stream). Failures of
 the transport become ours here and nowhere else (`_transport_errors`), and each request logs
 one DEBUG line however it ends (`RequestLine`): method, URL without user or query, status,
-time; never a header's value, so never the key.
+time; never a header's value, so never the key. With a result cache, a call looks up its
+answer first (`_cache`): a hit is served into the call's sink and sends nothing.
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -47,6 +46,7 @@ from ._exceptions import (
 from ._inputs import Source, content_digest
 from ._limits import Answer, Limiter, Outcome, limited
 from ._progress import ProgressCallback, ProgressTracker
+from ._request_line import RequestLine
 from ._results import Base64Image, ImageBytes, ImageFile, discard_temporary
 from ._retry import RetryPolicy
 from ._storage._sinks import RemoteTarget, put_result
@@ -55,8 +55,6 @@ from ._stream_output import Keeper, StreamedImage, end_of_block, open_streamed, 
 from ._timeouts import Timeout
 from ._upload import CHUNK_BYTES, UploadBody, build_form
 from ._version import __version__
-
-logger = logging.getLogger("rembg_async")
 
 #: Error bodies are small; a proxy's HTML page is cut to this.
 MAX_ERROR_BODY: Final = 64 * 1024
@@ -416,48 +414,3 @@ def _transport_errors(url: URL) -> Iterator[None]:
             # writer raises): the fault is the input's, and no retry would mend it.
             raise error.__cause__ from None
         raise error_from_transport(error, url=str(url)) from error
-
-
-class RequestLine:
-    """The DEBUG line of one request, timed from the ``with``: ``POST https://api.rembg.com/rmbg
-    200 in 0.412 s (attempt 1, a body of 51234 bytes, request id abc)``, or how it ended with no
-    answer (``failed (APITimeoutError)``, ``cancelled``: the error itself is raised, and retries
-    log it at INFO). The URL is the client's own, without user information or query.
-    ``body``: the bytes of the request's body (None: a length unknown), False for none."""
-
-    def __init__(
-        self, method: str, url: URL, attempt: int, body: int | bool | None = False
-    ) -> None:
-        self._what = f"{method} {url.origin()}{url.path}"
-        self._attempt = attempt
-        self._body = body
-        self._started = time.monotonic()
-        self._said = False
-
-    def __enter__(self) -> RequestLine:
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, _: Any
-    ) -> None:
-        if kind is not None and not self._said:
-            self._say(f"failed ({kind.__name__})" if isinstance(error, Exception) else "cancelled")
-
-    def answered(self, response: aiohttp.ClientResponse) -> None:
-        """Log the status and the time to the answer's head."""
-        request_id = response.headers.get("x-request-id", "none")
-        self._say(f"{response.status}", f"request id {request_id}")
-
-    def _say(self, outcome: str, more: str = "") -> None:
-        self._said = True
-        if not logger.isEnabledFor(logging.DEBUG):
-            return
-        details = [f"attempt {self._attempt}"]
-        if self._body is None:
-            details.append("a body of unknown length")
-        elif self._body is not False:
-            details.append(f"a body of {self._body} bytes")
-        if more:
-            details.append(more)
-        seconds = time.monotonic() - self._started
-        logger.debug("%s %s in %.3f s (%s)", self._what, outcome, seconds, ", ".join(details))
