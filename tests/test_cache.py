@@ -295,6 +295,23 @@ async def test_memory_fsspec_cache(server: LocalServer) -> None:
     assert hit.cached
 
 
+async def test_a_hit_into_a_remote_output(server: LocalServer, tmp_path: Path) -> None:
+    """A hit for a remote output_path is put into its store, as a download would be."""
+    fsspec = pytest.importorskip("fsspec")
+    import secrets
+
+    folder = f"memory://hit-out-{secrets.token_hex(4)}"
+    async with client_of(server, tmp_path / "cache") as client:
+        first = await client.remove(PNG, output_path=f"{folder}/a.png")
+        second = await client.remove(PNG, output_path=f"{folder}/b.png")
+        assert await spent(client) == 1
+    assert (first.cached, second.cached) == (False, True)
+    assert second.url == f"{folder}/b.png"
+    memory = fsspec.filesystem("memory")
+    assert memory.cat_file(f"{folder}/b.png") == memory.cat_file(f"{folder}/a.png")
+    memory.rm(folder, recursive=True)
+
+
 async def test_remove_many_into_a_fresh_folder_with_a_warm_cache_costs_nothing(
     server: LocalServer, tmp_path: Path
 ) -> None:
