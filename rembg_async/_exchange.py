@@ -167,12 +167,11 @@ class Exchange:
         try:
             self.open()
             policy = retry or self.retry
-            async with self._turn(call) as turn:
-                if turn is not None and turn.entry is not None:
-                    result = await self._serve(call, turn.entry)
-                else:
-                    await _admit(call)
-                    result = await policy.run(functools.partial(self._send_once, call, turn))
+            if self.cache is None:
+                await _admit(call)
+                result = await policy.run(functools.partial(self._send_once, call, None))
+            else:
+                result = await self._send_or_serve(call, policy)
         finally:
             call.source.close()
         if isinstance(call.output, RemoteTarget):
@@ -181,6 +180,15 @@ class Exchange:
             stored = await put_result(store, result, call.output)
             return attrs.evolve(stored, cached=True) if result.cached else stored
         return result
+
+    async def _send_or_serve(self, call: Call, policy: RetryPolicy) -> Result:
+        """A hit served from the cache, or the call sent (its answer stored)."""
+        async with self._turn(call) as turn:
+            if turn is not None and turn.entry is not None:
+                return await self._serve(call, turn.entry)
+            await _admit(call)
+            return await policy.run(functools.partial(self._send_once, call, turn))
+        raise AssertionError("unreachable")  # pragma: no cover
 
     @contextlib.asynccontextmanager
     async def _turn(self, call: Call) -> AsyncIterator[Turn | None]:
