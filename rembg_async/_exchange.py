@@ -232,7 +232,7 @@ class Exchange:
                     result = await receive_file(response, path, download, then)
                 declared = response.content_type, body_length(response)
             if turn is not None:  # after the attempt: its permit is not held meanwhile
-                await turn.store(await answer_body(result), *declared)
+                await turn.store_read(functools.partial(answer_body, result), *declared)
         except BaseException:
             # Cancelled while closing the exchange, after the file was whole: nobody will
             # receive it, so a temporary one must go now.

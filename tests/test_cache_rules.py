@@ -314,3 +314,27 @@ async def test_only_an_answer_as_declared_is_stored(
     turn = Turn(seam=CacheSeam(cache, API), key=KEY, entry=None)
     assert await turn.store(body, declared_type, declared_length) is stored
     assert (KEY in cache.entries) is stored
+
+
+async def test_an_answer_that_cannot_be_read_back_is_not_stored() -> None:
+    """A result's file gone before it was read back: not stored, and no error for the call."""
+    cache = Kept()
+    turn = Turn(seam=CacheSeam(cache, API), key=KEY, entry=None)
+
+    async def gone() -> bytes:
+        raise FileNotFoundError("moved meanwhile")
+
+    assert await turn.store_read(gone, "image/png", None) is False
+    assert cache.entries == {}
+
+
+async def test_an_answer_read_back_is_stored() -> None:
+    """A result's body read back is stored as a body given."""
+    cache = Kept()
+    turn = Turn(seam=CacheSeam(cache, API), key=KEY, entry=None)
+
+    async def read() -> bytes:
+        return PNG
+
+    assert await turn.store_read(read, "image/png", len(PNG)) is True
+    assert unframe(KEY, cache.entries[KEY]) is not None

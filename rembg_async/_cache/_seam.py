@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 import attrs
 from yarl import URL
@@ -53,6 +53,18 @@ class Turn:
             )  # fmt: skip
             return False
         return await self.seam.put(self.key, body, content_type)
+
+    async def store_read(
+        self, read: Callable[[], Awaitable[bytes]], declared_type: str, length: int | None
+    ) -> bool:
+        """`store` the body that ``read()`` gives (a result's file read back); a body that
+        cannot be read (moved or deleted meanwhile) is not stored, and the call goes on."""
+        try:
+            body = await read()
+        except OSError:
+            logger.warning("not cached: the answer could not be read back", exc_info=True)
+            return False
+        return await self.store(body, declared_type, length)
 
 
 class CacheSeam:
