@@ -374,7 +374,8 @@ class AsyncRembg(AsyncClosing):
         block is entered (its first bytes are read by then); a failure later is raised to it.
         The connection is held until the block ends: read the image inside it (reading it
         later raises `RuntimeError`; for a web framework's streaming response, see the
-        services guide).
+        services guide). With a ``cache``, a hit is handed over the same way
+        (``result.cached``), and a miss is stored once the block has read it whole.
         """
         remove_options, return_base64 = resolve_options(options, False)
         if return_base64:

@@ -371,8 +371,12 @@ async def test_the_one_shot_function(server: LocalServer, tmp_path: Path) -> Non
         await result.cleanup()
 
 
-async def test_no_cache_by_default(server: LocalServer) -> None:
-    """Without cache= nothing is kept: the same image twice costs two."""
+async def test_no_cache_by_default(
+    server: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without cache= nothing is kept, whatever $REMBG_CACHE says (the CLI reads it, the
+    library does not): the same image twice costs two."""
+    monkeypatch.setenv("REMBG_CACHE", str(tmp_path / "cache"))
     async with AsyncRembg(TEST_API_KEY, base_url=server.url) as client:
         results = [await client.remove(PNG, return_bytes=True) for _ in range(2)]
         assert await spent(client) == 2
