@@ -27,11 +27,7 @@ from ._cache import CacheSeam, Entry, Turn
 from ._contract import API_KEY_HEADER
 from ._download import (
     KeptTarget,
-    answer_body,
     body_length,
-    deliver_base64,
-    deliver_bytes,
-    deliver_file,
     read_whole,
     receive_base64,
     receive_bytes,
@@ -43,6 +39,7 @@ from ._exceptions import (
     error_from_response,
     error_from_transport,
 )
+from ._hits import answer_body, deliver_base64, deliver_bytes, deliver_file, deliver_stream
 from ._inputs import Source, content_digest
 from ._limits import Answer, Limiter, Outcome, limited
 from ._progress import ProgressCallback, ProgressTracker
@@ -51,7 +48,7 @@ from ._results import Base64Image, ImageBytes, ImageFile, discard_temporary
 from ._retry import RetryPolicy
 from ._storage._sinks import RemoteTarget, put_result
 from ._storage._stores import Stores
-from ._stream_output import Keeper, StreamedImage, end_of_block, open_streamed, streamed_hit
+from ._stream_output import Keeper, StreamedImage, end_of_block, open_streamed
 from ._timeouts import Timeout
 from ._upload import CHUNK_BYTES, UploadBody, build_form
 from ._version import __version__
@@ -251,7 +248,7 @@ class Exchange:
                 turn = await held.enter_async_context(self._turn(call))  # the last to exit
                 if turn is not None and turn.entry is not None:
                     hit = turn.entry
-                    result = await streamed_hit(hit.body, self._hit_tracker(call, hit))
+                    result = await deliver_stream(hit.body, self._hit_tracker(call, hit))
                 else:
                     await _admit(call)
                     policy = retry or self.retry

@@ -108,13 +108,6 @@ def end_of_block(image: StreamedImage) -> None:
     image._ended = True
 
 
-async def streamed_hit(data: bytes, tracker: ProgressTracker) -> StreamedImage:
-    """A cached answer handed over as a stream; its progress is a complete download."""
-    await tracker.advance(len(data))
-    await tracker.finish()
-    return StreamedImage(None, data, tracker, contextlib.nullcontext)
-
-
 async def open_streamed(
     response: aiohttp.ClientResponse,
     tracker: ProgressTracker,
