@@ -338,3 +338,18 @@ async def test_an_answer_read_back_is_stored() -> None:
 
     assert await turn.store_read(read, "image/png", len(PNG)) is True
     assert unframe(KEY, cache.entries[KEY]) is not None
+
+
+async def test_a_scan_deletes_temporary_files_left_by_dead_writers(tmp_path: Path) -> None:
+    """A temporary file older than an hour (its writer died) goes at the next scan; a fresh
+    one (a writer at work) stays, and neither counts as an entry."""
+    shard = tmp_path / "ab"
+    shard.mkdir()
+    stale, fresh = shard / ".tmp-stale", shard / ".tmp-fresh"
+    for path in (stale, fresh):
+        path.write_bytes(b"x" * 5000)
+    hours_ago = time.time() - 2 * 3600
+    os.utime(stale, (hours_ago, hours_ago))
+    await FolderCache(tmp_path, max_bytes=2000).put(key_of(1), b"y" * 1000)
+    assert (stale.exists(), fresh.exists()) == (False, True)
+    assert await FolderCache(tmp_path).get(key_of(1)) == b"y" * 1000
