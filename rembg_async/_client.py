@@ -16,7 +16,7 @@ import attrs
 
 from ._batch import BatchProgressCallback, BatchRun, ItemProgressCallback
 from ._budget import CreditBudget, LocalCreditBudget
-from ._cache import CacheLike, CacheSeam, FsspecCache, as_cache
+from ._cache import CacheLike, CacheSeam, FsspecCache, ResultCache, as_cache
 from ._closing import AsyncClosing
 from ._exchange import Call, Exchange, check_api_key
 from ._imageinfo import extension_for
@@ -125,9 +125,9 @@ class AsyncRembg(AsyncClosing):
             max_hold=retry.max_retry_after,
         )
         rmbg_url = self._api_url / "rmbg"
-        self.cache = as_cache(cache, storage_options)
+        self._cache = as_cache(cache, storage_options)
         # A store made here from a URL is ours to close; a cache passed in is its owner's.
-        self._owns_cache = isinstance(cache, str) and isinstance(self.cache, FsspecCache)
+        self._owns_cache = isinstance(cache, str) and isinstance(self._cache, FsspecCache)
         self._exchange = Exchange(
             session=session,
             url=rmbg_url,
@@ -144,7 +144,7 @@ class AsyncRembg(AsyncClosing):
             extra_headers=extra_headers,
             progress_interval=progress_interval,
             stores=self._stores,
-            cache=CacheSeam(self.cache, rmbg_url) if self.cache is not None else None,
+            cache=CacheSeam(self._cache, rmbg_url) if self._cache is not None else None,
         )
         if self._api_key is None:
             logger.warning("no RemBG API key given: calls are anonymous, with a small daily limit")
@@ -162,6 +162,11 @@ class AsyncRembg(AsyncClosing):
         await self.aclose()
 
     @property
+    def cache(self) -> ResultCache | None:
+        """The client's result cache (what ``cache=`` became), or None when it keeps none."""
+        return self._cache
+
+    @property
     def limiter(self) -> Limiter:
         """The limiter every request of this client goes through."""
         return self._exchange.limiter
@@ -175,8 +180,8 @@ class AsyncRembg(AsyncClosing):
         """Close the client (and its session and limiter, if it made them). Safe to call twice."""
         await self._exchange.aclose()
         await self._stores.aclose()
-        if self._owns_cache and isinstance(self.cache, FsspecCache):
-            await self.cache.aclose()
+        if self._owns_cache and isinstance(self._cache, FsspecCache):
+            await self._cache.aclose()
 
     def __del__(self) -> None:
         exchange = getattr(self, "_exchange", None)  # None: __init__ failed before making it
@@ -369,7 +374,8 @@ class AsyncRembg(AsyncClosing):
         block is entered (its first bytes are read by then); a failure later is raised to it.
         The connection is held until the block ends: read the image inside it (reading it
         later raises `RuntimeError`; for a web framework's streaming response, see the
-        services guide).
+        services guide). With a ``cache``, a hit is handed over the same way
+        (``result.cached``), and a miss is stored once the block has read it whole.
         """
         remove_options, return_base64 = resolve_options(options, False)
         if return_base64:

@@ -185,7 +185,7 @@ class _Output:
         """Write ``last`` and put the file in place; returns where it is."""
         if self.handle is None:
             return await run_to_completion(
-                _save_whole,
+                save_whole,
                 self.folder,
                 last,
                 self.target,
@@ -219,7 +219,7 @@ def _put_in_place(partial: Path, target: Path, then: Callable[[], object] | None
         then()
 
 
-def _save_whole(
+def save_whole(
     folder: Path,
     data: Sequence[bytes],
     target: Path | None,
@@ -359,56 +359,6 @@ async def receive_bytes(response: aiohttp.ClientResponse, tracker: ProgressTrack
         size=len(pieces),
         request_id=request_id(response.headers),
     )
-
-
-async def deliver_file(
-    data: bytes,
-    content_type: str,
-    output_path: Path | None,
-    tracker: ProgressTracker,
-    then: Callable[[], object] | None = None,
-) -> ImageFile:
-    """A cached answer written whole, where `receive_file` would have put it."""
-    await _deliver(tracker, data)
-    folder = output_path.parent if output_path is not None else Path(tempfile.gettempdir())
-    extension = extension_for(_KINDS[content_type])
-    target = await run_to_completion(
-        _save_whole, folder, [data], output_path, extension, then, undo=_discard
-    )
-    temporary = output_path is None
-    return ImageFile(
-        output_image_path=target, content_type=content_type, size=len(data), temporary=temporary,
-        cached=True,
-    )  # fmt: skip
-
-
-async def deliver_base64(data: bytes, content_type: str, tracker: ProgressTracker) -> Base64Image:
-    """A cached answer as `receive_base64` would have made it."""
-    await _deliver(tracker, data)
-    data_url = f"data:{content_type};base64," + base64.b64encode(data).decode("ascii")
-    size = len(data)
-    return Base64Image(base64_image=data_url, content_type=content_type, size=size, cached=True)
-
-
-async def deliver_bytes(data: bytes, content_type: str, tracker: ProgressTracker) -> ImageBytes:
-    """A cached answer as `receive_bytes` would have made it."""
-    await _deliver(tracker, data)
-    return ImageBytes(data=data, content_type=content_type, size=len(data), cached=True)
-
-
-async def _deliver(tracker: ProgressTracker, data: bytes) -> None:
-    """A cached answer's progress: one complete download (``loaded == total``)."""
-    await tracker.advance(len(data))
-    await tracker.finish()
-
-
-async def answer_body(result: ImageFile | Base64Image | ImageBytes) -> bytes:
-    """The bytes of a result just received (a file's read back, in a thread), to cache them."""
-    if isinstance(result, ImageBytes):
-        return result.data
-    if isinstance(result, Base64Image):
-        return base64.b64decode(result.base64_image.partition(",")[2])
-    return await run_to_completion(result.output_image_path.read_bytes)
 
 
 def is_partial_name(name: str) -> bool:

@@ -6,7 +6,8 @@ source opened afresh), turns a status other than 200 into our error, and receive
 into its sink (a file, base64, bytes, a remote object, or the caller's stream). Failures of
 the transport become ours here and nowhere else (`_transport_errors`), and each request logs
 one DEBUG line however it ends (`RequestLine`): method, URL without user or query, status,
-time; never a header's value, so never the key.
+time; never a header's value, so never the key. With a result cache, a call looks up its
+answer first (`_cache`): a hit is served into the call's sink and sends nothing.
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -28,11 +27,7 @@ from ._cache import CacheSeam, Entry, Turn
 from ._contract import API_KEY_HEADER
 from ._download import (
     KeptTarget,
-    answer_body,
     body_length,
-    deliver_base64,
-    deliver_bytes,
-    deliver_file,
     read_whole,
     receive_base64,
     receive_bytes,
@@ -44,19 +39,19 @@ from ._exceptions import (
     error_from_response,
     error_from_transport,
 )
+from ._hits import answer_body, deliver_base64, deliver_bytes, deliver_file, deliver_stream
 from ._inputs import Source, content_digest
 from ._limits import Answer, Limiter, Outcome, limited
 from ._progress import ProgressCallback, ProgressTracker
+from ._request_line import RequestLine
 from ._results import Base64Image, ImageBytes, ImageFile, discard_temporary
 from ._retry import RetryPolicy
 from ._storage._sinks import RemoteTarget, put_result
 from ._storage._stores import Stores
-from ._stream_output import Keeper, StreamedImage, end_of_block, open_streamed, streamed_hit
+from ._stream_output import Keeper, StreamedImage, end_of_block, open_streamed
 from ._timeouts import Timeout
 from ._upload import CHUNK_BYTES, UploadBody, build_form
 from ._version import __version__
-
-logger = logging.getLogger("rembg_async")
 
 #: Error bodies are small; a proxy's HTML page is cut to this.
 MAX_ERROR_BODY: Final = 64 * 1024
@@ -169,12 +164,11 @@ class Exchange:
         try:
             self.open()
             policy = retry or self.retry
-            async with self._turn(call) as turn:
-                if turn is not None and turn.entry is not None:
-                    result = await self._serve(call, turn.entry)
-                else:
-                    await _admit(call)
-                    result = await policy.run(functools.partial(self._send_once, call, turn))
+            if self.cache is None:
+                await _admit(call)
+                result = await policy.run(functools.partial(self._send_once, call, None))
+            else:
+                result = await self._send_or_serve(call, policy)
         finally:
             call.source.close()
         if isinstance(call.output, RemoteTarget):
@@ -183,6 +177,15 @@ class Exchange:
             stored = await put_result(store, result, call.output)
             return attrs.evolve(stored, cached=True) if result.cached else stored
         return result
+
+    async def _send_or_serve(self, call: Call, policy: RetryPolicy) -> Result:
+        """A hit served from the cache, or the call sent (its answer stored)."""
+        async with self._turn(call) as turn:
+            if turn is not None and turn.entry is not None:
+                return await self._serve(call, turn.entry)
+            await _admit(call)
+            return await policy.run(functools.partial(self._send_once, call, turn))
+        raise AssertionError("unreachable")  # pragma: no cover
 
     @contextlib.asynccontextmanager
     async def _turn(self, call: Call) -> AsyncIterator[Turn | None]:
@@ -226,7 +229,7 @@ class Exchange:
                     result = await receive_file(response, path, download, then)
                 declared = response.content_type, body_length(response)
             if turn is not None:  # after the attempt: its permit is not held meanwhile
-                await turn.store(await answer_body(result), *declared)
+                await turn.store_read(functools.partial(answer_body, result), *declared)
         except BaseException:
             # Cancelled while closing the exchange, after the file was whole: nobody will
             # receive it, so a temporary one must go now.
@@ -245,7 +248,7 @@ class Exchange:
                 turn = await held.enter_async_context(self._turn(call))  # the last to exit
                 if turn is not None and turn.entry is not None:
                     hit = turn.entry
-                    result = await streamed_hit(hit.body, self._hit_tracker(call, hit))
+                    result = await deliver_stream(hit.body, self._hit_tracker(call, hit))
                 else:
                     await _admit(call)
                     policy = retry or self.retry
@@ -416,48 +419,3 @@ def _transport_errors(url: URL) -> Iterator[None]:
             # writer raises): the fault is the input's, and no retry would mend it.
             raise error.__cause__ from None
         raise error_from_transport(error, url=str(url)) from error
-
-
-class RequestLine:
-    """The DEBUG line of one request, timed from the ``with``: ``POST https://api.rembg.com/rmbg
-    200 in 0.412 s (attempt 1, a body of 51234 bytes, request id abc)``, or how it ended with no
-    answer (``failed (APITimeoutError)``, ``cancelled``: the error itself is raised, and retries
-    log it at INFO). The URL is the client's own, without user information or query.
-    ``body``: the bytes of the request's body (None: a length unknown), False for none."""
-
-    def __init__(
-        self, method: str, url: URL, attempt: int, body: int | bool | None = False
-    ) -> None:
-        self._what = f"{method} {url.origin()}{url.path}"
-        self._attempt = attempt
-        self._body = body
-        self._started = time.monotonic()
-        self._said = False
-
-    def __enter__(self) -> RequestLine:
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, _: Any
-    ) -> None:
-        if kind is not None and not self._said:
-            self._say(f"failed ({kind.__name__})" if isinstance(error, Exception) else "cancelled")
-
-    def answered(self, response: aiohttp.ClientResponse) -> None:
-        """Log the status and the time to the answer's head."""
-        request_id = response.headers.get("x-request-id", "none")
-        self._say(f"{response.status}", f"request id {request_id}")
-
-    def _say(self, outcome: str, more: str = "") -> None:
-        self._said = True
-        if not logger.isEnabledFor(logging.DEBUG):
-            return
-        details = [f"attempt {self._attempt}"]
-        if self._body is None:
-            details.append("a body of unknown length")
-        elif self._body is not False:
-            details.append(f"a body of {self._body} bytes")
-        if more:
-            details.append(more)
-        seconds = time.monotonic() - self._started
-        logger.debug("%s %s in %.3f s (%s)", self._what, outcome, seconds, ", ".join(details))

@@ -58,7 +58,7 @@ class StreamedImage:
         declared = response.content_type if response is not None else ""
         self.content_type: str = real_content_type(head, declared)
         self.size: int | None = body_length(response) if response is not None else len(head)
-        self.request_id: str | None = request_id(response.headers) if response else None
+        self.request_id: str | None = None if response is None else request_id(response.headers)
         self.cached = response is None
         self._response = response
         self._head = head
@@ -106,13 +106,6 @@ class StreamedImage:
 def end_of_block(image: StreamedImage) -> None:
     """The caller's block has ended: its connection is being released, reading must stop."""
     image._ended = True
-
-
-async def streamed_hit(data: bytes, tracker: ProgressTracker) -> StreamedImage:
-    """A cached answer handed over as a stream; its progress is a complete download."""
-    await tracker.advance(len(data))
-    await tracker.finish()
-    return StreamedImage(None, data, tracker, contextlib.nullcontext)
 
 
 async def open_streamed(

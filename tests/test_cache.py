@@ -151,13 +151,17 @@ async def test_a_failure_is_not_shared_and_not_cached(server: LocalServer, tmp_p
 )
 async def test_what_is_never_stored(server: LocalServer, fault: Fault) -> None:
     """An error, a body cut short, bytes that are no image, or an image of another type than
-    its Content-Type: none is stored, whether the call fails or not."""
+    its Content-Type: none is stored, whether the call fails or not; the sound answer that
+    follows is."""
     server.faults.push(fault)
     cache = DictCache()
     async with client_of(server, cache, max_retries=0) as client:
         with contextlib.suppress(ServerError, APIConnectionError):
             await client.remove(PNG, return_bytes=True)
-    assert cache.entries == {}
+        assert cache.entries == {}
+        sound = await client.remove(PNG, return_bytes=True)
+    assert not sound.cached
+    assert len(cache.entries) == 1
 
 
 @pytest.mark.parametrize(
@@ -291,6 +295,23 @@ async def test_memory_fsspec_cache(server: LocalServer) -> None:
     assert hit.cached
 
 
+async def test_a_hit_into_a_remote_output(server: LocalServer, tmp_path: Path) -> None:
+    """A hit for a remote output_path is put into its store, as a download would be."""
+    fsspec = pytest.importorskip("fsspec")
+    import secrets
+
+    folder = f"memory://hit-out-{secrets.token_hex(4)}"
+    async with client_of(server, tmp_path / "cache") as client:
+        first = await client.remove(PNG, output_path=f"{folder}/a.png")
+        second = await client.remove(PNG, output_path=f"{folder}/b.png")
+        assert await spent(client) == 1
+    assert (first.cached, second.cached) == (False, True)
+    assert second.url == f"{folder}/b.png"
+    memory = fsspec.filesystem("memory")
+    assert memory.cat_file(f"{folder}/b.png") == memory.cat_file(f"{folder}/a.png")
+    memory.rm(folder, recursive=True)
+
+
 async def test_remove_many_into_a_fresh_folder_with_a_warm_cache_costs_nothing(
     server: LocalServer, tmp_path: Path
 ) -> None:
@@ -350,8 +371,12 @@ async def test_the_one_shot_function(server: LocalServer, tmp_path: Path) -> Non
         await result.cleanup()
 
 
-async def test_no_cache_by_default(server: LocalServer) -> None:
-    """Without cache= nothing is kept: the same image twice costs two."""
+async def test_no_cache_by_default(
+    server: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without cache= nothing is kept, whatever $REMBG_CACHE says (the CLI reads it, the
+    library does not): the same image twice costs two."""
+    monkeypatch.setenv("REMBG_CACHE", str(tmp_path / "cache"))
     async with AsyncRembg(TEST_API_KEY, base_url=server.url) as client:
         results = [await client.remove(PNG, return_bytes=True) for _ in range(2)]
         assert await spent(client) == 2

@@ -3,8 +3,8 @@
 One idea per module: what a cache is (`_protocol`), how an entry is framed and verified
 (`_frame`), what a result's key is made of (`_key`), the local folder (`_folder`) and fsspec
 (`_fsspec`) backends, and how a client uses its cache (`_seam`: lookups, one request per key
-at a time, storing whole answers). The exchange calls the seam; the sinks serve a hit
-(`_download`, `_stream_output`).
+at a time, storing whole answers). The exchange calls the seam; `rembg_async._hits` serves
+a hit into the call's sink.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ import os
 import re
 import secrets
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Final
 
@@ -132,20 +133,7 @@ def _discard(path: Path) -> None:
 def evict(root: Path, max_bytes: int, low_water: int) -> int:
     """Remove the least recently used entries under ``root`` when they exceed ``max_bytes``,
     down to ``low_water`` bytes; returns the size left (blocking: in a thread)."""
-    entries: list[tuple[int, int, str]] = []
-    now = time.time()
-    with contextlib.suppress(FileNotFoundError), os.scandir(root) as shards:
-        for shard in shards:
-            if not shard.is_dir(follow_symlinks=False):
-                continue
-            with os.scandir(shard.path) as files:
-                for file in files:
-                    status = file.stat(follow_symlinks=False)
-                    if file.name.startswith(_TEMP_PREFIX):
-                        if now - status.st_mtime > STALE_TEMP_SECONDS:
-                            _discard(Path(file.path))
-                        continue
-                    entries.append((status.st_mtime_ns, status.st_size, file.path))
+    entries = list(_entries(root))
     total = sum(size for _, size, _ in entries)
     if total <= max_bytes:
         return total
@@ -155,3 +143,29 @@ def evict(root: Path, max_bytes: int, low_water: int) -> int:
         _discard(Path(path))
         total -= size
     return total
+
+
+def _entries(root: Path) -> Iterator[tuple[int, int, str]]:
+    """Each entry's time of last use, size and path; stale temporary files are deleted. What
+    another process deletes meanwhile is skipped."""
+    now = time.time()
+    for shard in _listing(str(root)):
+        if not shard.is_dir(follow_symlinks=False):
+            continue
+        for file in _listing(shard.path):
+            try:
+                status = file.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if not file.name.startswith(_TEMP_PREFIX):
+                yield status.st_mtime_ns, status.st_size, file.path
+            elif now - status.st_mtime > STALE_TEMP_SECONDS:
+                _discard(Path(file.path))
+
+
+def _listing(folder: str) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(folder) as found:
+            return list(found)
+    except FileNotFoundError:
+        return []

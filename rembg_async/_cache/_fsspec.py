@@ -22,8 +22,10 @@ class FsspecCache:
     ``storage_options`` go to fsspec (credentials, ``client_kwargs={"endpoint_url": ...}``).
     ``max_age`` (seconds or a ``timedelta``): older entries are misses, and are fetched again.
     No size limit: give the bucket a lifecycle rule. Several processes and machines may share
-    one. The filesystem is made at first use and closed by `aclose` (a client made with
-    ``cache="s3://..."`` closes it); it is made again if used after.
+    one bucket; one `FsspecCache` object serves one event loop at a time (an async
+    filesystem, s3fs's, belongs to the loop that made it). The filesystem is made at first use
+    and closed by `aclose` (a client made with ``cache="s3://..."`` closes its own); it is
+    made again if used after.
     """
 
     def __init__(

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 import attrs
 from yarl import URL
@@ -44,8 +44,10 @@ class Turn:
         """Store a 200's whole ``body`` if it is what the answer declared: an image of its
         ``Content-Type`` (from its bytes), of its length; whether it was stored."""
         content_type = OUTPUT_FORMATS.get(sniff_kind(body[:32]) or "")
-        if content_type != declared_type or (
-            declared_length is not None and declared_length != len(body)
+        if (
+            content_type is None
+            or content_type != declared_type
+            or (declared_length is not None and declared_length != len(body))
         ):
             logger.info(
                 "not cached: the answer declared %s of %s bytes, and was %s of %s bytes",
@@ -53,6 +55,18 @@ class Turn:
             )  # fmt: skip
             return False
         return await self.seam.put(self.key, body, content_type)
+
+    async def store_read(
+        self, read: Callable[[], Awaitable[bytes]], declared_type: str, length: int | None
+    ) -> bool:
+        """`store` the body that ``read()`` gives (a result's file read back); a body that
+        cannot be read (moved or deleted meanwhile) is not stored, and the call goes on."""
+        try:
+            body = await read()
+        except OSError:
+            logger.warning("not cached: the answer could not be read back", exc_info=True)
+            return False
+        return await self.store(body, declared_type, length)
 
 
 class CacheSeam:

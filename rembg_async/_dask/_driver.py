@@ -205,7 +205,7 @@ class DaskRun:
             return BatchItem(input=value, index=index, error=error, attempts=1, credits=1)
         if outcome.error_type is None:
             where = _where(outcome.output) if outcome.output is not None else {}
-            if outcome.cached:  # nothing was sent for it
+            if outcome.cached:  # the worker's cache served it: no request, no credit
                 return BatchItem(input=value, index=index, cached=True, **where)
             return BatchItem(input=value, index=index, attempts=1, credits=1, **where)
         error = rebuilt(outcome)

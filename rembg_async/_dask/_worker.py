@@ -39,7 +39,7 @@ class Outcome:
     refused: bool = False
     #: A spent budget's figures (spent, max_credits).
     budget: tuple[int, int] | None = None
-    #: The worker's result cache served it: nothing was sent, no credit spent.
+    #: Served by the worker's result cache (``client_options={"cache": ...}``): nothing sent.
     cached: bool = False
 
 
@@ -96,10 +96,9 @@ async def remove_on_worker(
         except Exception as error:  # the image's own failure: told to the driver
             return failed(index, error, worker.address)
     output = result.url or str(result.output_image_path)  # a remote result: its URL
-    attempts = 0 if result.cached else 1
-    return Outcome(
-        index=index, output=output, attempts=attempts, worker=worker.address, cached=result.cached
-    )
+    if result.cached:
+        return Outcome(index=index, output=output, worker=worker.address, cached=True)
+    return Outcome(index=index, output=output, attempts=1, worker=worker.address)
 
 
 def failed(index: int, error: Exception, worker: str) -> Outcome:
