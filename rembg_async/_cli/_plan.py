@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import glob
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path, PurePath
 from typing import Any
 
@@ -15,7 +15,7 @@ from .._client import AsyncRembg
 from .._contract import ALLOWED_EXTENSIONS
 from .._exceptions import RembgError
 from .._imageinfo import HEAD_BYTES, extension_for, sniff_kind
-from .._inputs import RemoteInputs
+from .._inputs import RemoteInputs, content_digest, open_input
 from .._options import RemoveOptions
 from .._outputs import (
     dry_run_counts,
@@ -127,13 +127,19 @@ def _is_image_file(path: Path) -> bool:
 async def dry_run(
     client: AsyncRembg, args: argparse.Namespace, options: RemoveOptions, inputs: dict[str, Any]
 ) -> int:
-    """``--dry-run``: what would be sent, what is done, what is refused; the credits left."""
+    """``--dry-run``: what would be sent, what the cache would serve, what is done, what is
+    refused; the credits left."""
+    served = cache_lookup(client, options)
     if args.base64:
-        counts: dict[str, Any] = {"send": len(inputs), "done": 0, "refused": 0, "why": ""}
+        counts: dict[str, Any] = {"send": 0, "cached": 0, "done": 0, "refused": 0, "why": ""}
+        for value in inputs:
+            counts["cached" if served is not None and await served(value) else "send"] += 1
     else:
-        counts = await _counts(client, args, options, inputs)
+        counts = await _counts(client, args, options, inputs, served)
     print(f"inputs: {len(inputs)}")
     print(f"would send: {counts['send']} image(s), costing at most {counts['send']} credit(s)")
+    if served is not None:
+        print(f"cached: {counts['cached']} image(s) the cache would serve, costing nothing")
     print(f"already done: {counts['done']}")
     if counts["refused"]:
         print(f"refused: {counts['refused']} ({counts['why']})")
@@ -144,7 +150,11 @@ async def dry_run(
 
 
 async def _counts(
-    client: AsyncRembg, args: argparse.Namespace, options: RemoveOptions, inputs: dict[str, Any]
+    client: AsyncRembg,
+    args: argparse.Namespace,
+    options: RemoveOptions,
+    inputs: dict[str, Any],
+    served: Callable[[Any], Awaitable[bool]] | None,
 ) -> dict[str, Any]:
     """What the output folder (local or remote, through the client's stores) says of each
     input."""
@@ -155,7 +165,32 @@ async def _counts(
     )
     assert tree is not None
     key = options_key(options.form_fields())
-    return await dry_run_counts(tree, list(inputs), key, args.redo)
+    return await dry_run_counts(tree, list(inputs), key, args.redo, served)
+
+
+def cache_lookup(
+    client: AsyncRembg, options: RemoveOptions
+) -> Callable[[Any], Awaitable[bool]] | None:
+    """Whether the client's result cache holds a sound answer for an input with ``options``
+    (None: the client has no cache). It reads each input once, to digest it; sends nothing."""
+    seam = client._exchange.cache
+    if seam is None:
+        return None
+    fields = options.form_fields()
+    remote = RemoteInputs(stores=client._stores, options=None)  # the client's storage_options
+
+    async def served(value: Any) -> bool:
+        try:
+            source = await open_input(value, remote=remote)
+        except (RembgError, OSError):  # an input the batch would refuse: not served either
+            return False
+        try:
+            digest = await content_digest(source)
+        finally:
+            source.close()
+        return await seam.lookup(seam.key(digest, fields)) is not None
+
+    return served
 
 
 async def _credits_left(client: AsyncRembg) -> str:

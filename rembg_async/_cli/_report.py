@@ -84,6 +84,8 @@ class PlainReporter:
                 if item.result is None or not self._paths
                 else f" -> {item.output_url or item.output_path}"
             )
+            if item.cached:
+                line += " (cached)"
         print(line, file=self._stream, flush=True)
 
     def interrupted(self, in_flight: int) -> None:
@@ -242,6 +244,8 @@ class Summary:
     credits: int  # what the server was asked to charge, or may have charged
     rate_limit: RateLimitState | None
     outputs: str
+    #: Made from the result cache (no request, no credit); None: the run had no cache.
+    cached: int | None = None
 
     @classmethod
     def of(
@@ -251,8 +255,9 @@ class Summary:
         elapsed: float,
         outputs: str,
         rate_limit: RateLimitState | None,
+        cache: bool = False,
     ) -> Summary:
-        """The summary of ``items``."""
+        """The summary of ``items`` (``cache``: the run had one, so say what it served)."""
         return cls(
             made=sum(1 for item in items if item.ok and not item.skipped),
             skipped=sum(1 for item in items if item.skipped),
@@ -262,6 +267,7 @@ class Summary:
             credits=sum(item.credits for item in items),
             rate_limit=rate_limit,
             outputs=outputs,
+            cached=sum(1 for item in items if item.cached) if cache else None,
         )
 
     @property
@@ -272,7 +278,8 @@ class Summary:
     def lines(self) -> list[str]:
         """The summary as plain lines."""
         counts = f"made {self.made}, skipped {self.skipped}, failed {self.failed}"
-        lines = [f"{counts}, cancelled {self.cancelled}"]
+        cached = "" if self.cached is None else f", cached {self.cached}"
+        lines = [f"{counts}, cancelled {self.cancelled}{cached}"]
         rate = "" if self.rate is None else f", {self.rate:.2f} images/s"
         lines.append(f"time {self.elapsed:.1f} s{rate}, credits {self.credits}")
         if self.rate_limit is not None:
@@ -295,11 +302,19 @@ def describe_pace(state: RateLimitState, *, short: bool = True) -> str:
 
 
 def print_summary(
-    items: Sequence[BatchItem], *, elapsed: float, outputs: str, rate_limit: RateLimitState | None
+    items: Sequence[BatchItem],
+    *,
+    elapsed: float,
+    outputs: str,
+    rate_limit: RateLimitState | None,
+    cache: bool = False,
 ) -> None:
     """How the batch went, to stderr (stdout stays for results): a table when both streams
-    are a terminal and rich (the ``cli`` extra) is installed, plain lines otherwise."""
-    summary = Summary.of(items, elapsed=elapsed, outputs=outputs, rate_limit=rate_limit)
+    are a terminal and rich (the ``cli`` extra) is installed, plain lines otherwise;
+    ``cache``: the run had a result cache (the summary says how many it served)."""
+    summary = Summary.of(
+        items, elapsed=elapsed, outputs=outputs, rate_limit=rate_limit, cache=cache
+    )
     if sys.stderr.isatty() and sys.stdout.isatty() and has_rich():
         _print_table(summary)
     else:
@@ -317,6 +332,9 @@ def _print_table(summary: Summary) -> None:
     if summary.cancelled:
         columns.append("cancelled")  # only then: the table must fit 80 columns
         row.append(str(summary.cancelled))
+    if summary.cached is not None:
+        columns.append("cached")  # only with a cache, for the same reason
+        row.append(str(summary.cached))
     columns += ["time", "rate", "credits"]
     rate = "-" if summary.rate is None else f"{summary.rate:.2f}/s"
     row += [f"{summary.elapsed:.1f} s", rate, str(summary.credits)]
