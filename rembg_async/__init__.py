@@ -4,6 +4,7 @@ from ._adapters import rich_progress, tqdm_progress
 from ._api import rembg
 from ._batch import BatchItem, BatchProgress, BatchRun, SyncBatchItem, failed_inputs
 from ._budget import BudgetExhaustedError, CreditBudget, LocalCreditBudget
+from ._cache import FolderCache, FsspecCache, ResultCache
 from ._client import AsyncRembg
 from ._exceptions import (
     APIConnectionError,
@@ -47,6 +48,8 @@ __all__ = [
     "BillingCycleSummary",
     "BudgetExhaustedError",
     "CreditBudget",
+    "FolderCache",
+    "FsspecCache",
     "ImageBytes",
     "ImageFile",
     "InvalidInputError",
@@ -61,6 +64,7 @@ __all__ = [
     "Rembg",
     "RembgError",
     "RemoveOptions",
+    "ResultCache",
     "RetryPolicy",
     "ServerError",
     "StreamedImage",

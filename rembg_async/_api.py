@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from typing import Any, overload
 
+from ._cache import CacheLike
 from ._client import MSG_BASE64_WITH_OUTPUT_PATH, AsyncRembg
 from ._inputs import ImageInput
 from ._options import Base64Options, ImageFileOptions, RemoveOptions, _resolve_return_base64
@@ -26,6 +27,7 @@ async def rembg(
     on_download_progress: ProgressCallback | None = None,
     output_path: None = None,
     base_url: str | None = None,
+    cache: CacheLike = None,
 ) -> Base64Image: ...
 
 
@@ -39,6 +41,7 @@ async def rembg(
     on_download_progress: ProgressCallback | None = None,
     output_path: str | os.PathLike[str] | None = None,
     base_url: str | None = None,
+    cache: CacheLike = None,
 ) -> ImageFile: ...
 
 
@@ -52,6 +55,7 @@ async def rembg(
     on_download_progress: ProgressCallback | None = None,
     output_path: str | os.PathLike[str] | None = None,
     base_url: str | None = None,
+    cache: CacheLike = None,
 ) -> ImageFile | Base64Image: ...
 
 
@@ -64,6 +68,7 @@ async def rembg(
     on_download_progress: ProgressCallback | None = None,
     output_path: str | os.PathLike[str] | None = None,
     base_url: str | None = None,
+    cache: CacheLike = None,
 ) -> ImageFile | Base64Image:
     """Remove a background in one call, with a client made and closed for it.
 
@@ -71,12 +76,13 @@ async def rembg(
     ``h``, ``exact_resize``, ``returnMask``, ``returnBase64``, ``bg_color``, ``angle``,
     ``expand``). The result is an `ImageFile` (``await result.cleanup()`` when done) or,
     with ``returnBase64``, a `Base64Image`. For many images, keep one
-    `AsyncRembg` open instead.
+    `AsyncRembg` open instead. ``cache`` is as for `AsyncRembg`: a folder, an fsspec URL
+    or a `ResultCache` (a hit sends nothing, and says ``cached=True``).
     """
     return_base64 = _resolve_return_base64(options)
     if return_base64 and output_path is not None:
         raise ValueError(MSG_BASE64_WITH_OUTPUT_PATH)  # the rule of remove(), not a silent drop
-    async with AsyncRembg(api_key, base_url=base_url) as client:
+    async with AsyncRembg(api_key, base_url=base_url, cache=cache) as client:
         if return_base64:
             return await client.remove(
                 input_image,

@@ -16,6 +16,7 @@ import attrs
 
 from ._batch import BatchProgressCallback, BatchRun, ItemProgressCallback
 from ._budget import CreditBudget, LocalCreditBudget
+from ._cache import CacheLike, CacheSeam, FsspecCache, ResultCache, as_cache
 from ._closing import AsyncClosing
 from ._exchange import Call, Exchange, check_api_key
 from ._imageinfo import extension_for
@@ -72,6 +73,13 @@ class AsyncRembg(AsyncClosing):
     flight; ``limiter`` passes one of your own (shared by several clients, say).
     ``storage_options`` go to fsspec for remote inputs and outputs (``s3://``…): credentials,
     ``client_kwargs={"endpoint_url": ...}``; a call's own ``storage_options`` replace them.
+
+    ``cache`` keeps results, so that the same image with the same options is paid once: a
+    folder (a `FolderCache`), an fsspec URL (an `FsspecCache`, with ``storage_options``), or
+    any `ResultCache`; None (the default) keeps nothing. A hit sends nothing and takes no
+    permit of the limiter; its result says ``cached=True``. Identical calls made at once
+    send one request, the others wait for its answer. The key is the input's bytes (read
+    once to digest them), the options and the API's URL.
     """
 
     def __init__(
@@ -93,6 +101,7 @@ class AsyncRembg(AsyncClosing):
         trust_env: bool = True,
         extra_headers: Mapping[str, str] | None = None,
         storage_options: Mapping[str, Any] | None = None,
+        cache: CacheLike = None,
     ) -> None:
         self._stores = Stores(storage_options)  # remote inputs and outputs' filesystems
         self._api_key = api_key if api_key is not None else os.environ.get("REMBG_API_KEY") or None
@@ -116,6 +125,9 @@ class AsyncRembg(AsyncClosing):
             max_hold=retry.max_retry_after,
         )
         rmbg_url = self._api_url / "rmbg"
+        self._cache = as_cache(cache, storage_options)
+        # A store made here from a URL is ours to close; a cache passed in is its owner's.
+        self._owns_cache = isinstance(cache, str) and isinstance(self._cache, FsspecCache)
         self._exchange = Exchange(
             session=session,
             url=rmbg_url,
@@ -132,6 +144,7 @@ class AsyncRembg(AsyncClosing):
             extra_headers=extra_headers,
             progress_interval=progress_interval,
             stores=self._stores,
+            cache=CacheSeam(self._cache, rmbg_url) if self._cache is not None else None,
         )
         if self._api_key is None:
             logger.warning("no RemBG API key given: calls are anonymous, with a small daily limit")
@@ -149,6 +162,11 @@ class AsyncRembg(AsyncClosing):
         await self.aclose()
 
     @property
+    def cache(self) -> ResultCache | None:
+        """The client's result cache (what ``cache=`` became), or None when it keeps none."""
+        return self._cache
+
+    @property
     def limiter(self) -> Limiter:
         """The limiter every request of this client goes through."""
         return self._exchange.limiter
@@ -162,6 +180,8 @@ class AsyncRembg(AsyncClosing):
         """Close the client (and its session and limiter, if it made them). Safe to call twice."""
         await self._exchange.aclose()
         await self._stores.aclose()
+        if self._owns_cache and isinstance(self._cache, FsspecCache):
+            await self._cache.aclose()
 
     def __del__(self) -> None:
         exchange = getattr(self, "_exchange", None)  # None: __init__ failed before making it
@@ -354,7 +374,8 @@ class AsyncRembg(AsyncClosing):
         block is entered (its first bytes are read by then); a failure later is raised to it.
         The connection is held until the block ends: read the image inside it (reading it
         later raises `RuntimeError`; for a web framework's streaming response, see the
-        services guide).
+        services guide). With a ``cache``, a hit is handed over the same way
+        (``result.cached``), and a miss is stored once the block has read it whole.
         """
         remove_options, return_base64 = resolve_options(options, False)
         if return_base64:

@@ -185,7 +185,7 @@ class _Output:
         """Write ``last`` and put the file in place; returns where it is."""
         if self.handle is None:
             return await run_to_completion(
-                _save_whole,
+                save_whole,
                 self.folder,
                 last,
                 self.target,
@@ -219,7 +219,7 @@ def _put_in_place(partial: Path, target: Path, then: Callable[[], object] | None
         then()
 
 
-def _save_whole(
+def save_whole(
     folder: Path,
     data: Sequence[bytes],
     target: Path | None,

@@ -6,7 +6,8 @@ source opened afresh), turns a status other than 200 into our error, and receive
 into its sink (a file, base64, bytes, a remote object, or the caller's stream). Failures of
 the transport become ours here and nowhere else (`_transport_errors`), and each request logs
 one DEBUG line however it ends (`RequestLine`): method, URL without user or query, status,
-time; never a header's value, so never the key.
+time; never a header's value, so never the key. With a result cache, a call looks up its
+answer first (`_cache`): a hit is served into the call's sink and sends nothing.
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -24,6 +23,7 @@ import aiohttp
 import attrs
 from yarl import URL
 
+from ._cache import CacheSeam, Entry, Turn
 from ._contract import API_KEY_HEADER
 from ._download import (
     KeptTarget,
@@ -39,19 +39,19 @@ from ._exceptions import (
     error_from_response,
     error_from_transport,
 )
-from ._inputs import Source
+from ._hits import answer_body, deliver_base64, deliver_bytes, deliver_file, deliver_stream
+from ._inputs import Source, content_digest
 from ._limits import Answer, Limiter, Outcome, limited
 from ._progress import ProgressCallback, ProgressTracker
+from ._request_line import RequestLine
 from ._results import Base64Image, ImageBytes, ImageFile, discard_temporary
 from ._retry import RetryPolicy
 from ._storage._sinks import RemoteTarget, put_result
 from ._storage._stores import Stores
-from ._stream_output import StreamedImage, end_of_block, open_streamed
+from ._stream_output import Keeper, StreamedImage, end_of_block, open_streamed
 from ._timeouts import Timeout
 from ._upload import CHUNK_BYTES, UploadBody, build_form
 from ._version import __version__
-
-logger = logging.getLogger("rembg_async")
 
 #: Error bodies are small; a proxy's HTML page is cut to this.
 MAX_ERROR_BODY: Final = 64 * 1024
@@ -83,6 +83,9 @@ class Call:
     on_download: ProgressCallback | None = None
     extra_headers: Mapping[str, str] | None = None  # after the client's; never over the key
     timeout: Timeout | None = None  # None: the client's
+    #: Awaited once before the call first goes to the network (a cache hit never does): a
+    #: batch reserves its credit there.
+    admit: Callable[[], Awaitable[object]] | None = None
 
 
 class Exchange:
@@ -103,6 +106,7 @@ class Exchange:
         extra_headers: Mapping[str, str] | None,
         progress_interval: float,
         stores: Stores,
+        cache: CacheSeam | None = None,
     ) -> None:
         self.state = "unopened"
         self.session = session
@@ -118,6 +122,7 @@ class Exchange:
         self._headers = {**(extra_headers or {}), **self._key_headers}
         self._progress_interval = progress_interval
         self._stores = stores
+        self.cache = cache
 
     def open(self) -> aiohttp.ClientSession:
         """The session, made at first use; refused once closed, or from another event loop."""
@@ -159,16 +164,59 @@ class Exchange:
         try:
             self.open()
             policy = retry or self.retry
-            result = await policy.run(functools.partial(self._send_once, call))
+            if self.cache is None:
+                await _admit(call)
+                result = await policy.run(functools.partial(self._send_once, call, None))
+            else:
+                result = await self._send_or_serve(call, policy)
         finally:
             call.source.close()
         if isinstance(call.output, RemoteTarget):
             assert isinstance(result, ImageFile)
             store = self._stores.store(call.output.url, storage_options)
-            return await put_result(store, result, call.output)
+            stored = await put_result(store, result, call.output)
+            return attrs.evolve(stored, cached=True) if result.cached else stored
         return result
 
-    async def _send_once(self, call: Call, attempt: int) -> Result:
+    async def _send_or_serve(self, call: Call, policy: RetryPolicy) -> Result:
+        """A hit served from the cache, or the call sent (its answer stored)."""
+        async with self._turn(call) as turn:
+            if turn is not None and turn.entry is not None:
+                return await self._serve(call, turn.entry)
+            await _admit(call)
+            return await policy.run(functools.partial(self._send_once, call, turn))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @contextlib.asynccontextmanager
+    async def _turn(self, call: Call) -> AsyncIterator[Turn | None]:
+        """The call's turn at the cache (None: no cache), looked up before any permit or
+        credit is taken; a miss holds its key until the block ends."""
+        if self.cache is None:
+            yield None
+            return
+        digest = await content_digest(call.source)
+        async with self.cache.turn(digest, call.fields) as turn:
+            yield turn
+
+    async def _serve(self, call: Call, entry: Entry) -> Result:
+        """A cache hit, into the call's sink as a download would leave it."""
+        tracker = self._hit_tracker(call, entry)
+        if call.returns == "base64":
+            return await deliver_base64(entry.body, entry.content_type, tracker)
+        if call.returns == "bytes":
+            return await deliver_bytes(entry.body, entry.content_type, tracker)
+        path, then = _local_target(call.output)
+        return await deliver_file(entry.body, entry.content_type, path, tracker, then)
+
+    def _hit_tracker(self, call: Call, entry: Entry) -> ProgressTracker:
+        return ProgressTracker(
+            call.on_download,
+            total=len(entry.body),
+            upload=False,
+            interval=self._progress_interval,
+        )
+
+    async def _send_once(self, call: Call, turn: Turn | None, attempt: int) -> Result:
         result: Result | None = None
         try:
             async with self._attempt(call, attempt) as (response, download):
@@ -177,10 +225,11 @@ class Exchange:
                 elif call.returns == "bytes":
                     result = await receive_bytes(response, download)
                 else:
-                    path = call.output.path if isinstance(call.output, KeptTarget) else call.output
-                    then = call.output.then if isinstance(call.output, KeptTarget) else None
-                    local = path if isinstance(path, Path) else None  # remote: a temporary one
-                    result = await receive_file(response, local, download, then)
+                    path, then = _local_target(call.output)
+                    result = await receive_file(response, path, download, then)
+                declared = response.content_type, body_length(response)
+            if turn is not None:  # after the attempt: its permit is not held meanwhile
+                await turn.store_read(functools.partial(answer_body, result), *declared)
         except BaseException:
             # Cancelled while closing the exchange, after the file was whole: nobody will
             # receive it, so a temporary one must go now.
@@ -196,20 +245,28 @@ class Exchange:
         try:
             self.open()
             async with contextlib.AsyncExitStack() as held:
-                policy = retry or self.retry
-                result = await policy.run(lambda attempt: self._stream_once(call, attempt, held))
+                turn = await held.enter_async_context(self._turn(call))  # the last to exit
+                if turn is not None and turn.entry is not None:
+                    hit = turn.entry
+                    result = await deliver_stream(hit.body, self._hit_tracker(call, hit))
+                else:
+                    await _admit(call)
+                    policy = retry or self.retry
+                    result = await policy.run(
+                        lambda attempt: self._stream_once(call, attempt, held, turn)
+                    )
                 held.callback(end_of_block, result)  # first of the exits: reading stops, clearly
                 yield result
         finally:
             call.source.close()
 
     async def _stream_once(
-        self, call: Call, attempt: int, held: contextlib.AsyncExitStack
+        self, call: Call, attempt: int, held: contextlib.AsyncExitStack, turn: Turn | None
     ) -> StreamedImage:
         async with contextlib.AsyncExitStack() as stack:
             response, download = await stack.enter_async_context(self._attempt(call, attempt))
             errors = functools.partial(_transport_errors, self._url)
-            result = await open_streamed(response, download, errors)
+            result = await open_streamed(response, download, errors, _keeper(turn, response))
             held.push_async_exit(stack.pop_all())  # held open until the caller's block ends
             return result
         raise AssertionError("unreachable")  # pragma: no cover
@@ -298,6 +355,31 @@ class Exchange:
         raise error
 
 
+async def _admit(call: Call) -> None:
+    if call.admit is not None:
+        await call.admit()
+
+
+def _local_target(output: Output) -> tuple[Path | None, Callable[[], object] | None]:
+    """Where a file result goes locally (None: a temporary file, a remote output's too), and
+    what to run once it is there."""
+    if isinstance(output, KeptTarget):
+        return output.path, output.then
+    return (output if isinstance(output, Path) else None), None
+
+
+def _keeper(turn: Turn | None, response: aiohttp.ClientResponse) -> Keeper | None:
+    """What stores a streamed answer once it has all been read (None: no cache)."""
+    if turn is None:
+        return None
+    declared = response.content_type, body_length(response)
+
+    async def keep(body: bytes) -> None:
+        await turn.store(body, *declared)
+
+    return keep
+
+
 def check_api_key(api_key: str | None, *, from_env: bool) -> None:
     """Refuse a key that cannot go in a header (a newline pasted with it, most often) now,
     rather than at the first request; the message says where the key came from, never what."""
@@ -337,48 +419,3 @@ def _transport_errors(url: URL) -> Iterator[None]:
             # writer raises): the fault is the input's, and no retry would mend it.
             raise error.__cause__ from None
         raise error_from_transport(error, url=str(url)) from error
-
-
-class RequestLine:
-    """The DEBUG line of one request, timed from the ``with``: ``POST https://api.rembg.com/rmbg
-    200 in 0.412 s (attempt 1, a body of 51234 bytes, request id abc)``, or how it ended with no
-    answer (``failed (APITimeoutError)``, ``cancelled``: the error itself is raised, and retries
-    log it at INFO). The URL is the client's own, without user information or query.
-    ``body``: the bytes of the request's body (None: a length unknown), False for none."""
-
-    def __init__(
-        self, method: str, url: URL, attempt: int, body: int | bool | None = False
-    ) -> None:
-        self._what = f"{method} {url.origin()}{url.path}"
-        self._attempt = attempt
-        self._body = body
-        self._started = time.monotonic()
-        self._said = False
-
-    def __enter__(self) -> RequestLine:
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, _: Any
-    ) -> None:
-        if kind is not None and not self._said:
-            self._say(f"failed ({kind.__name__})" if isinstance(error, Exception) else "cancelled")
-
-    def answered(self, response: aiohttp.ClientResponse) -> None:
-        """Log the status and the time to the answer's head."""
-        request_id = response.headers.get("x-request-id", "none")
-        self._say(f"{response.status}", f"request id {request_id}")
-
-    def _say(self, outcome: str, more: str = "") -> None:
-        self._said = True
-        if not logger.isEnabledFor(logging.DEBUG):
-            return
-        details = [f"attempt {self._attempt}"]
-        if self._body is None:
-            details.append("a body of unknown length")
-        elif self._body is not False:
-            details.append(f"a body of {self._body} bytes")
-        if more:
-            details.append(more)
-        seconds = time.monotonic() - self._started
-        logger.debug("%s %s in %.3f s (%s)", self._what, outcome, seconds, ", ".join(details))

@@ -42,6 +42,8 @@ class ImageFile(AsyncClosing):
     request_id: str | None = None
     #: Where the image was stored, for a remote ``output_path``; None for a local file.
     url: str | None = None
+    #: Served by the client's result cache (nothing was sent); False when the API answered.
+    cached: bool = False
     _cleanup: _Cleanup = attrs.field(factory=_Cleanup, repr=False, eq=False)
 
     async def _close_on_exit(self) -> None:
@@ -135,6 +137,8 @@ class Base64Image:
     size: int
     #: The server's id of the request (``x-request-id``), if it sent one.
     request_id: str | None = None
+    #: Served by the client's result cache (nothing was sent); False when the API answered.
+    cached: bool = False
 
     def _repr_mimebundle_(self, **_: Any) -> dict[str, Any]:
         """How Jupyter shows the image inline (see `notebook_bundle`)."""
@@ -190,6 +194,8 @@ class ImageBytes:
     size: int
     #: The server's id of the request (``x-request-id``), if it sent one.
     request_id: str | None = None
+    #: Served by the client's result cache (nothing was sent); False when the API answered.
+    cached: bool = False
 
     def _repr_mimebundle_(self, **_: Any) -> dict[str, Any]:
         """How Jupyter shows the image inline (see `notebook_bundle`)."""

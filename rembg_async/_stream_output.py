@@ -12,7 +12,7 @@ raises `MSG_BLOCK_ENDED`, which says what to do, rather than a bare "connection 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 
@@ -24,6 +24,8 @@ from ._progress import ProgressTracker
 STREAM_CHUNK_BYTES = 64 * 1024
 
 ErrorMapper = Callable[[], contextlib.AbstractContextManager[None]]
+#: Given the whole body once the caller has read all of it (the result cache stores it).
+Keeper = Callable[[bytes], Awaitable[object]]
 
 MSG_BLOCK_ENDED = (
     "this streamed image was read after its 'async with client.stream(...)' block ended, which "
@@ -41,22 +43,28 @@ class StreamedImage:
     server says it (else None), ``request_id`` the server's id of the request (``x-request-id``)
     if it sent one; ``iter_chunks()`` gives the bytes once, ``read()`` all of them, inside the
     ``async with`` block (after it, they raise `RuntimeError`: the connection is gone).
+    ``cached`` is True when the client's result cache served it (nothing was sent).
     """
 
     def __init__(
         self,
-        response: aiohttp.ClientResponse,
+        response: aiohttp.ClientResponse | None,
         head: bytes,
         tracker: ProgressTracker,
         errors: ErrorMapper,
+        keep: Keeper | None = None,
     ) -> None:
-        self.content_type: str = real_content_type(head, response.content_type)
-        self.size: int | None = body_length(response)
-        self.request_id: str | None = request_id(response.headers)
+        # No response: ``head`` is the whole image, from the cache.
+        declared = response.content_type if response is not None else ""
+        self.content_type: str = real_content_type(head, declared)
+        self.size: int | None = body_length(response) if response is not None else len(head)
+        self.request_id: str | None = None if response is None else request_id(response.headers)
+        self.cached = response is None
         self._response = response
         self._head = head
         self._tracker = tracker
         self._errors = errors
+        self._keep = keep
         self._started = False
         self._ended = False  # its block has ended, and its connection with it
 
@@ -72,16 +80,23 @@ class StreamedImage:
         self._started = True
         for start in range(0, len(self._head), chunk_size):
             yield self._head[start : start + chunk_size]
+        if self._response is None:
+            return
+        kept = [self._head] if self._keep is not None else None
         try:
             with self._errors():
                 async for chunk in self._response.content.iter_chunked(chunk_size):
                     await self._tracker.advance(len(chunk))
+                    if kept is not None:
+                        kept.append(chunk)
                     yield chunk
         except Exception as error:
             if self._ended:  # the block ended while the caller was between two chunks
                 raise RuntimeError(MSG_BLOCK_ENDED) from error
             raise
         await self._tracker.finish()
+        if kept is not None and self._keep is not None:
+            await self._keep(b"".join(kept))  # the body ended whole: cache it
 
     async def read(self) -> bytes:
         """All the image's bytes (for small results: they are held in memory)."""
@@ -94,13 +109,17 @@ def end_of_block(image: StreamedImage) -> None:
 
 
 async def open_streamed(
-    response: aiohttp.ClientResponse, tracker: ProgressTracker, errors: ErrorMapper
+    response: aiohttp.ClientResponse,
+    tracker: ProgressTracker,
+    errors: ErrorMapper,
+    keep: Keeper | None = None,
 ) -> StreamedImage:
-    """Read the first bytes of the answer (its type) and hand the rest over as a stream."""
+    """Read the first bytes of the answer (its type) and hand the rest over as a stream;
+    ``keep`` gets the whole body once it has all been read."""
     head = bytearray()
     while len(head) < SNIFF_BYTES and (piece := await response.content.read(SNIFF_BYTES)):
         head += piece
         await tracker.advance(len(piece))
     if not head:
         raise APIResponseError("the server answered 200 with an empty body")
-    return StreamedImage(response, bytes(head), tracker, errors)
+    return StreamedImage(response, bytes(head), tracker, errors, keep)

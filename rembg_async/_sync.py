@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import Any, Literal, TypeVar, overload
 
 from ._batch import BatchRun, SyncBatchItem
+from ._cache import CacheLike
 from ._client import AsyncRembg
 from ._inputs import ImageInput
 from ._loop_thread import ClosedError, LoopThread
@@ -280,6 +281,7 @@ def rembg_sync(
     on_download_progress: ProgressCallback | None = None,
     output_path: None = None,
     base_url: str | None = None,
+    cache: CacheLike = None,
 ) -> Base64Image: ...
 
 
@@ -293,6 +295,7 @@ def rembg_sync(
     on_download_progress: ProgressCallback | None = None,
     output_path: str | os.PathLike[str] | None = None,
     base_url: str | None = None,
+    cache: CacheLike = None,
 ) -> SyncImageFile: ...
 
 
@@ -306,6 +309,7 @@ def rembg_sync(
     on_download_progress: ProgressCallback | None = None,
     output_path: str | os.PathLike[str] | None = None,
     base_url: str | None = None,
+    cache: CacheLike = None,
 ) -> SyncImageFile | Base64Image: ...
 
 
@@ -318,6 +322,7 @@ def rembg_sync(
     on_download_progress: ProgressCallback | None = None,
     output_path: str | os.PathLike[str] | None = None,
     base_url: str | None = None,
+    cache: CacheLike = None,
 ) -> SyncImageFile | Base64Image:
     """The sync twin of `rembg`: one background removed, with a client made and closed for it.
 
@@ -335,6 +340,7 @@ def rembg_sync(
             on_download_progress=on_download_progress,
             output_path=output_path,
             base_url=base_url,
+            cache=cache,
         )
     )
     return handed_to_sync(result) if isinstance(result, ImageFile) else result

@@ -213,6 +213,7 @@ def test_the_manifest_names_inputs_and_reads_back_the_latest_status(tmp_path: Pa
         "bytes": None,
         "attempts": 2,
         "credits": 0,
+        "cached": False,
     }
     assert (json.loads(lines[1])["attempts"], json.loads(lines[1])["credits"]) == (0, 0)
     assert json.loads(lines[3])["output"] == "out/a.png"

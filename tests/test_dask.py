@@ -298,3 +298,34 @@ async def test_s3_in_s3_out_with_a_manifest_in_s3_and_a_resume(
     assert {f"out/image-{number}.webp" for number in range(8)} <= keys
     lines = [json.loads(line) for line in manifest.decode().splitlines()]
     assert sorted(str(line["input"]) for line in lines if line["status"] == "ok") == sorted(inputs)
+
+
+async def test_workers_share_a_result_cache(
+    dask_client: Client, server: LocalServer, tmp_path: Path
+) -> None:
+    """A folder cache in client_options reaches every worker: a second run into a fresh
+    output folder is served by it (every item cached, no credit, the manifest says so)."""
+    from rembg_async import AsyncRembg
+
+    paths = images(tmp_path / "in", 6)
+    options = {"api_key": KEY, "base_url": server.url, "cache": str(tmp_path / "cache")}
+    async with AsyncRembg(KEY, base_url=server.url) as counter:
+        before = (await counter.membership_usage()).api_usage
+        runs = []
+        for output in ("first", "second"):
+            async with remove_many_dask(
+                dask_client,
+                paths,
+                output_dir=tmp_path / output,
+                root=tmp_path / "in",
+                manifest=tmp_path / f"{output}.jsonl",
+                client_options=options,
+            ) as run:
+                runs.append([item async for item in run])
+        spent = (await counter.membership_usage()).api_usage - before
+    first, second = runs
+    assert spent == 6
+    assert [item.cached for item in first] == [False] * 6
+    assert all(item.ok and item.cached and item.credits == 0 for item in second)
+    assert len(list((tmp_path / "second").glob("*.webp"))) == 6
+    assert {entry["cached"] for entry in manifest_lines(tmp_path / "second.jsonl")} == {True}

@@ -28,12 +28,12 @@ from rembg_async._download import (
     _create_partial,
     _forget_partial,
     _Output,
-    _save_whole,
     _TypeSniffer,
     _write_all,
     is_partial_name,
     read_whole,
     real_content_type,
+    save_whole,
 )
 
 PNG = make_image((8, 8), "PNG")
@@ -104,7 +104,7 @@ def test_many_pieces_are_written_in_order(tmp_path: Path) -> None:
 def test_a_temporary_result_is_its_owners_alone(tmp_path: Path) -> None:
     """Written whole without a target: a new file with the extension, mode 0600."""
     called: list[int] = []
-    path = _save_whole(tmp_path, [PNG[:10], PNG[10:]], None, "png", lambda: called.append(1))
+    path = save_whole(tmp_path, [PNG[:10], PNG[10:]], None, "png", lambda: called.append(1))
     assert path.suffix == ".png"
     assert path.name.startswith(TEMP_PREFIX)
     assert path.read_bytes() == PNG
@@ -118,7 +118,7 @@ def test_a_named_result_replaces_its_target_with_the_usual_mode(tmp_path: Path) 
     target.write_bytes(b"old")
     umask = os.umask(0o022)
     try:
-        assert _save_whole(tmp_path, [PNG], target, "png") == target
+        assert save_whole(tmp_path, [PNG], target, "png") == target
     finally:
         os.umask(umask)
     assert target.read_bytes() == PNG
@@ -131,7 +131,7 @@ def test_a_failed_write_leaves_nothing(tmp_path: Path) -> None:
     target = tmp_path / "out.png"
     target.write_bytes(b"old")
     with pytest.raises(TypeError):
-        _save_whole(tmp_path, [PNG, 42], target, "png")  # type: ignore[list-item]
+        save_whole(tmp_path, [PNG, 42], target, "png")  # type: ignore[list-item]
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["out.png"]
 

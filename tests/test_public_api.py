@@ -20,6 +20,7 @@ DOCUMENTED = {
     "BudgetExhaustedError", "CreditBudget", "LocalCreditBudget",
     "AdaptiveLimiter", "Limiter", "RateLimitState",
     "StreamedImage", "Rembg", "rembg_sync", "ImageBytes", "SyncBatchItem", "SyncImageFile",
+    "FolderCache", "FsspecCache", "ResultCache",
 }  # fmt: skip
 
 

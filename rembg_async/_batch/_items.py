@@ -48,7 +48,8 @@ class BatchItem:
     ``output_path`` is where the result is (or, when skipped, already was); for a remote
     ``output_dir``, ``output_url`` is, and ``output_path`` is None. ``attempts`` is
     how many requests were made for it (0 when none was), ``credits`` how many of them the
-    server charged or may have charged.
+    server charged or may have charged. ``cached``: the client's result cache served it
+    (no request, no credit).
     """
 
     input: Any
@@ -63,6 +64,8 @@ class BatchItem:
     output_url: str | None = None
     #: Cancelled while it was being sent (it may have cost a credit all the same).
     cancelled: bool = False
+    #: Served by the client's result cache: nothing was sent.
+    cached: bool = False
 
     @property
     def ok(self) -> bool:
@@ -82,6 +85,10 @@ def made_item(value: Any, index: int, result: ImageFile | Base64Image, wire: Wir
     """The item of an image made now."""
     url = result.url if isinstance(result, ImageFile) else None
     local = result.output_image_path if isinstance(result, ImageFile) and url is None else None
+    if result.cached:  # its download events came from the cache, not the wire
+        return BatchItem(
+            input=value, index=index, result=result, output_path=local, output_url=url, cached=True
+        )
     return BatchItem(
         input=value,
         index=index,
@@ -336,6 +343,7 @@ def manifest_line(item: BatchItem) -> str:
         "bytes": result.size if result is not None else None,
         "attempts": item.attempts,
         "credits": item.credits,
+        "cached": item.cached,
     }
     return json.dumps(entry) + "\n"
 

@@ -23,7 +23,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import os
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+)
 from pathlib import Path
 from typing import Any, Final
 
@@ -75,6 +82,10 @@ READ_AHEAD: Final = 16
 
 #: What `_send` gets of an image's planning: its input read or opened, or its problem.
 _Prepared = Plan
+
+
+class _NotStarted(Exception):
+    """The batch stopped, or its budget is spent, before this image could reserve a credit."""
 
 
 class BatchRun(AsyncClosing):
@@ -313,16 +324,28 @@ class BatchRun(AsyncClosing):
         output: tuple[Any, Provenance | None],
         prepared: _Prepared | None,
     ) -> BatchItem | None:
-        """Send ``value`` within the credit budget; its item, or None when it was not started."""
-        if not await self._reserve():
-            self._unstarted.append((index, value))
-            return None
+        """Send ``value`` within the credit budget; its item, or None when it was not started.
+
+        The credit is reserved when the image is about to go to the network: a cache hit
+        reserves none."""
         wire = Wire()
+        reserved = False
+
+        async def admit() -> None:
+            nonlocal reserved
+            if not await self._reserve():
+                raise _NotStarted
+            reserved = True
+
         try:
             with self._sends.sending(index, value, wire):
-                result = await self._send(index, value, output, prepared, wire)
+                result = await self._send(index, value, output, prepared, wire, admit)
+        except _NotStarted:
+            self._unstarted.append((index, value))
+            return None
         except Exception as error:  # an item's failure is its own (unless it stops the batch)
-            await self._settle(wire, error)
+            if reserved:
+                await self._settle(wire, error)
             if was_refused(error) and not wire.sent:
                 self._put_back(index, value, error)
                 return None
@@ -330,12 +353,14 @@ class BatchRun(AsyncClosing):
                 return await self._between(index, value, wire, error)
             return await self._failed(index, value, error, wire)
         except BaseException as cancelled:  # what was sent may have been charged all the same
-            await self._settle(wire, cancelled)
+            if reserved:
+                await self._settle(wire, cancelled)
             if isinstance(cancelled, asyncio.CancelledError) and self._sends.was_recalled():
                 return await self._recalled(index, value, wire, cancelled)
             raise
-        await self._settle(wire, None)
-        self._turns.proven = True  # the server took an image: the others may go at once
+        if reserved:
+            await self._settle(wire, None)
+        self._turns.proven = True  # the server (or the cache) took an image: the others may go
         return made_item(value, index, result, wire)
 
     async def _plan(
@@ -371,6 +396,7 @@ class BatchRun(AsyncClosing):
         output: tuple[Path | None, Provenance | None],
         prepared: _Prepared | None,
         wire: Wire,
+        admit: Callable[[], Awaitable[None]],
     ) -> Any:
         if prepared is not None and prepared.problem is not None:
             raise prepared.problem
@@ -389,6 +415,7 @@ class BatchRun(AsyncClosing):
             returns="base64" if self._return_base64 else "file",
             on_upload=self._count("up", index, value, wire),
             on_download=self._count("down", index, value, wire),
+            admit=admit,
         )
         return await self._send_call(call, retry)
 

@@ -67,9 +67,11 @@ class Sends:
         return sum(1 for send in self._sends.values() if send.wire.live is not None)
 
     def recall(self) -> None:
-        """Cancel the images that have no attempt on the wire, wherever they wait."""
+        """Cancel the images that have no attempt on the wire, wherever they wait (but the
+        current task's own: it stops the batch as it reserves its credit, and knows it)."""
+        current = asyncio.current_task()
         for task, send in self._sends.items():
-            if send.wire.live is None and task not in self._recalled:
+            if send.wire.live is None and task not in self._recalled and task is not current:
                 self._recalled.add(task)
                 task.cancel()
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._client import API_BASE_URL, AsyncRembg
+from .._storage._stores import import_fsspec, is_remote, protocol_of
 from .._urls import checked_url
 from ._args import seconds
 
@@ -119,6 +120,30 @@ def redis_url(args: argparse.Namespace) -> str | None:
     return args.redis or os.environ.get("REMBG_REDIS_URL") or None
 
 
+def cache_from(args: argparse.Namespace) -> str | None:
+    """``--cache``, else $REMBG_CACHE (``--no-cache``: neither): where results are kept, a
+    folder (made absolute: Dask workers may start elsewhere) or a URL; None: no cache. The
+    library itself never reads $REMBG_CACHE: a service does not start caching by surprise."""
+    if getattr(args, "no_cache", False):
+        return None
+    place = getattr(args, "cache", None) or os.environ.get("REMBG_CACHE") or None
+    if place is None or is_remote(place) or place.startswith("file://"):
+        return place
+    return os.path.abspath(os.path.expanduser(place))
+
+
+def check_cache(args: argparse.Namespace) -> None:
+    """Refuse, before anything runs, a cache URL this installation cannot reach (fsspec, or
+    its store's package, missing): ImportError saying what to install. Otherwise every image
+    would warn that the cache failed, and pay."""
+    place = cache_from(args)
+    if place is not None and is_remote(place):
+        try:
+            import_fsspec(place).get_filesystem_class(protocol_of(place))
+        except ImportError as error:
+            raise ImportError(f"--cache {place}: {error}") from None
+
+
 def client_options(
     args: argparse.Namespace, base_url: str | None, api_key: str | None
 ) -> dict[str, Any]:
@@ -132,6 +157,7 @@ def client_options(
         # A Redis limiter brings the rate: a client refuses both.
         "requests_per_second": None if redis_url(args) else getattr(args, "rps", None),
         "storage_options": getattr(args, "storage_options", None),
+        "cache": cache_from(args),  # with the storage options: an s3:// cache's credentials
     }
 
 

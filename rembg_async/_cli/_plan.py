@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from pathlib import Path, PurePath
 from typing import Any, Final
 
 from .._client import AsyncRembg
 from .._exceptions import RembgError
 from .._imageinfo import extension_for
-from .._inputs import RemoteInputs
+from .._inputs import RemoteInputs, content_digest, open_input
 from .._options import RemoveOptions
 from .._outputs import OutputTree, RemoteOutputTree, dry_run_counts, options_key, output_folder
 from .._storage._stores import Stores, import_fsspec, is_remote
@@ -132,16 +132,21 @@ def _tree(
 async def dry_run(
     client: AsyncRembg, args: argparse.Namespace, options: RemoveOptions, inputs: Inputs | Failed
 ) -> int:
-    """``--dry-run``: what would be sent, what is done, what is refused; the credits left. The
-    inputs are walked once, as the run would walk them, and counted on the way."""
+    """``--dry-run``: what would be sent, what the cache would serve, what is done, what is
+    refused; the credits left. The inputs are walked once, as the run would walk them, and
+    counted on the way."""
+    served = cache_lookup(client, options)
     seen = _Seen(inputs)
     if args.base64:
-        sent = sum(1 for _ in seen)
-        counts: dict[str, Any] = {"send": sent, "done": 0, "refused": 0, "why": ""}
+        counts: dict[str, Any] = {"send": 0, "cached": 0, "done": 0, "refused": 0, "why": ""}
+        for value in seen:
+            counts["cached" if served is not None and await served(value) else "send"] += 1
     else:
-        counts = await _counts(client, args, options, seen, inputs.place)
+        counts = await _counts(client, args, options, (seen, inputs.place), served)
     print(f"inputs: {seen.count}")
     print(f"would send: {counts['send']} image(s), costing at most {counts['send']} credit(s)")
+    if served is not None:
+        print(f"cached: {counts['cached']} image(s) the cache would serve, costing nothing")
     print(f"already done: {counts['done']}")
     if counts["refused"]:
         print(f"refused: {counts['refused']} ({counts['why']})")
@@ -168,17 +173,43 @@ async def _counts(
     client: AsyncRembg,
     args: argparse.Namespace,
     options: RemoveOptions,
-    inputs: Iterable[str],
-    place: Callable[[Any], PurePath],
+    inputs: tuple[Iterable[str], Callable[[Any], PurePath]],
+    served: Callable[[Any], Awaitable[bool]] | None,
 ) -> dict[str, Any]:
     """What the output folder (local or remote, through the client's stores) says of each
-    input."""
+    input (``inputs``: the inputs and their places)."""
+    values, place = inputs
     remote = RemoteInputs(stores=client._stores, options=None)  # the client's storage_options
     extension = extension_for(options.output_format)
     tree = output_folder(remote, args.output_dir, place, extension, overwrite=args.overwrite)
     assert tree is not None
     key = options_key(options.form_fields())
-    return await dry_run_counts(tree, inputs, key, args.redo)  # type: ignore[arg-type]
+    return await dry_run_counts(tree, values, key, args.redo, served)  # type: ignore[arg-type]
+
+
+def cache_lookup(
+    client: AsyncRembg, options: RemoveOptions
+) -> Callable[[Any], Awaitable[bool]] | None:
+    """Whether the client's result cache holds a sound answer for an input with ``options``
+    (None: the client has no cache). It reads each input once, to digest it; sends nothing."""
+    seam = client._exchange.cache
+    if seam is None:
+        return None
+    fields = options.form_fields()
+    remote = RemoteInputs(stores=client._stores, options=None)  # the client's storage_options
+
+    async def served(value: Any) -> bool:
+        try:
+            source = await open_input(value, remote=remote)
+        except (RembgError, OSError):  # an input the batch would refuse: not served either
+            return False
+        try:
+            digest = await content_digest(source)
+        finally:
+            source.close()
+        return await seam.lookup(seam.key(digest, fields)) is not None
+
+    return served
 
 
 async def _credits_left(client: AsyncRembg) -> str:

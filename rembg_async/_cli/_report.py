@@ -94,6 +94,8 @@ class PlainReporter:
                 if item.result is None or not self._paths
                 else f" -> {item.output_url or item.output_path}"
             )
+            if item.cached:
+                line += " (cached)"
         print(line, file=self._stream, flush=True)
 
     def interrupted(self, in_flight: int) -> None:
@@ -264,6 +266,7 @@ class Outcomes:
 
     def __init__(self) -> None:
         self.made = self.skipped = self.failed = self.cancelled = self.credits = 0
+        self.cached = 0  # made from the result cache
 
     def add(self, item: BatchItem) -> None:
         """Count one item."""
@@ -272,6 +275,7 @@ class Outcomes:
         self.failed += item.error is not None
         self.cancelled += item.cancelled
         self.credits += item.credits
+        self.cached += item.cached
 
     @property
     def all_ok(self) -> bool:
@@ -291,6 +295,8 @@ class Summary:
     credits: int  # what the server was asked to charge, or may have charged
     rate_limit: RateLimitState | None
     outputs: str
+    #: Made from the result cache (no request, no credit); None: the run had no cache.
+    cached: int | None = None
 
     @classmethod
     def of(
@@ -300,8 +306,10 @@ class Summary:
         elapsed: float,
         outputs: str,
         rate_limit: RateLimitState | None,
+        cache: bool = False,
     ) -> Summary:
-        """The summary of ``items`` (or of their counts)."""
+        """The summary of ``items`` or of their counts (``cache``: the run had one, so say
+        what it served)."""
         counts = items if isinstance(items, Outcomes) else _counted(items)
         return cls(
             made=counts.made,
@@ -312,6 +320,7 @@ class Summary:
             credits=counts.credits,
             rate_limit=rate_limit,
             outputs=outputs,
+            cached=counts.cached if cache else None,
         )
 
     @property
@@ -322,7 +331,8 @@ class Summary:
     def lines(self) -> list[str]:
         """The summary as plain lines."""
         counts = f"made {self.made}, skipped {self.skipped}, failed {self.failed}"
-        lines = [f"{counts}, cancelled {self.cancelled}"]
+        cached = "" if self.cached is None else f", cached {self.cached}"
+        lines = [f"{counts}, cancelled {self.cancelled}{cached}"]
         rate = "" if self.rate is None else f", {self.rate:.2f} images/s"
         lines.append(f"time {self.elapsed:.1f} s{rate}, credits {self.credits}")
         if self.rate_limit is not None:
@@ -357,10 +367,14 @@ def print_summary(
     elapsed: float,
     outputs: str,
     rate_limit: RateLimitState | None,
+    cache: bool = False,
 ) -> None:
     """How the batch went, to stderr (stdout stays for results): a table when both streams
-    are a terminal and rich (the ``cli`` extra) is installed, plain lines otherwise."""
-    summary = Summary.of(items, elapsed=elapsed, outputs=outputs, rate_limit=rate_limit)
+    are a terminal and rich (the ``cli`` extra) is installed, plain lines otherwise;
+    ``cache``: the run had a result cache (the summary says how many it served)."""
+    summary = Summary.of(
+        items, elapsed=elapsed, outputs=outputs, rate_limit=rate_limit, cache=cache
+    )
     if sys.stderr.isatty() and sys.stdout.isatty() and has_rich():
         _print_table(summary)
     else:
@@ -378,6 +392,9 @@ def _print_table(summary: Summary) -> None:
     if summary.cancelled:
         columns.append("cancelled")  # only then: the table must fit 80 columns
         row.append(str(summary.cancelled))
+    if summary.cached is not None:
+        columns.append("cached")  # only with a cache, for the same reason
+        row.append(str(summary.cached))
     columns += ["time", "rate", "credits"]
     rate = "-" if summary.rate is None else f"{summary.rate:.2f}/s"
     row += [f"{summary.elapsed:.1f} s", rate, str(summary.credits)]

@@ -24,7 +24,13 @@ from .._options import RemoveOptions
 from .._results import ImageFile
 from .._storage._listing import parse_storage_options
 from ._args import Parser, place, positive, whole
-from ._connect import add_connection_arguments, client_for, server_for
+from ._connect import (
+    add_connection_arguments,
+    cache_from,
+    check_cache,
+    client_for,
+    server_for,
+)
 from ._counting import GRACE, Counting
 from ._dask import run_on_dask
 from ._plan import Failed, batch_arguments, check_manifest, clash_check, dry_run, inputs_of
@@ -133,6 +139,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="never start an image that could take this run's spend past N credits",
     )
     parser.add_argument(
+        "--cache",
+        metavar="DIR|URL",
+        help="keep results in this folder or URL (s3://bucket/rembg-cache/), shared by runs, "
+        "processes and machines: the same image with the same options is paid once "
+        "(default: $REMBG_CACHE)",
+    )
+    parser.add_argument(
+        "--no-cache", action="store_true", help="use no cache, even if $REMBG_CACHE names one"
+    )
+    parser.add_argument(
         "-q", "--quiet", action="store_true", help="print only failures and the data URLs"
     )
     parser.add_argument(
@@ -166,6 +182,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         options = options_from(args)
         args.storage_options = parse_storage_options(args.storage_option)
+        check_cache(args)
         if args.retry_failed is not None and args.manifest is None:
             args.manifest = args.retry_failed  # so that the next --retry-failed sees this run
         inputs = inputs_of(args)
@@ -203,6 +220,7 @@ def run(args: argparse.Namespace) -> int:
             elapsed=time.monotonic() - started,
             outputs="standard output" if args.base64 else str(args.output_dir),
             rate_limit=limits[0] if limits else None,
+            cache=cache_from(args) is not None,
         )
     if clashes:  # refused before any input of its folder was sent
         return _refuse(clashes[0])

@@ -205,6 +205,8 @@ class DaskRun:
             return BatchItem(input=value, index=index, error=error, attempts=1, credits=1)
         if outcome.error_type is None:
             where = _where(outcome.output) if outcome.output is not None else {}
+            if outcome.cached:  # the worker's cache served it: no request, no credit
+                return BatchItem(input=value, index=index, cached=True, **where)
             return BatchItem(input=value, index=index, attempts=1, credits=1, **where)
         error = rebuilt(outcome)
         charged = 0 if isinstance(error, APIStatusError) else int(outcome.attempts > 0)

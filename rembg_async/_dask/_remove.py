@@ -34,7 +34,8 @@ def remove_many_dask(
     """Remove many backgrounds on a Dask cluster; ``async for item in run`` on the driver.
 
     ``dask_client`` is an asynchronous ``distributed.Client``. Each worker gets one
-    `AsyncRembg` (made with ``client_options``: ``api_key``, ``base_url``, ``timeout``, …;
+    `AsyncRembg` (made with ``client_options``: ``api_key``, ``base_url``, ``timeout``,
+    ``cache`` (a folder or URL every worker reaches: items it serves say ``cached``), …;
     closed when the run ends) and runs at most ``concurrency_per_worker`` images at once;
     inputs (paths, URLs or bytes every worker can reach) are submitted lazily, and results go
     under ``output_dir`` (a folder every worker can write) mirroring their paths relative to

@@ -39,6 +39,8 @@ class Outcome:
     refused: bool = False
     #: A spent budget's figures (spent, max_credits).
     budget: tuple[int, int] | None = None
+    #: Served by the worker's result cache (``client_options={"cache": ...}``): nothing sent.
+    cached: bool = False
 
 
 class ClientPlugin(WorkerPlugin):
@@ -94,6 +96,8 @@ async def remove_on_worker(
         except Exception as error:  # the image's own failure: told to the driver
             return failed(index, error, worker.address)
     output = result.url or str(result.output_image_path)  # a remote result: its URL
+    if result.cached:
+        return Outcome(index=index, output=output, worker=worker.address, cached=True)
     return Outcome(index=index, output=output, attempts=1, worker=worker.address)
 
 

@@ -17,7 +17,7 @@ from .._storage._stores import is_remote
 from ._memory import open_base64, open_bytes, open_file_object
 from ._path import LocalRead, local_source, open_path, read_local, read_local_or_none
 from ._remote import RemoteInputs, RemoteObject, open_remote
-from ._source import Opening, Source
+from ._source import Opening, Source, content_digest
 from ._stream import AsyncReadable, is_stream, open_stream
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "RemoteInputs",
     "RemoteObject",
     "Source",
+    "content_digest",
     "local_source",
     "open_input",
     "read_local",

@@ -8,6 +8,7 @@ The bytes decide what an image is, never its name: it is sent under a name of it
 
 from __future__ import annotations
 
+import hashlib
 import io
 from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
@@ -32,6 +33,8 @@ Chunks = Callable[[int], AsyncGenerator[bytes, None]]
 #: Files (and remote objects) up to this size are read whole when first inspected, and sent
 #: from memory.
 SMALL_FILE_BYTES: Final = 256 * 1024
+#: Read at a time to digest an input for the result cache.
+DIGEST_CHUNK_BYTES: Final = 1024 * 1024
 #: Read of a stream (or a large remote object) before sending, to check the image: enough for
 #: every header's dimensions in practice.
 STREAM_HEAD_BYTES: Final = 64 * 1024
@@ -144,3 +147,16 @@ def check_whole(name: str, size: int, got: int) -> None:
             f"{name} changed while it was being sent: it ended after {got} of the "
             f"{size} bytes it had when it was checked"
         )
+
+
+async def content_digest(source: Source) -> str:
+    """The sha256 of the source's bytes (hex), for the result cache's key.
+
+    One read of the input: nothing more for bytes, base64 and a small file (already in
+    memory); a large file or a remote object read once more, in chunks; a stream read to its
+    end into its spool (a miss then sends from the spool, so nothing is read twice from it).
+    """
+    digest = hashlib.sha256()
+    async for chunk in source.chunks(DIGEST_CHUNK_BYTES):
+        digest.update(chunk)
+    return digest.hexdigest()

@@ -8,6 +8,7 @@ and never asks which kind it holds.
 from __future__ import annotations
 
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -119,10 +120,15 @@ def output_folder(
 
 
 async def dry_run_counts(
-    outputs: OutputFolder, inputs: list[Any], options: str, redo: bool
+    outputs: OutputFolder,
+    inputs: list[Any],
+    options: str,
+    redo: bool,
+    cached: Callable[[Any], Awaitable[bool]] | None = None,
 ) -> dict[str, Any]:
-    """``--dry-run``'s counts: what would be sent, what is done, what is refused (and why)."""
-    counts: dict[str, Any] = {"send": 0, "done": 0, "refused": 0, "why": ""}
+    """``--dry-run``'s counts: what would be sent, what the result cache would serve (as
+    ``cached`` says), what is done, what is refused (and why)."""
+    counts: dict[str, Any] = {"send": 0, "cached": 0, "done": 0, "refused": 0, "why": ""}
     await outputs.look()
     for index, value in enumerate(inputs):
         target = outputs.target(value, index)
@@ -137,6 +143,8 @@ async def dry_run_counts(
         if verdict is Verdict.FOREIGN:
             counts["refused"] += 1
             counts["why"] = str(outputs.foreign(target))
+        elif verdict is Verdict.DONE and not redo:
+            counts["done"] += 1
         else:
-            counts["done" if verdict is Verdict.DONE and not redo else "send"] += 1
+            counts["cached" if cached is not None and await cached(value) else "send"] += 1
     return counts

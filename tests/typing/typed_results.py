@@ -8,6 +8,8 @@ Not collected by pytest, and never run: a type-checking test.
 
 from __future__ import annotations
 
+from datetime import timedelta
+from pathlib import Path
 from typing import Any, Literal
 
 from rich.progress import Progress
@@ -18,11 +20,14 @@ from rembg_async import (
     AsyncRembg,
     Base64Image,
     BatchProgress,
+    FolderCache,
+    FsspecCache,
     ImageBytes,
     ImageFile,
     ProgressEvent,
     Rembg,
     RemoveOptions,
+    ResultCache,
     SyncBatchItem,
     SyncImageFile,
     rembg,
@@ -125,3 +130,33 @@ async def async_results_are_awaited(client: AsyncRembg) -> None:
     result = await client.remove("cat.jpg")
     result.cleanup()  # type: ignore[unused-coroutine]  # pyright: ignore[reportUnusedCoroutine]
     await result.cleanup()
+
+
+class DictCache:
+    """A user's cache: any class with the two methods is a ResultCache."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, bytes] = {}
+
+    async def get(self, key: str) -> bytes | None:
+        return self.entries.get(key)
+
+    async def put(self, key: str, value: bytes) -> None:
+        self.entries[key] = value
+
+
+async def caches_and_cached_results() -> None:
+    """cache= takes a folder, a URL, a FolderCache, an FsspecCache or a user's ResultCache;
+    every result says whether it was cached."""
+    mine: ResultCache = DictCache()
+    for cache in ("cache/", Path("cache"), FolderCache("cache", max_bytes=10**9, max_age=3600),
+                  FsspecCache("memory://c", max_age=timedelta(days=30)), mine, None):  # fmt: skip
+        async with AsyncRembg(cache=cache) as client:
+            assert_type((await client.remove("cat.jpg")).cached, bool)
+            assert_type((await client.remove("cat.jpg", return_bytes=True)).cached, bool)
+            async with client.stream("cat.jpg") as streamed:
+                assert_type(streamed.cached, bool)
+    with Rembg(cache="cache/") as sync_client:
+        assert_type(sync_client.remove("cat.jpg").cached, bool)
+    assert_type((await rembg(input_image="cat.jpg", cache=mine)).cached, bool)
+    AsyncRembg(cache=42)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
