@@ -106,7 +106,7 @@ def test_the_bar_says_counting_until_the_total_is_known() -> None:
     bars = RichReporter(None)
     assert "counting…" in str(bars.progress.tasks[0].description)
     assert bars.progress.tasks[0].total is None
-    bars.counted(1_000_000)  # type: ignore[attr-defined]
+    bars.counted(1_000_000)
     assert bars.progress.tasks[0].total == 1_000_000
     assert str(bars.progress.tasks[0].description) == "images"
 

@@ -157,11 +157,6 @@ class RichReporter:
         self._rate_limit = rate_limit
         self._finishing = False
 
-    @property
-    def description(self) -> str:
-        """What the batch's bar says in front of it."""
-        return str(self.progress.tasks[0].description)
-
     def counted(self, total: int) -> None:
         """The inputs are counted: the bar gets its total."""
         self._label = "images"
