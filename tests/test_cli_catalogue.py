@@ -235,3 +235,26 @@ def test_the_dry_run_counts_the_inputs_as_they_are_walked(
     assert not isinstance(given[0], (list, tuple, dict))
     assert "inputs: 15" in out
     assert "would send: 15 image(s)" in out
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    ["*.png", "*/*.png", "**/*.png", "**", "a/**/*.jpg", "a/*/y.*", "[ab]/*", "?.png", ".h/*"],
+)
+def test_a_glob_walked_matches_what_glob_finds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pattern: str
+) -> None:
+    """A glob walked folder by folder names the files ``glob.glob(recursive=True)`` finds,
+    hidden names only where the pattern names them, each once."""
+    import glob
+
+    from rembg_async._cli._walk import Inputs
+
+    for name in ("x.png", "a/z.png", "a/b/y.png", "a/b/y.jpg", "b/.w.png", ".h/v.png", "c.jpg"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(PNG)
+    monkeypatch.chdir(tmp_path)
+    found = sorted(name for name in glob.glob(pattern, recursive=True) if Path(name).is_file())
+    walked = list(Inputs([pattern]))
+    assert sorted(walked) == found
+    assert len(set(walked)) == len(walked)
