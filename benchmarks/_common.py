@@ -68,8 +68,9 @@ def server_process(*extra: str) -> Iterator[ServerProcess]:
 
 
 @contextmanager
-def fast_servers(answers: set[int]) -> Iterator[dict[int, str]]:
-    """One fast server per answer size; yields their URLs by size."""
+def fast_servers(answers: set[int], *extra: str) -> Iterator[dict[int, str]]:
+    """One fast server per answer size (``extra``: more of its options); yields their URLs
+    by size."""
     processes = []
     try:
         urls = {}
@@ -79,6 +80,7 @@ def fast_servers(answers: set[int]) -> Iterator[dict[int, str]]:
                 str(Path(__file__).parent / "fast_server.py"),
                 "--answer-bytes",
                 str(answer),
+                *extra,
             ]
             process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
             processes.append(process)

@@ -11,11 +11,12 @@ import subprocess
 import sys
 import termios
 from pathlib import Path, PurePath
+from typing import Any
 
 import pytest
 from conftest import read_terminal
 
-from rembg_async._cli._plan import expand_inputs
+from rembg_async._cli._walk import Inputs
 from rembg_async.server import Account, ServerConfig
 
 ROOT = Path(__file__).parent.parent
@@ -169,6 +170,12 @@ def test_folders_and_globs(tmp_path: Path, folder_pattern: str) -> None:
     result = run("remove", pattern, "--local", "-o", str(tmp_path))
     expected = IMAGE_COUNT if pattern == str(IMAGES) else 3
     assert len(result.stdout.splitlines()) == expected
+
+
+def expand_inputs(patterns: list[str], **given: Any) -> dict[str, PurePath]:
+    """Each input the INPUTs name, as walked, with its place under ``-o``."""
+    inputs = Inputs(patterns, **given)
+    return {value: inputs.place(value) for value in inputs}
 
 
 def test_inputs_keep_their_place_under_their_folder(

@@ -6,14 +6,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-from pathlib import PurePath
 from typing import Any
 
-from .._batch import BatchItem
 from .._options import RemoveOptions
 from ._connect import client_options, redis_url
-from ._plan import root_of
-from ._report import PlainReporter
+from ._plan import Failed
+from ._report import Outcomes, PlainReporter
+from ._walk import Inputs
 
 
 async def run_on_dask(
@@ -21,8 +20,8 @@ async def run_on_dask(
     base_url: str | None,
     api_key: str | None,
     options: RemoveOptions,
-    inputs: dict[str, PurePath],
-    items: list[BatchItem],
+    inputs: Inputs | Failed,
+    outcomes: Outcomes,
 ) -> int | None:
     """Run the batch on the cluster ``args.dask`` names; 2 when the extra is missing."""
     try:
@@ -48,10 +47,10 @@ async def run_on_dask(
         dask_client = await stack.enter_async_context(Client(address, asynchronous=True))
         run = remove_many_dask(
             dask_client,
-            list(inputs),
+            iter(inputs),  # submitted as they are walked
             options,
             output_dir=args.output_dir,
-            root=root_of(inputs),
+            root=inputs.place,
             manifest=args.manifest,
             concurrency_per_worker=args.concurrency,
             client_options=client_options(args, base_url, api_key),
@@ -60,5 +59,5 @@ async def run_on_dask(
         async with run:
             async for item in run:
                 reporter.item_done(item)
-                items.append(item)
+                outcomes.add(item)
     return 1 if run.stopped is not None else None

@@ -53,6 +53,7 @@ class Reporter(Protocol):
     def item_progress(self, index: int, value: Any, event: ProgressEvent) -> None: ...
     def item_done(self, item: BatchItem) -> None: ...
     def interrupted(self, in_flight: int) -> None: ...
+    def counted(self, total: int) -> None: ...
 
 
 class PlainReporter:
@@ -60,10 +61,19 @@ class PlainReporter:
 
     shows_progress = False
 
-    def __init__(self, stream: TextIO, *, quiet: bool = False, paths: bool = True) -> None:
+    def __init__(
+        self, stream: TextIO, *, quiet: bool = False, paths: bool = True, counting: bool = False
+    ) -> None:
         self._stream = stream
         self._quiet = quiet  # only failures, on stderr
         self._paths = paths  # False with --base64: the result's file is gone by now
+        if counting and not quiet:  # the inputs are being counted while the first are sent
+            print(COUNTING, file=sys.stderr, flush=True)
+
+    def counted(self, total: int) -> None:
+        """Say how many inputs there are, once they are counted."""
+        if not self._quiet:
+            print(COUNTED.format(total=total), file=sys.stderr, flush=True)
 
     def item_progress(self, index: int, value: Any, event: ProgressEvent) -> None:
         """Plain output shows no transfer progress."""
@@ -99,6 +109,10 @@ def _not_made(item: BatchItem) -> str:
         return f"cancelled {item.input} (it was being sent)"
     return f"failed  {item.input}: {item.error}"
 
+
+#: The plain report's lines while the inputs are counted (sending has begun), and after.
+COUNTING = "rembg-async remove: counting the inputs… (the first are being sent meanwhile)"
+COUNTED = "rembg-async remove: {total} input(s)"
 
 INTERRUPTED = (
     "rembg-async remove: interrupted: starting no new image, finishing the {in_flight} in "
@@ -136,10 +150,19 @@ class RichReporter:
             BarColumn(bar_width=FILE_BAR_WIDTH),
             TextColumn("{task.fields[transfer]}"),
         )
-        self.overall = self.progress.add_task("images", total=total)
+        # Until the inputs are counted, the bar has no total and says so.
+        self._label = "images" if total is not None else "images (counting…)"
+        self.overall = self.progress.add_task(self._label, total=total)
         self._tasks: dict[int, Any] = {}
         self._rate_limit = rate_limit
         self._finishing = False
+
+    def counted(self, total: int) -> None:
+        """The inputs are counted: the bar gets its total."""
+        self._label = "images"
+        self.progress.update(self.overall, total=total)
+        if not self._finishing:
+            self.progress.update(self.overall, description=self._label)
 
     @contextlib.contextmanager
     def live(self) -> Iterator[None]:
@@ -174,7 +197,7 @@ class RichReporter:
             self.files.remove_task(task)
         self.progress.advance(self.overall)
         if self._rate_limit is not None and not self._finishing:
-            description = f"images [dim]{describe_rate(self._rate_limit())}[/dim]"
+            description = f"{self._label} [dim]{describe_rate(self._rate_limit())}[/dim]"
             self.progress.update(self.overall, description=description)
         if not item.ok:
             from rich.markup import escape  # names and the server's words are shown as they are
@@ -232,6 +255,29 @@ def describe_rate(state: RateLimitState) -> str:
 _SOURCES = {"learned": "learned", "server": "the API's headers", "fixed": "fixed"}
 
 
+class Outcomes:
+    """How a run's items ended, counted as they come (the items themselves are not kept: a
+    million of them would be a gigabyte)."""
+
+    def __init__(self) -> None:
+        self.made = self.skipped = self.failed = self.cancelled = self.credits = 0
+        self.cached = 0  # made from the result cache
+
+    def add(self, item: BatchItem) -> None:
+        """Count one item."""
+        self.made += item.ok and not item.skipped
+        self.skipped += item.skipped
+        self.failed += item.error is not None
+        self.cancelled += item.cancelled
+        self.credits += item.credits
+        self.cached += item.cached
+
+    @property
+    def all_ok(self) -> bool:
+        """Whether every item was made or skipped."""
+        return self.failed == 0 and self.cancelled == 0
+
+
 @attrs.frozen(kw_only=True)
 class Summary:
     """A run's counts and costs."""
@@ -250,24 +296,26 @@ class Summary:
     @classmethod
     def of(
         cls,
-        items: Sequence[BatchItem],
+        items: Sequence[BatchItem] | Outcomes,
         *,
         elapsed: float,
         outputs: str,
         rate_limit: RateLimitState | None,
         cache: bool = False,
     ) -> Summary:
-        """The summary of ``items`` (``cache``: the run had one, so say what it served)."""
+        """The summary of ``items`` or of their counts (``cache``: the run had one, so say
+        what it served)."""
+        counts = items if isinstance(items, Outcomes) else _counted(items)
         return cls(
-            made=sum(1 for item in items if item.ok and not item.skipped),
-            skipped=sum(1 for item in items if item.skipped),
-            failed=sum(1 for item in items if item.error is not None),
-            cancelled=sum(1 for item in items if item.cancelled),
+            made=counts.made,
+            skipped=counts.skipped,
+            failed=counts.failed,
+            cancelled=counts.cancelled,
             elapsed=elapsed,
-            credits=sum(item.credits for item in items),
+            credits=counts.credits,
             rate_limit=rate_limit,
             outputs=outputs,
-            cached=sum(1 for item in items if item.cached) if cache else None,
+            cached=counts.cached if cache else None,
         )
 
     @property
@@ -290,6 +338,13 @@ class Summary:
         return lines
 
 
+def _counted(items: Sequence[BatchItem]) -> Outcomes:
+    counts = Outcomes()
+    for item in items:
+        counts.add(item)
+    return counts
+
+
 def describe_pace(state: RateLimitState, *, short: bool = True) -> str:
     """The rate requests were sent at, and why: ``8.5/s (learned)``; ``unpaced: no 429s``
     while the API has refused nothing (requests then go as fast as the concurrency allows)."""
@@ -302,7 +357,7 @@ def describe_pace(state: RateLimitState, *, short: bool = True) -> str:
 
 
 def print_summary(
-    items: Sequence[BatchItem],
+    items: Sequence[BatchItem] | Outcomes,
     *,
     elapsed: float,
     outputs: str,

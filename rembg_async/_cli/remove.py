@@ -10,7 +10,7 @@ import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path, PurePath
+from pathlib import Path
 from typing import Any
 
 from .._batch import BatchItem, BatchRun
@@ -31,9 +31,18 @@ from ._connect import (
     client_for,
     server_for,
 )
+from ._counting import GRACE, Counting
 from ._dask import run_on_dask
-from ._plan import batch_arguments, check_manifest, dry_run, inputs_of
-from ._report import PlainReporter, Reporter, RichReporter, print_summary, wants_bars
+from ._plan import Failed, batch_arguments, check_manifest, clash_check, dry_run, inputs_of
+from ._report import (
+    Outcomes,
+    PlainReporter,
+    Reporter,
+    RichReporter,
+    print_summary,
+    wants_bars,
+)
+from ._walk import Inputs
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -189,28 +198,33 @@ def run(args: argparse.Namespace) -> int:
         return _refuse(error)
     except OSError as error:
         return _refuse(f"cannot write the manifest: {error}")
-    if not inputs:  # only with --retry-failed: nothing failed
+    if isinstance(inputs, Failed) and not len(inputs):  # nothing failed
         print(f"rembg-async remove: nothing failed in {args.retry_failed}", file=sys.stderr)
         return 0
     with server_for(args) as (base_url, api_key):
         started = time.monotonic()  # the batch's time, not the embedded server's start
-        items: list[BatchItem] = []
+        outcomes = Outcomes()
         limits: list[RateLimitState] = []  # the limiter's at the end: the learned rate, the 429s
+        clashes: list[BaseException] = []  # two inputs, one output: the batch sent no more
         try:
-            code = _run_until_signalled(args, base_url, api_key, options, inputs, items, limits)
-        except ValueError as error:  # two inputs, one output: refused before anything is sent
+            code = _run_until_signalled(
+                args, base_url, api_key, options, inputs, (outcomes, limits, clashes)
+            )
+        except ValueError as error:  # a bad key or connection option: refused before sending
             return _refuse(error)
     if args.dry_run:
         return code or 0
-    if not args.quiet:
+    if not args.quiet and (outcomes.made or outcomes.failed or not clashes):
         print_summary(
-            items,
+            outcomes,
             elapsed=time.monotonic() - started,
             outputs="standard output" if args.base64 else str(args.output_dir),
             rate_limit=limits[0] if limits else None,
             cache=cache_from(args) is not None,
         )
-    return code or (0 if all(item.ok for item in items) else 1)
+    if clashes:  # refused before any input of its folder was sent
+        return _refuse(clashes[0])
+    return code or (0 if outcomes.all_ok else 1)
 
 
 def _refuse(error: object, *details: tuple[str, str]) -> int:
@@ -226,25 +240,30 @@ def _run_until_signalled(
     base_url: str | None,
     api_key: str | None,
     options: RemoveOptions,
-    inputs: dict[str, PurePath],
-    items: list[BatchItem],
-    limits: list[RateLimitState],
+    inputs: Inputs | Failed,
+    ended: tuple[Outcomes, list[RateLimitState], list[BaseException]],
 ) -> int | None:
-    """Run the batch (or the dry run); the exit code a signal asks for, if one came."""
+    """Run the batch (or the dry run); the exit code a signal asks for, if one came. Into
+    ``ended``: the items' outcomes, the limiter's state, the clash that stopped the batch."""
+    outcomes, limits, clashes = ended
 
     async def run() -> int | None:
         if args.dask and not args.dry_run:
-            return await run_on_dask(args, base_url, api_key, options, inputs, items)
+            return await run_on_dask(args, base_url, api_key, options, inputs, outcomes)
         interrupts = Interrupts(asyncio.current_task())  # type: ignore[arg-type]
         with _signals_to(interrupts):
             try:
                 async with client_for(args, base_url, api_key) as client:
                     if args.dry_run:
                         return await dry_run(client, args, options, inputs)
+                    counting = Counting(inputs, clash_check(args, options, inputs))
                     try:
-                        await _run_batch(client, args, options, inputs, items, interrupts)
+                        await _run_batch(client, args, options, counting, outcomes, interrupts)
                     finally:
+                        counting.close()
                         limits.append(client.rate_limit)
+                        if counting.error is not None:
+                            clashes.append(counting.error)
             except asyncio.CancelledError:
                 if interrupts.signal is None:
                     raise
@@ -313,60 +332,74 @@ async def _run_batch(
     client: AsyncRembg,
     args: argparse.Namespace,
     options: RemoveOptions,
-    inputs: dict[str, PurePath],
-    items: list[BatchItem],
+    counting: Counting,
+    outcomes: Outcomes,
     interrupts: Interrupts,
 ) -> None:
-    """Run the batch, appending each item to ``items`` (base64 results are printed)."""
+    """Run the batch while its inputs are counted, counting each item's outcome into
+    ``outcomes`` (base64 results are printed). Sending waits for the count a moment
+    (`GRACE`), then goes on beside it: the bar says "counting…" until the total is known."""
+    counting.start()
+    await counting.wait(GRACE)
     stream = sys.stderr if args.base64 else sys.stdout
-    reporter: Reporter = PlainReporter(stream, quiet=args.quiet, paths=not args.base64)
+    known = counting.total is not None or counting.error is not None
+    reporter: Reporter = PlainReporter(
+        stream, quiet=args.quiet, paths=not args.base64, counting=not known
+    )
     live: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
     if wants_bars(args):
-        bars = RichReporter(len(inputs), lambda: client.rate_limit)
+        bars = RichReporter(counting.total, lambda: client.rate_limit)
         reporter, live = bars, bars.live()
+    if counting.error is not None:  # a clash, found before anything was sent
+        return
+    counting.then(reporter.counted)
     try:
         with live:
-            async for item in _batch(client, inputs, args, options, reporter, interrupts):
+            async for item in _batch(client, counting, args, options, reporter, interrupts):
                 reporter.item_done(item)
-                items.append(item)
+                outcomes.add(item)
     finally:  # cancelled (a second Ctrl-C): those ended unseen or cancelled on the wire are
         # said and counted
         run = interrupts.run
         for item in [*run.leftovers, *run.cancelled] if run is not None else ():
             reporter.item_done(item)
-            items.append(item)
+            outcomes.add(item)
 
 
 async def _batch(
     client: AsyncRembg,
-    inputs: dict[str, PurePath],
+    counting: Counting,
     args: argparse.Namespace,
     options: RemoveOptions,
     reporter: Reporter,
     interrupts: Interrupts,
 ) -> AsyncIterator[BatchItem]:
-    """The batch; with ``--base64`` each result is printed as ``INPUT<TAB>data:…`` instead of
-    being kept (its temporary file is removed)."""
+    """The batch, over the inputs as they are walked; with ``--base64`` each result is printed
+    as ``INPUT<TAB>data:…`` instead of being kept (its temporary file is removed)."""
     async with client.remove_many(
-        list(inputs),
+        counting.stream(),
         options,
         concurrency=args.concurrency,
         on_item_progress=reporter.item_progress if reporter.shows_progress else None,
         max_credits=args.max_credits,
-        **batch_arguments(args, inputs),
+        **batch_arguments(args, counting.inputs),
     ) as run:
         interrupts.attach(run, reporter)
+        counting.attach(run)
         async for item in run:
             if args.base64 and item.result is not None:
                 print(f"{item.input}\t{await _as_data_url(item)}", flush=True)
             yield item
-        await _say_why_stopped(run)
+        if counting.error is None:
+            await _say_why_stopped(run)
 
 
 async def _say_why_stopped(run: BatchRun) -> None:
     if run.stopped is None and not run.interrupted:
         return
-    left = sum([1 async for _ in run.remaining])
+    left = 0
+    async for _ in run.remaining:  # counted, not listed: they may be a million
+        left += 1
     if run.stopped is None:
         why, then = "interrupted", "run the same command again to go on"
     elif isinstance(run.stopped, BudgetExhaustedError):
