@@ -34,12 +34,12 @@ from .._inputs import RemoteInputs
 from .._paths import mirrored_path
 from .._storage._sinks import RemoteTarget
 from .._storage._stores import Store, is_remote
+from ._folders import Folders, FolderState
 from ._provenance import (
     ForeignOutputError,
     Plan,
     Provenance,
     Verdict,
-    claim,
     foreign_error,
     identify,
     judge,
@@ -71,7 +71,7 @@ class RemoteOutputTree:
         self.extension = extension
         self.cwd = os.getcwd()
         self._overwrite = overwrite
-        self._claims: dict[str, str] = {}
+        self._folders: Folders[FolderState] = Folders(lambda _: FolderState(), self.cwd)
         self._existing: set[str] = set()
         self._index: dict[str, dict[str, Any]] = {}
         self._pending: list[str] = []
@@ -90,9 +90,16 @@ class RemoteOutputTree:
         relative = relative_name(value, index, self.root, self.cwd)
         return f"{self.url}/{mirrored_path(Path(), relative, self.extension).as_posix()}"
 
-    def claim(self, target: str, value: Any) -> bool:
-        """Take ``target`` for ``value`` (see `_provenance.claim`)."""
-        return claim(self._claims, target, value, self.cwd)
+    async def claim(self, target: str, value: Any) -> bool:
+        """Take ``target`` for ``value`` (see `_provenance.claim`); its folder is held until
+        `release`."""
+        folder = target.rpartition("/")[0]
+        self._folders.enter(folder)
+        return await self._folders.claim(folder, target, value)
+
+    def release(self, target: str) -> None:
+        """The batch is done with ``target`` (claimed)."""
+        self._folders.leave(target.rpartition("/")[0])
 
     async def open(self) -> None:
         """Get ready: nothing to make or lock, only the listing to read (`look`)."""
@@ -193,4 +200,7 @@ class RemoteOutputTree:
 
     async def close(self) -> None:
         """Write what is waiting."""
-        await self.flush()
+        try:
+            await self.flush()
+        finally:
+            await run_to_completion(self._folders.close)
