@@ -91,7 +91,8 @@ class Folders(Generic[S]):
         try:
             return claim(state.claims, target, value, self._cwd)
         finally:
-            await self.let_go()
+            if len(self._idle) > self._keep:
+                await self.let_go()
 
     async def let_go(self) -> None:
         """Let go of the folders left behind beyond the few kept: their claims to disk."""
