@@ -48,10 +48,10 @@ class Folders(Generic[S]):
     """The states of the output folders a batch is in (or left recently), and the claims of the
     others, on disk."""
 
-    def __init__(self, make: Callable[[Any], S], cwd: str, *, keep: int = KEEP_FOLDERS) -> None:
+    def __init__(self, make: Callable[[Any], S], cwd: str, *, keep: int | None = None) -> None:
         self._make = make
         self._cwd = cwd
-        self._keep = keep
+        self._keep = KEEP_FOLDERS if keep is None else keep
         self.live: dict[Any, S] = {}
         self._idle: collections.OrderedDict[Any, None] = collections.OrderedDict()
         self._spill = _Spill()
