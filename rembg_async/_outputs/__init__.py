@@ -1,5 +1,6 @@
 """A batch's output folder, local (`_local`) or remote (`_remote`), behind one `OutputFolder`
-shape; the provenance rules they share (`_provenance`); the batch's manifest (`_manifest`).
+shape; the provenance rules they share (`_provenance`); what they keep of each folder while
+the batch works there, then let go (`_folders`); the batch's manifest (`_manifest`).
 
 The batch plans each image once through its folder (`OutputFolder.plan`), whatever its kind,
 and never asks which kind it holds.
