@@ -432,9 +432,11 @@ class AsyncRembg(AsyncClosing):
 
         Inputs, ``output_dir`` and ``manifest`` may be remote URLs (``s3://bucket/out/``), with
         ``storage_options`` for fsspec. A remote ``output_dir`` keeps its provenance in index
-        segments under ``.rembg-async-index/``, written every 100 outputs or 10 s and at the
-        end, and is listed once at the start (no lock); a remote ``manifest`` is kept in a
-        local file and put whole into its store every 10 s and at the end.
+        segments under each folder's ``.rembg-async-index/``, written every 100 outputs or
+        10 s and at the end, and each folder is listed when the batch first needs it (no
+        lock); a remote ``manifest`` is kept in a local file and put whole into its store
+        every 10 s and at the end. What the batch knows of each output folder is kept while
+        it works there, then let go: memory stays flat however many inputs there are.
         """
         resolved, return_base64 = resolve_options(options, False)
         if return_base64 and output_dir is not None:

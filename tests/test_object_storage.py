@@ -249,8 +249,8 @@ async def test_remove_many_s3_to_s3_skips_what_is_done(
     outputs = [key for key in stored if key.endswith(".webp")]
     assert outputs == sorted(f"out/{name.rsplit('.', 1)[0]}.webp" for name in names)
     assert all(sniff_kind(get(moto, bucket, key)) == "webp" for key in outputs)
-    index = [key for key in stored if key.startswith("out/.rembg-async-index/")]
-    assert len(index) == 1  # the first run's; the second made nothing
+    index = [key.rpartition("/.rembg-async-index/")[0] for key in stored if "index/" in key]
+    assert index == ["out", "out/a", "out/b"]  # the first run's, one in each folder
     lines = get(moto, bucket, "out/manifest.jsonl").decode().splitlines()
     statuses = [json.loads(line)["status"] for line in lines]
     assert statuses == ["ok"] * 4 + ["skipped"] * 4

@@ -275,21 +275,23 @@ async def test_remote_index_segments_every_100_outputs_or_10_seconds(
     await tree.record(f"{url}/102.webp", made[102])
     second = segments(memory, folder)
     assert second[name.replace("000001", "000002")] == ["100.webp", "101.webp", "102.webp"]
+    await tree.claim(f"{url}/103.webp", "/in/103.png")  # its folder held, as in a batch
+    assert await tree.verdict(f"{url}/103.webp", made[103]) is Verdict.TODO  # not there yet
     await tree.record(f"{url}/103.webp", made[103])
     await tree.close()
     assert segments(memory, folder)[name.replace("000001", "000003")] == ["103.webp"]
     await tree.close()  # nothing waiting: no empty segment
-    assert tree.verdict(f"{url}/103.webp", made[103]) is Verdict.DONE  # it knows its own
+    assert await tree.verdict(f"{url}/103.webp", made[103]) is Verdict.DONE  # it knows its own
     assert len(segments(memory, folder)) == 3
     for number in (0, 103):  # the outputs themselves, for the listing to find
         memory.pipe_file(f"/{folder}/{number}.webp", b"made")
     again = output_folder(RemoteInputs(stores=Stores()), url, None, "webp", overwrite=False)
     assert isinstance(again, RemoteOutputTree)
     await again.look()
-    assert again.verdict(f"{url}/0.webp", made[0]) is Verdict.DONE
-    assert again.verdict(f"{url}/103.webp", made[103]) is Verdict.DONE
-    assert again.verdict(f"{url}/103.webp", made[0]) is Verdict.FOREIGN  # another input's
-    assert again.verdict(f"{url}/1.webp", made[1]) is Verdict.TODO  # in the index, not there
+    assert await again.verdict(f"{url}/0.webp", made[0]) is Verdict.DONE
+    assert await again.verdict(f"{url}/103.webp", made[103]) is Verdict.DONE
+    assert await again.verdict(f"{url}/103.webp", made[0]) is Verdict.FOREIGN  # another input's
+    assert await again.verdict(f"{url}/1.webp", made[1]) is Verdict.TODO  # in the index, not there
 
 
 async def test_a_torn_index_line_is_an_error(tmp_path: Path) -> None:

@@ -355,12 +355,22 @@ _NOT_MADE: Final = frozenset({"failed", "cancelled"})
 def failed_inputs(manifest: str | os.PathLike[str]) -> list[str]:
     """The inputs whose latest line in ``manifest`` failed or was cancelled: what a re-run
     should do again."""
-    return [name for name, status in latest_statuses(manifest).items() if status in _NOT_MADE]
+    with open(manifest, encoding="utf-8") as lines:
+        return failed_in(lines)
 
 
 def failed_in(lines: Iterable[str]) -> list[str]:
-    """`failed_inputs` of a manifest's lines (read from wherever it is)."""
-    return [name for name, status in statuses_of(lines).items() if status in _NOT_MADE]
+    """`failed_inputs` of a manifest's lines (read from wherever it is), taken one at a time:
+    only the inputs failed so far are remembered, not every input of the manifest."""
+    failed: dict[str, None] = {}  # a dict: in the order they first failed, each once
+    for line in lines:
+        if line.strip():
+            entry = json.loads(line)
+            if entry["status"] in _NOT_MADE:
+                failed[entry["input"]] = None
+            else:
+                failed.pop(entry["input"], None)
+    return list(failed)
 
 
 def latest_statuses(manifest: str | os.PathLike[str]) -> dict[str, str]:

@@ -302,8 +302,16 @@ class BatchRun(AsyncClosing):
         self._wake.set()
 
     async def _one(self, index: int, value: Any) -> BatchItem | None:
+        held: list[Any] = []  # the target claimed, whose folder the output folder holds
         try:
-            target, made, prepared, early = await self._plan(index, value)
+            return await self._planned_and_sent(index, value, held)
+        finally:
+            if held and self._outputs is not None:
+                self._outputs.release(held[0])
+
+    async def _planned_and_sent(self, index: int, value: Any, held: list[Any]) -> BatchItem | None:
+        try:
+            target, made, prepared, early = await self._plan(index, value, held)
             if early is None and not await self._turns.take():
                 self._unstarted.append((index, value))
                 return None
@@ -364,10 +372,11 @@ class BatchRun(AsyncClosing):
         return made_item(value, index, result, wire)
 
     async def _plan(
-        self, index: int, value: Any
+        self, index: int, value: Any, held: list[Any]
     ) -> tuple[Any, Provenance | None, Plan | None, BatchItem | None]:
         """Where ``value`` goes, its provenance and its input read or opened (a local file with
-        no output folder: read ahead); or the item it ends as without sending."""
+        no output folder: read ahead); or the item it ends as without sending. The target
+        claimed goes into ``held``, to be released once the image has ended."""
         outputs = self._outputs
         if outputs is None:
             if not isinstance(value, (str, os.PathLike)) or is_remote(value):
@@ -375,7 +384,8 @@ class BatchRun(AsyncClosing):
             return None, None, Plan(read=await run_to_completion(read_local_or_none, value)), None
         try:
             target: Any = self._targets[index] if self._targets else outputs.target(value, index)
-            if not outputs.claim(target, value):
+            held.append(target)
+            if not await outputs.claim(target, value):
                 return target, None, None, skipped_item(value, index, target)
             plan = await outputs.plan(
                 value, target, self._options_key, skip_existing=self._skip_existing

@@ -184,7 +184,7 @@ async def _counts(
     tree = output_folder(remote, args.output_dir, place, extension, overwrite=args.overwrite)
     assert tree is not None
     key = options_key(options.form_fields())
-    return await dry_run_counts(tree, values, key, args.redo, served)  # type: ignore[arg-type]
+    return await dry_run_counts(tree, values, key, args.redo, served)
 
 
 def cache_lookup(

@@ -241,10 +241,10 @@ def rebuilt(outcome: Outcome) -> Exception:
 async def done_inputs(place: Path | str | None, manifest: Any) -> set[str]:
     """The inputs a manifest says were made or skipped (their latest line): not sent again.
 
-    A remote manifest's lines are those its opening read (``manifest.before``); a local one
-    is read here, before this run appends to it."""
+    A remote manifest's lines are those its opening read (``manifest.lines_before()``); a
+    local one is read here, before this run appends to it."""
     if isinstance(manifest, RemoteManifest):
-        latest = statuses_of(manifest.before.decode("utf-8").splitlines())
+        latest = statuses_of(await manifest.lines_before())
     elif isinstance(place, Path) and await run_to_completion(place.exists):
         latest = await run_to_completion(latest_statuses, place)
     else:

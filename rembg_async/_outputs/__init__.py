@@ -1,5 +1,6 @@
 """A batch's output folder, local (`_local`) or remote (`_remote`), behind one `OutputFolder`
-shape; the provenance rules they share (`_provenance`); the batch's manifest (`_manifest`).
+shape; the provenance rules they share (`_provenance`); what they keep of each folder while
+the batch works there, then let go (`_folders`); the batch's manifest (`_manifest`).
 
 The batch plans each image once through its folder (`OutputFolder.plan`), whatever its kind,
 and never asks which kind it holds.
@@ -8,7 +9,7 @@ and never asks which kind it holds.
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -24,6 +25,7 @@ from ._provenance import (
     Plan,
     Provenance,
     Verdict,
+    claim,
     identify,
     options_key,
     settled,
@@ -65,9 +67,15 @@ class OutputFolder(Protocol):
     def target(self, value: Any, index: int) -> Any:
         """Where ``value``'s result goes (a path, or a URL)."""
 
-    def claim(self, target: Any, value: Any) -> bool:
+    async def claim(self, target: Any, value: Any) -> bool:
         """Take ``target`` for ``value``: True the first time, False when ``value`` has it
-        already (an input given twice is done once); `OutputClashError` when another has."""
+        already (an input given twice is done once); `OutputClashError` when another has.
+        Whatever it answers, ``target``'s folder is held (what the batch knows of it is kept)
+        until `release`."""
+
+    def release(self, target: Any) -> None:
+        """The batch is done with ``target`` (claimed): once it is done with every target of
+        a folder, the folder may be let go."""
 
     async def open(self) -> None:
         """Get the folder ready (and what it knows of its outputs); an ``OSError`` that every
@@ -98,8 +106,9 @@ def targets_of(outputs: OutputFolder, inputs: list[Any] | tuple[Any, ...]) -> li
     `OutputClashError` when two would make one."""
     probe = outputs.probe()
     targets = [probe.target(value, index) for index, value in enumerate(inputs)]
+    claims: dict[Any, str] = {}  # the inputs are all in memory already: so may their claims be
     for target, value in zip(targets, inputs, strict=True):
-        probe.claim(target, value)
+        claim(claims, target, value, probe.cwd)
     return targets
 
 
@@ -121,30 +130,60 @@ def output_folder(
 
 async def dry_run_counts(
     outputs: OutputFolder,
-    inputs: list[Any],
+    inputs: Iterable[Any] | AsyncIterable[Any],
     options: str,
     redo: bool,
     cached: Callable[[Any], Awaitable[bool]] | None = None,
 ) -> dict[str, Any]:
     """``--dry-run``'s counts: what would be sent, what the result cache would serve (as
-    ``cached`` says), what is done, what is refused (and why)."""
+    ``cached`` says), what is done, what is refused (and why). ``inputs`` are taken one at a
+    time: nothing is kept per input (as in a batch)."""
     counts: dict[str, Any] = {"send": 0, "cached": 0, "done": 0, "refused": 0, "why": ""}
     await outputs.look()
-    for index, value in enumerate(inputs):
-        target = outputs.target(value, index)
-        try:
-            if not outputs.claim(target, value):
-                continue
-        except OutputClashError as error:
-            counts["refused"] += 1
-            counts["why"] = str(error)
-            continue
-        verdict = await outputs.verdict_of(value, target, options)
-        if verdict is Verdict.FOREIGN:
-            counts["refused"] += 1
-            counts["why"] = str(outputs.foreign(target))
-        elif verdict is Verdict.DONE and not redo:
-            counts["done"] += 1
-        else:
-            counts["cached" if cached is not None and await cached(value) else "send"] += 1
+    index = 0
+    try:
+        async for value in _each(inputs):
+            target = outputs.target(value, index)
+            index += 1
+            try:
+                await _count(outputs, counts, value, target, options, redo, cached)
+            finally:
+                outputs.release(target)
+    finally:
+        await outputs.close()
     return counts
+
+
+async def _count(
+    outputs: OutputFolder,
+    counts: dict[str, Any],
+    value: Any,
+    target: Any,
+    options: str,
+    redo: bool,
+    cached: Callable[[Any], Awaitable[bool]] | None,
+) -> None:
+    try:
+        if not await outputs.claim(target, value):
+            return
+    except OutputClashError as error:
+        counts["refused"] += 1
+        counts["why"] = str(error)
+        return
+    verdict = await outputs.verdict_of(value, target, options)
+    if verdict is Verdict.FOREIGN:
+        counts["refused"] += 1
+        counts["why"] = str(outputs.foreign(target))
+    elif verdict is Verdict.DONE and not redo:
+        counts["done"] += 1
+    else:
+        counts["cached" if cached is not None and await cached(value) else "send"] += 1
+
+
+async def _each(inputs: Iterable[Any] | AsyncIterable[Any]) -> AsyncIterator[Any]:
+    if isinstance(inputs, AsyncIterable):
+        async for value in inputs:
+            yield value
+    else:
+        for value in inputs:
+            yield value

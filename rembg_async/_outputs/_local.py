@@ -27,14 +27,14 @@ from typing import IO, Any, Final
 from .._download import KeptTarget, is_partial_name
 from .._files import run_to_completion
 from .._inputs import RemoteInputs, read_local_or_none
-from .._paths import check_folder_writable, mirrored_path
+from .._paths import check_folder_writable, mirrored_path, safe_leaf
 from .._storage._stores import Stores, is_remote
+from ._folders import Folders, FolderState
 from ._provenance import (
     ForeignOutputError,
     Plan,
     Provenance,
     Verdict,
-    claim,
     foreign_error,
     identify,
     judge,
@@ -45,6 +45,8 @@ from ._provenance import (
 )
 
 INDEX_NAME: Final = ".rembg-async-index.jsonl"
+#: Output folders `OutputTree.target` remembers at most (a few: images come folder by folder).
+_MIRRORED: Final = 64
 _APPEND_FLAGS: Final = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
 
 
@@ -66,13 +68,12 @@ class OutputTree:
         self.extension = extension
         self._overwrite = overwrite
         self._remote = remote or RemoteInputs(stores=Stores())  # for remote inputs
-        self._claims: dict[Path, str] = {}
-        self._indexes: dict[Path, dict[str, dict[str, Any]]] = {}
         self._lock: IO[bytes] | None = None
         self.cwd = os.getcwd()  # once: relative inputs are relative to the folder at the start
-        self._writable: set[Path] = set()
-        self._handles: dict[Path, int] = {}  # each folder's index, open for appending
+        self._folders: Folders[_Folder] = Folders(lambda _: _Folder(), self.cwd)
         self._handles_lock = threading.Lock()
+        #: The output folder of each input folder (its parts), as `target` made it.
+        self._mirrored: dict[tuple[str, ...], Path] = {}
 
     def probe(self) -> OutputTree:
         """A fresh tree on the same folder, to work out targets and clashes with."""
@@ -81,11 +82,27 @@ class OutputTree:
     def target(self, value: Any, index: int) -> Path:
         """Where ``value``'s result goes."""
         relative = relative_name(value, index, self.root, self.cwd)
-        return mirrored_path(self.folder, relative, self.extension)
+        # The output folder of each input folder is made once: a path made safe part by part
+        # costs more than the rest of an image's planning when it is done already.
+        parts = relative.parts[:-1]
+        folder = self._mirrored.get(parts)
+        if folder is None:
+            if len(self._mirrored) >= _MIRRORED:
+                self._mirrored.clear()
+            folder = self._mirrored[parts] = mirrored_path(self.folder, relative, "x").parent
+        return folder / safe_leaf(relative.name or "image", self.extension)
 
-    def claim(self, target: Path, value: Any) -> bool:
-        """Take ``target`` for ``value`` (see `_provenance.claim`)."""
-        return claim(self._claims, target, value, self.cwd)
+    async def claim(self, target: Path, value: Any) -> bool:
+        """Take ``target`` for ``value`` (see `_provenance.claim`); its folder is held until
+        `release`."""
+        name = os.fspath(target)
+        folder = name.rpartition(os.sep)[0]
+        self._folders.enter(folder)
+        return await self._folders.claim(folder, name, value)
+
+    def release(self, target: Path) -> None:
+        """The batch is done with ``target`` (claimed)."""
+        self._folders.leave(_folder_of(target))
 
     async def open(self) -> None:
         """Make the folder, prove it can be written, lock it, delete stale partial files; the
@@ -107,11 +124,9 @@ class OutputTree:
 
     async def close(self) -> None:
         """Let go of the folder."""
-        with self._handles_lock:
-            handles, self._handles = list(self._handles.values()), {}
-        if self._lock is not None or handles:
-            lock, self._lock = self._lock, None
-            await run_to_completion(_close_all, handles, lock)
+        states, folders = self._folders.states(), self._folders
+        lock, self._lock = self._lock, None
+        await run_to_completion(_close_all, states, folders, lock)
 
     async def plan(self, value: Any, target: Path, options: str, *, skip_existing: bool) -> Plan:
         """``value``'s plan: one thread call (a remote input: one request for its details
@@ -140,7 +155,7 @@ class OutputTree:
         there = os.path.lexists(target)  # asked afresh: a run into a subfolder may add to it
         if there:  # only then does the verdict need the input's stamp
             made = made or identify(value, options, None, self.cwd)
-            verdict = self.verdict(target, made)
+            verdict = self._judge(target, made)
             if settled(verdict, skip_existing):
                 return Plan(made=made, verdict=verdict)
         try:
@@ -169,15 +184,21 @@ class OutputTree:
         """Whether ``target`` is done, to do, or someone else's (blocking: reads the index)."""
         if not os.path.lexists(target):
             return Verdict.TODO
-        entry = self._index(target.parent).get(target.name)
+        return self._judge(target, mine)
+
+    def _judge(self, target: Path, mine: Provenance) -> Verdict:
+        """The verdict on ``target``, which is there (blocking: reads the index)."""
+        entry = self._index(_folder_of(target)).get(target.name)
         return judge(entry, mine, overwrite=self._overwrite)
 
     def check_place(self, target: Path, *, there: bool = True) -> None:
         """Raise the ``OSError`` that writing ``target`` would meet (blocking: its folder is
         checked once, the target each time unless ``there`` says nothing is there)."""
-        if target.parent not in self._writable:
+        state = self._folders.live.get(_folder_of(target))
+        if state is None or not state.writable:
             check_folder_writable(target.parent)
-            self._writable.add(target.parent)
+            if state is not None:
+                state.writable = True
         if there and os.path.isdir(target):
             raise IsADirectoryError(errno.EISDIR, "the output is a folder", str(target))
 
@@ -194,31 +215,69 @@ class OutputTree:
         """Note in the folder's index that ``target`` was made as ``made`` says (blocking: one
         appending write, atomic however many threads write beside it)."""
         line = made.line(target.name).encode()
-        written = os.write(self._index_handle(target.parent), line)
-        if written != len(line):  # a full disk: the line is torn, and read as no line at all
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(target.parent / INDEX_NAME))
-        self._index(target.parent)[target.name] = made.entry(target.name)
+        state = self._folders.live.get(_folder_of(target))  # held while the image is in it
+        if state is None:  # not claimed (a single result kept): the index opened for it
+            handle = os.open(target.parent / INDEX_NAME, _APPEND_FLAGS, 0o666)
+            try:
+                _append(handle, line, target.parent)
+            finally:
+                os.close(handle)
+            return
+        _append(self._index_handle(target.parent, state), line, target.parent)
+        if state.index is not None:
+            state.index[target.name] = made.entry(target.name)
 
-    def _index_handle(self, folder: Path) -> int:
+    def _index_handle(self, folder: Path, state: _Folder) -> int:
         with self._handles_lock:
-            if folder not in self._handles:
-                self._handles[folder] = os.open(folder / INDEX_NAME, _APPEND_FLAGS, 0o666)
-            return self._handles[folder]
+            if state.handle is None:
+                state.handle = os.open(folder / INDEX_NAME, _APPEND_FLAGS, 0o666)
+            return state.handle
 
-    def _index(self, folder: Path) -> dict[str, dict[str, Any]]:
-        if folder not in self._indexes:
-            self._indexes[folder] = _read_index(folder / INDEX_NAME)
-        return self._indexes[folder]
+    def _index(self, folder: str) -> dict[str, dict[str, Any]]:
+        """The folder's index: read once while the batch is in the folder (blocking)."""
+        state = self._folders.live.get(folder)
+        if state is None:  # not held (a dry run's look): read, not kept
+            return _read_index(os.path.join(folder, INDEX_NAME))
+        if state.index is None:  # two threads may both read it: the same lines either way
+            state.index = _read_index(os.path.join(folder, INDEX_NAME))
+        return state.index
 
 
-def _close_all(handles: list[int], lock: IO[bytes] | None) -> None:
-    for handle in handles:
-        os.close(handle)
+class _Folder(FolderState):
+    """What the batch keeps of one local output folder while it works there."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.index: dict[str, dict[str, Any]] | None = None
+        self.handle: int | None = None  # its index, open for appending
+        self.writable = False  # proven once
+
+    def let_go(self) -> None:
+        if self.handle is not None:
+            os.close(self.handle)
+            self.handle = None
+
+
+def _folder_of(target: Path) -> str:
+    """The key of ``target``'s folder: a string (a path's hash is dear)."""
+    return os.fspath(target).rpartition(os.sep)[0]
+
+
+def _append(handle: int, line: bytes, folder: Path) -> None:
+    written = os.write(handle, line)
+    if written != len(line):  # a full disk: the line is torn, and read as no line at all
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(folder / INDEX_NAME))
+
+
+def _close_all(states: list[_Folder], folders: Folders[_Folder], lock: IO[bytes] | None) -> None:
+    for state in states:
+        state.let_go()
+    folders.close()
     if lock is not None:
         lock.close()
 
 
-def _read_index(path: Path) -> dict[str, dict[str, Any]]:
+def _read_index(path: str) -> dict[str, dict[str, Any]]:
     """The latest line per output; a torn last line (a killed run) is ignored."""
     entries: dict[str, dict[str, Any]] = {}
     with contextlib.suppress(FileNotFoundError), open(path, encoding="utf-8") as lines:

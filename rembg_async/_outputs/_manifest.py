@@ -26,6 +26,8 @@ from .._storage._stores import Store, is_remote
 
 #: The object is replaced by the local file at most this often while the run goes on.
 PUT_SECONDS: Final = 10.0
+#: A remote manifest is copied into the local file in chunks of this size.
+_CHUNK_BYTES: Final = 1 << 20
 
 
 class Manifest(Protocol):
@@ -64,8 +66,9 @@ async def open_manifest(place: Path | str | None, remote: RemoteInputs) -> Manif
 class RemoteManifest:
     """What a batch writes its manifest lines to, as it would to a local file."""
 
-    def __init__(self, store: Store, url: str, file: IO[bytes], before: bytes = b"") -> None:
-        #: What the object held when the run started (a resuming run reads it).
+    def __init__(self, store: Store, url: str, file: IO[bytes], before: int = 0) -> None:
+        #: How many bytes the object held when the run started (at the head of the local
+        #: file: see `lines_before`).
         self.before = before
         self._store = store
         self._url = url
@@ -75,14 +78,27 @@ class RemoteManifest:
 
     @classmethod
     async def open(cls, store: Store, url: str) -> RemoteManifest:
-        """Start from what the object has (nothing if it is not there yet)."""
+        """Start from what the object has (nothing if it is not there yet), copied into the
+        local file chunk by chunk: a long manifest is never held whole."""
         path = store.path(url)
+        file = await run_to_completion(_spool, undo=_forget)
         try:
-            before = await store.cat(path)
-        except FileNotFoundError:
-            before = b""
-        file = await run_to_completion(_spool, before, undo=_forget)
+            try:
+                size = int((await store.info(path))["size"])
+            except FileNotFoundError:
+                size = 0
+            if size:
+                async for chunk in store.chunks(path, size, _CHUNK_BYTES):
+                    await run_to_completion(file.write, chunk)
+            before = await run_to_completion(_end_line, file)
+        except BaseException:
+            await run_to_completion(_forget, file)
+            raise
         return cls(store, url, file, before)
+
+    async def lines_before(self) -> list[str]:
+        """The lines the object held when the run started."""
+        return await run_to_completion(_head_lines, self._file.name, self.before)
 
     async def write(self, line: str) -> None:
         """Add a line."""
@@ -110,16 +126,26 @@ class RemoteManifest:
             await run_to_completion(_forget, self._file)
 
 
-def _spool(before: bytes) -> IO[bytes]:
-    file = tempfile.NamedTemporaryFile(prefix="rembg-manifest-", suffix=".jsonl", delete=False)  # noqa: SIM115
-    try:
-        file.write(before)
-        if before and not before.endswith(b"\n"):
-            file.write(b"\n")  # a line torn by some other writer stays apart from ours
-    except BaseException:
-        _forget(file)
-        raise
-    return file
+def _spool() -> IO[bytes]:
+    return tempfile.NamedTemporaryFile(prefix="rembg-manifest-", suffix=".jsonl", delete=False)
+
+
+def _end_line(file: IO[bytes]) -> int:
+    """The size of what was copied; a line torn by some other writer is ended, so that it
+    stays apart from ours."""
+    size = file.tell()
+    if size:
+        file.flush()
+        with open(file.name, "rb") as copy:
+            copy.seek(size - 1)
+            if copy.read(1) != b"\n":
+                file.write(b"\n")
+    return size
+
+
+def _head_lines(name: str, size: int) -> list[str]:
+    with open(name, "rb") as file:
+        return file.read(size).decode("utf-8", "replace").splitlines()
 
 
 def _forget(file: IO[bytes]) -> None:

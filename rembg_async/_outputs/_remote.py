@@ -4,13 +4,15 @@ outputs already there.
 Outputs mirror the inputs' layout as under a local folder. An object store cannot append to an
 index, nor lock a folder, so provenance is kept differently:
 
-- **Index segments.** Each run writes what it made as small JSON-lines objects under
-  ``<output_dir>/.rembg-async-index/``, named ``<run>-<number>.jsonl`` (the run's start time
-  first, so names sort in time): a new segment every `FLUSH_ENTRIES` outputs or
-  `FLUSH_SECONDS`, whichever comes first, and one when the run ends (or is stopped or
+- **Index segments.** Each run writes what it made as small JSON-lines objects in each
+  output folder, under ``<folder>/.rembg-async-index/``, named ``<run>-<number>.jsonl`` (the
+  run's start time first, so names sort in time): new segments every `FLUSH_ENTRIES` outputs
+  or `FLUSH_SECONDS`, whichever comes first, and when the run ends (or is stopped or
   cancelled). Each segment is written whole: nothing is ever appended or rewritten.
-- **One listing.** When a run starts, it lists ``output_dir`` once (the outputs there) and
-  reads every segment, later ones winning: ``skip_existing`` then needs no request per input.
+- **One listing per folder.** The first image into a folder lists that folder (not what is
+  below it) and reads its segments, later ones winning: ``skip_existing`` then needs no
+  request per input. What a folder's listing says is kept while the batch works in it, and
+  let go with the folder (`_folders`): a batch of a million outputs never holds them all.
 - **What it costs.** A run killed without warning (SIGKILL, a lost machine) loses the entries
   not yet written: its last outputs are there but of unknown provenance, and the next run
   treats them as another's (their items fail unsent) until ``overwrite=True`` makes them
@@ -34,12 +36,12 @@ from .._inputs import RemoteInputs
 from .._paths import mirrored_path
 from .._storage._sinks import RemoteTarget
 from .._storage._stores import Store, is_remote
+from ._folders import Folders, FolderState
 from ._provenance import (
     ForeignOutputError,
     Plan,
     Provenance,
     Verdict,
-    claim,
     foreign_error,
     identify,
     judge,
@@ -71,10 +73,11 @@ class RemoteOutputTree:
         self.extension = extension
         self.cwd = os.getcwd()
         self._overwrite = overwrite
-        self._claims: dict[str, str] = {}
-        self._existing: set[str] = set()
-        self._index: dict[str, dict[str, Any]] = {}
-        self._pending: list[str] = []
+        self._folders: Folders[_RemoteFolder] = Folders(lambda _: _RemoteFolder(), self.cwd)
+        #: Index lines not yet written, by folder: `FLUSH_ENTRIES` at most (all folders).
+        self._pending: dict[str, list[str]] = {}
+        self._waiting = 0
+        self._flushing = asyncio.Lock()  # one writer of the waiting lines at a time
         self._oldest: float | None = None
         self._run = f"{time.time_ns() // 1_000_000:013d}-{secrets.token_hex(4)}"
         self._segments = 0
@@ -90,46 +93,55 @@ class RemoteOutputTree:
         relative = relative_name(value, index, self.root, self.cwd)
         return f"{self.url}/{mirrored_path(Path(), relative, self.extension).as_posix()}"
 
-    def claim(self, target: str, value: Any) -> bool:
-        """Take ``target`` for ``value`` (see `_provenance.claim`)."""
-        return claim(self._claims, target, value, self.cwd)
+    async def claim(self, target: str, value: Any) -> bool:
+        """Take ``target`` for ``value`` (see `_provenance.claim`); its folder is held until
+        `release`."""
+        folder = _folder_of(target)
+        self._folders.enter(folder)
+        return await self._folders.claim(folder, target, value)
+
+    def release(self, target: str) -> None:
+        """The batch is done with ``target`` (claimed)."""
+        self._folders.leave(_folder_of(target))
 
     async def open(self) -> None:
-        """Get ready: nothing to make or lock, only the listing to read (`look`)."""
-        await self.look()
+        """Get ready: nothing to make or lock; the folder listed, so that a store that refuses
+        (a key, a bucket) stops the batch before any request."""
+        await self._list(self.url)
 
     async def look(self) -> None:
-        """List the folder once and read its index segments."""
-        base = self.store.path(self.url).rstrip("/")
-        try:
-            found = await self.store.find(base)
-        except FileNotFoundError:  # a new folder (or bucket prefix): nothing there yet
-            found = {}
-        segments = []
-        for path in found:
-            relative = path[len(base) + 1 :]
-            if relative.startswith(f"{INDEX_FOLDER}/"):
-                segments.append(path)
-            else:
-                self._existing.add(relative)
-        texts = await asyncio.gather(*(self.store.cat(path) for path in sorted(segments)))
-        for text in texts:
-            self._read_segment(text)
+        """Nothing to learn up front: each folder is listed when first needed."""
 
-    def _read_segment(self, text: bytes) -> None:
-        for line in text.decode("utf-8", "replace").splitlines():
-            try:
-                entry = json.loads(line)
-                self._index[entry["output"]] = entry
-            except (ValueError, KeyError, TypeError):
-                continue  # not ours, or damaged: as a torn line of a local index
+    async def _known(self, folder: str) -> _RemoteFolder:
+        """``folder``'s state, with its listing and index segments read (once while the batch
+        is in it)."""
+        state = self._folders.live.get(folder)
+        if state is None:  # not claimed: known for this once only
+            state = _RemoteFolder()
+        async with state.reading:
+            if state.existing is None:
+                state.existing, segments = await self._list(folder)
+                texts = await asyncio.gather(*(self.store.cat(path) for path in segments))
+                for text in texts:
+                    _read_segment(text, state.index)
+        return state
+
+    async def _list(self, folder: str) -> tuple[set[str], list[str]]:
+        """The names of ``folder``'s objects, and its index segments (oldest first)."""
+        base = self.store.path(folder).rstrip("/")
+        names = {name.rstrip("/").rpartition("/")[2] for name in await self.store.ls(base)}
+        segments: list[str] = []
+        if INDEX_FOLDER in names:
+            found = await self.store.ls(f"{base}/{INDEX_FOLDER}")
+            segments = sorted(path for path in found if path.endswith(".jsonl"))
+        return names, segments
 
     def _relative(self, target: str) -> str:
         return target[len(self.url) + 1 :]
 
     async def plan(self, value: Any, target: str, options: str, *, skip_existing: bool) -> Plan:
         """``value``'s plan: its provenance (a local input read and stamped in one thread call,
-        a remote one from its object's details) and its verdict from the listing."""
+        a remote one from its object's details) and its verdict from its folder's listing."""
         found = None
         if is_remote(value):
             found, made, problem = await stat_remote(self.remote, value, options)
@@ -138,27 +150,32 @@ class RemoteOutputTree:
             read = None
         else:
             read, made = await run_to_completion(read_and_identify, value, options, self.cwd)
-        plan = Plan(made=made, verdict=self.verdict(target, made), read=read)
+        state = await self._known(_folder_of(target))
+        plan = Plan(made=made, verdict=self._judge(state, target, made), read=read)
         if settled(plan.verdict, skip_existing):
             return Plan(made=made, verdict=plan.verdict)
         return plan if found is None else await open_remote(self.remote, found, plan)
 
     async def verdict_of(self, value: Any, target: str, options: str) -> Verdict:
         """Whether ``target`` is done, to do, or someone else's (a dry run: nothing read)."""
-        if self._relative(target) not in self._existing:
+        state = await self._known(_folder_of(target))
+        if state.existing is None or _name_of(target) not in state.existing:
             return Verdict.TODO  # no request for the input's provenance
         if is_remote(value):
             made = (await stat_remote(self.remote, value, options))[1]
         else:
             made = await run_to_completion(identify, value, options, None, self.cwd)
-        return self.verdict(target, made)
+        return self._judge(state, target, made)
 
-    def verdict(self, target: str, mine: Provenance) -> Verdict:
-        """Whether ``target`` is done, to do, or someone else's (from the listing: no I/O)."""
-        relative = self._relative(target)
-        if relative not in self._existing:
+    async def verdict(self, target: str, mine: Provenance) -> Verdict:
+        """Whether ``target`` is done, to do, or someone else's (its folder listed if need be)."""
+        return self._judge(await self._known(_folder_of(target)), target, mine)
+
+    def _judge(self, state: _RemoteFolder, target: str, mine: Provenance) -> Verdict:
+        """Whether ``target`` is done, to do, or someone else's (from its folder's listing)."""
+        if state.existing is None or _name_of(target) not in state.existing:
             return Verdict.TODO
-        return judge(self._index.get(relative), mine, overwrite=self._overwrite)
+        return judge(state.index.get(self._relative(target)), mine, overwrite=self._overwrite)
 
     def foreign(self, target: str) -> ForeignOutputError:
         """The error for an output this input did not make."""
@@ -169,28 +186,68 @@ class RemoteOutputTree:
         return RemoteTarget(url=target, then=functools.partial(self.record, target, made))
 
     async def record(self, target: str, made: Provenance) -> None:
-        """Note that ``target`` was made as ``made`` says; write a segment when one is due."""
-        relative = self._relative(target)
-        self._existing.add(relative)
-        self._index[relative] = made.entry(relative)
-        self._pending.append(made.line(relative))
+        """Note that ``target`` was made as ``made`` says; write segments when they are due."""
+        folder, relative = _folder_of(target), self._relative(target)
+        state = self._folders.live.get(folder)
+        if state is not None and state.existing is not None:
+            state.existing.add(_name_of(target))
+            state.index[relative] = made.entry(relative)
+        self._pending.setdefault(folder, []).append(made.line(relative))
+        self._waiting += 1
         self._oldest = self._oldest if self._oldest is not None else time.monotonic()
-        if len(self._pending) >= FLUSH_ENTRIES or time.monotonic() - self._oldest >= FLUSH_SECONDS:
+        due = time.monotonic() - self._oldest >= FLUSH_SECONDS
+        if self._waiting >= FLUSH_ENTRIES or due:
             await self.flush()
 
     async def flush(self) -> None:
-        """Write the entries waiting as one new segment."""
-        if not self._pending:
-            return
-        lines, self._pending, self._oldest = self._pending, [], None
-        self._segments += 1
-        name = f"{self.url}/{INDEX_FOLDER}/{self._run}-{self._segments:06d}.jsonl"
-        try:
+        """Write the entries waiting as new segments, one in each folder they are in."""
+        async with self._flushing:
+            await self._flush()
+
+    async def _flush(self) -> None:
+        while self._pending:
+            folder, lines = next(iter(self._pending.items()))
+            self._segments += 1
+            name = f"{folder}/{INDEX_FOLDER}/{self._run}-{self._segments:06d}.jsonl"
             await self.store.pipe(self.store.path(name), "".join(lines).encode())
-        except BaseException:
-            self._pending[:0] = lines  # tried again with the next segment
-            raise
+            if self._pending.get(folder) is lines:  # no more came meanwhile
+                del self._pending[folder]
+            else:
+                del self._pending[folder][: len(lines)]
+            self._waiting -= len(lines)
+        self._oldest = None
 
     async def close(self) -> None:
         """Write what is waiting."""
-        await self.flush()
+        try:
+            await self.flush()
+        finally:
+            await run_to_completion(self._folders.close)
+
+
+class _RemoteFolder(FolderState):
+    """What the batch keeps of one remote output folder while it works there: its listing
+    and index, read once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reading = asyncio.Lock()  # the first image in the folder reads; the others wait
+        self.existing: set[str] | None = None
+        self.index: dict[str, dict[str, Any]] = {}
+
+
+def _read_segment(text: bytes, index: dict[str, dict[str, Any]]) -> None:
+    for line in text.decode("utf-8", "replace").splitlines():
+        try:
+            entry = json.loads(line)
+            index[entry["output"]] = entry
+        except (ValueError, KeyError, TypeError):
+            continue  # not ours, or damaged: as a torn line of a local index
+
+
+def _folder_of(target: str) -> str:
+    return target.rpartition("/")[0]
+
+
+def _name_of(target: str) -> str:
+    return target.rpartition("/")[2]

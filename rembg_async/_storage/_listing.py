@@ -78,8 +78,9 @@ def parse_storage_options(pairs: list[str]) -> dict[str, Any]:
     return options
 
 
-def read_text(url: str, options: Mapping[str, Any]) -> list[str]:
-    """The lines of a remote text object (a manifest). Blocking, as the listing is."""
+def read_text(url: str, options: Mapping[str, Any]) -> Iterator[str]:
+    """The lines of a remote text object (a manifest), read as they are taken (a manifest of
+    a million lines is never held whole). Blocking, as the listing is."""
     fsspec = import_fsspec(url)
     with fsspec.open(url, "rt", encoding="utf-8", **options) as file:
-        return list(file)
+        yield from file

@@ -95,6 +95,17 @@ class Store:
         found = await self._call("find", path, detail=True)
         return dict(found)
 
+    async def ls(self, path: str) -> list[str]:
+        """The paths directly in the folder ``path`` (none when it is not there). Not kept in
+        the filesystem's listings cache: its caller keeps what it needs, for as long."""
+        try:
+            found = await self._call("ls", path, detail=False)
+        except FileNotFoundError:
+            return []
+        finally:
+            self.fs.invalidate_cache(path)
+        return [str(name) for name in found]
+
     async def put(self, local: str, path: str, size: int) -> None:
         """Put the local file ``local`` at ``path``: it appears only whole."""
         if self._async:

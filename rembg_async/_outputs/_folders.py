@@ -1,0 +1,159 @@
+"""What a batch remembers of each output folder, kept only while it works there.
+
+A batch over a million inputs must not remember something per input for the whole run. What
+an output folder needs (the outputs claimed by this run's inputs, its index read, its index
+file open for appending, a remote folder's listing) is kept per folder: from the first image
+planned into it while images of it are in flight, and for the `KEEP_FOLDERS` folders left most
+recently (a tree walked in sorted order comes back to a parent folder after each subfolder),
+then let go. So memory follows the largest folder, not the batch.
+
+The claims of a folder let go are what must outlive it: two inputs of one run must never make
+one output, whatever their order. They go to a private SQLite file of the run (deleted by
+SQLite when the run closes it, or by the system when the process dies: it is unlinked as soon
+as it is open), and the claims made later in that folder are looked up there.
+"""
+
+from __future__ import annotations
+
+import collections
+import sqlite3
+import threading
+from collections.abc import Callable
+from typing import Any, Final, Generic, TypeVar
+
+from .._files import run_to_completion
+from ._provenance import claim
+
+#: Folders left behind whose state is kept, most recent first, before it is let go.
+KEEP_FOLDERS: Final = 16
+
+
+class FolderState:
+    """One output folder's state: its claims (target -> the claiming input), and how many images
+    of the batch are in it now."""
+
+    def __init__(self) -> None:
+        self.claims: dict[Any, str] = {}
+        self.pins = 0
+
+    def let_go(self) -> None:
+        """Release what the state holds (blocking; called off the loop, when no image is in the
+        folder)."""
+
+
+S = TypeVar("S", bound=FolderState)
+
+
+class Folders(Generic[S]):
+    """The states of the output folders a batch is in (or left recently), and the claims of the
+    others, on disk."""
+
+    def __init__(self, make: Callable[[Any], S], cwd: str, *, keep: int | None = None) -> None:
+        self._make = make
+        self._cwd = cwd
+        self._keep = KEEP_FOLDERS if keep is None else keep
+        self.live: dict[Any, S] = {}
+        self._idle: collections.OrderedDict[Any, None] = collections.OrderedDict()
+        self._spill = _Spill()
+        #: Folders whose claims went to disk (one entry per folder, not per input).
+        self._spilled: set[Any] = set()
+        #: Claims on their way to disk, until they are there.
+        self._leaving: dict[Any, dict[Any, str]] = {}
+
+    def enter(self, folder: Any) -> S:
+        """``folder``'s state, held until `leave`: an image of the batch is in it."""
+        state = self.live.get(folder)
+        if state is None:
+            state = self.live[folder] = self._make(folder)
+            state.claims.update(self._leaving.get(folder, {}))  # not on disk yet
+        elif state.pins == 0:
+            del self._idle[folder]
+        state.pins += 1
+        return state
+
+    def leave(self, folder: Any) -> None:
+        """An image of the batch has ended in ``folder``."""
+        state = self.live.get(folder)
+        if state is None or state.pins == 0:
+            return
+        state.pins -= 1
+        if state.pins == 0:
+            self._idle[folder] = None
+
+    async def claim(self, folder: Any, target: Any, value: Any) -> bool:
+        """Take ``target`` (in ``folder``, entered) for ``value`` (see `_provenance.claim`),
+        whatever this run claimed there before, in memory or on disk."""
+        state = self.live[folder]
+        if target not in state.claims and folder in self._spilled:
+            other = await run_to_completion(self._spill.find, str(target))
+            if other is not None:
+                state.claims.setdefault(target, other)
+        try:
+            return claim(state.claims, target, value, self._cwd)
+        finally:
+            if len(self._idle) > self._keep:
+                await self.let_go()
+
+    async def let_go(self) -> None:
+        """Let go of the folders left behind beyond the few kept: their claims to disk."""
+        while len(self._idle) > self._keep:
+            folder, _ = self._idle.popitem(last=False)
+            state = self.live.pop(folder)
+            self._spilled.add(folder)
+            leaving = self._leaving[folder] = state.claims
+            try:
+                await run_to_completion(self._put_away, state, leaving)
+            finally:
+                if self._leaving.get(folder) is leaving:
+                    del self._leaving[folder]
+
+    def _put_away(self, state: S, claims: dict[Any, str]) -> None:
+        self._spill.add({str(target): key for target, key in claims.items()})
+        state.let_go()
+
+    def states(self) -> list[S]:
+        """Every state held (to close them)."""
+        return list(self.live.values())
+
+    def close(self) -> None:
+        """Forget the claims on disk (blocking)."""
+        self._spill.close()
+        self._spilled.clear()
+
+
+class _Spill:
+    """Claims on disk: a private temporary SQLite database, made on first use."""
+
+    def __init__(self) -> None:
+        self._db: sqlite3.Connection | None = None
+        self._closed = False
+        self._lock = threading.Lock()  # file threads take turns with it
+
+    def add(self, claims: dict[str, str]) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            if self._db is None:
+                # "": a private on-disk database SQLite deletes itself; no journal, no sync:
+                # it lives as long as the run, and a crash loses nothing that matters.
+                self._db = sqlite3.connect("", check_same_thread=False, isolation_level=None)
+                self._db.execute("PRAGMA journal_mode=OFF")
+                self._db.execute("PRAGMA synchronous=OFF")
+                self._db.execute(
+                    "CREATE TABLE claims (target TEXT PRIMARY KEY, key TEXT) WITHOUT ROWID"
+                )
+            self._db.executemany("INSERT OR REPLACE INTO claims VALUES (?, ?)", claims.items())
+
+    def find(self, target: str) -> str | None:
+        with self._lock:
+            if self._db is None:
+                return None
+            row = self._db.execute("SELECT key FROM claims WHERE target = ?", (target,)).fetchone()
+            return None if row is None else str(row[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            if self._db is not None:
+                self._db.close()
+                self._db = None
