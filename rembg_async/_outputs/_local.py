@@ -141,6 +141,24 @@ class OutputTree:
             return plan
         return await open_remote(self._remote, found, plan)
 
+    async def plan_many(
+        self, pairs: list[tuple[Any, Path]], options: str, *, skip_existing: bool
+    ) -> list[Plan | OSError]:
+        """`plan` of each ``(value, target)`` (local inputs) in one thread call: a thread hop
+        costs more than a skipped image's planning."""
+        return await run_to_completion(self._inspect_all, pairs, options, skip_existing)
+
+    def _inspect_all(
+        self, pairs: list[tuple[Any, Path]], options: str, skip_existing: bool
+    ) -> list[Plan | OSError]:
+        plans: list[Plan | OSError] = []
+        for value, target in pairs:
+            try:
+                plans.append(self._inspect(value, target, options, skip_existing))
+            except OSError as error:  # this image's alone
+                plans.append(error)
+        return plans
+
     def _inspect(
         self,
         value: Any,
