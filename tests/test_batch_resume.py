@@ -340,3 +340,32 @@ async def test_what_a_run_into_a_subfolder_makes_meanwhile_is_seen(
     [cat] = [item for item in rest if item.input.name == "cat.png"]
     assert cat.skipped
     assert await used(client) == 5
+
+
+async def test_a_rerun_plans_its_images_a_group_per_thread_call(
+    client: AsyncRembg, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A re-run with nothing to do plans its skipped images in groups, not a thread call each."""
+    from rembg_async._outputs import _local
+
+    tree, out = tmp_path / "tree", tmp_path / "out"
+    make_tree(tree, [f"d{number % 3}/img{number}.png" for number in range(60)])
+    inputs = sorted(tree.rglob("*.png"))
+    first = await collect(client.remove_many(inputs, output_dir=out, root=tree))
+    assert [item.status for item in first] == ["ok"] * 60
+    calls = 0
+    real = _local.run_to_completion
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(_local, "run_to_completion", counted)
+    again = await collect(
+        client.remove_many(iter(inputs), output_dir=out, root=tree, skip_existing=True)
+    )
+    assert [item.status for item in again] == ["skipped"] * 60
+    assert sorted(item.index for item in again) == list(range(60))
+    assert calls <= 12  # the folder opened and closed, and a few groups (60 calls and more before)
+    assert await used(client) == 60

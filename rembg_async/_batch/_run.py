@@ -29,6 +29,7 @@ from collections.abc import (
     AsyncIterator,
     Awaitable,
     Callable,
+    Coroutine,
     Iterable,
 )
 from pathlib import Path
@@ -148,6 +149,9 @@ class BatchRun(AsyncClosing):
         self._next = 0  # the index of the next input pulled
         self._in_flight: set[asyncio.Task[BatchItem | None]] = set()
         self._done: collections.deque[asyncio.Task[BatchItem | None]] = collections.deque()
+        #: Items settled in a group's planning (skipped, someone else's output, refused), with
+        #: no task of their own: at most a group of them, until yielded.
+        self._ready: collections.deque[BatchItem] = collections.deque()
         self._wake = asyncio.Event()
         self._ahead = min(concurrency, READ_AHEAD)
         self._turns = Turns(concurrency, self._halted)
@@ -217,13 +221,12 @@ class BatchRun(AsyncClosing):
         manifest = await open_manifest(self._manifest_path, self._remote)
         try:
             await self._start_more()
-            while self._in_flight:
-                await self._wake.wait()
+            while self._in_flight or self._ready:
+                if not self._ready:
+                    await self._wake.wait()
                 self._wake.clear()
-                while self._done:
-                    task = self._done.popleft()
-                    self._in_flight.discard(task)
-                    item = task.result()
+                while self._ready or self._done:
+                    item = self._ready.popleft() if self._ready else self._took_done()
                     if item is not None:
                         await self._account(item, manifest)
                         yield item
@@ -242,6 +245,11 @@ class BatchRun(AsyncClosing):
                 finally:
                     await self._close_outputs()
 
+    def _took_done(self) -> BatchItem | None:
+        task = self._done.popleft()
+        self._in_flight.discard(task)
+        return task.result()
+
     async def _record_cancelled(
         self,
         sending: dict[asyncio.Future[Any], Send],
@@ -251,6 +259,8 @@ class BatchRun(AsyncClosing):
         """What the closing found: the items nobody received into ``leftovers``, the images
         cancelled on the wire into ``cancelled``; both counted and into the manifest."""
         leftovers, cancelled = closing_items(sending, outcomes)
+        self.leftovers.extend(self._ready)
+        self._ready.clear()
         self.leftovers.extend(leftovers)
         self.cancelled.extend(cancelled)
         for item in self.leftovers:
@@ -277,20 +287,112 @@ class BatchRun(AsyncClosing):
 
     async def _start_more(self) -> None:
         """Start images up to those that may be sent at once plus the read-ahead; once under
-        way, only a group at a time (their reads then share a thread call)."""
+        way, only a group at a time. Local inputs going to an output folder are planned as a
+        group, in one thread call (`_plan_group`); the others each in their own task."""
         room = self._turns.limit + self._ahead - len(self._in_flight)
         if self._in_flight and room < max(1, self._ahead // 2):
             return
-        while not self._halted() and room > 0:
-            try:
-                value = await self._inputs.__anext__()
-            except StopAsyncIteration:
-                break
-            task = asyncio.ensure_future(self._one(self._next, value))
-            task.add_done_callback(self._finished)
-            self._in_flight.add(task)
-            self._next += 1
-            room -= 1
+        group: list[tuple[int, Any]] = []
+        try:
+            while not self._halted() and room > 0:
+                try:
+                    value = await self._inputs.__anext__()
+                except StopAsyncIteration:
+                    break
+                if self._outputs is not None and _local_path(value):
+                    group.append((self._next, value))
+                else:
+                    self._start(self._one(self._next, value))
+                self._next += 1
+                room -= 1
+        except asyncio.CancelledError:  # pulled, never planned: inputs not started
+            self._unstarted.extend(group)
+            raise
+        if group:
+            await self._plan_group(group)
+
+    def _start(self, work: Coroutine[Any, Any, BatchItem | None]) -> None:
+        task = asyncio.ensure_future(work)
+        task.add_done_callback(self._finished)
+        self._in_flight.add(task)
+
+    async def _plan_group(self, group: list[tuple[int, Any]]) -> None:
+        """Plan ``group`` (local inputs) with one thread call: an image its planning settles
+        (skipped, someone else's output, refused) ends at once as an item with no task of its
+        own (a re-run with nothing to do pays no task nor thread hop per image); the others
+        start, their plan in hand. Cancelled meanwhile: the images not settled are not
+        started."""
+        outputs = self._outputs
+        assert outputs is not None
+        held: list[tuple[int, Any, Any]] = []  # claimed, to plan: (index, value, target)
+        taken = 0  # of the group: claimed or settled
+        try:
+            for index, value in group:
+                taken += 1  # held from here on while it is claimed
+                early = await self._claim(index, value, held)
+                if early is not None:
+                    self._ready.append(early)
+            pairs = [(value, target) for _, value, target in held]
+            plans = await outputs.plan_many(
+                pairs, self._options_key, skip_existing=self._skip_existing
+            )
+        except asyncio.CancelledError:  # read ahead, never sent: inputs not started
+            for index, value, target in held:
+                outputs.release(target)
+                self._unstarted.append((index, value))
+            self._unstarted.extend(group[taken:])
+            raise
+        for (index, value, target), plan in zip(held, plans, strict=True):
+            early = self._settled(index, value, target, plan)
+            if early is None:
+                assert isinstance(plan, Plan)
+                self._start(self._planned(index, value, target, plan))
+            else:
+                outputs.release(target)
+                self._ready.append(early)
+
+    async def _claim(
+        self, index: int, value: Any, held: list[tuple[int, Any, Any]]
+    ) -> BatchItem | None:
+        """Claim ``value``'s target (held, in ``held``, from before the claim); or the item it
+        ends as (given twice, a clash), its target released."""
+        outputs = self._outputs
+        assert outputs is not None
+        try:
+            target = self._targets[index] if self._targets else outputs.target(value, index)
+        except (OutputClashError, OSError) as error:
+            return BatchItem(input=value, index=index, error=error)
+        held.append((index, value, target))
+        try:
+            if await outputs.claim(target, value):
+                return None
+            early = skipped_item(value, index, target)
+        except (OutputClashError, OSError) as error:
+            early = BatchItem(input=value, index=index, error=error)
+        held.pop()
+        outputs.release(target)
+        return early
+
+    def _settled(
+        self, index: int, value: Any, target: Any, plan: Plan | OSError
+    ) -> BatchItem | None:
+        """The item a planned image ends as without sending, if its plan says so."""
+        if isinstance(plan, OSError):
+            return BatchItem(input=value, index=index, error=plan)
+        if plan.verdict is Verdict.FOREIGN:
+            assert self._outputs is not None
+            return BatchItem(input=value, index=index, error=self._outputs.foreign(target))
+        if settled(plan.verdict, self._skip_existing):
+            return skipped_item(value, index, target)
+        return None
+
+    async def _planned(self, index: int, value: Any, target: Any, plan: Plan) -> BatchItem | None:
+        """Send an image planned in a group; its target is released once it has ended."""
+        try:
+            return await self._sent(index, value, (target, plan.made), plan)
+        finally:
+            assert self._outputs is not None
+            self._outputs.release(target)
 
     def _halted(self) -> bool:
         return self.stopped is not None or self.interrupted
@@ -312,16 +414,30 @@ class BatchRun(AsyncClosing):
     async def _planned_and_sent(self, index: int, value: Any, held: list[Any]) -> BatchItem | None:
         try:
             target, made, prepared, early = await self._plan(index, value, held)
-            if early is None and not await self._turns.take():
-                self._unstarted.append((index, value))
-                return None
         except asyncio.CancelledError:  # read ahead, never sent: an input not started
             self._unstarted.append((index, value))
             raise
         if early is not None:
             return early
+        return await self._sent(index, value, (target, made), prepared)
+
+    async def _sent(
+        self,
+        index: int,
+        value: Any,
+        output: tuple[Any, Provenance | None],
+        prepared: _Prepared | None,
+    ) -> BatchItem | None:
+        """Send an image planned, once its turn comes; None when it was not started."""
         try:
-            return await self._charged(index, value, (target, made), prepared)
+            if not await self._turns.take():
+                self._unstarted.append((index, value))
+                return None
+        except asyncio.CancelledError:  # read ahead, never sent: an input not started
+            self._unstarted.append((index, value))
+            raise
+        try:
+            return await self._charged(index, value, output, prepared)
         finally:
             self._turns.end()
 
@@ -392,12 +508,8 @@ class BatchRun(AsyncClosing):
             )
         except (OutputClashError, OSError) as error:
             return None, None, None, BatchItem(input=value, index=index, error=error)
-        if plan.verdict is Verdict.FOREIGN:
-            foreign = outputs.foreign(target)
-            return target, plan.made, None, BatchItem(input=value, index=index, error=foreign)
-        if settled(plan.verdict, self._skip_existing):
-            return target, plan.made, None, skipped_item(value, index, target)
-        return target, plan.made, plan, None
+        early = self._settled(index, value, target, plan)
+        return target, plan.made, plan if early is None else None, early
 
     async def _send(
         self,
@@ -511,6 +623,11 @@ class BatchRun(AsyncClosing):
     def progress(self) -> BatchProgress:
         """The batch's standing now."""
         return self._tally.progress(self._sends.on_the_wire)
+
+
+def _local_path(value: Any) -> bool:
+    """Whether ``value`` names a local file (planned in a group)."""
+    return isinstance(value, (str, os.PathLike)) and not is_remote(value)
 
 
 async def async_iterator(inputs: Iterable[Any] | AsyncIterable[Any]) -> AsyncIterator[Any]:

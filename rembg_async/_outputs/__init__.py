@@ -88,6 +88,12 @@ class OutputFolder(Protocol):
         """Provenance and verdict of ``value``'s output at ``target``; unless that settles it
         (`settled`), its input read or opened and its output's place checked."""
 
+    async def plan_many(
+        self, pairs: list[tuple[Any, Any]], options: str, *, skip_existing: bool
+    ) -> list[Plan | OSError]:
+        """`plan` of each ``(value, target)`` (local inputs), in as few calls as may be: the
+        ``OSError`` its planning met in its place."""
+
     async def verdict_of(self, value: Any, target: Any, options: str) -> Verdict:
         """The verdict alone (a dry run): nothing read but what provenance needs."""
 

@@ -74,6 +74,11 @@ class OutputTree:
         self._handles_lock = threading.Lock()
         #: The output folder of each input folder (its parts), as `target` made it.
         self._mirrored: dict[tuple[str, ...], Path] = {}
+        #: The root's absolute path and a separator, for local paths below it (see `target`).
+        self._inside: str | None = None
+        if root is None or isinstance(root, (str, os.PathLike)):
+            base = os.path.normpath(os.path.join(self.cwd, os.fspath(root or "")))
+            self._inside = base if base.endswith(os.sep) else base + os.sep
 
     def probe(self) -> OutputTree:
         """A fresh tree on the same folder, to work out targets and clashes with."""
@@ -81,6 +86,18 @@ class OutputTree:
 
     def target(self, value: Any, index: int) -> Path:
         """Where ``value``'s result goes."""
+        if self._inside is not None and isinstance(value, (str, os.PathLike)):
+            # A local path below the root, placed as `relative_name` does, in strings once its
+            # folder is known: a PurePath per image costs more than a skipped image's planning.
+            absolute = os.path.normpath(os.path.join(self.cwd, os.fspath(value)))
+            if absolute.startswith(self._inside) and not is_remote(value):
+                parts, _, name = absolute[len(self._inside) :].rpartition(os.sep)
+                folder = self._mirrored.get(tuple(parts.split(os.sep)) if parts else ())
+                if name and folder is not None:
+                    return folder / safe_leaf(name, self.extension)
+        return self._target(value, index)
+
+    def _target(self, value: Any, index: int) -> Path:
         relative = relative_name(value, index, self.root, self.cwd)
         # The output folder of each input folder is made once: a path made safe part by part
         # costs more than the rest of an image's planning when it is done already.
@@ -140,6 +157,24 @@ class OutputTree:
         if plan.problem is not None or settled(plan.verdict, skip_existing):
             return plan
         return await open_remote(self._remote, found, plan)
+
+    async def plan_many(
+        self, pairs: list[tuple[Any, Path]], options: str, *, skip_existing: bool
+    ) -> list[Plan | OSError]:
+        """`plan` of each ``(value, target)`` (local inputs) in one thread call: a thread hop
+        costs more than a skipped image's planning."""
+        return await run_to_completion(self._inspect_all, pairs, options, skip_existing)
+
+    def _inspect_all(
+        self, pairs: list[tuple[Any, Path]], options: str, skip_existing: bool
+    ) -> list[Plan | OSError]:
+        plans: list[Plan | OSError] = []
+        for value, target in pairs:
+            try:
+                plans.append(self._inspect(value, target, options, skip_existing))
+            except OSError as error:  # this image's alone
+                plans.append(error)
+        return plans
 
     def _inspect(
         self,
