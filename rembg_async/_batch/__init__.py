@@ -1,6 +1,8 @@
-"""remove_many: a batch's run (`_run`: scheduling, read-ahead, stops, credits), its items and
-progress (`_items`: what each image became, the manifest's lines, the batch's retry rules) and
-the images on the wire (`_sends`: turns, recall on a stop). Where outputs go is `_outputs`'."""
+"""remove_many: a batch's run (`_run`: its loop, read-ahead, stops, closing), the planning of
+its images (`_planning`: claims, plans, a group per thread call), the sending of one image
+(`_sending`: its turn, its credit, its call, how it ends), its items and progress (`_items`:
+what each image became, the manifest's lines, the batch's retry rules) and the images on the
+wire (`_sends`: turns, recall on a stop). Where outputs go is `_outputs`'."""
 
 from ._items import (
     BatchItem,

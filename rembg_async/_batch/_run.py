@@ -9,13 +9,16 @@ One item's failure is recorded and the others go on; a failure that every item w
 refused key, a daily limit, an output folder that cannot be written) stops the batch from
 starting new work instead. The first image goes alone, so that such a failure costs one
 request, not ``concurrency``. Each image is planned once through its output folder, local or
-remote, whose outputs mirror the inputs' layout and know where they came from (``_outputs``); a
-credit budget is reserved before each image and settled after (``_budget``); turns to send
+remote, whose outputs mirror the inputs' layout and know where they came from (``_outputs``);
+a credit budget is reserved before each image and settled after (``_budget``); turns to send
 are taken in order, and ``stop()`` lets the images on the wire finish and calls back those
 still waiting to be sent (``_sends``).
 
-The batch builds each image's `Call` and hands it to the client's exchange (a `Sender`), as
-``remove()`` does; it never goes through the public ``remove()``.
+This module is the run: its state, its loop (pulling inputs, starting images, yielding items
+as they end, the manifest and progress), its stops and its closing. How an image is planned
+is `_planning`'s; how it is sent, `_sending`'s. The batch builds each image's `Call` and hands
+it to the client's exchange (a `Sender`), as ``remove()`` does; it never goes through the
+public ``remove()``.
 """
 
 from __future__ import annotations
@@ -27,37 +30,26 @@ from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
     AsyncIterator,
-    Awaitable,
-    Callable,
     Coroutine,
     Iterable,
 )
 from pathlib import Path
 from typing import Any, Final
 
-from .._budget import BudgetExhaustedError, CreditBudget, Reservations
+from .._budget import CreditBudget, Reservations
 from .._closing import AsyncClosing
-from .._download import KeptTarget
-from .._exchange import Call, Sender
-from .._files import run_to_completion
-from .._inputs import RemoteInputs, local_source, open_input, read_local_or_none
-from .._limits import was_refused
+from .._exchange import Sender
+from .._inputs import RemoteInputs
 from .._options import RemoveOptions
 from .._outputs import (
     Manifest,
-    OutputClashError,
     OutputFolder,
-    Plan,
-    Provenance,
-    Verdict,
     open_manifest,
     options_key,
-    settled,
     targets_of,
 )
-from .._progress import ProgressCallback, ProgressEvent, call_back
+from .._progress import call_back
 from .._retry import RetryPolicy
-from .._storage._sinks import RemoteTarget
 from .._storage._stores import Stores, is_remote
 from ._items import (
     BatchItem,
@@ -65,14 +57,9 @@ from ._items import (
     BatchProgressCallback,
     ItemProgressCallback,
     Tally,
-    Wire,
-    failed_item,
-    for_batch,
-    made_item,
     manifest_line,
-    skipped_item,
-    stops_batch,
 )
+from ._planning import Planning
 from ._sends import Send, Sends, Turns, cancel_all, closing_items
 
 #: Images planned (their local input read, their output looked up) ahead of their turn to be
@@ -81,15 +68,7 @@ from ._sends import Send, Sends, Turns, cancel_all, closing_items
 READ_AHEAD: Final = 16
 
 
-#: What `_send` gets of an image's planning: its input read or opened, or its problem.
-_Prepared = Plan
-
-
-class _NotStarted(Exception):
-    """The batch stopped, or its budget is spent, before this image could reserve a credit."""
-
-
-class BatchRun(AsyncClosing):
+class BatchRun(Planning, AsyncClosing):
     """The running batch: an async iterator of `BatchItem`, in completion order.
 
     Leaving ``async with`` (or ``await run.aclose()``) cancels the work in flight and cleans
@@ -188,19 +167,6 @@ class BatchRun(AsyncClosing):
         repeat."""
         self.interrupted = True
         self._halt()
-
-    def _stop_with(self, error: BaseException) -> None:
-        """Stop the batch for ``error`` (the first one stays): nothing more is sent."""
-        if self.stopped is None:
-            self.stopped = error
-        self._halt()
-
-    def _halt(self) -> None:
-        """Those waiting for a turn, a credit or the rate limiter go back to the inputs not
-        started."""
-        self._turns.pass_on()
-        self._credits.wake()
-        self._sends.recall()
 
     def __aiter__(self) -> BatchRun:
         return self
@@ -316,301 +282,11 @@ class BatchRun(AsyncClosing):
         task.add_done_callback(self._finished)
         self._in_flight.add(task)
 
-    async def _plan_group(self, group: list[tuple[int, Any]]) -> None:
-        """Plan ``group`` (local inputs) with one thread call: an image its planning settles
-        (skipped, someone else's output, refused) ends at once as an item with no task of its
-        own (a re-run with nothing to do pays no task nor thread hop per image); the others
-        start, their plan in hand. Cancelled meanwhile: the images not settled are not
-        started."""
-        outputs = self._outputs
-        assert outputs is not None
-        held: list[tuple[int, Any, Any]] = []  # claimed, to plan: (index, value, target)
-        taken = 0  # of the group: claimed or settled
-        try:
-            for index, value in group:
-                taken += 1  # held from here on while it is claimed
-                early = await self._claim(index, value, held)
-                if early is not None:
-                    self._ready.append(early)
-            pairs = [(value, target) for _, value, target in held]
-            plans = await outputs.plan_many(
-                pairs, self._options_key, skip_existing=self._skip_existing
-            )
-        except asyncio.CancelledError:  # read ahead, never sent: inputs not started
-            for index, value, target in held:
-                outputs.release(target)
-                self._unstarted.append((index, value))
-            self._unstarted.extend(group[taken:])
-            raise
-        for (index, value, target), plan in zip(held, plans, strict=True):
-            early = self._settled(index, value, target, plan)
-            if early is None:
-                assert isinstance(plan, Plan)
-                self._start(self._planned(index, value, target, plan))
-            else:
-                outputs.release(target)
-                self._ready.append(early)
-
-    async def _claim(
-        self, index: int, value: Any, held: list[tuple[int, Any, Any]]
-    ) -> BatchItem | None:
-        """Claim ``value``'s target (held, in ``held``, from before the claim); or the item it
-        ends as (given twice, a clash), its target released."""
-        outputs = self._outputs
-        assert outputs is not None
-        try:
-            target = self._targets[index] if self._targets else outputs.target(value, index)
-        except (OutputClashError, OSError) as error:
-            return BatchItem(input=value, index=index, error=error)
-        held.append((index, value, target))
-        try:
-            if await outputs.claim(target, value):
-                return None
-            early = skipped_item(value, index, target)
-        except (OutputClashError, OSError) as error:
-            early = BatchItem(input=value, index=index, error=error)
-        held.pop()
-        outputs.release(target)
-        return early
-
-    def _settled(
-        self, index: int, value: Any, target: Any, plan: Plan | OSError
-    ) -> BatchItem | None:
-        """The item a planned image ends as without sending, if its plan says so."""
-        if isinstance(plan, OSError):
-            return BatchItem(input=value, index=index, error=plan)
-        if plan.verdict is Verdict.FOREIGN:
-            assert self._outputs is not None
-            return BatchItem(input=value, index=index, error=self._outputs.foreign(target))
-        if settled(plan.verdict, self._skip_existing):
-            return skipped_item(value, index, target)
-        return None
-
-    async def _planned(self, index: int, value: Any, target: Any, plan: Plan) -> BatchItem | None:
-        """Send an image planned in a group; its target is released once it has ended."""
-        try:
-            return await self._sent(index, value, (target, plan.made), plan)
-        finally:
-            assert self._outputs is not None
-            self._outputs.release(target)
-
-    def _halted(self) -> bool:
-        return self.stopped is not None or self.interrupted
-
     def _finished(self, task: asyncio.Task[BatchItem | None]) -> None:
         # A queue of finished tasks, not asyncio.wait(): that adds and removes a callback on
         # every task in flight each time one finishes.
         self._done.append(task)
         self._wake.set()
-
-    async def _one(self, index: int, value: Any) -> BatchItem | None:
-        held: list[Any] = []  # the target claimed, whose folder the output folder holds
-        try:
-            return await self._planned_and_sent(index, value, held)
-        finally:
-            if held and self._outputs is not None:
-                self._outputs.release(held[0])
-
-    async def _planned_and_sent(self, index: int, value: Any, held: list[Any]) -> BatchItem | None:
-        try:
-            target, made, prepared, early = await self._plan(index, value, held)
-        except asyncio.CancelledError:  # read ahead, never sent: an input not started
-            self._unstarted.append((index, value))
-            raise
-        if early is not None:
-            return early
-        return await self._sent(index, value, (target, made), prepared)
-
-    async def _sent(
-        self,
-        index: int,
-        value: Any,
-        output: tuple[Any, Provenance | None],
-        prepared: _Prepared | None,
-    ) -> BatchItem | None:
-        """Send an image planned, once its turn comes; None when it was not started."""
-        try:
-            if not await self._turns.take():
-                self._unstarted.append((index, value))
-                return None
-        except asyncio.CancelledError:  # read ahead, never sent: an input not started
-            self._unstarted.append((index, value))
-            raise
-        try:
-            return await self._charged(index, value, output, prepared)
-        finally:
-            self._turns.end()
-
-    async def _charged(
-        self,
-        index: int,
-        value: Any,
-        output: tuple[Any, Provenance | None],
-        prepared: _Prepared | None,
-    ) -> BatchItem | None:
-        """Send ``value`` within the credit budget; its item, or None when it was not started.
-
-        The credit is reserved when the image is about to go to the network: a cache hit
-        reserves none."""
-        wire = Wire()
-        reserved = False
-
-        async def admit() -> None:
-            nonlocal reserved
-            if not await self._reserve():
-                raise _NotStarted
-            reserved = True
-
-        try:
-            with self._sends.sending(index, value, wire):
-                result = await self._send(index, value, output, prepared, wire, admit)
-        except _NotStarted:
-            self._unstarted.append((index, value))
-            return None
-        except Exception as error:  # an item's failure is its own (unless it stops the batch)
-            if reserved:
-                await self._settle(wire, error)
-            if was_refused(error) and not wire.sent:
-                self._put_back(index, value, error)
-                return None
-            if wire.withheld:  # its retry, after the batch stopped
-                return await self._between(index, value, wire, error)
-            return await self._failed(index, value, error, wire)
-        except BaseException as cancelled:  # what was sent may have been charged all the same
-            if reserved:
-                await self._settle(wire, cancelled)
-            if isinstance(cancelled, asyncio.CancelledError) and self._sends.was_recalled():
-                return await self._recalled(index, value, wire, cancelled)
-            raise
-        if reserved:
-            await self._settle(wire, None)
-        self._turns.proven = True  # the server (or the cache) took an image: the others may go
-        return made_item(value, index, result, wire)
-
-    async def _plan(
-        self, index: int, value: Any, held: list[Any]
-    ) -> tuple[Any, Provenance | None, Plan | None, BatchItem | None]:
-        """Where ``value`` goes, its provenance and its input read or opened (a local file with
-        no output folder: read ahead); or the item it ends as without sending. The target
-        claimed goes into ``held``, to be released once the image has ended."""
-        outputs = self._outputs
-        if outputs is None:
-            if not isinstance(value, (str, os.PathLike)) or is_remote(value):
-                return None, None, None, None
-            return None, None, Plan(read=await run_to_completion(read_local_or_none, value)), None
-        try:
-            target: Any = self._targets[index] if self._targets else outputs.target(value, index)
-            held.append(target)
-            if not await outputs.claim(target, value):
-                return target, None, None, skipped_item(value, index, target)
-            plan = await outputs.plan(
-                value, target, self._options_key, skip_existing=self._skip_existing
-            )
-        except (OutputClashError, OSError) as error:
-            return None, None, None, BatchItem(input=value, index=index, error=error)
-        early = self._settled(index, value, target, plan)
-        return target, plan.made, plan if early is None else None, early
-
-    async def _send(
-        self,
-        index: int,
-        value: Any,
-        output: tuple[Path | None, Provenance | None],
-        prepared: _Prepared | None,
-        wire: Wire,
-        admit: Callable[[], Awaitable[None]],
-    ) -> Any:
-        if prepared is not None and prepared.problem is not None:
-            raise prepared.problem
-        if prepared is not None and prepared.source is not None:
-            source = prepared.source  # a remote input, opened in its planning
-        elif prepared is not None and prepared.read is not None:
-            source = local_source(Path(value), prepared.read)
-        else:  # not read ahead (or unreadable: opening it again says why)
-            source = await open_input(value, remote=self._remote)
-        budgeted = self._budget is not None
-        retry = for_batch(self._retry, wire, self._halted, charge_aware=budgeted)
-        call = Call(
-            source=source,
-            fields=self._fields,
-            output=self._kept(*output),
-            returns="base64" if self._return_base64 else "file",
-            on_upload=self._count("up", index, value, wire),
-            on_download=self._count("down", index, value, wire),
-            admit=admit,
-        )
-        return await self._send_call(call, retry)
-
-    async def _recalled(
-        self, index: int, value: Any, wire: Wire, cancelled: asyncio.CancelledError
-    ) -> BatchItem | None:
-        """An image called back by a stop: not started; or between attempts (see `_between`);
-        or, when an attempt's upload began meanwhile, cancelled on the wire, and said so."""
-        if wire.live is not None:
-            return Send(index=index, value=value, wire=wire).cancelled(cancelled)
-        if wire.failure is not None:
-            return await self._between(index, value, wire, wire.failure)
-        self._unstarted.append((index, value))
-        return None
-
-    async def _between(
-        self, index: int, value: Any, wire: Wire, error: BaseException
-    ) -> BatchItem | None:
-        """An image stopped between attempts, the last of which failed with ``error``: not
-        started when none of its attempts can have cost a credit, so that a re-run sends it;
-        otherwise failed with that error (a re-run with ``--retry-failed`` sends it again)."""
-        if wire.credits(error) == 0:
-            self._unstarted.append((index, value))
-            return None
-        assert isinstance(error, Exception)
-        return await self._failed(index, value, error, wire)
-
-    def _kept(
-        self, target: Any, made: Provenance | None
-    ) -> Path | KeptTarget | RemoteTarget | None:
-        """Where the result goes; noted in the folder's index in the thread call that saves it
-        (remote: once the object is in place)."""
-        if target is None or made is None or self._outputs is None:
-            return target  # type: ignore[no-any-return]
-        return self._outputs.keep(target, made)
-
-    def _put_back(self, index: int, value: Any, error: Exception) -> None:
-        """The limiter refused to start ``value`` (a stop shared by the fleet, a spent shared
-        budget): nothing was sent, so it is not started, and the batch stops."""
-        self._unstarted.append((index, value))
-        self._stop_with(error)
-
-    async def _failed(self, index: int, value: Any, error: Exception, wire: Wire) -> BatchItem:
-        if stops_batch(error, wire):
-            self._stop_with(error)  # before its turn passes on: more would fail the same way
-        elif wire.sent:
-            self._turns.proven = True
-        return failed_item(value, index, error, wire)
-
-    async def _reserve(self) -> bool:
-        """Hold a credit for one image (see `Reservations`); False: not started."""
-        try:
-            return await self._credits.reserve(self._halted)
-        except BudgetExhaustedError as spent:
-            self._stop_with(spent)
-            return False
-
-    async def _settle(self, wire: Wire, error: BaseException | None) -> None:
-        spent = wire.credits(error)
-        self._tally.credits += spent
-        await self._credits.settle(spent)
-
-    def _count(self, direction: str, index: int, value: Any, wire: Wire) -> ProgressCallback:
-        def count(event: ProgressEvent) -> None:
-            wire.saw(event)
-            self._tally.bytes[direction] += event.bytes
-
-        async def count_and_tell(event: ProgressEvent) -> None:
-            count(event)
-            await call_back(self._on_item_progress, index, value, event)  # type: ignore[arg-type]
-
-        # A plain function unless the caller listens: no coroutine per event.
-        return count if self._on_item_progress is None else count_and_tell
 
     async def _account(self, item: BatchItem, manifest: Manifest | None) -> None:
         self._tally.add(item)
