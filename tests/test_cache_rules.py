@@ -105,6 +105,18 @@ KEY = cache_key(DIGEST, {}, API)
 ENTRY = frame(KEY, PNG, "image/png", 1000.0)
 
 
+def test_keys_and_entries_keep_their_layout_across_releases() -> None:
+    """A key and an entry's header are what an earlier release wrote: a change would turn every
+    user's cache cold (paid again) without a word, so it must be a deliberate one."""
+    fields = {"format": "png", "w": "800"}
+    assert cache_key("0" * 64, fields, "https://api.rembg.com") == (
+        "5825d15f2a8b23f685eb6b87319fbb5f8b9046ea8c40f816c23df11c4d44ce14"
+    )
+    assert frame("k", b"\x89PNG", "image/png", 1.5).startswith(
+        b'RBGCACHE\x01\x00\x00\x00\x82{"key":"k","type":"image/png","length":4,'
+    )
+
+
 def test_a_sound_entry_unframes() -> None:
     """What was framed comes back: body, type, time stored."""
     entry = unframe(KEY, ENTRY)
@@ -248,6 +260,23 @@ def test_folder_cache_refuses_a_key_that_is_no_key(tmp_path: Path) -> None:
         asyncio.run(FolderCache(tmp_path).get("../../etc/passwd"))
 
 
+def test_a_folder_cache_keeps_its_layout_across_releases(tmp_path: Path) -> None:
+    """An entry lives at FOLDER/<first two digits>/<key>: another process, or an earlier release,
+    finds what this one stored (a change would make every folder cache cold)."""
+    cache = FolderCache(tmp_path)
+    asyncio.run(cache.put(KEY, b"entry"))
+    assert (tmp_path / KEY[:2] / KEY).read_bytes() == b"entry"
+
+
+def test_a_write_that_fails_leaves_no_temporary_file(tmp_path: Path) -> None:
+    """A write cut short (here: a value that is no bytes) leaves neither an entry nor its
+    temporary file behind."""
+    cache = FolderCache(tmp_path)
+    with pytest.raises(TypeError):
+        asyncio.run(cache.put(KEY, "not bytes"))  # type: ignore[arg-type]
+    assert [path.name for path in tmp_path.rglob("*") if path.is_file()] == []
+
+
 def test_what_cache_accepts(tmp_path: Path) -> None:
     """A URL is an FsspecCache, a path or file:// a FolderCache, a ResultCache itself."""
     pytest.importorskip("fsspec")
@@ -294,6 +323,20 @@ class Kept:
 
     async def put(self, key: str, value: bytes) -> None:
         self.entries[key] = value
+
+
+async def test_a_damaged_entry_is_a_miss_and_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    """A damaged entry is a miss that says so (a disk or a bucket losing bytes is worth
+    knowing); a sound one is served without a word."""
+    cache = Kept()
+    seam = CacheSeam(cache, API)
+    cache.entries[KEY] = frame(KEY, PNG, "image/png", 1.0)[:-1]
+    assert await seam.lookup(KEY) is None
+    assert [record.levelname for record in caplog.records] == ["WARNING"]
+    caplog.clear()
+    cache.entries[KEY] = frame(KEY, PNG, "image/png", 1.0)
+    assert (await seam.lookup(KEY)) is not None
+    assert caplog.records == []
 
 
 @pytest.mark.parametrize(

@@ -166,6 +166,16 @@ MODULES: dict[str, list[str]] = {
         "tests/test_client_usage.py::test_usage_needs_a_key",
         "tests/test_client_errors.py",
     ],
+    "_cache/_frame.py": ["tests/test_cache_rules.py", "tests/test_cache.py"],
+    "_cache/_key.py": ["tests/test_cache_rules.py", "tests/test_cache.py"],
+    "_cache/_seam.py": ["tests/test_cache_rules.py", "tests/test_cache.py"],
+    "_cache/_folder.py": ["tests/test_cache_rules.py", "tests/test_cache.py"],
+    "_outputs/_folders.py": [
+        "tests/test_output_claims.py",
+        "tests/test_outputs_rules.py",
+        "tests/test_output_folders.py",
+        "tests/test_batch_resume.py",
+    ],
 }
 
 #: What the copy of the tree needs for the tests to run.
