@@ -25,7 +25,7 @@ from ._items import (
     statuses_of,
     stops_batch,
 )
-from ._run import READ_AHEAD, BatchRun, async_iterator
+from ._run import READ_AHEAD, BatchRun
 
 __all__ = [
     "READ_AHEAD",
@@ -38,7 +38,6 @@ __all__ = [
     "SyncBatchItem",
     "Tally",
     "Wire",
-    "async_iterator",
     "describe",
     "failed_in",
     "failed_inputs",

@@ -39,7 +39,7 @@ from typing import Any, Final
 from .._budget import CreditBudget, Reservations
 from .._closing import AsyncClosing
 from .._exchange import Sender
-from .._inputs import RemoteInputs
+from .._inputs import RemoteInputs, async_iterator
 from .._options import RemoveOptions
 from .._outputs import (
     Manifest,
@@ -304,12 +304,3 @@ class BatchRun(Planning, AsyncClosing):
 def _local_path(value: Any) -> bool:
     """Whether ``value`` names a local file (planned in a group)."""
     return isinstance(value, (str, os.PathLike)) and not is_remote(value)
-
-
-async def async_iterator(inputs: Iterable[Any] | AsyncIterable[Any]) -> AsyncIterator[Any]:
-    if isinstance(inputs, AsyncIterable):
-        async for value in inputs:
-            yield value
-    else:
-        for value in inputs:
-            yield value

@@ -20,7 +20,6 @@ from .._batch import (
     BatchItem,
     BatchProgress,
     Wire,
-    async_iterator,
     describe,
     latest_statuses,
     manifest_line,
@@ -30,7 +29,7 @@ from .._batch import (
 from .._budget import BudgetExhaustedError
 from .._exceptions import APIStatusError, RembgError, error_from_message
 from .._files import run_to_completion
-from .._inputs import RemoteInputs
+from .._inputs import RemoteInputs, async_iterator
 from .._options import RemoveOptions
 from .._outputs import OutputTree, RemoteManifest, RemoteOutputTree, open_manifest
 from ._worker import ClientPlugin, Outcome, remove_on_worker

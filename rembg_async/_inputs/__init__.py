@@ -9,7 +9,7 @@ URL read through fsspec (`_remote`). A new kind is one module and one line in `_
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import IO, Any, Final, Union
 
@@ -26,6 +26,7 @@ __all__ = [
     "RemoteInputs",
     "RemoteObject",
     "Source",
+    "async_iterator",
     "content_digest",
     "local_source",
     "open_input",
@@ -84,3 +85,13 @@ async def open_input(
         "an async iterable of bytes or an object with an async read(n), "
         f"not {type(image).__name__}"
     )
+
+
+async def async_iterator(inputs: Iterable[Any] | AsyncIterable[Any]) -> AsyncIterator[Any]:
+    """A batch's inputs, given as an iterable or an async one, taken one at a time."""
+    if isinstance(inputs, AsyncIterable):
+        async for value in inputs:
+            yield value
+    else:
+        for value in inputs:
+            yield value

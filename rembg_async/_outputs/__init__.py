@@ -9,12 +9,12 @@ and never asks which kind it holds.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
 from .._download import KeptTarget
-from .._inputs import RemoteInputs
+from .._inputs import RemoteInputs, async_iterator
 from .._storage._sinks import RemoteTarget
 from .._storage._stores import is_remote
 from ._local import INDEX_NAME, OutputTree
@@ -148,7 +148,7 @@ async def dry_run_counts(
     await outputs.look()
     index = 0
     try:
-        async for value in _each(inputs):
+        async for value in async_iterator(inputs):
             target = outputs.target(value, index)
             index += 1
             try:
@@ -184,12 +184,3 @@ async def _count(
         counts["done"] += 1
     else:
         counts["cached" if cached is not None and await cached(value) else "send"] += 1
-
-
-async def _each(inputs: Iterable[Any] | AsyncIterable[Any]) -> AsyncIterator[Any]:
-    if isinstance(inputs, AsyncIterable):
-        async for value in inputs:
-            yield value
-    else:
-        for value in inputs:
-            yield value
