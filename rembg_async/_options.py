@@ -66,24 +66,17 @@ class RemoveOptions:
 
     def form_fields(self) -> dict[str, str]:
         """The form fields to send: only those that differ from the API's defaults."""
-        fields: dict[str, str] = {}
-        if self.output_format != DEFAULT_FORMAT:
-            fields["format"] = self.output_format
-        for name, value in (("w", self.w), ("h", self.h)):
-            if value:
-                fields[name] = str(value)
-        for name, flag, default in (
-            ("exact_resize", self.exact_resize, False),
-            ("mask", self.mask, False),
-            ("expand", self.expand, True),
-        ):
-            if flag != default:
-                fields[name] = "true" if flag else "false"
-        if self.bg_color is not None:
-            fields["bg_color"] = self.bg_color
-        if self.angle:
-            fields["angle"] = repr(float(self.angle))
-        return fields
+        fields = {
+            "format": "" if self.output_format == DEFAULT_FORMAT else self.output_format,
+            "w": str(self.w or ""),
+            "h": str(self.h or ""),
+            "exact_resize": "true" if self.exact_resize else "",
+            "mask": "true" if self.mask else "",
+            "expand": "" if self.expand else "false",
+            "bg_color": self.bg_color or "",
+            "angle": repr(float(self.angle)) if self.angle else "",
+        }
+        return {name: value for name, value in fields.items() if value}  # "": the default
 
     @property
     def output_format(self) -> str:
