@@ -79,10 +79,8 @@ def dimension_messages(width: int, height: int) -> list[str]:
 
 
 def extension_problem(filename: str) -> str | None:
-    """The unsupported-type message for ``filename``, or None when its type is acceptable.
-
-    A name with no extension is acceptable here: its content signature decides.
-    """
+    """The unsupported-type message for ``filename``, or None when its type is acceptable (as
+    is a name with no extension: its content signature decides)."""
     base = filename.replace("\\", "/").rsplit("/", 1)[-1]
     stem, dot, extension = base.rpartition(".")
     extension = extension.lower()

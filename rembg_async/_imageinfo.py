@@ -53,11 +53,8 @@ def sniff_kind(head: bytes) -> str | None:
 
 
 def read_image_info(stream: IO[bytes]) -> ImageInfo | None:
-    """Type and size of the image in ``stream`` (read from its current position), or None.
-
-    The size is None when the header is cut short or malformed; the decoder will judge it.
-    The stream is left at an unspecified position.
-    """
+    """Type and size of the image in ``stream``, or None; the size is None when the header is
+    cut short or malformed (the decoder will judge). Leaves the stream anywhere."""
     head = stream.read(HEAD_BYTES)
     kind = sniff_kind(head)
     if kind is None:

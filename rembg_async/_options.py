@@ -136,10 +136,8 @@ _REMBG_JS_NAMES: Final = {"returnMask": "mask"}
 
 
 def options_from_mapping(options: Mapping[str, Any]) -> tuple[RemoveOptions, bool]:
-    """RemoveOptions (and ``returnBase64``) from a dict with rembg.js's option names.
-
-    Python names (``mask``) are accepted too; unknown names are an error, not ignored.
-    """
+    """RemoveOptions (and ``returnBase64``) from a dict with rembg.js's option names, or
+    Python's (``mask``); unknown names are an error, not ignored."""
     values: dict[str, Any] = {}
     return_base64 = False
     for name, value in options.items():
