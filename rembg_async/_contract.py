@@ -20,12 +20,7 @@ MAX_ANGLE: Final = 360.0
 #: Extensions the API accepts in the uploaded file's name.
 ALLOWED_EXTENSIONS: Final = ("webp", "bmp", "png", "jpg", "jpeg")
 #: Output formats, in the order the API lists them, with their MIME types.
-OUTPUT_FORMATS: Final = {
-    "png": "image/png",
-    "jpeg": "image/jpeg",
-    "webp": "image/webp",
-    "bmp": "image/bmp",
-}
+OUTPUT_FORMATS: Final = {name: f"image/{name}" for name in ("png", "jpeg", "webp", "bmp")}
 #: Output formats that carry no alpha channel, so the cut-out is flattened.
 OPAQUE_FORMATS: Final = frozenset({"jpeg", "bmp"})
 DEFAULT_FORMAT: Final = "webp"
