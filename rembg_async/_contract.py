@@ -1,8 +1,6 @@
-"""The RemBG API's limits, field rules and error messages, shared by client and server.
-
-The messages are the hosted API's, byte for byte (``api-spec.md``): the client refuses bad input
-with the server's very words, and the local server answers as the hosted one does.
-"""
+"""The RemBG API's limits, field rules and error messages, shared by client and server. The
+messages are the hosted API's, byte for byte (``api-spec.md``): the client refuses bad input with
+the server's very words, and the local server answers as the hosted one does."""
 
 from __future__ import annotations
 

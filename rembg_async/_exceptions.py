@@ -1,7 +1,6 @@
-"""The exception tree, and the one place where transport and HTTP failures become ours.
-
-No message, repr or attribute here holds the API key: errors come from the answer and the URL.
-"""
+"""The exception tree, and the one place where transport and HTTP failures become ours. Errors
+matching a built-in inherit it too (``ValueError``, ``TimeoutError``) for generic handlers; none
+holds the API key (they are made from the server's answer and the URL)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
 """Image type and size from a file's first bytes, without decoding it: enough for the client to
-refuse what the API would, and for the server to refuse a decompression bomb before decoding it.
-"""
+refuse what the API would, and for the server to refuse a decompression bomb before decoding it."""
 
 from __future__ import annotations
 
@@ -53,8 +52,8 @@ def sniff_kind(head: bytes) -> str | None:
 
 
 def read_image_info(stream: IO[bytes]) -> ImageInfo | None:
-    """Type and size of the image in ``stream``, or None; the size is None when the header is
-    cut short or malformed (the decoder will judge). Leaves the stream anywhere."""
+    """Type and size of the image in ``stream`` (from its current position), or None; the size
+    is None when the header is cut short or malformed (the decoder will judge). Moves the stream."""
     head = stream.read(HEAD_BYTES)
     kind = sniff_kind(head)
     if kind is None:
