@@ -1,9 +1,6 @@
-"""The RemBG API's limits, field rules and error messages, shared by client and server.
-
-Every message here is the hosted API's text, byte for byte (see ``api-spec.md``), so that the
-client can refuse bad input before sending it with the very words the server would use, and the
-local server can answer exactly as the hosted one does.
-"""
+"""The RemBG API's limits, field rules and error messages, shared by client and server. The
+messages are the hosted API's, byte for byte (``api-spec.md``): the client refuses bad input with
+the server's very words, and the local server answers as the hosted one does."""
 
 from __future__ import annotations
 
@@ -21,16 +18,10 @@ MAX_ANGLE: Final = 360.0
 #: Extensions the API accepts in the uploaded file's name.
 ALLOWED_EXTENSIONS: Final = ("webp", "bmp", "png", "jpg", "jpeg")
 #: Output formats, in the order the API lists them, with their MIME types.
-OUTPUT_FORMATS: Final = {
-    "png": "image/png",
-    "jpeg": "image/jpeg",
-    "webp": "image/webp",
-    "bmp": "image/bmp",
-}
+OUTPUT_FORMATS: Final = {name: f"image/{name}" for name in ("png", "jpeg", "webp", "bmp")}
 #: Output formats that carry no alpha channel, so the cut-out is flattened.
 OPAQUE_FORMATS: Final = frozenset({"jpeg", "bmp"})
 DEFAULT_FORMAT: Final = "webp"
-BOOLEAN_FIELDS: Final = ("exact_resize", "mask", "expand")
 
 # --- authentication --------------------------------------------------------------------------
 API_KEY_HEADER: Final = "x-api-key"
@@ -62,12 +53,6 @@ def out_of_range_message(name: str, low: int, high: int, value: int) -> str:
     return f"'{name}' must be between {low} and {high}, got: {value}"
 
 
-def unsupported_type_message(extension: str) -> str:
-    """The message for a file name whose extension is not an accepted image type."""
-    allowed = ", ".join(ALLOWED_EXTENSIONS)
-    return f"File type '{extension}' is not supported. Allowed formats: {allowed}"
-
-
 def file_too_large_message(size: int) -> str:
     """The message for an upload over the size limit; sizes print in MiB with one decimal."""
     return (
@@ -78,34 +63,24 @@ def file_too_large_message(size: int) -> str:
 
 def dimension_messages(width: int, height: int) -> list[str]:
     """The messages for an image wider or taller than the API accepts (width first)."""
-    messages = []
-    if width > MAX_DIMENSION:
-        messages.append(
-            f"Image width ({width}px) exceeds the maximum allowed width of {MAX_DIMENSION}px."
-        )
-    if height > MAX_DIMENSION:
-        messages.append(
-            f"Image height ({height}px) exceeds the maximum allowed height of {MAX_DIMENSION}px."
-        )
-    return messages
-
-
-def file_extension(filename: str) -> str:
-    """The lower-cased extension of ``filename`` with its dot (``".png"``), or ``""``."""
-    base = filename.replace("\\", "/").rsplit("/", 1)[-1]
-    stem, dot, extension = base.rpartition(".")
-    return f".{extension.lower()}" if dot and stem else ""
+    sides = (("width", width), ("height", height))
+    return [
+        f"Image {side} ({size}px) exceeds the maximum allowed {side} of {MAX_DIMENSION}px."
+        for side, size in sides
+        if size > MAX_DIMENSION
+    ]
 
 
 def extension_problem(filename: str) -> str | None:
-    """The unsupported-type message for ``filename``, or None when its type is acceptable.
-
-    A name with no extension is acceptable here: its content signature decides.
-    """
-    extension = file_extension(filename)
-    if not extension or extension[1:] in ALLOWED_EXTENSIONS:
+    """The unsupported-type message for ``filename``, or None when its type is acceptable (as
+    is a name with no extension: its content signature decides)."""
+    base = filename.replace("\\", "/").rsplit("/", 1)[-1]
+    stem, dot, extension = base.rpartition(".")
+    extension = extension.lower()
+    if not (dot and stem) or extension in ALLOWED_EXTENSIONS:
         return None
-    return unsupported_type_message(extension)
+    allowed = ", ".join(ALLOWED_EXTENSIONS)
+    return f"File type '.{extension}' is not supported. Allowed formats: {allowed}"
 
 
 class FieldProblem(Exception):
@@ -170,16 +145,12 @@ def check_angle(value: float) -> float:
     return float(value)
 
 
-_TRUE = frozenset({"true", "1"})
-_FALSE = frozenset({"false", "0"})
-
-
 def parse_boolean(field: str, raw: str) -> bool:
     """A boolean field: ``true``/``false`` or ``1``/``0``, case-insensitive."""
     value = raw.strip().lower()
-    if value in _TRUE:
+    if value in ("true", "1"):
         return True
-    if value in _FALSE:
+    if value in ("false", "0"):
         return False
     raise FieldProblem(field, f"'{field}' must be a boolean (true or false), got: '{raw}'")
 
@@ -190,22 +161,15 @@ _HEX_COLOR = re.compile(r"#(?:[0-9a-fA-F]{3,4}|[0-9a-fA-F]{6}|[0-9a-fA-F]{8})")
 def parse_color(raw: str) -> tuple[int, int, int, int]:
     """``bg_color`` as RGBA: ``#RGB``, ``#RGBA``, ``#RRGGBB``, ``#RRGGBBAA`` or a CSS name."""
     text = raw.strip()
-    if _HEX_COLOR.fullmatch(text):
-        return _hex_to_rgba(text[1:])
-    named = CSS_COLOR_NAMES.get(text.lower())
-    if named is not None:
-        return _hex_to_rgba(named)
-    raise FieldProblem(
-        "bg_color",
-        f"Invalid color format '{raw}'. Use hex format: #RGB, #RGBA, #RRGGBB, or #RRGGBBAA",
-    )
-
-
-def _hex_to_rgba(digits: str) -> tuple[int, int, int, int]:
-    if len(digits) <= 4:
+    digits = text[1:] if _HEX_COLOR.fullmatch(text) else CSS_COLOR_NAMES.get(text.lower())
+    if digits is None:
+        raise FieldProblem(
+            "bg_color",
+            f"Invalid color format '{raw}'. Use hex format: #RGB, #RGBA, #RRGGBB, or #RRGGBBAA",
+        )
+    if len(digits) <= 4:  # #RGB, #RGBA: each digit stands for two
         digits = "".join(digit * 2 for digit in digits)
-    digits = digits.ljust(8, "f")
-    red, green, blue, alpha = (int(digits[i : i + 2], 16) for i in range(0, 8, 2))
+    red, green, blue, alpha = bytes.fromhex(digits.ljust(8, "f"))
     return red, green, blue, alpha
 
 

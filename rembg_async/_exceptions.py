@@ -1,10 +1,6 @@
-"""The exception tree, and the one place where transport and HTTP failures become ours.
-
-Every exception inherits `RembgError`; those that match a built-in also inherit it
-(`InvalidInputError` is a `ValueError`, `APITimeoutError` a
-`TimeoutError`) so that generic handlers still catch them. No message, repr or attribute
-here ever holds the API key: errors are built from the server's answer and the request's URL.
-"""
+"""The exception tree, and the one place where transport and HTTP failures become ours. Errors
+matching a built-in inherit it too (``ValueError``, ``TimeoutError``) for generic handlers; none
+holds the API key (they are made from the server's answer and the URL)."""
 
 from __future__ import annotations
 
@@ -20,8 +16,6 @@ from typing import Final, Literal
 
 import aiohttp
 from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
-
-from ._contract import MSG_RATE_DAILY, MSG_RATE_MONTHLY, MSG_RATE_SHORT_TERM
 
 RateLimitScope = Literal["short_term", "daily", "monthly"]
 FieldDetail = tuple[str, str]
@@ -187,22 +181,19 @@ _STATUS_CLASSES: Final[dict[int, type[APIStatusError]]] = {
     429: RateLimitError,
 }
 
-_SCOPES: Final[dict[str, RateLimitScope]] = {
-    MSG_RATE_SHORT_TERM: "short_term",
-    MSG_RATE_DAILY: "daily",
-    MSG_RATE_MONTHLY: "monthly",
+# The word that names each limit in the API's messages (``MSG_RATE_*``), so that a message
+# whose wording changes a little still names its limit.
+_SCOPE_WORDS: Final[dict[str, RateLimitScope]] = {
+    "daily": "daily",
+    "monthly": "monthly",
+    "too quickly": "short_term",
 }
 
 
 def rate_limit_scope(message: str) -> RateLimitScope | None:
     """Which limit a 429 message speaks of, by the API's wording (tolerant of small changes)."""
-    if message in _SCOPES:
-        return _SCOPES[message]
     lowered = message.lower()
-    for word, scope in (("daily", "daily"), ("monthly", "monthly"), ("too quickly", "short_term")):
-        if word in lowered:
-            return scope  # type: ignore[return-value]
-    return None
+    return next((scope for word, scope in _SCOPE_WORDS.items() if word in lowered), None)
 
 
 def retry_after_seconds(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
@@ -213,50 +204,48 @@ def retry_after_seconds(headers: Mapping[str, str], *, now: float | None = None)
     bad header turn every retry into an instant storm. A date in the past means now.
     """
     lowered = {name.lower(): value for name, value in headers.items()}
-    if (milliseconds := _wait(lowered.get("retry-after-ms"))) is not None:
+    milliseconds = _number(lowered.get("retry-after-ms"))
+    if milliseconds is not None and milliseconds >= 0:
         return milliseconds / 1000
     value = lowered.get("retry-after")
     if value is None:
         return None
-    if _float(value) is not None:
-        return _wait(value)  # a number, good or bad, is never read as a date
     try:
-        moment = email.utils.parsedate_to_datetime(value)
+        seconds = float(value)  # a number, good or bad, is never read as a date
+    except ValueError:
+        return _seconds_until(value, time.time() if now is None else now)
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+def _seconds_until(date: str, now: float) -> float | None:
+    try:
+        moment = email.utils.parsedate_to_datetime(date)
     except (TypeError, ValueError, OverflowError):
         return None
-    return max(0.0, moment.timestamp() - (time.time() if now is None else now))
-
-
-def _wait(value: str | None) -> float | None:
-    """Seconds to wait: a finite number, not negative; else None."""
-    number = _number(value)
-    return number if number is not None and number >= 0 else None
+    return max(0.0, moment.timestamp() - now)
 
 
 def _number(value: str | None) -> float | None:
     """A finite number, or None (``float()`` also takes ``nan`` and ``inf``)."""
-    number = _float(value)
-    return number if number is not None and math.isfinite(number) else None
-
-
-def _float(value: str | None) -> float | None:
     try:
-        return float(value) if value is not None else None
+        number = float(value) if value is not None else math.nan
     except ValueError:
         return None
+    return number if math.isfinite(number) else None
 
 
 def request_id(headers: Mapping[str, str]) -> str | None:
     """The request id among response headers (``x-request-id`` or ``request-id``, any case)."""
-    for name, value in headers.items():
-        if name.lower() in ("x-request-id", "request-id"):
-            return value
-    return None
+    names = ("x-request-id", "request-id")
+    return next((value for name, value in headers.items() if name.lower() in names), None)
 
 
 def error_from_response(status: int, body: bytes, headers: Mapping[str, str]) -> APIStatusError:
     """The exception for an error answer: JSON with or without details, or any other body."""
-    parsed = _json_or_none(body)
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        parsed = None
     if isinstance(parsed, dict) and isinstance(parsed.get("error"), str):
         message = parsed["error"]
         details = _details(parsed.get("details"))
@@ -269,24 +258,16 @@ def error_from_response(status: int, body: bytes, headers: Mapping[str, str]) ->
 
 
 def error_from_message(status: int, message: str, headers: Mapping[str, str]) -> APIStatusError:
-    """The exception the server's error ``message`` makes, passed on by another process (a
-    fleet member, a Dask worker) that received it."""
+    """The exception for the server's ``message`` passed on by another process (a fleet member,
+    a Dask worker) that received it."""
     return error_from_response(status, json.dumps({"error": message}).encode(), headers)
 
 
-def _json_or_none(body: bytes) -> object:
-    try:
-        return json.loads(body)
-    except ValueError:
-        return None
-
-
 def _details(raw: object) -> list[FieldDetail]:
-    if not isinstance(raw, list):
-        return []
+    items = raw if isinstance(raw, list) else []
     return [
         (str(item.get("field", "")), str(item.get("message", "")))
-        for item in raw
+        for item in items
         if isinstance(item, dict)
     ]
 

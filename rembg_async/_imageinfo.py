@@ -1,9 +1,5 @@
-"""Image type and size from a file's first bytes, without decoding it.
-
-The API refuses files whose signature is not an image's, and images over 10,000 px a side. Both
-are known from the header alone, so the client can refuse them before sending and the server can
-refuse them before handing a decompression bomb to the decoder.
-"""
+"""Image type and size from a file's first bytes, without decoding it: enough for the client to
+refuse what the API would, and for the server to refuse a decompression bomb before decoding it."""
 
 from __future__ import annotations
 
@@ -12,15 +8,10 @@ from typing import IO, Final
 
 import attrs
 
+from ._contract import OUTPUT_FORMATS
+
 #: Enough bytes to tell the type and, for every type but JPEG, the size.
 HEAD_BYTES: Final = 64
-
-_MIME_TYPES: Final = {
-    "png": "image/png",
-    "jpeg": "image/jpeg",
-    "webp": "image/webp",
-    "bmp": "image/bmp",
-}
 
 
 @attrs.frozen(kw_only=True)
@@ -34,7 +25,7 @@ class ImageInfo:
     @property
     def mime_type(self) -> str:
         """The MIME type of this kind of image."""
-        return _MIME_TYPES[self.kind]
+        return OUTPUT_FORMATS[self.kind]
 
     @property
     def extension(self) -> str:
@@ -61,11 +52,8 @@ def sniff_kind(head: bytes) -> str | None:
 
 
 def read_image_info(stream: IO[bytes]) -> ImageInfo | None:
-    """Type and size of the image in ``stream`` (read from its current position), or None.
-
-    The size is None when the header is cut short or malformed; the decoder will judge it.
-    The stream is left at an unspecified position.
-    """
+    """Type and size of the image in ``stream`` (from its current position), or None; the size
+    is None when the header is cut short or malformed (the decoder will judge). Moves the stream."""
     head = stream.read(HEAD_BYTES)
     kind = sniff_kind(head)
     if kind is None:
@@ -116,25 +104,23 @@ _STANDALONE_MARKERS: Final = frozenset({0x01, *range(0xD0, 0xD8)})
 def _jpeg_size(stream: IO[bytes]) -> tuple[int, int] | None:
     """Walk the JPEG segments (EXIF and ICC blocks can be large) up to the start of frame."""
     stream.seek(2)
-    while True:
-        marker = _next_jpeg_marker(stream)
-        if marker is None:
-            return None
+    while (marker := _next_jpeg_marker(stream)) is not None:
         if marker in _STANDALONE_MARKERS:
             continue
         length_bytes = stream.read(2)
         if len(length_bytes) < 2:
             return None
-        length = struct.unpack(">H", length_bytes)[0]
         if marker in _SOF_MARKERS:
             frame = stream.read(5)
             if len(frame) < 5:
                 return None
             height, width = struct.unpack(">HH", frame[1:5])
             return width, height
+        length = struct.unpack(">H", length_bytes)[0]
         if length < 2:
             return None
         stream.seek(length - 2, 1)
+    return None
 
 
 def _next_jpeg_marker(stream: IO[bytes]) -> int | None:

@@ -51,31 +51,32 @@ class RemoveOptions:
     expand: bool = True
 
     def __attrs_post_init__(self) -> None:
-        problems = _problems(self)
+        problems = []
+        for field, check in _CHECKS.items():  # in the order the API lists its fields
+            try:
+                check(field, getattr(self, field))
+            except FieldProblem as problem:
+                problems.append(problem)
+        color_refused = any(problem.field == "bg_color" for problem in problems)
+        if self.mask is True and self.bg_color is not None and not color_refused:
+            problems.append(FieldProblem("bg_color", MSG_MASK_WITH_BG_COLOR))
         if problems:
-            raise invalid_input(problems)
+            message = problems[0].message if len(problems) == 1 else MSG_MULTIPLE_ERRORS
+            raise InvalidInputError(message, [(p.field, p.message) for p in problems])
 
     def form_fields(self) -> dict[str, str]:
         """The form fields to send: only those that differ from the API's defaults."""
-        fields: dict[str, str] = {}
-        output_format = self.output_format
-        if output_format != DEFAULT_FORMAT:
-            fields["format"] = output_format
-        for name, value in (("w", self.w), ("h", self.h)):
-            if value:
-                fields[name] = str(value)
-        for name, flag, default in (
-            ("exact_resize", self.exact_resize, False),
-            ("mask", self.mask, False),
-            ("expand", self.expand, True),
-        ):
-            if flag != default:
-                fields[name] = "true" if flag else "false"
-        if self.bg_color is not None:
-            fields["bg_color"] = self.bg_color
-        if self.angle:
-            fields["angle"] = repr(float(self.angle))
-        return fields
+        fields = {
+            "format": "" if self.output_format == DEFAULT_FORMAT else self.output_format,
+            "w": str(self.w or ""),
+            "h": str(self.h or ""),
+            "exact_resize": "true" if self.exact_resize else "",
+            "mask": "true" if self.mask else "",
+            "expand": "" if self.expand else "false",
+            "bg_color": self.bg_color or "",
+            "angle": repr(float(self.angle)) if self.angle else "",
+        }
+        return {name: value for name, value in fields.items() if value}  # "": the default
 
     @property
     def output_format(self) -> str:
@@ -84,46 +85,21 @@ class RemoveOptions:
         return DEFAULT_FORMAT if self.format is None else parse_format(self.format)
 
 
-def _problems(options: RemoveOptions) -> list[FieldProblem]:
-    """Every problem, in the order the API lists its fields."""
-    problems: list[FieldProblem] = []
-    checks: list[Callable[[], object]] = [
-        lambda: _format(options.format),
-        lambda: _dimension("w", options.w),
-        lambda: _dimension("h", options.h),
-        lambda: _boolean("exact_resize", options.exact_resize),
-        lambda: _boolean("mask", options.mask),
-        lambda: _color(options.bg_color),
-        lambda: _angle(options.angle),
-        lambda: _boolean("expand", options.expand),
-    ]
-    for check in checks:
-        try:
-            check()
-        except FieldProblem as problem:
-            problems.append(problem)
-    color_is_valid = options.bg_color is not None and not any(
-        p.field == "bg_color" for p in problems
-    )
-    if options.mask is True and color_is_valid:
-        problems.append(FieldProblem("bg_color", MSG_MASK_WITH_BG_COLOR))
-    return problems
-
-
-def _format(value: object) -> None:
-    if value is not None:
-        parse_format(_text("format", value))
-
-
-def _color(value: object) -> None:
-    if value is not None:
-        parse_color(_text("bg_color", value))
-
-
+# Each check refuses a Python value as the server refuses its text, in the server's words.
 def _text(field: str, value: object) -> str:
     if not isinstance(value, str):
         raise FieldProblem(field, f"'{field}' must be a string, got: {value!r}")
     return value
+
+
+def _format(field: str, value: object) -> None:
+    if value is not None:
+        parse_format(_text(field, value))
+
+
+def _color(field: str, value: object) -> None:
+    if value is not None:
+        parse_color(_text(field, value))
 
 
 def _dimension(field: str, value: object) -> None:
@@ -131,9 +107,7 @@ def _dimension(field: str, value: object) -> None:
         return
     if isinstance(value, bool) or not isinstance(value, int):
         raise FieldProblem(field, f"'{field}' must be an integer, got: '{value}'")
-    if value == 0:
-        return  # 0 means unset, as on the server
-    check_dimension(field, value)
+    check_dimension(field, value)  # 0 means unset, as on the server
 
 
 def _boolean(field: str, value: object) -> None:
@@ -141,52 +115,44 @@ def _boolean(field: str, value: object) -> None:
         raise FieldProblem(field, f"'{field}' must be a boolean (true or false), got: '{value}'")
 
 
-def _angle(value: object) -> None:
+def _angle(field: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise FieldProblem("angle", f"'angle' must be a number, got: '{value}'")
+        raise FieldProblem(field, f"'{field}' must be a number, got: '{value}'")
     check_angle(float(value))
 
 
-def invalid_input(problems: list[FieldProblem]) -> InvalidInputError:
-    """The error for ``problems``: one message, or the multiple-errors one with every detail."""
-    message = problems[0].message if len(problems) == 1 else MSG_MULTIPLE_ERRORS
-    return InvalidInputError(message, [(p.field, p.message) for p in problems])
-
-
-#: rembg.js option names and the RemoveOptions fields they become.
-REMBG_JS_NAMES: Final = {
-    "format": "format",
-    "w": "w",
-    "h": "h",
-    "exact_resize": "exact_resize",
-    "returnMask": "mask",
-    "bg_color": "bg_color",
-    "angle": "angle",
-    "expand": "expand",
+_CHECKS: Final[dict[str, Callable[[str, object], None]]] = {
+    "format": _format,
+    "w": _dimension,
+    "h": _dimension,
+    "exact_resize": _boolean,
+    "mask": _boolean,
+    "bg_color": _color,
+    "angle": _angle,
+    "expand": _boolean,
 }
+#: rembg.js's option names that differ from the RemoveOptions fields they become.
+_REMBG_JS_NAMES: Final = {"returnMask": "mask"}
 
 
 def options_from_mapping(options: Mapping[str, Any]) -> tuple[RemoveOptions, bool]:
-    """RemoveOptions (and ``returnBase64``) from a dict with rembg.js's option names.
-
-    Python names (``mask``) are accepted too; unknown names are an error, not ignored.
-    """
+    """RemoveOptions (and ``returnBase64``) from a dict with rembg.js's option names, or
+    Python's (``mask``); unknown names are an error, not ignored."""
     values: dict[str, Any] = {}
     return_base64 = False
     for name, value in options.items():
+        field = _REMBG_JS_NAMES.get(name, name)
         if name in ("returnBase64", "return_base64"):
             return_base64 = bool(value)
-        elif name in REMBG_JS_NAMES or name in REMBG_JS_NAMES.values():
-            if value is not None:
-                values[REMBG_JS_NAMES.get(name, name)] = value
-        else:
+        elif field not in _CHECKS:
             raise InvalidInputError(
                 f"Unknown option {name!r}", [(name, f"Unknown option {name!r}")]
             )
-    if values.get("w") == 0:
-        values["w"] = None
-    if values.get("h") == 0:
-        values["h"] = None
+        elif value is not None:
+            values[field] = value
+    for size in ("w", "h"):
+        if values.get(size) == 0:  # rembg.js's way to leave a size unset
+            values[size] = None
     return RemoveOptions(**values), return_base64
 
 

@@ -1,15 +1,9 @@
-"""Progress events, shaped like Axios's, and the tracker that emits them.
-
-The tracker is fed the size of every chunk that goes out or comes in. It emits an event for
-the first chunk (the transfer has started), then at most one every ``interval`` seconds, and
-always a final one when the transfer completes, so a progress bar reaches 100%. ``bytes`` is
-what moved since the previous *emitted* event, so the ``bytes`` of all events add up to
-``loaded``.
-"""
+"""Progress events, shaped like Axios's, and the tracker that emits them."""
 
 from __future__ import annotations
 
 import inspect
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -45,14 +39,8 @@ class ProgressEvent:
 
     def to_dict(self) -> dict[str, object]:
         """The Axios progress event shape (``upload: true`` or ``download: true``)."""
-        event: dict[str, object] = {
-            "loaded": self.loaded,
-            "total": self.total,
-            "progress": self.progress,
-            "bytes": self.bytes,
-            "rate": self.rate,
-            "estimated": self.estimated,
-        }
+        names = ("loaded", "total", "progress", "bytes", "rate", "estimated")
+        event: dict[str, object] = {name: getattr(self, name) for name in names}
         event["upload" if self.upload else "download"] = True
         return event
 
@@ -69,44 +57,39 @@ async def call_back(callback: Callable[..., object], *args: Any) -> None:
         await outcome
 
 
+@attrs.define(eq=False)
 class ProgressTracker:
-    """Turns chunk sizes into throttled ``ProgressEvent``s for one callback."""
+    """Turns the sizes of the chunks sent or received into throttled ``ProgressEvent``s.
 
-    def __init__(
-        self,
-        callback: ProgressCallback | None,
-        *,
-        total: int | None,
-        upload: bool,
-        interval: float = DEFAULT_INTERVAL,
-        attempt: int = 1,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._callback = callback
-        self._total = total
-        self._upload = upload
-        self._interval = interval
-        self._attempt = attempt
-        self._clock = clock
-        self._loaded = 0
-        self._reported = 0
-        self._last_emit = -float("inf")
-        self._samples: deque[tuple[float, int]] = deque([(clock(), 0)])
-        self._finished = False
+    An event for the first chunk (the transfer has started), then at most one every
+    ``interval`` seconds, and always a final one, so that a progress bar reaches 100%.
+    ``bytes`` is what moved since the previous *emitted* event: all events' add up to ``loaded``.
+    """
 
-    @property
-    def loaded(self) -> int:
-        """Bytes moved so far."""
-        return self._loaded
+    _callback: ProgressCallback | None
+    _total: int | None = attrs.field(kw_only=True)
+    _upload: bool = attrs.field(kw_only=True)
+    _interval: float = attrs.field(default=DEFAULT_INTERVAL, kw_only=True)
+    _attempt: int = attrs.field(default=1, kw_only=True)
+    _clock: Callable[[], float] = attrs.field(default=time.monotonic, kw_only=True)
+    #: Bytes moved so far.
+    loaded: int = attrs.field(default=0, init=False)
+    _reported: int = attrs.field(default=0, init=False)
+    _last_emit: float = attrs.field(default=-math.inf, init=False)
+    _samples: deque[tuple[float, int]] = attrs.field(init=False)
+    _finished: bool = attrs.field(default=False, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._samples = deque([(self._clock(), 0)])
 
     async def advance(self, size: int) -> None:
         """Count ``size`` more bytes; emit an event if the interval has passed (or at the end)."""
-        self._loaded += size
+        self.loaded += size
         if self._callback is None:
             return
         now = self._clock()
-        self._samples.append((now, self._loaded))
-        if self._total is not None and self._loaded >= self._total:
+        self._samples.append((now, self.loaded))
+        if self._total is not None and self.loaded >= self._total:
             await self.finish()
         elif now - self._last_emit >= self._interval:
             await self._emit(now)
@@ -116,18 +99,18 @@ class ProgressTracker:
         if self._finished or self._callback is None:
             return
         self._finished = True
-        if self._loaded > self._reported or self._reported == 0:
+        if self.loaded > self._reported or self._reported == 0:
             await self._emit(self._clock())
 
     async def _emit(self, now: float) -> None:
         assert self._callback is not None
         self._last_emit = now
         event = self._event(now)
-        self._reported = self._loaded
+        self._reported = self.loaded
         await call_back(self._callback, event)
 
     def _event(self, now: float) -> ProgressEvent:
-        loaded, total = self._loaded, self._total
+        loaded, total = self.loaded, self._total
         if total is not None:
             total = max(total, loaded)  # a server that sends more than it announced
         rate = self._rate(now)
@@ -151,4 +134,4 @@ class ProgressTracker:
         elapsed = now - first_time
         if elapsed <= 0:
             return None
-        return (self._loaded - first_loaded) / elapsed
+        return (self.loaded - first_loaded) / elapsed

@@ -58,8 +58,7 @@ class ImageFile(AsyncClosing):
         await run_to_completion(self._delete)
 
     def _repr_mimebundle_(self, **_: Any) -> dict[str, Any]:
-        """How Jupyter shows the image inline (see `notebook_bundle`); a file that is gone
-        (cleaned up) or remote is described instead."""
+        """How Jupyter shows the image; a file that is gone, or remote, is described instead."""
         if self.url is not None:
             return {"text/plain": f"{self!r}: stored at {self.url}"}
         try:
@@ -142,10 +141,9 @@ class Base64Image:
 
     def _repr_mimebundle_(self, **_: Any) -> dict[str, Any]:
         """How Jupyter shows the image inline (see `notebook_bundle`)."""
-        return notebook_bundle(self.content_type, self._bytes())
-
-    def _bytes(self) -> bytes:
-        return base64.b64decode(self.base64_image.partition(",")[2])
+        return notebook_bundle(
+            self.content_type, base64.b64decode(self.base64_image.partition(",")[2])
+        )
 
 
 #: The image types every Jupyter front end shows (JupyterLab, Notebook, VS Code, nbviewer).
@@ -153,12 +151,8 @@ _NOTEBOOK_IMAGES: Final = ("image/png", "image/jpeg")
 
 
 def notebook_bundle(content_type: str, data: bytes) -> dict[str, Any]:
-    """A Jupyter MIME bundle with one image in it, so a notebook stores it once.
-
-    PNG and JPEG go as themselves. WebP and BMP, which not every front end shows, go as a PNG
-    made with Pillow (lossless, alpha kept; the result itself is untouched) when Pillow is
-    installed, else as an HTML ``<img>`` with a ``data:`` URL, which browsers show.
-    """
+    """A Jupyter MIME bundle with one image in it, so a notebook stores it once. WebP and BMP,
+    which not every front end shows, go as a PNG (with Pillow) or else an HTML ``<img>``."""
     if content_type in _NOTEBOOK_IMAGES:
         return {content_type: data}
     png = _as_png(data)
@@ -169,16 +163,14 @@ def notebook_bundle(content_type: str, data: bytes) -> dict[str, Any]:
 
 
 def _as_png(data: bytes) -> bytes | None:
-    """``data`` re-encoded as PNG for display, or None without Pillow (or if it cannot)."""
-    try:
-        from PIL import Image
-    except ImportError:
-        return None
+    """``data`` re-encoded as PNG for display; None without Pillow, or if Pillow cannot read it."""
     buffer = io.BytesIO()
     try:
+        from PIL import Image
+
         with Image.open(io.BytesIO(data)) as image:
             image.save(buffer, "PNG")
-    except (OSError, ValueError):  # not an image Pillow reads: shown as HTML instead
+    except (ImportError, OSError, ValueError):
         return None
     return buffer.getvalue()
 
@@ -203,9 +195,6 @@ class ImageBytes:
 
 
 def discard_temporary(result: ImageFile | Base64Image | ImageBytes | None) -> None:
-    """Delete ``result``'s file now if it is a temporary one (for cleanup that cannot wait).
-
-    A plain call, not an awaited one: it must complete even in a task being cancelled.
-    """
+    """Delete ``result``'s temporary file now: not awaited, so it completes in a cancelled task."""
     if isinstance(result, ImageFile) and result.temporary:
         result._delete()
