@@ -1,16 +1,14 @@
-"""The driver of a batch on Dask: inputs submitted lazily, outcomes yielded as they complete.
-
-At most ``concurrency_per_worker`` × workers images are submitted at a time (a million inputs
-never become a million futures), each as one task that a worker runs with its own client. An
-outcome comes back as soon as its task ends; the driver alone writes the manifest, so every
-input ends as exactly one line, even when Dask runs a task again after its worker died.
+"""The driver of a batch on Dask: inputs submitted lazily (a million never become a million
+futures), outcomes yielded as they complete. The driver alone writes the manifest, so every
+input ends as one line, even when Dask runs a task again after its worker died.
 """
 
 from __future__ import annotations
 
+import itertools
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any, Final
 
@@ -26,8 +24,7 @@ from .._batch import (
     statuses_of,
     stops_batch,
 )
-from .._budget import BudgetExhaustedError
-from .._exceptions import APIStatusError, RembgError, error_from_message
+from .._exceptions import APIStatusError
 from .._files import run_to_completion
 from .._inputs import RemoteInputs, async_iterator
 from .._options import RemoveOptions
@@ -66,7 +63,8 @@ class DaskRun:
         self._plugin = plugin
         self._per_worker = concurrency_per_worker
         self._futures: dict[str, tuple[int, Any, Future[Any]]] = {}
-        self._counts = {"done": 0, "failed": 0, "index": 0}
+        self._done = self._failed = 0
+        self._indices = itertools.count()
         self._unstarted: list[Any] = []
         self._started_at = time.monotonic()
         self._worker_count = 1
@@ -108,17 +106,16 @@ class DaskRun:
 
     def progress(self) -> BatchProgress:
         """Where the batch stands."""
-        done, failed = self._counts["done"], self._counts["failed"]
+        ended = self._done + self._failed
         elapsed = time.monotonic() - self._started_at
-        rate = (done + failed) / elapsed if elapsed > 0 and done + failed else None
         return BatchProgress(
-            done=done,
-            failed=failed,
+            done=self._done,
+            failed=self._failed,
             in_flight=len(self._futures),
             total=None,
             bytes_up=0,  # the bytes move between the workers and the API, not through here
             bytes_down=0,
-            rate=rate,
+            rate=ended / elapsed if elapsed > 0 and ended else None,
             estimated=None,
         )
 
@@ -159,8 +156,7 @@ class DaskRun:
                 value = await self._inputs.__anext__()
             except StopAsyncIteration:
                 return
-            index = self._counts["index"]
-            self._counts["index"] += 1
+            index = next(self._indices)
             target = self._outputs.target(value, index)
             if describe(value, index) in self._done_before:
                 yield BatchItem(input=value, index=index, skipped=True, **_where(target))
@@ -168,7 +164,6 @@ class DaskRun:
             future = self._dask.submit(
                 remove_on_worker,
                 self._plugin.name,
-                index,
                 value,
                 self._options,
                 str(target),
@@ -195,7 +190,7 @@ class DaskRun:
         nothing was sent; it is left for later, and no more is submitted."""
         self._unstarted.append(value)
         if self.stopped is None:
-            self.stopped = rebuilt(outcome)
+            self.stopped = outcome.error()
 
     def _item(self, index: int, value: Any, outcome: Any) -> BatchItem:
         """The outcome as a `BatchItem` (a task that failed as a whole: its error)."""
@@ -207,41 +202,28 @@ class DaskRun:
             if outcome.cached:  # the worker's cache served it: no request, no credit
                 return BatchItem(input=value, index=index, cached=True, **where)
             return BatchItem(input=value, index=index, attempts=1, credits=1, **where)
-        error = rebuilt(outcome)
+        error = outcome.error()
         charged = 0 if isinstance(error, APIStatusError) else int(outcome.attempts > 0)
         return BatchItem(
             input=value, index=index, error=error, attempts=outcome.attempts, credits=charged
         )
 
     async def _account(self, item: BatchItem, manifest: Any) -> BatchItem:
-        self._counts["failed" if item.error is not None else "done"] += 1
-        if item.error is not None and self.stopped is None and stops_batch(item.error, Wire()):
-            self.stopped = item.error  # every further image would meet it: submit no more
+        if item.error is None:
+            self._done += 1
+        else:
+            self._failed += 1
+            if self.stopped is None and stops_batch(item.error, Wire()):
+                self.stopped = item.error  # every further image would meet it: submit no more
         if manifest is not None:
             await manifest.write(manifest_line(item))
             await manifest.flush()
         return item
 
 
-def rebuilt(outcome: Outcome) -> Exception:
-    """The worker's error, made again on the driver (as its class when it is the server's)."""
-    if outcome.status is not None:
-        error: RembgError = error_from_message(
-            outcome.status, outcome.error_message, outcome.headers
-        )
-    elif outcome.budget is not None:
-        error = BudgetExhaustedError(*outcome.budget)
-    else:
-        error = RembgError(f"{outcome.error_type}: {outcome.error_message}")
-    error.attempts = outcome.attempts
-    return error
-
-
 async def done_inputs(place: Path | str | None, manifest: Any) -> set[str]:
-    """The inputs a manifest says were made or skipped (their latest line): not sent again.
-
-    A remote manifest's lines are those its opening read (``manifest.lines_before()``); a
-    local one is read here, before this run appends to it."""
+    """The inputs a manifest's latest lines say were made or skipped: not sent again (a local
+    manifest is read here, before this run appends to it; a remote one, when it was opened)."""
     if isinstance(manifest, RemoteManifest):
         latest = statuses_of(await manifest.lines_before())
     elif isinstance(place, Path) and await run_to_completion(place.exists):
@@ -258,17 +240,6 @@ async def _close(manifest: Any, remote: RemoteInputs) -> None:
             await manifest.close()
     finally:
         await remote.stores.aclose()
-
-
-def plugin_for(
-    client_options: Mapping[str, Any],
-    concurrency: int,
-    redis_url: str | None,
-    limiter_options: Mapping[str, Any],
-) -> ClientPlugin:
-    """A plugin of a name of its own (two runs on one cluster keep their clients apart)."""
-    name = f"rembg-async-{uuid.uuid4().hex[:12]}"
-    return ClientPlugin(name, client_options, concurrency, redis_url, limiter_options)
 
 
 def _where(target: str | Path) -> dict[str, Any]:

@@ -14,7 +14,8 @@ from .._inputs import RemoteInputs
 from .._options import RemoveOptions, resolve_options
 from .._outputs import manifest_place, output_folder
 from .._storage._stores import Stores
-from ._driver import DaskRun, plugin_for
+from ._driver import DaskRun
+from ._worker import ClientPlugin
 
 
 def remove_many_dask(
@@ -64,7 +65,7 @@ def remove_many_dask(
     folder = os.fspath(output_dir)
     outputs = output_folder(remote, folder, root, extension, overwrite=True)
     assert outputs is not None
-    plugin = plugin_for(
+    plugin = ClientPlugin(
         client_options or {}, concurrency_per_worker, redis_url, limiter_options or {}
     )
     return DaskRun(
