@@ -109,13 +109,7 @@ class RedisLimiter:
         self.connected = True
 
     @classmethod
-    def from_url(
-        cls,
-        url: str,
-        *,
-        socket_timeout: float = 1.0,
-        **kwargs: Any,
-    ) -> RedisLimiter:
+    def from_url(cls, url: str, *, socket_timeout: float = 1.0, **kwargs: Any) -> RedisLimiter:
         """A limiter on its own connection pool to ``url`` (``redis://``, ``rediss://``,
         ``unix://``), closed with the limiter. ``socket_timeout`` bounds every Redis call and
         connection attempt: a frozen Redis never hangs a request."""
