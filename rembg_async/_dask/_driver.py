@@ -1,7 +1,6 @@
-"""``remove_many_dask`` and its driver: inputs submitted lazily (a million never become a million
-futures), outcomes yielded as they complete. The driver alone writes the manifest, so every
-input ends as one line, even when Dask runs a task again after its worker died.
-"""
+"""``remove_many_dask`` and its driver: inputs submitted lazily, outcomes yielded as they complete.
+The driver alone writes the manifest: every input ends as one line, even when Dask runs a task
+again after its worker died."""
 
 from __future__ import annotations
 
@@ -152,7 +151,10 @@ class DaskRun:
             async for future, outcome in completed:
                 index, value, _ = self._futures.pop(str(future.key))
                 if isinstance(outcome, Outcome) and outcome.refused:
-                    self._put_back(value, outcome)
+                    # A worker's limiter refused to start it (a shared stop, a spent budget):
+                    # nothing was sent; it is left for later, and no more is submitted.
+                    self._unstarted.append(value)
+                    self.stopped = self.stopped or outcome.error()
                 else:
                     yield await self._account(self._item(index, value, outcome), manifest)
                 async for item in self._submit_more(completed):
@@ -201,13 +203,6 @@ class DaskRun:
             self._worker_count = max(1, len(identity.get("workers", {})))
             self._workers_checked = now
         return self._worker_count
-
-    def _put_back(self, value: Any, outcome: Outcome) -> None:
-        """A worker's limiter refused to start ``value`` (a shared stop, a spent budget):
-        nothing was sent; it is left for later, and no more is submitted."""
-        self._unstarted.append(value)
-        if self.stopped is None:
-            self.stopped = outcome.error()
 
     def _item(self, index: int, value: Any, outcome: Any) -> BatchItem:
         """The outcome as a `BatchItem` (a task that failed as a whole: its error)."""

@@ -1,7 +1,6 @@
-"""What runs on each Dask worker: one `AsyncRembg` per worker, made and closed on the worker's
-loop by a plugin, and the task for one image. A task runs on that loop, so it never blocks it
-(the client makes no file call there), and returns an `Outcome` (our errors may not pickle).
-"""
+"""On each Dask worker: one `AsyncRembg`, made and closed on the worker's loop by a plugin, and
+the task for one image, which never blocks that loop (the client makes no file call there) and
+returns an `Outcome` (our errors may not pickle)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
 """A member's background work: the fleet's news heard through pub/sub (a hint: a start slept on
-is confirmed with Redis anyway), and the leases of its requests renewed every third of a lease.
-"""
+is confirmed with Redis anyway), and the leases of its requests renewed every third of a lease."""
 
 from __future__ import annotations
 

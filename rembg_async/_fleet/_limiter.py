@@ -1,6 +1,5 @@
 """RedisLimiter: one rate, hold-off, stop and credit budget for every process that uses one API
-key, kept in Redis (how, and how late a member can learn of a hold: docs/guides/many-processes.md).
-"""
+key, kept in Redis (how, and how late a member learns of a hold: docs/guides/many-processes.md)."""
 
 from __future__ import annotations
 

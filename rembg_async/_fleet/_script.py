@@ -1,6 +1,5 @@
 """The fleet's state in Redis: its keys, under a hash tag of the API key (never the key itself,
-and all in one Cluster slot), and the Lua script (``fleet.lua``) that reads and changes them.
-"""
+and all in one Cluster slot), and the Lua script (``fleet.lua``) that reads and changes them."""
 
 from __future__ import annotations
 

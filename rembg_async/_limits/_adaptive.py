@@ -1,6 +1,5 @@
 """The in-process limiter: slow start until the first 429, then pacing at the learned rate, and
-server hold-offs (see docs/guides/errors-and-reliability.md#rate-limits).
-"""
+server hold-offs (see docs/guides/errors-and-reliability.md#rate-limits)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,6 @@
-"""The rate controller: learns the rate a server accepts from its answers, with no I/O.
-
-CUBIC, as botocore's adaptive mode, changed for batches against a short-term limit (see
-docs/guides/errors-and-reliability.md#rate-limits). Every method takes the time (a fake clock).
-"""
+"""The rate controller: the rate a server accepts, learned from its answers (no I/O; every method
+takes the time). CUBIC as in botocore's adaptive mode, changed for batches against a short-term
+limit: see docs/guides/errors-and-reliability.md#rate-limits."""
 
 from __future__ import annotations
 

@@ -1,8 +1,6 @@
-"""What a server's rate-limit headers say: its short-term rate, and whether its quota is spent.
-
-Read tolerantly: the IETF fields (current and draft-07), ``RateLimit-*`` and ``X-RateLimit-*``
-(whose reset may be a Unix time). Only a policy with a window (``w``) sets a rate.
-"""
+"""What a server's rate-limit headers say (its short-term rate, a spent quota), read tolerantly:
+the IETF fields (current and draft-07), ``RateLimit-*`` and ``X-RateLimit-*`` (whose reset may
+be a Unix time). Only a policy with a window (``w``) sets a rate."""
 
 from __future__ import annotations
 

@@ -1,8 +1,6 @@
-"""The one interface every limiter implements (`Limiter`), and the values that cross it.
-
-A request goes ``permit = await limiter.acquire()``, the exchange, then
-``await limiter.release(permit, answer)``: the limiter learns from what the server said.
-"""
+"""The one interface every limiter implements (`Limiter`), and the values that cross it: a request
+goes ``permit = await limiter.acquire()``, the exchange, ``await limiter.release(permit,
+answer)``, and the limiter learns from what the server said."""
 
 from __future__ import annotations
 
