@@ -41,10 +41,14 @@ def _items(value: str) -> list[tuple[str, dict[str, str]]]:
     ``limit=100`` is a parameter of an item with no name."""
     items = []
     for item in value.split(","):
-        parts = [part.strip() for part in item.split(";")]
-        head = "" if "=" in parts[0] else parts.pop(0)
-        pairs = (part.partition("=") for part in parts if "=" in part)
-        items.append((head.strip('"'), {k.strip(): v.strip().strip('"') for k, _, v in pairs}))
+        head, *params = (part.strip() for part in item.split(";"))
+        split = [param.partition("=") for param in params if "=" in param]
+        pairs = {key: val for key, _, val in split}
+        if "=" in head:  # draft-07's "limit=100": a parameter, not a name
+            key, _, val = head.partition("=")
+            pairs[key.strip()] = val
+            head = ""
+        items.append((head.strip('"'), {k.strip(): v.strip().strip('"') for k, v in pairs.items()}))
     return items
 
 
