@@ -31,6 +31,7 @@ from .._batch import (
     statuses_of,
     stops_batch,
 )
+from .._closing import AsyncClosing
 from .._exceptions import APIStatusError
 from .._files import run_to_completion
 from .._imageinfo import extension_for
@@ -51,7 +52,7 @@ from ._worker import ClientPlugin, Outcome, remove_on_worker
 WORKERS_EVERY: Final = 5.0
 
 
-class DaskRun:
+class DaskRun(AsyncClosing):
     """A batch on a Dask cluster: ``async for item in run`` yields `BatchItem` objects in
     completion order; ``stopped``, ``remaining``, ``stop()`` and ``progress()`` as for
     `BatchRun`. Use it as ``async with remove_many_dask(...) as run:`` so that leaving early
@@ -95,10 +96,7 @@ class DaskRun:
     async def __anext__(self) -> BatchItem:
         return await self._items.__anext__()
 
-    async def __aenter__(self) -> DaskRun:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
+    async def _close_on_exit(self) -> None:
         await self.aclose()
 
     async def aclose(self) -> None:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Final
 import attrs
 
 from .._budget import BudgetExhaustedError
+from .._closing import AsyncClosing
 from .._exceptions import error_from_message, retry_after_seconds
 from .._limits import AdaptiveLimiter, Answer, Permit, RateLimitState, refused
 from .._limits._protocol import check_limits
@@ -40,7 +41,7 @@ class BudgetUnavailableError(BudgetExhaustedError):
         )
 
 
-class RedisLimiter:
+class RedisLimiter(AsyncClosing):
     """A `Limiter` shared by every process (on any machine) that uses one API key.
 
     Pass it as ``AsyncRembg(limiter=...)`` in every replica and worker: the client calls
@@ -135,10 +136,7 @@ class RedisLimiter:
             **attrs.asdict(self._settings),
         )
 
-    async def __aenter__(self) -> RedisLimiter:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
+    async def _close_on_exit(self) -> None:
         await self.aclose()
 
     def __repr__(self) -> str:
