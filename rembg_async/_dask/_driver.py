@@ -271,12 +271,11 @@ def remove_many_dask(
     resolved, return_base64 = resolve_options(options, False)
     if return_base64:
         raise ValueError("remove_many_dask writes files under output_dir: no base64")
-    extension = extension_for(resolved.output_format)
     if storage_options is None:
         storage_options = (client_options or {}).get("storage_options")
     remote = RemoteInputs(stores=Stores(storage_options))
-    folder = os.fspath(output_dir)
-    outputs = output_folder(remote, folder, root, extension, overwrite=True)
+    extension = extension_for(resolved.output_format)
+    outputs = output_folder(remote, os.fspath(output_dir), root, extension, overwrite=True)
     assert outputs is not None
     plugin = ClientPlugin(
         client_options or {}, concurrency_per_worker, redis_url, limiter_options or {}
