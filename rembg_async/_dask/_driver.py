@@ -24,6 +24,7 @@ from distributed import Client, Future, as_completed
 from .._batch import (
     BatchItem,
     BatchProgress,
+    Tally,
     Wire,
     describe,
     latest_statuses,
@@ -80,10 +81,9 @@ class DaskRun(AsyncClosing):
         self._plugin = plugin
         self._per_worker = concurrency_per_worker
         self._futures: dict[str, tuple[int, Any, Future[Any]]] = {}
-        self._done = self._failed = 0
+        self._tally = Tally(total=None)  # no bytes: they go between the workers and the API
         self._indices = itertools.count()
         self._unstarted: list[Any] = []
-        self._started_at = time.monotonic()
         self._worker_count = 1
         self._workers_checked = -WORKERS_EVERY
         self._items = self._run()
@@ -120,18 +120,7 @@ class DaskRun(AsyncClosing):
 
     def progress(self) -> BatchProgress:
         """Where the batch stands."""
-        ended = self._done + self._failed
-        elapsed = time.monotonic() - self._started_at
-        return BatchProgress(
-            done=self._done,
-            failed=self._failed,
-            in_flight=len(self._futures),
-            total=None,
-            bytes_up=0,  # the bytes move between the workers and the API, not through here
-            bytes_down=0,
-            rate=ended / elapsed if elapsed > 0 and ended else None,
-            estimated=None,
-        )
+        return self._tally.progress(len(self._futures))
 
     async def _run(self) -> AsyncGenerator[BatchItem, None]:
         name = self._plugin.name
@@ -219,12 +208,9 @@ class DaskRun(AsyncClosing):
         )
 
     async def _account(self, item: BatchItem, manifest: Any) -> BatchItem:
-        if item.error is None:
-            self._done += 1
-        else:
-            self._failed += 1
-            if self.stopped is None and stops_batch(item.error, Wire()):
-                self.stopped = item.error  # every further image would meet it: submit no more
+        self._tally.add(item)
+        if item.error is not None and self.stopped is None and stops_batch(item.error, Wire()):
+            self.stopped = item.error  # every further image would meet it: submit no more
         if manifest is not None:
             await manifest.write(manifest_line(item))
             await manifest.flush()

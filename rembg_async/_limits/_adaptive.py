@@ -49,7 +49,7 @@ class AdaptiveLimiter:
         check_limits(requests_per_second, max_concurrency)
         self._control = RateController(fixed=requests_per_second, adaptive=adaptive)
         self._max_concurrency = max_concurrency
-        self._window = 1.0 if self._control.learning else math.inf  # slow start's
+        self._window = 1.0 if self._control.learning else math.inf  # in flight, in slow start
         self._max_hold = max_hold
         self._clock = clock
         self._sleep = sleep
