@@ -130,7 +130,8 @@ class FleetScript:
         """At its reserved start: True if ``token``'s request may start; False if a hold-off or
         a cut voided the reservation (given back: reserve afresh); `Stopped` if a stop did."""
         reply = await self._call("confirm", token, epoch)
-        return _stopped(reply) if int(reply[0]) == 1 else int(reply[0]) == 0
+        code = int(reply[0])
+        return _stopped(reply) if code == 1 else code == 0
 
     async def settle(
         self, permit: Permit, answer: Answer | None, stop_for: float, *, sent: bool = True
