@@ -1,17 +1,22 @@
-"""The driver of a batch on Dask: inputs submitted lazily, outcomes yielded as they complete.
-
-At most ``concurrency_per_worker`` × workers images are submitted at a time (a million inputs
-never become a million futures), each as one task that a worker runs with its own client. An
-outcome comes back as soon as its task ends; the driver alone writes the manifest, so every
-input ends as exactly one line, even when Dask runs a task again after its worker died.
-"""
+"""``remove_many_dask`` and its driver: inputs submitted lazily, outcomes yielded as they complete.
+The driver alone writes the manifest: every input ends as one line, even when Dask runs a task
+again after its worker died."""
 
 from __future__ import annotations
 
+import itertools
+import os
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable, Mapping
-from pathlib import Path
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Iterable,
+    Mapping,
+)
+from pathlib import Path, PurePath
 from typing import Any, Final
 
 from distributed import Client, Future, as_completed
@@ -19,6 +24,7 @@ from distributed import Client, Future, as_completed
 from .._batch import (
     BatchItem,
     BatchProgress,
+    Tally,
     Wire,
     describe,
     latest_statuses,
@@ -26,19 +32,28 @@ from .._batch import (
     statuses_of,
     stops_batch,
 )
-from .._budget import BudgetExhaustedError
-from .._exceptions import APIStatusError, RembgError, error_from_message
+from .._closing import AsyncClosing
+from .._exceptions import APIStatusError
 from .._files import run_to_completion
+from .._imageinfo import extension_for
 from .._inputs import RemoteInputs, async_iterator
-from .._options import RemoveOptions
-from .._outputs import OutputTree, RemoteManifest, RemoteOutputTree, open_manifest
+from .._options import RemoveOptions, resolve_options
+from .._outputs import (
+    OutputTree,
+    RemoteManifest,
+    RemoteOutputTree,
+    manifest_place,
+    open_manifest,
+    output_folder,
+)
+from .._storage._stores import Stores
 from ._worker import ClientPlugin, Outcome, remove_on_worker
 
 #: How often the driver asks the scheduler how many workers there are (they come and go).
 WORKERS_EVERY: Final = 5.0
 
 
-class DaskRun:
+class DaskRun(AsyncClosing):
     """A batch on a Dask cluster: ``async for item in run`` yields `BatchItem` objects in
     completion order; ``stopped``, ``remaining``, ``stop()`` and ``progress()`` as for
     `BatchRun`. Use it as ``async with remove_many_dask(...) as run:`` so that leaving early
@@ -66,9 +81,9 @@ class DaskRun:
         self._plugin = plugin
         self._per_worker = concurrency_per_worker
         self._futures: dict[str, tuple[int, Any, Future[Any]]] = {}
-        self._counts = {"done": 0, "failed": 0, "index": 0}
+        self._tally = Tally(total=None)  # no bytes: they go between the workers and the API
+        self._indices = itertools.count()
         self._unstarted: list[Any] = []
-        self._started_at = time.monotonic()
         self._worker_count = 1
         self._workers_checked = -WORKERS_EVERY
         self._items = self._run()
@@ -81,10 +96,7 @@ class DaskRun:
     async def __anext__(self) -> BatchItem:
         return await self._items.__anext__()
 
-    async def __aenter__(self) -> DaskRun:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
+    async def _close_on_exit(self) -> None:
         await self.aclose()
 
     async def aclose(self) -> None:
@@ -108,19 +120,7 @@ class DaskRun:
 
     def progress(self) -> BatchProgress:
         """Where the batch stands."""
-        done, failed = self._counts["done"], self._counts["failed"]
-        elapsed = time.monotonic() - self._started_at
-        rate = (done + failed) / elapsed if elapsed > 0 and done + failed else None
-        return BatchProgress(
-            done=done,
-            failed=failed,
-            in_flight=len(self._futures),
-            total=None,
-            bytes_up=0,  # the bytes move between the workers and the API, not through here
-            bytes_down=0,
-            rate=rate,
-            estimated=None,
-        )
+        return self._tally.progress(len(self._futures))
 
     async def _run(self) -> AsyncGenerator[BatchItem, None]:
         name = self._plugin.name
@@ -138,7 +138,10 @@ class DaskRun:
             async for future, outcome in completed:
                 index, value, _ = self._futures.pop(str(future.key))
                 if isinstance(outcome, Outcome) and outcome.refused:
-                    self._put_back(value, outcome)
+                    # A worker's limiter refused to start it (a shared stop, a spent budget):
+                    # nothing was sent; it is left for later, and no more is submitted.
+                    self._unstarted.append(value)
+                    self.stopped = self.stopped or outcome.error()
                 else:
                     yield await self._account(self._item(index, value, outcome), manifest)
                 async for item in self._submit_more(completed):
@@ -159,8 +162,7 @@ class DaskRun:
                 value = await self._inputs.__anext__()
             except StopAsyncIteration:
                 return
-            index = self._counts["index"]
-            self._counts["index"] += 1
+            index = next(self._indices)
             target = self._outputs.target(value, index)
             if describe(value, index) in self._done_before:
                 yield BatchItem(input=value, index=index, skipped=True, **_where(target))
@@ -168,7 +170,6 @@ class DaskRun:
             future = self._dask.submit(
                 remove_on_worker,
                 self._plugin.name,
-                index,
                 value,
                 self._options,
                 str(target),
@@ -190,13 +191,6 @@ class DaskRun:
             self._workers_checked = now
         return self._worker_count
 
-    def _put_back(self, value: Any, outcome: Outcome) -> None:
-        """A worker's limiter refused to start ``value`` (a shared stop, a spent budget):
-        nothing was sent; it is left for later, and no more is submitted."""
-        self._unstarted.append(value)
-        if self.stopped is None:
-            self.stopped = rebuilt(outcome)
-
     def _item(self, index: int, value: Any, outcome: Any) -> BatchItem:
         """The outcome as a `BatchItem` (a task that failed as a whole: its error)."""
         if not isinstance(outcome, Outcome):
@@ -207,14 +201,14 @@ class DaskRun:
             if outcome.cached:  # the worker's cache served it: no request, no credit
                 return BatchItem(input=value, index=index, cached=True, **where)
             return BatchItem(input=value, index=index, attempts=1, credits=1, **where)
-        error = rebuilt(outcome)
+        error = outcome.error()
         charged = 0 if isinstance(error, APIStatusError) else int(outcome.attempts > 0)
         return BatchItem(
             input=value, index=index, error=error, attempts=outcome.attempts, credits=charged
         )
 
     async def _account(self, item: BatchItem, manifest: Any) -> BatchItem:
-        self._counts["failed" if item.error is not None else "done"] += 1
+        self._tally.add(item)
         if item.error is not None and self.stopped is None and stops_batch(item.error, Wire()):
             self.stopped = item.error  # every further image would meet it: submit no more
         if manifest is not None:
@@ -223,25 +217,70 @@ class DaskRun:
         return item
 
 
-def rebuilt(outcome: Outcome) -> Exception:
-    """The worker's error, made again on the driver (as its class when it is the server's)."""
-    if outcome.status is not None:
-        error: RembgError = error_from_message(
-            outcome.status, outcome.error_message, outcome.headers
+def remove_many_dask(
+    dask_client: Client,
+    inputs: Iterable[Any] | AsyncIterable[Any],
+    options: RemoveOptions | Mapping[str, Any] | None = None,
+    *,
+    output_dir: str | os.PathLike[str],
+    root: str | os.PathLike[str] | Callable[[Any], PurePath] | None = None,
+    manifest: str | os.PathLike[str] | None = None,
+    concurrency_per_worker: int = 16,
+    client_options: Mapping[str, Any] | None = None,
+    redis_url: str | None = None,
+    limiter_options: Mapping[str, Any] | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+) -> DaskRun:
+    """Remove many backgrounds on a Dask cluster; ``async for item in run`` on the driver.
+
+    ``dask_client`` is an asynchronous ``distributed.Client``. Each worker gets one
+    `AsyncRembg` (made with ``client_options``: ``api_key``, ``base_url``, ``timeout``,
+    ``cache`` (a folder or URL every worker reaches: items it serves say ``cached``), …;
+    closed when the run ends) and runs at most ``concurrency_per_worker`` images at once;
+    inputs (paths, URLs or bytes every worker can reach) are submitted lazily, and results go
+    under ``output_dir`` (a folder every worker can write) mirroring their paths relative to
+    ``root``, as with `AsyncRembg.remove_many`. Items come back in completion order.
+    ``output_dir`` and ``manifest`` may be remote URLs (``s3://bucket/out/``), reached with
+    ``storage_options`` (default: ``client_options["storage_options"]``, which the workers
+    use). ``manifest`` gets one JSON line per input, written by the driver alone; a run given
+    the manifest of an earlier one skips what it made. ``redis_url`` (and ``limiter_options``,
+    such as ``max_credits``) gives every worker a `rembg_async.redis.RedisLimiter`: one rate,
+    stop and budget for the whole cluster. A daily limit, a refused key or a spent budget
+    stops the run from submitting more.
+    """
+    if not getattr(dask_client, "asynchronous", False):
+        raise ValueError(
+            "remove_many_dask needs an asynchronous client: Client(..., asynchronous=True)"
         )
-    elif outcome.budget is not None:
-        error = BudgetExhaustedError(*outcome.budget)
-    else:
-        error = RembgError(f"{outcome.error_type}: {outcome.error_message}")
-    error.attempts = outcome.attempts
-    return error
+    if concurrency_per_worker < 1:
+        raise ValueError("concurrency_per_worker must be at least 1")
+    resolved, return_base64 = resolve_options(options, False)
+    if return_base64:
+        raise ValueError("remove_many_dask writes files under output_dir: no base64")
+    if storage_options is None:
+        storage_options = (client_options or {}).get("storage_options")
+    remote = RemoteInputs(stores=Stores(storage_options))
+    extension = extension_for(resolved.output_format)
+    outputs = output_folder(remote, os.fspath(output_dir), root, extension, overwrite=True)
+    assert outputs is not None
+    plugin = ClientPlugin(
+        client_options or {}, concurrency_per_worker, redis_url, limiter_options or {}
+    )
+    return DaskRun(
+        dask_client,
+        inputs,
+        resolved,
+        outputs=outputs,
+        manifest=manifest_place(manifest),
+        remote=remote,
+        plugin=plugin,
+        concurrency_per_worker=concurrency_per_worker,
+    )
 
 
 async def done_inputs(place: Path | str | None, manifest: Any) -> set[str]:
-    """The inputs a manifest says were made or skipped (their latest line): not sent again.
-
-    A remote manifest's lines are those its opening read (``manifest.lines_before()``); a
-    local one is read here, before this run appends to it."""
+    """The inputs a manifest's latest lines say were made or skipped: not sent again (a local
+    manifest is read here, before this run appends to it; a remote one, when it was opened)."""
     if isinstance(manifest, RemoteManifest):
         latest = statuses_of(await manifest.lines_before())
     elif isinstance(place, Path) and await run_to_completion(place.exists):
@@ -258,17 +297,6 @@ async def _close(manifest: Any, remote: RemoteInputs) -> None:
             await manifest.close()
     finally:
         await remote.stores.aclose()
-
-
-def plugin_for(
-    client_options: Mapping[str, Any],
-    concurrency: int,
-    redis_url: str | None,
-    limiter_options: Mapping[str, Any],
-) -> ClientPlugin:
-    """A plugin of a name of its own (two runs on one cluster keep their clients apart)."""
-    name = f"rembg-async-{uuid.uuid4().hex[:12]}"
-    return ClientPlugin(name, client_options, concurrency, redis_url, limiter_options)
 
 
 def _where(target: str | Path) -> dict[str, Any]:

@@ -1,15 +1,11 @@
-"""What runs on each Dask worker: one `AsyncRembg` per worker, and the task for one image.
-
-The plugin's async ``setup`` makes the worker's client (and its Redis limiter, when the run
-shares one) on the worker's event loop; ``teardown`` closes them. A task runs on that loop
-too, so it must never block it (a blocked loop stalls the worker's heartbeats): the client
-makes no file call on its loop. A task never raises for an image's failure: it returns an
-`Outcome` that the driver turns back into a `BatchItem` (our exceptions cannot all be pickled).
-"""
+"""On each Dask worker: one `AsyncRembg`, made and closed on the worker's loop by a plugin, and
+the task for one image, which never blocks that loop (the client makes no file call there) and
+returns an `Outcome` (our errors may not pickle)."""
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Mapping
 from typing import Any, cast
 
@@ -18,7 +14,7 @@ from distributed import WorkerPlugin, get_worker
 
 from .._budget import BudgetExhaustedError
 from .._client import AsyncRembg
-from .._exceptions import APIStatusError, RembgError
+from .._exceptions import APIStatusError, RembgError, error_from_message
 from .._limits import was_refused
 from .._options import RemoveOptions
 
@@ -27,14 +23,12 @@ from .._options import RemoveOptions
 class Outcome:
     """One image's outcome, as it travels from the worker to the driver."""
 
-    index: int
     output: str | None = None
     error_type: str | None = None
     error_message: str = ""
     status: int | None = None
     headers: Mapping[str, str] = attrs.field(factory=dict)
     attempts: int = 0
-    worker: str = ""
     #: The limiter refused to start it (nothing was sent): the driver puts it back.
     refused: bool = False
     #: A spent budget's figures (spent, max_credits).
@@ -42,19 +36,31 @@ class Outcome:
     #: Served by the worker's result cache (``client_options={"cache": ...}``): nothing sent.
     cached: bool = False
 
+    def error(self) -> RembgError:
+        """The worker's error, made again on the driver (as its class when it is the server's)."""
+        error: RembgError
+        if self.status is not None:
+            error = error_from_message(self.status, self.error_message, self.headers)
+        elif self.budget is not None:
+            error = BudgetExhaustedError(*self.budget)
+        else:
+            error = RembgError(f"{self.error_type}: {self.error_message}")
+        error.attempts = self.attempts
+        return error
+
 
 class ClientPlugin(WorkerPlugin):
-    """Gives each worker one client, at most ``concurrency`` images at once."""
+    """Gives each worker one client, at most ``concurrency`` images at once; named apart, so
+    that two runs on one cluster keep their clients apart."""
 
     def __init__(
         self,
-        name: str,
         client_options: Mapping[str, Any],
         concurrency: int,
         redis_url: str | None,
         limiter_options: Mapping[str, Any],
     ) -> None:
-        self.name = name
+        self.name = f"rembg-async-{uuid.uuid4().hex[:12]}"
         self._client_options = dict(client_options)
         self._concurrency = concurrency
         self._redis_url = redis_url
@@ -83,45 +89,31 @@ class ClientPlugin(WorkerPlugin):
 
 
 async def remove_on_worker(
-    plugin_name: str, index: int, value: Any, options: RemoveOptions, target: str
+    plugin_name: str, value: Any, options: RemoveOptions, target: str
 ) -> Outcome:
     """Remove ``value``'s background into ``target`` with this worker's client."""
-    worker = get_worker()
-    plugin = cast(ClientPlugin, worker.plugins[plugin_name])
+    plugin = cast(ClientPlugin, get_worker().plugins[plugin_name])
     assert plugin.client is not None
     assert plugin.slots is not None
     async with plugin.slots:
         try:
             result = await plugin.client.remove(value, options, output_path=target)
         except Exception as error:  # the image's own failure: told to the driver
-            return failed(index, error, worker.address)
+            return failed(error)
     output = result.url or str(result.output_image_path)  # a remote result: its URL
-    if result.cached:
-        return Outcome(index=index, output=output, worker=worker.address, cached=True)
-    return Outcome(index=index, output=output, attempts=1, worker=worker.address)
+    return Outcome(output=output, cached=result.cached, attempts=0 if result.cached else 1)
 
 
-def failed(index: int, error: Exception, worker: str) -> Outcome:
+def failed(error: Exception) -> Outcome:
     """The outcome of a failure, in plain values."""
-    status = error.status if isinstance(error, APIStatusError) else None
-    headers = error.headers if isinstance(error, APIStatusError) else {}
+    api = error if isinstance(error, APIStatusError) else None
+    budget = error if isinstance(error, BudgetExhaustedError) else None
     return Outcome(
-        index=index,
         error_type=type(error).__name__,
-        error_message=error.message if isinstance(error, APIStatusError) else str(error),
-        status=status,
-        headers=dict(headers),
+        error_message=api.message if api else str(error),
+        status=api.status if api else None,
+        headers=dict(api.headers) if api else {},
         attempts=error.attempts if isinstance(error, RembgError) else 1,
-        worker=worker,
         refused=was_refused(error),
-        budget=(error.spent, error.max_credits)
-        if isinstance(error, BudgetExhaustedError)
-        else None,
+        budget=(budget.spent, budget.max_credits) if budget else None,
     )
-
-
-def _figures(error: Exception) -> tuple[int, int] | None:
-    """A spent budget's (spent, max_credits), which its error cannot carry through pickle."""
-    if isinstance(error, BudgetExhaustedError):
-        return error.spent, error.max_credits
-    return None

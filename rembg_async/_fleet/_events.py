@@ -1,11 +1,5 @@
-"""A member's background work: news from the fleet (pub/sub), and leases kept alive.
-
-News is a hold-off or a stop (every request asleep until a start inside it reserves afresh),
-a cut of the rate (every request asleep reserves afresh, to start at the new rate) or a freed
-slot or credit (a caller waiting for one tries again). News is a hint: a start slept on is
-confirmed with Redis anyway, so a sleeper whose start the news does not touch sleeps on.
-Leases of requests still under way are renewed every third of their length, in one call.
-"""
+"""A member's background work: the fleet's news heard through pub/sub (a hint: a start slept on
+is confirmed with Redis anyway), and the leases of its requests renewed every third of a lease."""
 
 from __future__ import annotations
 
@@ -16,9 +10,7 @@ import math
 import time
 from typing import TYPE_CHECKING, Final
 
-from redis.exceptions import RedisError
-
-from ._script import MICROS, FleetScript
+from ._script import MICROS, REDIS_FAILURES, FleetScript
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -40,18 +32,13 @@ class Events:
         self._lease = lease
         #: Tokens of this member's requests whose leases Redis holds.
         self.held: set[str] = set()
-        #: Requests asleep until their start: each one's waker, and its start (monotonic).
+        #: Each request asleep until its start: its waker, and its start (monotonic).
         self._sleepers: dict[asyncio.Future[None], float] = {}
         self._free = asyncio.Event()
         self._free_queue = asyncio.Lock()
         self._held_until = -math.inf  # local monotonic time: the last hold-off heard of (none)
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
-
-    @property
-    def in_flight(self) -> int:
-        """This member's requests under way (or reserved)."""
-        return len(self.held)
 
     def held_for(self) -> float:
         """Seconds left of the last hold-off or stop heard of."""
@@ -60,10 +47,7 @@ class Events:
     def start(self) -> None:
         """Start listening and renewing, on the running loop (once)."""
         if not self._tasks:
-            self._tasks = [
-                asyncio.ensure_future(self._listen()),
-                asyncio.ensure_future(self._renew()),
-            ]
+            self._tasks = [asyncio.ensure_future(work) for work in (self._listen(), self._renew())]
 
     async def sleep(self, seconds: float) -> bool:
         """Sleep ``seconds``; False if a cut, or a hold-off or stop that ends after the
@@ -94,16 +78,16 @@ class Events:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        for waker in self._sleepers:
-            if not waker.done():
-                waker.set_result(None)
+        self._wake(math.inf)
 
     def _heard(self, message: bytes) -> None:
+        """News: a hold-off or a stop (the sleepers whose starts fall inside it reserve afresh),
+        a cut (all reserve afresh, at the new rate), or a freed slot or credit."""
         kind, _, value = message.decode().partition(" ")
         if kind == "free":
             self._free.set()
             return
-        if kind == "cut":  # every reservation is void: all reserve afresh at the new rate
+        if kind == "cut":
             self._wake(math.inf)
         elif kind in ("hold", "stop"):
             ends = time.monotonic() + int(value) / MICROS
@@ -128,7 +112,7 @@ class Events:
                         message = await pubsub.get_message(timeout=MAX_POLL)
                         if message is not None and message["type"] == "message":
                             self._heard(message["data"])
-            except (RedisError, OSError, TimeoutError) as error:
+            except REDIS_FAILURES as error:
                 if self._closing:
                     return
                 logger.debug("fleet news: %s; subscribing again in %.0f s", error, RESUBSCRIBE)
@@ -141,5 +125,5 @@ class Events:
                 continue
             try:
                 await self._script.renew(sorted(self.held))
-            except (RedisError, OSError, TimeoutError) as error:
+            except REDIS_FAILURES as error:
                 logger.debug("could not renew %d lease(s): %s", len(self.held), error)

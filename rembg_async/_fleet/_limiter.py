@@ -1,14 +1,5 @@
-"""RedisLimiter: one rate, one hold-off, one stop, one credit budget for every process that
-uses one API key, kept in Redis (or Valkey).
-
-A request reserves its start in one round trip: the script spaces starts fleet-wide at the
-rate in force (first come, first served) and takes a leased slot and credit when those are
-capped; the caller sleeps until its start, and asks the script once more before it starts.
-Hold-offs and stops reach the members asleep through pub/sub (they reserve afresh at once),
-and a start slept on is confirmed atomically, so nobody starts inside a hold-off written
-before its permit was granted. While Redis cannot be reached, the rate falls back to a
-cautious local limit, and a credit budget refuses to spend (it fails closed).
-"""
+"""RedisLimiter: one rate, hold-off, stop and credit budget for every process that uses one API
+key, kept in Redis (how, and how late a member learns of a hold: docs/guides/many-processes.md)."""
 
 from __future__ import annotations
 
@@ -19,21 +10,21 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any, Final
 
-from redis.exceptions import RedisError
+import attrs
 
 from .._budget import BudgetExhaustedError
-from .._exceptions import APIStatusError, error_from_message, retry_after_seconds
+from .._closing import AsyncClosing
+from .._exceptions import error_from_message, retry_after_seconds
 from .._limits import AdaptiveLimiter, Answer, Permit, RateLimitState, refused
+from .._limits._protocol import check_limits
 from ._events import Events
-from ._script import FleetScript, Full, Go, Settings, Spent, Stopped, key_tag
+from ._script import REDIS_FAILURES, FleetScript, Full, Go, Settings, Spent, Stopped, key_tag
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
 logger = logging.getLogger("rembg_async")
 
-#: What a Redis call may fail with: redis-py's errors, and the socket's own.
-REDIS_FAILURES: Final[tuple[type[BaseException], ...]] = (RedisError, OSError, TimeoutError)
 #: Permits from the local fallback carry this token.
 LOCAL: Final = "local"
 
@@ -50,7 +41,7 @@ class BudgetUnavailableError(BudgetExhaustedError):
         )
 
 
-class RedisLimiter:
+class RedisLimiter(AsyncClosing):
     """A `Limiter` shared by every process (on any machine) that uses one API key.
 
     Pass it as ``AsyncRembg(limiter=...)`` in every replica and worker: the client calls
@@ -86,28 +77,13 @@ class RedisLimiter:
         reconnect_after: float = 1.0,
         close_redis: bool = False,
     ) -> None:
-        if requests_per_second is not None and not requests_per_second > 0:
-            raise ValueError("requests_per_second must be positive")
-        if max_concurrency is not None and max_concurrency < 1:
-            raise ValueError("max_concurrency must be at least 1")
+        check_limits(requests_per_second, max_concurrency)
         if max_credits is not None and max_credits < 0:
             raise ValueError("max_credits cannot be negative")
         if not lease > 0 or not fallback_rate > 0:
             raise ValueError("lease and fallback_rate must be positive")
         self._redis = redis
-        # What a member for another key is made with (`for_api_key`).
-        self._member_options: dict[str, Any] = {
-            "namespace": namespace,
-            "requests_per_second": requests_per_second,
-            "adaptive": adaptive,
-            "max_concurrency": max_concurrency,
-            "max_credits": max_credits,
-            "max_hold": max_hold,
-            "lease": lease,
-            "refusal_hold": refusal_hold,
-            "fallback_rate": fallback_rate,
-            "reconnect_after": reconnect_after,
-        }
+        self._namespace = namespace
         self._settings = Settings(
             requests_per_second=requests_per_second,
             adaptive=adaptive,
@@ -133,13 +109,7 @@ class RedisLimiter:
         self.connected = True
 
     @classmethod
-    def from_url(
-        cls,
-        url: str,
-        *,
-        socket_timeout: float = 1.0,
-        **kwargs: Any,
-    ) -> RedisLimiter:
+    def from_url(cls, url: str, *, socket_timeout: float = 1.0, **kwargs: Any) -> RedisLimiter:
         """A limiter on its own connection pool to ``url`` (``redis://``, ``rediss://``,
         ``unix://``), closed with the limiter. ``socket_timeout`` bounds every Redis call and
         connection attempt: a frozen Redis never hangs a request."""
@@ -156,12 +126,17 @@ class RedisLimiter:
     def for_api_key(self, api_key: str | None) -> RedisLimiter:
         """A member for ``api_key``'s state, on this limiter's connection and settings (the
         client calls it; closing the member leaves the connection to this limiter)."""
-        return RedisLimiter(self._redis, api_key=api_key, **self._member_options)
+        return RedisLimiter(
+            self._redis,
+            api_key=api_key,
+            namespace=self._namespace,
+            refusal_hold=self._refusal_hold,
+            fallback_rate=self._fallback_rate,
+            reconnect_after=self._reconnect_after,
+            **attrs.asdict(self._settings),
+        )
 
-    async def __aenter__(self) -> RedisLimiter:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
+    async def _close_on_exit(self) -> None:
         await self.aclose()
 
     def __repr__(self) -> str:
@@ -173,21 +148,15 @@ class RedisLimiter:
     def state(self) -> RateLimitState:
         """What this member last heard of the fleet: the rate in force, its own answers."""
         settings = self._settings
-        rate: float | None
-        if not self.connected:
-            source, rate = "fixed", self._fallback_rate
-        elif settings.requests_per_second is not None:
-            source, rate = "fixed", settings.requests_per_second
-        else:
-            source, rate = ("learned" if self._ceiling else "none"), self._rate
+        fixed = settings.requests_per_second if self.connected else self._fallback_rate
         return RateLimitState(
-            rate=rate,
-            source=source,  # type: ignore[arg-type]
+            rate=self._rate if fixed is None else fixed,
+            source="fixed" if fixed is not None else "learned" if self._ceiling else "none",
             ceiling=self._ceiling,
             adaptive=settings.requests_per_second is None and settings.adaptive,
             answered=self._answered,
             throttled=self._throttled,
-            in_flight=self._events.in_flight,
+            in_flight=len(self._events.held),
             held_for=self._events.held_for(),
         )
 
@@ -214,7 +183,7 @@ class RedisLimiter:
             elif isinstance(reply, Full):
                 await self._events.wait_for_free(reply.hint)
             else:
-                raise refused(self._refusal(reply))
+                raise refused(refusal(reply))
 
     async def _reserve(self, token: str) -> Go | Stopped | Full | Spent:
         self._events.start()
@@ -235,19 +204,17 @@ class RedisLimiter:
     async def _sleep_until_start(self, token: str, reply: Go) -> bool:
         """Sleep until the reserved start; False (the reservation given back) if a hold, a
         stop or a cut came meanwhile, so the caller reserves afresh."""
+        slept = False
         try:
-            if await self._events.sleep(reply.wait):
-                return True
-        except BaseException:
-            await self._abandon(token, reply)  # cancelled: its slot and credit go back now
-            raise
-        await self._abandon(token, reply)
-        return False
+            slept = await self._events.sleep(reply.wait)
+        finally:
+            if not slept:  # woken, or cancelled: its slot and credit go back now
+                await self._abandon(token, reply)
+        return slept
 
     async def _confirm(self, token: str, reply: Go) -> bool:
-        """Whether a reservation slept on still stands at its start, asked of Redis: pub/sub
-        news of a hold-off written meanwhile may come late (or be lost), the script's answer
-        cannot. A start granted at once needs no second call (the reservation checked)."""
+        """Whether a reservation slept on still stands at its start, asked of Redis (pub/sub news
+        of a hold-off may come late, or be lost); one granted at once was checked already."""
         if reply.wait <= 0:
             return True
         try:
@@ -263,7 +230,7 @@ class RedisLimiter:
             return True
         self._events.held.discard(token)  # the script gave the reservation back
         if isinstance(verdict, Stopped):
-            raise refused(stop_error(verdict))
+            raise refused(refusal(verdict))
         return False
 
     async def _abandon(self, token: str, reply: Go) -> None:
@@ -317,13 +284,7 @@ class RedisLimiter:
         wait = retry_after_seconds(answer.headers) if answer.status == 429 else None
         return wait if wait is not None and wait > 0 else self._refusal_hold
 
-    def _refusal(self, reply: Stopped | Spent) -> Exception:
-        if isinstance(reply, Spent):
-            return BudgetExhaustedError(reply.spent, reply.max_credits)
-        return stop_error(reply)
-
     # Redis trouble: a local limit, a budget that refuses, a new try now and then.
-
     def _redis_usable(self) -> bool:
         if self.connected or (time.monotonic() >= self._retry_at and not self._probing):
             self._probing = not self.connected
@@ -361,7 +322,10 @@ class RedisLimiter:
         return Permit(started_at=permit.started_at, epoch=permit.epoch, token=LOCAL)
 
 
-def stop_error(reply: Stopped) -> APIStatusError:
-    """The error the server gave the member that found the key refused, as if it were ours."""
+def refusal(reply: Stopped | Spent) -> Exception:
+    """A spent budget's error, or the one the server gave the member that found the key refused
+    (as if it were ours)."""
+    if isinstance(reply, Spent):
+        return BudgetExhaustedError(reply.spent, reply.max_credits)
     headers = {"Retry-After": str(math.ceil(reply.left))}
     return error_from_message(reply.status, reply.message, headers)

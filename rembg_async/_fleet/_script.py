@@ -1,9 +1,5 @@
-"""The fleet's state in Redis: its keys, and the one Lua script (``fleet.lua``) that reads and
-changes it atomically, with Redis' clock.
-
-Every key of one API key shares a hash tag (``{…}``), so the script may touch them all on
-Redis Cluster too; the tag is a hash of the key, never the key.
-"""
+"""The fleet's state in Redis: its keys, under a hash tag of the API key (never the key itself,
+and all in one Cluster slot), and the Lua script (``fleet.lua``) that reads and changes them."""
 
 from __future__ import annotations
 
@@ -13,33 +9,23 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
+from redis.exceptions import RedisError
 
 from .._exceptions import retry_after_seconds
-from .._limits import Answer, Permit, read_hint
-from .._limits._adaptive import WINDOW_GROWTH
-from .._limits._control import (
-    BETA,
-    MEMORY,
-    MIN_RATE,
-    PLATEAU,
-    PROBE_GAIN,
-    PROBE_SECONDS,
-    RECOVERY_REQUESTS,
-    RECOVERY_SECONDS,
-    SLOW_RECOVERY,
-    WINDOW,
-)
+from .._limits import Answer, Permit, _adaptive, _control, read_hint
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
     from redis.commands.core import AsyncScript
 
-#: The script's source, read once.
+#: What a Redis call may fail with: redis-py's errors, and the socket's own.
+REDIS_FAILURES: Final[tuple[type[BaseException], ...]] = (RedisError, OSError, TimeoutError)
 SOURCE: Final = resources.files(__package__).joinpath("fleet.lua").read_text(encoding="utf-8")
 MICROS: Final = 1_000_000
-#: What the script reads as "none" for a number that may be absent (a budget, a wait): it
-#: acts on such a number only when it is positive (or, for a budget, not negative).
+#: "None" for a number the script acts on only when positive (a budget: not negative).
 NONE: Final = -1
+#: Every constant of the rate controller, for the script's copy of its curve (in lowercase).
+CURVE: Final = {name.lower(): value for name, value in vars(_control).items() if name.isupper()}
 
 
 def key_tag(api_key: str | None, namespace: str) -> str:
@@ -69,18 +55,9 @@ class Settings:
                 "max_credits": NONE if self.max_credits is None else self.max_credits,
                 "max_hold": self.max_hold * MICROS,
                 "lease": self.lease * MICROS,
-                "beta": BETA,
-                "plateau": PLATEAU,
-                "recovery_seconds": RECOVERY_SECONDS,
-                "recovery_requests": RECOVERY_REQUESTS,
-                "slow_recovery": SLOW_RECOVERY,
-                "probe_gain": PROBE_GAIN,
-                "probe_seconds": PROBE_SECONDS,
-                "window_growth": WINDOW_GROWTH,
-                "min_rate": MIN_RATE,
-                "memory": MEMORY,
-                "window": WINDOW,
+                "window_growth": _adaptive.WINDOW_GROWTH,
                 "channel": channel,
+                **CURVE,
             }
         )
 
@@ -121,24 +98,20 @@ class Spent:
     max_credits: int
 
 
-Reply = Go | Stopped | Full | Spent
-
-
 class FleetScript:
     """The script bound to one key's state and one member's settings."""
 
     def __init__(self, redis: Redis, tag: str, settings: Settings) -> None:
         self.tag = tag
         self.channel = f"{tag}:events"
-        names = ("state", "slots", "credits", "admitted")
-        self._keys = [f"{tag}:{name}" for name in names]
+        self._keys = [f"{tag}:{name}" for name in ("state", "slots", "credits", "admitted")]
         self._settings = settings.as_json(self.channel)
         self._script: AsyncScript = redis.register_script(SOURCE)
 
     async def _call(self, command: str, *args: Any) -> Any:
         return await self._script(keys=self._keys, args=[command, self._settings, *args])
 
-    async def reserve(self, token: str) -> Reply:
+    async def reserve(self, token: str) -> Go | Stopped | Full | Spent:
         """Reserve the next start fleet-wide for ``token``'s request."""
         reply = await self._call("reserve", token)
         code = int(reply[0])
@@ -148,7 +121,7 @@ class FleetScript:
                 int(wait) / MICROS, int(epoch), int(start) / MICROS, float(rate), float(ceiling)
             )
         if code == 1:
-            return Stopped(int(reply[1]) / MICROS, int(reply[2]), _text(reply[3]))
+            return _stopped(reply)
         if code in (2, 3):
             return Full(max(0.0, int(reply[1]) / MICROS))
         return Spent(int(reply[1]), int(reply[2]))
@@ -158,19 +131,14 @@ class FleetScript:
         a cut voided the reservation (given back: reserve afresh); `Stopped` if a stop did."""
         reply = await self._call("confirm", token, epoch)
         code = int(reply[0])
-        if code == 1:
-            return Stopped(int(reply[1]) / MICROS, int(reply[2]), _text(reply[3]))
-        return code == 0
+        return _stopped(reply) if code == 1 else code == 0
 
     async def settle(
         self, permit: Permit, answer: Answer | None, stop_for: float, *, sent: bool = True
     ) -> None:
-        """The request is over: free its lease, count its credit, learn from its answer.
-
-        A request sent with no answer (a transport failure) may have been charged: its credit
-        counts as spent; one never ``sent`` (a reservation given back) costs nothing.
-        """
-        hint = read_hint(answer.headers) if answer is not None else None
+        """The request is over: free its lease, count its credit, learn from its answer. One
+        sent with no answer may have been charged (its credit is spent), one never sent not."""
+        hint = read_hint(answer.headers if answer is not None else {})
         # Only a short-term 429's wait matters to the fleet (a stop's is in ``stop_for``).
         wait = retry_after_seconds(answer.headers) if answer and answer.throttled else None
         await self._call(
@@ -181,8 +149,8 @@ class FleetScript:
             permit.epoch,
             _micros(permit.started_at),
             NONE if wait is None else _micros(wait),
-            hint.rate if hint is not None and hint.rate else 0,
-            _micros(hint.exhausted_for) if hint is not None and hint.exhausted_for else NONE,
+            hint.rate or 0,
+            _micros(hint.exhausted_for) if hint.exhausted_for else NONE,
             _micros(stop_for) if stop_for > 0 else NONE,
             answer.status if answer is not None else 0,
             answer.message if answer is not None else "",
@@ -209,7 +177,9 @@ def _micros(seconds: float) -> int:
     return round(seconds * MICROS)
 
 
-def _text(value: bytes | str) -> str:
-    # A stop's message is written with its status (one HSET), so it is there whenever a stop
-    # is; bytes unless the client was made with decode_responses.
-    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value
+def _stopped(reply: list[Any]) -> Stopped:
+    """``{1, left, status, message}``: the message is bytes unless the client decodes."""
+    left, status, message = reply[1:4]
+    if isinstance(message, bytes):
+        message = message.decode("utf-8", errors="replace")
+    return Stopped(int(left) / MICROS, int(status), message)

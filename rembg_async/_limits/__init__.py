@@ -2,14 +2,13 @@
 
 from ._adaptive import AdaptiveLimiter
 from ._control import RateController
-from ._headers import ServerHint, read_hint
+from ._headers import read_hint
 from ._protocol import (
     Answer,
     Limiter,
     Outcome,
     Permit,
     RateLimitState,
-    RateSource,
     limited,
     refused,
     was_refused,
@@ -23,8 +22,6 @@ __all__ = [
     "Permit",
     "RateController",
     "RateLimitState",
-    "RateSource",
-    "ServerHint",
     "limited",
     "read_hint",
     "refused",

@@ -1,13 +1,5 @@
-"""The in-process limiter: concurrency, pacing at the learned rate, and server hold-offs.
-
-Until the first short-term 429 nothing is paced, but requests in flight grow as in TCP's slow
-start (one, then half a request more per success), so a client that meets a tight limit
-learns it from a couple of 429s rather than a whole burst. From the first 429 on, starts are
-spaced at the controller's rate, so requests that come back from a 429 queue for a turn instead
-of being released together. A 429's ``Retry-After`` is honoured by the request that got it
-(its retry waits); when a second congestion event follows a cut within that wait (the cut did
-not clear it, as with a fixed-window limit), every caller holds off until then.
-"""
+"""The in-process limiter: slow start until the first 429, then pacing at the learned rate, and
+server hold-offs (see docs/guides/errors-and-reliability.md#rate-limits)."""
 
 from __future__ import annotations
 
@@ -23,14 +15,12 @@ from typing import Final
 from .._exceptions import retry_after_seconds
 from ._control import RateController
 from ._headers import read_hint
-from ._protocol import Answer, Permit, RateLimitState
+from ._protocol import Answer, Permit, RateLimitState, check_limits
 
 logger = logging.getLogger("rembg_async")
 
-#: Requests in flight before anything is known of the server's limit (TCP's initial window)...
-INITIAL_WINDOW: Final = 1
-#: ...and how much each success adds to it: half a request (in flight grow 1.5 times a round
-#: trip, not twice), so the burst that meets the limit overshoots it by less.
+#: Each success adds half a request to the requests in flight (TCP's window, from one) before
+#: the first 429: 1.5 times a round trip, not twice, so the burst that meets the limit is less.
 WINDOW_GROWTH: Final = 0.5
 #: A rate that moves by this factor since it was last logged is logged again.
 LOG_FACTOR: Final = 1.25
@@ -56,13 +46,10 @@ class AdaptiveLimiter:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        if requests_per_second is not None and not requests_per_second > 0:
-            raise ValueError("requests_per_second must be positive")
-        if max_concurrency is not None and max_concurrency < 1:
-            raise ValueError("max_concurrency must be at least 1")
+        check_limits(requests_per_second, max_concurrency)
         self._control = RateController(fixed=requests_per_second, adaptive=adaptive)
         self._max_concurrency = max_concurrency
-        self._window: float | None = INITIAL_WINDOW if self._control.learning else None
+        self._window = 1.0 if self._control.learning else math.inf  # in flight, in slow start
         self._max_hold = max_hold
         self._clock = clock
         self._sleep = sleep
@@ -131,10 +118,8 @@ class AdaptiveLimiter:
             self._resume_at = max(self._resume_at, now + seconds)
 
     def _cap(self) -> float:
-        cap = float(self._max_concurrency or math.inf)
-        if self._window is not None and self._control.ceiling is None:
-            cap = min(cap, self._window)
-        return cap
+        window = self._window if self._control.ceiling is None else math.inf
+        return min(self._max_concurrency or math.inf, window)
 
     async def _take_slot(self) -> None:
         if self._in_flight < self._cap() and not self._waiters:
@@ -164,8 +149,7 @@ class AdaptiveLimiter:
 
     async def _wait_for_turn(self) -> None:
         # One caller at a time waits for the next start, the others queue (FIFO) behind it; the
-        # start is computed afresh after each sleep, so a cut or a hold-off applies at once to
-        # everyone waiting, not only to starts claimed after it.
+        # start is computed afresh after each sleep, so a cut or a hold-off applies at once.
         async with self._turn:
             while True:
                 now = self._clock()
@@ -188,9 +172,8 @@ class AdaptiveLimiter:
             self._throttled(permit, answer, now)
         elif 200 <= answer.status < 300:
             self._control.succeeded(now, permit.started_at)
-            if self._window is not None:
-                self._window += WINDOW_GROWTH
-                self._wake()
+            self._window += WINDOW_GROWTH
+            self._wake()
         else:
             self._control.answered_otherwise()
         self._log_change(now)
@@ -200,24 +183,21 @@ class AdaptiveLimiter:
         last_wait = self._last_wait
         if wait is not None:
             self._last_wait = max(1.0, wait)
-        # The server's wait holds for every caller, not only for this request, on the first
-        # 429 (nothing is known yet, and the server's window is full) and on a congestion event
-        # this soon after a cut (the cut did not clear it: a fixed window, say). Otherwise the
-        # cut alone is enough, and far cheaper than everyone idling for a rounded-up second.
+        # The server's wait holds every caller on the first 429 (the server's window is full),
+        # on one this soon after a cut (which did not clear it: a fixed window, say), and when
+        # not learning; otherwise the cut is enough, and cheaper than everyone idling.
         control = self._control
         everyone = control.epoch == 0 or now - control.cut_at < last_wait
         cut = control.throttle(now, permit.epoch, permit.started_at)
-        # Not learning (a fixed rate, or adaptation off): every 429's wait holds for everyone.
         if wait is not None and (not control.learning or (cut and everyone)):
             self._hold(now, wait)
 
     def _log_change(self, now: float) -> None:
-        rate = self._control.rate(now)
-        last = self._logged
+        control = self._control
+        rate, last = control.rate(now), self._logged
         if rate is None or (last is not None and 1 / LOG_FACTOR < rate / last < LOG_FACTOR):
             return
         self._logged = rate
-        control = self._control
         logger.info(
             "rate limit: now %.3g requests/s (%s; %d short-term 429s in %d answers)",
             rate,

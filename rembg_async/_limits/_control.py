@@ -1,23 +1,6 @@
-"""The rate controller: learns the rate a server accepts from its answers, with no I/O.
-
-Every method takes the time, so tests drive it with a fake clock. The shape follows CUBIC, as
-botocore's adaptive mode does, with four changes that matter for a batch against a short-term
-limit:
-
-* the rate is cut to ``BETA`` (0.88, not 0.7) of the rate the server was seen to *accept*
-  (successes per second), not of the rate we sent, so one cut lands just under the limit; the
-  requests that started within a window before the refused one and succeed, even after the cut
-  (half of a slow-start burst at R = 2), raise that estimate;
-* one cut per congestion event: a 429 to a request sent before the last cut says nothing new
-  (botocore cuts on every throttled answer, so a burst of 8 cuts eight times);
-* the curve is scaled to the limit: the way back to the old ceiling takes
-  ``max(RECOVERY_SECONDS, RECOVERY_REQUESTS / ceiling, SLOW_RECOVERY / max(ceiling, 1)²)``, so a
-  probe (and its 429) comes once every 28 to 80 requests at most (at 1/s, every 80 s), yet at
-  5/s every 6 s; it levels off at ``PLATEAU`` of the ceiling (a limit counted in whole requests
-  leaves no room for jitter at the ceiling itself), and the probe above it climbs on a scale of
-  ``PROBE_SECONDS``, so a doubled limit is found within seconds of the probe's start;
-* a server that states its policy (``RateLimit-Policy``) is paced at that rate, no probing.
-"""
+"""The rate controller: the rate a server accepts, learned from its answers (no I/O; every method
+takes the time). CUBIC as in botocore's adaptive mode, changed for batches against a short-term
+limit: see docs/guides/errors-and-reliability.md#rate-limits."""
 
 from __future__ import annotations
 
@@ -29,13 +12,14 @@ import attrs
 
 from ._protocol import RateSource
 
-#: The share of the accepted rate kept after a short-term 429.
+#: The share of the accepted rate (not of the rate sent) kept after a short-term 429.
 BETA: Final = 0.88
-#: The climb back levels off at this share of the ceiling, just under it.
+#: The climb back levels off at this share of the ceiling (a limit counted in whole requests
+#: leaves no room for jitter at the ceiling itself).
 PLATEAU: Final = 0.97
-#: At least this long to climb back to the ceiling after a cut...
+#: The way back to the ceiling takes at least this long...
 RECOVERY_SECONDS: Final = 4.0
-#: ...and at least the time of this many requests at the ceiling (bounds the 429 share)...
+#: ...and the time of this many requests at the ceiling (bounds the 429 share)...
 RECOVERY_REQUESTS: Final = 28.0
 #: ...and, below a few requests a second, SLOW_RECOVERY / ceiling² seconds (80 requests at 1/s,
 #: 40 at 2/s): one probe's 429 weighs more among few requests. Under 1/s it stays at
@@ -43,17 +27,16 @@ RECOVERY_REQUESTS: Final = 28.0
 SLOW_RECOVERY: Final = 80.0
 #: Above the plateau the probe climbs on this time scale (or the way back's, if shorter).
 PROBE_SECONDS: Final = 3.0
-#: A request sent less than this after a cut cannot cause another: the server's window (a
-#: second, or more) still holds what was sent before the cut (TCP cuts once per round trip).
+#: A request sent less than this after a cut cannot cause another: the server's window still
+#: holds what was sent before the cut (TCP cuts once per round trip).
 WINDOW: Final = 1.0
 #: Never slower than one request per this many seconds.
 MIN_RATE: Final = 1 / 30
-#: Above the ceiling the probe climbs this many times faster than the way back (so a raised
-#: limit is found within seconds), yet still flat at first (so a probe is rare).
+#: Above the ceiling the probe climbs this many times faster than the way back (a raised limit
+#: is found within seconds), yet still flat at first (so a probe is rare).
 PROBE_GAIN: Final = 3.0
-#: Successes older than this do not count towards the accepted rate, which is measured over
-#: the last half of the way back to the ceiling (where the rate is within 2 % of it: an older
-#: stretch would drag the measure down), at least 1 s, at most MEMORY.
+#: Successes older than this do not count towards the accepted rate, which is measured over the
+#: last half of the way back (within 2 % of the ceiling), at least 1 s, at most MEMORY.
 MEMORY: Final = 10.0
 
 
@@ -69,8 +52,8 @@ class RateController:
     cut_at: float = 0.0
     answered: int = 0
     throttled: int = 0
+    #: When the last MEMORY seconds' successes were answered, and when they had started.
     _accepted: deque[float] = attrs.field(factory=deque)
-    #: When the requests answered with success had started (the last MEMORY seconds).
     _admitted: deque[float] = attrs.field(factory=deque)
     #: When the request whose 429 made the last cut had started.
     _refused_at: float | None = None
@@ -86,11 +69,9 @@ class RateController:
         """Where the rate in force comes from."""
         if self.fixed is not None:
             return "fixed"
-        if not self.adaptive:
-            return "none"
-        if self.server_rate is not None:
+        if self.adaptive and self.server_rate is not None:
             return "server"
-        return "learned" if self.ceiling is not None else "none"
+        return "learned" if self.adaptive and self.ceiling is not None else "none"
 
     def rate(self, now: float) -> float | None:
         """Requests per second in force at ``now``; None: no pacing."""
@@ -104,8 +85,7 @@ class RateController:
 
     def _cubic(self, now: float) -> float:
         """BETA × ceiling right after a cut, back to PLATEAU × ceiling after ``k`` seconds
-        (concave, so most of the time is spent near it), then a convex probe above it, on a
-        time scale of at most PROBE_SECONDS (a raised limit is found soon after it starts)."""
+        (concave: most time is spent near it), then a convex probe above it."""
         assert self.ceiling is not None
         k = self._recovery()
         since = now - self.cut_at - k
@@ -116,22 +96,20 @@ class RateController:
 
     def _recovery(self) -> float:
         assert self.ceiling is not None
-        ceiling = self.ceiling
-        slow = SLOW_RECOVERY / max(ceiling, 1.0) ** 2
-        return max(RECOVERY_SECONDS, RECOVERY_REQUESTS / ceiling, slow)
+        slow = SLOW_RECOVERY / max(self.ceiling, 1.0) ** 2
+        return max(RECOVERY_SECONDS, RECOVERY_REQUESTS / self.ceiling, slow)
 
     def succeeded(self, now: float, sent_at: float | None = None) -> None:
         """A request (sent at ``sent_at``) was answered."""
         self.answered += 1
         if sent_at is not None:
             self._admitted.append(sent_at)
-            while self._admitted and self._admitted[0] <= now - MEMORY:
-                self._admitted.popleft()
         if self._first_success is None:
             self._first_success = now
         self._accepted.append(now)
-        while self._accepted and self._accepted[0] <= now - MEMORY:
-            self._accepted.popleft()
+        for times in (self._admitted, self._accepted):
+            while times and times[0] <= now - MEMORY:
+                times.popleft()
         if self.learning and self.ceiling is not None and now - self.cut_at < self._recovery():
             # Answers still coming back from before a cut (the first burst, say) show that
             # the server accepted far more than was counted when it cut: the ceiling moves up.
@@ -170,10 +148,8 @@ class RateController:
         return count / span
 
     def throttle(self, now: float, epoch: int, sent_at: float | None = None) -> bool:
-        """A short-term 429 to a request sent at ``sent_at`` in ``epoch``: cut the rate if it
-        is news. Returns whether it was (a request sent before the last cut, or within a
-        window after it, tells nothing new).
-        """
+        """A short-term 429 to a request sent at ``sent_at`` in ``epoch``: cut the rate if it is
+        news (not sent before the last cut, nor within a window after it); whether it was."""
         self.answered += 1
         self.throttled += 1
         if not self.learning or epoch != self.epoch:

@@ -1,11 +1,6 @@
-"""What a server's rate-limit headers say: its short-term rate, and whether its quota is spent.
-
-Read: the IETF fields in their current form (``RateLimit-Policy: "burst";q=100;w=1`` and
-``RateLimit: "burst";r=0;t=1``), in draft-07's (``RateLimit: limit=100, remaining=0, reset=1``
-with ``RateLimit-Policy: 100;w=1``), the older ``RateLimit-Limit/-Remaining/-Reset`` trio and
-the common ``X-RateLimit-*`` one (whose reset may be a Unix time). A ``Limit`` without a
-window says nothing about a rate, so only a policy with ``w`` sets one.
-"""
+"""What a server's rate-limit headers say (its short-term rate, a spent quota), read tolerantly:
+the IETF fields (current and draft-07), ``RateLimit-*`` and ``X-RateLimit-*`` (whose reset may
+be a Unix time). Only a policy with a window (``w``) sets a rate."""
 
 from __future__ import annotations
 
@@ -37,16 +32,18 @@ def read_hint(headers: Mapping[str, str], *, now: float | None = None) -> Server
     fields = {name.lower(): value for name, value in headers.items()}
     if not any("ratelimit" in name for name in fields):
         return ServerHint()  # the common case, kept cheap
-    rate = _policy_rate(fields.get("ratelimit-policy") or fields.get("x-ratelimit-policy"))
+    rate = _policy_rate(fields.get("ratelimit-policy") or fields.get("x-ratelimit-policy") or "")
     return ServerHint(rate=rate, exhausted_for=_exhausted_for(fields, now))
 
 
 def _items(value: str) -> list[tuple[str, dict[str, str]]]:
-    """``a;k=v;k2=v2, b;k=v`` as ``[(a, {k: v, k2: v2}), (b, {k: v})]``, quotes stripped."""
+    """``a;k=v, b;k=v`` as ``[(a, {k: v}), (b, {k: v})]``, quotes stripped; draft-07's
+    ``limit=100`` is a parameter of an item with no name."""
     items = []
     for item in value.split(","):
         head, *params = (part.strip() for part in item.split(";"))
-        pairs = dict(param.partition("=")[::2] for param in params if "=" in param)
+        split = [param.partition("=") for param in params if "=" in param]
+        pairs = {key: val for key, _, val in split}
         if "=" in head:  # draft-07's "limit=100": a parameter, not a name
             key, _, val = head.partition("=")
             pairs[key.strip()] = val
@@ -56,21 +53,19 @@ def _items(value: str) -> list[tuple[str, dict[str, str]]]:
 
 
 def _number(value: str | None) -> float | None:
+    """``value`` as a number (None: absent, unreadable, negative or NaN)."""
     try:
-        number = float(value) if value is not None else None
+        number = float(value or "nan")
     except ValueError:
         return None
-    return number if number is not None and number >= 0 and number == number else None
+    return number if number >= 0 else None
 
 
-def _policy_rate(value: str | None) -> float | None:
+def _policy_rate(value: str) -> float | None:
     """Quota per second of the policy with the shortest window (the short-term one)."""
-    if not value:
-        return None
     best: tuple[float, float] | None = None
     for head, params in _items(value):
-        quota = _number(params.get("q", head))
-        window = _number(params.get("w"))
+        quota, window = _number(params.get("q", head)), _number(params.get("w"))
         if quota is not None and window and (best is None or window < best[1]):
             best = (quota, window)
     return best[0] / best[1] if best else None
@@ -81,15 +76,14 @@ def _exhausted_for(fields: Mapping[str, str], now: float | None) -> float | None
     items = _items(fields.get("ratelimit", ""))
     if not any(head for head, _ in items):  # draft-07: one item's parameters, comma-separated
         items = [("", {key: value for _, params in items for key, value in params.items()})]
-    waits = []
+    spent = []
     for _, params in items:
-        remaining = _number(params.get("r", params.get("remaining")))
-        waits.append((remaining, _number(params.get("t", params.get("reset")))))
+        if _number(params.get("r", params.get("remaining"))) == 0:
+            spent.append(_number(params.get("t", params.get("reset"))))
     for prefix in ("ratelimit-", "x-ratelimit-"):
-        remaining = _number(fields.get(prefix + "remaining"))
-        waits.append((remaining, _reset_seconds(fields.get(prefix + "reset"), now)))
-    spent = [reset for remaining, reset in waits if remaining == 0 and reset is not None]
-    return max(spent) if spent else None
+        if _number(fields.get(prefix + "remaining")) == 0:
+            spent.append(_reset_seconds(fields.get(prefix + "reset"), now))
+    return max((reset for reset in spent if reset is not None), default=None)
 
 
 def _reset_seconds(value: str | None, now: float | None) -> float | None:

@@ -1,11 +1,6 @@
-"""The one small interface every limiter implements, and the values that cross it.
-
-The client and the batch hold a `Limiter` and never know which one: the in-process
-`rembg_async.AdaptiveLimiter` today, a limiter shared through Redis tomorrow. A request
-goes ``permit = await limiter.acquire()``, then the exchange, then
-``await limiter.release(permit, answer)`` with what the server said (or None if it said
-nothing); the limiter learns the rate the server accepts from those answers.
-"""
+"""The one interface every limiter implements (`Limiter`), and the values that cross it: a request
+goes ``permit = await limiter.acquire()``, the exchange, ``await limiter.release(permit,
+answer)``, and the limiter learns from what the server said."""
 
 from __future__ import annotations
 
@@ -26,12 +21,8 @@ RateSource = Literal["learned", "server", "fixed", "none"]
 
 @attrs.frozen(kw_only=True)
 class Permit:
-    """Leave to start one request, from `Limiter.acquire`; hand it back to ``release``.
-
-    ``started_at`` is the limiter's clock when the request could start, ``epoch`` how many
-    times the limiter had slowed down by then (so that 429s to requests sent before a
-    slow-down do not slow it down again), ``token`` whatever else an implementation needs.
-    """
+    """Leave to start one request: ``started_at`` on the limiter's clock, ``epoch`` its
+    slow-downs by then (a 429 to a request sent before one is no news), ``token`` its own."""
 
     started_at: float
     epoch: int = 0
@@ -40,8 +31,7 @@ class Permit:
 
 @attrs.frozen(kw_only=True)
 class Answer:
-    """What the server said to one request: its status, headers, whether it was a
-    short-term 429 (flow control; a daily or monthly 429 is not), and an error's message."""
+    """What the server said to one request; ``throttled``: a short-term 429 (flow control)."""
 
     status: int
     headers: Mapping[str, str] = attrs.field(factory=dict)
@@ -50,8 +40,8 @@ class Answer:
 
     @property
     def refuses_the_key(self) -> bool:
-        """Whether every further request with this key would be refused alike: a daily or
-        monthly limit, or the key or its account refused (401, 402, 403)."""
+        """Whether every further request with this key would be refused alike (401, 402, 403,
+        a daily or monthly limit)."""
         if self.status in (401, 402, 403):
             return True
         scope = rate_limit_scope(self.message)
@@ -115,6 +105,14 @@ class Limiter(Protocol):
         ...
 
 
+def check_limits(requests_per_second: float | None, max_concurrency: int | None) -> None:
+    """The checks every limiter makes of its ``requests_per_second`` and ``max_concurrency``."""
+    if requests_per_second is not None and not requests_per_second > 0:
+        raise ValueError("requests_per_second must be positive")
+    if max_concurrency is not None and max_concurrency < 1:
+        raise ValueError("max_concurrency must be at least 1")
+
+
 @attrs.define
 class Outcome:
     """Where the client writes the answer of the request a permit was for."""
@@ -134,8 +132,8 @@ async def limited(limiter: Limiter) -> AsyncIterator[Outcome]:
 
 
 def refused(error: E) -> E:
-    """Mark ``error`` as raised by a limiter before the request was sent (a stop shared by the
-    fleet, a spent budget): a batch puts the input back among those not started."""
+    """Mark ``error`` as raised by a limiter before anything was sent (a fleet's stop, a spent
+    budget): a batch puts the input back among those not started."""
     error._rembg_refused = True  # type: ignore[attr-defined]
     return error
 
