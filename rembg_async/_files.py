@@ -98,36 +98,39 @@ class _FileThreads:
         wake = threading.Lock()
         wake.acquire()
         held: set[asyncio.AbstractEventLoop] = set()  # loops not yet woken for outcomes
-        held_since = 0.0
+        held_since = now = 0.0  # when the first held outcome, and the last call, finished
         while True:
             with self._lock:
                 call = self._pending.popleft() if self._pending else None
                 if call is None and not held:
                     self._awake -= 1
                     self._sleepers.append(wake)
-            if call is None:
-                if held:  # nothing more to do: wake the loops for what is done, together
-                    self._wake_loops(held)
-                    held = set()
-                else:
-                    wake.acquire()  # asleep until _wake_one releases it
+            if call is None and not held:
+                wake.acquire()  # asleep until _wake_one releases it
                 continue
-            loop = call[2]
-            outcome = _outcome(call)
-            self._progress = now = time.monotonic()
-            with self._lock:
-                posted = not loop.is_closed()  # a closed loop: nobody can take the outcome
+            if call is not None:
+                posted = self._run(call)
+                self._progress = now = time.monotonic()
                 if posted:
-                    self._finished.setdefault(loop, []).append(outcome)
-            del call, outcome  # hold nothing while waiting for more
-            if not posted:
-                continue
-            if not held:
-                held_since = now
-            held.add(loop)
-            if now - held_since > _HOLD_SECONDS:
-                self._wake_loops(held)
+                    if not held:
+                        held_since = now
+                    held.add(call[2])
+            if held and (call is None or now - held_since > _HOLD_SECONDS):
+                self._wake_loops(held)  # the loops woken for what is done, together
                 held = set()
+
+    def _run(self, call: _Call) -> bool:
+        """Run ``call`` and post its outcome to its loop; False if that loop is closed."""
+        function, args, loop, future = call
+        try:
+            outcome: _Outcome = (future, function(*args), None)
+        except BaseException as error:  # handed to the caller, whatever it is
+            outcome = (future, None, error)
+        with self._lock:
+            if loop.is_closed():  # nobody can take the outcome
+                return False
+            self._finished.setdefault(loop, []).append(outcome)
+            return True
 
     def _wake_loops(self, loops: Iterable[asyncio.AbstractEventLoop]) -> None:
         """Have each loop take its posted outcomes, unless it is woken for them already."""
@@ -168,14 +171,6 @@ class _FileThreads:
             loop.call_later(_STUCK_SECONDS, self._patrol, loop)
         else:
             del self._unresolved[loop]
-
-
-def _outcome(call: _Call) -> _Outcome:
-    function, args, _, future = call
-    try:
-        return (future, function(*args), None)
-    except BaseException as error:  # handed to the caller, whatever it is
-        return (future, None, error)
 
 
 _FILE_THREADS: Final = _FileThreads(MAX_FILE_THREADS)

@@ -162,7 +162,7 @@ class Rembg:
         the client from another thread while this one waits for the next item raises
         `RuntimeError` here: the batch did not finish (its requests in flight are cancelled).
         """
-        run = self._worker.call(_start(self._client, self._runs, inputs, options, more))
+        run = self._worker.call(self._start(inputs, options, more))
         try:
             while True:
                 try:
@@ -172,7 +172,23 @@ class Rembg:
                 yield SyncBatchItem.of(item)
         finally:  # (once the client is closing, that stops the run)
             with contextlib.suppress(ClosedError):
-                self._worker.call(_finish(self._runs, run))
+                self._worker.call(self._finish(run))
+
+    async def _start(
+        self,
+        inputs: Iterable[Any],
+        options: RemoveOptions | Mapping[str, Any] | None,
+        more: dict[str, Any],
+    ) -> BatchRun:
+        """A run of ``remove_many``, known to `_close` (on the loop, which alone touches runs)."""
+        run = self._client.remove_many(inputs, options, **more)
+        self._runs.add(run)
+        return run
+
+    async def _finish(self, run: BatchRun) -> None:
+        """A run left by its iterator: closed, and forgotten."""
+        self._runs.discard(run)
+        await run.aclose()
 
     def membership_usage(self, **arguments: Any) -> MembershipUsage:
         """`AsyncRembg.membership_usage`, waited for."""
@@ -233,25 +249,6 @@ async def _make_client(api_key: str | None, options: dict[str, Any]) -> AsyncRem
     client = AsyncRembg(api_key, **options)
     await client.__aenter__()
     return client
-
-
-async def _start(
-    client: AsyncRembg,
-    runs: weakref.WeakSet[BatchRun],
-    inputs: Iterable[Any],
-    options: RemoveOptions | Mapping[str, Any] | None,
-    more: dict[str, Any],
-) -> BatchRun:
-    """A run of ``remove_many``, known to `_close`."""
-    run = client.remove_many(inputs, options, **more)
-    runs.add(run)
-    return run
-
-
-async def _finish(runs: weakref.WeakSet[BatchRun], run: BatchRun) -> None:
-    """A run left by its iterator: closed, and forgotten."""
-    runs.discard(run)
-    await run.aclose()
 
 
 # The result's type follows the options, as for rembg() (SyncImageFile for ImageFile)
