@@ -15,7 +15,7 @@ from typing import Any, Final, TypeVar
 T = TypeVar("T")
 
 #: Enough threads that slow calls (a network file system) do not wait in line behind each other.
-MAX_FILE_THREADS: Final = 4
+_MAX_THREADS: Final = 4
 
 #: Another thread is woken only when no call has finished for this long: on a local disk one
 #: keeps up, and each thread more contends with the event loop for the GIL.
@@ -32,9 +32,8 @@ _Outcome = tuple["asyncio.Future[Any]", Any, BaseException | None]
 class _FileThreads:
     """Daemon threads running blocking calls for any event loop, woken as seldom as possible."""
 
-    def __init__(self, max_threads: int) -> None:
+    def __init__(self) -> None:
         self._pending: collections.deque[_Call] = collections.deque()
-        self._max_threads = max_threads
         self._lock = threading.Lock()
         self._threads = 0
         self._awake = 0  # threads taking calls, not asleep
@@ -84,7 +83,7 @@ class _FileThreads:
 
     def _wake_one(self) -> None:
         """Wake a sleeping thread, or start one if there is room (with the lock held)."""
-        if not self._sleepers and self._threads == self._max_threads:
+        if not self._sleepers and self._threads == _MAX_THREADS:
             return
         self._progress = time.monotonic()  # a thread that slept through a quiet spell: not stuck
         self._awake += 1
@@ -173,7 +172,7 @@ class _FileThreads:
             del self._unresolved[loop]
 
 
-_FILE_THREADS: Final = _FileThreads(MAX_FILE_THREADS)
+_FILE_THREADS: Final = _FileThreads()
 
 
 async def run_to_completion(

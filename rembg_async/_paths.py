@@ -50,23 +50,18 @@ def mirrored_path(folder: Path, relative: PurePath, extension: str) -> Path:
 
 
 def format_for_output(target: PurePath, given: OutputFormat | None) -> OutputFormat | None:
-    """The format of a result saved as ``target``: the one given, else the one its extension
-    names (``cut.png``: PNG, as Pillow's ``save()`` decides), else None (the API's default).
-
-    A given format that the extension contradicts (``x.png`` with WEBP bytes would lie) is
-    refused with `InvalidInputError`, before anything is sent.
-    """
+    """The format of a result saved as ``target``: the one given, else its extension's (as
+    Pillow's ``save()`` decides), else None; a format the extension contradicts is refused."""
     named = _FORMAT_OF_EXTENSION.get(target.suffix.lower())
     if given is None:
         return named
     canonical = parse_format(given)
     if named is None or named == canonical:
         return given
-    extension = extension_for(canonical)
     message = (
         f"output_path {str(target)!r} names a {named.upper()} file but the format is "
         f"{canonical.upper()}: pass format={named!r} (or no format), or name the file "
-        f"{target.with_suffix('.' + extension).name!r}"
+        f"{target.with_suffix('.' + extension_for(canonical)).name!r}"
     )
     raise InvalidInputError(message, [("output_path", message)])
 
