@@ -79,6 +79,7 @@ class _FileThreads:
                 self._wake_one()
 
     def _stuck(self) -> bool:
+        """No call has finished lately."""
         return time.monotonic() - self._progress > _STUCK_SECONDS
 
     def _wake_one(self) -> None:

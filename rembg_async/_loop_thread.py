@@ -60,6 +60,7 @@ class LoopThread:
                 self._calls.discard(call)
 
     async def _tracked(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """``coroutine``, with its task known to `close`, which cancels it."""
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
@@ -98,6 +99,7 @@ class LoopThread:
 
 
 def _serve(loop: asyncio.AbstractEventLoop) -> None:
+    """The thread: the loop runs until stopped, then is closed where it ran."""
     try:
         loop.run_forever()
     finally:
