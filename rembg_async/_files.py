@@ -56,10 +56,11 @@ class _FileThreads:
             loop.call_later(_STUCK_SECONDS, self._patrol, loop)
         self._unresolved[loop] += 1
         with self._lock:
-            if loop not in self._this_turn:
-                self._this_turn[loop] = []
+            calls = self._this_turn.get(loop)
+            if calls is None:
+                calls = self._this_turn[loop] = []
                 loop.call_soon(self._hand_over, loop)
-            self._this_turn[loop].append((function, args, loop, future))
+            calls.append((function, args, loop, future))
         return future
 
     def _forget_closed_loops(self) -> None:
