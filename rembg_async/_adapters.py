@@ -1,8 +1,5 @@
-"""Progress adapters: our events driving a rich progress bar or a tqdm bar.
-
-Both are duck-typed (no import of rich or tqdm here): they call the few methods those bars have,
-which the protocols below spell out, so type checkers still check the bar and the task id.
-"""
+"""Progress adapters driving a rich or tqdm bar, duck-typed (neither is imported here): the
+protocols below spell out the few methods they call, so type checkers still check the bar."""
 
 from __future__ import annotations
 
@@ -25,8 +22,7 @@ class RichProgressLike(Protocol[_TaskID_contra]):
         *,
         total: float | None = ...,
         completed: float | None = ...,
-    ) -> None:
-        """Set a task's ``completed`` and ``total``."""
+    ) -> None: ...
 
 
 class TqdmLike(Protocol):
@@ -34,11 +30,9 @@ class TqdmLike(Protocol):
 
     total: float | None
 
-    def update(self, n: float | None = ..., /) -> object:
-        """Advance the bar by ``n``."""
+    def update(self, n: float | None = ..., /) -> object: ...
 
-    def reset(self, total: float | None = ...) -> object:
-        """Start the bar again from zero."""
+    def reset(self, total: float | None = ...) -> object: ...
 
 
 def rich_progress(

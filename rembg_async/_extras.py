@@ -1,31 +1,22 @@
-"""Optional parts: a missing dependency names the extra that installs it.
-
-``rembg_async.server`` needs the ``server`` extra; later optional modules (``redis``, ``dask``,
-``fsspec``) call the same helper first thing, so every one fails the same helpful way.
-"""
+"""Optional parts (server, redis, dask, fsspec): a missing dependency names the extra that
+installs it, the same way for every one."""
 
 from __future__ import annotations
 
 import importlib
 from types import ModuleType
 
-#: The distribution's name, as ``pip install`` wants it.
-DISTRIBUTION = "rembg-async"
-
 
 def import_optional(module: str, *, extra: str, feature: str) -> ModuleType:
-    """Import ``module``, or raise ModuleNotFoundError saying ``pip install 'rembg-async[extra]'``.
-
-    ``feature`` is what needs it (``"rembg_async.server"``), for the message. The error keeps
-    the missing module's ``name`` and chains the original, so ``except ImportError`` still works.
-    """
+    """Import ``module``, or raise ModuleNotFoundError saying ``pip install 'rembg-async[extra]'``
+    for ``feature``; the error keeps the missing module's ``name`` and chains the original."""
     try:
         return importlib.import_module(module)
     except ModuleNotFoundError as error:
         missing = error.name or module
         message = (
             f"{feature} needs {missing!r}, which the {extra!r} extra installs: "
-            f"pip install '{DISTRIBUTION}[{extra}]'"
+            f"pip install 'rembg-async[{extra}]'"
         )
         raise ModuleNotFoundError(message, name=missing) from error
 

@@ -1,25 +1,6 @@
-"""Blocking file calls off the event loop: a few threads, cheap hand-overs, safe to cancel.
-
-Measured against ``concurrent.futures.ThreadPoolExecutor`` running the same calls (one per
-image to read and plan it, one to save and record it; ``benchmarks/RESULTS.md``, "A/B"), this
-pool made a batch 1.17× as fast against the fixed-answer server, at about two thirds of the
-CPU per image, and ~5 % faster end to end: it stays.
-
-A batch makes several small file calls per image (read the input, save the answer). On
-asyncio's default executor each is a hop with a thread wake-up one way and a self-pipe write
-the other way, and up to six threads contend with the loop for the GIL: measured, the hops
-cost more CPU than the HTTP exchange itself, and waking a sleeping thread is the dearest part
-of a hop (on a virtual machine, an interrupt between processors). Here a few long-lived
-threads take calls from one queue; the calls a loop makes in one turn are handed over together
-at the end of it, waking a thread once for all of them; and finished calls go back to each
-loop in bunches, waking it once for all the calls that finished while it was busy.
-
-``asyncio.to_thread`` (and aiofiles, built the same way) also returns at once when the awaiting
-task is cancelled, while the call goes on in its thread: a file opened there is lost (a
-descriptor leak), and a read still running races the ``close()`` that cancellation triggers.
-Here a cancelled caller first waits for the call to finish, so the file it uses can then be
-closed.
-"""
+"""Blocking file calls off the event loop, on a few long-lived threads that are cheap to hand
+calls to and safe to cancel. Why not asyncio's executor: ``benchmarks/README.md`` (each step
+measured) and ``benchmarks/RESULTS.md`` ("ThreadPoolExecutor vs the pool, A/B")."""
 
 from __future__ import annotations
 
@@ -33,17 +14,15 @@ from typing import Any, Final, TypeVar
 
 T = TypeVar("T")
 
-#: Threads for file calls at most: enough that slow calls (a network file system) do not wait
-#: in line behind each other.
-MAX_FILE_THREADS: Final = 4
+#: Enough threads that slow calls (a network file system) do not wait in line behind each other.
+_MAX_THREADS: Final = 4
 
-#: A second thread starts only when no call has finished for this long: on a local disk one
-#: thread keeps up, and each thread more contends with the event loop for the GIL.
+#: Another thread is woken only when no call has finished for this long: on a local disk one
+#: keeps up, and each thread more contends with the event loop for the GIL.
 _STUCK_SECONDS: Final = 0.02
 
-#: A thread holds back waking a loop for the outcomes of its calls while more calls are
-#: queued, to wake it once for several; not past this after the first finished. A slow call
-#: meanwhile does not hold them back longer than `_STUCK_SECONDS`: the loop looks for them.
+#: While more calls are queued, a thread holds back waking a loop for its outcomes (to wake it
+#: once for several), up to this long after the first.
 _HOLD_SECONDS: Final = 0.001
 
 _Call = tuple[Callable[..., Any], tuple[Any, ...], asyncio.AbstractEventLoop, "asyncio.Future[Any]"]
@@ -51,16 +30,10 @@ _Outcome = tuple["asyncio.Future[Any]", Any, BaseException | None]
 
 
 class _FileThreads:
-    """Daemon threads running blocking calls for any event loop.
+    """Daemon threads running blocking calls for any event loop, woken as seldom as possible."""
 
-    One thread takes the calls while it keeps up; each thread more contends with the loop for
-    the GIL. A sleeping thread is woken, or another started, only when none is awake or the
-    awake one is stuck (a slow disk): then it takes the calls queued behind the slow one.
-    """
-
-    def __init__(self, max_threads: int) -> None:
+    def __init__(self) -> None:
         self._pending: collections.deque[_Call] = collections.deque()
-        self._max_threads = max_threads
         self._lock = threading.Lock()
         self._threads = 0
         self._awake = 0  # threads taking calls, not asleep
@@ -69,15 +42,12 @@ class _FileThreads:
         self._finished: dict[asyncio.AbstractEventLoop, list[_Outcome]] = {}
         self._this_turn: dict[asyncio.AbstractEventLoop, list[_Call]] = {}
         self._woken: set[asyncio.AbstractEventLoop] = set()  # to take their outcomes
-        # Calls not yet resolved, per loop; while there are some, the loop patrols. Touched on
-        # the loop's own thread only, but for closed loops dropped on another's.
+        # Calls not yet resolved, per loop (which patrols while it has some); touched on the
+        # loop's own thread, except when `_forget_closed_loops` drops closed loops.
         self._unresolved: dict[asyncio.AbstractEventLoop, int] = {}
 
     def submit(self, function: Callable[..., T], args: tuple[Any, ...]) -> asyncio.Future[T]:
-        """Run ``function(*args)`` in a thread; the future is resolved on the calling loop.
-
-        The call is handed over at the end of the loop's turn, with the others made in it.
-        """
+        """Run ``function(*args)`` in a thread, handed over at the end of the loop's turn."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         if loop not in self._unresolved:
@@ -94,9 +64,7 @@ class _FileThreads:
         return future
 
     def _forget_closed_loops(self) -> None:
-        """Drop what loops closed meanwhile left here (``asyncio.run`` closes its loop before
-        the last patrol; a loop may close with calls out, or made in its last turn): called
-        whenever a loop that had no calls out makes one."""
+        """Drop what closed loops left (a loop may close with calls out, or before its patrol)."""
         with self._lock:
             for table in (self._unresolved, self._this_turn, self._finished):
                 # list(): one step under the GIL, while other loops add to `_unresolved`
@@ -105,8 +73,7 @@ class _FileThreads:
             self._woken = {loop for loop in self._woken if not loop.is_closed()}
 
     def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Queue the calls of the loop's last turn, waking a thread only if none is awake (or
-        the awake ones are stuck): once for all of them."""
+        """Queue the calls of the loop's last turn, waking a thread once for all of them."""
         with self._lock:
             self._pending.extend(self._this_turn.pop(loop))
             if self._awake == 0 or self._stuck():
@@ -118,10 +85,9 @@ class _FileThreads:
 
     def _wake_one(self) -> None:
         """Wake a sleeping thread, or start one if there is room (with the lock held)."""
-        if not self._sleepers and self._threads == self._max_threads:
+        if not self._sleepers and self._threads == _MAX_THREADS:
             return
-        # Counted from now: a thread that slept through a quiet spell is not stuck.
-        self._progress = time.monotonic()
+        self._progress = time.monotonic()  # a thread that slept through a quiet spell: not stuck
         self._awake += 1
         if self._sleepers:
             self._sleepers.pop().release()
@@ -133,39 +99,39 @@ class _FileThreads:
         wake = threading.Lock()
         wake.acquire()
         held: set[asyncio.AbstractEventLoop] = set()  # loops not yet woken for outcomes
-        held_since = 0.0  # when the first of those outcomes was posted
+        held_since = now = 0.0  # when the first held outcome, and the last call, finished
         while True:
             with self._lock:
                 call = self._pending.popleft() if self._pending else None
                 if call is None and not held:
                     self._awake -= 1
                     self._sleepers.append(wake)
-            if call is None:
-                if held:  # nothing more to do: wake the loops for what is done, together
-                    self._wake_loops(held)
-                    held = set()
-                else:
-                    wake.acquire()  # asleep until _wake_one releases it
+            if call is None and not held:
+                wake.acquire()  # asleep until _wake_one releases it
                 continue
-            function, args, loop, future = call
-            try:
-                outcome: _Outcome = (future, function(*args), None)
-            except BaseException as error:  # handed to the caller, whatever it is
-                outcome = (future, None, error)
-            self._progress = now = time.monotonic()
-            with self._lock:  # posted: the loop takes it when next woken (see _patrol too)
-                posted = not loop.is_closed()  # a closed loop: nobody can take the outcome
+            if call is not None:
+                posted = self._run(call)
+                self._progress = now = time.monotonic()
                 if posted:
-                    self._finished.setdefault(loop, []).append(outcome)
-            del call, function, args, future, outcome  # hold nothing while waiting for more
-            if not posted:
-                continue
-            if not held:
-                held_since = now
-            held.add(loop)
-            if now - held_since > _HOLD_SECONDS:
-                self._wake_loops(held)
+                    if not held:
+                        held_since = now
+                    held.add(call[2])
+            if held and (call is None or now - held_since > _HOLD_SECONDS):
+                self._wake_loops(held)  # the loops woken for what is done, together
                 held = set()
+
+    def _run(self, call: _Call) -> bool:
+        """Run ``call`` and post its outcome to its loop; False if that loop is closed."""
+        function, args, loop, future = call
+        try:
+            outcome: _Outcome = (future, function(*args), None)
+        except BaseException as error:  # handed to the caller, whatever it is
+            outcome = (future, None, error)
+        with self._lock:
+            if loop.is_closed():  # nobody can take the outcome
+                return False
+            self._finished.setdefault(loop, []).append(outcome)
+            return True
 
     def _wake_loops(self, loops: Iterable[asyncio.AbstractEventLoop]) -> None:
         """Have each loop take its posted outcomes, unless it is woken for them already."""
@@ -195,11 +161,9 @@ class _FileThreads:
                 future.set_exception(error)
 
     def _patrol(self, loop: asyncio.AbstractEventLoop) -> None:
-        """On the loop, every `_STUCK_SECONDS` while it has calls out: take the outcomes a
-        thread posted but holds back the wake-up for, busy with a slow call meanwhile; and
-        when that call is stuck, have another thread take the calls queued behind it (the
-        hand-over that queued them may have come too soon to see it stuck, and one of them
-        may be what the stuck call waits for)."""
+        """Every `_STUCK_SECONDS` while the loop has calls out: take the outcomes a thread busy
+        with a slow call holds back, and when that call is stuck, wake another thread for the
+        calls behind it (one of them may be what the stuck call waits for)."""
         self._deliver(loop)
         with self._lock:
             if self._pending and self._stuck():
@@ -210,7 +174,7 @@ class _FileThreads:
             del self._unresolved[loop]
 
 
-_FILE_THREADS: Final = _FileThreads(MAX_FILE_THREADS)
+_FILE_THREADS: Final = _FileThreads()
 
 
 async def run_to_completion(
@@ -218,8 +182,9 @@ async def run_to_completion(
 ) -> T:
     """``function(*args)`` in a thread; on cancellation, wait for it to finish, then re-raise.
 
-    ``undo`` is given the result of a call that completed for a caller who was cancelled
-    meanwhile, and will never see it: to close or delete what the call made.
+    ``undo`` is given the result of a call that completed for a caller cancelled meanwhile (to
+    close or delete what it made). ``asyncio.to_thread`` returns at once instead, while the call
+    goes on: a file opened there leaks, and a read still running races the ``close()``.
     """
     future = _FILE_THREADS.submit(function, args)
     try:

@@ -1,10 +1,5 @@
-"""`LoopThread`: a private event loop in a thread of its own, which sync callers hand
-coroutines to and wait on; and its end, which leaves no caller waiting.
-
-Closing cuts the calls still running (their tasks are cancelled and clean up on the loop),
-so a thread waiting on a call when another thread closes gets an error at once instead of
-waiting forever on a loop that has stopped.
-"""
+"""`LoopThread`: an event loop in a thread of its own that sync callers hand coroutines to; its
+closing cancels the calls still running, so that no caller is left waiting on a stopped loop."""
 
 from __future__ import annotations
 
@@ -29,8 +24,7 @@ class LoopThread:
 
     def __init__(self, name: str) -> None:
         self._loop = asyncio.new_event_loop()
-        # Held while deciding "closed or not" and handing a call over, so that no call
-        # reaches the loop once closing has begun.
+        # Held while deciding "closed or not" and handing a call over: none reaches a closing loop
         self._lock = threading.Lock()
         self._closed = False
         self._calls: set[concurrent.futures.Future[Any]] = set()  # under the lock
@@ -44,10 +38,8 @@ class LoopThread:
         return self._closed
 
     def call(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        """Run ``coroutine`` on the loop and wait for its outcome.
-
-        Raises `ClosedError` when closed, or when closed (by another thread) while it ran.
-        """
+        """Run ``coroutine`` on the loop and wait for it; `ClosedError` if closed, or closed
+        (by another thread) while it ran."""
         with self._lock:
             if self._closed:
                 coroutine.close()
@@ -78,10 +70,8 @@ class LoopThread:
             self._tasks.discard(task)
 
     def close(self, last: Last = None) -> None:
-        """Cut the calls still running, run ``last``, stop the loop and wait for the thread.
-
-        Safe to repeat.
-        """
+        """Cancel the calls still running, run ``last``, stop the loop and wait for the thread;
+        safe to repeat."""
         with self._lock:
             first, self._closed = not self._closed, True
         if not first:
@@ -89,11 +79,17 @@ class LoopThread:
         try:
             asyncio.run_coroutine_threadsafe(_end(self._tasks, last), self._loop).result()
         finally:
-            self._stop()
+            # Were a call left (this thread interrupted meanwhile), its caller would wait for
+            # ever on the stopped loop: cancelling it wakes that caller.
+            with self._lock:
+                left = list(self._calls)
+            for call in left:
+                call.cancel()
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
 
     def close_soon(self, last: Last = None) -> None:
-        """`close` without waiting, for a collector (which may run on the loop's own thread):
-        the loop stops itself once ``last`` has run."""
+        """`close` without waiting, for a collector (which may run on the loop's own thread)."""
         self._closed = True
         closing = _end(self._tasks, last, then_stop=self._loop)
         try:
@@ -101,19 +97,9 @@ class LoopThread:
         except RuntimeError:  # the loop is gone already (the interpreter is exiting)
             closing.close()
 
-    def _stop(self) -> None:
-        # Every call ended with its task, so none should be left; were one left, its caller
-        # would wait for ever on the stopped loop: cancelling it wakes that caller.
-        with self._lock:
-            left = list(self._calls)
-        for call in left:
-            call.cancel()
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join()
-
 
 def _serve(loop: asyncio.AbstractEventLoop) -> None:
-    """The thread: the loop runs until stopped, then is closed here, where it ran."""
+    """The thread: the loop runs until stopped, then is closed where it ran."""
     try:
         loop.run_forever()
     finally:
@@ -125,8 +111,8 @@ async def _end(
     last: Last,
     then_stop: asyncio.AbstractEventLoop | None = None,
 ) -> None:
-    """Cancel the calls' tasks and wait until they have cleaned up, then run ``last``; and
-    stop the loop, when asked."""
+    """Cancel the calls' tasks and wait for their clean-up, then run ``last`` (and stop the
+    loop, when asked)."""
     try:
         try:
             running = list(tasks)

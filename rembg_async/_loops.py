@@ -1,9 +1,5 @@
-"""The CLI's event loop: uvloop when the ``speed`` extra installed it, asyncio's otherwise.
-
-uvloop runs the same code with less CPU per request (see docs/performance.md); nothing
-in the library depends on it. ``REMBG_ASYNC_LOOP=asyncio`` turns it off, to compare or to rule
-it out when something misbehaves.
-"""
+"""The CLI's event loop: uvloop (less CPU per request, docs/performance.md) when the ``speed``
+extra installed it and ``REMBG_ASYNC_LOOP=asyncio`` does not turn it off; asyncio's otherwise."""
 
 from __future__ import annotations
 
@@ -15,8 +11,7 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-#: The environment variable that chooses the loop: ``uvloop`` (the default when installed)
-#: or ``asyncio``.
+#: The environment variable that chooses the loop: ``uvloop`` (the default) or ``asyncio``.
 LOOP_VARIABLE = "REMBG_ASYNC_LOOP"
 
 

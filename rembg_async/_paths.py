@@ -17,9 +17,8 @@ from ._options import OutputFormat
 
 _UNSAFE: Final = re.compile(r"[^\w.\- ]+")
 _SEPARATORS: Final = re.compile(r"[\\/]")
-MAX_STEM: Final = 200
-#: The output format each file extension names.
-FORMAT_OF_EXTENSION: Final[dict[str, OutputFormat]] = {
+_MAX_STEM: Final = 200
+_FORMAT_OF_EXTENSION: Final[dict[str, OutputFormat]] = {
     ".png": "png",
     ".jpg": "jpeg",
     ".jpeg": "jpeg",
@@ -32,20 +31,12 @@ def safe_part(name: str) -> str:
     """One path component made safe: no separators, control or reserved characters, no
     leading or trailing dots (so never ``..``), never empty."""
     part = unicodedata.normalize("NFC", name)
-    return _UNSAFE.sub("_", part).strip(" .")[:MAX_STEM] or "image"
-
-
-def output_path_for(folder: Path, source_name: str, extension: str) -> Path:
-    """``folder / <safe stem>.<extension>`` for an input called ``source_name``.
-
-    Only the last component of the name is used, stripped of separators, ``..``, control and
-    reserved characters and leading dots, so the result is always directly inside ``folder``.
-    """
-    return folder / safe_leaf(source_name, extension)
+    return _UNSAFE.sub("_", part).strip(" .")[:_MAX_STEM] or "image"
 
 
 def safe_leaf(source_name: str, extension: str) -> str:
-    """``<safe stem>.<extension>`` for an input called ``source_name``."""
+    """``<safe stem>.<extension>`` for an input called ``source_name``: only the name's last
+    component is used, made safe, so the result is one plain file name (never ``..``)."""
     base = _SEPARATORS.split(source_name)[-1]
     stem = base.rsplit(".", 1)[0] if "." in base.lstrip(".") else base
     return f"{safe_part(stem)}.{extension.lstrip('.')}"
@@ -59,30 +50,24 @@ def mirrored_path(folder: Path, relative: PurePath, extension: str) -> Path:
 
 
 def format_for_output(target: PurePath, given: OutputFormat | None) -> OutputFormat | None:
-    """The format of a result saved as ``target``: the one given, else the one its extension
-    names (``cut.png``: PNG, as Pillow's ``save()`` decides), else None (the API's default).
-
-    A given format that the extension contradicts (``x.png`` with WEBP bytes would lie) is
-    refused with `InvalidInputError`, before anything is sent.
-    """
-    named = FORMAT_OF_EXTENSION.get(target.suffix.lower())
+    """The format of a result saved as ``target``: the one given, else its extension's (as
+    Pillow's ``save()`` decides), else None; a format the extension contradicts is refused."""
+    named = _FORMAT_OF_EXTENSION.get(target.suffix.lower())
     if given is None:
         return named
     canonical = parse_format(given)
     if named is None or named == canonical:
         return given
-    extension = extension_for(canonical)
     message = (
         f"output_path {str(target)!r} names a {named.upper()} file but the format is "
         f"{canonical.upper()}: pass format={named!r} (or no format), or name the file "
-        f"{target.with_suffix('.' + extension).name!r}"
+        f"{target.with_suffix('.' + extension_for(canonical)).name!r}"
     )
     raise InvalidInputError(message, [("output_path", message)])
 
 
 def check_output_place(target: Path) -> None:
-    """Refuse, before anything is sent, a target that is a folder, or whose nearest existing
-    folder cannot be written (blocking: a ``stat`` or two)."""
+    """Refuse, before anything is sent, a target that is a folder or cannot be written."""
     if target.is_dir():
         raise IsADirectoryError(errno.EISDIR, "output_path is a folder", str(target))
     check_folder_writable(target.parent)

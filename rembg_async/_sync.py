@@ -1,12 +1,6 @@
-"""`Rembg`: the sync twin of `AsyncRembg`, for scripts, threads, Django views and notebooks.
-
-It holds an `AsyncRembg` on a private event loop that runs in a thread of its own, and each
-method hands the coroutine over to that loop and waits for it: there is one implementation of
-every rule (retries, limits, checks), the async one. This works from any thread, several at a
-time, and where a loop is already running in the calling thread (a notebook): the work never
-runs on the caller's loop. Callbacks (progress) are plain functions, called in the client's
-thread.
-"""
+"""`Rembg`: the sync twin of `AsyncRembg`, which it runs on a loop of its own in a thread (one
+implementation of every rule; usable from any thread, or where a loop runs, as in a notebook);
+and `rembg_sync`, the twin of `rembg`."""
 
 from __future__ import annotations
 
@@ -48,11 +42,10 @@ class Rembg:
 
     def __init__(self, api_key: str | None = None, **options: Any) -> None:
         self._worker = LoopThread("rembg-async sync client")
-        # remove_many's runs not yet finished (kept on the client's loop): closing the client
-        # stops them first.
+        # remove_many's open runs (touched on the client's loop only), stopped by close()
         self._runs: weakref.WeakSet[BatchRun] = weakref.WeakSet()
         try:
-            self._client: AsyncRembg = self._run(_make_client(api_key, options))
+            self._client: AsyncRembg = self._worker.call(_make_client(api_key, options))
         except BaseException:  # bad arguments: no thread left behind
             self._worker.close()
             raise
@@ -60,12 +53,7 @@ class Rembg:
     def __repr__(self) -> str:
         return repr(self._client).replace("<AsyncRembg", "<Rembg", 1)
 
-    def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        """Run ``coroutine`` on the client's loop and wait for its result."""
-        return self._worker.call(coroutine)
-
-    # The result's type follows the options, as for AsyncRembg.remove, with SyncImageFile
-    # for ImageFile.
+    # The result's type follows the options, as for AsyncRembg.remove (SyncImageFile for ImageFile)
     @overload
     def remove(
         self,
@@ -159,7 +147,7 @@ class Rembg:
         """`AsyncRembg.remove`, waited for: the same arguments (``output_path``, ``retry``,
         ``timeout``, ``return_bytes``…); a file result is a `SyncImageFile` (plain
         ``cleanup()``)."""
-        result = self._run(self._client.remove(input_image, options, **more))
+        result = self._worker.call(self._client.remove(input_image, options, **more))
         return handed_to_sync(result) if isinstance(result, ImageFile) else result
 
     def remove_many(
@@ -174,26 +162,41 @@ class Rembg:
         the client from another thread while this one waits for the next item raises
         `RuntimeError` here: the batch did not finish (its requests in flight are cancelled).
         """
-        run: BatchRun = self._run(_start(self._client, self._runs, inputs, options, more))
+        run = self._worker.call(self._start(inputs, options, more))
         try:
             while True:
                 try:
-                    item = self._run(run.__anext__())
+                    item = self._worker.call(run.__anext__())
                 except StopAsyncIteration:
                     return
                 yield SyncBatchItem.of(item)
-        finally:
-            # Once the client is closing, closing it stops the run (or already has).
+        finally:  # (once the client is closing, that stops the run)
             with contextlib.suppress(ClosedError):
-                self._run(_finish(self._runs, run))
+                self._worker.call(self._finish(run))
+
+    async def _start(
+        self,
+        inputs: Iterable[Any],
+        options: RemoveOptions | Mapping[str, Any] | None,
+        more: dict[str, Any],
+    ) -> BatchRun:
+        """A run of ``remove_many``, known to `_close` (on the loop, which alone touches runs)."""
+        run = self._client.remove_many(inputs, options, **more)
+        self._runs.add(run)
+        return run
+
+    async def _finish(self, run: BatchRun) -> None:
+        """A run left by its iterator: closed, and forgotten."""
+        self._runs.discard(run)
+        await run.aclose()
 
     def membership_usage(self, **arguments: Any) -> MembershipUsage:
         """`AsyncRembg.membership_usage`, waited for."""
-        return self._run(self._client.membership_usage(**arguments))
+        return self._worker.call(self._client.membership_usage(**arguments))
 
     def billing_cycles(self) -> list[BillingCycleSummary]:
         """`AsyncRembg.billing_cycles`, waited for."""
-        return self._run(self._client.billing_cycles())
+        return self._worker.call(self._client.billing_cycles())
 
     def close(self) -> None:
         """Stop the ``remove_many`` runs still open, close the connections and stop the
@@ -208,9 +211,8 @@ class Rembg:
         worker = getattr(self, "_worker", None)  # None: __init__ failed before making it
         if worker is None or worker.closed:
             return
-        # Closed first, then the warning: under ``-W error`` the warning raises. Closed on its
-        # own loop, without waiting: the collector may run in any thread, that loop's own
-        # included, and the async client's connections belong to that loop.
+        # Closed before the warning (which raises under -W error), without waiting: the
+        # collector may run in any thread, the loop's own included.
         try:
             worker.close_soon(functools.partial(_close, self._client, self._runs))
         finally:
@@ -234,8 +236,7 @@ class Rembg:
 
 
 async def _close(client: AsyncRembg, runs: weakref.WeakSet[BatchRun]) -> None:
-    """Stop the open runs (their requests in flight are cancelled, their temporary files
-    deleted), then close the client."""
+    """Stop the open runs (cancelling their requests, deleting their files), then the client."""
     try:
         for run in list(runs):
             await run.aclose()
@@ -250,27 +251,7 @@ async def _make_client(api_key: str | None, options: dict[str, Any]) -> AsyncRem
     return client
 
 
-async def _start(
-    client: AsyncRembg,
-    runs: weakref.WeakSet[BatchRun],
-    inputs: Iterable[Any],
-    options: RemoveOptions | Mapping[str, Any] | None,
-    more: dict[str, Any],
-) -> BatchRun:
-    """A run of ``remove_many``, known to `_close` (kept on the loop: one thread touches
-    ``runs``)."""
-    run = client.remove_many(inputs, options, **more)
-    runs.add(run)
-    return run
-
-
-async def _finish(runs: weakref.WeakSet[BatchRun], run: BatchRun) -> None:
-    """A run left by its iterator: closed, and forgotten."""
-    runs.discard(run)
-    await run.aclose()
-
-
-# The result's type follows the options, as for rembg(), with SyncImageFile for ImageFile.
+# The result's type follows the options, as for rembg() (SyncImageFile for ImageFile)
 @overload
 def rembg_sync(
     *,
@@ -350,7 +331,7 @@ def _run_alone(coroutine: Coroutine[Any, Any, T]) -> T:
     """Run ``coroutine`` on a loop of its own: here, or in a thread if a loop runs here."""
     try:
         asyncio.get_running_loop()
-    except RuntimeError:  # a plain script or thread: run it here
+    except RuntimeError:
         return asyncio.run(coroutine)
-    with concurrent.futures.ThreadPoolExecutor(1) as thread:  # a loop runs here: not on it
+    with concurrent.futures.ThreadPoolExecutor(1) as thread:
         return thread.submit(asyncio.run, coroutine).result()

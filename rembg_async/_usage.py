@@ -1,9 +1,6 @@
-"""Membership and credit usage, as typed values (the endpoint's JSON, in snake_case).
-
-The JSON comes from a server: every field is checked, and an answer of the wrong shape (a
-string where a number goes, a number too large for a date, a missing field) raises
-`APIResponseError`, never the ``TypeError`` or ``OverflowError`` of a conversion.
-"""
+"""Membership and credit usage as typed values. Every field of the server's JSON is checked: a
+wrong shape (a string for a number, a number too large for a date, a field missing) raises
+`APIResponseError`, never a conversion's ``TypeError`` or ``OverflowError``."""
 
 from __future__ import annotations
 
@@ -63,10 +60,6 @@ def billing_cycles_from_json(body: dict[str, Any]) -> list[BillingCycleSummary]:
     return [BillingCycleSummary.from_json(_object(item, "billing cycle")) for item in cycles]
 
 
-def _utc(unix: int) -> datetime:
-    return datetime.fromtimestamp(unix, tz=timezone.utc)
-
-
 @attrs.frozen(kw_only=True)
 class BillingCycleSummary:
     """One billing period of the list mode: its window and its usage."""
@@ -79,12 +72,12 @@ class BillingCycleSummary:
     @property
     def period_start(self) -> datetime:
         """The start of the period, in UTC."""
-        return _utc(self.period_start_unix)
+        return datetime.fromtimestamp(self.period_start_unix, tz=timezone.utc)
 
     @property
     def period_end(self) -> datetime:
         """The end of the period (inclusive), in UTC."""
-        return _utc(self.period_end_unix)
+        return datetime.fromtimestamp(self.period_end_unix, tz=timezone.utc)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> BillingCycleSummary:
