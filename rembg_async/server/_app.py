@@ -1,24 +1,73 @@
-"""The aiohttp application: middlewares and routes."""
+"""The aiohttp application: routes, the image-work pool, and the middlewares that answer
+errors in the API's shape and deliver injected faults (`Fault`)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import gzip
 import os
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from http import HTTPStatus
 from typing import Final
 
 from aiohttp import web
 
-from .._contract import error_body
-from ._delivery import fault_middleware
+from .._contract import MSG_RATE_DAILY, MSG_RATE_MONTHLY, MSG_RATE_SHORT_TERM, error_body
+from ._faults import FAULT_HEADER, Fault, FaultSyntaxError
 from ._membership import handle_membership_usage
 from ._openapi import handle_openapi
 from ._rmbg import handle_rmbg
 from ._state import STATE, APIError, ServerConfig, ServerState, json_response
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+#: How much nicer than the event loop the image workers are (Linux: threads have priorities).
+WORKER_NICENESS: Final = 5
+_RATE_MESSAGES: Final = {
+    "short_term": MSG_RATE_SHORT_TERM,
+    "daily": MSG_RATE_DAILY,
+    "monthly": MSG_RATE_MONTHLY,
+}
+_HTML_PAGE: Final = (
+    "<html><head><title>{status} {reason}</title></head>"
+    "<body><center><h1>{status} {reason}</h1></center><hr><center>nginx</center></body></html>"
+)
+_DRAIN_CHUNK: Final = 256 * 1024
+
+
+def create_app(config: ServerConfig | None = None) -> web.Application:
+    """A local RemBG-compatible server as an `aiohttp.web.Application`."""
+    app = web.Application(middlewares=[fault_middleware, error_middleware])
+    app[STATE] = ServerState.from_config(config or ServerConfig())
+    app.cleanup_ctx.append(_thread_pool)
+    app.router.add_post("/rmbg", handle_rmbg)
+    app.router.add_get("/api/membership-usage", handle_membership_usage)
+    app.router.add_get("/api/openapi", handle_openapi)
+    return app
+
+
+async def _thread_pool(app: web.Application) -> AsyncIterator[None]:
+    state = app[STATE]
+    state.executor = ThreadPoolExecutor(
+        max_workers=state.config.pool_size(),
+        thread_name_prefix="rembg-server",
+        initializer=_lower_priority,
+    )
+    yield
+    state.executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _lower_priority() -> None:
+    """Run in each worker, so that on a busy machine the event loop gets the CPU first: short
+    requests (usage, errors) must not wait behind every core's image work."""
+    with contextlib.suppress(AttributeError, OSError):  # no per-thread priority off Linux
+        thread = threading.get_native_id()
+        os.setpriority(
+            os.PRIO_PROCESS, thread, os.getpriority(os.PRIO_PROCESS, thread) + WORKER_NICENESS
+        )
 
 
 @web.middleware
@@ -37,40 +86,81 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         )
 
 
-#: How much nicer than the event loop the image workers are (Linux: threads have priorities).
-WORKER_NICENESS: Final = 5
+@web.middleware
+async def fault_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Apply the fault chosen for this request, if any; see `Fault`."""
+    try:
+        fault = request.app[STATE].faults.choose(request.headers.get(FAULT_HEADER))
+    except FaultSyntaxError as error:
+        return json_response(error_body(400, f"Bad {FAULT_HEADER} header: {error}"), status=400)
+    if fault is None:
+        return await handler(request)
+    if fault.latency:
+        await asyncio.sleep(fault.latency)
+    if fault.drop == "upload":  # read part of the upload, then cut the connection
+        await request.content.read(max(1, (request.content_length or 2) // 2))
+        return _abort(request)
+    if fault.status is not None:
+        while await request.content.read(_DRAIN_CHUNK):
+            pass
+        return status_response(fault)
+    response = await handler(request)
+    if fault.shapes_response and isinstance(response, web.Response) and response.status == 200:
+        return await _deliver(request, response, fault)
+    return response
 
 
-def _lower_priority() -> None:
-    """Run in each worker: on a busy machine the event loop gets the CPU first.
-
-    With every core doing image work, the loop thread would otherwise wait its turn behind
-    them, and short requests (the usage endpoint, errors) would wait with it.
-    """
-    with contextlib.suppress(AttributeError, OSError):  # no per-thread priority off Linux
-        thread = threading.get_native_id()
-        os.setpriority(
-            os.PRIO_PROCESS, thread, os.getpriority(os.PRIO_PROCESS, thread) + WORKER_NICENESS
-        )
+def _abort(request: web.Request) -> web.StreamResponse:
+    if request.transport is not None:
+        request.transport.abort()
+    # Nothing more can reach the client: aiohttp quietly drops what is returned on a dead link.
+    response = web.Response(status=499)
+    response.force_close()
+    return response
 
 
-async def _thread_pool(app: web.Application) -> AsyncIterator[None]:
-    state = app[STATE]
-    state.executor = ThreadPoolExecutor(
-        max_workers=state.config.pool_size(),
-        thread_name_prefix="rembg-server",
-        initializer=_lower_priority,
-    )
-    yield
-    state.executor.shutdown(wait=True, cancel_futures=True)
+def status_response(fault: Fault) -> web.Response:
+    """The answer for a ``status`` fault: the API's JSON error, or a proxy's HTML page."""
+    assert fault.status is not None
+    status = fault.status
+    headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
+    try:
+        reason = HTTPStatus(status).phrase
+    except ValueError:
+        reason = "Error"
+    if fault.html or status == 502:
+        page = _HTML_PAGE.format(status=status, reason=reason)
+        return web.Response(status=status, text=page, content_type="text/html", headers=headers)
+    message = _RATE_MESSAGES[fault.scope] if status == 429 else f"{reason} (injected fault)"
+    return json_response(error_body(status, message), status=status, headers=headers)
 
 
-def create_app(config: ServerConfig | None = None) -> web.Application:
-    """A local RemBG-compatible server as an `aiohttp.web.Application`."""
-    app = web.Application(middlewares=[fault_middleware, error_middleware])
-    app[STATE] = ServerState.from_config(config or ServerConfig())
-    app.cleanup_ctx.append(_thread_pool)
-    app.router.add_post("/rmbg", handle_rmbg)
-    app.router.add_get("/api/membership-usage", handle_membership_usage)
-    app.router.add_get("/api/openapi", handle_openapi)
-    return app
+async def _deliver(request: web.Request, result: web.Response, fault: Fault) -> web.StreamResponse:
+    """Send a successful result the broken way ``fault`` asks for."""
+    body = result.body
+    assert isinstance(body, bytes)
+    body = os.urandom(len(body)) if fault.garbage else body
+    response = web.StreamResponse(status=200)
+    response.content_type = fault.content_type or result.content_type
+    if fault.gzip:
+        body = gzip.compress(body, compresslevel=1)
+        response.headers["Content-Encoding"] = "gzip"
+    if fault.chunked:
+        response.enable_chunked_encoding()
+    else:
+        response.content_length = len(body)
+    await response.prepare(request)
+    cut = len(body) // 2 if fault.truncate or fault.drop == "download" else len(body)
+    sent = body[:cut]
+    step = fault.chunk if fault.trickle is not None or fault.chunked else len(sent) or 1
+    for offset in range(0, len(sent), step):
+        await response.write(sent[offset : offset + step])
+        if fault.trickle:
+            await asyncio.sleep(fault.trickle)
+    if cut == len(body):
+        await response.write_eof()
+    elif fault.drop == "download":
+        _abort(request)
+    elif request.transport is not None:
+        request.transport.close()  # a clean close, short of the promised length
+    return response

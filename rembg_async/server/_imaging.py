@@ -1,58 +1,55 @@
-"""The image work of ``/rmbg``: decode, remove the background, resize, rotate, colour, encode.
-
-The order is the API's: remove background → resize → rotate (with ``expand``) → background
-colour → encode. Everything here is blocking and runs in a worker thread.
-"""
+"""The image work of ``/rmbg``, blocking, in a worker thread, in the API's order: remove
+background → resize → rotate (with ``expand``) → background colour → encode; and a PNG writer
+twice as fast as Pillow's, for up to a fifth more bytes."""
 
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 from typing import IO, Final
 
 import attrs
+import numpy as np
+import numpy.typing as npt
 from PIL import Image, ImageChops, ImageOps
 
-from .._contract import MAX_DIMENSION, OPAQUE_FORMATS, OUTPUT_FORMATS
+from .._contract import (
+    MAX_DIMENSION,
+    MSG_INVALID_SIGNATURE,
+    OPAQUE_FORMATS,
+    OUTPUT_FORMATS,
+    dimension_messages,
+)
 from ._cutout import cut_out
 from ._matting import Matting
-from ._png import write_png
+from ._state import APIError
 
 # Our own limit (10,000 px a side) is checked from the header before any decoding; Pillow's
 # lower default would refuse images the API accepts.
 Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS or 0, MAX_DIMENSION * MAX_DIMENSION)
 
-_WHITE: Final = (255, 255, 255, 255)
 _PIL_FORMATS: Final = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP", "bmp": "BMP"}
 # Fast settings: the local server must never be what a client's test or benchmark waits on.
 _ENCODER_OPTIONS: Final[dict[str, dict[str, int]]] = {
-    # PNG goes through `write_png` (half the time); Pillow's best settings for the modes it
-    # leaves out. zlib's run-length strategy: transparent pixels are runs of zeros, and on
-    # cut-outs it is about as small as level 6 (rembg's, the default) at level 1's time
-    # (measured on a 2048×1536 cut-out: 1,665 KB in 117 ms; level 6, 1,605 KB in 374).
+    # For the modes `write_png` leaves out. zlib's run-length strategy suits the zeros under
+    # the transparency: on a 2048×1536 cut-out 1,665 KB in 117 ms, level 6 1,605 KB in 374.
     "png": {"compress_level": 1, "compress_type": 3},
     "jpeg": {"quality": 90},
-    # method 0: a third of method 1's time, ~40% larger. exact stays False (Pillow's default):
-    # libwebp may then fill transparent pixels as it likes, from what it is given, and it is
-    # given zeros (see `_cutout`): smaller files than exact=True, nothing hidden either way.
+    # method 0: a third of method 1's time, ~40% larger. exact=False lets libwebp fill the
+    # transparent pixels, which `cut_out` made zeros: smaller files, nothing hidden either way.
     "webp": {"quality": 90, "method": 0},
     "bmp": {},
 }
-
-
-_WEBP_FALLBACK: Final = {"lossless": True, "method": 0, "quality": 0}
-
-
-class UndecodableImage(Exception):
-    """The bytes passed the signature check but the decoder could not read them."""
-
-
-class OversizedImage(Exception):
-    """The decoder found a size the header check could not read, and it is over the limit."""
-
-    def __init__(self, width: int, height: int) -> None:
-        super().__init__(f"{width}x{height}")
-        self.width = width
-        self.height = height
+#: PNG's colour type of each mode `write_png` writes (others go through Pillow).
+COLOUR_TYPES: Final = {"L": 0, "RGB": 2, "LA": 4, "RGBA": 6}
+_SUB, _UP = 1, 2
+#: Rows filtered and compressed at a time: small copies (2048 × 64 RGBA: 512 KB) that stay in
+#: the cache, instead of three full-size arrays (2048 × 1536: 12 MB each) per image in work.
+BAND_ROWS: Final = 64
+#: One byte in this many is looked at to choose a row's filter: about as good a choice (half a
+#: percent larger) for a third of the time of looking at every byte (4 ms, not 15).
+_SAMPLE_STEP: Final = 16
 
 
 @attrs.frozen(kw_only=True)
@@ -79,8 +76,7 @@ class Rendered:
 
 def render(source: IO[bytes], options: RenderOptions, matting: Matting) -> Rendered:
     """The whole pipeline, from the uploaded bytes to the encoded answer."""
-    cutout = remove_background(decode(source), matting)
-    cutout = resize(cutout, options)
+    cutout = resize(remove_background(decode(source), matting), options)
     if options.angle:
         cutout = cutout.rotate(
             options.angle, resample=Image.Resampling.BICUBIC, expand=options.expand
@@ -90,16 +86,16 @@ def render(source: IO[bytes], options: RenderOptions, matting: Matting) -> Rende
 
 
 def decode(source: IO[bytes]) -> Image.Image:
-    """The upright image (EXIF orientation applied), fully loaded."""
+    """The upright image (EXIF orientation applied), fully loaded; the API's 400 when the
+    bytes that passed the signature check cannot be decoded, or are too large after all."""
     try:
         with Image.open(source) as opened:
             if max(opened.size) > MAX_DIMENSION:
-                raise OversizedImage(*opened.size)
+                raise APIError(400, dimension_messages(*opened.size)[0])
             opened.load()
-            image = ImageOps.exif_transpose(opened)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
-        raise UndecodableImage(str(error)) from error
-    return image
+            return ImageOps.exif_transpose(opened)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        raise APIError(400, MSG_INVALID_SIGNATURE) from None
 
 
 def remove_background(image: Image.Image, matting: Matting) -> Image.Image:
@@ -132,9 +128,7 @@ def target_size(width: int, height: int, options: RenderOptions) -> tuple[int, i
 def resize(image: Image.Image, options: RenderOptions) -> Image.Image:
     """The image at `target_size`."""
     size = target_size(image.width, image.height, options)
-    if size == image.size:
-        return image
-    return image.resize(size, Image.Resampling.LANCZOS)
+    return image if size == image.size else image.resize(size, Image.Resampling.LANCZOS)
 
 
 def apply_background(cutout: Image.Image, options: RenderOptions) -> Image.Image:
@@ -143,18 +137,16 @@ def apply_background(cutout: Image.Image, options: RenderOptions) -> Image.Image
     if options.bg_color is not None:
         result = Image.alpha_composite(Image.new("RGBA", cutout.size, options.bg_color), result)
     if options.format in OPAQUE_FORMATS:
-        result = Image.alpha_composite(Image.new("RGBA", cutout.size, _WHITE), result).convert(
-            "RGB"
-        )
+        white = Image.new("RGBA", cutout.size, (255, 255, 255, 255))
+        result = Image.alpha_composite(white, result).convert("RGB")
     return result
 
 
 def encode(image: Image.Image, format: str) -> Rendered:
     """The encoded bytes of ``image`` in ``format`` (``png``, ``jpeg``, ``webp`` or ``bmp``)."""
-    if format == "png":
-        body = write_png(image)
-        if body is not None:
-            return Rendered(body, OUTPUT_FORMATS[format])
+    body = write_png(image) if format == "png" else None
+    if body is not None:
+        return Rendered(body, OUTPUT_FORMATS[format])
     buffer = io.BytesIO()
     try:
         image.save(buffer, _PIL_FORMATS[format], **_ENCODER_OPTIONS[format])
@@ -164,5 +156,67 @@ def encode(image: Image.Image, format: str) -> Rendered:
         # Lossy WEBP overflows its first partition (libwebp error 6) on very large canvases,
         # such as a 10,000 px image turned 45° with expand; lossless has no such limit.
         buffer = io.BytesIO()
-        image.save(buffer, "WEBP", **_WEBP_FALLBACK)
+        image.save(buffer, "WEBP", lossless=True, method=0, quality=0)
     return Rendered(buffer.getvalue(), OUTPUT_FORMATS[format])
+
+
+def write_png(image: Image.Image, *, band: int = BAND_ROWS) -> bytes | None:
+    """``image`` as PNG bytes, or ``None`` for a mode this writer does not handle.
+
+    Pillow tries all five filters on every row, most of its time on a cut-out; here each row
+    gets Sub or Up (`filtered_rows`), then zlib level 1 with its run-length strategy, ``band``
+    rows at a time (no full-size copy). On a 2048 × 1536 cut-out: 55 ms and 1,972 KB against
+    Pillow's 113 ms and 1,665 KB; on the shipped coffee photo 225 KB against 211 (rembg's 203).
+    """
+    colour_type = COLOUR_TYPES.get(image.mode)
+    if colour_type is None:
+        return None
+    width, height = image.size
+    channels = len(image.mode)
+    compressor = zlib.compressobj(1, zlib.DEFLATED, 15, 9, zlib.Z_RLE)
+    parts = []
+    above = np.zeros((1, width * channels), dtype=np.uint8)  # PNG's row above the first
+    for top in range(0, height, band):
+        box = (0, top, width, min(height, top + band))
+        pixels = np.asarray(image.crop(box)).reshape(-1, width * channels)
+        parts.append(compressor.compress(filtered_rows(pixels, channels, above).data))
+        above = pixels[-1:]
+    parts.append(compressor.flush())
+    header = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
+    chunks = ((b"IHDR", header), (b"IDAT", b"".join(parts)), (b"IEND", b""))
+    return b"\x89PNG\r\n\x1a\n" + b"".join(_png_chunk(kind, data) for kind, data in chunks)
+
+
+def filtered_rows(
+    pixels: npt.NDArray[np.uint8], step: int, above: npt.NDArray[np.uint8]
+) -> npt.NDArray[np.uint8]:
+    """PNG's filtered scanlines of ``(height, width × step)`` bytes with ``step`` bytes a
+    pixel, under the row ``above`` (``(1, width × step)``): each row led by its filter type,
+    Sub or Up, whichever looks smaller on a sample of its bytes."""
+    rows = np.empty((pixels.shape[0], pixels.shape[1] + 1), dtype=np.uint8)
+    body = rows[:, 1:]
+    body[:, :step] = pixels[:, :step]
+    np.subtract(pixels[:, step:], pixels[:, :-step], out=body[:, step:])  # Sub, everywhere
+    sampled = pixels[:, ::_SAMPLE_STEP]
+    previous = np.concatenate((above[:, ::_SAMPLE_STEP], sampled[:-1]))
+    use_up = _smallness(sampled - previous) < _smallness(body[:, ::_SAMPLE_STEP])
+    # Up over Sub where it is smaller: the first row from ``above``, the others in one pass.
+    if use_up[0]:
+        np.subtract(pixels[0], above[0], out=body[0])
+    np.subtract(pixels[1:], pixels[:-1], out=body[1:], where=use_up[1:, np.newaxis])
+    rows[:, 0] = np.where(use_up, _UP, _SUB)
+    return rows
+
+
+def _smallness(filtered: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint32]:
+    """Each row's sum of bytes as signed distances from zero (libpng's heuristic)."""
+    # In uint8 arithmetic -x is 256 - x: the smaller of the two is |x| read as a signed byte.
+    result: npt.NDArray[np.uint32] = np.minimum(filtered, np.negative(filtered)).sum(
+        axis=1, dtype=np.uint32
+    )
+    return result
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    checksum = zlib.crc32(data, zlib.crc32(kind))
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", checksum)

@@ -23,12 +23,10 @@ from .._contract import (
 )
 from .._imageinfo import read_image_info
 from ._accounts import AccountState
-from ._auth import authenticate, client_address
-from ._form import InvalidFields, parse_options
-from ._imaging import OversizedImage, RenderOptions, UndecodableImage, render
+from ._form import ReceivedFile, ReceivedForm, parse_options, receive_form
+from ._imaging import RenderOptions, render
 from ._ratelimit import retry_after_header
-from ._receive import ReceivedFile, ReceivedForm, receive_form
-from ._state import STATE, APIError, ServerState
+from ._state import STATE, APIError, ServerState, authenticate
 
 Refund = Callable[[], None]
 
@@ -37,26 +35,19 @@ async def handle_rmbg(request: web.Request) -> web.StreamResponse:
     """Remove the background of the uploaded image."""
     state = request.app[STATE]
     account = authenticate(request, state, required=False)
-    _refuse_endless_body(request, state)
+    # **[decision]** a body declared larger than the drain limit is refused unread; the size
+    # printed is the body's, the file's plus a few hundred bytes of multipart framing.
+    declared = request.content_length
+    if declared is not None and declared > state.config.drain_limit:
+        raise APIError(400, file_too_large_message(declared), close=True)
     form = await receive_form(request, drain_limit=state.config.drain_limit)
     try:
         image = check_file(form)
-        options = _parse_options(form)
+        options = parse_options(form.fields)
         refund = admit(request, state, account)
         return await _render(state, image, options, refund)
     finally:
         form.close()
-
-
-def _refuse_endless_body(request: web.Request, state: ServerState) -> None:
-    """A body declared larger than the drain limit is refused before a byte of it is read.
-
-    **[decision]** the size printed is the declared body's, which overstates the file by the
-    few hundred bytes of multipart framing: invisible at one decimal of a megabyte.
-    """
-    declared = request.content_length
-    if declared is not None and declared > state.config.drain_limit:
-        raise APIError(400, file_too_large_message(declared), close=True)
 
 
 def check_file(form: ReceivedForm) -> ReceivedFile:
@@ -73,11 +64,6 @@ def check_file(form: ReceivedForm) -> ReceivedFile:
         raise APIError(400, MSG_EMPTY_FILE)
     if image.size > MAX_UPLOAD_BYTES:
         raise APIError(400, file_too_large_message(image.size), close=not image.complete)
-    _check_header(image)
-    return image
-
-
-def _check_header(image: ReceivedFile) -> None:
     info = read_image_info(image.content)
     image.content.seek(0)
     if info is None:
@@ -86,24 +72,19 @@ def _check_header(image: ReceivedFile) -> None:
         messages = dimension_messages(info.width, info.height)
         if messages:
             raise APIError(400, messages[0])
-
-
-def _parse_options(form: ReceivedForm) -> RenderOptions:
-    try:
-        return parse_options(form.fields)
-    except InvalidFields as error:
-        raise APIError(400, str(error), problems=error.problems) from None
+    return image
 
 
 def admit(request: web.Request, state: ServerState, account: AccountState | None) -> Refund:
     """Apply the rate limits and take one credit; the returned callable gives it back."""
-    identity = f"key:{account.account.api_key}" if account else f"ip:{client_address(request)}"
+    address = request.remote or "unknown"
+    identity = f"key:{account.account.api_key}" if account else f"ip:{address}"
     wait = state.short_term.admit(identity, time.monotonic())
     if wait is not None:
         raise _too_many(MSG_RATE_SHORT_TERM, wait)
     now = state.now()
     if account is None:
-        wait = state.daily.admit(client_address(request), now)
+        wait = state.daily.admit(address, now)
         if wait is not None:
             raise _too_many(MSG_RATE_DAILY, wait)
         return lambda: None
@@ -127,13 +108,7 @@ async def _render(
         rendered = await loop.run_in_executor(
             state.executor, render, image.content, options, matting
         )
-    except UndecodableImage:
-        refund()
-        raise APIError(400, MSG_INVALID_SIGNATURE) from None
-    except OversizedImage as error:
-        refund()
-        raise APIError(400, dimension_messages(error.width, error.height)[0]) from None
-    except BaseException:
+    except BaseException:  # the image was refused or the work failed: the credit comes back
         refund()
         raise
     finally:
