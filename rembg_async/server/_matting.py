@@ -1,11 +1,6 @@
-"""The matting engines behind ``/rmbg``; `load_matting` picks one.
-
-``u2netp`` is a real segmentation model (U²-Net on onnxruntime, `._u2net`), the default
-when the ``model`` extra is installed. ``classic`` is the stand-in without it: the background
-colour is estimated from the image's border; each pixel's opacity ramps up with its colour
-distance from it (a soft threshold scaled to the border's own noise); a small blur feathers the
-edge. Good on product shots on plain backgrounds, not on real photos.
-"""
+"""The matting engines behind ``/rmbg``, picked by `load_matting`: ``u2netp``, the U²-Net
+model (`._u2net`, the ``model`` extra), or ``classic``, a colour threshold good on product shots
+on plain backgrounds, not on photos."""
 
 from __future__ import annotations
 
@@ -36,9 +31,7 @@ def load_matting(
     """The engine the server runs, loaded now so a broken model fails at start, not per request.
 
     ``auto`` is ``u2netp`` when the ``model`` extra is installed (or ``model`` is given), else
-    ``classic``. ``model`` is the ONNX file of ``u2netp`` (default: the bundled one);
-    ``threads`` is how many cores one inference may use, ``lone_threads`` how many when it
-    runs `alone`.
+    ``classic``; see `load_u2net` for ``model`` and the threads.
     """
     if engine not in ENGINES:
         raise ModelError(f"unknown engine {engine!r}: choose one of {', '.join(ENGINES)}")
@@ -58,14 +51,9 @@ def alone(matting: Matting) -> Matting:
 
 def fallback_notice(engine: str, model: Path | None = None) -> str | None:
     """What ``auto`` runs instead of the model and why, when it cannot run the model; else None.
-
-    The command line prints it first: without it, a photo cut by the threshold looks like a
-    model's failure (the subject erased) with no word as to why.
-    """
-    if engine != "auto" or model is not None:
-        return None
+    The command line prints it: else a photo cut by the threshold looks like a model's failure."""
     reason = model_unavailable()
-    if reason is None:
+    if engine != "auto" or model is not None or reason is None:
         return None
     return (
         "engine: classic (a colour threshold: fine on plain backgrounds, poor on photos), "
@@ -79,32 +67,20 @@ def engine_name(matting: Matting) -> str:
 
 
 def classic(image: Image.Image) -> Image.Image:
-    """The classic engine: `estimate_alpha` of an RGB image, as its mask."""
-    return Image.fromarray(estimate_alpha(np.asarray(image)), mode="L")
-
-
-def estimate_alpha(rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
-    """The opacity (0 … 255) of each pixel of an ``(height, width, 3)`` image."""
-    border = _border_pixels(rgb).astype(np.float32)
+    """The classic engine, an RGB image's mask: opacity ramps up with the colour distance from
+    the border's median (a soft threshold scaled to the border's own noise), then a small blur
+    feathers the edge."""
+    rgb = np.asarray(image)
+    band = max(1, min(image.size) // 100)
+    sides = (rgb[:band], rgb[-band:], rgb[:, :band], rgb[:, -band:])
+    border = np.concatenate([side.reshape(-1, 3) for side in sides]).astype(np.float32)
     background = np.median(border, axis=0)
     noise = float(np.percentile(_distance(border, background), 95)) if border.size else 0.0
     low = max(MIN_THRESHOLD, noise * 1.5)
     distance = _distance(rgb.astype(np.float32), background)
     alpha = np.clip((distance - low) * (255.0 / RAMP_WIDTH), 0.0, 255.0).astype(np.uint8)
-    return _feather(alpha)
-
-
-def _border_pixels(rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
-    height, width = rgb.shape[:2]
-    band = max(1, min(height, width) // 100)
-    return np.concatenate(
-        [
-            rgb[:band].reshape(-1, 3),
-            rgb[-band:].reshape(-1, 3),
-            rgb[:, :band].reshape(-1, 3),
-            rgb[:, -band:].reshape(-1, 3),
-        ]
-    )
+    radius = max(1.0, min(image.size) / 600)
+    return Image.fromarray(alpha, mode="L").filter(ImageFilter.GaussianBlur(radius))
 
 
 def _distance(

@@ -1,11 +1,6 @@
 """U²-Net matting on onnxruntime: the model sees a small copy, its mask is scaled back up.
-
-The default weights are ``u2netp.onnx`` (4.6 MB), a data file of this package in ``_weights/``
-next to its licence notice (U²-Net: Apache-2.0; the ONNX conversion: rembg's, MIT). They ship
-in our own wheel, so they install on every Python onnxruntime has wheels for and add no
-top-level module to site-packages. Any U²-Net-compatible ONNX file works too (rembg's
-``~/.u2net/u2net.onnx``, ``u2netp.onnx``, ``silueta.onnx``, ``isnet-general-use.onnx``).
-"""
+The weights (``_weights/u2netp.onnx``, see its NOTICE) ship in our wheel: no top-level module of
+their own. Any U²-Net-compatible ONNX file works too (rembg's u2net, silueta, isnet-general-use)."""
 
 from __future__ import annotations
 
@@ -58,11 +53,8 @@ def model_installed() -> bool:
 
 @attrs.frozen
 class U2Net:
-    """A loaded model: call it with an RGB image to get its mask.
-
-    ``session`` runs one inference per worker of a busy pool; ``lone_session`` (all the cores
-    on one inference) runs the request that has the machine to itself: see `alone`.
-    """
+    """A loaded model: call it with an RGB image to get its mask. ``lone_session`` (all the
+    cores on one inference, not one per worker) runs a request with the machine to itself."""
 
     session: onnxruntime.InferenceSession
     input_name: str
@@ -74,12 +66,20 @@ class U2Net:
 
     def __call__(self, image: Image.Image) -> Image.Image:
         """The mask (mode ``L``, the image's size): 255 where the subject is."""
-        small = self._predict(self._prepare(image))
-        # Scaling up, bilinear: half Lanczos's time (2048×1536: 5 ms against 10) for the same
-        # mask (IoU 0.9998 with Lanczos's at 0.5; rembg's Lanczos only rings at the edges,
-        # where the 320-px prediction has no finer detail to give). Only the 320×320 copy and
-        # the mask at full size are made.
-        return Image.fromarray(small, mode="L").resize(image.size, Image.Resampling.BILINEAR)
+        # Down by Lanczos, as rembg: bilinear loses thin parts (IoU 0.95 with rembg's mask, not
+        # 0.999); reducing_gap first shrinks by whole factors (2048×1536: 8 ms, not 25).
+        small = image.resize(self.side, Image.Resampling.LANCZOS, reducing_gap=2.0)
+        pixels = np.asarray(small, dtype=np.float32)
+        pixels = (pixels / max(1.0, float(pixels.max())) - self.mean) / self.std
+        tensor = np.ascontiguousarray(pixels.transpose(2, 0, 1)[np.newaxis])
+        output = self.session.run(None, {self.input_name: tensor})[0]
+        prediction = np.asarray(output, dtype=np.float32).reshape(self.side[::-1])
+        low, high = float(prediction.min()), float(prediction.max())
+        scaled = (prediction - low) / (high - low) if high > low else prediction * 0
+        mask = Image.fromarray((scaled * 255.0 + 0.5).astype(np.uint8), mode="L")
+        # Up by bilinear: half Lanczos's time (5 ms, not 10), the same mask (IoU 0.9998): the
+        # 320-px prediction has no finer detail for Lanczos to keep.
+        return mask.resize(image.size, Image.Resampling.BILINEAR)
 
     def alone(self) -> U2Net:
         """This model running each inference on every core: for a request with no company."""
@@ -87,33 +87,11 @@ class U2Net:
             return self
         return attrs.evolve(self, session=self.lone_session, lone_session=None)
 
-    def _prepare(self, image: Image.Image) -> npt.NDArray[np.float32]:
-        # Lanczos, as rembg resamples: bilinear loses thin parts (IoU 0.95 against rembg's mask
-        # on the cat photo, 0.999 with Lanczos). reducing_gap shrinks by whole factors first
-        # (block means) down to twice the size, then Lanczos: a 2048×1536 photo in 8 ms
-        # instead of 25 (16 with a gap of 3), no full-size copy, the same mask (IoU 0.9998
-        # with Lanczos's all the way).
-        small = image.resize(self.side, Image.Resampling.LANCZOS, reducing_gap=2.0)
-        pixels = np.asarray(small, dtype=np.float32)
-        pixels /= max(1.0, float(pixels.max()))
-        pixels = (pixels - self.mean) / self.std
-        return np.ascontiguousarray(pixels.transpose(2, 0, 1)[np.newaxis])
-
-    def _predict(self, tensor: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:
-        output = self.session.run(None, {self.input_name: tensor})[0]
-        prediction = np.asarray(output, dtype=np.float32).reshape(self.side[::-1])
-        low, high = float(prediction.min()), float(prediction.max())
-        scaled = (prediction - low) / (high - low) if high > low else prediction * 0
-        return (scaled * 255.0 + 0.5).astype(np.uint8)
-
 
 def load_u2net(path: Path | None, *, threads: int = 1, lone_threads: int = 1) -> U2Net:
-    """The model at ``path`` (the bundled ``u2netp.onnx`` if ``None``), loaded and tried once.
-
-    Each inference uses ``threads`` cores, or ``lone_threads`` through `U2Net.alone`. Loaded
-    models are shared by every server of the process (sessions are thread-safe), so
-    tests and ``LocalServer`` instances after the first start at once.
-    """
+    """The model at ``path`` (the bundled one if ``None``), loaded and tried once; each inference
+    on ``threads`` cores, or ``lone_threads`` when `U2Net.alone`. Shared by the servers of the
+    process (sessions are thread-safe): a ``LocalServer`` after the first starts at once."""
     path = path or bundled_model()
     if path is None:
         raise ModelError(f"the U²-Net engine needs the model extra: {MODEL_INSTALL_HINT}")
@@ -149,13 +127,9 @@ def _session(path: str, threads: int) -> onnxruntime.InferenceSession:
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    # onnxruntime's memory arena is kept: it holds the activations of the inferences in work
-    # (fixed by the 320×320 input) for the next image. Without it that memory goes back to the
-    # system after each image, but the page faults cost ~25% of the throughput (measured).
-    # Both sessions (per worker, and all cores) draw from one arena of the process, so the
-    # lone session adds no memory of its own; and with no memory pattern each inference takes
-    # the blocks it needs instead of one block planned for all of them (measured: 685 MB for
-    # two inferences at once, not 1,327 with a pattern and an arena per session).
+    # The arena is kept (without it, page faults cost ~25% of the throughput) and shared by
+    # all sessions of the process, so the lone session adds no memory; with no memory pattern
+    # each inference takes only the blocks it needs (two at once: 685 MB, not 1,327).
     options.enable_mem_pattern = False
     _share_one_arena(onnxruntime)
     options.add_session_config_entry("session.use_env_allocators", "1")
