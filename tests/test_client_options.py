@@ -15,7 +15,7 @@ from rembg_async._contract import MSG_MULTIPLE_ERRORS
 from rembg_async._options import options_from_mapping
 from rembg_async.pytest_plugin import TEST_API_KEY
 from rembg_async.server import LocalServer
-from rembg_async.server._form import parse_options
+from rembg_async.server._rmbg import parse_options
 from rembg_async.server._state import APIError
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import calendar
 from collections import defaultdict
-from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -77,6 +76,14 @@ class AccountState:
     by_month: defaultdict[tuple[int, int], Usage] = attrs.field(factory=lambda: defaultdict(Usage))
     by_cycle: defaultdict[int, Usage] = attrs.field(factory=lambda: defaultdict(Usage))
 
+    @classmethod
+    def new(cls, account: Account, now: int) -> AccountState:
+        """A fresh state of ``account``, its seeded web-editor usage counted at ``now``."""
+        state = cls(account=account, prepaid=account.prepaid_credits)
+        if account.app_usage:
+            state.record(now, app=account.app_usage)
+        return state
+
     def window_at(self, unix: int) -> Window:
         """The billing window that contains ``unix``."""
         anchor = self.account.billing_anchor
@@ -126,24 +133,3 @@ class AccountState:
         for usage in (self.by_month[moment.year, moment.month], self.by_cycle[cycle]):
             usage.app += app
             usage.api += api
-
-
-class AccountStore:
-    """The server's accounts, by API key."""
-
-    def __init__(self, accounts: Iterable[Account], *, now: int) -> None:
-        self._states: dict[str, AccountState] = {}
-        for account in accounts:
-            self.add(account, now=now)
-
-    def get(self, api_key: str) -> AccountState | None:
-        """The account for ``api_key``, or None when no account has that key."""
-        return self._states.get(api_key)
-
-    def add(self, account: Account, *, now: int) -> AccountState:
-        """Add (or replace) an account, its seeded web-editor usage counted now."""
-        state = AccountState(account=account, prepaid=account.prepaid_credits)
-        if account.app_usage:
-            state.record(now, app=account.app_usage)
-        self._states[account.api_key] = state
-        return state

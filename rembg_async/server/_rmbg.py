@@ -1,32 +1,64 @@
-"""``POST /rmbg``: validation in the API's order, limits, credits, then the image work."""
+"""``POST /rmbg`` in the API's order: the multipart form, read as it streams in (the image
+spooled, past the size limit only counted, so "too large" prints the real size), validation,
+limits, credits, then the image work."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import IO, Final
 
-from aiohttp import web
+import attrs
+from aiohttp import BodyPartReader, MultipartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from .._contract import (
     MAX_UPLOAD_BYTES,
     MSG_EMPTY_FILE,
     MSG_INVALID_SIGNATURE,
+    MSG_MASK_WITH_BG_COLOR,
     MSG_NO_FILE_SELECTED,
     MSG_NO_IMAGE,
     MSG_RATE_DAILY,
     MSG_RATE_MONTHLY,
     MSG_RATE_SHORT_TERM,
+    FieldProblem,
     dimension_messages,
     extension_problem,
     file_too_large_message,
+    parse_angle,
+    parse_boolean,
+    parse_color,
+    parse_dimension,
+    parse_format,
 )
 from .._imageinfo import read_image_info
 from ._accounts import AccountState
-from ._form import ReceivedFile, ReceivedForm, parse_options, receive_form
 from ._imaging import RenderOptions, render
 from ._ratelimit import retry_after_header
 from ._state import STATE, APIError, ServerState, authenticate
+
+CHUNK_BYTES: Final = 256 * 1024
+#: Uploads smaller than this stay in memory; larger ones spill to a temporary file.
+SPOOL_IN_MEMORY_BYTES: Final = 2 * 1024 * 1024
+#: The longest value kept for a text field; the API's fields are all short.
+MAX_FIELD_BYTES: Final = 4096
+#: The text fields the API reads, each with its parser; every other field is ignored, as the
+#: API does.
+_PARSERS: Final[dict[str, Callable[[str], object]]] = {
+    "format": parse_format,
+    "w": functools.partial(parse_dimension, "w"),
+    "h": functools.partial(parse_dimension, "h"),
+    "exact_resize": functools.partial(parse_boolean, "exact_resize"),
+    "mask": functools.partial(parse_boolean, "mask"),
+    "bg_color": parse_color,
+    "angle": parse_angle,
+    "expand": functools.partial(parse_boolean, "expand"),
+}
+
 
 Refund = Callable[[], None]
 
@@ -114,3 +146,116 @@ async def _render(
     finally:
         state.rendering -= 1
     return web.Response(body=rendered.body, content_type=rendered.content_type)
+
+
+@attrs.define
+class ReceivedFile:
+    """The uploaded image: its full size, and its bytes up to the size limit."""
+
+    content: IO[bytes]
+    size: int = 0
+    complete: bool = False  # stays False when the client sent more than the drain limit
+
+
+@attrs.define
+class ReceivedForm:
+    """The fields of the form (first value of each) and the image part, if there was one.
+
+    ``image_filename`` is the name of the first ``image`` file part as sent (possibly empty, and
+    None when there was no such part); ``image`` holds its bytes unless its name alone refused it.
+    """
+
+    fields: dict[str, str] = attrs.field(factory=dict)
+    image: ReceivedFile | None = None
+    image_filename: str | None = None
+
+    def close(self) -> None:
+        """Release the image's bytes, if any."""
+        if self.image is not None:
+            self.image.content.close()
+
+
+async def receive_form(request: web.Request, *, drain_limit: int) -> ReceivedForm:
+    """Read the request's multipart form; a body that is no readable form gives an empty one."""
+    form = ReceivedForm()
+    if not request.content_type.startswith("multipart/"):
+        return form
+    try:
+        await _read_parts(await request.multipart(), form, drain_limit)
+    except (ValueError, LookupError, AssertionError, HttpProcessingError):
+        # A malformed body is answered like a form with no image in it.
+        form.close()
+        return ReceivedForm()
+    except BaseException:
+        form.close()
+        raise
+    return form
+
+
+async def _read_parts(reader: MultipartReader, form: ReceivedForm, drain_limit: int) -> None:
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader):
+            await part.release()  # a nested multipart: not something the API reads
+            continue
+        if part.name == "image" and part.filename is not None and form.image_filename is None:
+            form.image_filename = part.filename
+            if not part.filename or extension_problem(part.filename):
+                await part.release()  # refused by its name alone: no need to keep the bytes
+                continue
+            # Not a `with`: the file outlives this function, closed by `ReceivedForm.close`.
+            spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY_BYTES)  # noqa: SIM115
+            form.image = ReceivedFile(content=spool)
+            if not await _receive_file(part, form.image, drain_limit):
+                return  # the client is still sending: answer now, read no further
+        elif part.name in _PARSERS and part.name not in form.fields:
+            form.fields[part.name] = await _read_text(part)
+        else:
+            await part.release()
+
+
+async def _receive_file(part: BodyPartReader, image: ReceivedFile, drain_limit: int) -> bool:
+    """Whether the whole part was read (no more than ``drain_limit`` bytes)."""
+    while chunk := await part.read_chunk(CHUNK_BYTES):
+        image.size += len(chunk)
+        if image.size <= MAX_UPLOAD_BYTES:
+            image.content.write(chunk)  # a page-cache write costs microseconds: no thread hop
+        elif image.size > drain_limit:
+            return False
+    image.content.seek(0)
+    image.complete = True
+    return True
+
+
+async def _read_text(part: BodyPartReader) -> str:
+    data = bytearray()
+    while chunk := await part.read_chunk(MAX_FIELD_BYTES):
+        if len(data) < MAX_FIELD_BYTES:
+            data += chunk[: MAX_FIELD_BYTES - len(data)]
+    try:
+        return data.decode(part.get_charset(default="utf-8"), errors="replace")
+    except LookupError:
+        return data.decode("utf-8", errors="replace")
+
+
+def parse_options(fields: Mapping[str, str]) -> RenderOptions:
+    """The options the form asks for (an absent or empty field keeps its default), or the
+    API's 400 listing every refused field.
+
+    **[decision]** an empty value means "unset", like ``w=0``: clients build forms from
+    optional values and send empty strings for the ones they lack.
+    """
+    values: dict[str, object] = {}
+    problems: list[FieldProblem] = []
+    for name, parse in _PARSERS.items():
+        raw = fields.get(name)
+        if not raw or not raw.strip():
+            continue
+        try:
+            values[name] = parse(raw)
+        except FieldProblem as problem:
+            problems.append(problem)
+    if values.get("mask") is True and values.get("bg_color") is not None:
+        problems.append(FieldProblem("bg_color", MSG_MASK_WITH_BG_COLOR))
+    if problems:
+        raise APIError(400, problems[0].message, problems=problems)
+    return RenderOptions(**values)  # type: ignore[arg-type]

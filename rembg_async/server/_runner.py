@@ -283,7 +283,7 @@ class LocalServer:
 
     def add_account(self, account: Account) -> None:
         """Add (or replace) an account while the server runs."""
-        self.call(lambda: self.state.accounts.add(account, now=self.state.now()))
+        self.call(lambda: self.state.add_account(account))
 
     def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()

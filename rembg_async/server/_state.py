@@ -25,7 +25,7 @@ from .._contract import (
     error_body,
     validation_error_body,
 )
-from ._accounts import Account, AccountState, AccountStore
+from ._accounts import Account, AccountState
 from ._faults import FaultInjector
 from ._matting import ENGINES, EngineName, Matting, alone, load_matting
 from ._ratelimit import DailyLimiter, RateLimits, SlidingWindowLimiter
@@ -95,11 +95,12 @@ class ServerState:
     """The mutable state of one running server."""
 
     config: ServerConfig
-    accounts: AccountStore
     short_term: SlidingWindowLimiter
     daily: DailyLimiter
     faults: FaultInjector
     matting: Matting
+    #: The accounts by API key; `add_account` adds one.
+    accounts: dict[str, AccountState] = attrs.field(factory=dict)
     executor: ThreadPoolExecutor | None = None
     #: Requests in the image pool, queued or in work (changed on the event loop only).
     rendering: int = 0
@@ -112,18 +113,24 @@ class ServerState:
         # a request alone in the pool has them all (`matting_for_next`).
         cores = available_cores()
         threads = max(1, cores // config.pool_size())
-        return cls(
+        state = cls(
             config=config,
             matting=load_matting(
                 config.chosen_engine(), config.model, threads=threads, lone_threads=cores
             ),
-            accounts=AccountStore(config.accounts, now=int(config.clock())),
             short_term=SlidingWindowLimiter(limits.short_term_requests, limits.short_term_window),
             daily=DailyLimiter(limits.daily_anonymous),
             faults=FaultInjector(
                 enabled=config.faults, rate=config.fault_rate, seed=config.fault_seed
             ),
         )
+        for account in config.accounts:
+            state.add_account(account)
+        return state
+
+    def add_account(self, account: Account) -> None:
+        """Add (or replace) an account, its seeded web-editor usage counted now."""
+        self.accounts[account.api_key] = AccountState.new(account, self.now())
 
     def matting_for_next(self) -> Matting:
         """The engine for a request entering the pool: all cores when no other is in it."""
