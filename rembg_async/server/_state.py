@@ -7,7 +7,7 @@ import functools
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Final
@@ -36,6 +36,10 @@ ENGINE_VARIABLE: Final = "REMBG_ASYNC_ENGINE"
 HANG_UP_GRACE_SECONDS: Final = 1.0
 
 
+def _accounts(value: Iterable[Account]) -> tuple[Account, ...]:
+    return tuple(value)
+
+
 def _optional_path(value: str | os.PathLike[str] | None) -> Path | None:
     return None if value is None else Path(value)
 
@@ -56,7 +60,7 @@ class ServerConfig:
     ``workers`` is the size of the image-work pool (default: the cores, at most 8).
     """
 
-    accounts: tuple[Account, ...] = attrs.field(default=(), converter=tuple)
+    accounts: tuple[Account, ...] = attrs.field(default=(), converter=_accounts)
     rate_limits: RateLimits = attrs.field(factory=RateLimits)
     faults: bool = False
     fault_rate: float = 0.0
