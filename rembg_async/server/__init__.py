@@ -9,11 +9,11 @@ require_extra("server", "numpy", "PIL", feature="rembg_async.server")
 
 from ._accounts import Account
 from ._faults import FAULT_HEADER, Fault, FaultInjector
+from ._matting import ModelError
 from ._openapi import openapi_document
 from ._ratelimit import RateLimits
 from ._runner import LocalServer, create_app, serve
 from ._state import ServerConfig, ServerState
-from ._u2net import ModelError
 
 __all__ = [
     "FAULT_HEADER",
