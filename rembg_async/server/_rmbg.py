@@ -46,8 +46,7 @@ CHUNK_BYTES: Final = 256 * 1024
 SPOOL_IN_MEMORY_BYTES: Final = 2 * 1024 * 1024
 #: The longest value kept for a text field; the API's fields are all short.
 MAX_FIELD_BYTES: Final = 4096
-#: The text fields the API reads, each with its parser; every other field is ignored, as the
-#: API does.
+#: The text fields the API reads, with their parsers; the API ignores every other field.
 _PARSERS: Final[dict[str, Callable[[str], object]]] = {
     "format": parse_format,
     "w": functools.partial(parse_dimension, "w"),
@@ -58,8 +57,6 @@ _PARSERS: Final[dict[str, Callable[[str], object]]] = {
     "angle": parse_angle,
     "expand": functools.partial(parse_boolean, "expand"),
 }
-
-
 Refund = Callable[[], None]
 
 
@@ -82,7 +79,7 @@ async def handle_rmbg(request: web.Request) -> web.StreamResponse:
         form.close()
 
 
-def check_file(form: ReceivedForm) -> ReceivedFile:
+def check_file(form: ReceivedForm) -> IO[bytes]:
     """The uploaded file, or the API's error for the first problem with it, in the API's order."""
     if form.image_filename is None:
         raise APIError(400, MSG_NO_IMAGE)
@@ -91,20 +88,19 @@ def check_file(form: ReceivedForm) -> ReceivedFile:
     problem = extension_problem(form.image_filename)
     if problem is not None or form.image is None:
         raise APIError(400, problem or MSG_NO_IMAGE)
-    image = form.image
-    if image.size == 0:
+    if form.image_size == 0:
         raise APIError(400, MSG_EMPTY_FILE)
-    if image.size > MAX_UPLOAD_BYTES:
-        raise APIError(400, file_too_large_message(image.size), close=not image.complete)
-    info = read_image_info(image.content)
-    image.content.seek(0)
+    if form.image_size > MAX_UPLOAD_BYTES:
+        raise APIError(400, file_too_large_message(form.image_size), close=not form.complete)
+    info = read_image_info(form.image)
+    form.image.seek(0)
     if info is None:
         raise APIError(400, MSG_INVALID_SIGNATURE)
     if info.width is not None and info.height is not None:
         messages = dimension_messages(info.width, info.height)
         if messages:
             raise APIError(400, messages[0])
-    return image
+    return form.image
 
 
 def admit(request: web.Request, state: ServerState, account: AccountState | None) -> Refund:
@@ -131,15 +127,13 @@ def _too_many(message: str, wait: float) -> APIError:
 
 
 async def _render(
-    state: ServerState, image: ReceivedFile, options: RenderOptions, refund: Refund
+    state: ServerState, image: IO[bytes], options: RenderOptions, refund: Refund
 ) -> web.Response:
     loop = asyncio.get_running_loop()
     matting = state.matting_for_next()
     state.rendering += 1
     try:
-        rendered = await loop.run_in_executor(
-            state.executor, render, image.content, options, matting
-        )
+        rendered = await loop.run_in_executor(state.executor, render, image, options, matting)
     except BaseException:  # the image was refused or the work failed: the credit comes back
         refund()
         raise
@@ -149,30 +143,25 @@ async def _render(
 
 
 @attrs.define
-class ReceivedFile:
-    """The uploaded image: its full size, and its bytes up to the size limit."""
-
-    content: IO[bytes]
-    size: int = 0
-    complete: bool = False  # stays False when the client sent more than the drain limit
-
-
-@attrs.define
 class ReceivedForm:
-    """The fields of the form (first value of each) and the image part, if there was one.
+    """The fields of the form (first value of each) and its image part, if there was one.
 
     ``image_filename`` is the name of the first ``image`` file part as sent (possibly empty, and
-    None when there was no such part); ``image`` holds its bytes unless its name alone refused it.
+    None when there was no such part); ``image`` holds its bytes up to the size limit, unless its
+    name alone refused it; ``image_size`` is its full size, and ``complete`` False when the
+    client sent more than the drain limit.
     """
 
     fields: dict[str, str] = attrs.field(factory=dict)
-    image: ReceivedFile | None = None
     image_filename: str | None = None
+    image: IO[bytes] | None = None
+    image_size: int = 0
+    complete: bool = False
 
     def close(self) -> None:
         """Release the image's bytes, if any."""
         if self.image is not None:
-            self.image.content.close()
+            self.image.close()
 
 
 async def receive_form(request: web.Request, *, drain_limit: int) -> ReceivedForm:
@@ -202,10 +191,7 @@ async def _read_parts(reader: MultipartReader, form: ReceivedForm, drain_limit: 
             if not part.filename or extension_problem(part.filename):
                 await part.release()  # refused by its name alone: no need to keep the bytes
                 continue
-            # Not a `with`: the file outlives this function, closed by `ReceivedForm.close`.
-            spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY_BYTES)  # noqa: SIM115
-            form.image = ReceivedFile(content=spool)
-            if not await _receive_file(part, form.image, drain_limit):
+            if not await _receive_file(part, form, drain_limit):
                 return  # the client is still sending: answer now, read no further
         elif part.name in _PARSERS and part.name not in form.fields:
             form.fields[part.name] = await _read_text(part)
@@ -213,16 +199,18 @@ async def _read_parts(reader: MultipartReader, form: ReceivedForm, drain_limit: 
             await part.release()
 
 
-async def _receive_file(part: BodyPartReader, image: ReceivedFile, drain_limit: int) -> bool:
-    """Whether the whole part was read (no more than ``drain_limit`` bytes)."""
+async def _receive_file(part: BodyPartReader, form: ReceivedForm, drain_limit: int) -> bool:
+    """Spool the image part into ``form``; whether it was read whole (within ``drain_limit``)."""
+    image: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY_BYTES)  # noqa: SIM115
+    form.image = image  # closed by `ReceivedForm.close`, not a `with`: it outlives this function
     while chunk := await part.read_chunk(CHUNK_BYTES):
-        image.size += len(chunk)
-        if image.size <= MAX_UPLOAD_BYTES:
-            image.content.write(chunk)  # a page-cache write costs microseconds: no thread hop
-        elif image.size > drain_limit:
+        form.image_size += len(chunk)
+        if form.image_size <= MAX_UPLOAD_BYTES:
+            image.write(chunk)  # a page-cache write costs microseconds: no thread hop
+        elif form.image_size > drain_limit:
             return False
-    image.content.seek(0)
-    image.complete = True
+    image.seek(0)
+    form.complete = True
     return True
 
 
