@@ -22,9 +22,20 @@ _INTEGER: Final = {"type": "integer"}
 _FLAG: Final = {"type": "string", "examples": ["1", "true"]}
 
 
+def _ref(schema: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{schema}"}
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
 def _json_error(description: str) -> dict[str, Any]:
-    error = {"$ref": "#/components/schemas/Error"}
-    return {"description": description, "content": {"application/json": {"schema": error}}}
+    return {"description": description, "content": _json(_ref("Error"))}
+
+
+def _range(low: int, high: int) -> dict[str, Any]:
+    return {"type": "integer", "minimum": low, "maximum": high}
 
 
 def _object(properties: dict[str, Any], required: int | None = None) -> dict[str, Any]:
@@ -42,12 +53,8 @@ def _boolean_field(description: str, default: bool) -> dict[str, Any]:
 
 
 def _dimension(side: str) -> dict[str, Any]:
-    return {
-        "type": "integer",
-        "minimum": 0,
-        "maximum": MAX_DIMENSION,
-        "description": f"Target {side}; keeps the aspect ratio unless exact_resize. 0 = unset.",
-    }
+    description = f"Target {side}; keeps the aspect ratio unless exact_resize. 0 = unset."
+    return {**_range(0, MAX_DIMENSION), "description": description}
 
 
 def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -126,7 +133,7 @@ _RMBG: Final = {
                 "description": "Too many requests (short-term), or the daily (anonymous) or "
                 "monthly (keyed) limit. Carries Retry-After in seconds.",
                 "headers": {"Retry-After": {"schema": {"type": "integer", "minimum": 1}}},
-                "content": _json_error("")["content"],
+                "content": _json(_ref("Error")),
             },
         },
     }
@@ -147,7 +154,7 @@ _USAGE: Final = _object(
     {
         "membership": {"type": "string"},
         **dict.fromkeys(("credits", "prepaidCredits", "app_usage", "api_usage"), _INTEGER),
-        "billingCycle": {"$ref": "#/components/schemas/BillingCycle"},
+        "billingCycle": _ref("BillingCycle"),
     },
     required=5,
 )
@@ -159,11 +166,11 @@ _MEMBERSHIP_USAGE: Final = {
         "summary": "Plan, credits and usage by calendar month or billing cycle",
         "security": [{"ApiKey": []}],
         "parameters": [
-            _query("year", {"type": "integer", "minimum": 1, "maximum": 9999}, "UTC year."),
-            _query("month", {"type": "integer", "minimum": 1, "maximum": 12}, "UTC month."),
+            _query("year", _range(1, 9999), "UTC year."),
+            _query("month", _range(1, 12), "UTC month."),
             _query(
                 "periodStartUnix",
-                {"type": "integer", "minimum": 0, "maximum": MAX_PERIOD_START},
+                _range(0, MAX_PERIOD_START),
                 "Start of one billing period; not with year or month.",
             ),
             _query(
@@ -175,16 +182,7 @@ _MEMBERSHIP_USAGE: Final = {
         "responses": {
             "200": {
                 "description": "Usage, or the list of billing cycles in list mode.",
-                "content": {
-                    "application/json": {
-                        "schema": {
-                            "oneOf": [
-                                {"$ref": "#/components/schemas/MembershipUsage"},
-                                {"$ref": "#/components/schemas/BillingCycleList"},
-                            ]
-                        }
-                    }
-                },
+                "content": _json({"oneOf": [_ref("MembershipUsage"), _ref("BillingCycleList")]}),
             },
             "400": _json_error("Malformed parameters, or periodStartUnix with year or month."),
             **_AUTH_ERRORS,

@@ -29,7 +29,6 @@ T = TypeVar("T")
 
 #: How long an unread upload is drained after the answer before the connection is dropped.
 LINGERING_SECONDS: Final = 2.0
-
 #: How much nicer than the event loop the image workers are (Linux: threads have priorities).
 WORKER_NICENESS: Final = 5
 _RATE_MESSAGES: Final = {
@@ -71,9 +70,8 @@ def _lower_priority() -> None:
     requests (usage, errors) must not wait behind every core's image work."""
     with contextlib.suppress(AttributeError, OSError):  # no per-thread priority off Linux
         thread = threading.get_native_id()
-        os.setpriority(
-            os.PRIO_PROCESS, thread, os.getpriority(os.PRIO_PROCESS, thread) + WORKER_NICENESS
-        )
+        niceness = os.getpriority(os.PRIO_PROCESS, thread) + WORKER_NICENESS
+        os.setpriority(os.PRIO_PROCESS, thread, niceness)
 
 
 @web.middleware
