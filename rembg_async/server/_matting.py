@@ -80,11 +80,6 @@ def load_matting(
     return load_u2net(model, threads=threads, lone_threads=lone_threads)
 
 
-def alone(matting: Matting) -> Matting:
-    """The engine for a request with no other in work: the model on every core at once."""
-    return matting.alone() if isinstance(matting, U2Net) else matting
-
-
 def fallback_notice(engine: str, model: Path | None = None) -> str | None:
     """What ``auto`` runs instead of the model and why, when it cannot run the model; else None.
     The command line prints it: else a photo cut by the threshold looks like a model's failure."""

@@ -27,7 +27,7 @@ from .._contract import (
 )
 from ._accounts import Account, AccountState
 from ._faults import FaultInjector
-from ._matting import ENGINES, EngineName, Matting, alone, load_matting
+from ._matting import ENGINES, EngineName, Matting, U2Net, load_matting
 from ._ratelimit import DailyLimiter, RateLimits, SlidingWindowLimiter
 
 #: The environment variable that sets the default ``engine`` (``auto``, ``u2netp``, ``classic``).
@@ -137,8 +137,10 @@ class ServerState:
         self.accounts[account.api_key] = AccountState.new(account, self.now())
 
     def matting_for_next(self) -> Matting:
-        """The engine for a request entering the pool: all cores when no other is in it."""
-        return alone(self.matting) if self.rendering == 0 else self.matting
+        """The engine for a request entering the pool: the model on all cores if none is in it."""
+        if self.rendering == 0 and isinstance(self.matting, U2Net):
+            return self.matting.alone()
+        return self.matting
 
     def now(self) -> int:
         """The current Unix time in whole seconds, from the configured clock."""
