@@ -28,7 +28,6 @@ from ._state import APIError
 # lower default would refuse images the API accepts.
 Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS or 0, MAX_DIMENSION * MAX_DIMENSION)
 
-_PIL_FORMATS: Final = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP", "bmp": "BMP"}
 # Fast settings: the local server must never be what a client's test or benchmark waits on.
 _ENCODER_OPTIONS: Final[dict[str, dict[str, int]]] = {
     # For the modes `write_png` leaves out. zlib's run-length strategy suits the zeros under
@@ -228,7 +227,7 @@ def encode(image: Image.Image, format: str) -> Rendered:
         return Rendered(body, OUTPUT_FORMATS[format])
     buffer = io.BytesIO()
     try:
-        image.save(buffer, _PIL_FORMATS[format], **_ENCODER_OPTIONS[format])
+        image.save(buffer, format.upper(), **_ENCODER_OPTIONS[format])
     except (ValueError, OSError):
         if format != "webp":
             raise
