@@ -19,7 +19,7 @@ from pathlib import Path
 
 from _common import ServerProcess
 
-from rembg_async.server._u2net import bundled_model
+from rembg_async.server._matting import bundled_model
 
 #: The version measured; its CPU and server extras (onnxruntime, FastAPI, uvicorn, Gradio).
 REQUIREMENT = "rembg[cpu,cli]==2.0.86"

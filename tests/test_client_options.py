@@ -15,7 +15,8 @@ from rembg_async._contract import MSG_MULTIPLE_ERRORS
 from rembg_async._options import options_from_mapping
 from rembg_async.pytest_plugin import TEST_API_KEY
 from rembg_async.server import LocalServer
-from rembg_async.server._form import InvalidFields, parse_options
+from rembg_async.server._rmbg import parse_options
+from rembg_async.server._state import APIError
 
 
 def as_form(values: dict[str, Any]) -> dict[str, str]:
@@ -55,7 +56,7 @@ def server_problems(values: dict[str, Any]) -> list[tuple[str, str]] | None:
     """What the server's form parser refuses in these values as a form, or None."""
     try:
         parse_options(as_form(values))
-    except InvalidFields as refused:
+    except APIError as refused:
         return [(problem.field, problem.message) for problem in refused.problems]
     return None
 

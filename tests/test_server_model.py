@@ -20,8 +20,8 @@ from PIL import Image, ImageFilter
 
 from rembg_async.pytest_plugin import TEST_API_KEY
 from rembg_async.server import Account, LocalServer, RateLimits, ServerConfig
+from rembg_async.server._matting import U2Net, model_installed
 from rembg_async.server._state import available_cores
-from rembg_async.server._u2net import U2Net, model_installed
 
 pytestmark = pytest.mark.skipif(not model_installed(), reason="needs the model extra (onnxruntime)")
 

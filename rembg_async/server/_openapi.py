@@ -17,11 +17,30 @@ from .._contract import (
 from ._membership import MAX_PERIOD_START
 from ._state import json_response
 
-_ERROR: Final = {"$ref": "#/components/schemas/Error"}
+_INTEGER: Final = {"type": "integer"}
+# A flag is on when it is 1 or true (any case); any other value leaves it off.
+_FLAG: Final = {"type": "string", "examples": ["1", "true"]}
+
+
+def _ref(schema: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{schema}"}
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
 
 
 def _json_error(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": _ERROR}}}
+    return {"description": description, "content": _json(_ref("Error"))}
+
+
+def _range(low: int, high: int) -> dict[str, Any]:
+    return {"type": "integer", "minimum": low, "maximum": high}
+
+
+def _object(properties: dict[str, Any], required: int | None = None) -> dict[str, Any]:
+    """An object schema whose first ``required`` properties (all by default) are required."""
+    return {"type": "object", "required": list(properties)[:required], "properties": properties}
 
 
 def _boolean_field(description: str, default: bool) -> dict[str, Any]:
@@ -33,10 +52,27 @@ def _boolean_field(description: str, default: bool) -> dict[str, Any]:
     }
 
 
-_RMBG_FORM: Final = {
-    "type": "object",
-    "required": ["image"],
-    "properties": {
+def _dimension(side: str) -> dict[str, Any]:
+    description = f"Target {side}; keeps the aspect ratio unless exact_resize. 0 = unset."
+    return {**_range(0, MAX_DIMENSION), "description": description}
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema,
+        "description": description,
+    }
+
+
+_AUTH_ERRORS: Final = {
+    "401": _json_error("invalid api key"),
+    "403": _json_error("Email address not verified"),
+}
+_RMBG_FORM: Final = _object(
+    {
         "image": {
             "type": "string",
             "contentMediaType": "application/octet-stream",
@@ -49,18 +85,8 @@ _RMBG_FORM: Final = {
             "default": DEFAULT_FORMAT,
             "description": "Output format, case-insensitive; jpg means jpeg.",
         },
-        "w": {
-            "type": "integer",
-            "minimum": 0,
-            "maximum": MAX_DIMENSION,
-            "description": "Target width; keeps the aspect ratio unless exact_resize. 0 = unset.",
-        },
-        "h": {
-            "type": "integer",
-            "minimum": 0,
-            "maximum": MAX_DIMENSION,
-            "description": "Target height; keeps the aspect ratio unless exact_resize. 0 = unset.",
-        },
+        "w": _dimension("width"),
+        "h": _dimension("height"),
         "exact_resize": _boolean_field("Force exactly w × h (may distort).", False),
         "mask": _boolean_field("Return only the alpha mask (grey).", False),
         "bg_color": {
@@ -77,15 +103,8 @@ _RMBG_FORM: Final = {
         },
         "expand": _boolean_field("Pad the canvas so a rotated image is not cropped.", True),
     },
-}
-
-_RATE_LIMITED: Final = {
-    "description": "Too many requests (short-term), or the daily (anonymous) or monthly "
-    "(keyed) limit. Carries Retry-After in seconds.",
-    "headers": {"Retry-After": {"schema": {"type": "integer", "minimum": 1}}},
-    "content": {"application/json": {"schema": _ERROR}},
-}
-
+    required=1,
+)
 _RMBG: Final = {
     "post": {
         "operationId": "removeBackground",
@@ -109,85 +128,37 @@ _RMBG: Final = {
                 },
             },
             "400": _json_error("A validation error (one, or several with details)."),
-            "401": _json_error("invalid api key"),
-            "403": _json_error("Email address not verified"),
-            "429": _RATE_LIMITED,
+            **_AUTH_ERRORS,
+            "429": {
+                "description": "Too many requests (short-term), or the daily (anonymous) or "
+                "monthly (keyed) limit. Carries Retry-After in seconds.",
+                "headers": {"Retry-After": {"schema": {"type": "integer", "minimum": 1}}},
+                "content": _json(_ref("Error")),
+            },
         },
     }
 }
 
-_BILLING_CYCLE: Final = {
-    "type": "object",
-    "required": [
-        "periodStartUnix",
-        "periodEndUnix",
-        "appUsage",
-        "apiUsage",
-        "includedCredits",
-        "prepaidCredits",
-        "usedIncludedCredits",
-        "remainingIncludedCredits",
-        "stripeBillingSynced",
-    ],
-    "properties": {
-        "periodStartUnix": {"type": "integer"},
-        "periodEndUnix": {"type": "integer"},
-        "appUsage": {"type": "integer"},
-        "apiUsage": {"type": "integer"},
-        "includedCredits": {"type": "integer"},
-        "prepaidCredits": {"type": "integer"},
-        "usedIncludedCredits": {"type": "integer"},
+_CYCLE: Final = dict.fromkeys(
+    ("periodStartUnix", "periodEndUnix", "appUsage", "apiUsage"), _INTEGER
+)
+_BILLING_CYCLE: Final = _object(
+    {
+        **_CYCLE,
+        **dict.fromkeys(("includedCredits", "prepaidCredits", "usedIncludedCredits"), _INTEGER),
         "remainingIncludedCredits": {"type": "integer", "minimum": 0},
         "stripeBillingSynced": {"type": "boolean"},
-    },
-}
-
-_USAGE: Final = {
-    "type": "object",
-    "required": ["membership", "credits", "prepaidCredits", "app_usage", "api_usage"],
-    "properties": {
-        "membership": {"type": "string"},
-        "credits": {"type": "integer"},
-        "prepaidCredits": {"type": "integer"},
-        "app_usage": {"type": "integer"},
-        "api_usage": {"type": "integer"},
-        "billingCycle": {"$ref": "#/components/schemas/BillingCycle"},
-    },
-}
-
-_CYCLE_LIST: Final = {
-    "type": "object",
-    "required": ["billingCycles"],
-    "properties": {
-        "billingCycles": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["periodStartUnix", "periodEndUnix", "appUsage", "apiUsage"],
-                "properties": {
-                    "periodStartUnix": {"type": "integer"},
-                    "periodEndUnix": {"type": "integer"},
-                    "appUsage": {"type": "integer"},
-                    "apiUsage": {"type": "integer"},
-                },
-            },
-        }
-    },
-}
-
-
-def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "schema": schema,
-        "description": description,
     }
-
-
-# A flag is on when it is 1 or true (any case); any other value leaves it off.
-_FLAG: Final = {"type": "string", "examples": ["1", "true"]}
+)
+_USAGE: Final = _object(
+    {
+        "membership": {"type": "string"},
+        **dict.fromkeys(("credits", "prepaidCredits", "app_usage", "api_usage"), _INTEGER),
+        "billingCycle": _ref("BillingCycle"),
+    },
+    required=5,
+)
+_CYCLE_LIST: Final = _object({"billingCycles": {"type": "array", "items": _object(_CYCLE)}})
 
 _MEMBERSHIP_USAGE: Final = {
     "get": {
@@ -195,11 +166,11 @@ _MEMBERSHIP_USAGE: Final = {
         "summary": "Plan, credits and usage by calendar month or billing cycle",
         "security": [{"ApiKey": []}],
         "parameters": [
-            _query("year", {"type": "integer", "minimum": 1, "maximum": 9999}, "UTC year."),
-            _query("month", {"type": "integer", "minimum": 1, "maximum": 12}, "UTC month."),
+            _query("year", _range(1, 9999), "UTC year."),
+            _query("month", _range(1, 12), "UTC month."),
             _query(
                 "periodStartUnix",
-                {"type": "integer", "minimum": 0, "maximum": MAX_PERIOD_START},
+                _range(0, MAX_PERIOD_START),
                 "Start of one billing period; not with year or month.",
             ),
             _query(
@@ -211,41 +182,26 @@ _MEMBERSHIP_USAGE: Final = {
         "responses": {
             "200": {
                 "description": "Usage, or the list of billing cycles in list mode.",
-                "content": {
-                    "application/json": {
-                        "schema": {
-                            "oneOf": [
-                                {"$ref": "#/components/schemas/MembershipUsage"},
-                                {"$ref": "#/components/schemas/BillingCycleList"},
-                            ]
-                        }
-                    }
-                },
+                "content": _json({"oneOf": [_ref("MembershipUsage"), _ref("BillingCycleList")]}),
             },
             "400": _json_error("Malformed parameters, or periodStartUnix with year or month."),
-            "401": _json_error("invalid api key"),
-            "403": _json_error("Email address not verified"),
+            **_AUTH_ERRORS,
         },
     }
 }
 
-_ERROR_SCHEMA: Final = {
-    "type": "object",
-    "required": ["error", "status"],
-    "properties": {
+_ERROR_SCHEMA: Final = _object(
+    {
         "error": {"type": "string"},
-        "status": {"type": "integer"},
+        "status": _INTEGER,
         "details": {
             "type": "array",
             "minItems": 2,
-            "items": {
-                "type": "object",
-                "required": ["field", "message"],
-                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
-            },
+            "items": _object({"field": {"type": "string"}, "message": {"type": "string"}}),
         },
     },
-}
+    required=2,
+)
 
 
 def openapi_document(server_url: str | None = None) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone
 from typing import Final
 
 import attrs
@@ -32,47 +32,35 @@ class SlidingWindowLimiter:
     """At most ``limit`` admissions per identity in any ``window`` seconds."""
 
     def __init__(self, limit: int, window: float) -> None:
-        self._limit = limit
+        #: Admissions per window; settable while serving (a plan upgraded mid-run).
+        self.limit = limit
         self._window = window
         self._admitted: dict[str, deque[float]] = {}
         self._prune_at = PRUNE_FLOOR
-
-    def admit(self, identity: str, now: float) -> float | None:
-        """Admit one request (None), or say how many seconds until one would be admitted."""
-        if self._limit <= 0:
-            return None
-        if len(self._admitted) >= self._prune_at:
-            # Amortised: a sweep only each time the number of callers doubles.
-            self.forget_idle(now)
-            self._prune_at = max(PRUNE_FLOOR, 2 * len(self._admitted))
-        times = self._admitted.setdefault(identity, deque())
-        while times and times[0] <= now - self._window:
-            times.popleft()
-        if len(times) >= self._limit:
-            return times[0] + self._window - now
-        times.append(now)
-        return None
-
-    @property
-    def limit(self) -> int:
-        """Admissions per window; settable while serving (a plan upgraded mid-run)."""
-        return self._limit
-
-    @limit.setter
-    def limit(self, value: int) -> None:
-        self._limit = value
 
     @property
     def tracked(self) -> int:
         """How many callers are remembered."""
         return len(self._admitted)
 
-    def forget_idle(self, now: float) -> None:
-        """Drop callers with no admission inside the window, so memory stays bounded."""
+    def admit(self, identity: str, now: float) -> float | None:
+        """Admit one request (None), or say how many seconds until one would be admitted."""
+        if self.limit <= 0:
+            return None
         horizon = now - self._window
-        idle = [key for key, times in self._admitted.items() if not times or times[-1] <= horizon]
-        for key in idle:
-            del self._admitted[key]
+        if len(self._admitted) >= self._prune_at:
+            # Forget the callers idle for a whole window, so memory stays bounded; amortised,
+            # a sweep only each time the number of callers doubles.
+            admitted = self._admitted.items()
+            self._admitted = {key: ts for key, ts in admitted if ts and ts[-1] > horizon}
+            self._prune_at = max(PRUNE_FLOOR, 2 * len(self._admitted))
+        times = self._admitted.setdefault(identity, deque())
+        while times and times[0] <= horizon:
+            times.popleft()
+        if len(times) >= self.limit:
+            return times[0] + self._window - now
+        times.append(now)
+        return None
 
 
 class DailyLimiter:
@@ -80,27 +68,22 @@ class DailyLimiter:
 
     def __init__(self, limit: int) -> None:
         self._limit = limit
-        self._day = ""
+        self._day: date | None = None
         self._counts: dict[str, int] = {}
 
     def admit(self, identity: str, now: float) -> float | None:
-        """Admit one request (None), or give the seconds left until the next UTC day."""
+        """Admit one request (None), or give the seconds left until the next UTC midnight."""
         if self._limit <= 0:
             return None
         moment = datetime.fromtimestamp(now, tz=timezone.utc)
-        day = moment.date().isoformat()
-        if day != self._day:  # a new day: yesterday's counts can go
-            self._day, self._counts = day, {}
+        today = moment.date()
+        if today != self._day:  # a new day: yesterday's counts can go
+            self._day, self._counts = today, {}
         if self._counts.get(identity, 0) >= self._limit:
-            return seconds_until_next_day(moment)
+            midnight = datetime.combine(today + timedelta(days=1), time(), timezone.utc)
+            return (midnight - moment).total_seconds()
         self._counts[identity] = self._counts.get(identity, 0) + 1
         return None
-
-
-def seconds_until_next_day(moment: datetime) -> float:
-    """Seconds from ``moment`` to the next UTC midnight."""
-    midnight = (moment + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
-    return (midnight - moment).total_seconds()
 
 
 def retry_after_header(seconds: float) -> str:

@@ -1,26 +1,173 @@
-"""Running the local server: in the foreground (``rembg-async serve``) or on a thread."""
+"""The aiohttp application (routes, the image-work pool, middlewares that answer errors in the
+API's shape and deliver injected faults), and running it: in the foreground or on a thread."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gzip
 import logging
+import os
 import threading
-from collections.abc import Callable, Coroutine
-from concurrent.futures import Future
-from types import TracebackType
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from http import HTTPStatus
 from typing import Any, Final, TypeVar
 
 from aiohttp import web
 
+from .._contract import MSG_RATE_DAILY, MSG_RATE_MONTHLY, MSG_RATE_SHORT_TERM, error_body
 from ._accounts import Account
-from ._app import create_app
-from ._faults import FaultInjector
-from ._state import STATE, ServerConfig, ServerState
+from ._faults import FAULT_HEADER, Fault, FaultInjector, FaultSyntaxError
+from ._membership import handle_membership_usage
+from ._openapi import handle_openapi
+from ._rmbg import handle_rmbg
+from ._state import STATE, APIError, ServerConfig, ServerState, json_response
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 T = TypeVar("T")
 
 #: How long an unread upload is drained after the answer before the connection is dropped.
 LINGERING_SECONDS: Final = 2.0
+#: How much nicer than the event loop the image workers are (Linux: threads have priorities).
+WORKER_NICENESS: Final = 5
+_RATE_MESSAGES: Final = {
+    "short_term": MSG_RATE_SHORT_TERM,
+    "daily": MSG_RATE_DAILY,
+    "monthly": MSG_RATE_MONTHLY,
+}
+_HTML_PAGE: Final = (
+    "<html><head><title>{status} {reason}</title></head>"
+    "<body><center><h1>{status} {reason}</h1></center><hr><center>nginx</center></body></html>"
+)
+_DRAIN_CHUNK: Final = 256 * 1024
+
+
+def create_app(config: ServerConfig | None = None) -> web.Application:
+    """A local RemBG-compatible server as an `aiohttp.web.Application`."""
+    app = web.Application(middlewares=[fault_middleware, error_middleware])
+    app[STATE] = ServerState.from_config(config or ServerConfig())
+    app.cleanup_ctx.append(_thread_pool)
+    app.router.add_post("/rmbg", handle_rmbg)
+    app.router.add_get("/api/membership-usage", handle_membership_usage)
+    app.router.add_get("/api/openapi", handle_openapi)
+    return app
+
+
+async def _thread_pool(app: web.Application) -> AsyncIterator[None]:
+    state = app[STATE]
+    state.executor = ThreadPoolExecutor(
+        max_workers=state.config.pool_size(),
+        thread_name_prefix="rembg-server",
+        initializer=_lower_priority,
+    )
+    yield
+    state.executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _lower_priority() -> None:
+    """Run in each worker, so that on a busy machine the event loop gets the CPU first: short
+    requests (usage, errors) must not wait behind every core's image work."""
+    with contextlib.suppress(AttributeError, OSError):  # no per-thread priority off Linux
+        thread = threading.get_native_id()
+        niceness = os.getpriority(os.PRIO_PROCESS, thread) + WORKER_NICENESS
+        os.setpriority(os.PRIO_PROCESS, thread, niceness)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure answered in the API's error shape, aiohttp's own 404/405 included."""
+    try:
+        return await handler(request)
+    except APIError as error:
+        return await error.respond(request)
+    except web.HTTPException as error:
+        if error.status < 400:
+            raise
+        allow = {"Allow": error.headers["Allow"]} if "Allow" in error.headers else None
+        return json_response(
+            error_body(error.status, error.reason), status=error.status, headers=allow
+        )
+
+
+@web.middleware
+async def fault_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Apply the fault chosen for this request, if any; see `Fault`."""
+    try:
+        fault = request.app[STATE].faults.choose(request.headers.get(FAULT_HEADER))
+    except FaultSyntaxError as error:
+        return json_response(error_body(400, f"Bad {FAULT_HEADER} header: {error}"), status=400)
+    if fault is None:
+        return await handler(request)
+    if fault.latency:
+        await asyncio.sleep(fault.latency)
+    if fault.drop == "upload":  # read part of the upload, then cut the connection
+        await request.content.read(max(1, (request.content_length or 2) // 2))
+        return _abort(request)
+    if fault.status is not None:
+        while await request.content.read(_DRAIN_CHUNK):
+            pass
+        return status_response(fault)
+    response = await handler(request)
+    if fault.shapes_response and isinstance(response, web.Response) and response.status == 200:
+        return await _deliver(request, response, fault)
+    return response
+
+
+def _abort(request: web.Request) -> web.StreamResponse:
+    if request.transport is not None:
+        request.transport.abort()
+    # Nothing more can reach the client: aiohttp quietly drops what is returned on a dead link.
+    response = web.Response(status=499)
+    response.force_close()
+    return response
+
+
+def status_response(fault: Fault) -> web.Response:
+    """The answer for a ``status`` fault: the API's JSON error, or a proxy's HTML page."""
+    assert fault.status is not None
+    status = fault.status
+    headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
+    try:
+        reason = HTTPStatus(status).phrase
+    except ValueError:
+        reason = "Error"
+    if fault.html or status == 502:
+        page = _HTML_PAGE.format(status=status, reason=reason)
+        return web.Response(status=status, text=page, content_type="text/html", headers=headers)
+    message = _RATE_MESSAGES[fault.scope] if status == 429 else f"{reason} (injected fault)"
+    return json_response(error_body(status, message), status=status, headers=headers)
+
+
+async def _deliver(request: web.Request, result: web.Response, fault: Fault) -> web.StreamResponse:
+    """Send a successful result the broken way ``fault`` asks for."""
+    body = result.body
+    assert isinstance(body, bytes)
+    body = os.urandom(len(body)) if fault.garbage else body
+    response = web.StreamResponse(status=200)
+    response.content_type = fault.content_type or result.content_type
+    if fault.gzip:
+        body = gzip.compress(body, compresslevel=1)
+        response.headers["Content-Encoding"] = "gzip"
+    if fault.chunked:
+        response.enable_chunked_encoding()
+    else:
+        response.content_length = len(body)
+    await response.prepare(request)
+    cut = len(body) // 2 if fault.truncate or fault.drop == "download" else len(body)
+    sent = body[:cut]
+    step = fault.chunk if fault.trickle is not None or fault.chunked else len(sent) or 1
+    for offset in range(0, len(sent), step):
+        await response.write(sent[offset : offset + step])
+        if fault.trickle:
+            await asyncio.sleep(fault.trickle)
+    if cut == len(body):
+        await response.write_eof()
+    elif fault.drop == "download":
+        _abort(request)
+    elif request.transport is not None:
+        request.transport.close()  # a clean close, short of the promised length
+    return response
 
 
 def make_runner(
@@ -65,14 +212,6 @@ async def serve(
         await asyncio.Event().wait()
     finally:
         await runner.cleanup()
-
-
-async def _cancel_leftover_tasks() -> None:
-    """End what the runner's cleanup left running (handlers of connections a client dropped)."""
-    tasks = asyncio.all_tasks() - {asyncio.current_task()}
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class LocalServer:
@@ -126,9 +265,7 @@ class LocalServer:
         if not self._thread.is_alive():
             return
         try:
-            self._run(self._runner.cleanup())
-            self._run(_cancel_leftover_tasks())
-            self._run(self._loop.shutdown_asyncgens())
+            self._run(self._shut_down())
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join()
@@ -144,19 +281,22 @@ class LocalServer:
 
     def add_account(self, account: Account) -> None:
         """Add (or replace) an account while the server runs."""
-        self.call(lambda: self.state.accounts.add(account, now=self.state.now()))
+        self.call(lambda: self.state.add_account(account))
 
     def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        future: Future[T] = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
-        return future.result()
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
+    async def _shut_down(self) -> None:
+        await self._runner.cleanup()
+        # End what the cleanup left running: handlers of connections a client dropped.
+        tasks = asyncio.all_tasks() - {asyncio.current_task()}
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._loop.shutdown_asyncgens()
 
     def __enter__(self) -> LocalServer:
         return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()

@@ -1,8 +1,9 @@
-"""The server's configuration, its shared state, and the API's error answer."""
+"""The server's configuration and shared state, who is calling, and the API's error answer."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import time
@@ -14,14 +15,25 @@ from typing import Final
 import attrs
 from aiohttp import web
 
-from .._contract import MAX_UPLOAD_BYTES, FieldProblem, error_body, validation_error_body
-from ._accounts import Account, AccountStore
+from .._contract import (
+    API_KEY_HEADER,
+    MAX_UPLOAD_BYTES,
+    MSG_EMAIL_NOT_VERIFIED,
+    MSG_INVALID_API_KEY,
+    MSG_KEY_AND_TOKEN,
+    FieldProblem,
+    error_body,
+    validation_error_body,
+)
+from ._accounts import Account, AccountState
 from ._faults import FaultInjector
-from ._matting import ENGINES, EngineName, Matting, alone, load_matting
+from ._matting import ENGINES, EngineName, Matting, U2Net, load_matting
 from ._ratelimit import DailyLimiter, RateLimits, SlidingWindowLimiter
 
 #: The environment variable that sets the default ``engine`` (``auto``, ``u2netp``, ``classic``).
 ENGINE_VARIABLE: Final = "REMBG_ASYNC_ENGINE"
+#: How long a client still sending an upload we refused has to read our answer.
+HANG_UP_GRACE_SECONDS: Final = 1.0
 
 
 def _accounts(value: Iterable[Account]) -> tuple[Account, ...]:
@@ -87,11 +99,12 @@ class ServerState:
     """The mutable state of one running server."""
 
     config: ServerConfig
-    accounts: AccountStore
     short_term: SlidingWindowLimiter
     daily: DailyLimiter
     faults: FaultInjector
     matting: Matting
+    #: The accounts by API key; `add_account` adds one.
+    accounts: dict[str, AccountState] = attrs.field(factory=dict)
     executor: ThreadPoolExecutor | None = None
     #: Requests in the image pool, queued or in work (changed on the event loop only).
     rendering: int = 0
@@ -100,26 +113,34 @@ class ServerState:
     def from_config(cls, config: ServerConfig) -> ServerState:
         """Fresh state for ``config``; the matting engine is loaded (``ModelError`` if it can't)."""
         limits = config.rate_limits
-        # Each worker runs one inference at a time: together they use the cores, never more.
-        # A request alone in the pool has them all (see `_rmbg`): one photo at a time is fast.
+        # Each worker runs one inference at a time, so together they use the cores, never more;
+        # a request alone in the pool has them all (`matting_for_next`).
         cores = available_cores()
         threads = max(1, cores // config.pool_size())
-        return cls(
+        state = cls(
             config=config,
             matting=load_matting(
                 config.chosen_engine(), config.model, threads=threads, lone_threads=cores
             ),
-            accounts=AccountStore(list(config.accounts), now=int(config.clock())),
             short_term=SlidingWindowLimiter(limits.short_term_requests, limits.short_term_window),
             daily=DailyLimiter(limits.daily_anonymous),
             faults=FaultInjector(
                 enabled=config.faults, rate=config.fault_rate, seed=config.fault_seed
             ),
         )
+        for account in config.accounts:
+            state.add_account(account)
+        return state
+
+    def add_account(self, account: Account) -> None:
+        """Add (or replace) an account, its seeded web-editor usage counted now."""
+        self.accounts[account.api_key] = AccountState.new(account, self.now())
 
     def matting_for_next(self) -> Matting:
-        """The engine for a request entering the pool: all cores when no other is in it."""
-        return alone(self.matting) if self.rendering == 0 else self.matting
+        """The engine for a request entering the pool: the model on all cores if none is in it."""
+        if self.rendering == 0 and isinstance(self.matting, U2Net):
+            return self.matting.alone()
+        return self.matting
 
     def now(self) -> int:
         """The current Unix time in whole seconds, from the configured clock."""
@@ -128,12 +149,34 @@ class ServerState:
 
 STATE = web.AppKey("rembg_state", ServerState)
 
-#: How long a client still sending an upload we refused has to read our answer.
-HANG_UP_GRACE_SECONDS: Final = 1.0
+
+def authenticate(
+    request: web.Request, state: ServerState, *, required: bool
+) -> AccountState | None:
+    """The caller's account, or None for an anonymous call where that is allowed.
+
+    **[decision]** a user token is an ``Authorization: Bearer …`` header. The local server has
+    no web sessions, so a token alone is anonymous; with an API key it is the API's 400.
+    An empty ``x-api-key`` counts as none.
+    """
+    api_key = request.headers.get(API_KEY_HEADER, "")
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if api_key and scheme.lower() == "bearer" and token.strip():
+        raise APIError(400, MSG_KEY_AND_TOKEN)
+    if not api_key:
+        if required:
+            raise APIError(401, MSG_INVALID_API_KEY)
+        return None
+    account = state.accounts.get(api_key)
+    if account is None:
+        raise APIError(401, MSG_INVALID_API_KEY)
+    if not account.account.email_verified:
+        raise APIError(403, MSG_EMAIL_NOT_VERIFIED)
+    return account
 
 
 class APIError(Exception):
-    """An error answer in the API's JSON shape."""
+    """An error answer in the API's JSON shape; ``problems`` lists every refused field."""
 
     def __init__(
         self,
@@ -146,6 +189,7 @@ class APIError(Exception):
     ) -> None:
         super().__init__(message)
         self.status = status
+        self.problems = problems or []
         self.body = (
             validation_error_body(problems, status) if problems else error_body(status, message)
         )
@@ -160,10 +204,9 @@ class APIError(Exception):
         response.force_close()
         await response.prepare(request)
         await response.write_eof()
-        # We read nothing more, so TCP flow control stalls the sender. Closing with its data
-        # unread sends a reset that can destroy the answer in flight, so give the client a
-        # moment to read it first; aiohttp's own "lingering close" would instead read (and
-        # drop) whatever the client sends, gigabytes from a lying one.
+        # We read no more, so TCP flow control stalls the sender; closing on its unread data
+        # sends a reset that can destroy our answer in flight, so the client gets a moment to
+        # read it. aiohttp's "lingering close" would read (and drop) gigabytes from a liar.
         await asyncio.sleep(HANG_UP_GRACE_SECONDS)
         request.protocol.force_close()
         return response
@@ -177,5 +220,5 @@ def json_response(
         body,
         status=status,
         headers=headers,
-        dumps=lambda value: json.dumps(value, ensure_ascii=False),
+        dumps=functools.partial(json.dumps, ensure_ascii=False),
     )
