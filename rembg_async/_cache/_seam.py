@@ -1,15 +1,6 @@
-"""A client's use of its cache: look up, one request per key at a time, store whole answers.
-
-`CacheSeam.turn` is entered by the exchange before it takes a limiter permit or a credit: a
-hit is served from the entry and sends nothing; a miss holds the key's turn until the call
-is over, so that identical calls made meanwhile wait for it and then find its answer in the
-cache. A failure is not shared: each waiter then looks again and, on a miss, takes the turn
-itself. The map of turns holds only the keys being fetched now: memory stays flat however many
-calls pass.
-
-The cache must never cost a call its result: a backend that fails (a bucket unreachable, a
-full disk) is logged and counted as a miss, or as an answer not stored.
-"""
+"""A client's use of its cache, entered before any permit or credit is taken: a hit sends
+nothing; a miss holds its key until the call is over, so identical calls wait, then find the
+answer (a failure is not shared). A failing backend is logged, and costs a request, not the call."""
 
 from __future__ import annotations
 
@@ -24,9 +15,8 @@ from yarl import URL
 
 from .._contract import OUTPUT_FORMATS
 from .._imageinfo import sniff_kind
-from ._frame import Entry, frame, unframe
-from ._key import cache_key, normalised_url
-from ._protocol import ResultCache
+from ._backends import ResultCache
+from ._frame import Entry, cache_key, frame, normalised_url, unframe
 
 logger = logging.getLogger("rembg_async")
 

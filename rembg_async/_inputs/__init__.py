@@ -1,10 +1,6 @@
-"""Every kind of input image opened in one place: `open_input` finds its kind, and the kind's
-module makes it a checked `Source` (see `_source`), which can be read again for every attempt.
-
-One module per kind: a local path (`_path`), what is at hand in memory (`_memory`: bytes,
-base64, a seekable file object), an async stream spooled as it is read (`_stream`), a remote
-URL read through fsspec (`_remote`). A new kind is one module and one line in `_KINDS`.
-"""
+"""Every kind of input opened in one place: `open_input` finds its kind, whose module makes it a
+checked `Source` (`_source`): a path (`_path`), bytes, base64 or a file object (`_memory`), an
+async stream (`_stream`), a remote URL (`_remote`). A new kind: one module, one `_KINDS` line."""
 
 from __future__ import annotations
 
@@ -15,7 +11,7 @@ from typing import IO, Any, Final, Union
 
 from .._storage._stores import is_remote
 from ._memory import open_base64, open_bytes, open_file_object
-from ._path import LocalRead, local_source, open_path, read_local, read_local_or_none
+from ._path import LocalRead, local_source, open_path, read_local_or_none
 from ._remote import RemoteInputs, RemoteObject, open_remote
 from ._source import Opening, Source, content_digest
 from ._stream import AsyncReadable, is_stream, open_stream
@@ -30,7 +26,6 @@ __all__ = [
     "content_digest",
     "local_source",
     "open_input",
-    "read_local",
     "read_local_or_none",
 ]
 

@@ -28,7 +28,7 @@ async def open_base64(image: Mapping[str, str], where: Opening) -> Source:
     if not isinstance(text, str):
         raise TypeError("a dict input_image needs a 'base64' string")
     if text.startswith("data:"):
-        text = text.partition(",")[2]  # a data URL: keep what follows the comma
+        text = text.partition(",")[2]
     try:
         data = base64.b64decode("".join(text.split()), validate=True)
     except (binascii.Error, ValueError):

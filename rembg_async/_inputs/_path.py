@@ -1,14 +1,15 @@
-"""A path: its file read and checked in one thread hop (with the output's place, when there is
-one); a small file is sent from memory, a larger one streamed from the disk in chunks."""
+"""A path: its file opened and checked in one thread hop (with the output's place, when there
+is one); a small file is sent from memory, a larger one streamed from the disk in chunks."""
 
 from __future__ import annotations
 
 import errno
+import operator
 import os
 import stat
 from collections.abc import AsyncGenerator
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import Any, Final
 
 import attrs
 
@@ -28,19 +29,7 @@ from ._source import (
 )
 
 _READ_FLAGS: Final = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
-
-
-async def open_path(image: str | os.PathLike[str], where: Opening) -> Source:
-    """The file's `Source`; its output's place checked in the same thread call."""
-    path = Path(image)
-    if where.target is None:
-        return local_source(path, await run_to_completion(read_local, path))
-    return local_source(path, await run_to_completion(_check_place_and_read, where.target, path))
-
-
-def _check_place_and_read(target: Path, path: Path) -> LocalRead:
-    check_output_place(target)
-    return read_local(path)
+_CLOSE: Final = operator.methodcaller("close")  # undoes an open cancelled meanwhile
 
 
 @attrs.frozen(kw_only=True)
@@ -53,11 +42,21 @@ class LocalRead:
     info: ImageInfo | None
 
 
+async def open_path(image: str | os.PathLike[str], where: Opening) -> Source:
+    """The file's `Source`; its output's place checked in the same thread call."""
+    path = Path(image)
+    return local_source(path, await run_to_completion(_check_and_read, where.target, path))
+
+
+def _check_and_read(target: Path | None, path: Path) -> LocalRead:
+    if target is not None:
+        check_output_place(target)
+    return read_local(path)
+
+
 def read_local(path: Path) -> LocalRead:
     """Open, ``fstat`` and (when small) read ``path``: blocking, so in a thread, and only
-    system calls, so that the thread seldom needs the GIL the event loop holds."""
-    # os.open/os.read: a buffered file() adds an fstat and an ioctl, and every system call
-    # in this thread hop is one more wait for the GIL (see _download).
+    system calls (a buffered file adds an fstat and an ioctl), each one more wait for the GIL."""
     handle = os.open(path, _READ_FLAGS)
     try:
         status = os.fstat(handle)
@@ -90,7 +89,7 @@ def local_source(path: Path, read: LocalRead) -> Source:
 
     async def chunks(chunk_size: int) -> AsyncGenerator[bytes, None]:
         try:
-            file = await run_to_completion(_open_unbuffered, path, undo=_close)
+            file = await run_to_completion(path.open, "rb", 0, undo=_CLOSE)  # 0: unbuffered
         except OSError as error:  # deleted or made unreadable since it was checked
             raise input_error(f"{path} can no longer be read: {error.strerror}") from error
         with file:
@@ -100,23 +99,15 @@ def local_source(path: Path, read: LocalRead) -> Source:
     return checked_source(path.name, size, read.info, chunks)
 
 
-def _open_unbuffered(path: Path) -> IO[bytes]:
-    return path.open("rb", buffering=0)
-
-
-def _close(file: IO[bytes]) -> None:
-    file.close()
-
-
 def _read_small(handle: int, status: os.stat_result) -> bytes:
-    """A small file's bytes: as many as its size says (a regular file), else up to its end
-    or to one byte more than an upload may have."""
-    if not stat.S_ISREG(status.st_mode):  # a pipe or a device: its size says nothing
+    """As many bytes as a regular file's size says (one read, unless it shrank); else up to its
+    end, or one byte more than an upload may have (a pipe or a device: its size says nothing)."""
+    if not stat.S_ISREG(status.st_mode):
         with open(handle, "rb", closefd=False) as file:
-            return file.read(MAX_UPLOAD_BYTES + 1)  # enough to refuse an endless one
+            return file.read(MAX_UPLOAD_BYTES + 1)
     pieces = []
     left = status.st_size
-    while left > 0 and (piece := os.read(handle, left)):  # one read, unless the file shrank
+    while left > 0 and (piece := os.read(handle, left)):
         pieces.append(piece)
         left -= len(piece)
     return b"".join(pieces)

@@ -1,10 +1,6 @@
-"""What every kind of input becomes: a checked `Source`, which can be read again and again.
-
-A retry must send the image afresh, so a source never holds an exhausted stream: it knows how
-to open its bytes from the start. Each source is checked as the server checks an upload (type,
-empty, size, signature, dimensions from the header), so bad input is refused before sending.
-The bytes decide what an image is, never its name: it is sent under a name of its real type.
-"""
+"""What every input becomes: a checked `Source`, which opens its bytes afresh for each attempt
+and is refused before sending when the server would refuse it. Its bytes, never its name, say
+what it is: it is sent under a name of its real type."""
 
 from __future__ import annotations
 
@@ -12,7 +8,7 @@ import hashlib
 import io
 from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
@@ -27,6 +23,9 @@ from .._exceptions import InvalidInputError
 from .._files import run_to_completion
 from .._imageinfo import ImageInfo, read_image_info
 from .._paths import check_output_place
+
+if TYPE_CHECKING:
+    from ._remote import RemoteInputs
 
 Chunks = Callable[[int], AsyncGenerator[bytes, None]]
 
@@ -47,29 +46,20 @@ class Source:
     filename: str
     content_type: str
     size: int | None  # None: a stream of unknown length, sent chunked
-    info: ImageInfo
     chunks: Chunks = attrs.field(repr=False)
     #: Frees what the source holds (a stream's spool file); called once the call is over.
     close: Callable[[], None] = attrs.field(default=lambda: None, repr=False)
 
 
-class RemoteOpener(Protocol):
-    """What opens a remote URL: `_remote.RemoteInputs`, the client's stores and options."""
-
-    async def open(self, url: str) -> Source:
-        """The object at ``url``, checked, as a `Source`."""
-        ...
-
-
 @attrs.frozen(kw_only=True)
 class Opening:
     """What opening an input may need besides the input: the exact ``size`` of a stream, the
-    output's ``target`` (its place is checked before the input is read), the stores of
-    remote inputs."""
+    output's ``target`` (its place is checked before the input is read), the client's
+    `RemoteInputs` for a URL."""
 
     size: int | None = None
     target: Path | None = None
-    remote: RemoteOpener | None = None
+    remote: RemoteInputs | None = None
 
     async def check_place(self) -> None:
         """Refuse an output place that cannot be written, before the input is read."""
@@ -90,20 +80,18 @@ def checked_source(
     if problem is not None:
         raise input_error(problem)
     assert info is not None
-    stem = Path(name).stem if name else "image"
+    stem = Path(name).stem if name else ""
     return Source(
         filename=f"{stem or 'image'}.{info.extension}",
         content_type=info.mime_type,
         size=size,
-        info=info,
         chunks=chunks,
         **more,
     )
 
 
 def memory_source(data: memoryview, name: str | None) -> Source:
-    """Bytes already in memory (a small file's, or a small remote object's), sent in zero-copy
-    slices."""
+    """Bytes already in memory, sent in zero-copy slices."""
     info = read_image_info(io.BytesIO(data)) if len(data) else None
 
     async def chunks(chunk_size: int) -> AsyncGenerator[bytes, None]:
@@ -120,11 +108,9 @@ def _file_problem(size: int | None, info: ImageInfo | None) -> str | None:
         return file_too_large_message(size)
     if info is None:
         return MSG_INVALID_SIGNATURE
-    if info.width is not None and info.height is not None:
-        messages = dimension_messages(info.width, info.height)
-        if messages:
-            return messages[0]
-    return None
+    if info.width is None or info.height is None:
+        return None
+    return next(iter(dimension_messages(info.width, info.height)), None)
 
 
 async def read_exactly(
@@ -150,12 +136,8 @@ def check_whole(name: str, size: int, got: int) -> None:
 
 
 async def content_digest(source: Source) -> str:
-    """The sha256 of the source's bytes (hex), for the result cache's key.
-
-    One read of the input: nothing more for bytes, base64 and a small file (already in
-    memory); a large file or a remote object read once more, in chunks; a stream read to its
-    end into its spool (a miss then sends from the spool, so nothing is read twice from it).
-    """
+    """The sha256 of the source's bytes (hex), for the result cache's key: a stream is read to
+    its end into its spool, so a miss then sends from the spool and nothing is read twice."""
     digest = hashlib.sha256()
     async for chunk in source.chunks(DIGEST_CHUNK_BYTES):
         digest.update(chunk)

@@ -76,11 +76,3 @@ def parse_storage_options(pairs: list[str]) -> dict[str, Any]:
             place = place.setdefault(parent, {})
         place[last] = value
     return options
-
-
-def read_text(url: str, options: Mapping[str, Any]) -> Iterator[str]:
-    """The lines of a remote text object (a manifest), read as they are taken (a manifest of
-    a million lines is never held whole). Blocking, as the listing is."""
-    fsspec = import_fsspec(url)
-    with fsspec.open(url, "rt", encoding="utf-8", **options) as file:
-        yield from file
