@@ -34,17 +34,13 @@ class Turn:
         """Store a 200's whole ``body`` if it is what the answer declared: an image of its
         ``Content-Type`` (from its bytes), of its length; whether it was stored."""
         content_type = OUTPUT_FORMATS.get(sniff_kind(body[:32]) or "")
-        if (
-            content_type is None
-            or content_type != declared_type
-            or (declared_length is not None and declared_length != len(body))
-        ):
+        if content_type != declared_type or declared_length not in (None, len(body)):
             logger.info(
                 "not cached: the answer declared %s of %s bytes, and was %s of %s bytes",
                 declared_type, declared_length, content_type, len(body),
             )  # fmt: skip
             return False
-        return await self.seam.put(self.key, body, content_type)
+        return await self.seam.put(self.key, body, declared_type)
 
     async def store_read(
         self, read: Callable[[], Awaitable[bytes]], declared_type: str, length: int | None

@@ -4,6 +4,7 @@ serve them: one per protocol and options, owned and closed by one client. An asy
 
 from __future__ import annotations
 
+import functools
 import json
 import operator
 import re
@@ -109,20 +110,17 @@ class Store:
         """The object's bytes, streamed, up to ``size`` (a file opened here is closed here)."""
         if self._async:
             file = await self.fs.open_async(path, "rb")
+            read = file.read
         else:
             file = await run_to_completion(self.fs.open, path, "rb", undo=_CLOSE)
+            read = functools.partial(run_to_completion, file.read)
         try:
             left = size
-            while left > 0 and (chunk := await self._read(file, min(chunk_size, left))):
+            while left > 0 and (chunk := await read(min(chunk_size, left))):
                 left -= len(chunk)
-                yield chunk
+                yield bytes(chunk)
         finally:
             await self._close(file)
-
-    async def _read(self, file: Any, count: int) -> bytes:
-        if self._async:
-            return bytes(await file.read(count))
-        return bytes(await run_to_completion(file.read, count))
 
     async def _close(self, file: Any) -> None:
         if not self._async:
