@@ -93,11 +93,7 @@ class FolderCache:
     """
 
     def __init__(
-        self,
-        path: str | os.PathLike[str],
-        *,
-        max_bytes: int | None = None,
-        max_age: MaxAge = None,
+        self, path: str | os.PathLike[str], *, max_bytes: int | None = None, max_age: MaxAge = None
     ) -> None:
         if max_bytes is not None and max_bytes < 0:
             raise ValueError(f"max_bytes cannot be negative, not {max_bytes}")
@@ -228,11 +224,7 @@ class FsspecCache:
     """
 
     def __init__(
-        self,
-        url: str,
-        *,
-        storage_options: Mapping[str, Any] | None = None,
-        max_age: MaxAge = None,
+        self, url: str, *, storage_options: Mapping[str, Any] | None = None, max_age: MaxAge = None
     ) -> None:
         if not is_remote(url):
             raise ValueError(f"not a URL fsspec knows: {url!r} (for a folder, use FolderCache)")

@@ -62,9 +62,8 @@ class Source:
 
 @attrs.frozen(kw_only=True)
 class Opening:
-    """What opening an input may need besides the input: the exact ``size`` of a stream, the
-    output's ``target`` (its place is checked before the input is read), the client's
-    `RemoteInputs` for a URL."""
+    """What opening an input may need: a stream's exact ``size``, the output's ``target`` (its
+    place is checked before the input is read), the client's `RemoteInputs` for a URL."""
 
     size: int | None = None
     target: Path | None = None

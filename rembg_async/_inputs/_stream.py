@@ -52,8 +52,7 @@ async def _pull(read: Any) -> AsyncIterator[bytes]:
 
 
 class _Spool:
-    """The stream, and what has been read of it so far in a temporary file (which the system
-    deletes once it is closed, even if the process dies)."""
+    """The stream, and what was read of it in an anonymous file (gone even if the process dies)."""
 
     def __init__(self, stream: Any, size: int | None, name: str) -> None:
         self._chunks = _reader(stream)
@@ -106,9 +105,8 @@ class _Spool:
         """All the stream's bytes from its start: the spooled ones, then the rest."""
         sent = 0
         while sent < self._spooled:
-            chunk = await run_to_completion(
-                self._read_at, sent, min(chunk_size, self._spooled - sent)
-            )
+            count = min(chunk_size, self._spooled - sent)
+            chunk = await run_to_completion(self._read_at, sent, count)
             sent += len(chunk)
             yield chunk
         while (more := await self._next()) is not None:
