@@ -14,7 +14,7 @@ import os
 import stat
 from collections.abc import AsyncGenerator, Callable, Mapping
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Final
+from typing import IO, Any, Final, Protocol
 
 import attrs
 
@@ -30,9 +30,6 @@ from .._files import run_to_completion
 from .._imageinfo import ImageInfo, read_image_info
 from .._paths import check_output_place
 from .._storage._stores import is_remote
-
-if TYPE_CHECKING:
-    from ._remote import RemoteInputs
 
 Chunks = Callable[[int], AsyncGenerator[bytes, None]]
 
@@ -60,14 +57,22 @@ class Source:
     close: Callable[[], None] = attrs.field(default=lambda: None, repr=False)
 
 
+class RemoteOpener(Protocol):
+    """What opens a remote URL: `_remote.RemoteInputs` (not imported here: it imports this)."""
+
+    async def open(self, url: str) -> Source:
+        """The object at ``url``, checked, as a `Source`."""
+        ...
+
+
 @attrs.frozen(kw_only=True)
 class Opening:
     """What opening an input may need: a stream's exact ``size``, the output's ``target`` (its
-    place is checked before the input is read), the client's `RemoteInputs` for a URL."""
+    place is checked before the input is read), what opens a URL."""
 
     size: int | None = None
     target: Path | None = None
-    remote: RemoteInputs | None = None
+    remote: RemoteOpener | None = None
 
     async def check_place(self) -> None:
         """Refuse an output place that cannot be written, before the input is read."""
