@@ -17,7 +17,6 @@ from .._storage._stores import READ_BYTES, Store, Stores
 from ._source import (
     SMALL_FILE_BYTES,
     STREAM_HEAD_BYTES,
-    Opening,
     Source,
     check_whole,
     checked_source,
@@ -87,14 +86,6 @@ class RemoteInputs:
     async def open(self, url: str) -> Source:
         """The object at ``url``, checked, as a `Source`."""
         return await self.source(await self.stat(url))
-
-
-async def open_remote(url: str, where: Opening) -> Source:
-    """The checked `Source` of the object at ``url``, through the stores of ``where``."""
-    if where.remote is None:
-        raise TypeError(f"{url} is a remote URL: open it with the client's stores")
-    await where.check_place()
-    return await where.remote.open(url)
 
 
 async def _no_chunks(chunk_size: int) -> AsyncGenerator[bytes, None]:

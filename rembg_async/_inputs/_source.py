@@ -14,7 +14,7 @@ import os
 import stat
 from collections.abc import AsyncGenerator, Callable, Mapping
 from pathlib import Path
-from typing import IO, Any, Final, Protocol
+from typing import IO, Any, Final
 
 import attrs
 
@@ -57,22 +57,13 @@ class Source:
     close: Callable[[], None] = attrs.field(default=lambda: None, repr=False)
 
 
-class RemoteOpener(Protocol):
-    """What opens a remote URL: `_remote.RemoteInputs` (not imported here: it imports this)."""
-
-    async def open(self, url: str) -> Source:
-        """The object at ``url``, checked, as a `Source`."""
-        ...
-
-
 @attrs.frozen(kw_only=True)
 class Opening:
     """What opening an input may need: a stream's exact ``size``, the output's ``target`` (its
-    place is checked before the input is read), what opens a URL."""
+    place is checked before the input is read)."""
 
     size: int | None = None
     target: Path | None = None
-    remote: RemoteOpener | None = None
 
     async def check_place(self) -> None:
         """Refuse an output place that cannot be written, before the input is read."""
