@@ -65,10 +65,8 @@ class _Spool:
     async def head(self) -> bytes:
         """The first bytes (up to `STREAM_HEAD_BYTES`), read and spooled."""
         pieces: list[bytes] = []
-        got = 0
-        while got < STREAM_HEAD_BYTES and (chunk := await self._next()) is not None:
+        while self._spooled < STREAM_HEAD_BYTES and (chunk := await self._next()) is not None:
             pieces.append(chunk)
-            got += len(chunk)
         return b"".join(pieces)
 
     async def _next(self) -> bytes | None:
