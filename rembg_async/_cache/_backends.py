@@ -237,12 +237,14 @@ class FsspecCache:
     def __repr__(self) -> str:
         return f"FsspecCache({self.url!r})"
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Sent to Dask workers without its filesystem (a live session): made again there.
-        made = functools.partial(
-            FsspecCache, storage_options=self.storage_options, max_age=self.max_age
-        )
-        return made, (self.url,)
+    def __getstate__(self) -> dict[str, Any]:
+        # Sent to Dask workers: the filesystem (a live session) is made again there.
+        return {**self.__dict__, "_stores": None, "_clock": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._stores = Stores(self.storage_options)
+        self._clock = time.time
 
     async def get(self, key: str) -> bytes | None:
         """The entry under ``key``, or None (none, or older than ``max_age``)."""
