@@ -167,9 +167,8 @@ MODULES: dict[str, list[str]] = {
         "tests/test_client_errors.py",
     ],
     "_cache/_frame.py": ["tests/test_cache_rules.py", "tests/test_cache.py"],
-    "_cache/_key.py": ["tests/test_cache_rules.py", "tests/test_cache.py"],
     "_cache/_seam.py": ["tests/test_cache_rules.py", "tests/test_cache.py"],
-    "_cache/_folder.py": ["tests/test_cache_rules.py", "tests/test_cache.py"],
+    "_cache/_backends.py": ["tests/test_cache_rules.py", "tests/test_cache.py"],
     "_outputs/_folders.py": [
         "tests/test_output_claims.py",
         "tests/test_outputs_rules.py",

@@ -1,23 +1,23 @@
-"""How every cache entry is framed, whatever holds it: our header, then the image.
-
-The header says the format version, the key the entry was stored under, the content type, the
-body's length, the sha256 of the body and the time it was stored. An entry is served only when
-all of it checks out (`unframe`), so a backend that damages, truncates or mixes up entries (a
-disk, a bucket, a user's Redis) costs a request, never a wrong image.
-"""
+"""A cache entry, whatever holds it: its key (what the answer depends on, and nothing else),
+and its frame (a header, then the image), served only when all of it checks out: a damaged,
+cut or mixed-up entry costs a request, never a wrong image."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import struct
+from collections.abc import Mapping
 from typing import Any, Final
 
 import attrs
+from yarl import URL
 
 from .._contract import OUTPUT_FORMATS
 from .._imageinfo import sniff_kind
 
+#: Bumped when what goes into a key changes: new keys rather than wrong hits.
+KEY_VERSION: Final = 1
 #: What every entry starts with: a name, then the version of the layout that follows.
 MAGIC: Final = b"RBGCACHE"
 VERSION: Final = 1
@@ -26,6 +26,28 @@ _PREFIX: Final = struct.Struct(f">{len(MAGIC)}sBI")
 #: Headers are a few hundred bytes; anything longer is damage.
 _MAX_HEADER: Final = 64 * 1024
 _TYPES: Final = frozenset(OUTPUT_FORMATS.values())
+
+
+def cache_key(digest: str, fields: Mapping[str, str], api_url: str | URL) -> str:
+    """The key (64 hex digits) of an input whose bytes have the sha256 ``digest`` (never its
+    name), sent with the form ``fields`` that shape the answer to ``api_url``."""
+    canonical = json.dumps(
+        {
+            "version": KEY_VERSION,
+            "input": digest,
+            "fields": sorted(fields.items()),
+            "api": normalised_url(api_url),
+        },
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def normalised_url(url: str | URL) -> str:
+    """``url`` without user, query, fragment, default port or trailing slash; its scheme and
+    host lowercased (its path is kept as it is: paths may tell case apart)."""
+    parsed = URL(url) if isinstance(url, str) else url
+    return f"{str(parsed.origin()).lower()}{parsed.path.rstrip('/')}"
 
 
 @attrs.frozen(kw_only=True)
@@ -75,6 +97,14 @@ def stored_at(data: bytes) -> float | None:
     """When the entry in ``data`` was stored (read from its header alone); None if no header."""
     parsed = _header(data)
     return None if parsed is None else parsed[0]["stored"]
+
+
+def expired(data: bytes, max_age: float | None, now: float) -> bool:
+    """Whether the entry in ``data`` is older than ``max_age`` seconds (None: never)."""
+    if max_age is None:
+        return False
+    stored = stored_at(data)
+    return stored is None or now - stored > max_age
 
 
 def _header(data: bytes) -> tuple[dict[str, Any], int] | None:

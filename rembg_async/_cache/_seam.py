@@ -1,15 +1,6 @@
-"""A client's use of its cache: look up, one request per key at a time, store whole answers.
-
-`CacheSeam.turn` is entered by the exchange before it takes a limiter permit or a credit: a
-hit is served from the entry and sends nothing; a miss holds the key's turn until the call
-is over, so that identical calls made meanwhile wait for it and then find its answer in the
-cache. A failure is not shared: each waiter then looks again and, on a miss, takes the turn
-itself. The map of turns holds only the keys being fetched now: memory stays flat however many
-calls pass.
-
-The cache must never cost a call its result: a backend that fails (a bucket unreachable, a
-full disk) is logged and counted as a miss, or as an answer not stored.
-"""
+"""A client's use of its cache, entered before any permit or credit is taken: a hit sends
+nothing; a miss holds its key until the call is over, so identical calls wait, then find the
+answer (a failure is not shared). A failing backend is logged, and costs a request, not the call."""
 
 from __future__ import annotations
 
@@ -24,9 +15,8 @@ from yarl import URL
 
 from .._contract import OUTPUT_FORMATS
 from .._imageinfo import sniff_kind
-from ._frame import Entry, frame, unframe
-from ._key import cache_key, normalised_url
-from ._protocol import ResultCache
+from ._backends import ResultCache
+from ._frame import Entry, cache_key, frame, normalised_url, unframe
 
 logger = logging.getLogger("rembg_async")
 
@@ -44,17 +34,13 @@ class Turn:
         """Store a 200's whole ``body`` if it is what the answer declared: an image of its
         ``Content-Type`` (from its bytes), of its length; whether it was stored."""
         content_type = OUTPUT_FORMATS.get(sniff_kind(body[:32]) or "")
-        if (
-            content_type is None
-            or content_type != declared_type
-            or (declared_length is not None and declared_length != len(body))
-        ):
+        if content_type != declared_type or declared_length not in (None, len(body)):
             logger.info(
                 "not cached: the answer declared %s of %s bytes, and was %s of %s bytes",
                 declared_type, declared_length, content_type, len(body),
             )  # fmt: skip
             return False
-        return await self.seam.put(self.key, body, content_type)
+        return await self.seam.put(self.key, body, declared_type)
 
     async def store_read(
         self, read: Callable[[], Awaitable[bytes]], declared_type: str, length: int | None

@@ -1,10 +1,6 @@
-"""Every kind of input image opened in one place: `open_input` finds its kind, and the kind's
-module makes it a checked `Source` (see `_source`), which can be read again for every attempt.
-
-One module per kind: a local path (`_path`), what is at hand in memory (`_memory`: bytes,
-base64, a seekable file object), an async stream spooled as it is read (`_stream`), a remote
-URL read through fsspec (`_remote`). A new kind is one module and one line in `_KINDS`.
-"""
+"""Every kind of input opened in one place: `open_input` finds its kind in `_KINDS`, whose opener
+makes it a checked `Source`: an async stream (`_stream`), or a local input (a path, bytes,
+base64, a file object) opened beside the `Source` itself (`_source`); a URL goes to `_remote`."""
 
 from __future__ import annotations
 
@@ -14,10 +10,19 @@ from pathlib import Path
 from typing import IO, Any, Final, Union
 
 from .._storage._stores import is_remote
-from ._memory import open_base64, open_bytes, open_file_object
-from ._path import LocalRead, local_source, open_path, read_local, read_local_or_none
-from ._remote import RemoteInputs, RemoteObject, open_remote
-from ._source import Opening, Source, content_digest
+from ._remote import RemoteInputs, RemoteObject
+from ._source import (
+    LocalRead,
+    Opening,
+    Source,
+    content_digest,
+    local_source,
+    open_base64,
+    open_bytes,
+    open_file_object,
+    open_path,
+    read_local_or_none,
+)
 from ._stream import AsyncReadable, is_stream, open_stream
 
 __all__ = [
@@ -30,7 +35,6 @@ __all__ = [
     "content_digest",
     "local_source",
     "open_input",
-    "read_local",
     "read_local_or_none",
 ]
 
@@ -47,13 +51,11 @@ ImageInput = Union[
     AsyncReadable,
 ]
 
-#: Each kind: whether an input is of it, and how to open it; the first that claims it wins (a
-#: remote URL is a string, so it comes before paths).
+#: Each local kind: whether an input is of it, and how to open it; the first that claims it wins.
 _KINDS: Final[
     tuple[tuple[Callable[[Any], bool], Callable[[Any, Opening], Awaitable[Source]]], ...]
 ] = (
     (is_stream, open_stream),
-    (is_remote, open_remote),
     (lambda image: isinstance(image, (str, os.PathLike)), open_path),
     (lambda image: isinstance(image, (bytes, bytearray, memoryview)), open_bytes),
     (lambda image: isinstance(image, Mapping), open_base64),  # {"base64": ...}
@@ -76,7 +78,12 @@ async def open_input(
     """
     if size is not None and not is_stream(image):
         raise TypeError("size= is only for stream inputs (an async iterable or async read(n))")
-    where = Opening(size=size, target=target, remote=remote)
+    where = Opening(size=size, target=target)
+    if is_remote(image):  # a string, so before paths
+        if remote is None:
+            raise TypeError(f"{image} is a remote URL: open it with the client's stores")
+        await where.check_place()
+        return await remote.open(image)
     for claims, opener in _KINDS:
         if claims(image):
             return await opener(image, where)

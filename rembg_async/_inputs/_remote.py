@@ -1,11 +1,6 @@
-"""A remote object as a `Source`: checked before sending, streamed with an exact size.
-
-The object's details give its size, so the upload carries ``Content-Length`` and nothing is
-held in memory but one chunk; every attempt opens the object afresh, so a retry resends it
-from its start. It is checked as a local file is, with the same messages: empty, too large
-(from its details alone), then the signature and dimensions of its first bytes. A small
-object is read whole in one request and sent from memory, as a small local file is.
-"""
+"""A remote object as a `Source`, checked as a local file is and with the same messages; a small
+one is read whole in one request, a larger one streamed with an exact size, opened afresh for
+every attempt (a retry resends it from its start)."""
 
 from __future__ import annotations
 
@@ -22,7 +17,6 @@ from .._storage._stores import READ_BYTES, Store, Stores
 from ._source import (
     SMALL_FILE_BYTES,
     STREAM_HEAD_BYTES,
-    Opening,
     Source,
     check_whole,
     checked_source,
@@ -45,42 +39,6 @@ class RemoteObject:
     stamp: str
 
 
-async def stat_remote(store: Store, url: str) -> RemoteObject:
-    """The details of the object at ``url`` (``FileNotFoundError`` if it is not there)."""
-    path = store.path(url)
-    info = await store.info(path)
-    if info.get("type") == "directory":
-        raise IsADirectoryError(f"{url} is a folder, not an image")
-    if info.get("size") is None:
-        raise input_error(f"{url} does not say its size, so it cannot be sent")
-    size = int(info["size"])
-    return RemoteObject(url=url, path=path, size=size, stamp=f"{size}:{_version(info)}")
-
-
-async def remote_source(store: Store, found: RemoteObject) -> Source:
-    """The checked `Source` of an object; `InvalidInputError` if it is no image the API
-    would take."""
-    url, path, size = found.url, found.path, found.size
-    name = posixpath.basename(path.rstrip("/")) or None
-    if size == 0 or size > MAX_UPLOAD_BYTES:  # refused on its details alone, nothing read
-        return checked_source(name, size, None, _no_chunks)
-    if size <= SMALL_FILE_BYTES:
-        data = await store.read(path, 0, size)
-        check_whole(url, size, len(data))
-        return memory_source(memoryview(data), name)
-    head = await store.read(path, 0, min(size, STREAM_HEAD_BYTES))
-    info = read_image_info(io.BytesIO(head))
-
-    async def chunks(chunk_size: int) -> AsyncGenerator[bytes, None]:
-        sent = 0
-        async for chunk in store.chunks(path, size, max(chunk_size, READ_BYTES)):
-            sent += len(chunk)
-            yield chunk
-        check_whole(url, size, sent)
-
-    return checked_source(name, size, info, chunks)
-
-
 @attrs.frozen(kw_only=True)
 class RemoteInputs:
     """How a client reaches remote inputs: its stores, and the storage options of the call."""
@@ -88,32 +46,46 @@ class RemoteInputs:
     stores: Stores
     options: Mapping[str, Any] | None = None
 
+    def _store(self, url: str) -> Store:
+        return self.stores.store(url, self.options)
+
     async def stat(self, url: str) -> RemoteObject:
-        """The object's details."""
-        return await stat_remote(self.stores.store(url, self.options), url)
+        """The object's details (``FileNotFoundError`` if it is not there)."""
+        store = self._store(url)
+        path = store.path(url)
+        info = await store.info(path)
+        if info.get("type") == "directory":
+            raise IsADirectoryError(f"{url} is a folder, not an image")
+        if info.get("size") is None:
+            raise input_error(f"{url} does not say its size, so it cannot be sent")
+        size = int(info["size"])
+        versions = (str(info[key]).strip('"') for key in _VERSION_KEYS if info.get(key) is not None)
+        return RemoteObject(url=url, path=path, size=size, stamp=f"{size}:{next(versions, '')}")
 
     async def source(self, found: RemoteObject) -> Source:
-        """The object, checked, as a `Source`."""
-        return await remote_source(self.stores.store(found.url, self.options), found)
+        """The object as a checked `Source`; `InvalidInputError` if the API would refuse it."""
+        store, url, path, size = self._store(found.url), found.url, found.path, found.size
+        name = posixpath.basename(path.rstrip("/")) or None
+        if size == 0 or size > MAX_UPLOAD_BYTES:  # refused on its details alone, nothing read
+            return checked_source(name, size, None, _no_chunks)
+        if size <= SMALL_FILE_BYTES:
+            data = await store.cat(path, 0, size)
+            check_whole(url, size, len(data))
+            return memory_source(memoryview(data), name)
+        info = read_image_info(io.BytesIO(await store.cat(path, 0, STREAM_HEAD_BYTES)))
+
+        async def chunks(chunk_size: int) -> AsyncGenerator[bytes, None]:
+            sent = 0
+            async for chunk in store.chunks(path, size, max(chunk_size, READ_BYTES)):
+                sent += len(chunk)
+                yield chunk
+            check_whole(url, size, sent)
+
+        return checked_source(name, size, info, chunks)
 
     async def open(self, url: str) -> Source:
         """The object at ``url``, checked, as a `Source`."""
         return await self.source(await self.stat(url))
-
-
-async def open_remote(url: str, where: Opening) -> Source:
-    """The checked `Source` of the object at ``url``, through the stores of ``where``."""
-    if where.remote is None:
-        raise TypeError(f"{url} is a remote URL: open it with the client's stores")
-    await where.check_place()
-    return await where.remote.open(url)
-
-
-def _version(info: dict[str, Any]) -> str:
-    for key in _VERSION_KEYS:
-        if info.get(key) is not None:
-            return str(info[key]).strip('"')
-    return ""
 
 
 async def _no_chunks(chunk_size: int) -> AsyncGenerator[bytes, None]:

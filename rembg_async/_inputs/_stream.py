@@ -1,15 +1,6 @@
-"""A stream input (an async iterable of bytes, or an async ``read(n)``) as a replayable `Source`.
-
-A stream can be read only once, but a retry must send the image afresh. So what is read is
-spooled, as it passes, to an anonymous temporary file (deleted by the system when closed, so
-nothing is left even if the process dies); a retry sends the spooled bytes, then goes on reading
-the stream where the first attempt stopped. Memory stays flat: one chunk at a time. The spool is
-closed when the call is over (`Source.close`).
-
-The first bytes are read before anything is sent and checked as a file's are (type, size when
-announced, dimensions); a stream longer than an upload may be, or than its ``size=``, or
-shorter than its ``size=``, fails with `InvalidInputError` while it is sent.
-"""
+"""A stream input (an async iterable of bytes, or an async ``read(n)``) as a replayable `Source`:
+read once, it is spooled as it passes to an anonymous temporary file, so a retry sends the spool
+then reads on where the last attempt stopped. Memory stays flat: one chunk at a time."""
 
 from __future__ import annotations
 
@@ -61,11 +52,10 @@ async def _pull(read: Any) -> AsyncIterator[bytes]:
 
 
 class _Spool:
-    """The stream, and what has been read of it so far in a temporary file."""
+    """The stream, and what was read of it in an anonymous file (gone even if the process dies)."""
 
     def __init__(self, stream: Any, size: int | None, name: str) -> None:
         self._chunks = _reader(stream)
-        self._limit = size if size is not None else MAX_UPLOAD_BYTES
         self._size = size
         self._name = name
         self._file: IO[bytes] | None = None
@@ -75,10 +65,8 @@ class _Spool:
     async def head(self) -> bytes:
         """The first bytes (up to `STREAM_HEAD_BYTES`), read and spooled."""
         pieces: list[bytes] = []
-        got = 0
-        while got < STREAM_HEAD_BYTES and (chunk := await self._next()) is not None:
+        while self._spooled < STREAM_HEAD_BYTES and (chunk := await self._next()) is not None:
             pieces.append(chunk)
-            got += len(chunk)
         return b"".join(pieces)
 
     async def _next(self) -> bytes | None:
@@ -94,8 +82,13 @@ class _Spool:
                     "given as its size="
                 )
             return None
-        if self._spooled + len(chunk) > self._limit:
-            raise input_error(self._too_long(self._spooled + len(chunk)))
+        spooled = self._spooled + len(chunk)
+        if self._size is None and spooled > MAX_UPLOAD_BYTES:
+            raise input_error(file_too_large_message(spooled))
+        if self._size is not None and spooled > self._size:
+            raise input_error(
+                f"{self._name} is longer than the {self._size} bytes given as its size="
+            )
         await run_to_completion(self._write, chunk)
         return chunk
 
@@ -106,18 +99,12 @@ class _Spool:
         self._file.write(chunk)
         self._spooled += len(chunk)
 
-    def _too_long(self, at_least: int) -> str:
-        if self._size is None:
-            return file_too_large_message(at_least)
-        return f"{self._name} is longer than the {self._size} bytes given as its size="
-
     async def chunks(self, chunk_size: int) -> AsyncGenerator[bytes, None]:
         """All the stream's bytes from its start: the spooled ones, then the rest."""
         sent = 0
         while sent < self._spooled:
-            chunk = await run_to_completion(
-                self._read_at, sent, min(chunk_size, self._spooled - sent)
-            )
+            count = min(chunk_size, self._spooled - sent)
+            chunk = await run_to_completion(self._read_at, sent, count)
             sent += len(chunk)
             yield chunk
         while (more := await self._next()) is not None:
@@ -129,7 +116,7 @@ class _Spool:
         return self._file.read(count)
 
     def close(self) -> None:
-        """Delete the spool (an anonymous file: closing it is deleting it)."""
+        """Delete the spool (closing an anonymous file deletes it)."""
         if self._file is not None:
             self._file.close()
 

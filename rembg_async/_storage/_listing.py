@@ -1,5 +1,5 @@
-"""The command line's remote inputs (``s3://bucket/in/``, ``s3://bucket/in/*.jpg``), listed
-through fsspec before anything is sent, and its ``--storage-option KEY=VALUE``."""
+"""The command line's remote inputs (a folder, a glob, an object), listed through fsspec before
+anything is sent, and its ``--storage-option KEY=VALUE``."""
 
 from __future__ import annotations
 
@@ -12,26 +12,26 @@ from typing import Any
 from .._contract import ALLOWED_EXTENSIONS
 from ._stores import import_fsspec, protocol_of
 
+_WILDCARDS = "*?["
+
 
 def expand_remote(pattern: str, options: Mapping[str, Any]) -> Iterator[tuple[str, PurePosixPath]]:
-    """(URL, its path relative to the folder or glob given) for each image ``pattern`` names:
-    a folder (ends in ``/``, or is one) as every image below it by extension, a glob as its
-    matches, else the one object. Blocking: the command line lists before its loop starts."""
-    fsspec = import_fsspec(pattern)
-    fs, path = fsspec.core.url_to_fs(pattern, **options)
-    protocol = protocol_of(pattern)
-    if any(char in path for char in "*?["):
-        base = _static_prefix(path)
-        for found in sorted(fs.glob(path)):
-            if fs.isfile(found):
-                yield _url(fs, found, protocol), PurePosixPath(_below(found, base))
+    """(URL, path relative to the folder or glob) of each image ``pattern`` names: a folder
+    (ends in ``/``, or is one) as every image below it, a glob as its matches, else the object.
+    Blocking: the command line lists before its loop starts."""
+    fs, path = import_fsspec(pattern).core.url_to_fs(pattern, **options)
+    if any(char in path for char in _WILDCARDS):
+        base, found, wanted = _static_prefix(path), fs.glob(path), fs.isfile
     elif pattern.endswith("/") or fs.isdir(path):
         base = path.rstrip("/")
-        for found in sorted(fs.find(base)):
-            if _is_image_name(found):
-                yield _url(fs, found, protocol), PurePosixPath(_below(found, base))
+        found, wanted = fs.find(base), _is_image_name
     else:
         yield pattern, PurePosixPath(posixpath.basename(path))
+        return
+    protocol = protocol_of(pattern)
+    for name in sorted(found):
+        if wanted(name):
+            yield _url(fs, name, protocol), PurePosixPath(_below(name, base))
 
 
 def _url(fs: Any, path: str, protocol: str | None) -> str:
@@ -41,10 +41,8 @@ def _url(fs: Any, path: str, protocol: str | None) -> str:
 
 def _static_prefix(path: str) -> str:
     """The folder above a glob's first wildcard."""
-    for index, char in enumerate(path):
-        if char in "*?[":
-            return path[:index].rpartition("/")[0]
-    return posixpath.dirname(path)
+    first = min(index for index, char in enumerate(path) if char in _WILDCARDS)
+    return path[:first].rpartition("/")[0]
 
 
 def _below(path: str, base: str) -> str:
@@ -53,9 +51,8 @@ def _below(path: str, base: str) -> str:
 
 def _is_image_name(path: str) -> bool:
     name = posixpath.basename(path)
-    extension = name.rpartition(".")[2].lower()
     hidden = name.startswith(".") or "/.rembg-async-index/" in path
-    return not hidden and extension in ALLOWED_EXTENSIONS
+    return not hidden and name.rpartition(".")[2].lower() in ALLOWED_EXTENSIONS
 
 
 def parse_storage_options(pairs: list[str]) -> dict[str, Any]:
@@ -76,11 +73,3 @@ def parse_storage_options(pairs: list[str]) -> dict[str, Any]:
             place = place.setdefault(parent, {})
         place[last] = value
     return options
-
-
-def read_text(url: str, options: Mapping[str, Any]) -> Iterator[str]:
-    """The lines of a remote text object (a manifest), read as they are taken (a manifest of
-    a million lines is never held whole). Blocking, as the listing is."""
-    fsspec = import_fsspec(url)
-    with fsspec.open(url, "rt", encoding="utf-8", **options) as file:
-        yield from file

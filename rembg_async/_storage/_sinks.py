@@ -1,6 +1,5 @@
-"""A result written to a remote store: received into a local temporary file as any result is
-(chunked, checked whole), then put into the store in one piece, so that no half-written object
-ever appears under its final name (an S3 multipart upload is visible only once complete)."""
+"""A result for a remote store: received into a local temporary file as any result is, then put
+in one piece, so that no half-written object appears under its final name."""
 
 from __future__ import annotations
 
@@ -16,16 +15,15 @@ from ._stores import Store
 
 @attrs.frozen(kw_only=True)
 class RemoteTarget:
-    """A remote output, with an async ``then()`` to run once the object is in place (a
-    batch notes its provenance there)."""
+    """A remote output, and what to run once it is in place (a batch notes its provenance)."""
 
     url: str
     then: Callable[[], Awaitable[object]] | None = None
 
 
 async def put_result(store: Store, local: ImageFile, target: RemoteTarget) -> ImageFile:
-    """Put the temporary result ``local`` at ``target``; the local file is deleted whatever
-    happens. Returns the result as stored: its ``url``, and its path within the store."""
+    """Put the temporary result ``local`` at ``target`` (deleting it whatever happens); the
+    result as stored: its ``url``, and its path within the store."""
     path = store.path(target.url)
     try:
         await store.put(os.fspath(local.output_image_path), path, local.size)

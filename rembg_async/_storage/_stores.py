@@ -1,18 +1,15 @@
-"""Which inputs and outputs are remote, and the fsspec filesystems that serve them.
-
-A string is remote when it starts with a protocol (``s3://``, ``gs://``, ``memory://``,
-``https://``…); plain paths and ``file://`` keep the local path. Filesystems are made once per
-protocol and storage options, owned by one client, and closed with it: an async one (s3fs,
-gcsfs, http) is used through its coroutines, a blocking one (memory, most others) through
-`run_to_completion`, so that no call ever waits on the event loop.
-"""
+"""Which strings are remote (a protocol, but not ``file://``), and the fsspec filesystems that
+serve them: one per protocol and options, owned and closed by one client. An async filesystem
+(s3fs, gcsfs, http) is used through its coroutines, a blocking one in a thread."""
 
 from __future__ import annotations
 
+import functools
 import json
+import operator
 import re
 from collections.abc import AsyncIterator, Mapping
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any, Final
 
 from .._extras import import_optional
@@ -23,13 +20,16 @@ _URL: Final = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]+)://")
 _LOCAL: Final = frozenset({"file", "local"})
 #: Streamed reads go in pieces this large (a read may return less).
 READ_BYTES: Final = 1024 * 1024
+#: Up to this size, an async store's result is read in a thread and written in one call; a
+#: larger one goes through the store's own ``_put_file`` (s3fs: a multipart upload that reads
+#: its parts itself, and appears only when complete).
+PUT_WHOLE_BYTES: Final = 64 * 1024 * 1024
+_CLOSE: Final = operator.methodcaller("close")  # undoes an open cancelled meanwhile
 
 
 def protocol_of(value: Any) -> str | None:
     """The protocol of a remote URL (``"s3"``), or None for anything else."""
-    if not isinstance(value, str):
-        return None
-    match = _URL.match(value)
+    match = _URL.match(value) if isinstance(value, str) else None
     if match is None or match.group(1).lower() in _LOCAL:
         return None
     return match.group(1).lower()
@@ -78,22 +78,9 @@ class Store:
         """The object's details (``size``, ``type``, an ETag or a time)."""
         return dict(await self._call("info", path))
 
-    async def read(self, path: str, start: int, end: int) -> bytes:
-        """Bytes ``start`` to ``end`` of the object."""
+    async def cat(self, path: str, start: int | None = None, end: int | None = None) -> bytes:
+        """The object's bytes (``start`` to ``end``, else all of a small one)."""
         return bytes(await self._call("cat_file", path, start=start, end=end))
-
-    async def cat(self, path: str) -> bytes:
-        """The whole object (a small one: an index segment)."""
-        return bytes(await self._call("cat_file", path))
-
-    async def exists(self, path: str) -> bool:
-        """Whether the object is there."""
-        return bool(await self._call("exists", path))
-
-    async def find(self, path: str) -> dict[str, dict[str, Any]]:
-        """Every object under ``path``, with its details."""
-        found = await self._call("find", path, detail=True)
-        return dict(found)
 
     async def ls(self, path: str) -> list[str]:
         """The paths directly in the folder ``path`` (none when it is not there). Not kept in
@@ -108,10 +95,12 @@ class Store:
 
     async def put(self, local: str, path: str, size: int) -> None:
         """Put the local file ``local`` at ``path``: it appears only whole."""
-        if self._async:
-            await _put_async(self.fs, local, path, size)
-        else:
+        if not self._async:
             await run_to_completion(self.fs.put_file, local, path)
+        elif size > PUT_WHOLE_BYTES:
+            await self.fs._put_file(local, path)
+        else:  # s3fs's _put_file would read the file on the event loop: read it in a thread
+            await self.fs._pipe_file(path, await run_to_completion(Path(local).read_bytes))
 
     async def pipe(self, path: str, data: bytes) -> None:
         """Write ``data`` whole at ``path``."""
@@ -119,18 +108,28 @@ class Store:
 
     async def chunks(self, path: str, size: int, chunk_size: int) -> AsyncIterator[bytes]:
         """The object's bytes, streamed, up to ``size`` (a file opened here is closed here)."""
-        if not self._async:
-            async for chunk in _blocking_chunks(self.fs, path, size, chunk_size):
-                yield chunk
-            return
-        file = await self.fs.open_async(path, "rb")
+        if self._async:
+            file = await self.fs.open_async(path, "rb")
+            read = file.read
+        else:
+            file = await run_to_completion(self.fs.open, path, "rb", undo=_CLOSE)
+            read = functools.partial(run_to_completion, file.read)
         try:
             left = size
-            while left > 0 and (chunk := await file.read(min(chunk_size, left))):
+            while left > 0 and (chunk := await read(min(chunk_size, left))):
                 left -= len(chunk)
-                yield chunk
+                yield bytes(chunk)
         finally:
-            await _close_async_file(file)
+            await self._close(file)
+
+    async def _close(self, file: Any) -> None:
+        if not self._async:
+            await run_to_completion(file.close)
+            return
+        await file.close()
+        body = getattr(file, "r", None)  # s3fs: the response being read, held until closed
+        if body is not None and hasattr(body, "close"):
+            body.close()
 
     async def aclose(self) -> None:
         """Close the filesystem's connections (an async one keeps a session)."""
@@ -144,49 +143,6 @@ class Store:
         if session is not None and hasattr(session, "close"):
             await session.close()
             self.fs._session = None
-
-
-#: Up to this size, an async store's result is read in a thread and written in one call; a
-#: larger one goes through the store's own ``_put_file`` (s3fs: a multipart upload that reads
-#: its parts itself, and appears only when complete).
-PUT_WHOLE_BYTES: Final = 64 * 1024 * 1024
-
-
-async def _put_async(fs: Any, local: str, path: str, size: int) -> None:
-    # s3fs's _put_file reads the file on the event loop (whole, below 100 MB): reading it in
-    # a thread keeps the loop free, and costs no more memory.
-    if size <= PUT_WHOLE_BYTES:
-        data = await run_to_completion(_read_file, local)
-        await fs._pipe_file(path, data)
-    else:
-        await fs._put_file(local, path)
-
-
-def _read_file(local: str) -> bytes:
-    with open(local, "rb") as file:
-        return file.read()
-
-
-async def _blocking_chunks(fs: Any, path: str, size: int, chunk_size: int) -> AsyncIterator[bytes]:
-    file = await run_to_completion(fs.open, path, "rb", undo=_close)
-    try:
-        left = size
-        while left > 0 and (chunk := await run_to_completion(file.read, min(chunk_size, left))):
-            left -= len(chunk)
-            yield chunk
-    finally:
-        await run_to_completion(file.close)
-
-
-def _close(file: Any) -> None:
-    file.close()
-
-
-async def _close_async_file(file: Any) -> None:
-    await file.close()
-    body = getattr(file, "r", None)  # s3fs: the response being read, held until closed
-    if body is not None and hasattr(body, "close"):
-        body.close()
 
 
 class Stores:
@@ -205,7 +161,12 @@ class Stores:
         chosen = dict(self.options if options is None else options)
         key = (protocol, json.dumps(chosen, sort_keys=True, default=repr))
         if key not in self._stores:
-            self._stores[key] = Store(_make_filesystem(url, protocol, chosen))
+            cls = import_fsspec(url).get_filesystem_class(protocol)
+            if getattr(cls, "async_impl", False):
+                # Our own instance, bound to the running loop, closed by us (fsspec's cache
+                # would hand one loop's session to another).
+                chosen |= {"asynchronous": True, "skip_instance_cache": True}
+            self._stores[key] = Store(cls(**chosen))
         return self._stores[key]
 
     async def aclose(self) -> None:
@@ -213,13 +174,3 @@ class Stores:
         stores, self._stores = list(self._stores.values()), {}
         for store in stores:
             await store.aclose()
-
-
-def _make_filesystem(url: str, protocol: str, options: dict[str, Any]) -> Any:
-    fsspec = import_fsspec(url)
-    cls = fsspec.get_filesystem_class(protocol)
-    if getattr(cls, "async_impl", False):
-        # Our own instance, bound to the running loop, closed by us (fsspec's cache would
-        # hand one loop's session to another).
-        options = {**options, "asynchronous": True, "skip_instance_cache": True}
-    return cls(**options)
