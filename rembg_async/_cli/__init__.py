@@ -1,9 +1,6 @@
-"""The ``rembg-async`` command line: ``remove`` images, show ``usage``, ``serve`` locally.
-
-One module per command (``add_arguments`` and ``run``); what they share is in ``_connect``
-(key, base URL, ``--local``, ``--redis``), ``_report`` (plain and rich output), ``_plan``
-(inputs, ``--dry-run``) and ``_args`` (argument types).
-"""
+"""The ``rembg-async`` command line: one module per command (``add_arguments`` and ``run``);
+what they share is in ``_connect`` (key, base URL, ``--local``, ``--redis``), ``_report``
+(plain and rich output) and ``_args`` (argument types)."""
 
 from __future__ import annotations
 
@@ -63,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 class _ToStderr(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes to whatever ``sys.stderr`` is when a record comes (rich's live display replaces
-    it while the bars are shown, and prints what it gets above them)."""
+    it while the bars are shown)."""
 
     @property
     def stream(self) -> Any:
@@ -75,9 +72,8 @@ class _ToStderr(logging.StreamHandler):  # type: ignore[type-arg]
 
 
 def _show_library_warnings() -> None:
-    """The library's warnings (an anonymous call, Redis unreachable) as lines of ours: without
-    a handler, logging's last resort would print them bare. A retry's give-up is left out: the
-    line of the image that failed already says it, with the attempts."""
+    """The library's warnings (an anonymous call, Redis unreachable) as lines of ours, not
+    logging's bare last resort; not a retry's give-up: the image's failed line says it."""
     logger = logging.getLogger("rembg_async")
     if any(isinstance(handler, _ToStderr) for handler in logger.handlers):
         return

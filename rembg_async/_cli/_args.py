@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
 from .._storage._stores import is_remote
+
+
+def fail(command: str, message: object, code: int = 2) -> int:
+    """Say why ``rembg-async COMMAND`` stops (on stderr); ``code`` is its exit code."""
+    print(f"rembg-async {command}: {message}", file=sys.stderr, flush=True)
+    return code
 
 
 def whole(least: int) -> Callable[[str], int]:
@@ -23,7 +30,6 @@ def whole(least: int) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f"must be at least {least}, not {value}")
         return value
 
-    parse.__name__ = "whole number"  # what argparse calls the type in its message
     return parse
 
 
@@ -39,7 +45,6 @@ def positive(what: str) -> Callable[[str], float]:
             raise argparse.ArgumentTypeError(f"must be a positive {what}, not {text}")
         return value
 
-    parse.__name__ = what  # what argparse calls the type in its message
     return parse
 
 
