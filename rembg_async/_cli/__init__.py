@@ -59,8 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 class _ToStderr(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to whatever ``sys.stderr`` is when a record comes (rich's live display replaces
-    it while the bars are shown)."""
+    """Writes to the ``sys.stderr`` of the moment (rich's live display replaces it)."""
 
     @property
     def stream(self) -> Any:

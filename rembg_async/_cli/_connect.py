@@ -92,8 +92,7 @@ def say_engine(command: str, config: ServerConfig) -> None:
 
 
 def _check_base_url(args: argparse.Namespace) -> None:
-    """Refuse, before anything runs, a base URL the client would refuse (plain http to
-    another machine without --allow-insecure-http), saying which flag allows it."""
+    """Refuse up front a base URL the client would refuse, naming the flag that allows it."""
     url = args.base_url or os.environ.get("REMBG_BASE_URL") or API_BASE_URL
     try:
         checked_url(url, args.allow_insecure_http)
@@ -103,8 +102,7 @@ def _check_base_url(args: argparse.Namespace) -> None:
 
 
 def redis_url(args: argparse.Namespace) -> str | None:
-    """``--redis``, else $REMBG_REDIS_URL (for a command that has ``--redis``): where the
-    fleet's limits are shared, if anywhere."""
+    """``--redis``, else $REMBG_REDIS_URL (if the command has ``--redis``), else None."""
     if not hasattr(args, "redis"):
         return None
     return args.redis or os.environ.get("REMBG_REDIS_URL") or None
@@ -155,8 +153,7 @@ def client_options(
 async def client_for(
     args: argparse.Namespace, base_url: str | None, api_key: str | None
 ) -> AsyncIterator[AsyncRembg]:
-    """The client the arguments ask for; with ``--redis`` (or $REMBG_REDIS_URL), its limits
-    are the fleet's, shared through Redis."""
+    """The client the arguments ask for (its limits the fleet's, in Redis, with ``--redis``)."""
     url = redis_url(args)
     if not url:
         async with AsyncRembg(**client_options(args, base_url, api_key)) as client:

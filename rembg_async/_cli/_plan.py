@@ -72,8 +72,7 @@ def inputs_of(args: argparse.Namespace) -> Inputs | Failed:
 
 
 def failed_names(lines: Iterable[str]) -> list[str]:
-    """The inputs whose latest line failed or was cancelled, read line by line: only those
-    failed so far are held, not a status for every input the manifest names."""
+    """The inputs whose latest line failed or was cancelled (only those are held)."""
     failed: dict[str, None] = {}
     for line in lines:
         if line.strip():
@@ -105,8 +104,7 @@ def check_manifest(path: Path | str | None) -> None:
 
 @attrs.frozen(kw_only=True)
 class Job:
-    """One ``remove`` run: its arguments, the options and inputs made of them, and where it
-    sends (set once the server is known)."""
+    """One ``remove`` run: its arguments, the options and inputs made of them, where it sends."""
 
     args: argparse.Namespace
     options: RemoveOptions
@@ -114,9 +112,8 @@ class Job:
     base_url: str | None = None
     api_key: str | None = None
 
-    def clash_check(self) -> FolderCheck | None:
-        """The check that refuses two inputs of one folder making one output (None with
-        ``--base64``: nothing is written)."""
+    def folder_check(self) -> FolderCheck | None:
+        """The folders' clash check (None with ``--base64``: nothing is written)."""
         if self.args.base64:
             return None
         remote = RemoteInputs(stores=Stores(), options=self.args.storage_options or {})

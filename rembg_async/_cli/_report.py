@@ -100,27 +100,21 @@ class RichReporter:
     def __init__(
         self, total: int | None, rate_limit: Callable[[], RateLimitState] | None = None
     ) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-        )
+        from rich import progress as bars
 
-        self.progress = Progress(
-            TextColumn("{task.description}", style="bold"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
+        self.progress = bars.Progress(
+            bars.TextColumn("{task.description}", style="bold"),
+            bars.BarColumn(),
+            bars.MofNCompleteColumn(),
+            bars.TimeRemainingColumn(),
         )
         # Bytes and speed come from our own events (``transfer_text``): after the upload, the
         # bar pulses and says "processing" until the answer starts, rather than sitting full
         # with the upload's last speed frozen on it.
-        self.files = Progress(
-            TextColumn("  {task.description}"),
-            BarColumn(bar_width=FILE_BAR_WIDTH),
-            TextColumn("{task.fields[transfer]}"),
+        self.files = bars.Progress(
+            bars.TextColumn("  {task.description}"),
+            bars.BarColumn(bar_width=FILE_BAR_WIDTH),
+            bars.TextColumn("{task.fields[transfer]}"),
         )
         # Until the inputs are counted, the bar has no total and says so.
         self._label = "images" if total is not None else "images (counting…)"
@@ -316,8 +310,7 @@ class Summary:
 
 
 def print_summary(summary: Summary) -> None:
-    """How the batch went, to stderr (stdout stays for results): a table when both streams
-    are a terminal and rich is installed, plain lines otherwise."""
+    """How the batch went, to stderr: a table on a terminal with rich, plain lines otherwise."""
     if sys.stderr.isatty() and sys.stdout.isatty() and has_rich():
         summary.print_table()
     else:

@@ -119,8 +119,7 @@ class Inputs:
     def _list(
         self, folder: str, segments: tuple[str, ...] | None
     ) -> tuple[list[str], list[tuple[str, tuple[str, ...] | None]]]:
-        """One folder's inputs and the folders to walk below it (with what is left of the
-        glob), each in name order."""
+        """One folder's inputs and the folders below it to walk (with what is left of the glob)."""
         try:
             with os.scandir(folder) as listing:
                 entries = sorted(listing, key=operator.attrgetter("name"))
@@ -138,7 +137,7 @@ class Inputs:
                 elif _is_image(entry):
                     names.append(entry.name)
                 continue
-            rests = set(_matches(segments, entry))
+            rests = set(_matches(segments, entry.name))
             if () in rests and _is_file(entry):
                 names.append(entry.name)
             for rest in sorted(rests - {()}):
@@ -230,8 +229,7 @@ class Glob:
 
 
 class Remote:
-    """An INPUT that is a URL (``s3://bucket/in/``, ``s3://bucket/in/*.jpg``), listed
-    through fsspec."""
+    """An INPUT that is a URL (``s3://bucket/in/``, ``s3://bucket/in/*.jpg``), through fsspec."""
 
     def __init__(self, text: str) -> None:
         self.text = text
@@ -306,32 +304,28 @@ def _segment_matches(pattern: str, name: str) -> bool:
     return _segment(pattern).match(name) is not None
 
 
-def _matches(segments: tuple[str, ...], entry: os.DirEntry[str]) -> Iterator[tuple[str, ...]]:
-    """For an entry of the folder the glob's ``segments`` apply to: what is left to match
-    below it, for each way it matches (``()``: the entry itself is matched)."""
+def _matches(segments: tuple[str, ...], name: str) -> Iterator[tuple[str, ...]]:
+    """For a name in the folder the glob's ``segments`` apply to: what is left to match below
+    it, for each way it matches (``()``: the name itself is matched)."""
     head, rest = segments[0], segments[1:]
     if head == "**":
         if rest:
-            yield from _matches(rest, entry)  # ** as no folder at all
-        if not entry.name.startswith("."):
+            yield from _matches(rest, name)  # ** as no folder at all
+        if not name.startswith("."):
             yield segments  # ** as this folder and more (or, last, any file below)
             if not rest:
                 yield ()
         return
-    if _segment_matches(head, entry.name):
+    if _segment_matches(head, name):
         yield rest
 
 
 def _glob_matches(segments: tuple[str, ...], parts: list[str]) -> bool:
     """Whether a path's ``parts`` (under the glob's folder) match its ``segments``."""
-    if not segments:
-        return not parts
-    head, rest = segments[0], segments[1:]
-    if head == "**":
-        if _glob_matches(rest, parts):
-            return True
-        return bool(parts) and not parts[0].startswith(".") and _glob_matches(segments, parts[1:])
-    return bool(parts) and _segment_matches(head, parts[0]) and _glob_matches(rest, parts[1:])
+    rests = {segments}
+    for part in parts:
+        rests = {rest for left in rests if left for rest in _matches(left, part)}
+    return any(all(segment == "**" for segment in left) for left in rests)  # ** may be none
 
 
 def _relative(value: str, folder: str) -> str | None:

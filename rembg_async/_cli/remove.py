@@ -227,8 +227,7 @@ class _Ended:
 
 
 def _run_until_signalled(job: Job, ended: _Ended) -> int | None:
-    """Run the batch (or the dry run) into ``ended``; the exit code a signal asks for, if
-    one came."""
+    """Run the batch (or the dry run) into ``ended``; the exit code a signal asks for, if any."""
     args = job.args
 
     async def run() -> int | None:
@@ -240,7 +239,7 @@ def _run_until_signalled(job: Job, ended: _Ended) -> int | None:
                 async with client_for(args, job.base_url, job.api_key) as client:
                     if args.dry_run:
                         return await job.dry_run(client)
-                    counting = Counting(job.inputs, job.clash_check())
+                    counting = Counting(job.inputs, job.folder_check())
                     try:
                         await _run_batch(job, client, counting, ended.outcomes, interrupts)
                     finally:
