@@ -27,16 +27,11 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every sub-command."""
     parser = Parser(prog="rembg-async", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
-    remove.add_arguments(commands.add_parser("remove", help="remove the background of images"))
-    usage.add_arguments(
-        commands.add_parser("usage", help="show the membership, credits and billing cycles")
-    )
-    serve.add_arguments(
-        commands.add_parser(
-            "serve", help="run the local RemBG-compatible server", formatter_class=DefaultsFormatter
-        )
-    )
+    add = parser.add_subparsers(dest="command", required=True).add_parser
+    remove.add_arguments(add("remove", help="remove the background of images"))
+    usage.add_arguments(add("usage", help="show the membership, credits and billing cycles"))
+    serving = "run the local RemBG-compatible server"
+    serve.add_arguments(add("serve", help=serving, formatter_class=DefaultsFormatter))
     return parser
 
 

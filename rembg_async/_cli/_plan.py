@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 import attrs
 
+from .._batch import failed_in
 from .._client import AsyncRembg
 from .._exceptions import RembgError
 from .._imageinfo import extension_for
@@ -19,9 +19,6 @@ from .._options import RemoveOptions
 from .._outputs import OutputTree, RemoteOutputTree, dry_run_counts, options_key, output_folder
 from .._storage._stores import Stores, import_fsspec, is_remote
 from ._walk import FolderCheck, Inputs, clash_check
-
-#: The statuses of a manifest's line that ``--retry-failed`` does again.
-NOT_MADE: Final = frozenset({"failed", "cancelled"})
 
 
 class Failed:
@@ -65,23 +62,10 @@ def inputs_of(args: argparse.Namespace) -> Inputs | Failed:
     if args.retry_failed is None:
         return listed
     try:
-        names = failed_names(_manifest_lines(args.retry_failed, args.storage_options or {}))
+        names = failed_in(_manifest_lines(args.retry_failed, args.storage_options or {}))
     except (OSError, ValueError, KeyError, TypeError) as error:  # missing, not a manifest
         raise ValueError(f"cannot read the manifest {str(args.retry_failed)!r}: {error}") from None
     return Failed(names, listed)
-
-
-def failed_names(lines: Iterable[str]) -> list[str]:
-    """The inputs whose latest line failed or was cancelled (only those are held)."""
-    failed: dict[str, None] = {}
-    for line in lines:
-        if line.strip():
-            entry = json.loads(line)
-            if entry["status"] in NOT_MADE:
-                failed.setdefault(entry["input"], None)
-            else:
-                failed.pop(entry["input"], None)
-    return list(failed)
 
 
 def _manifest_lines(place: Any, options: dict[str, Any]) -> Iterator[str]:
