@@ -18,8 +18,8 @@ def fail(command: str, message: object, code: int = 2) -> int:
     return code
 
 
-def whole(least: int) -> Callable[[str], int]:
-    """An argparse type: a whole number of at least ``least``."""
+def whole(least: int, most: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least ``least`` (and at most ``most``)."""
 
     def parse(text: str) -> int:
         try:
@@ -28,6 +28,8 @@ def whole(least: int) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
         if value < least:
             raise argparse.ArgumentTypeError(f"must be at least {least}, not {value}")
+        if most is not None and value > most:
+            raise argparse.ArgumentTypeError(f"must be at most {most}, not {value}")
         return value
 
     return parse
@@ -63,12 +65,8 @@ def share(text: str) -> float:
     return value
 
 
-def port(text: str) -> int:
-    """An argparse type: a TCP port, 0 to 65535 (0: any free one)."""
-    value = whole(0)(text)
-    if value > 65535:
-        raise argparse.ArgumentTypeError(f"must be at most 65535, not {value}")
-    return value
+#: An argparse type: a TCP port (0: any free one).
+port = whole(0, 65535)
 
 
 def place(text: str) -> Path | str:

@@ -27,7 +27,7 @@ class Failed:
 
     def __init__(self, names: list[str], listed: Inputs) -> None:
         self._names = names
-        self.place = listed.place  # where an output goes: as the INPUTs given place it
+        self.place = listed.place
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._names)
