@@ -198,8 +198,10 @@ def transfer_text(event: ProgressEvent) -> str:
     done = decimal(event.loaded)
     if event.total is not None:
         unit, _ = pick_unit_and_suffix(event.total, ["bytes", "kB", "MB", "GB", "TB"], 1000)
-        of = f"{event.loaded / unit:.1f}/{decimal(event.total)}"
-        done = f"{event.loaded}/{event.total} bytes" if unit == 1 else of
+        if unit == 1:
+            done = f"{event.loaded}/{event.total} bytes"
+        else:
+            done = f"{event.loaded / unit:.1f}/{decimal(event.total)}"
     return done if event.rate is None else f"{done} {decimal(int(event.rate))}/s"
 
 
@@ -226,8 +228,9 @@ class Outcomes:
     million of them would be a gigabyte)."""
 
     def __init__(self) -> None:
-        self.made = self.skipped = self.failed = self.cancelled = self.credits = 0
-        self.cached = 0  # made from the result cache
+        self.made = self.skipped = self.failed = self.cancelled = 0
+        self.credits = 0  # what the server was asked to charge, or may have charged
+        self.cached = 0  # made from the result cache (no request, no credit)
 
     def add(self, item: BatchItem) -> None:
         """Count one item."""
