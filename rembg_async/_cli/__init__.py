@@ -1,9 +1,6 @@
-"""The ``rembg-async`` command line: ``remove`` images, show ``usage``, ``serve`` locally.
-
-One module per command (``add_arguments`` and ``run``); what they share is in ``_connect``
-(key, base URL, ``--local``, ``--redis``), ``_report`` (plain and rich output), ``_plan``
-(inputs, ``--dry-run``) and ``_args`` (argument types).
-"""
+"""The ``rembg-async`` command line: one module per command (``add_arguments`` and ``run``);
+what they share is in ``_connect`` (key, base URL, ``--local``, ``--redis``), ``_report``
+(plain and rich output) and ``_args`` (argument types)."""
 
 from __future__ import annotations
 
@@ -30,16 +27,11 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every sub-command."""
     parser = Parser(prog="rembg-async", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
-    remove.add_arguments(commands.add_parser("remove", help="remove the background of images"))
-    usage.add_arguments(
-        commands.add_parser("usage", help="show the membership, credits and billing cycles")
-    )
-    serve.add_arguments(
-        commands.add_parser(
-            "serve", help="run the local RemBG-compatible server", formatter_class=DefaultsFormatter
-        )
-    )
+    add = parser.add_subparsers(dest="command", required=True).add_parser
+    remove.add_arguments(add("remove", help="remove the background of images"))
+    usage.add_arguments(add("usage", help="show the membership, credits and billing cycles"))
+    serving = "run the local RemBG-compatible server"
+    serve.add_arguments(add("serve", help=serving, formatter_class=DefaultsFormatter))
     return parser
 
 
@@ -62,8 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 class _ToStderr(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to whatever ``sys.stderr`` is when a record comes (rich's live display replaces
-    it while the bars are shown, and prints what it gets above them)."""
+    """Writes to the ``sys.stderr`` of the moment (rich's live display replaces it)."""
 
     @property
     def stream(self) -> Any:
@@ -75,9 +66,8 @@ class _ToStderr(logging.StreamHandler):  # type: ignore[type-arg]
 
 
 def _show_library_warnings() -> None:
-    """The library's warnings (an anonymous call, Redis unreachable) as lines of ours: without
-    a handler, logging's last resort would print them bare. A retry's give-up is left out: the
-    line of the image that failed already says it, with the attempts."""
+    """The library's warnings (an anonymous call, Redis unreachable) as lines of ours, not
+    logging's bare last resort; not a retry's give-up: the image's failed line says it."""
     logger = logging.getLogger("rembg_async")
     if any(isinstance(handler, _ToStderr) for handler in logger.handlers):
         return

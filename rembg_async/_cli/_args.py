@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
@@ -11,8 +12,14 @@ from typing import NoReturn
 from .._storage._stores import is_remote
 
 
-def whole(least: int) -> Callable[[str], int]:
-    """An argparse type: a whole number of at least ``least``."""
+def fail(command: str, message: object, code: int = 2) -> int:
+    """Say why ``rembg-async COMMAND`` stops (on stderr); ``code`` is its exit code."""
+    print(f"rembg-async {command}: {message}", file=sys.stderr, flush=True)
+    return code
+
+
+def whole(least: int, most: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least ``least`` (and at most ``most``)."""
 
     def parse(text: str) -> int:
         try:
@@ -21,9 +28,10 @@ def whole(least: int) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
         if value < least:
             raise argparse.ArgumentTypeError(f"must be at least {least}, not {value}")
+        if most is not None and value > most:
+            raise argparse.ArgumentTypeError(f"must be at most {most}, not {value}")
         return value
 
-    parse.__name__ = "whole number"  # what argparse calls the type in its message
     return parse
 
 
@@ -39,7 +47,6 @@ def positive(what: str) -> Callable[[str], float]:
             raise argparse.ArgumentTypeError(f"must be a positive {what}, not {text}")
         return value
 
-    parse.__name__ = what  # what argparse calls the type in its message
     return parse
 
 
@@ -58,12 +65,8 @@ def share(text: str) -> float:
     return value
 
 
-def port(text: str) -> int:
-    """An argparse type: a TCP port, 0 to 65535 (0: any free one)."""
-    value = whole(0)(text)
-    if value > 65535:
-        raise argparse.ArgumentTypeError(f"must be at most 65535, not {value}")
-    return value
+#: An argparse type: a TCP port (0: any free one).
+port = whole(0, 65535)
 
 
 def place(text: str) -> Path | str:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from .._client import API_BASE_URL, AsyncRembg
 from .._storage._stores import import_fsspec, is_remote, protocol_of
 from .._urls import checked_url
-from ._args import seconds
+from ._args import fail, seconds
 
 if TYPE_CHECKING:
     from ..server import ServerConfig
@@ -25,23 +25,20 @@ LOCAL_KEY = "local-cli-key"
 
 def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of every command that talks to the API."""
-    parser.add_argument(
-        "--api-key", help="API key (default: $REMBG_API_KEY, or REMBG_API_KEY in ./.env)"
-    )
-    parser.add_argument(
-        "--base-url", help="API server (default: $REMBG_BASE_URL, or the hosted API)"
-    )
-    parser.add_argument(
+    add = parser.add_argument
+    add("--api-key", help="API key (default: $REMBG_API_KEY, or REMBG_API_KEY in ./.env)")
+    add("--base-url", help="API server (default: $REMBG_BASE_URL, or the hosted API)")
+    add(
         "--local",
         action="store_true",
         help="start the embedded local server and use it (no key, no network)",
     )
-    parser.add_argument(
+    add(
         "--allow-insecure-http",
         action="store_true",
         help="allow a plain http:// --base-url on another machine (the key travels in clear)",
     )
-    parser.add_argument(
+    add(
         "--timeout",
         type=seconds,
         metavar="SECONDS",
@@ -51,19 +48,15 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
 
 def api_key_from(args: argparse.Namespace) -> str | None:
     """--api-key, else $REMBG_API_KEY, else REMBG_API_KEY in ./.env, else None (anonymous)."""
-    if args.api_key:
-        return str(args.api_key)
-    if os.environ.get("REMBG_API_KEY"):
-        return os.environ["REMBG_API_KEY"]
-    return _dotenv_value(Path(".env"), "REMBG_API_KEY")
+    return args.api_key or os.environ.get("REMBG_API_KEY") or _dotenv_key()
 
 
-def _dotenv_value(path: Path, name: str) -> str | None:
-    """``NAME=value`` from a .env file (quotes stripped, comments and blanks skipped)."""
+def _dotenv_key() -> str | None:
+    """``REMBG_API_KEY=value`` from ./.env (quotes stripped, comments and blanks skipped)."""
     with contextlib.suppress(OSError):
-        for line in path.read_text(encoding="utf-8").splitlines():
+        for line in Path(".env").read_text(encoding="utf-8").splitlines():
             key, sep, value = line.strip().removeprefix("export ").partition("=")
-            if sep and key.strip() == name:
+            if sep and key.strip() == "REMBG_API_KEY":
                 return value.strip().strip("'\"") or None
     return None
 
@@ -78,8 +71,7 @@ def server_for(args: argparse.Namespace) -> Iterator[tuple[str | None, str | Non
     try:
         from ..server import Account, LocalServer, ModelError, ServerConfig
     except ImportError:  # an option this installation cannot honour: a usage error
-        print(f"rembg-async {args.command} --local: {SERVER_EXTRA_HINT}", file=sys.stderr)
-        raise SystemExit(2) from None
+        raise SystemExit(fail(f"{args.command} --local", SERVER_EXTRA_HINT)) from None
     config = ServerConfig(accounts=[Account(api_key=LOCAL_KEY)])
     say_engine("rembg-async --local", config)
     try:
@@ -91,8 +83,7 @@ def server_for(args: argparse.Namespace) -> Iterator[tuple[str | None, str | Non
 
 
 def say_engine(command: str, config: ServerConfig) -> None:
-    """Say first, before any other line, when the server cuts with the threshold instead of
-    the model it would run if it could, and why."""
+    """Say first, when the server cuts with the threshold instead of the model, and why."""
     from ..server._matting import fallback_notice
 
     notice = fallback_notice(config.chosen_engine(), config.model)
@@ -101,20 +92,17 @@ def say_engine(command: str, config: ServerConfig) -> None:
 
 
 def _check_base_url(args: argparse.Namespace) -> None:
-    """Refuse, before anything runs, a base URL the client would refuse (plain http to
-    another machine without --allow-insecure-http), saying which flag allows it."""
+    """Refuse up front a base URL the client would refuse, naming the flag that allows it."""
     url = args.base_url or os.environ.get("REMBG_BASE_URL") or API_BASE_URL
     try:
         checked_url(url, args.allow_insecure_http)
     except ValueError as error:
         message = str(error).replace("allow_insecure_http=True", "--allow-insecure-http")
-        print(f"rembg-async {args.command}: {message}", file=sys.stderr)
-        raise SystemExit(2) from None
+        raise SystemExit(fail(args.command, message)) from None
 
 
 def redis_url(args: argparse.Namespace) -> str | None:
-    """``--redis``, else $REMBG_REDIS_URL: where the fleet's limits are shared, if anywhere
-    (never for a command without ``--redis``)."""
+    """``--redis``, else $REMBG_REDIS_URL (if the command has ``--redis``), else None."""
     if not hasattr(args, "redis"):
         return None
     return args.redis or os.environ.get("REMBG_REDIS_URL") or None
@@ -165,8 +153,7 @@ def client_options(
 async def client_for(
     args: argparse.Namespace, base_url: str | None, api_key: str | None
 ) -> AsyncIterator[AsyncRembg]:
-    """The client the arguments ask for; with ``--redis`` (or $REMBG_REDIS_URL), its limits
-    are the fleet's, shared through Redis."""
+    """The client the arguments ask for (its limits the fleet's, in Redis, with ``--redis``)."""
     url = redis_url(args)
     if not url:
         async with AsyncRembg(**client_options(args, base_url, api_key)) as client:
@@ -175,8 +162,7 @@ async def client_for(
     try:
         from ..redis import RedisLimiter
     except ModuleNotFoundError as error:
-        print(f"rembg-async {args.command}: --redis: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
+        raise SystemExit(fail(args.command, f"--redis: {error}")) from None
     async with (
         RedisLimiter.from_url(url, requests_per_second=args.rps) as limiter,
         AsyncRembg(**client_options(args, base_url, api_key), limiter=limiter) as client,

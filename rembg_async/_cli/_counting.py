@@ -1,7 +1,6 @@
 """The counting pass of ``rembg-async remove``: the inputs counted (and each folder checked for
 clashes) in a thread beside the batch, so that sending need not wait for a walk over a million
-files; the progress total comes when it is known.
-"""
+files; the progress total comes when it is known."""
 
 from __future__ import annotations
 
@@ -9,8 +8,9 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import Callable, Iterator
-from typing import Final, Protocol
+from typing import Final
 
+from .._batch import BatchRun
 from .._outputs import OutputClashError
 from ._plan import Failed
 from ._walk import FolderCheck, Inputs, Stopped
@@ -21,23 +21,17 @@ from ._walk import FolderCheck, Inputs, Stopped
 GRACE: Final = 1.0
 
 
-class Stoppable(Protocol):
-    """What the counting stops when it finds a clash: the batch."""
-
-    def stop(self) -> None: ...
-
-
 class Counting:
     """The count of ``inputs``, made in a thread (`start`); ``error`` is the clash it found
     (or the walk's own), after which the batch is stopped and nothing more is sent."""
 
     def __init__(self, inputs: Inputs | Failed, check: FolderCheck | None) -> None:
-        self.inputs = inputs
+        self._inputs = inputs
         self._check = check
         self._stop = threading.Event()
         self._done = asyncio.Event()
         self._on_total: Callable[[int], None] | None = None
-        self._run: Stoppable | None = None
+        self._run: BatchRun | None = None
         # Both walks meet the folders in one order: a folder the count has checked already
         # is not checked again as it is sent.
         self._checked = 0
@@ -51,7 +45,7 @@ class Counting:
 
         def count() -> None:
             try:
-                total: int | BaseException = self.inputs.count(self._counted_check, self._stop)
+                total: int | BaseException = self._inputs.count(self._counted_check, self._stop)
             except Stopped:
                 return
             except (OutputClashError, OSError, ValueError) as error:
@@ -99,7 +93,7 @@ class Counting:
         if self._run is not None:
             self._run.stop()
 
-    def attach(self, run: Stoppable) -> None:
+    def attach(self, run: BatchRun) -> None:
         """The batch to stop (at once, if a clash was found before it started)."""
         self._run = run
         if self.error is not None:
@@ -109,7 +103,7 @@ class Counting:
         """The inputs, each folder checked before any of its inputs goes: a clash ends them
         (and stops the batch), so that no input of a clashing folder is ever sent."""
         try:
-            for value in self.inputs.walk(self._walked_check):
+            for value in self._inputs.walk(self._walked_check):
                 if self.error is not None:
                     return
                 yield value

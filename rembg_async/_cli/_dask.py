@@ -3,34 +3,25 @@ LocalCluster of N worker processes), one line per image as it completes."""
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import sys
 from typing import Any
 
-from .._options import RemoveOptions
+from ._args import fail
 from ._connect import client_options, redis_url
-from ._plan import Failed
+from ._plan import Job
 from ._report import Outcomes, PlainReporter
-from ._walk import Inputs
 
 
-async def run_on_dask(
-    args: argparse.Namespace,
-    base_url: str | None,
-    api_key: str | None,
-    options: RemoveOptions,
-    inputs: Inputs | Failed,
-    outcomes: Outcomes,
-) -> int | None:
-    """Run the batch on the cluster ``args.dask`` names; 2 when the extra is missing."""
+async def run_on_dask(job: Job, outcomes: Outcomes) -> int | None:
+    """Run the batch on the cluster ``--dask`` names; 2 when the extra is missing."""
     try:
         from distributed import Client, LocalCluster
 
         from ..dask import remove_many_dask
     except ModuleNotFoundError as error:
-        print(f"rembg-async remove: --dask: {error}", file=sys.stderr)
-        return 2
+        return fail("remove", f"--dask: {error}")
+    args = job.args
     reporter = PlainReporter(sys.stdout, quiet=args.quiet)
     async with contextlib.AsyncExitStack() as stack:
         address: Any = args.dask
@@ -47,13 +38,13 @@ async def run_on_dask(
         dask_client = await stack.enter_async_context(Client(address, asynchronous=True))
         run = remove_many_dask(
             dask_client,
-            iter(inputs),  # submitted as they are walked
-            options,
+            iter(job.inputs),  # submitted as they are walked
+            job.options,
             output_dir=args.output_dir,
-            root=inputs.place,
+            root=job.inputs.place,
             manifest=args.manifest,
             concurrency_per_worker=args.concurrency,
-            client_options=client_options(args, base_url, api_key),
+            client_options=client_options(args, job.base_url, job.api_key),
             redis_url=redis_url(args),
         )
         async with run:

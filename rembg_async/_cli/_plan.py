@@ -1,14 +1,16 @@
-"""``rembg-async remove``'s inputs (streamed: `_walk`), those ``--retry-failed`` takes from a
-manifest, where their outputs go, and its ``--dry-run``."""
+"""What a ``rembg-async remove`` run is (`Job`): its inputs (streamed: `_walk`), those
+``--retry-failed`` takes from a manifest, where their outputs go, and its ``--dry-run``."""
 
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from pathlib import Path, PurePath
-from typing import Any, Final
+from pathlib import Path
+from typing import Any
 
+import attrs
+
+from .._batch import failed_in
 from .._client import AsyncRembg
 from .._exceptions import RembgError
 from .._imageinfo import extension_for
@@ -16,20 +18,7 @@ from .._inputs import RemoteInputs, content_digest, open_input
 from .._options import RemoveOptions
 from .._outputs import OutputTree, RemoteOutputTree, dry_run_counts, options_key, output_folder
 from .._storage._stores import Stores, import_fsspec, is_remote
-from ._walk import ClashCheck, FolderCheck, Inputs, NothingMatchedError
-
-__all__ = [
-    "Failed",
-    "NothingMatchedError",
-    "batch_arguments",
-    "check_manifest",
-    "clash_check",
-    "dry_run",
-    "inputs_of",
-]
-
-#: The statuses of a manifest's line that ``--retry-failed`` does again.
-NOT_MADE: Final = frozenset({"failed", "cancelled"})
+from ._walk import FolderCheck, Inputs, clash_check
 
 
 class Failed:
@@ -38,22 +27,18 @@ class Failed:
 
     def __init__(self, names: list[str], listed: Inputs) -> None:
         self._names = names
-        self._listed = listed
+        self.place = listed.place
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._names)
 
-    def place(self, value: Any) -> PurePath:
-        """Where ``value``'s output goes: as the INPUTs given place it (`Inputs.place`)."""
-        return self._listed.place(value)
+    def __len__(self) -> int:
+        return len(self._names)
 
     def walk(self, check: FolderCheck | None = None) -> Iterator[str]:
         """The inputs, all checked by ``check`` first."""
         self.count(check)
         return iter(self._names)
-
-    def __len__(self) -> int:
-        return len(self._names)
 
     def count(self, check: FolderCheck | None = None, stop: object = None) -> int:
         """How many there are; ``check`` sees them all at once (they are few, and held)."""
@@ -65,36 +50,22 @@ class Failed:
 def inputs_of(args: argparse.Namespace) -> Inputs | Failed:
     """The inputs of ``remove``, streamed: its INPUTs; with ``--retry-failed MANIFEST`` only
     those that failed in it, placed under ``-o`` as the INPUTs place them (by name, or under
-    ``--root``, when no INPUT names them). `NothingMatchedError` when an INPUT names nothing
-    (each is walked up to its first input only); ValueError says what else is wrong."""
+    ``--root``, when no INPUT names them). ValueError when an INPUT names nothing (each is
+    walked up to its first input only: a typo, most often), or says what else is wrong."""
     exclude = None if args.base64 else args.output_dir
     listed = Inputs(
         args.inputs, root=args.root, exclude=exclude, storage_options=args.storage_options
     )
     unmatched = listed.first_unmatched()
     if unmatched:
-        raise NothingMatchedError(unmatched)
+        raise ValueError(f"no image matches {', '.join(map(repr, unmatched))}")
     if args.retry_failed is None:
         return listed
     try:
-        names = failed_names(_manifest_lines(args.retry_failed, args.storage_options or {}))
+        names = failed_in(_manifest_lines(args.retry_failed, args.storage_options or {}))
     except (OSError, ValueError, KeyError, TypeError) as error:  # missing, not a manifest
         raise ValueError(f"cannot read the manifest {str(args.retry_failed)!r}: {error}") from None
     return Failed(names, listed)
-
-
-def failed_names(lines: Iterable[str]) -> list[str]:
-    """The inputs whose latest line failed or was cancelled, read line by line: only those
-    failed so far are held, not a status for every input the manifest names."""
-    failed: dict[str, None] = {}
-    for line in lines:
-        if line.strip():
-            entry = json.loads(line)
-            if entry["status"] in NOT_MADE:
-                failed.setdefault(entry["input"], None)
-            else:
-                failed.pop(entry["input"], None)
-    return list(failed)
 
 
 def _manifest_lines(place: Any, options: dict[str, Any]) -> Iterator[str]:
@@ -107,53 +78,81 @@ def _manifest_lines(place: Any, options: dict[str, Any]) -> Iterator[str]:
         yield from lines
 
 
-def clash_check(
-    args: argparse.Namespace, options: RemoveOptions, inputs: Inputs | Failed
-) -> ClashCheck | None:
-    """The check that refuses two inputs of one folder making one output (None with
-    ``--base64``: nothing is written)."""
-    if args.base64:
-        return None
-    folder = _tree(args, options, inputs.place)
-    probe = folder.probe()
-    return ClashCheck(lambda value: probe.target(value, 0), extension_for(options.output_format))
+def check_manifest(path: Path | str | None) -> None:
+    """Refuse a manifest that cannot be written before anything is sent (OSError); a remote
+    one is written at the end (and every few seconds)."""
+    if path is not None and not is_remote(path):
+        with open(path, "a", encoding="utf-8"):
+            pass
 
 
-def _tree(
-    args: argparse.Namespace, options: RemoveOptions, place: Callable[[Any], PurePath]
-) -> OutputTree | RemoteOutputTree:
-    remote = RemoteInputs(stores=Stores(), options=args.storage_options or {})
-    extension = extension_for(options.output_format)
-    tree = output_folder(remote, args.output_dir, place, extension, overwrite=args.overwrite)
-    assert tree is not None
-    return tree
+@attrs.frozen(kw_only=True)
+class Job:
+    """One ``remove`` run: its arguments, the options and inputs made of them, where it sends."""
 
+    args: argparse.Namespace
+    options: RemoveOptions
+    inputs: Inputs | Failed
+    base_url: str | None = None
+    api_key: str | None = None
 
-async def dry_run(
-    client: AsyncRembg, args: argparse.Namespace, options: RemoveOptions, inputs: Inputs | Failed
-) -> int:
-    """``--dry-run``: what would be sent, what the cache would serve, what is done, what is
-    refused; the credits left. The inputs are walked once, as the run would walk them, and
-    counted on the way."""
-    served = cache_lookup(client, options)
-    seen = _Seen(inputs)
-    if args.base64:
-        counts: dict[str, Any] = {"send": 0, "cached": 0, "done": 0, "refused": 0, "why": ""}
-        for value in seen:
-            counts["cached" if served is not None and await served(value) else "send"] += 1
-    else:
-        counts = await _counts(client, args, options, (seen, inputs.place), served)
-    print(f"inputs: {seen.count}")
-    print(f"would send: {counts['send']} image(s), costing at most {counts['send']} credit(s)")
-    if served is not None:
-        print(f"cached: {counts['cached']} image(s) the cache would serve, costing nothing")
-    print(f"already done: {counts['done']}")
-    if counts["refused"]:
-        print(f"refused: {counts['refused']} ({counts['why']})")
-    print(f"credits left: {await _credits_left(client)}")
-    if args.max_credits is not None and counts["send"] > args.max_credits:
-        print(f"--max-credits {args.max_credits}: the run would stop after {args.max_credits}")
-    return 0
+    def folder_check(self) -> FolderCheck | None:
+        """The folders' clash check (None with ``--base64``: nothing is written)."""
+        if self.args.base64:
+            return None
+        remote = RemoteInputs(stores=Stores(), options=self.args.storage_options or {})
+        probe = self._tree(remote).probe()
+        extension = extension_for(self.options.output_format)
+        return clash_check(lambda value: probe.target(value, 0), extension)
+
+    def _tree(self, remote: RemoteInputs) -> OutputTree | RemoteOutputTree:
+        """The output folder (local or remote, reached through ``remote``)."""
+        extension = extension_for(self.options.output_format)
+        output_dir, overwrite = self.args.output_dir, self.args.overwrite
+        tree = output_folder(remote, output_dir, self.inputs.place, extension, overwrite=overwrite)
+        assert tree is not None
+        return tree
+
+    def batch_arguments(self) -> dict[str, Any]:
+        """remove_many's arguments for files (none with ``--base64``: results are printed)."""
+        args = self.args
+        if args.base64:
+            return {}
+        return {
+            "output_dir": args.output_dir,
+            "root": self.inputs.place,
+            "skip_existing": not args.redo,
+            "overwrite": args.overwrite,
+            "manifest": args.manifest,
+            "storage_options": args.storage_options or None,
+        }
+
+    async def dry_run(self, client: AsyncRembg) -> int:
+        """``--dry-run``: what would be sent, what the cache would serve, what is done, what is
+        refused; the credits left. The inputs are walked once, as the run would walk them,
+        and counted on the way."""
+        args = self.args
+        served = cache_lookup(client, self.options)
+        seen = _Seen(self.inputs)
+        if args.base64:
+            counts: dict[str, Any] = {"send": 0, "cached": 0, "done": 0, "refused": 0}
+            for value in seen:
+                counts["cached" if served is not None and await served(value) else "send"] += 1
+        else:  # the output folder, through the client's stores and storage_options
+            tree = self._tree(RemoteInputs(stores=client._stores, options=None))
+            key = options_key(self.options.form_fields())
+            counts = await dry_run_counts(tree, seen, key, args.redo, served)
+        print(f"inputs: {seen.count}")
+        print(f"would send: {counts['send']} image(s), costing at most {counts['send']} credit(s)")
+        if served is not None:
+            print(f"cached: {counts['cached']} image(s) the cache would serve, costing nothing")
+        print(f"already done: {counts['done']}")
+        if counts["refused"]:
+            print(f"refused: {counts['refused']} ({counts['why']})")
+        print(f"credits left: {await _credits_left(client)}")
+        if args.max_credits is not None and counts["send"] > args.max_credits:
+            print(f"--max-credits {args.max_credits}: the run would stop after {args.max_credits}")
+        return 0
 
 
 class _Seen:
@@ -167,24 +166,6 @@ class _Seen:
         for value in self._inputs:
             self.count += 1
             yield value
-
-
-async def _counts(
-    client: AsyncRembg,
-    args: argparse.Namespace,
-    options: RemoveOptions,
-    inputs: tuple[Iterable[str], Callable[[Any], PurePath]],
-    served: Callable[[Any], Awaitable[bool]] | None,
-) -> dict[str, Any]:
-    """What the output folder (local or remote, through the client's stores) says of each
-    input (``inputs``: the inputs and their places)."""
-    values, place = inputs
-    remote = RemoteInputs(stores=client._stores, options=None)  # the client's storage_options
-    extension = extension_for(options.output_format)
-    tree = output_folder(remote, args.output_dir, place, extension, overwrite=args.overwrite)
-    assert tree is not None
-    key = options_key(options.form_fields())
-    return await dry_run_counts(tree, values, key, args.redo, served)
 
 
 def cache_lookup(
@@ -227,25 +208,3 @@ async def _credits_left(client: AsyncRembg) -> str:
         f"{included + usage.prepaid_credits} ({included} included in this cycle, "
         f"{usage.prepaid_credits} prepaid; plan {usage.membership})"
     )
-
-
-def check_manifest(path: Path | str | None) -> None:
-    """Refuse a manifest that cannot be written before anything is sent (OSError); a remote
-    one is written at the end (and every few seconds)."""
-    if path is not None and not is_remote(path):
-        with open(path, "a", encoding="utf-8"):
-            pass
-
-
-def batch_arguments(args: argparse.Namespace, inputs: Inputs | Failed) -> dict[str, Any]:
-    """remove_many's arguments for files (none with ``--base64``: results are printed)."""
-    if args.base64:
-        return {}
-    return {
-        "output_dir": args.output_dir,
-        "root": inputs.place,
-        "skip_existing": not args.redo,
-        "overwrite": args.overwrite,
-        "manifest": args.manifest,
-        "storage_options": args.storage_options or None,
-    }

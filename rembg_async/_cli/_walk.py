@@ -1,18 +1,13 @@
-"""``rembg-async remove``'s inputs, streamed: each INPUT (a file, a folder, a glob, a URL)
-walked one folder at a time, and where each input's output goes, worked out from the input
-and the few INPUTs given, never from a list of every input.
-
-A catalogue of a million images is never held in memory: `Inputs` yields path strings as
-``os.scandir`` finds them (each folder sorted, so the order is stable), `Inputs.place` derives
-an input's place under ``-o`` from its path, and `Inputs.count` walks the tree once more in a
-thread, keeping nothing per input, for the progress total and the clash check (two inputs of
-one folder that would make one output).
-"""
+"""``rembg-async remove``'s inputs, streamed: each INPUT (a file, a folder, a glob, a URL) walked
+one folder at a time, and each input's place under ``-o`` worked out from its path and the few
+INPUTs given: a catalogue of a million images is never held in memory."""
 
 from __future__ import annotations
 
 import fnmatch
+import functools
 import glob
+import operator
 import os
 import re
 import threading
@@ -28,15 +23,6 @@ from .._storage._listing import expand_remote
 from .._storage._stores import import_fsspec, is_remote
 
 
-class NothingMatchedError(ValueError):
-    """Folders or globs that name no image (a typo, most often): refused before anything runs."""
-
-    def __init__(self, patterns: list[str]) -> None:
-        self.patterns = patterns
-        named = ", ".join(repr(pattern) for pattern in patterns)
-        super().__init__(f"no image matches {named}")
-
-
 class Stopped(Exception):
     """The counting pass was told to stop (the batch ended first)."""
 
@@ -47,14 +33,9 @@ FolderCheck = Callable[[str, list[str]], None]
 
 
 class Inputs:
-    """The inputs the command line's INPUTs name, streamed in a stable order (an iterable of
-    path strings and URLs, walked afresh each time), and the place of each under ``-o``.
-
-    Folders are every image inside them (recursively; by extension, or by their first bytes),
-    relative to the folder; globs their matching files, relative to the folder before the
-    first wildcard; files as given, by name. With ``root`` every local input is placed
-    relative to it instead. Nothing under ``exclude`` (the output folder) is taken.
-    """
+    """The inputs the INPUTs name, as path strings and URLs in a stable order (each folder
+    sorted, walked afresh each time), and the place of each under ``-o`` (`place`). Nothing
+    under ``exclude`` (the output folder) is taken."""
 
     def __init__(
         self,
@@ -81,14 +62,10 @@ class Inputs:
 
     def first_unmatched(self) -> list[str]:
         """The INPUTs that name nothing (each walked only up to its first input)."""
-        return [
-            pattern.text
-            for pattern in self._patterns
-            if next(iter(self._walk(pattern, None)), None) is None
-        ]
+        return [p.text for p in self._patterns if next(self._walk(p, None), None) is None]
 
     def count(self, check: FolderCheck | None = None, stop: threading.Event | None = None) -> int:
-        """How many inputs there are, walking the tree once and keeping nothing per input
+        """How many inputs there are, walking the tree once more and keeping nothing per input
         (blocking); ``check`` sees each folder's names; `Stopped` when ``stop`` is set."""
         total = 0
         for pattern in self._patterns:
@@ -142,11 +119,10 @@ class Inputs:
     def _list(
         self, folder: str, segments: tuple[str, ...] | None
     ) -> tuple[list[str], list[tuple[str, tuple[str, ...] | None]]]:
-        """One folder's inputs and the folders to walk below it (with what is left of the
-        glob), each in name order."""
+        """One folder's inputs and the folders below it to walk (with what is left of the glob)."""
         try:
             with os.scandir(folder) as listing:
-                entries = sorted(listing, key=_name)
+                entries = sorted(listing, key=operator.attrgetter("name"))
         except OSError:  # gone meanwhile, or not readable: as glob and rglob take it
             return [], []
         names: list[str] = []
@@ -161,7 +137,7 @@ class Inputs:
                 elif _is_image(entry):
                     names.append(entry.name)
                 continue
-            rests = set(_matches(segments, entry))
+            rests = set(_matches(segments, entry.name))
             if () in rests and _is_file(entry):
                 names.append(entry.name)
             for rest in sorted(rests - {()}):
@@ -187,7 +163,8 @@ class Inputs:
                         return found
             return PurePosixPath(text.rstrip("/").rpartition("/")[2])
         if self._root is not None:
-            return _under(text, self._root)
+            below = _relative(text, self._root)
+            return PurePath(below if below is not None else os.path.basename(text))
         for pattern in self._patterns:
             if isinstance(pattern, (Folder, Glob)):
                 below = pattern.below(text)
@@ -252,8 +229,7 @@ class Glob:
 
 
 class Remote:
-    """An INPUT that is a URL (``s3://bucket/in/``, ``s3://bucket/in/*.jpg``), listed
-    through fsspec."""
+    """An INPUT that is a URL (``s3://bucket/in/``, ``s3://bucket/in/*.jpg``), through fsspec."""
 
     def __init__(self, text: str) -> None:
         self.text = text
@@ -283,10 +259,6 @@ def _parse(text: str) -> Pattern:
     if glob.has_magic(text) and not os.path.exists(text):  # "[bold].png" is a file
         return Glob(text)
     return File(text)
-
-
-def _name(entry: os.DirEntry[str]) -> str:
-    return entry.name
 
 
 def _is_folder(entry: os.DirEntry[str], *, follow: bool = False) -> bool:
@@ -319,14 +291,9 @@ def _is_image(entry: os.DirEntry[str]) -> bool:
         return False
 
 
-_SEGMENTS: dict[str, Callable[[str], Any]] = {}
-
-
-def _segment(pattern: str) -> Callable[[str], Any]:
-    """The matcher of one glob segment (cached: a glob has a few)."""
-    if pattern not in _SEGMENTS:
-        _SEGMENTS[pattern] = re.compile(fnmatch.translate(pattern)).match
-    return _SEGMENTS[pattern]
+@functools.cache  # a glob has a few segments, matched against every name
+def _segment(pattern: str) -> re.Pattern[str]:
+    return re.compile(fnmatch.translate(pattern))
 
 
 def _segment_matches(pattern: str, name: str) -> bool:
@@ -334,35 +301,31 @@ def _segment_matches(pattern: str, name: str) -> bool:
         return False  # hidden names only when the pattern names them, as glob has it
     if not glob.has_magic(pattern):
         return name == pattern
-    return _segment(pattern)(name) is not None
+    return _segment(pattern).match(name) is not None
 
 
-def _matches(segments: tuple[str, ...], entry: os.DirEntry[str]) -> Iterator[tuple[str, ...]]:
-    """For an entry of the folder the glob's ``segments`` apply to: what is left to match
-    below it, for each way it matches (``()``: the entry itself is matched)."""
+def _matches(segments: tuple[str, ...], name: str) -> Iterator[tuple[str, ...]]:
+    """For a name in the folder the glob's ``segments`` apply to: what is left to match below
+    it, for each way it matches (``()``: the name itself is matched)."""
     head, rest = segments[0], segments[1:]
     if head == "**":
         if rest:
-            yield from _matches(rest, entry)  # ** as no folder at all
-        if not entry.name.startswith("."):
+            yield from _matches(rest, name)  # ** as no folder at all
+        if not name.startswith("."):
             yield segments  # ** as this folder and more (or, last, any file below)
             if not rest:
                 yield ()
         return
-    if _segment_matches(head, entry.name):
+    if _segment_matches(head, name):
         yield rest
 
 
 def _glob_matches(segments: tuple[str, ...], parts: list[str]) -> bool:
     """Whether a path's ``parts`` (under the glob's folder) match its ``segments``."""
-    if not segments:
-        return not parts
-    head, rest = segments[0], segments[1:]
-    if head == "**":
-        if _glob_matches(rest, parts):
-            return True
-        return bool(parts) and not parts[0].startswith(".") and _glob_matches(segments, parts[1:])
-    return bool(parts) and _segment_matches(head, parts[0]) and _glob_matches(rest, parts[1:])
+    rests = {segments}
+    for part in parts:
+        rests = {rest for left in rests if left for rest in _matches(left, part)}
+    return any(all(segment == "**" for segment in left) for left in rests)  # ** may be none
 
 
 def _relative(value: str, folder: str) -> str | None:
@@ -374,28 +337,18 @@ def _relative(value: str, folder: str) -> str | None:
     return None
 
 
-def _under(value: str, root: str) -> PurePath:
-    """``value``'s place under ``--root``: its path below it, else its name."""
-    below = _relative(value, root)
-    return PurePath(below if below is not None else os.path.basename(value))
-
-
-class ClashCheck:
+def clash_check(target: Callable[[str], Any], extension: str) -> FolderCheck:
     """The clash check of one folder at a time: two of its images that would make one output
-    (``x.png`` and ``x.jpg``, both ``x.webp``) raise `OutputClashError` with the message the
-    output folder gives, before any of them is sent. Nothing is kept between folders."""
+    (``x.png`` and ``x.jpg``, both ``x.webp``; ``target``: an input's output, as the batch
+    places it) raise `OutputClashError` with the output folder's message, before any is sent."""
+    cwd = os.getcwd()
 
-    def __init__(self, target: Callable[[str], Any], extension: str) -> None:
-        self._target = target  # an input's output, as the batch will place it
-        self._extension = extension
-        self._cwd = os.getcwd()
-
-    def __call__(self, folder: str, names: list[str]) -> None:
-        """Check one folder's image names."""
-        leaves = {safe_leaf(name, self._extension) for name in names}
-        if len(leaves) == len(names):
+    def check(folder: str, names: list[str]) -> None:
+        if len({safe_leaf(name, extension) for name in names}) == len(names):
             return
         prefix = "" if folder == "." else os.path.join(folder, "")
         claims: dict[Any, str] = {}
         for name in names:  # only now: the exact targets and message
-            claim(claims, self._target(prefix + name), prefix + name, self._cwd)
+            claim(claims, target(prefix + name), prefix + name, cwd)
+
+    return check

@@ -9,9 +9,11 @@ import contextlib
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import attrs
 
 from .._batch import BatchItem, BatchRun
 from .._budget import BudgetExhaustedError
@@ -23,106 +25,91 @@ from .._loops import run as run_loop
 from .._options import RemoveOptions
 from .._results import ImageFile
 from .._storage._listing import parse_storage_options
-from ._args import Parser, place, positive, whole
-from ._connect import (
-    add_connection_arguments,
-    cache_from,
-    check_cache,
-    client_for,
-    server_for,
-)
+from ._args import Parser, fail, place, positive, whole
+from ._connect import add_connection_arguments, cache_from, check_cache, client_for, server_for
 from ._counting import GRACE, Counting
 from ._dask import run_on_dask
-from ._plan import Failed, batch_arguments, check_manifest, clash_check, dry_run, inputs_of
+from ._plan import Failed, Job, check_manifest, inputs_of
 from ._report import (
     Outcomes,
     PlainReporter,
     Reporter,
     RichReporter,
+    Summary,
     print_summary,
     wants_bars,
 )
-from ._walk import Inputs
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``remove``."""
-    parser.add_argument("inputs", nargs="*", metavar="INPUT", help="image files, folders or globs")
-    parser.add_argument(
+    add = parser.add_argument
+    add("inputs", nargs="*", metavar="INPUT", help="image files, folders or globs")
+    add(
         "--retry-failed",
         type=place,
         metavar="MANIFEST",
         help="run again only the inputs whose latest line in this manifest failed (placed "
         "as the INPUTs given place them; outcomes are appended to it)",
     )
-    parser.add_argument(
+    add(
         "-o",
         "--output-dir",
         type=place,
         default=Path("rembg-output"),
         help="where results go: a folder, or a URL such as s3://bucket/out/ (default: %(default)s)",
     )
-    parser.add_argument("--format", default="webp", help="png, jpeg, webp or bmp (default: webp)")
-    parser.add_argument("--w", type=int, help="target width in px (keeps the aspect ratio)")
-    parser.add_argument("--h", type=int, help="target height in px (keeps the aspect ratio)")
-    parser.add_argument("--exact-resize", action="store_true", help="force exactly w × h")
-    parser.add_argument("--mask", action="store_true", help="return only the alpha mask")
-    parser.add_argument("--bg-color", help="solid background: #RGB, #RRGGBB(AA) or a CSS name")
-    parser.add_argument("--angle", type=float, default=0.0, help="rotate by this many degrees")
-    parser.add_argument(
-        "--no-expand", action="store_true", help="do not grow the canvas when rotating"
-    )
-    parser.add_argument(
-        "--concurrency", type=whole(1), default=8, help="images at once (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--retries", type=whole(0), default=2, help="retries per image (default: %(default)s)"
-    )
-    parser.add_argument(
+    add("--format", default="webp", help="png, jpeg, webp or bmp (default: webp)")
+    add("--w", type=int, help="target width in px (keeps the aspect ratio)")
+    add("--h", type=int, help="target height in px (keeps the aspect ratio)")
+    add("--exact-resize", action="store_true", help="force exactly w × h")
+    add("--mask", action="store_true", help="return only the alpha mask")
+    add("--bg-color", help="solid background: #RGB, #RRGGBB(AA) or a CSS name")
+    add("--angle", type=float, default=0.0, help="rotate by this many degrees")
+    add("--no-expand", action="store_true", help="do not grow the canvas when rotating")
+    add("--concurrency", type=whole(1), default=8, help="images at once (default: %(default)s)")
+    add("--retries", type=whole(0), default=2, help="retries per image (default: %(default)s)")
+    add(
         "--rps",
         type=positive("number of requests per second"),
         help="requests per second, fixed (default: learn the API's rate limit as it goes)",
     )
-    parser.add_argument(
+    add(
         "--redis",
         metavar="URL",
         help="share the rate limit, hold-offs and stops with every process using this Redis "
         "(redis://host:6379/0; default: $REMBG_REDIS_URL; needs the 'redis' extra)",
     )
-    parser.add_argument(
+    add(
         "--dask",
         metavar="ADDRESS",
         help="run on a Dask cluster: its scheduler (tcp://host:8786), or local:N for N local "
         "worker processes (needs the 'dask' extra)",
     )
-    parser.add_argument(
-        "--base64", action="store_true", help="print data URLs instead of writing files"
-    )
-    parser.add_argument(
+    add("--base64", action="store_true", help="print data URLs instead of writing files")
+    add(
         "--skip-existing",
         action="store_true",
         help="skip inputs whose output this tool made from them (the default; kept for scripts)",
     )
-    parser.add_argument(
-        "--redo", action="store_true", help="make again outputs already made from their inputs"
-    )
-    parser.add_argument(
+    add("--redo", action="store_true", help="make again outputs already made from their inputs")
+    add(
         "--overwrite",
         action="store_true",
         help="replace output files that were not made from their input by rembg-async",
     )
-    parser.add_argument(
+    add(
         "--root",
         type=Path,
         help="mirror inputs relative to this folder (default: each folder or glob given; "
         "a plain file goes straight into -o)",
     )
-    parser.add_argument(
+    add(
         "--manifest",
         type=place,
         help="append one JSON line per outcome to this file (or URL: put whole at the end)",
     )
-    parser.add_argument(
+    add(
         "--storage-option",
         action="append",
         default=[],
@@ -132,26 +119,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "client_kwargs.endpoint_url=http://… (needs the 'fsspec' extra and the store's "
         "package, s3fs for s3://; AWS_ENDPOINT_URL and FSSPEC_S3_* are honoured too)",
     )
-    parser.add_argument(
+    add(
         "--max-credits",
         type=whole(0),
         metavar="N",
         help="never start an image that could take this run's spend past N credits",
     )
-    parser.add_argument(
+    add(
         "--cache",
         metavar="DIR|URL",
         help="keep results in this folder or URL (s3://bucket/rembg-cache/), shared by runs, "
         "processes and machines: the same image with the same options is paid once "
         "(default: $REMBG_CACHE)",
     )
-    parser.add_argument(
-        "--no-cache", action="store_true", help="use no cache, even if $REMBG_CACHE names one"
-    )
-    parser.add_argument(
-        "-q", "--quiet", action="store_true", help="print only failures and the data URLs"
-    )
-    parser.add_argument(
+    add("--no-cache", action="store_true", help="use no cache, even if $REMBG_CACHE names one")
+    add("-q", "--quiet", action="store_true", help="print only failures and the data URLs")
+    add(
         "--dry-run",
         action="store_true",
         help="say what would be sent, what is done, and the credits left; send nothing",
@@ -199,97 +182,81 @@ def run(args: argparse.Namespace) -> int:
     except OSError as error:
         return _refuse(f"cannot write the manifest: {error}")
     if isinstance(inputs, Failed) and not len(inputs):  # nothing failed
-        print(f"rembg-async remove: nothing failed in {args.retry_failed}", file=sys.stderr)
-        return 0
+        return fail("remove", f"nothing failed in {args.retry_failed}", 0)
+    ended = _Ended()
     with server_for(args) as (base_url, api_key):
+        job = Job(args=args, options=options, inputs=inputs, base_url=base_url, api_key=api_key)
         started = time.monotonic()  # the batch's time, not the embedded server's start
-        outcomes = Outcomes()
-        limits: list[RateLimitState] = []  # the limiter's at the end: the learned rate, the 429s
-        clashes: list[BaseException] = []  # two inputs, one output: the batch sent no more
         try:
-            code = _run_until_signalled(
-                args, base_url, api_key, options, inputs, (outcomes, limits, clashes)
-            )
+            code = _run_until_signalled(job, ended)
         except ValueError as error:  # a bad key or connection option: refused before sending
             return _refuse(error)
     if args.dry_run:
         return code or 0
-    if not args.quiet and (outcomes.made or outcomes.failed or not clashes):
-        print_summary(
-            outcomes,
+    outcomes = ended.outcomes
+    if not args.quiet and (outcomes.made or outcomes.failed or ended.clash is None):
+        summary = Summary(
+            counts=outcomes,
             elapsed=time.monotonic() - started,
             outputs="standard output" if args.base64 else str(args.output_dir),
-            rate_limit=limits[0] if limits else None,
+            rate_limit=ended.rate_limit,
             cache=cache_from(args) is not None,
         )
-    if clashes:  # refused before any input of its folder was sent
-        return _refuse(clashes[0])
+        print_summary(summary)
+    if ended.clash is not None:  # refused before any input of its folder was sent
+        return _refuse(ended.clash)
     return code or (0 if outcomes.all_ok else 1)
 
 
 def _refuse(error: object, *details: tuple[str, str]) -> int:
     """Say why the command does not run (and each field's reason, if given): exit code 2."""
-    print(f"rembg-async remove: {error}", file=sys.stderr)
+    fail("remove", error)
     for field, message in details:
         print(f"  {field}: {message}", file=sys.stderr)
     return 2
 
 
-def _run_until_signalled(
-    args: argparse.Namespace,
-    base_url: str | None,
-    api_key: str | None,
-    options: RemoveOptions,
-    inputs: Inputs | Failed,
-    ended: tuple[Outcomes, list[RateLimitState], list[BaseException]],
-) -> int | None:
-    """Run the batch (or the dry run); the exit code a signal asks for, if one came. Into
-    ``ended``: the items' outcomes, the limiter's state, the clash that stopped the batch."""
-    outcomes, limits, clashes = ended
+@attrs.define
+class _Ended:
+    """What a run leaves for its summary: the items' outcomes, the limiter's last state (the
+    learned rate, the 429s), and the clash that stopped the batch."""
+
+    outcomes: Outcomes = attrs.Factory(Outcomes)
+    rate_limit: RateLimitState | None = None
+    clash: BaseException | None = None
+
+
+def _run_until_signalled(job: Job, ended: _Ended) -> int | None:
+    """Run the batch (or the dry run) into ``ended``; the exit code a signal asks for, if any."""
+    args = job.args
 
     async def run() -> int | None:
         if args.dask and not args.dry_run:
-            return await run_on_dask(args, base_url, api_key, options, inputs, outcomes)
+            return await run_on_dask(job, ended.outcomes)
         interrupts = Interrupts(asyncio.current_task())  # type: ignore[arg-type]
-        with _signals_to(interrupts):
+        with interrupts.handled():
             try:
-                async with client_for(args, base_url, api_key) as client:
+                async with client_for(args, job.base_url, job.api_key) as client:
                     if args.dry_run:
-                        return await dry_run(client, args, options, inputs)
-                    counting = Counting(inputs, clash_check(args, options, inputs))
+                        return await job.dry_run(client)
+                    counting = Counting(job.inputs, job.folder_check())
                     try:
-                        await _run_batch(client, args, options, counting, outcomes, interrupts)
+                        await _run_batch(job, client, counting, ended.outcomes, interrupts)
                     finally:
                         counting.close()
-                        limits.append(client.rate_limit)
-                        if counting.error is not None:
-                            clashes.append(counting.error)
+                        ended.rate_limit = client.rate_limit
+                        ended.clash = counting.error
             except asyncio.CancelledError:
                 if interrupts.signal is None:
                     raise
-        stopped = interrupts.run is not None and interrupts.run.stopped is not None
-        return interrupts.exit_code or (1 if stopped else None)
+        if interrupts.signal is not None:  # as shells report it
+            return 128 + interrupts.signal
+        return 1 if interrupts.run is not None and interrupts.run.stopped is not None else None
 
     try:
         return run_loop(run())
     except KeyboardInterrupt:  # a loop with no signal handlers (Windows): no traceback either
         return 130
-
-
-@contextlib.contextmanager
-def _signals_to(interrupts: Interrupts) -> Iterator[None]:
-    """SIGINT and SIGTERM go to ``interrupts`` while the batch runs."""
-    loop = asyncio.get_running_loop()
-    installed = []
-    for number in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows loops
-            loop.add_signal_handler(number, interrupts.on_signal, int(number))
-            installed.append(number)
-    try:
-        yield
-    finally:
-        for number in installed:
-            loop.remove_signal_handler(number)
 
 
 class Interrupts:
@@ -301,6 +268,21 @@ class Interrupts:
         self.signal: int | None = None
         self.run: BatchRun | None = None
         self.reporter: Reporter | None = None
+
+    @contextlib.contextmanager
+    def handled(self) -> Iterator[None]:
+        """SIGINT and SIGTERM come here while the batch runs."""
+        loop = asyncio.get_running_loop()
+        installed = []
+        for number in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):  # none on Windows loops
+                loop.add_signal_handler(number, self.on_signal, int(number))
+                installed.append(number)
+        try:
+            yield
+        finally:
+            for number in installed:
+                loop.remove_signal_handler(number)
 
     def on_signal(self, number: int) -> None:
         """Handle one signal."""
@@ -322,23 +304,15 @@ class Interrupts:
             if self.reporter is not None:
                 self.reporter.interrupted(self.run.progress().in_flight)
 
-    @property
-    def exit_code(self) -> int | None:
-        """128 + the first signal's number, as shells report it; None without a signal."""
-        return None if self.signal is None else 128 + self.signal
-
 
 async def _run_batch(
-    client: AsyncRembg,
-    args: argparse.Namespace,
-    options: RemoveOptions,
-    counting: Counting,
-    outcomes: Outcomes,
-    interrupts: Interrupts,
+    job: Job, client: AsyncRembg, counting: Counting, outcomes: Outcomes, interrupts: Interrupts
 ) -> None:
-    """Run the batch while its inputs are counted, counting each item's outcome into
-    ``outcomes`` (base64 results are printed). Sending waits for the count a moment
-    (`GRACE`), then goes on beside it: the bar says "counting…" until the total is known."""
+    """Run the batch over the inputs as they are walked and counted, counting each item's
+    outcome into ``outcomes``. Sending waits for the count a moment (`GRACE`), then goes on
+    beside it: the bar says "counting…" until the total is known. With ``--base64`` each
+    result is printed as ``INPUT<TAB>data:…`` instead of being kept."""
+    args = job.args
     counting.start()
     await counting.wait(GRACE)
     stream = sys.stderr if args.base64 else sys.stdout
@@ -347,51 +321,38 @@ async def _run_batch(
         stream, quiet=args.quiet, paths=not args.base64, counting=not known
     )
     live: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+    progress = None  # plain lines show no transfer: no callback, a coroutine per event fewer
     if wants_bars(args):
         bars = RichReporter(counting.total, lambda: client.rate_limit)
-        reporter, live = bars, bars.live()
+        reporter, live, progress = bars, bars.live(), bars.item_progress
     if counting.error is not None:  # a clash, found before anything was sent
         return
     counting.then(reporter.counted)
     try:
         with live:
-            async for item in _batch(client, counting, args, options, reporter, interrupts):
-                reporter.item_done(item)
-                outcomes.add(item)
+            async with client.remove_many(
+                counting.stream(),
+                job.options,
+                concurrency=args.concurrency,
+                on_item_progress=progress,
+                max_credits=args.max_credits,
+                **job.batch_arguments(),
+            ) as run:
+                interrupts.attach(run, reporter)
+                counting.attach(run)
+                async for item in run:
+                    if args.base64 and item.result is not None:
+                        print(f"{item.input}\t{await _as_data_url(item)}", flush=True)
+                    reporter.item_done(item)
+                    outcomes.add(item)
+                if counting.error is None:
+                    await _say_why_stopped(run)
     finally:  # cancelled (a second Ctrl-C): those ended unseen or cancelled on the wire are
         # said and counted
-        run = interrupts.run
-        for item in [*run.leftovers, *run.cancelled] if run is not None else ():
+        ran = interrupts.run
+        for item in [*ran.leftovers, *ran.cancelled] if ran is not None else ():
             reporter.item_done(item)
             outcomes.add(item)
-
-
-async def _batch(
-    client: AsyncRembg,
-    counting: Counting,
-    args: argparse.Namespace,
-    options: RemoveOptions,
-    reporter: Reporter,
-    interrupts: Interrupts,
-) -> AsyncIterator[BatchItem]:
-    """The batch, over the inputs as they are walked; with ``--base64`` each result is printed
-    as ``INPUT<TAB>data:…`` instead of being kept (its temporary file is removed)."""
-    async with client.remove_many(
-        counting.stream(),
-        options,
-        concurrency=args.concurrency,
-        on_item_progress=reporter.item_progress if reporter.shows_progress else None,
-        max_credits=args.max_credits,
-        **batch_arguments(args, counting.inputs),
-    ) as run:
-        interrupts.attach(run, reporter)
-        counting.attach(run)
-        async for item in run:
-            if args.base64 and item.result is not None:
-                print(f"{item.input}\t{await _as_data_url(item)}", flush=True)
-            yield item
-        if counting.error is None:
-            await _say_why_stopped(run)
 
 
 async def _say_why_stopped(run: BatchRun) -> None:
@@ -400,22 +361,19 @@ async def _say_why_stopped(run: BatchRun) -> None:
     left = 0
     async for _ in run.remaining:  # counted, not listed: they may be a million
         left += 1
+    reason = str(getattr(run.stopped, "message", None) or run.stopped)
     if run.stopped is None:
         why, then = "interrupted", "run the same command again to go on"
     elif isinstance(run.stopped, BudgetExhaustedError):
-        why = f"stopped, {_reason(run.stopped)}"
+        why = f"stopped, {reason}"
         then = "to go on, raise --max-credits or run the same command again"
     else:
-        why, then = f"stopped, {_reason(run.stopped)}", "once that is fixed, run it again"
+        why, then = f"stopped, {reason}", "once that is fixed, run it again"
     print(
         f"rembg-async remove: {why} ({left} input(s) not started; {then}: "
         "what is done is not redone)",
         file=sys.stderr,
     )
-
-
-def _reason(error: BaseException) -> str:
-    return str(getattr(error, "message", None) or error)
 
 
 async def _as_data_url(item: BatchItem) -> str:

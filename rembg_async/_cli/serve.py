@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .._loops import run as run_loop
-from ._args import port, seconds, share, whole
+from ._args import fail, port, seconds, share, whole
 from ._connect import SERVER_EXTRA_HINT, say_engine
 
 if TYPE_CHECKING:
@@ -23,53 +23,46 @@ if TYPE_CHECKING:
 
 def add_arguments(serve: argparse.ArgumentParser) -> None:
     """The options of ``serve``."""
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    serve.add_argument("--port", type=port, default=7000, help="port; 0 picks a free one")
-    serve.add_argument(
+    add = serve.add_argument
+    add("--host", default="127.0.0.1", help="address to listen on")
+    add("--port", type=port, default=7000, help="port; 0 picks a free one")
+    add(
         "--api-key",
         action="append",
         default=[],
         metavar="KEY",
         help="add a verified account with the default plan (repeatable)",
     )
-    serve.add_argument(
+    add(
         "--accounts",
         type=Path,
         metavar="FILE",
         help="JSON list of accounts: api_key, membership, credits, prepaid_credits, email_verified",
     )
-    serve.add_argument("--faults", action="store_true", help="honour the x-rembg-fault header")
-    serve.add_argument(
-        "--fault-rate", type=share, default=0.0, help="fail this share of requests at random"
-    )
-    serve.add_argument("--fault-seed", type=int, default=None, help="seed of the random faults")
-    serve.add_argument(
+    add("--faults", action="store_true", help="honour the x-rembg-fault header")
+    add("--fault-rate", type=share, default=0.0, help="fail this share of requests at random")
+    add("--fault-seed", type=int, default=None, help="seed of the random faults")
+    add(
         "--rate-limit",
         type=whole(0),
         default=100,
         help="requests per window per key or address (0: off)",
     )
-    serve.add_argument(
-        "--rate-window", type=seconds, default=1.0, help="seconds of the short-term window"
-    )
-    serve.add_argument(
+    add("--rate-window", type=seconds, default=1.0, help="seconds of the short-term window")
+    add(
         "--daily-limit",
         type=whole(0),
         default=100,
         help="anonymous requests per address per UTC day (0: off)",
     )
-    serve.add_argument(
+    add(
         "--engine",
         choices=("auto", "u2netp", "classic"),
         help="background removal: the U²-Net model (needs the model extra), a colour threshold,"
         " or auto: the model when installed (default: $REMBG_ASYNC_ENGINE, or auto)",
     )
-    serve.add_argument(
-        "--model", type=Path, metavar="PATH", help="a U²-Net-compatible ONNX file to run"
-    )
-    serve.add_argument(
-        "--access-log", action="store_true", help="log each request to stderr, one line each"
-    )
+    add("--model", type=Path, metavar="PATH", help="a U²-Net-compatible ONNX file to run")
+    add("--access-log", action="store_true", help="log each request to stderr, one line each")
 
 
 def server_config(args: argparse.Namespace) -> ServerConfig:
@@ -94,13 +87,12 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
     )
 
 
-async def _serve_until_signalled(
-    config: ServerConfig, host: str, port: int, access_log: logging.Logger | None
-) -> None:
+async def _serve_until_signalled(config: ServerConfig, args: argparse.Namespace) -> None:
     from ..server import serve
 
+    access_log = _access_log(args)
     task = asyncio.ensure_future(
-        serve(config, host=host, port=port, on_ready=_announce, access_log=access_log)
+        serve(config, host=args.host, port=args.port, on_ready=_announce, access_log=access_log)
     )
     loop = asyncio.get_running_loop()
     signalled: list[int] = []
@@ -134,25 +126,20 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = server_config(args)
     except ImportError:
-        print(f"rembg-async serve: {SERVER_EXTRA_HINT}", file=sys.stderr)
-        return 2
+        return fail("serve", SERVER_EXTRA_HINT)
     except (OSError, ValueError, TypeError) as error:
-        print(f"rembg-async serve: bad --accounts file: {error}", file=sys.stderr)
-        return 2
+        return fail("serve", f"bad --accounts file: {error}")
     from ..server import ModelError
 
     say_engine("rembg-async serve", config)
     try:
         with contextlib.suppress(KeyboardInterrupt):
-            run_loop(_serve_until_signalled(config, args.host, args.port, _access_log(args)))
+            run_loop(_serve_until_signalled(config, args))
     except ModelError as error:
-        print(f"rembg-async serve: {error}", file=sys.stderr)
-        return 2
+        return fail("serve", error)
     except OSError as error:  # the port is taken, the address is not ours, ...
         reason = error.strerror or str(error)
-        print(f"rembg-async serve: cannot listen on {args.host}:{args.port}: {reason}",
-              file=sys.stderr)  # fmt: skip
-        return 1
+        return fail("serve", f"cannot listen on {args.host}:{args.port}: {reason}", 1)
     return 0
 
 

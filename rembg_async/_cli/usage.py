@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from .._exceptions import RembgError
 from .._loops import run as run_loop
 from .._usage import BillingCycleSummary, MembershipUsage
+from ._args import fail
 from ._connect import add_connection_arguments, client_for, server_for
 from ._report import has_rich
 
@@ -31,11 +31,9 @@ def run(args: argparse.Namespace) -> int:
         try:
             usage, cycles = run_loop(fetch())
         except RembgError as error:
-            print(f"rembg-async usage: {error}", file=sys.stderr)
-            return 1
+            return fail("usage", error, 1)
         except ValueError as error:  # a key that cannot be sent (a pasted line end)
-            print(f"rembg-async usage: {error}", file=sys.stderr)
-            return 2
+            return fail("usage", error)
     if has_rich():
         _print_rich(usage, cycles)
     else:  # the base install: plain lines
