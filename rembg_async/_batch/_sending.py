@@ -1,14 +1,6 @@
-"""Sending one image of a batch: its turn, its credit, its call, and how it ends.
-
-An image planned (`_planning`) waits for its turn to be sent (`Turns`); a credit of the budget
-is reserved when it is about to go to the network (a cache hit reserves none) and settled once
-its request has ended. Its `Call` is built as ``remove()`` builds one and handed to the
-client's exchange (a `Sender`). It ends as made, as failed (a failure every image would meet
-stops the batch), as cancelled on the wire, or not started at all: then it goes back to the
-inputs not started (``remaining``). A stop calls back what waits to be sent (`_sends`).
-
-`Sending` holds these steps; the run (`BatchRun`) holds the state they share.
-"""
+"""Sending one image of a batch: its turn, its credit (reserved as it goes to the network,
+settled when its request ends), its `Call` handed to the client's exchange, and how it ends.
+The run (`BatchRun`) holds the state these steps share."""
 
 from __future__ import annotations
 
@@ -38,9 +30,6 @@ from ._items import (
 )
 from ._sends import Send, Sends, Turns
 
-#: What `_send` gets of an image's planning: its input read or opened, or its problem.
-_Prepared = Plan
-
 
 class _NotStarted(Exception):
     """The batch stopped, or its budget is spent, before this image could reserve a credit."""
@@ -65,37 +54,24 @@ class Sending:
     stopped: BaseException | None
     interrupted: bool
 
-    async def _sent(
-        self,
-        index: int,
-        value: Any,
-        output: tuple[Any, Provenance | None],
-        prepared: _Prepared | None,
-    ) -> BatchItem | None:
+    async def _sent(self, index: int, value: Any, target: Any, plan: Plan) -> BatchItem | None:
         """Send an image planned, once its turn comes; None when it was not started."""
         try:
-            if not await self._turns.take():
-                self._unstarted.append((index, value))
-                return None
+            taken = await self._turns.take()
         except asyncio.CancelledError:  # read ahead, never sent: an input not started
             self._unstarted.append((index, value))
             raise
+        if not taken:
+            self._unstarted.append((index, value))
+            return None
         try:
-            return await self._charged(index, value, output, prepared)
+            return await self._charged(index, value, target, plan)
         finally:
             self._turns.end()
 
-    async def _charged(
-        self,
-        index: int,
-        value: Any,
-        output: tuple[Any, Provenance | None],
-        prepared: _Prepared | None,
-    ) -> BatchItem | None:
-        """Send ``value`` within the credit budget; its item, or None when it was not started.
-
-        The credit is reserved when the image is about to go to the network: a cache hit
-        reserves none."""
+    async def _charged(self, index: int, value: Any, target: Any, plan: Plan) -> BatchItem | None:
+        """Send ``value`` within the credit budget, reserved as it goes to the network (a cache
+        hit reserves none); its item, or None when it was not started."""
         wire = Wire()
         reserved = False
 
@@ -107,7 +83,7 @@ class Sending:
 
         try:
             with self._sends.sending(index, value, wire):
-                result = await self._send(index, value, output, prepared, wire, admit)
+                result = await self._send(index, value, target, plan, wire, admit)
         except _NotStarted:
             self._unstarted.append((index, value))
             return None
@@ -135,37 +111,38 @@ class Sending:
         self,
         index: int,
         value: Any,
-        output: tuple[Path | None, Provenance | None],
-        prepared: _Prepared | None,
+        target: Any,
+        plan: Plan,
         wire: Wire,
         admit: Callable[[], Awaitable[None]],
     ) -> Any:
-        if prepared is not None and prepared.problem is not None:
-            raise prepared.problem
-        if prepared is not None and prepared.source is not None:
-            source = prepared.source  # a remote input, opened in its planning
-        elif prepared is not None and prepared.read is not None:
-            source = local_source(Path(value), prepared.read)
+        if plan.problem is not None:
+            raise plan.problem
+        if plan.source is not None:
+            source = plan.source  # a remote input, opened in its planning
+        elif plan.read is not None:
+            source = local_source(Path(value), plan.read)
         else:  # not read ahead (or unreadable: opening it again says why)
             source = await open_input(value, remote=self._remote)
-        budgeted = self._budget is not None
-        retry = for_batch(self._retry, wire, self._halted, charge_aware=budgeted)
         call = Call(
             source=source,
             fields=self._fields,
-            output=self._kept(*output),
+            output=self._kept(target, plan.made),
             returns="base64" if self._return_base64 else "file",
             on_upload=self._count("up", index, value, wire),
             on_download=self._count("down", index, value, wire),
             admit=admit,
         )
-        return await self._send_call(call, retry)
+        budgeted = self._budget is not None
+        return await self._send_call(
+            call, for_batch(self._retry, wire, self._halted, charge_aware=budgeted)
+        )
 
     async def _recalled(
         self, index: int, value: Any, wire: Wire, cancelled: asyncio.CancelledError
     ) -> BatchItem | None:
-        """An image called back by a stop: not started; or between attempts (see `_between`);
-        or, when an attempt's upload began meanwhile, cancelled on the wire, and said so."""
+        """An image called back by a stop: not started, stopped between attempts, or (its upload
+        began meanwhile) cancelled on the wire."""
         if wire.live is not None:
             return Send(index=index, value=value, wire=wire).cancelled(cancelled)
         if wire.failure is not None:
@@ -176,9 +153,8 @@ class Sending:
     async def _between(
         self, index: int, value: Any, wire: Wire, error: BaseException
     ) -> BatchItem | None:
-        """An image stopped between attempts, the last of which failed with ``error``: not
-        started when none of its attempts can have cost a credit, so that a re-run sends it;
-        otherwise failed with that error (a re-run with ``--retry-failed`` sends it again)."""
+        """An image stopped after an attempt failed with ``error``: not started when none of its
+        attempts can have cost a credit (a re-run sends it), else failed with that error."""
         if wire.credits(error) == 0:
             self._unstarted.append((index, value))
             return None
@@ -188,15 +164,14 @@ class Sending:
     def _kept(
         self, target: Any, made: Provenance | None
     ) -> Path | KeptTarget | RemoteTarget | None:
-        """Where the result goes; noted in the folder's index in the thread call that saves it
-        (remote: once the object is in place)."""
-        if target is None or made is None or self._outputs is None:
+        """Where the result goes, noted in the folder's index as it is saved."""
+        if made is None or self._outputs is None:
             return target  # type: ignore[no-any-return]
         return self._outputs.keep(target, made)
 
     def _put_back(self, index: int, value: Any, error: Exception) -> None:
-        """The limiter refused to start ``value`` (a stop shared by the fleet, a spent shared
-        budget): nothing was sent, so it is not started, and the batch stops."""
+        """The limiter refused to start ``value`` (a fleet's stop, a spent shared budget):
+        nothing was sent, so it is not started, and the batch stops."""
         self._unstarted.append((index, value))
         self._stop_with(error)
 
@@ -242,8 +217,8 @@ class Sending:
         self._halt()
 
     def _halt(self) -> None:
-        """Those waiting for a turn, a credit or the rate limiter go back to the inputs not
-        started."""
+        """Send back to the inputs not started those waiting for a turn, a credit or the rate
+        limiter."""
         self._turns.pass_on()
         self._credits.wake()
         self._sends.recall()

@@ -1,13 +1,5 @@
-"""The images a batch is sending, which of them are on the wire, and their turns to send.
-
-An image has its turn from the batch, then may still wait: for a slot and a start in the
-client's rate limiter, for its connection; after a failed attempt, for its retry. When the
-batch stops (``stop()``, Ctrl-C, an error every image would meet), the images that have no
-attempt on the wire are called back: their tasks are cancelled wherever they wait, and they go
-back among the inputs not started (or, when an earlier attempt may have been charged, end as
-failed with that attempt's error). Those with an attempt on the wire finish that attempt, and
-retry no more. A batch closed meanwhile cancels those too, and records them.
-"""
+"""The images a batch is sending, which are on the wire, and their turns to send; on a stop,
+those with no attempt on the wire are called back (their tasks cancelled where they wait)."""
 
 from __future__ import annotations
 
@@ -46,7 +38,7 @@ class Sends:
     """The images being sent, by the task that sends each."""
 
     def __init__(self) -> None:
-        self._sends: dict[asyncio.Future[Any], Send] = {}
+        self.sends: dict[asyncio.Future[Any], Send] = {}
         self._recalled: set[asyncio.Future[Any]] = set()
 
     @contextlib.contextmanager
@@ -54,23 +46,22 @@ class Sends:
         """The current task sends ``value`` within the block."""
         task = asyncio.current_task()
         assert task is not None
-        self._sends[task] = Send(index=index, value=value, wire=wire)
+        self.sends[task] = Send(index=index, value=value, wire=wire)
         try:
             yield
         finally:
-            del self._sends[task]
+            del self.sends[task]
 
     @property
     def on_the_wire(self) -> int:
-        """Images with an attempt on the wire now: its upload has begun, and it has not ended
-        (not counting those between attempts)."""
-        return sum(1 for send in self._sends.values() if send.wire.live is not None)
+        """Images with an attempt on the wire now (not those between attempts)."""
+        return sum(1 for send in self.sends.values() if send.wire.live is not None)
 
     def recall(self) -> None:
-        """Cancel the images that have no attempt on the wire, wherever they wait (but the
-        current task's own: it stops the batch as it reserves its credit, and knows it)."""
+        """Cancel the images with no attempt on the wire, but the current task's own (it stops
+        the batch as it reserves its credit, and knows it)."""
         current = asyncio.current_task()
-        for task, send in self._sends.items():
+        for task, send in self.sends.items():
             if send.wire.live is None and task not in self._recalled and task is not current:
                 self._recalled.add(task)
                 task.cancel()
@@ -86,15 +77,11 @@ class Sends:
             uncancel()
         return True
 
-    def snapshot(self) -> dict[asyncio.Future[Any], Send]:
-        """The images being sent now, by task."""
-        return dict(self._sends)
-
 
 class Turns:
-    """Turns to send, first come first served: at most ``concurrency`` images at once, but one
-    alone until the server has taken an image (`proven`), so that a refusal every image would
-    meet (a refused key, a daily limit) costs one request."""
+    """Turns to send, first come first served: ``concurrency`` at once, but one alone until the
+    server has taken an image (`proven`), so that a refusal every image would meet costs one
+    request."""
 
     def __init__(self, concurrency: int, halted: Callable[[], bool]) -> None:
         self._concurrency = concurrency
@@ -109,8 +96,7 @@ class Turns:
         return self._concurrency if self.proven else 1
 
     async def take(self) -> bool:
-        """Wait until fewer than `limit` images are being sent; False if the batch stops
-        meanwhile (the image is then not started)."""
+        """Wait for a turn; False if the batch stops meanwhile (the image is not started)."""
         if self._halted():
             return False
         self.pass_on()  # those ahead first (and drop the turns of tasks cancelled meanwhile)
@@ -132,10 +118,8 @@ class Turns:
         self.pass_on()
 
     def pass_on(self) -> None:
-        """Give the free turns to those waiting; when the batch stops, send them all away.
-
-        Called wherever that may change: a turn ends (after the batch stopped or `proven` was
-        set in it), or the batch stops."""
+        """Give the free turns to those waiting (a turn ended, `proven` was set, or the batch
+        stopped: then send them all away)."""
         halted = self._halted()
         while self._waiting and (halted or self._sending < self.limit):
             turn = self._waiting.popleft()
@@ -149,8 +133,8 @@ class Turns:
 async def cancel_all(
     tasks: set[asyncio.Task[BatchItem | None]],
 ) -> dict[asyncio.Task[BatchItem | None], BaseException | BatchItem | None]:
-    """Cancel ``tasks``; delete the temporary files of those that had finished all the same.
-    Each task's outcome: its item, or what it raised."""
+    """Cancel ``tasks`` and await each one's outcome (its item, or what it raised); delete the
+    temporary files of those that had finished all the same."""
     for task in tasks:
         task.cancel()
     ordered = list(tasks)
@@ -166,8 +150,8 @@ def closing_items(
     sending: dict[asyncio.Future[Any], Send],
     outcomes: dict[asyncio.Task[BatchItem | None], BaseException | BatchItem | None],
 ) -> tuple[list[BatchItem], list[BatchItem]]:
-    """What a closing batch found when it cancelled its tasks (``outcomes``; ``sending``: those
-    being sent then): the items that had ended unseen, and those cancelled on the wire."""
+    """Of a closing batch's ``outcomes`` (``sending``: the images being sent then): the items
+    that had ended unseen, and those cancelled on the wire."""
     ended: list[BatchItem] = []
     cancelled: list[BatchItem] = []
     for task, outcome in outcomes.items():

@@ -1,10 +1,6 @@
 """A batch's output folder, local (`_local`) or remote (`_remote`), behind one `OutputFolder`
-shape; the provenance rules they share (`_provenance`); what they keep of each folder while
-the batch works there, then let go (`_folders`); the batch's manifest (`_manifest`).
-
-The batch plans each image once through its folder (`OutputFolder.plan`), whatever its kind,
-and never asks which kind it holds.
-"""
+shape that the batch plans each image through, never asking which kind it holds; the
+provenance rules (`_provenance`), per-folder state (`_folders`) and the manifest (`_manifest`)."""
 
 from __future__ import annotations
 
@@ -26,7 +22,6 @@ from ._provenance import (
     Provenance,
     Verdict,
     claim,
-    identify,
     options_key,
     settled,
 )
@@ -45,7 +40,6 @@ __all__ = [
     "RemoteOutputTree",
     "Verdict",
     "dry_run_counts",
-    "identify",
     "manifest_place",
     "open_manifest",
     "options_key",
@@ -69,17 +63,13 @@ class OutputFolder(Protocol):
 
     async def claim(self, target: Any, value: Any) -> bool:
         """Take ``target`` for ``value``: True the first time, False when ``value`` has it
-        already (an input given twice is done once); `OutputClashError` when another has.
-        Whatever it answers, ``target``'s folder is held (what the batch knows of it is kept)
-        until `release`."""
+        already; `OutputClashError` when another has. Its folder is held until `release`."""
 
     def release(self, target: Any) -> None:
-        """The batch is done with ``target`` (claimed): once it is done with every target of
-        a folder, the folder may be let go."""
+        """The batch is done with ``target`` (claimed): its folder may be let go."""
 
     async def open(self) -> None:
-        """Get the folder ready (and what it knows of its outputs); an ``OSError`` that every
-        image would meet stops the batch before any request."""
+        """Get the folder ready; an ``OSError`` every image would meet stops the batch."""
 
     async def look(self) -> None:
         """Learn what the folder knows of its outputs, changing nothing (a dry run)."""
@@ -91,8 +81,7 @@ class OutputFolder(Protocol):
     async def plan_many(
         self, pairs: list[tuple[Any, Any]], options: str, *, skip_existing: bool
     ) -> list[Plan | OSError]:
-        """`plan` of each ``(value, target)`` (local inputs), in as few calls as may be: the
-        ``OSError`` its planning met in its place."""
+        """`plan` of each ``(value, target)`` (local inputs), in as few calls as may be."""
 
     async def verdict_of(self, value: Any, target: Any, options: str) -> Verdict:
         """The verdict alone (a dry run): nothing read but what provenance needs."""
@@ -142,45 +131,31 @@ async def dry_run_counts(
     cached: Callable[[Any], Awaitable[bool]] | None = None,
 ) -> dict[str, Any]:
     """``--dry-run``'s counts: what would be sent, what the result cache would serve (as
-    ``cached`` says), what is done, what is refused (and why). ``inputs`` are taken one at a
-    time: nothing is kept per input (as in a batch)."""
+    ``cached`` says), what is done, what is refused (and why); nothing kept per input."""
     counts: dict[str, Any] = {"send": 0, "cached": 0, "done": 0, "refused": 0, "why": ""}
     await outputs.look()
-    index = 0
     try:
+        index = 0
         async for value in async_iterator(inputs):
             target = outputs.target(value, index)
             index += 1
             try:
-                await _count(outputs, counts, value, target, options, redo, cached)
+                if not await outputs.claim(target, value):
+                    continue
+                verdict = await outputs.verdict_of(value, target, options)
+            except OutputClashError as error:
+                counts["refused"] += 1
+                counts["why"] = str(error)
+                continue
             finally:
                 outputs.release(target)
+            if verdict is Verdict.FOREIGN:
+                counts["refused"] += 1
+                counts["why"] = str(outputs.foreign(target))
+            elif verdict is Verdict.DONE and not redo:
+                counts["done"] += 1
+            else:
+                counts["cached" if cached is not None and await cached(value) else "send"] += 1
     finally:
         await outputs.close()
     return counts
-
-
-async def _count(
-    outputs: OutputFolder,
-    counts: dict[str, Any],
-    value: Any,
-    target: Any,
-    options: str,
-    redo: bool,
-    cached: Callable[[Any], Awaitable[bool]] | None,
-) -> None:
-    try:
-        if not await outputs.claim(target, value):
-            return
-    except OutputClashError as error:
-        counts["refused"] += 1
-        counts["why"] = str(error)
-        return
-    verdict = await outputs.verdict_of(value, target, options)
-    if verdict is Verdict.FOREIGN:
-        counts["refused"] += 1
-        counts["why"] = str(outputs.foreign(target))
-    elif verdict is Verdict.DONE and not redo:
-        counts["done"] += 1
-    else:
-        counts["cached" if cached is not None and await cached(value) else "send"] += 1

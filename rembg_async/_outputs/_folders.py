@@ -1,28 +1,20 @@
-"""What a batch remembers of each output folder, kept only while it works there.
-
-A batch over a million inputs must not remember something per input for the whole run. What
-an output folder needs (the outputs claimed by this run's inputs, its index read, its index
-file open for appending, a remote folder's listing) is kept per folder: from the first image
-planned into it while images of it are in flight, and for the `KEEP_FOLDERS` folders left most
-recently (a tree walked in sorted order comes back to a parent folder after each subfolder),
-then let go. So memory follows the largest folder, not the batch.
-
-The claims of a folder let go are what must outlive it: two inputs of one run must never make
-one output, whatever their order. They go to a private SQLite file of the run (deleted by
-SQLite when the run closes it, or by the system when the process dies: it is unlinked as soon
-as it is open), and the claims made later in that folder are looked up there.
-"""
+"""What an output folder keeps of each of its folders (claims, index, listing) while the batch
+works there and for `KEEP_FOLDERS` left recently, then lets go: memory follows the largest
+folder, not the batch. The claims let go go to a private SQLite file of the run."""
 
 from __future__ import annotations
 
 import collections
+import os
 import sqlite3
 import threading
 from collections.abc import Callable
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, ClassVar, Final, Generic, TypeVar
 
 from .._files import run_to_completion
-from ._provenance import claim
+from .._inputs import RemoteInputs
+from .._storage._stores import Stores
+from ._provenance import ForeignOutputError, claim, foreign_error
 
 #: Folders left behind whose state is kept, most recent first, before it is let go.
 KEEP_FOLDERS: Final = 16
@@ -37,8 +29,7 @@ class FolderState:
         self.pins = 0
 
     def let_go(self) -> None:
-        """Release what the state holds (blocking; called off the loop, when no image is in the
-        folder)."""
+        """Release what the state holds (blocking; off the loop, with no image in the folder)."""
 
 
 S = TypeVar("S", bound=FolderState)
@@ -46,25 +37,23 @@ S = TypeVar("S", bound=FolderState)
 
 class Folders(Generic[S]):
     """The states of the output folders a batch is in (or left recently), and the claims of the
-    others, on disk."""
+    others, on disk: two inputs of one run never make one output, whatever their order."""
 
-    def __init__(self, make: Callable[[Any], S], cwd: str, *, keep: int | None = None) -> None:
+    def __init__(self, make: Callable[[], S], cwd: str, *, keep: int | None = None) -> None:
         self._make = make
         self._cwd = cwd
         self._keep = KEEP_FOLDERS if keep is None else keep
         self.live: dict[Any, S] = {}
         self._idle: collections.OrderedDict[Any, None] = collections.OrderedDict()
         self._spill = _Spill()
-        #: Folders whose claims went to disk (one entry per folder, not per input).
-        self._spilled: set[Any] = set()
-        #: Claims on their way to disk, until they are there.
-        self._leaving: dict[Any, dict[Any, str]] = {}
+        self._spilled: set[Any] = set()  # folders whose claims went to disk
+        self._leaving: dict[Any, dict[Any, str]] = {}  # claims on their way to disk
 
     def enter(self, folder: Any) -> S:
         """``folder``'s state, held until `leave`: an image of the batch is in it."""
         state = self.live.get(folder)
         if state is None:
-            state = self.live[folder] = self._make(folder)
+            state = self.live[folder] = self._make()
             state.claims.update(self._leaving.get(folder, {}))  # not on disk yet
         elif state.pins == 0:
             del self._idle[folder]
@@ -111,12 +100,10 @@ class Folders(Generic[S]):
         self._spill.add({str(target): key for target, key in claims.items()})
         state.let_go()
 
-    def states(self) -> list[S]:
-        """Every state held (to close them)."""
-        return list(self.live.values())
-
     def close(self) -> None:
-        """Forget the claims on disk (blocking)."""
+        """Let go of every state held, and forget the claims on disk (blocking)."""
+        for state in list(self.live.values()):
+            state.let_go()
         self._spill.close()
         self._spilled.clear()
 
@@ -157,3 +144,49 @@ class _Spill:
             if self._db is not None:
                 self._db.close()
                 self._db = None
+
+
+class Tree(Generic[S]):
+    """What the local and remote output folders share: where inputs are relative to, their
+    claims kept by folder, and the answers that do not depend on the kind."""
+
+    #: What ends a target's folder in its name.
+    separator: ClassVar[str]
+
+    def __init__(
+        self,
+        root: Any,
+        extension: str,
+        make: Callable[[], S],
+        *,
+        overwrite: bool,
+        remote: RemoteInputs | None,
+    ) -> None:
+        self.root = root
+        self.extension = extension
+        self.remote = remote or RemoteInputs(stores=Stores())  # for remote inputs
+        self.cwd = os.getcwd()  # once: relative inputs are relative to the folder at the start
+        self._overwrite = overwrite
+        self._folders: Folders[S] = Folders(make, self.cwd)
+
+    def _folder_of(self, target: str | os.PathLike[str]) -> str:
+        """The key of ``target``'s folder: a string (a path's hash is dear)."""
+        return os.fspath(target).rpartition(self.separator)[0]
+
+    async def claim(self, target: str | os.PathLike[str], value: Any) -> bool:
+        """Take ``target`` for ``value`` (see `_provenance.claim`); its folder is held until
+        `release`."""
+        folder = self._folder_of(target)
+        self._folders.enter(folder)
+        return await self._folders.claim(folder, os.fspath(target), value)
+
+    def release(self, target: str | os.PathLike[str]) -> None:
+        """The batch is done with ``target`` (claimed)."""
+        self._folders.leave(self._folder_of(target))
+
+    async def look(self) -> None:
+        """Nothing to learn up front (a dry run): each folder is read when first needed."""
+
+    def foreign(self, target: Any) -> ForeignOutputError:
+        """The error for an output this input did not make."""
+        return foreign_error(target)

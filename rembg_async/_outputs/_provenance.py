@@ -1,9 +1,6 @@
-"""What an output was made from, and the rules every output folder applies to it.
-
-An output counts as done only when its index entry names this input (its absolute path and
-size/mtime, its object's details, or a digest of its bytes) and these options; an output of
-unknown or other provenance is never taken as done nor overwritten (unless told to).
-"""
+"""What an output was made from, and the rules every output folder applies to it: an output is
+done only when its index entry names this input (path and stamp, object details, or digest) and
+these options; one of other provenance is never taken as done nor overwritten (unless told)."""
 
 from __future__ import annotations
 
@@ -56,9 +53,8 @@ class Provenance:
 
 @attrs.frozen(kw_only=True)
 class Plan:
-    """An image's planning: its provenance and its output's verdict; unless it is skipped, its
-    local file read or its remote object opened (both None: the sending opens the input, and
-    says what is wrong with it), or the problem that fails it unsent."""
+    """An image's planning: its provenance and verdict; unless skipped, its local file read or
+    remote object opened (neither: the sending opens it), or the problem that fails it unsent."""
 
     made: Provenance | None = None
     verdict: Verdict = Verdict.TODO
@@ -77,8 +73,7 @@ def judge(entry: Mapping[str, Any] | None, mine: Provenance, *, overwrite: bool)
 
 
 def settled(verdict: Verdict, skip_existing: bool) -> bool:
-    """Whether ``verdict`` ends an image without sending: someone else's output, or done and
-    skipped."""
+    """Whether ``verdict`` ends an image unsent: someone else's output, or done and skipped."""
     return verdict is Verdict.FOREIGN or (verdict is Verdict.DONE and skip_existing)
 
 
@@ -124,7 +119,7 @@ def identify(
 ) -> Provenance:
     """The provenance an output of ``value`` would have (blocking: a ``stat`` unless the
     input's ``status`` is given, or a digest; paths relative to ``cwd``)."""
-    if is_remote(value):  # its stamp is the object's details: see `remote_provenance`
+    if is_remote(value):  # its stamp is the object's details: see `stat_remote`
         return Provenance(source=value, stamp="unknown", options=options)
     if isinstance(value, (str, os.PathLike)):
         path = os.path.normpath(os.path.join(cwd or os.getcwd(), os.fspath(value)))
@@ -146,8 +141,8 @@ def identify(
 
 
 def read_and_identify(value: Any, options: str, cwd: str) -> tuple[LocalRead | None, Provenance]:
-    """In one thread call: a local input read, and its provenance stamped by that read's own
-    ``fstat`` (the index then says what was sent). Blocking."""
+    """A local input read and its provenance, stamped by that read's own ``fstat`` (so the
+    index says what was sent), in one thread call. Blocking."""
     read = read_local_or_none(value)
     return read, identify(value, options, read.status if read is not None else None, cwd)
 
