@@ -194,8 +194,7 @@ ItemProgressCallback = Callable[[int, Any, ProgressEvent], object]
 
 @attrs.define
 class Wire:
-    """What one item's attempts did on the wire, from its progress events and its retry policy
-    (told of each failed attempt: see `BatchRetry`)."""
+    """What one item's attempts did on the wire (told by its progress events and `BatchRetry`)."""
 
     sent: set[int] = attrs.Factory(set)  # attempts whose upload began
     answered: set[int] = attrs.Factory(set)  # attempts that received a 200
@@ -231,8 +230,7 @@ class Wire:
         return attempt in self.sent and not _certainly_free(error)
 
     def credits(self, error: BaseException | None) -> int:
-        """The credits the item's attempts cost, or may have, when it ends with ``error`` (ended
-        between attempts: the failure of its last attempt says)."""
+        """The credits the item cost or may have, ending with ``error`` (or its last failure)."""
         if error is not None and self.live is None and self.failure is not None:
             error = self.failure
         last = self.attempts
@@ -253,9 +251,8 @@ def _certainly_free(error: BaseException | None) -> bool:
 
 @attrs.frozen(kw_only=True)
 class BatchRetry(RetryPolicy):
-    """An image's retry policy in a batch: the batch's own, telling `Wire` of each failed
-    attempt, and giving up once the batch has stopped; under a budget (``charge_aware``),
-    retrying only after an attempt that certainly cost nothing (one credit per image)."""
+    """A batch image's retry policy: none once the batch stops, nor under a budget
+    (``charge_aware``) after an attempt that may have cost a credit (one credit per image)."""
 
     base: RetryPolicy
     wire: Wire
@@ -263,9 +260,7 @@ class BatchRetry(RetryPolicy):
     charge_aware: bool = False
 
     def delay(self, error: RembgError, attempt: int) -> float | None:
-        """As the base policy, but never after an attempt that may have been charged (under a
-        budget), nor once the batch has stopped (the attempt that failed is
-        ``error.attempts``)."""
+        """As the base policy, but see `BatchRetry` (the failed attempt: ``error.attempts``)."""
         self.wire.ended(error)
         if self.charge_aware and self.wire.may_be_charged(error.attempts, error):
             return None
@@ -293,8 +288,8 @@ def for_batch(
 
 
 def stops_batch(error: BaseException | None, wire: Wire) -> bool:
-    """Whether ``error`` would repeat for every further image: a daily or monthly limit, a key
-    or account refused, or an output folder that cannot be written or is full."""
+    """Whether ``error`` would repeat for every image: a daily or monthly limit, a refused key
+    or account, an output folder that cannot be written or is full."""
     if isinstance(error, RateLimitError):
         return error.scope in ("daily", "monthly")
     if isinstance(error, (AuthenticationError, PaymentRequiredError, PermissionDeniedError)):

@@ -7,13 +7,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import os
-from collections.abc import (
-    AsyncGenerator,
-    AsyncIterable,
-    AsyncIterator,
-    Coroutine,
-    Iterable,
-)
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Coroutine, Iterable
 from pathlib import Path
 from typing import Any, Final
 
@@ -46,8 +40,7 @@ from ._items import (
     manifest_line,
     skipped_item,
 )
-from ._sending import Sending
-from ._sends import Sends, Turns, cancel_all, closing_items
+from ._sending import Sending, Sends, Turns, cancel_all, closing_items
 
 #: Images planned (their local input read, their output looked up) ahead of their turn to be
 #: sent, at most: new ones start in groups of half this, so that their reads share a thread
@@ -213,8 +206,7 @@ class BatchRun(Sending, AsyncClosing):
     async def _record_cancelled(
         self, found: tuple[list[BatchItem], list[BatchItem]], manifest: Manifest | None
     ) -> None:
-        """Count, and write to the manifest, what the closing ``found``: the items nobody
-        received (``leftovers``) and the images cancelled on the wire (``cancelled``)."""
+        """Count and write down the closing's ``found``: ``leftovers`` and ``cancelled``."""
         self.leftovers.extend(self._ready)
         self._ready.clear()
         self.leftovers.extend(found[0])
@@ -227,8 +219,7 @@ class BatchRun(Sending, AsyncClosing):
             await manifest.flush()
 
     async def _start_more(self) -> None:
-        """Start images up to the turns to send plus the read-ahead (once under way, a group at
-        a time): local inputs into an output folder planned as a group, the others alone."""
+        """Start images up to the turns plus the read-ahead, a group of local inputs at a time."""
         room = self._turns.limit + self._ahead - len(self._in_flight)
         if self._in_flight and room < max(1, self._ahead // 2):
             return
@@ -289,8 +280,7 @@ class BatchRun(Sending, AsyncClosing):
     async def _plan(
         self, index: int, value: Any, held: list[tuple[int, Any, Any]]
     ) -> BatchItem | tuple[Any, Plan]:
-        """Where ``value`` goes and its plan (a local file with no output folder: read ahead),
-        or the item it ends as unsent; its target claimed goes into ``held``."""
+        """``value``'s target and plan, or its item if it ends unsent; its claim in ``held``."""
         outputs = self._outputs
         if outputs is None:
             read = (
@@ -315,9 +305,8 @@ class BatchRun(Sending, AsyncClosing):
         return target, plan
 
     async def _plan_group(self, group: list[tuple[int, Any]]) -> None:
-        """Plan ``group`` (local inputs) in one thread call: an image its planning settles ends
-        at once, with no task of its own (a re-run with nothing to do pays no task nor thread
-        hop per image); the others start. Cancelled: those not settled are not started."""
+        """Plan local inputs in one thread call; one its plan settles ends with no task of its
+        own, so that a re-run with nothing to do pays no task nor thread hop per image."""
         outputs = self._outputs
         assert outputs is not None
         held: list[tuple[int, Any, Any]] = []  # claimed, to plan: (index, value, target)
@@ -350,8 +339,7 @@ class BatchRun(Sending, AsyncClosing):
     async def _claim(
         self, index: int, value: Any, held: list[tuple[int, Any, Any]]
     ) -> BatchItem | None:
-        """Claim ``value``'s target (in ``held`` from before the claim); or the item it ends as
-        (given twice, a clash), its target released."""
+        """Claim ``value``'s target into ``held``; or its item (given twice, a clash), released."""
         outputs = self._outputs
         assert outputs is not None
         try:

@@ -62,8 +62,7 @@ class OutputFolder(Protocol):
         """Where ``value``'s result goes (a path, or a URL)."""
 
     async def claim(self, target: Any, value: Any) -> bool:
-        """Take ``target`` for ``value``: True the first time, False when ``value`` has it
-        already; `OutputClashError` when another has. Its folder is held until `release`."""
+        """Take ``target`` for ``value`` (see `_provenance.claim`), held until `release`."""
 
     def release(self, target: Any) -> None:
         """The batch is done with ``target`` (claimed): its folder may be let go."""
@@ -71,12 +70,8 @@ class OutputFolder(Protocol):
     async def open(self) -> None:
         """Get the folder ready; an ``OSError`` every image would meet stops the batch."""
 
-    async def look(self) -> None:
-        """Learn what the folder knows of its outputs, changing nothing (a dry run)."""
-
     async def plan(self, value: Any, target: Any, options: str, *, skip_existing: bool) -> Plan:
-        """Provenance and verdict of ``value``'s output at ``target``; unless that settles it
-        (`settled`), its input read or opened and its output's place checked."""
+        """Provenance and verdict of ``value``'s output; unless settled, its input read/opened."""
 
     async def plan_many(
         self, pairs: list[tuple[Any, Any]], options: str, *, skip_existing: bool
@@ -97,8 +92,7 @@ class OutputFolder(Protocol):
 
 
 def targets_of(outputs: OutputFolder, inputs: list[Any] | tuple[Any, ...]) -> list[Any]:
-    """The targets of a listed batch's inputs, worked out before anything is sent:
-    `OutputClashError` when two would make one."""
+    """A listed batch's targets, before anything is sent: `OutputClashError` for a clash."""
     probe = outputs.probe()
     targets = [probe.target(value, index) for index, value in enumerate(inputs)]
     claims: dict[Any, str] = {}  # the inputs are all in memory already: so may their claims be
@@ -130,10 +124,8 @@ async def dry_run_counts(
     redo: bool,
     cached: Callable[[Any], Awaitable[bool]] | None = None,
 ) -> dict[str, Any]:
-    """``--dry-run``'s counts: what would be sent, what the result cache would serve (as
-    ``cached`` says), what is done, what is refused (and why); nothing kept per input."""
+    """``--dry-run``'s counts: to send, ``cached``, done, refused (and why); nothing per input."""
     counts: dict[str, Any] = {"send": 0, "cached": 0, "done": 0, "refused": 0, "why": ""}
-    await outputs.look()
     try:
         index = 0
         async for value in async_iterator(inputs):

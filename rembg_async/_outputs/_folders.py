@@ -21,8 +21,7 @@ KEEP_FOLDERS: Final = 16
 
 
 class FolderState:
-    """One output folder's state: its claims (target -> the claiming input), and how many images
-    of the batch are in it now."""
+    """One output folder's state: its claims (target -> input), and the batch's images in it."""
 
     def __init__(self) -> None:
         self.claims: dict[Any, str] = {}
@@ -36,21 +35,19 @@ S = TypeVar("S", bound=FolderState)
 
 
 class Folders(Generic[S]):
-    """The states of the output folders a batch is in (or left recently), and the claims of the
-    others, on disk: two inputs of one run never make one output, whatever their order."""
+    """The states of the folders a batch is in or left recently; the others' claims on disk."""
 
-    def __init__(self, make: Callable[[], S], cwd: str, *, keep: int | None = None) -> None:
+    def __init__(self, make: Callable[[], S], cwd: str) -> None:
         self._make = make
         self._cwd = cwd
-        self._keep = KEEP_FOLDERS if keep is None else keep
+        self._keep = KEEP_FOLDERS
         self.live: dict[Any, S] = {}
         self._idle: collections.OrderedDict[Any, None] = collections.OrderedDict()
         self._spill = _Spill()
         self._spilled: set[Any] = set()  # folders whose claims went to disk
         self._leaving: dict[Any, dict[Any, str]] = {}  # claims on their way to disk
 
-    def enter(self, folder: Any) -> S:
-        """``folder``'s state, held until `leave`: an image of the batch is in it."""
+    def _enter(self, folder: Any) -> S:
         state = self.live.get(folder)
         if state is None:
             state = self.live[folder] = self._make()
@@ -70,9 +67,9 @@ class Folders(Generic[S]):
             self._idle[folder] = None
 
     async def claim(self, folder: Any, target: Any, value: Any) -> bool:
-        """Take ``target`` (in ``folder``, entered) for ``value`` (see `_provenance.claim`),
-        whatever this run claimed there before, in memory or on disk."""
-        state = self.live[folder]
+        """Take ``target`` in ``folder`` for ``value``, whatever this run claimed there before, in
+        memory or on disk; the folder is held until `leave` (see `_provenance.claim`)."""
+        state = self._enter(folder)
         if target not in state.claims and folder in self._spilled:
             other = await run_to_completion(self._spill.find, str(target))
             if other is not None:
@@ -147,8 +144,7 @@ class _Spill:
 
 
 class Tree(Generic[S]):
-    """What the local and remote output folders share: where inputs are relative to, their
-    claims kept by folder, and the answers that do not depend on the kind."""
+    """What the local and remote output folders share: claims by folder, and kind-free answers."""
 
     #: What ends a target's folder in its name.
     separator: ClassVar[str]
@@ -174,18 +170,12 @@ class Tree(Generic[S]):
         return os.fspath(target).rpartition(self.separator)[0]
 
     async def claim(self, target: str | os.PathLike[str], value: Any) -> bool:
-        """Take ``target`` for ``value`` (see `_provenance.claim`); its folder is held until
-        `release`."""
-        folder = self._folder_of(target)
-        self._folders.enter(folder)
-        return await self._folders.claim(folder, os.fspath(target), value)
+        """Take ``target`` for ``value``; its folder is held until `release`."""
+        return await self._folders.claim(self._folder_of(target), os.fspath(target), value)
 
     def release(self, target: str | os.PathLike[str]) -> None:
         """The batch is done with ``target`` (claimed)."""
         self._folders.leave(self._folder_of(target))
-
-    async def look(self) -> None:
-        """Nothing to learn up front (a dry run): each folder is read when first needed."""
 
     def foreign(self, target: Any) -> ForeignOutputError:
         """The error for an output this input did not make."""

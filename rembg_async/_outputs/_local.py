@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
-import json
 import os
 import threading
 from pathlib import Path
@@ -26,6 +25,7 @@ from ._provenance import (
     identify,
     judge,
     open_remote,
+    read_entries,
     relative_name,
     settled,
     stat_remote,
@@ -53,8 +53,7 @@ class _Folder(FolderState):
 
 
 class OutputTree(Tree[_Folder]):
-    """A batch's local output folder: targets, their claims, the provenance index, and the lock
-    (an `OutputFolder`)."""
+    """A batch's local output folder: targets, claims, provenance index, lock (`OutputFolder`)."""
 
     separator = os.sep
 
@@ -106,8 +105,7 @@ class OutputTree(Tree[_Folder]):
         return folder / safe_leaf(relative.name or "image", self.extension)
 
     async def open(self) -> None:
-        """Make the folder, prove it can be written, lock it, delete stale partial files; the
-        ``OSError`` that every image would meet otherwise."""
+        """Make, check, lock the folder and delete stale partial files (or raise ``OSError``)."""
         await run_to_completion(self._open)
 
     def _open(self) -> None:
@@ -131,8 +129,7 @@ class OutputTree(Tree[_Folder]):
             lock.close()
 
     async def plan(self, value: Any, target: Path, options: str, *, skip_existing: bool) -> Plan:
-        """``value``'s plan: one thread call (a remote input: one request for its details
-        first, and its object opened after)."""
+        """``value``'s plan in one thread call (a remote input: its details asked first)."""
         if not is_remote(value):
             return await run_to_completion(self._inspect, value, target, options, skip_existing)
         found, made, problem = await stat_remote(self.remote, value, options)
@@ -146,8 +143,7 @@ class OutputTree(Tree[_Folder]):
     async def plan_many(
         self, pairs: list[tuple[Any, Path]], options: str, *, skip_existing: bool
     ) -> list[Plan | OSError]:
-        """`plan` of each ``(value, target)`` (local inputs) in one thread call: a thread hop
-        costs more than a skipped image's planning."""
+        """`plan` of each local input in one thread call: a hop costs more than a skip's plan."""
         return await run_to_completion(self._inspect_all, pairs, options, skip_existing)
 
     def _inspect_all(
@@ -169,8 +165,7 @@ class OutputTree(Tree[_Folder]):
         skip_existing: bool,
         made: Provenance | None = None,
     ) -> Plan:
-        """An image's planning, blocking: its provenance and verdict, and unless it is skipped,
-        its output's place checked and a local input read."""
+        """An image's provenance and verdict; unless skipped, its place checked, its input read."""
         verdict = Verdict.TODO
         there = os.path.lexists(target)  # asked afresh: a run into a subfolder may add to it
         if there:  # only then does the verdict need the input's stamp
@@ -211,8 +206,7 @@ class OutputTree(Tree[_Folder]):
         return judge(entry, mine, overwrite=self._overwrite)
 
     def check_place(self, target: Path, *, there: bool = True) -> None:
-        """Raise the ``OSError`` that writing ``target`` would meet (blocking: its folder is
-        checked once, the target each time unless ``there`` says nothing is there)."""
+        """Raise the ``OSError`` that writing ``target`` would meet (its folder checked once)."""
         state = self._folders.live.get(self._folder_of(target))
         if state is None or not state.writable:
             check_folder_writable(target.parent)
@@ -222,13 +216,11 @@ class OutputTree(Tree[_Folder]):
             raise IsADirectoryError(errno.EISDIR, "the output is a folder", str(target))
 
     def keep(self, target: Path, made: Provenance) -> KeptTarget:
-        """Where the result goes: noted in the folder's index in the thread call that moves it
-        into place."""
+        """Where the result goes: indexed in the thread call that moves it into place."""
         return KeptTarget(path=target, then=functools.partial(self.record, target, made))
 
     def record(self, target: Path, made: Provenance) -> None:
-        """Note in the folder's index that ``target`` was made as ``made`` says (blocking: one
-        appending write, atomic however many threads write beside it)."""
+        """Index ``target`` as ``made`` says: one appending write, atomic beside other threads."""
         line = made.line(target.name).encode()
         state = self._folders.live.get(self._folder_of(target))  # held while the image is in it
         if state is None:  # not claimed (a single result kept): the index opened for it
@@ -263,13 +255,9 @@ def _append(handle: int, line: bytes, folder: Path) -> None:
 
 
 def _read_index(path: str) -> dict[str, dict[str, Any]]:
-    """The latest line per output; a torn last line (a killed run) is ignored."""
     entries: dict[str, dict[str, Any]] = {}
     with contextlib.suppress(FileNotFoundError), open(path, encoding="utf-8") as lines:
-        for line in lines:
-            with contextlib.suppress(ValueError, KeyError, TypeError):
-                entry = json.loads(line)
-                entries[entry["output"]] = entry
+        read_entries(lines, entries)
     return entries
 
 

@@ -71,8 +71,7 @@ class RemoteManifest:
 
     @classmethod
     async def open(cls, store: Store, url: str) -> RemoteManifest:
-        """Start from what the object has (nothing if it is not there yet), copied into the
-        local file chunk by chunk: a long manifest is never held whole."""
+        """Start from what the object has, copied by chunks: a long manifest is never held whole."""
         path = store.path(url)
         file = await run_to_completion(_spool, undo=_forget)
         try:

@@ -4,11 +4,12 @@ these options; one of other provenance is never taken as done nor overwritten (u
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import PurePath
 from typing import Any
 
@@ -64,8 +65,7 @@ class Plan:
 
 
 def judge(entry: Mapping[str, Any] | None, mine: Provenance, *, overwrite: bool) -> Verdict:
-    """The verdict on an output that is there, whose index ``entry`` (None: none) says what
-    made it."""
+    """The verdict on an output that is there, whose index ``entry`` (or None) says its maker."""
     if entry is not None and mine.source is not None and entry["source"] == mine.source:
         same = entry["stamp"] == mine.stamp and entry["options"] == mine.options
         return Verdict.DONE if same else Verdict.TODO
@@ -92,9 +92,8 @@ def options_key(fields: Mapping[str, str]) -> str:
 
 
 def relative_name(value: Any, index: int, root: Any, cwd: str | None = None) -> PurePath:
-    """The path of ``value``'s output under the output folder, before its extension changes
-    (paths relative to ``cwd``, the current folder by default; a URL relative to ``root``
-    when it is a URL above it, else its whole path in its store)."""
+    """``value``'s output path under the output folder, before its extension changes (a path
+    relative to ``root`` from ``cwd``; a URL relative to a URL ``root``, else its whole path)."""
     if is_remote(value):
         return remote_relative(value, root)
     if isinstance(value, (str, os.PathLike)):
@@ -117,8 +116,7 @@ def relative_name(value: Any, index: int, root: Any, cwd: str | None = None) -> 
 def identify(
     value: Any, options: str, status: os.stat_result | None = None, cwd: str | None = None
 ) -> Provenance:
-    """The provenance an output of ``value`` would have (blocking: a ``stat`` unless the
-    input's ``status`` is given, or a digest; paths relative to ``cwd``)."""
+    """The provenance an output of ``value`` would have (blocking: a ``stat``, or a digest)."""
     if is_remote(value):  # its stamp is the object's details: see `stat_remote`
         return Provenance(source=value, stamp="unknown", options=options)
     if isinstance(value, (str, os.PathLike)):
@@ -141,16 +139,14 @@ def identify(
 
 
 def read_and_identify(value: Any, options: str, cwd: str) -> tuple[LocalRead | None, Provenance]:
-    """A local input read and its provenance, stamped by that read's own ``fstat`` (so the
-    index says what was sent), in one thread call. Blocking."""
+    """A local input read, with a provenance stamped by its own ``fstat`` (what was sent)."""
     read = read_local_or_none(value)
     return read, identify(value, options, read.status if read is not None else None, cwd)
 
 
 def claim(claims: dict[Any, str], target: Any, value: Any, cwd: str) -> bool:
-    """Take ``target`` for the input ``value`` in ``claims``: True the first time, False when
-    that input has it already (an input given twice is done once); `OutputClashError` when
-    another input has it."""
+    """Take ``target`` for ``value``: True the first time, False when it has it (an input given
+    twice is done once); `OutputClashError` when another input has it."""
     key = _claim_key(value, cwd)
     if target not in claims:
         claims[target] = key
@@ -164,6 +160,14 @@ def claim(claims: dict[Any, str], target: Any, value: Any, cwd: str) -> bool:
     )
 
 
+def read_entries(lines: Iterable[str], into: dict[str, dict[str, Any]]) -> None:
+    """Index lines into ``into``, the latest per output; a torn or foreign line is skipped."""
+    for line in lines:
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            entry = json.loads(line)
+            into[entry["output"]] = entry
+
+
 def _claim_key(value: Any, cwd: str) -> str:
     if is_remote(value):
         return str(value)
@@ -175,8 +179,7 @@ def _claim_key(value: Any, cwd: str) -> str:
 async def stat_remote(
     remote: RemoteInputs, value: str, options: str
 ) -> tuple[RemoteObject | None, Provenance, Exception | None]:
-    """A remote input's object details and the provenance they give, with one request; or the
-    problem that fails it unsent (missing, refused)."""
+    """A remote input's details and provenance (one request), or the problem that fails it."""
     try:
         found = await remote.stat(value)
     except Exception as error:  # the item fails unsent, with this

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import secrets
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ from ._provenance import (
     judge,
     open_remote,
     read_and_identify,
+    read_entries,
     relative_name,
     settled,
     stat_remote,
@@ -39,8 +39,7 @@ FLUSH_SECONDS: Final = 10.0
 
 
 class _RemoteFolder(FolderState):
-    """What the batch keeps of one remote output folder while it works there: its listing
-    and index, read once."""
+    """What the batch keeps of one remote output folder: its listing and index, read once."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -50,8 +49,7 @@ class _RemoteFolder(FolderState):
 
 
 class RemoteOutputTree(Tree[_RemoteFolder]):
-    """A batch's remote output folder: targets, their claims, the provenance index (an
-    `OutputFolder`)."""
+    """A batch's remote output folder: targets, claims, provenance index (`OutputFolder`)."""
 
     separator = "/"
 
@@ -81,8 +79,7 @@ class RemoteOutputTree(Tree[_RemoteFolder]):
         return f"{self.url}/{mirrored_path(Path(), relative, self.extension).as_posix()}"
 
     async def open(self) -> None:
-        """List the folder, so that a store that refuses (a key, a bucket) stops the batch
-        before any request."""
+        """List the folder: a store that refuses (key, bucket) stops the batch before a request."""
         await self._list(self.url)
 
     async def _known(self, folder: str) -> _RemoteFolder:
@@ -95,7 +92,7 @@ class RemoteOutputTree(Tree[_RemoteFolder]):
                 state.existing, segments = await self._list(folder)
                 texts = await asyncio.gather(*(self.store.cat(path) for path in segments))
                 for text in texts:
-                    _read_segment(text, state.index)
+                    read_entries(text.decode("utf-8", "replace").splitlines(), state.index)
         return state
 
     async def _list(self, folder: str) -> tuple[set[str], list[str]]:
@@ -109,8 +106,7 @@ class RemoteOutputTree(Tree[_RemoteFolder]):
         return names, segments
 
     async def plan(self, value: Any, target: str, options: str, *, skip_existing: bool) -> Plan:
-        """``value``'s plan: its provenance (a local input read and stamped in one thread call,
-        a remote one from its object's details) and its verdict from its folder's listing."""
+        """``value``'s provenance (from its read or its object's details) and verdict."""
         found = None
         if is_remote(value):
             found, made, problem = await stat_remote(self.remote, value, options)
@@ -201,12 +197,3 @@ class RemoteOutputTree(Tree[_RemoteFolder]):
             await self.flush()
         finally:
             await run_to_completion(self._folders.close)
-
-
-def _read_segment(text: bytes, index: dict[str, dict[str, Any]]) -> None:
-    for line in text.decode("utf-8", "replace").splitlines():
-        try:
-            entry = json.loads(line)
-            index[entry["output"]] = entry
-        except (ValueError, KeyError, TypeError):
-            continue  # not ours, or damaged: as a torn line of a local index
