@@ -23,6 +23,7 @@ from .._outputs import (
     OutputFolder,
     Plan,
     Verdict,
+    foreign_error,
     open_manifest,
     options_key,
     settled,
@@ -364,8 +365,7 @@ class BatchRun(Sending, AsyncClosing):
         if isinstance(plan, OSError):
             return BatchItem(input=value, index=index, error=plan)
         if plan.verdict is Verdict.FOREIGN:
-            assert self._outputs is not None
-            return BatchItem(input=value, index=index, error=self._outputs.foreign(target))
+            return BatchItem(input=value, index=index, error=foreign_error(target))
         if settled(plan.verdict, self._skip_existing):
             return skipped_item(value, index, target)
         return None

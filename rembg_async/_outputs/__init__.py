@@ -22,6 +22,7 @@ from ._provenance import (
     Provenance,
     Verdict,
     claim,
+    foreign_error,
     options_key,
     settled,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "RemoteOutputTree",
     "Verdict",
     "dry_run_counts",
+    "foreign_error",
     "manifest_place",
     "open_manifest",
     "options_key",
@@ -80,9 +82,6 @@ class OutputFolder(Protocol):
 
     async def verdict_of(self, value: Any, target: Any, options: str) -> Verdict:
         """The verdict alone (a dry run): nothing read but what provenance needs."""
-
-    def foreign(self, target: Any) -> ForeignOutputError:
-        """The error for an output this input did not make."""
 
     def keep(self, target: Any, made: Provenance) -> KeptTarget | RemoteTarget:
         """Where the result goes, recorded in the folder's index once it is in place."""
@@ -143,7 +142,7 @@ async def dry_run_counts(
                 outputs.release(target)
             if verdict is Verdict.FOREIGN:
                 counts["refused"] += 1
-                counts["why"] = str(outputs.foreign(target))
+                counts["why"] = str(foreign_error(target))
             elif verdict is Verdict.DONE and not redo:
                 counts["done"] += 1
             else:

@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Final, Generic, TypeVar
 from .._files import run_to_completion
 from .._inputs import RemoteInputs
 from .._storage._stores import Stores
-from ._provenance import ForeignOutputError, claim, foreign_error
+from ._provenance import claim
 
 #: Folders left behind whose state is kept, most recent first, before it is let go.
 KEEP_FOLDERS: Final = 16
@@ -176,7 +176,3 @@ class Tree(Generic[S]):
     def release(self, target: str | os.PathLike[str]) -> None:
         """The batch is done with ``target`` (claimed)."""
         self._folders.leave(self._folder_of(target))
-
-    def foreign(self, target: Any) -> ForeignOutputError:
-        """The error for an output this input did not make."""
-        return foreign_error(target)

@@ -27,6 +27,7 @@ from ._provenance import (
     open_remote,
     read_entries,
     relative_name,
+    root_prefix,
     settled,
     stat_remote,
 )
@@ -75,8 +76,7 @@ class OutputTree(Tree[_Folder]):
         #: The root's absolute path and a separator, for local paths below it (see `target`).
         self._inside: str | None = None
         if root is None or isinstance(root, (str, os.PathLike)):
-            base = os.path.normpath(os.path.join(self.cwd, os.fspath(root or "")))
-            self._inside = base if base.endswith(os.sep) else base + os.sep
+            self._inside = root_prefix(root, self.cwd)
 
     def probe(self) -> OutputTree:
         """A fresh tree on the same folder, to work out targets and clashes with."""

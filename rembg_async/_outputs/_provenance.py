@@ -102,15 +102,20 @@ def relative_name(value: Any, index: int, root: Any, cwd: str | None = None) -> 
         cwd = cwd or os.getcwd()
         # Strings, not Path.relative_to: this runs on the event loop for every image.
         absolute = os.path.normpath(os.path.join(cwd, os.fspath(value)))
-        base = os.path.normpath(os.path.join(cwd, os.fspath(root if root is not None else "")))
-        inside = base if base.endswith(os.sep) else base + os.sep
-        if absolute.startswith(inside) or absolute == base:
+        inside = root_prefix(root, cwd)
+        if absolute.startswith(inside) or absolute + os.sep == inside:
             return PurePath(absolute[len(inside) :])
         return PurePath(absolute).relative_to(PurePath(absolute).anchor)  # outside the root
     name = getattr(value, "name", None)
     if isinstance(name, str) and name:
         return PurePath(os.path.basename(name))
     return PurePath(f"image-{index}")
+
+
+def root_prefix(root: str | os.PathLike[str] | None, cwd: str) -> str:
+    """``root``'s absolute path, ending in a separator: what the paths below it start with."""
+    base = os.path.normpath(os.path.join(cwd, os.fspath(root if root is not None else "")))
+    return base if base.endswith(os.sep) else base + os.sep
 
 
 def identify(

@@ -143,11 +143,13 @@ class RemoteOutputTree(Tree[_RemoteFolder]):
             made = (await stat_remote(self.remote, value, options))[1]
         else:
             made = await run_to_completion(identify, value, options, None, self.cwd)
-        return await self.verdict(target, made)
+        return self._judge(state, target, made)
 
     async def verdict(self, target: str, mine: Provenance) -> Verdict:
         """Whether ``target`` is done, to do, or someone else's (its folder listed if need be)."""
-        state = await self._known(self._folder_of(target))
+        return self._judge(await self._known(self._folder_of(target)), target, mine)
+
+    def _judge(self, state: _RemoteFolder, target: str, mine: Provenance) -> Verdict:
         if not self._there(state, target):
             return Verdict.TODO
         return judge(state.index.get(self._relative(target)), mine, overwrite=self._overwrite)
