@@ -1,6 +1,6 @@
 """What an output folder keeps of each of its folders (claims, index, listing) while the batch
-works there and for `KEEP_FOLDERS` left recently, then lets go: memory follows the largest
-folder, not the batch. The claims let go go to a private SQLite file of the run."""
+works there and for `KEEP_FOLDERS` left recently, then lets go, so that memory follows the
+largest folder, not the batch; the claims it lets go are spilled to a private SQLite file."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from .._inputs import RemoteInputs
 from .._storage._stores import Stores
 from ._provenance import claim
 
-#: Folders left behind whose state is kept, most recent first, before it is let go.
+#: Folders left whose state is kept (a sorted walk comes back to a parent after each subfolder).
 KEEP_FOLDERS: Final = 16
 
 
