@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import os
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Coroutine, Iterable
 from pathlib import Path
@@ -165,39 +166,35 @@ class BatchRun(Sending, AsyncClosing):
         await self._items.aclose()
 
     async def _run(self) -> AsyncGenerator[BatchItem, None]:
-        if self._outputs is not None:
-            try:
-                await self._outputs.open()
-            except OSError as error:  # every image would meet it: stop before any request
-                self._stop_with(error)
-                return
-        manifest = await open_manifest(self._manifest_path, self._remote)
-        try:
-            await self._start_more()
-            while self._in_flight or self._ready:
-                if not self._ready:
-                    await self._wake.wait()
-                self._wake.clear()
-                while self._ready or self._done:
-                    item = self._ready.popleft() if self._ready else self._took_done()
-                    if item is not None:
-                        await self._account(item, manifest)
-                        yield item
-                await self._start_more()
-        finally:
-            # Work in flight is cancelled; finished items nobody received are cleaned up too.
-            sending = dict(self._sends.sends)
-            outcomes = await cancel_all(self._in_flight)
-            self._in_flight.clear()
-            try:
-                await self._record_cancelled(closing_items(sending, outcomes), manifest)
-            finally:
+        async with contextlib.AsyncExitStack() as closing:
+            if self._outputs is not None:
                 try:
-                    if manifest is not None:
-                        await manifest.close()
-                finally:
-                    if self._outputs is not None:
-                        await self._outputs.close()  # a remote folder's last index segment
+                    await self._outputs.open()
+                except OSError as error:  # every image would meet it: stop before any request
+                    self._stop_with(error)
+                    return
+                closing.push_async_callback(self._outputs.close)  # a remote folder's last segment
+            manifest = await open_manifest(self._manifest_path, self._remote)
+            if manifest is not None:
+                closing.push_async_callback(manifest.close)
+            try:
+                await self._start_more()
+                while self._in_flight or self._ready:
+                    if not self._ready:
+                        await self._wake.wait()
+                    self._wake.clear()
+                    while self._ready or self._done:
+                        item = self._ready.popleft() if self._ready else self._took_done()
+                        if item is not None:
+                            await self._account(item, manifest)
+                            yield item
+                    await self._start_more()
+            finally:
+                # Work in flight is cancelled; finished items nobody received are cleaned up too.
+                sending = dict(self._sends.sends)
+                outcomes = await cancel_all(self._in_flight)
+                self._in_flight.clear()
+                await self._record_cancelled(closing_items(sending, outcomes), manifest)
 
     def _took_done(self) -> BatchItem | None:
         task = self._done.popleft()
@@ -231,10 +228,12 @@ class BatchRun(Sending, AsyncClosing):
                     value = await self._inputs.__anext__()
                 except StopAsyncIteration:
                     break
-                if self._outputs is not None and _local_path(value):
-                    group.append((self._next, value))
-                else:
+                if self._outputs is None:
                     self._start(self._one(self._next, value))
+                elif _local_path(value):
+                    group.append((self._next, value))
+                else:  # its planning may ask its store: in a task of its own
+                    self._start(self._plan_group([(self._next, value)]))
                 self._next += 1
                 room -= 1
         except asyncio.CancelledError:  # pulled, never planned: inputs not started
@@ -263,51 +262,19 @@ class BatchRun(Sending, AsyncClosing):
             await call_back(self._on_progress, self.progress())
 
     async def _one(self, index: int, value: Any) -> BatchItem | None:
-        """Plan and send an image not planned in a group; its target is released once it ends."""
-        held: list[tuple[int, Any, Any]] = []  # the target claimed
+        """Send an image with no output folder (a local file read ahead)."""
         try:
-            try:
-                planned = await self._plan(index, value, held)
-            except asyncio.CancelledError:  # read ahead, never sent: an input not started
-                self._unstarted.append((index, value))
-                raise
-            if isinstance(planned, BatchItem):
-                return planned
-            return await self._sent(index, value, *planned)
-        finally:
-            if held and self._outputs is not None:
-                self._outputs.release(held[0][2])
-
-    async def _plan(
-        self, index: int, value: Any, held: list[tuple[int, Any, Any]]
-    ) -> BatchItem | tuple[Any, Plan]:
-        """``value``'s target and plan, or its item if it ends unsent; its claim in ``held``."""
-        outputs = self._outputs
-        if outputs is None:
-            read = (
-                await run_to_completion(read_local_or_none, value) if _local_path(value) else None
-            )
-            return None, Plan(read=read)
-        early = await self._claim(index, value, held)
-        if early is not None:
-            return early
-        target = held[0][2]
-        plan: Plan | OSError
-        try:
-            plan = await outputs.plan(
-                value, target, self._options_key, skip_existing=self._skip_existing
-            )
-        except OSError as error:
-            plan = error
-        early = self._settled(index, value, target, plan)
-        if early is not None:
-            return early
-        assert isinstance(plan, Plan)
-        return target, plan
+            read = None
+            if _local_path(value):
+                read = await run_to_completion(read_local_or_none, value)
+        except asyncio.CancelledError:  # read ahead, never sent: an input not started
+            self._unstarted.append((index, value))
+            raise
+        return await self._sent(index, value, None, Plan(read=read))
 
     async def _plan_group(self, group: list[tuple[int, Any]]) -> None:
-        """Plan local inputs in one thread call; one its plan settles ends with no task of its
-        own, so that a re-run with nothing to do pays no task nor thread hop per image."""
+        """Plan ``group`` (local inputs: in one thread call); one its plan settles ends with no
+        task of its own, so that a re-run with nothing to do pays no task nor hop per image."""
         outputs = self._outputs
         assert outputs is not None
         held: list[tuple[int, Any, Any]] = []  # claimed, to plan: (index, value, target)

@@ -78,7 +78,7 @@ class OutputFolder(Protocol):
     async def plan_many(
         self, pairs: list[tuple[Any, Any]], options: str, *, skip_existing: bool
     ) -> list[Plan | OSError]:
-        """`plan` of each ``(value, target)`` (local inputs), in as few calls as may be."""
+        """`plan` of each ``(value, target)``, in as few calls as may be."""
 
     async def verdict_of(self, value: Any, target: Any, options: str) -> Verdict:
         """The verdict alone (a dry run): nothing read but what provenance needs."""

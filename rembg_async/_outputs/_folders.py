@@ -4,6 +4,7 @@ largest folder, not the batch; the claims it lets go are spilled to a private SQ
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import os
 import sqlite3
@@ -14,7 +15,7 @@ from typing import Any, ClassVar, Final, Generic, TypeVar
 from .._files import run_to_completion
 from .._inputs import RemoteInputs
 from .._storage._stores import Stores
-from ._provenance import claim
+from ._provenance import Plan, claim
 
 #: Folders left whose state is kept (a sorted walk comes back to a parent after each subfolder).
 KEEP_FOLDERS: Final = 16
@@ -164,6 +165,23 @@ class Tree(Generic[S]):
         self.cwd = os.getcwd()  # once: relative inputs are relative to the folder at the start
         self._overwrite = overwrite
         self._folders: Folders[S] = Folders(make, self.cwd)
+
+    async def plan(self, value: Any, target: Any, options: str, *, skip_existing: bool) -> Plan:
+        """See `OutputFolder.plan`."""
+        raise NotImplementedError
+
+    async def plan_many(
+        self, pairs: list[tuple[Any, Any]], options: str, *, skip_existing: bool
+    ) -> list[Plan | OSError]:
+        """`plan` of each ``(value, target)``, side by side."""
+
+        async def one(value: Any, target: Any) -> Plan | OSError:
+            try:
+                return await self.plan(value, target, options, skip_existing=skip_existing)
+            except OSError as error:  # this image's alone
+                return error
+
+        return list(await asyncio.gather(*(one(value, target) for value, target in pairs)))
 
     def _folder_of(self, target: str | os.PathLike[str]) -> str:
         """The key of ``target``'s folder: a string (a path's hash is dear)."""

@@ -143,7 +143,10 @@ class OutputTree(Tree[_Folder]):
     async def plan_many(
         self, pairs: list[tuple[Any, Path]], options: str, *, skip_existing: bool
     ) -> list[Plan | OSError]:
-        """`plan` of each local input in one thread call: a hop costs more than a skip's plan."""
+        """`plan` of each ``(value, target)``; local inputs in one thread call (a hop costs more
+        than a skipped image's planning)."""
+        if any(is_remote(value) for value, _ in pairs):
+            return await super().plan_many(pairs, options, skip_existing=skip_existing)
         return await run_to_completion(self._inspect_all, pairs, options, skip_existing)
 
     def _inspect_all(

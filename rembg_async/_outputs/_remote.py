@@ -121,19 +121,6 @@ class RemoteOutputTree(Tree[_RemoteFolder]):
         plan = Plan(made=made, verdict=verdict, read=read)
         return plan if found is None else await open_remote(self.remote, found, plan)
 
-    async def plan_many(
-        self, pairs: list[tuple[Any, str]], options: str, *, skip_existing: bool
-    ) -> list[Plan | OSError]:
-        """`plan` of each ``(value, target)``, side by side."""
-
-        async def one(value: Any, target: str) -> Plan | OSError:
-            try:
-                return await self.plan(value, target, options, skip_existing=skip_existing)
-            except OSError as error:  # this image's alone
-                return error
-
-        return list(await asyncio.gather(*(one(value, target) for value, target in pairs)))
-
     async def verdict_of(self, value: Any, target: str, options: str) -> Verdict:
         """Whether ``target`` is done, to do, or someone else's (a dry run: nothing read)."""
         state = await self._known(self._folder_of(target))
