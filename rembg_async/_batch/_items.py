@@ -260,7 +260,8 @@ class BatchRetry(RetryPolicy):
     charge_aware: bool = False
 
     def delay(self, error: RembgError, attempt: int) -> float | None:
-        """As the base policy, but see `BatchRetry` (the failed attempt: ``error.attempts``)."""
+        """As the base policy, but see `BatchRetry`. ``attempt`` counts failures only (short-term
+        429s wait apart); the attempt that failed is ``error.attempts``."""
         self.wire.ended(error)
         if self.charge_aware and self.wire.may_be_charged(error.attempts, error):
             return None
