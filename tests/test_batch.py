@@ -21,7 +21,8 @@ from rembg_async import (
     RetryPolicy,
     failed_inputs,
 )
-from rembg_async._batch import READ_AHEAD, BatchRun
+from rembg_async._batch import BatchRun
+from rembg_async._batch._run import READ_AHEAD
 from rembg_async._exchange import Call
 from rembg_async._files import _FILE_THREADS
 from rembg_async.server import LocalServer, RateLimits, ServerConfig

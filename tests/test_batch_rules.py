@@ -26,7 +26,7 @@ from rembg_async import (
     RetryPolicy,
     SyncBatchItem,
 )
-from rembg_async._batch import (
+from rembg_async._batch._items import (
     BatchRetry,
     Tally,
     Wire,

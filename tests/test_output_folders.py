@@ -124,7 +124,6 @@ async def test_dry_run_counts_of_remote_inputs(
             RemoteInputs(stores=Stores()), output_dir, place["root"], "webp", overwrite=False
         )
         assert folder is not None
-        await folder.look()
         return [
             await folder.verdict_of(value, folder.target(value, index), OPTIONS)
             for index, value in enumerate(made)
@@ -287,7 +286,6 @@ async def test_remote_index_segments_every_100_outputs_or_10_seconds(
         memory.pipe_file(f"/{folder}/{number}.webp", b"made")
     again = output_folder(RemoteInputs(stores=Stores()), url, None, "webp", overwrite=False)
     assert isinstance(again, RemoteOutputTree)
-    await again.look()
     assert await again.verdict(f"{url}/0.webp", made[0]) is Verdict.DONE
     assert await again.verdict(f"{url}/103.webp", made[103]) is Verdict.DONE
     assert await again.verdict(f"{url}/103.webp", made[0]) is Verdict.FOREIGN  # another input's

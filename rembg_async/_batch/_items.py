@@ -1,11 +1,6 @@
-"""What a batch reports: its items, its progress, its manifest; and what each item cost.
-
-A credit is charged when the server answers 200 (api-spec.md), so an item's cost is read from
-what happened on the wire: an attempt that received a 200 was charged; one that failed after
-its upload began without any answer (a timeout, a dropped connection) may have been, and is
-counted as charged, so that a budget errs on the safe side; an attempt the server answered with
-an error status, or that never connected, was not.
-"""
+"""What a batch reports (its items, progress and manifest lines) and what each item cost, read
+from the wire: a 200 was charged; an attempt that failed after its upload began with no answer
+may have been (counted, so that a budget errs safe); an error status or no connection was not."""
 
 from __future__ import annotations
 
@@ -38,6 +33,8 @@ from .._storage._stores import is_remote
 _OUTPUT_STOPPERS: Final = frozenset(
     {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 )
+#: The statuses of a manifest's line that a re-run should do again.
+_NOT_MADE: Final = frozenset({"failed", "cancelled"})
 
 
 @attrs.frozen(kw_only=True)
@@ -85,19 +82,10 @@ def made_item(value: Any, index: int, result: ImageFile | Base64Image, wire: Wir
     """The item of an image made now."""
     url = result.url if isinstance(result, ImageFile) else None
     local = result.output_image_path if isinstance(result, ImageFile) and url is None else None
+    made = BatchItem(input=value, index=index, result=result, output_path=local, output_url=url)
     if result.cached:  # its download events came from the cache, not the wire
-        return BatchItem(
-            input=value, index=index, result=result, output_path=local, output_url=url, cached=True
-        )
-    return BatchItem(
-        input=value,
-        index=index,
-        result=result,
-        output_path=local,
-        output_url=url,
-        attempts=max(wire.attempts, 1),
-        credits=wire.credits(None),
-    )
+        return attrs.evolve(made, cached=True)
+    return attrs.evolve(made, attempts=max(wire.attempts, 1), credits=wire.credits(None))
 
 
 def skipped_item(value: Any, index: int, target: Any) -> BatchItem:
@@ -206,13 +194,11 @@ ItemProgressCallback = Callable[[int, Any, ProgressEvent], object]
 
 @attrs.define
 class Wire:
-    """What one item's attempts did on the wire, seen through its progress events and its
-    retry policy (which hears of each failed attempt: see `BatchRetry`)."""
+    """What one item's attempts did on the wire (told by its progress events and `BatchRetry`)."""
 
     sent: set[int] = attrs.Factory(set)  # attempts whose upload began
     answered: set[int] = attrs.Factory(set)  # attempts that received a 200
-    #: The attempt on the wire now: its upload has begun and it has not ended. None between
-    #: attempts (a retry's wait, its turn in the rate limiter) and before the first.
+    #: The attempt whose upload has begun and not ended; None before the first and between.
     live: int | None = None
     #: The error that ended the latest failed attempt.
     failure: BaseException | None = None
@@ -244,10 +230,7 @@ class Wire:
         return attempt in self.sent and not _certainly_free(error)
 
     def credits(self, error: BaseException | None) -> int:
-        """The credits the item's attempts cost, or may have, when it ends with ``error``.
-
-        Ended between attempts (cancelled in a retry's wait), its last attempt ended with the
-        failure before: that one says whether it may have been charged."""
+        """The credits the item cost or may have, ending with ``error`` (or its last failure)."""
         if error is not None and self.live is None and self.failure is not None:
             error = self.failure
         last = self.attempts
@@ -268,12 +251,8 @@ def _certainly_free(error: BaseException | None) -> bool:
 
 @attrs.frozen(kw_only=True)
 class BatchRetry(RetryPolicy):
-    """An image's retry policy in a batch: the batch's own, told of each failed attempt (so
-    that the image counts as on the wire only while an attempt is), and giving up once the
-    batch has stopped, so that a stopped batch sends no retry.
-
-    Under a budget (``charge_aware``), an attempt is retried only when the one before certainly
-    cost nothing, so an image never costs more than the one credit reserved for it."""
+    """A batch image's retry policy: none once the batch stops, nor under a budget
+    (``charge_aware``) after an attempt that may have cost a credit (one credit per image)."""
 
     base: RetryPolicy
     wire: Wire
@@ -281,12 +260,8 @@ class BatchRetry(RetryPolicy):
     charge_aware: bool = False
 
     def delay(self, error: RembgError, attempt: int) -> float | None:
-        """As the base policy, but never after an attempt that may have been charged (under a
-        budget), nor once the batch has stopped.
-
-        ``attempt`` counts failures only (short-term 429s wait apart); the attempt that failed
-        is ``error.attempts``.
-        """
+        """As the base policy, but see `BatchRetry`. ``attempt`` counts failures only (short-term
+        429s wait apart); the attempt that failed is ``error.attempts``."""
         self.wire.ended(error)
         if self.charge_aware and self.wire.may_be_charged(error.attempts, error):
             return None
@@ -314,8 +289,8 @@ def for_batch(
 
 
 def stops_batch(error: BaseException | None, wire: Wire) -> bool:
-    """Whether ``error`` would repeat for every further image: a daily or monthly limit, a key
-    or account refused, or an output folder that cannot be written or is full."""
+    """Whether ``error`` would repeat for every image: a daily or monthly limit, a refused key
+    or account, an output folder that cannot be written or is full."""
     if isinstance(error, RateLimitError):
         return error.scope in ("daily", "monthly")
     if isinstance(error, (AuthenticationError, PaymentRequiredError, PermissionDeniedError)):
@@ -333,23 +308,19 @@ def describe(value: Any, index: int) -> str:
 
 def manifest_line(item: BatchItem) -> str:
     """The manifest's JSON line for ``item``."""
-    result = item.result
+    error = item.error
     entry = {
         "input": describe(item.input, item.index),
         "output": item.output_url or (str(item.output_path) if item.output_path else None),
         "status": item.status,
-        "error": str(item.error) if item.error is not None else None,
-        "error_type": type(item.error).__name__ if item.error is not None else None,
-        "bytes": result.size if result is not None else None,
+        "error": None if error is None else str(error),
+        "error_type": None if error is None else type(error).__name__,
+        "bytes": None if item.result is None else item.result.size,
         "attempts": item.attempts,
         "credits": item.credits,
         "cached": item.cached,
     }
     return json.dumps(entry) + "\n"
-
-
-#: The statuses of a manifest's line that a re-run should do again.
-_NOT_MADE: Final = frozenset({"failed", "cancelled"})
 
 
 def failed_inputs(manifest: str | os.PathLike[str]) -> list[str]:
@@ -360,16 +331,13 @@ def failed_inputs(manifest: str | os.PathLike[str]) -> list[str]:
 
 
 def failed_in(lines: Iterable[str]) -> list[str]:
-    """`failed_inputs` of a manifest's lines (read from wherever it is), taken one at a time:
-    only the inputs failed so far are remembered, not every input of the manifest."""
+    """`failed_inputs` of a manifest's lines, remembering only the inputs failed so far."""
     failed: dict[str, None] = {}  # a dict: in the order they first failed, each once
-    for line in lines:
-        if line.strip():
-            entry = json.loads(line)
-            if entry["status"] in _NOT_MADE:
-                failed[entry["input"]] = None
-            else:
-                failed.pop(entry["input"], None)
+    for entry in _entries(lines):
+        if entry["status"] in _NOT_MADE:
+            failed[entry["input"]] = None
+        else:
+            failed.pop(entry["input"], None)
     return list(failed)
 
 
@@ -381,9 +349,8 @@ def latest_statuses(manifest: str | os.PathLike[str]) -> dict[str, str]:
 
 def statuses_of(lines: Iterable[str]) -> dict[str, str]:
     """Each input of a manifest's ``lines`` with the status of its latest line."""
-    latest: dict[str, str] = {}
-    for line in lines:
-        if line.strip():
-            entry = json.loads(line)
-            latest[entry["input"]] = entry["status"]
-    return latest
+    return {entry["input"]: entry["status"] for entry in _entries(lines)}
+
+
+def _entries(lines: Iterable[str]) -> Iterable[dict[str, Any]]:
+    return (json.loads(line) for line in lines if line.strip())

@@ -1,51 +1,33 @@
-"""remove_many: many images with bounded concurrency, results as they complete.
-
-Inputs are pulled lazily, never more than ``concurrency`` plus a read-ahead (`READ_AHEAD`)
-in front of the work, so a million paths (or an endless generator) never become a million
-tasks. Local inputs are read ahead of their turn to be sent, several in one thread call: a
-thread hop costs more CPU than the HTTP exchange of a small image.
-
-One item's failure is recorded and the others go on; a failure that every item would meet (a
-refused key, a daily limit, an output folder that cannot be written) stops the batch from
-starting new work instead. The first image goes alone, so that such a failure costs one
-request, not ``concurrency``. Each image is planned once through its output folder, local or
-remote, whose outputs mirror the inputs' layout and know where they came from (``_outputs``);
-a credit budget is reserved before each image and settled after (``_budget``); turns to send
-are taken in order, and ``stop()`` lets the images on the wire finish and calls back those
-still waiting to be sent (``_sends``).
-
-This module is the run: its state, its loop (pulling inputs, starting images, yielding items
-as they end, the manifest and progress), its stops and its closing. How an image is planned
-is `_planning`'s; how it is sent, `_sending`'s. The batch builds each image's `Call` and hands
-it to the client's exchange (a `Sender`), as ``remove()`` does; it never goes through the
-public ``remove()``.
-"""
+"""remove_many's run: pulling inputs lazily (at most the turns to send plus `READ_AHEAD`),
+planning them (local inputs a group per thread call), yielding items as they end, the manifest,
+progress, stops and closing. How an image is sent is `_sending`'s."""
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import os
-from collections.abc import (
-    AsyncGenerator,
-    AsyncIterable,
-    AsyncIterator,
-    Coroutine,
-    Iterable,
-)
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Coroutine, Iterable
 from pathlib import Path
 from typing import Any, Final
 
 from .._budget import CreditBudget, Reservations
 from .._closing import AsyncClosing
 from .._exchange import Sender
-from .._inputs import RemoteInputs, async_iterator
+from .._files import run_to_completion
+from .._inputs import RemoteInputs, async_iterator, read_local_or_none
 from .._options import RemoveOptions
 from .._outputs import (
     Manifest,
+    OutputClashError,
     OutputFolder,
+    Plan,
+    Verdict,
+    foreign_error,
     open_manifest,
     options_key,
+    settled,
     targets_of,
 )
 from .._progress import call_back
@@ -58,9 +40,9 @@ from ._items import (
     ItemProgressCallback,
     Tally,
     manifest_line,
+    skipped_item,
 )
-from ._planning import Planning
-from ._sends import Send, Sends, Turns, cancel_all, closing_items
+from ._sending import Sending, Sends, Turns, cancel_all, closing_items
 
 #: Images planned (their local input read, their output looked up) ahead of their turn to be
 #: sent, at most: new ones start in groups of half this, so that their reads share a thread
@@ -68,7 +50,7 @@ from ._sends import Send, Sends, Turns, cancel_all, closing_items
 READ_AHEAD: Final = 16
 
 
-class BatchRun(Planning, AsyncClosing):
+class BatchRun(Sending, AsyncClosing):
     """The running batch: an async iterator of `BatchItem`, in completion order.
 
     Leaving ``async with`` (or ``await run.aclose()``) cancels the work in flight and cleans
@@ -115,7 +97,6 @@ class BatchRun(Planning, AsyncClosing):
         self._options_key = options_key(self._fields)
         self._retry = retry
         self._return_base64 = return_base64
-        self._concurrency = concurrency
         self._outputs = outputs
         self._on_progress = on_progress
         self._on_item_progress = on_item_progress
@@ -128,8 +109,7 @@ class BatchRun(Planning, AsyncClosing):
         self._next = 0  # the index of the next input pulled
         self._in_flight: set[asyncio.Task[BatchItem | None]] = set()
         self._done: collections.deque[asyncio.Task[BatchItem | None]] = collections.deque()
-        #: Items settled in a group's planning (skipped, someone else's output, refused), with
-        #: no task of their own: at most a group of them, until yielded.
+        #: Items settled in a group's planning, with no task of their own, until yielded.
         self._ready: collections.deque[BatchItem] = collections.deque()
         self._wake = asyncio.Event()
         self._ahead = min(concurrency, READ_AHEAD)
@@ -168,6 +148,10 @@ class BatchRun(Planning, AsyncClosing):
         self.interrupted = True
         self._halt()
 
+    def progress(self) -> BatchProgress:
+        """The batch's standing now."""
+        return self._tally.progress(self._sends.on_the_wire)
+
     def __aiter__(self) -> BatchRun:
         return self
 
@@ -182,34 +166,35 @@ class BatchRun(Planning, AsyncClosing):
         await self._items.aclose()
 
     async def _run(self) -> AsyncGenerator[BatchItem, None]:
-        if not await self._open_outputs():
-            return
-        manifest = await open_manifest(self._manifest_path, self._remote)
-        try:
-            await self._start_more()
-            while self._in_flight or self._ready:
-                if not self._ready:
-                    await self._wake.wait()
-                self._wake.clear()
-                while self._ready or self._done:
-                    item = self._ready.popleft() if self._ready else self._took_done()
-                    if item is not None:
-                        await self._account(item, manifest)
-                        yield item
-                await self._start_more()
-        finally:
-            # Work in flight is cancelled; finished items nobody received are cleaned up too.
-            sending = self._sends.snapshot()
-            outcomes = await cancel_all(self._in_flight)
-            self._in_flight.clear()
-            try:
-                await self._record_cancelled(sending, outcomes, manifest)
-            finally:
+        async with contextlib.AsyncExitStack() as closing:
+            if self._outputs is not None:
                 try:
-                    if manifest is not None:
-                        await manifest.close()
-                finally:
-                    await self._close_outputs()
+                    await self._outputs.open()
+                except OSError as error:  # every image would meet it: stop before any request
+                    self._stop_with(error)
+                    return
+                closing.push_async_callback(self._outputs.close)  # a remote folder's last segment
+            manifest = await open_manifest(self._manifest_path, self._remote)
+            if manifest is not None:
+                closing.push_async_callback(manifest.close)
+            try:
+                await self._start_more()
+                while self._in_flight or self._ready:
+                    if not self._ready:
+                        await self._wake.wait()
+                    self._wake.clear()
+                    while self._ready or self._done:
+                        item = self._ready.popleft() if self._ready else self._took_done()
+                        if item is not None:
+                            await self._account(item, manifest)
+                            yield item
+                    await self._start_more()
+            finally:
+                # Work in flight is cancelled; finished items nobody received are cleaned up too.
+                sending = dict(self._sends.sends)
+                outcomes = await cancel_all(self._in_flight)
+                self._in_flight.clear()
+                await self._record_cancelled(closing_items(sending, outcomes), manifest)
 
     def _took_done(self) -> BatchItem | None:
         task = self._done.popleft()
@@ -217,18 +202,13 @@ class BatchRun(Planning, AsyncClosing):
         return task.result()
 
     async def _record_cancelled(
-        self,
-        sending: dict[asyncio.Future[Any], Send],
-        outcomes: dict[asyncio.Task[BatchItem | None], BaseException | BatchItem | None],
-        manifest: Manifest | None,
+        self, found: tuple[list[BatchItem], list[BatchItem]], manifest: Manifest | None
     ) -> None:
-        """What the closing found: the items nobody received into ``leftovers``, the images
-        cancelled on the wire into ``cancelled``; both counted and into the manifest."""
-        leftovers, cancelled = closing_items(sending, outcomes)
+        """Count and write down the closing's ``found``: ``leftovers`` and ``cancelled``."""
         self.leftovers.extend(self._ready)
         self._ready.clear()
-        self.leftovers.extend(leftovers)
-        self.cancelled.extend(cancelled)
+        self.leftovers.extend(found[0])
+        self.cancelled.extend(found[1])
         for item in self.leftovers:
             self._tally.add(item)
         recorded = self.leftovers + self.cancelled
@@ -236,25 +216,8 @@ class BatchRun(Planning, AsyncClosing):
             await manifest.write("".join(manifest_line(item) for item in recorded))
             await manifest.flush()
 
-    async def _close_outputs(self) -> None:
-        if self._outputs is not None:
-            await self._outputs.close()  # a remote folder's last index segment
-
-    async def _open_outputs(self) -> bool:
-        """Prepare the output folder; an error there stops the batch before any request."""
-        if self._outputs is None:
-            return True
-        try:
-            await self._outputs.open()
-        except OSError as error:
-            self._stop_with(error)
-            return False
-        return True
-
     async def _start_more(self) -> None:
-        """Start images up to those that may be sent at once plus the read-ahead; once under
-        way, only a group at a time. Local inputs going to an output folder are planned as a
-        group, in one thread call (`_plan_group`); the others each in their own task."""
+        """Start images up to the turns plus the read-ahead, a group of local inputs at a time."""
         room = self._turns.limit + self._ahead - len(self._in_flight)
         if self._in_flight and room < max(1, self._ahead // 2):
             return
@@ -265,10 +228,12 @@ class BatchRun(Planning, AsyncClosing):
                     value = await self._inputs.__anext__()
                 except StopAsyncIteration:
                     break
-                if self._outputs is not None and _local_path(value):
-                    group.append((self._next, value))
-                else:
+                if self._outputs is None:
                     self._start(self._one(self._next, value))
+                elif _local_path(value):
+                    group.append((self._next, value))
+                else:  # its planning may ask its store: in a task of its own
+                    self._start(self._plan_group([(self._next, value)]))
                 self._next += 1
                 room -= 1
         except asyncio.CancelledError:  # pulled, never planned: inputs not started
@@ -296,9 +261,89 @@ class BatchRun(Planning, AsyncClosing):
         if self._on_progress is not None:
             await call_back(self._on_progress, self.progress())
 
-    def progress(self) -> BatchProgress:
-        """The batch's standing now."""
-        return self._tally.progress(self._sends.on_the_wire)
+    async def _one(self, index: int, value: Any) -> BatchItem | None:
+        """Send an image with no output folder (a local file read ahead)."""
+        try:
+            read = None
+            if _local_path(value):
+                read = await run_to_completion(read_local_or_none, value)
+        except asyncio.CancelledError:  # read ahead, never sent: an input not started
+            self._unstarted.append((index, value))
+            raise
+        return await self._sent(index, value, None, Plan(read=read))
+
+    async def _plan_group(self, group: list[tuple[int, Any]]) -> None:
+        """Plan ``group`` (local inputs: in one thread call); one its plan settles ends with no
+        task of its own, so that a re-run with nothing to do pays no task nor hop per image."""
+        outputs = self._outputs
+        assert outputs is not None
+        held: list[tuple[int, Any, Any]] = []  # claimed, to plan: (index, value, target)
+        taken = 0  # of the group: claimed or settled
+        try:
+            for index, value in group:
+                taken += 1  # held from here on while it is claimed
+                early = await self._claim(index, value, held)
+                if early is not None:
+                    self._ready.append(early)
+            pairs = [(value, target) for _, value, target in held]
+            plans = await outputs.plan_many(
+                pairs, self._options_key, skip_existing=self._skip_existing
+            )
+        except asyncio.CancelledError:  # read ahead, never sent: inputs not started
+            for index, value, target in held:
+                outputs.release(target)
+                self._unstarted.append((index, value))
+            self._unstarted.extend(group[taken:])
+            raise
+        for (index, value, target), plan in zip(held, plans, strict=True):
+            early = self._settled(index, value, target, plan)
+            if early is None:
+                assert isinstance(plan, Plan)
+                self._start(self._planned(index, value, target, plan))
+            else:
+                outputs.release(target)
+                self._ready.append(early)
+
+    async def _claim(
+        self, index: int, value: Any, held: list[tuple[int, Any, Any]]
+    ) -> BatchItem | None:
+        """Claim ``value``'s target into ``held``; or its item (given twice, a clash), released."""
+        outputs = self._outputs
+        assert outputs is not None
+        try:
+            target = self._targets[index] if self._targets else outputs.target(value, index)
+        except (OutputClashError, OSError) as error:
+            return BatchItem(input=value, index=index, error=error)
+        held.append((index, value, target))
+        try:
+            if await outputs.claim(target, value):
+                return None
+            early = skipped_item(value, index, target)
+        except (OutputClashError, OSError) as error:
+            early = BatchItem(input=value, index=index, error=error)
+        held.pop()
+        outputs.release(target)
+        return early
+
+    def _settled(
+        self, index: int, value: Any, target: Any, plan: Plan | OSError
+    ) -> BatchItem | None:
+        """The item a planned image ends as without sending, if its plan says so."""
+        if isinstance(plan, OSError):
+            return BatchItem(input=value, index=index, error=plan)
+        if plan.verdict is Verdict.FOREIGN:
+            return BatchItem(input=value, index=index, error=foreign_error(target))
+        if settled(plan.verdict, self._skip_existing):
+            return skipped_item(value, index, target)
+        return None
+
+    async def _planned(self, index: int, value: Any, target: Any, plan: Plan) -> BatchItem | None:
+        """Send an image planned in a group; its target is released once it has ended."""
+        try:
+            return await self._sent(index, value, target, plan)
+        finally:
+            assert self._outputs is not None
+            self._outputs.release(target)
 
 
 def _local_path(value: Any) -> bool:

@@ -1,10 +1,6 @@
 """A batch's output folder, local (`_local`) or remote (`_remote`), behind one `OutputFolder`
-shape; the provenance rules they share (`_provenance`); what they keep of each folder while
-the batch works there, then let go (`_folders`); the batch's manifest (`_manifest`).
-
-The batch plans each image once through its folder (`OutputFolder.plan`), whatever its kind,
-and never asks which kind it holds.
-"""
+shape that the batch plans each image through, never asking which kind it holds; the
+provenance rules (`_provenance`), per-folder state (`_folders`) and the manifest (`_manifest`)."""
 
 from __future__ import annotations
 
@@ -26,7 +22,7 @@ from ._provenance import (
     Provenance,
     Verdict,
     claim,
-    identify,
+    foreign_error,
     options_key,
     settled,
 )
@@ -45,7 +41,7 @@ __all__ = [
     "RemoteOutputTree",
     "Verdict",
     "dry_run_counts",
-    "identify",
+    "foreign_error",
     "manifest_place",
     "open_manifest",
     "options_key",
@@ -68,37 +64,24 @@ class OutputFolder(Protocol):
         """Where ``value``'s result goes (a path, or a URL)."""
 
     async def claim(self, target: Any, value: Any) -> bool:
-        """Take ``target`` for ``value``: True the first time, False when ``value`` has it
-        already (an input given twice is done once); `OutputClashError` when another has.
-        Whatever it answers, ``target``'s folder is held (what the batch knows of it is kept)
-        until `release`."""
+        """Take ``target`` for ``value`` (see `_provenance.claim`), held until `release`."""
 
     def release(self, target: Any) -> None:
-        """The batch is done with ``target`` (claimed): once it is done with every target of
-        a folder, the folder may be let go."""
+        """The batch is done with ``target`` (claimed): its folder may be let go."""
 
     async def open(self) -> None:
-        """Get the folder ready (and what it knows of its outputs); an ``OSError`` that every
-        image would meet stops the batch before any request."""
-
-    async def look(self) -> None:
-        """Learn what the folder knows of its outputs, changing nothing (a dry run)."""
+        """Get the folder ready; an ``OSError`` every image would meet stops the batch."""
 
     async def plan(self, value: Any, target: Any, options: str, *, skip_existing: bool) -> Plan:
-        """Provenance and verdict of ``value``'s output at ``target``; unless that settles it
-        (`settled`), its input read or opened and its output's place checked."""
+        """Provenance and verdict of ``value``'s output; unless settled, its input read/opened."""
 
     async def plan_many(
         self, pairs: list[tuple[Any, Any]], options: str, *, skip_existing: bool
     ) -> list[Plan | OSError]:
-        """`plan` of each ``(value, target)`` (local inputs), in as few calls as may be: the
-        ``OSError`` its planning met in its place."""
+        """`plan` of each ``(value, target)``, in as few calls as may be."""
 
     async def verdict_of(self, value: Any, target: Any, options: str) -> Verdict:
         """The verdict alone (a dry run): nothing read but what provenance needs."""
-
-    def foreign(self, target: Any) -> ForeignOutputError:
-        """The error for an output this input did not make."""
 
     def keep(self, target: Any, made: Provenance) -> KeptTarget | RemoteTarget:
         """Where the result goes, recorded in the folder's index once it is in place."""
@@ -108,8 +91,7 @@ class OutputFolder(Protocol):
 
 
 def targets_of(outputs: OutputFolder, inputs: list[Any] | tuple[Any, ...]) -> list[Any]:
-    """The targets of a listed batch's inputs, worked out before anything is sent:
-    `OutputClashError` when two would make one."""
+    """A listed batch's targets, before anything is sent: `OutputClashError` for a clash."""
     probe = outputs.probe()
     targets = [probe.target(value, index) for index, value in enumerate(inputs)]
     claims: dict[Any, str] = {}  # the inputs are all in memory already: so may their claims be
@@ -141,46 +123,30 @@ async def dry_run_counts(
     redo: bool,
     cached: Callable[[Any], Awaitable[bool]] | None = None,
 ) -> dict[str, Any]:
-    """``--dry-run``'s counts: what would be sent, what the result cache would serve (as
-    ``cached`` says), what is done, what is refused (and why). ``inputs`` are taken one at a
-    time: nothing is kept per input (as in a batch)."""
+    """``--dry-run``'s counts: to send, ``cached``, done, refused (and why); nothing per input."""
     counts: dict[str, Any] = {"send": 0, "cached": 0, "done": 0, "refused": 0, "why": ""}
-    await outputs.look()
-    index = 0
     try:
+        index = 0
         async for value in async_iterator(inputs):
             target = outputs.target(value, index)
             index += 1
             try:
-                await _count(outputs, counts, value, target, options, redo, cached)
+                if not await outputs.claim(target, value):
+                    continue
+                verdict = await outputs.verdict_of(value, target, options)
+            except OutputClashError as error:
+                counts["refused"] += 1
+                counts["why"] = str(error)
+                continue
             finally:
                 outputs.release(target)
+            if verdict is Verdict.FOREIGN:
+                counts["refused"] += 1
+                counts["why"] = str(foreign_error(target))
+            elif verdict is Verdict.DONE and not redo:
+                counts["done"] += 1
+            else:
+                counts["cached" if cached is not None and await cached(value) else "send"] += 1
     finally:
         await outputs.close()
     return counts
-
-
-async def _count(
-    outputs: OutputFolder,
-    counts: dict[str, Any],
-    value: Any,
-    target: Any,
-    options: str,
-    redo: bool,
-    cached: Callable[[Any], Awaitable[bool]] | None,
-) -> None:
-    try:
-        if not await outputs.claim(target, value):
-            return
-    except OutputClashError as error:
-        counts["refused"] += 1
-        counts["why"] = str(error)
-        return
-    verdict = await outputs.verdict_of(value, target, options)
-    if verdict is Verdict.FOREIGN:
-        counts["refused"] += 1
-        counts["why"] = str(outputs.foreign(target))
-    elif verdict is Verdict.DONE and not redo:
-        counts["done"] += 1
-    else:
-        counts["cached" if cached is not None and await cached(value) else "send"] += 1

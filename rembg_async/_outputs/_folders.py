@@ -1,70 +1,57 @@
-"""What a batch remembers of each output folder, kept only while it works there.
-
-A batch over a million inputs must not remember something per input for the whole run. What
-an output folder needs (the outputs claimed by this run's inputs, its index read, its index
-file open for appending, a remote folder's listing) is kept per folder: from the first image
-planned into it while images of it are in flight, and for the `KEEP_FOLDERS` folders left most
-recently (a tree walked in sorted order comes back to a parent folder after each subfolder),
-then let go. So memory follows the largest folder, not the batch.
-
-The claims of a folder let go are what must outlive it: two inputs of one run must never make
-one output, whatever their order. They go to a private SQLite file of the run (deleted by
-SQLite when the run closes it, or by the system when the process dies: it is unlinked as soon
-as it is open), and the claims made later in that folder are looked up there.
-"""
+"""What an output folder keeps of each of its folders (claims, index, listing) while the batch
+works there and for `KEEP_FOLDERS` left recently, then lets go, so that memory follows the
+largest folder, not the batch; the claims it lets go are spilled to a private SQLite file."""
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import os
 import sqlite3
 import threading
 from collections.abc import Callable
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, ClassVar, Final, Generic, TypeVar
 
 from .._files import run_to_completion
-from ._provenance import claim
+from .._inputs import RemoteInputs
+from .._storage._stores import Stores
+from ._provenance import Plan, claim
 
-#: Folders left behind whose state is kept, most recent first, before it is let go.
+#: Folders left whose state is kept (a sorted walk comes back to a parent after each subfolder).
 KEEP_FOLDERS: Final = 16
 
 
 class FolderState:
-    """One output folder's state: its claims (target -> the claiming input), and how many images
-    of the batch are in it now."""
+    """One output folder's state: its claims (target -> input), and the batch's images in it."""
 
     def __init__(self) -> None:
         self.claims: dict[Any, str] = {}
         self.pins = 0
 
     def let_go(self) -> None:
-        """Release what the state holds (blocking; called off the loop, when no image is in the
-        folder)."""
+        """Release what the state holds (blocking; off the loop, with no image in the folder)."""
 
 
 S = TypeVar("S", bound=FolderState)
 
 
 class Folders(Generic[S]):
-    """The states of the output folders a batch is in (or left recently), and the claims of the
-    others, on disk."""
+    """The states of the folders a batch is in or left recently; the others' claims on disk."""
 
-    def __init__(self, make: Callable[[Any], S], cwd: str, *, keep: int | None = None) -> None:
+    def __init__(self, make: Callable[[], S], cwd: str) -> None:
         self._make = make
         self._cwd = cwd
-        self._keep = KEEP_FOLDERS if keep is None else keep
+        self._keep = KEEP_FOLDERS
         self.live: dict[Any, S] = {}
         self._idle: collections.OrderedDict[Any, None] = collections.OrderedDict()
         self._spill = _Spill()
-        #: Folders whose claims went to disk (one entry per folder, not per input).
-        self._spilled: set[Any] = set()
-        #: Claims on their way to disk, until they are there.
-        self._leaving: dict[Any, dict[Any, str]] = {}
+        self._spilled: set[Any] = set()  # folders whose claims went to disk
+        self._leaving: dict[Any, dict[Any, str]] = {}  # claims on their way to disk
 
-    def enter(self, folder: Any) -> S:
-        """``folder``'s state, held until `leave`: an image of the batch is in it."""
+    def _enter(self, folder: Any) -> S:
         state = self.live.get(folder)
         if state is None:
-            state = self.live[folder] = self._make(folder)
+            state = self.live[folder] = self._make()
             state.claims.update(self._leaving.get(folder, {}))  # not on disk yet
         elif state.pins == 0:
             del self._idle[folder]
@@ -81,9 +68,9 @@ class Folders(Generic[S]):
             self._idle[folder] = None
 
     async def claim(self, folder: Any, target: Any, value: Any) -> bool:
-        """Take ``target`` (in ``folder``, entered) for ``value`` (see `_provenance.claim`),
-        whatever this run claimed there before, in memory or on disk."""
-        state = self.live[folder]
+        """Take ``target`` in ``folder`` for ``value``, whatever this run claimed there before, in
+        memory or on disk; the folder is held until `leave` (see `_provenance.claim`)."""
+        state = self._enter(folder)
         if target not in state.claims and folder in self._spilled:
             other = await run_to_completion(self._spill.find, str(target))
             if other is not None:
@@ -111,12 +98,10 @@ class Folders(Generic[S]):
         self._spill.add({str(target): key for target, key in claims.items()})
         state.let_go()
 
-    def states(self) -> list[S]:
-        """Every state held (to close them)."""
-        return list(self.live.values())
-
     def close(self) -> None:
-        """Forget the claims on disk (blocking)."""
+        """Let go of every state held, and forget the claims on disk (blocking)."""
+        for state in list(self.live.values()):
+            state.let_go()
         self._spill.close()
         self._spilled.clear()
 
@@ -157,3 +142,55 @@ class _Spill:
             if self._db is not None:
                 self._db.close()
                 self._db = None
+
+
+class Tree(Generic[S]):
+    """What the local and remote output folders share: claims by folder, and kind-free answers."""
+
+    #: What ends a target's folder in its name.
+    separator: ClassVar[str]
+
+    def __init__(
+        self,
+        root: Any,
+        extension: str,
+        make: Callable[[], S],
+        *,
+        overwrite: bool,
+        remote: RemoteInputs | None,
+    ) -> None:
+        self.root = root
+        self.extension = extension
+        self.remote = remote or RemoteInputs(stores=Stores())  # for remote inputs
+        self.cwd = os.getcwd()  # once: relative inputs are relative to the folder at the start
+        self._overwrite = overwrite
+        self._folders: Folders[S] = Folders(make, self.cwd)
+
+    async def plan(self, value: Any, target: Any, options: str, *, skip_existing: bool) -> Plan:
+        """See `OutputFolder.plan`."""
+        raise NotImplementedError
+
+    async def plan_many(
+        self, pairs: list[tuple[Any, Any]], options: str, *, skip_existing: bool
+    ) -> list[Plan | OSError]:
+        """`plan` of each ``(value, target)``, side by side."""
+
+        async def one(value: Any, target: Any) -> Plan | OSError:
+            try:
+                return await self.plan(value, target, options, skip_existing=skip_existing)
+            except OSError as error:  # this image's alone
+                return error
+
+        return list(await asyncio.gather(*(one(value, target) for value, target in pairs)))
+
+    def _folder_of(self, target: str | os.PathLike[str]) -> str:
+        """The key of ``target``'s folder: a string (a path's hash is dear)."""
+        return os.fspath(target).rpartition(self.separator)[0]
+
+    async def claim(self, target: str | os.PathLike[str], value: Any) -> bool:
+        """Take ``target`` for ``value``; its folder is held until `release`."""
+        return await self._folders.claim(self._folder_of(target), os.fspath(target), value)
+
+    def release(self, target: str | os.PathLike[str]) -> None:
+        """The batch is done with ``target`` (claimed)."""
+        self._folders.leave(self._folder_of(target))

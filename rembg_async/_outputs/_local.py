@@ -1,24 +1,12 @@
-"""A batch's local output folder: where each result goes, and which outputs it made already.
-
-An input's output mirrors its path relative to a root (the folder or glob given) under the
-output folder, so its name never depends on what else is in the run. Each output folder keeps a
-small index, ``.rembg-async-index.jsonl``, beside its outputs: one line per output made, saying
-from which input and with which options (see `_provenance`). Because the index lives beside the
-files, any ``-o`` that names the same folder finds it.
-
-A run holds a lock on its output folder, which is what makes it safe to delete the partial
-files (``rembg-….part``) that a killed run left there.
-
-Every blocking step of an image's planning is made in one thread call (`plan`), and its index
-line is written in the thread call that moves its result into place (`keep`).
-"""
+"""A batch's local output folder: outputs mirror the inputs' paths under it, each folder keeps
+an index (``.rembg-async-index.jsonl``) of what made its outputs, and a lock makes deleting a
+killed run's partial files safe. One thread call plans an image, one saves and records it."""
 
 from __future__ import annotations
 
 import contextlib
 import errno
 import functools
-import json
 import os
 import threading
 from pathlib import Path
@@ -28,18 +16,18 @@ from .._download import KeptTarget, is_partial_name
 from .._files import run_to_completion
 from .._inputs import RemoteInputs, read_local_or_none
 from .._paths import check_folder_writable, mirrored_path, safe_leaf
-from .._storage._stores import Stores, is_remote
-from ._folders import Folders, FolderState
+from .._storage._stores import is_remote
+from ._folders import FolderState, Tree
 from ._provenance import (
-    ForeignOutputError,
     Plan,
     Provenance,
     Verdict,
-    foreign_error,
     identify,
     judge,
     open_remote,
+    read_entries,
     relative_name,
+    root_prefix,
     settled,
     stat_remote,
 )
@@ -50,9 +38,25 @@ _MIRRORED: Final = 64
 _APPEND_FLAGS: Final = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
 
 
-class OutputTree:
-    """A batch's local output folder: targets, their claims, the provenance index, and the lock
-    (an `OutputFolder`)."""
+class _Folder(FolderState):
+    """What the batch keeps of one local output folder while it works there."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.index: dict[str, dict[str, Any]] | None = None
+        self.handle: int | None = None  # its index, open for appending
+        self.writable = False  # proven once
+
+    def let_go(self) -> None:
+        if self.handle is not None:
+            os.close(self.handle)
+            self.handle = None
+
+
+class OutputTree(Tree[_Folder]):
+    """A batch's local output folder: targets, claims, provenance index, lock (`OutputFolder`)."""
+
+    separator = os.sep
 
     def __init__(
         self,
@@ -63,22 +67,16 @@ class OutputTree:
         overwrite: bool,
         remote: RemoteInputs | None = None,
     ) -> None:
+        super().__init__(root, extension, _Folder, overwrite=overwrite, remote=remote)
         self.folder = folder
-        self.root = root
-        self.extension = extension
-        self._overwrite = overwrite
-        self._remote = remote or RemoteInputs(stores=Stores())  # for remote inputs
         self._lock: IO[bytes] | None = None
-        self.cwd = os.getcwd()  # once: relative inputs are relative to the folder at the start
-        self._folders: Folders[_Folder] = Folders(lambda _: _Folder(), self.cwd)
         self._handles_lock = threading.Lock()
         #: The output folder of each input folder (its parts), as `target` made it.
         self._mirrored: dict[tuple[str, ...], Path] = {}
         #: The root's absolute path and a separator, for local paths below it (see `target`).
         self._inside: str | None = None
         if root is None or isinstance(root, (str, os.PathLike)):
-            base = os.path.normpath(os.path.join(self.cwd, os.fspath(root or "")))
-            self._inside = base if base.endswith(os.sep) else base + os.sep
+            self._inside = root_prefix(root, self.cwd)
 
     def probe(self) -> OutputTree:
         """A fresh tree on the same folder, to work out targets and clashes with."""
@@ -91,16 +89,13 @@ class OutputTree:
             # folder is known: a PurePath per image costs more than a skipped image's planning.
             absolute = os.path.normpath(os.path.join(self.cwd, os.fspath(value)))
             if absolute.startswith(self._inside) and not is_remote(value):
-                parts, _, name = absolute[len(self._inside) :].rpartition(os.sep)
-                folder = self._mirrored.get(tuple(parts.split(os.sep)) if parts else ())
+                below, _, name = absolute[len(self._inside) :].rpartition(os.sep)
+                folder = self._mirrored.get(tuple(below.split(os.sep)) if below else ())
                 if name and folder is not None:
                     return folder / safe_leaf(name, self.extension)
-        return self._target(value, index)
-
-    def _target(self, value: Any, index: int) -> Path:
         relative = relative_name(value, index, self.root, self.cwd)
-        # The output folder of each input folder is made once: a path made safe part by part
-        # costs more than the rest of an image's planning when it is done already.
+        # Each input folder's output folder is made once: making a path safe part by part
+        # costs more than the rest of a done image's planning.
         parts = relative.parts[:-1]
         folder = self._mirrored.get(parts)
         if folder is None:
@@ -109,21 +104,8 @@ class OutputTree:
             folder = self._mirrored[parts] = mirrored_path(self.folder, relative, "x").parent
         return folder / safe_leaf(relative.name or "image", self.extension)
 
-    async def claim(self, target: Path, value: Any) -> bool:
-        """Take ``target`` for ``value`` (see `_provenance.claim`); its folder is held until
-        `release`."""
-        name = os.fspath(target)
-        folder = name.rpartition(os.sep)[0]
-        self._folders.enter(folder)
-        return await self._folders.claim(folder, name, value)
-
-    def release(self, target: Path) -> None:
-        """The batch is done with ``target`` (claimed)."""
-        self._folders.leave(_folder_of(target))
-
     async def open(self) -> None:
-        """Make the folder, prove it can be written, lock it, delete stale partial files; the
-        ``OSError`` that every image would meet otherwise."""
+        """Make, check, lock the folder and delete stale partial files (or raise ``OSError``)."""
         await run_to_completion(self._open)
 
     def _open(self) -> None:
@@ -136,33 +118,35 @@ class OutputTree:
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(os.path.join(folder, name))
 
-    async def look(self) -> None:
-        """Nothing to learn up front: each folder's index is read when first needed."""
-
     async def close(self) -> None:
         """Let go of the folder."""
-        states, folders = self._folders.states(), self._folders
         lock, self._lock = self._lock, None
-        await run_to_completion(_close_all, states, folders, lock)
+        await run_to_completion(self._close, lock)
+
+    def _close(self, lock: IO[bytes] | None) -> None:
+        self._folders.close()
+        if lock is not None:
+            lock.close()
 
     async def plan(self, value: Any, target: Path, options: str, *, skip_existing: bool) -> Plan:
-        """``value``'s plan: one thread call (a remote input: one request for its details
-        first, and its object opened after)."""
+        """``value``'s plan in one thread call (a remote input: its details asked first)."""
         if not is_remote(value):
             return await run_to_completion(self._inspect, value, target, options, skip_existing)
-        found, made, problem = await stat_remote(self._remote, value, options)
+        found, made, problem = await stat_remote(self.remote, value, options)
         if found is None:
             return Plan(made=made, problem=problem)
         plan = await run_to_completion(self._inspect, value, target, options, skip_existing, made)
         if plan.problem is not None or settled(plan.verdict, skip_existing):
             return plan
-        return await open_remote(self._remote, found, plan)
+        return await open_remote(self.remote, found, plan)
 
     async def plan_many(
         self, pairs: list[tuple[Any, Path]], options: str, *, skip_existing: bool
     ) -> list[Plan | OSError]:
-        """`plan` of each ``(value, target)`` (local inputs) in one thread call: a thread hop
-        costs more than a skipped image's planning."""
+        """`plan` of each ``(value, target)``; local inputs in one thread call (a hop costs more
+        than a skipped image's planning)."""
+        if any(is_remote(value) for value, _ in pairs):
+            return await super().plan_many(pairs, options, skip_existing=skip_existing)
         return await run_to_completion(self._inspect_all, pairs, options, skip_existing)
 
     def _inspect_all(
@@ -184,8 +168,7 @@ class OutputTree:
         skip_existing: bool,
         made: Provenance | None = None,
     ) -> Plan:
-        """Every blocking step of an image's planning: its provenance, its output's verdict,
-        and unless it is skipped, the output's place checked and a local input read."""
+        """An image's provenance and verdict; unless skipped, its place checked, its input read."""
         verdict = Verdict.TODO
         there = os.path.lexists(target)  # asked afresh: a run into a subfolder may add to it
         if there:  # only then does the verdict need the input's stamp
@@ -208,7 +191,7 @@ class OutputTree:
     async def verdict_of(self, value: Any, target: Path, options: str) -> Verdict:
         """Whether ``target`` is done, to do, or someone else's (a dry run: nothing read)."""
         if is_remote(value):
-            made = (await stat_remote(self._remote, value, options))[1]
+            made = (await stat_remote(self.remote, value, options))[1]
             return await run_to_completion(self.verdict, target, made)
         return await run_to_completion(self._look, value, target, options)
 
@@ -222,14 +205,12 @@ class OutputTree:
         return self._judge(target, mine)
 
     def _judge(self, target: Path, mine: Provenance) -> Verdict:
-        """The verdict on ``target``, which is there (blocking: reads the index)."""
-        entry = self._index(_folder_of(target)).get(target.name)
+        entry = self._index(self._folder_of(target)).get(target.name)
         return judge(entry, mine, overwrite=self._overwrite)
 
     def check_place(self, target: Path, *, there: bool = True) -> None:
-        """Raise the ``OSError`` that writing ``target`` would meet (blocking: its folder is
-        checked once, the target each time unless ``there`` says nothing is there)."""
-        state = self._folders.live.get(_folder_of(target))
+        """Raise the ``OSError`` that writing ``target`` would meet (its folder checked once)."""
+        state = self._folders.live.get(self._folder_of(target))
         if state is None or not state.writable:
             check_folder_writable(target.parent)
             if state is not None:
@@ -237,20 +218,14 @@ class OutputTree:
         if there and os.path.isdir(target):
             raise IsADirectoryError(errno.EISDIR, "the output is a folder", str(target))
 
-    def foreign(self, target: Path) -> ForeignOutputError:
-        """The error for an output this input did not make."""
-        return foreign_error(target)
-
     def keep(self, target: Path, made: Provenance) -> KeptTarget:
-        """Where the result goes: noted in the folder's index in the thread call that moves it
-        into place."""
+        """Where the result goes: indexed in the thread call that moves it into place."""
         return KeptTarget(path=target, then=functools.partial(self.record, target, made))
 
     def record(self, target: Path, made: Provenance) -> None:
-        """Note in the folder's index that ``target`` was made as ``made`` says (blocking: one
-        appending write, atomic however many threads write beside it)."""
+        """Index ``target`` as ``made`` says: one appending write, atomic beside other threads."""
         line = made.line(target.name).encode()
-        state = self._folders.live.get(_folder_of(target))  # held while the image is in it
+        state = self._folders.live.get(self._folder_of(target))  # held while the image is in it
         if state is None:  # not claimed (a single result kept): the index opened for it
             handle = os.open(target.parent / INDEX_NAME, _APPEND_FLAGS, 0o666)
             try:
@@ -258,15 +233,13 @@ class OutputTree:
             finally:
                 os.close(handle)
             return
-        _append(self._index_handle(target.parent, state), line, target.parent)
-        if state.index is not None:
-            state.index[target.name] = made.entry(target.name)
-
-    def _index_handle(self, folder: Path, state: _Folder) -> int:
         with self._handles_lock:
             if state.handle is None:
-                state.handle = os.open(folder / INDEX_NAME, _APPEND_FLAGS, 0o666)
-            return state.handle
+                state.handle = os.open(target.parent / INDEX_NAME, _APPEND_FLAGS, 0o666)
+            handle = state.handle
+        _append(handle, line, target.parent)
+        if state.index is not None:
+            state.index[target.name] = made.entry(target.name)
 
     def _index(self, folder: str) -> dict[str, dict[str, Any]]:
         """The folder's index: read once while the batch is in the folder (blocking)."""
@@ -278,48 +251,16 @@ class OutputTree:
         return state.index
 
 
-class _Folder(FolderState):
-    """What the batch keeps of one local output folder while it works there."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.index: dict[str, dict[str, Any]] | None = None
-        self.handle: int | None = None  # its index, open for appending
-        self.writable = False  # proven once
-
-    def let_go(self) -> None:
-        if self.handle is not None:
-            os.close(self.handle)
-            self.handle = None
-
-
-def _folder_of(target: Path) -> str:
-    """The key of ``target``'s folder: a string (a path's hash is dear)."""
-    return os.fspath(target).rpartition(os.sep)[0]
-
-
 def _append(handle: int, line: bytes, folder: Path) -> None:
     written = os.write(handle, line)
     if written != len(line):  # a full disk: the line is torn, and read as no line at all
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(folder / INDEX_NAME))
 
 
-def _close_all(states: list[_Folder], folders: Folders[_Folder], lock: IO[bytes] | None) -> None:
-    for state in states:
-        state.let_go()
-    folders.close()
-    if lock is not None:
-        lock.close()
-
-
 def _read_index(path: str) -> dict[str, dict[str, Any]]:
-    """The latest line per output; a torn last line (a killed run) is ignored."""
     entries: dict[str, dict[str, Any]] = {}
     with contextlib.suppress(FileNotFoundError), open(path, encoding="utf-8") as lines:
-        for line in lines:
-            with contextlib.suppress(ValueError, KeyError, TypeError):
-                entry = json.loads(line)
-                entries[entry["output"]] = entry
+        read_entries(lines, entries)
     return entries
 
 

@@ -1,12 +1,6 @@
-"""A batch's manifest: one JSON line per outcome, in a local file or a remote store.
-
-A local manifest is appended to, each line before its item is yielded. A remote one (``manifest="s3://…/manifest.jsonl"``)
-cannot be appended to. So the manifest is kept in a local temporary file, holding
-what the object had when the run started and then one line per outcome, and that file is put
-whole into the store every `PUT_SECONDS` and when the run ends (or is stopped or cancelled).
-The object is thus never half-written, but a run killed without warning loses the lines of
-its last seconds: the outputs' index (see `_remote`) is what a re-run trusts to skip.
-"""
+"""A batch's manifest: one JSON line per outcome, appended to a local file; a remote one is
+kept in a local temporary file put whole into its store every `PUT_SECONDS` and at the end
+(never half-written; a run killed unwarned loses its last seconds' lines)."""
 
 from __future__ import annotations
 
@@ -57,9 +51,9 @@ async def open_manifest(place: Path | str | None, remote: RemoteInputs) -> Manif
     if isinstance(place, str):  # a remote URL (a local one is a Path by now)
         return await RemoteManifest.open(remote.stores.store(place, remote.options), place)
     await run_to_completion(functools.partial(place.parent.mkdir, parents=True, exist_ok=True))
-    # A write and a flush per line, as before: writing the lines of the items that ended
-    # together in one thread call shifted a batch's timing so that a stop raced the start of
-    # a request more often (tests/test_cli_interrupt.py): a race to fix where requests start.
+    # A write and a flush per line: writing the lines of the items that ended together in one
+    # thread call shifted a batch's timing so that a stop raced the start of a request more
+    # often (tests/test_cli_interrupt.py): a race to fix where requests start.
     return await aiofiles.open(place, "a", encoding="utf-8")
 
 
@@ -67,8 +61,7 @@ class RemoteManifest:
     """What a batch writes its manifest lines to, as it would to a local file."""
 
     def __init__(self, store: Store, url: str, file: IO[bytes], before: int = 0) -> None:
-        #: How many bytes the object held when the run started (at the head of the local
-        #: file: see `lines_before`).
+        #: The bytes the object held when the run started, at the head of the local file.
         self.before = before
         self._store = store
         self._url = url
@@ -78,8 +71,7 @@ class RemoteManifest:
 
     @classmethod
     async def open(cls, store: Store, url: str) -> RemoteManifest:
-        """Start from what the object has (nothing if it is not there yet), copied into the
-        local file chunk by chunk: a long manifest is never held whole."""
+        """Start from what the object has, copied by chunks: a long manifest is never held whole."""
         path = store.path(url)
         file = await run_to_completion(_spool, undo=_forget)
         try:
@@ -131,8 +123,7 @@ def _spool() -> IO[bytes]:
 
 
 def _end_line(file: IO[bytes]) -> int:
-    """The size of what was copied; a line torn by some other writer is ended, so that it
-    stays apart from ours."""
+    """The size of what was copied; a line torn by another writer is ended, apart from ours."""
     size = file.tell()
     if size:
         file.flush()

@@ -1,17 +1,15 @@
-"""What an output was made from, and the rules every output folder applies to it.
-
-An output counts as done only when its index entry names this input (its absolute path and
-size/mtime, its object's details, or a digest of its bytes) and these options; an output of
-unknown or other provenance is never taken as done nor overwritten (unless told to).
-"""
+"""What an output was made from, and the rules every output folder applies to it: an output is
+done only when its index entry names this input (path and stamp, object details, or digest) and
+these options; one of other provenance is never taken as done nor overwritten (unless told)."""
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import PurePath
 from typing import Any
 
@@ -56,9 +54,8 @@ class Provenance:
 
 @attrs.frozen(kw_only=True)
 class Plan:
-    """An image's planning: its provenance and its output's verdict; unless it is skipped, its
-    local file read or its remote object opened (both None: the sending opens the input, and
-    says what is wrong with it), or the problem that fails it unsent."""
+    """An image's planning: its provenance and verdict; unless skipped, its local file read or
+    remote object opened (neither: the sending opens it), or the problem that fails it unsent."""
 
     made: Provenance | None = None
     verdict: Verdict = Verdict.TODO
@@ -68,8 +65,7 @@ class Plan:
 
 
 def judge(entry: Mapping[str, Any] | None, mine: Provenance, *, overwrite: bool) -> Verdict:
-    """The verdict on an output that is there, whose index ``entry`` (None: none) says what
-    made it."""
+    """The verdict on an output that is there, whose index ``entry`` (or None) says its maker."""
     if entry is not None and mine.source is not None and entry["source"] == mine.source:
         same = entry["stamp"] == mine.stamp and entry["options"] == mine.options
         return Verdict.DONE if same else Verdict.TODO
@@ -77,8 +73,7 @@ def judge(entry: Mapping[str, Any] | None, mine: Provenance, *, overwrite: bool)
 
 
 def settled(verdict: Verdict, skip_existing: bool) -> bool:
-    """Whether ``verdict`` ends an image without sending: someone else's output, or done and
-    skipped."""
+    """Whether ``verdict`` ends an image unsent: someone else's output, or done and skipped."""
     return verdict is Verdict.FOREIGN or (verdict is Verdict.DONE and skip_existing)
 
 
@@ -97,9 +92,8 @@ def options_key(fields: Mapping[str, str]) -> str:
 
 
 def relative_name(value: Any, index: int, root: Any, cwd: str | None = None) -> PurePath:
-    """The path of ``value``'s output under the output folder, before its extension changes
-    (paths relative to ``cwd``, the current folder by default; a URL relative to ``root``
-    when it is a URL above it, else its whole path in its store)."""
+    """``value``'s output path under the output folder, before its extension changes (a path
+    relative to ``root`` from ``cwd``; a URL relative to a URL ``root``, else its whole path)."""
     if is_remote(value):
         return remote_relative(value, root)
     if isinstance(value, (str, os.PathLike)):
@@ -108,9 +102,8 @@ def relative_name(value: Any, index: int, root: Any, cwd: str | None = None) -> 
         cwd = cwd or os.getcwd()
         # Strings, not Path.relative_to: this runs on the event loop for every image.
         absolute = os.path.normpath(os.path.join(cwd, os.fspath(value)))
-        base = os.path.normpath(os.path.join(cwd, os.fspath(root if root is not None else "")))
-        inside = base if base.endswith(os.sep) else base + os.sep
-        if absolute.startswith(inside) or absolute == base:
+        inside = root_prefix(root, cwd)
+        if absolute.startswith(inside) or absolute + os.sep == inside:
             return PurePath(absolute[len(inside) :])
         return PurePath(absolute).relative_to(PurePath(absolute).anchor)  # outside the root
     name = getattr(value, "name", None)
@@ -119,12 +112,17 @@ def relative_name(value: Any, index: int, root: Any, cwd: str | None = None) -> 
     return PurePath(f"image-{index}")
 
 
+def root_prefix(root: str | os.PathLike[str] | None, cwd: str) -> str:
+    """``root``'s absolute path, ending in a separator: what the paths below it start with."""
+    base = os.path.normpath(os.path.join(cwd, os.fspath(root if root is not None else "")))
+    return base if base.endswith(os.sep) else base + os.sep
+
+
 def identify(
     value: Any, options: str, status: os.stat_result | None = None, cwd: str | None = None
 ) -> Provenance:
-    """The provenance an output of ``value`` would have (blocking: a ``stat`` unless the
-    input's ``status`` is given, or a digest; paths relative to ``cwd``)."""
-    if is_remote(value):  # its stamp is the object's details: see `remote_provenance`
+    """The provenance an output of ``value`` would have (blocking: a ``stat``, or a digest)."""
+    if is_remote(value):  # its stamp is the object's details: see `stat_remote`
         return Provenance(source=value, stamp="unknown", options=options)
     if isinstance(value, (str, os.PathLike)):
         path = os.path.normpath(os.path.join(cwd or os.getcwd(), os.fspath(value)))
@@ -146,16 +144,14 @@ def identify(
 
 
 def read_and_identify(value: Any, options: str, cwd: str) -> tuple[LocalRead | None, Provenance]:
-    """In one thread call: a local input read, and its provenance stamped by that read's own
-    ``fstat`` (the index then says what was sent). Blocking."""
+    """A local input read, with a provenance stamped by its own ``fstat`` (what was sent)."""
     read = read_local_or_none(value)
     return read, identify(value, options, read.status if read is not None else None, cwd)
 
 
 def claim(claims: dict[Any, str], target: Any, value: Any, cwd: str) -> bool:
-    """Take ``target`` for the input ``value`` in ``claims``: True the first time, False when
-    that input has it already (an input given twice is done once); `OutputClashError` when
-    another input has it."""
+    """Take ``target`` for ``value``: True the first time, False when it has it (an input given
+    twice is done once); `OutputClashError` when another input has it."""
     key = _claim_key(value, cwd)
     if target not in claims:
         claims[target] = key
@@ -169,6 +165,14 @@ def claim(claims: dict[Any, str], target: Any, value: Any, cwd: str) -> bool:
     )
 
 
+def read_entries(lines: Iterable[str], into: dict[str, dict[str, Any]]) -> None:
+    """Index lines into ``into``, the latest per output; a torn or foreign line is skipped."""
+    for line in lines:
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            entry = json.loads(line)
+            into[entry["output"]] = entry
+
+
 def _claim_key(value: Any, cwd: str) -> str:
     if is_remote(value):
         return str(value)
@@ -180,8 +184,7 @@ def _claim_key(value: Any, cwd: str) -> str:
 async def stat_remote(
     remote: RemoteInputs, value: str, options: str
 ) -> tuple[RemoteObject | None, Provenance, Exception | None]:
-    """A remote input's object details and the provenance they give, with one request; or the
-    problem that fails it unsent (missing, refused)."""
+    """A remote input's details and provenance (one request), or the problem that fails it."""
     try:
         found = await remote.stat(value)
     except Exception as error:  # the item fails unsent, with this

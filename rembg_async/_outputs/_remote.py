@@ -1,31 +1,11 @@
-"""A batch's remote output folder (``output_dir="s3://bucket/out/"``) and what it knows of the
-outputs already there.
-
-Outputs mirror the inputs' layout as under a local folder. An object store cannot append to an
-index, nor lock a folder, so provenance is kept differently:
-
-- **Index segments.** Each run writes what it made as small JSON-lines objects in each
-  output folder, under ``<folder>/.rembg-async-index/``, named ``<run>-<number>.jsonl`` (the
-  run's start time first, so names sort in time): new segments every `FLUSH_ENTRIES` outputs
-  or `FLUSH_SECONDS`, whichever comes first, and when the run ends (or is stopped or
-  cancelled). Each segment is written whole: nothing is ever appended or rewritten.
-- **One listing per folder.** The first image into a folder lists that folder (not what is
-  below it) and reads its segments, later ones winning: ``skip_existing`` then needs no
-  request per input. What a folder's listing says is kept while the batch works in it, and
-  let go with the folder (`_folders`): a batch of a million outputs never holds them all.
-- **What it costs.** A run killed without warning (SIGKILL, a lost machine) loses the entries
-  not yet written: its last outputs are there but of unknown provenance, and the next run
-  treats them as another's (their items fail unsent) until ``overwrite=True`` makes them
-  again. There is no lock: two runs into one remote folder at once are not kept apart (every
-  object is still whole: the last one written wins).
-"""
+"""A batch's remote output folder (``output_dir="s3://bucket/out/"``): no append, no lock, so
+each run writes its index as whole segments under ``<folder>/.rembg-async-index/``, and the
+first image into a folder lists it and reads them (docs/guides/object-storage.md)."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import json
-import os
 import secrets
 import time
 from pathlib import Path
@@ -36,17 +16,16 @@ from .._inputs import RemoteInputs
 from .._paths import mirrored_path
 from .._storage._sinks import RemoteTarget
 from .._storage._stores import Store, is_remote
-from ._folders import Folders, FolderState
+from ._folders import FolderState, Tree
 from ._provenance import (
-    ForeignOutputError,
     Plan,
     Provenance,
     Verdict,
-    foreign_error,
     identify,
     judge,
     open_remote,
     read_and_identify,
+    read_entries,
     relative_name,
     settled,
     stat_remote,
@@ -59,21 +38,27 @@ FLUSH_ENTRIES: Final = 100
 FLUSH_SECONDS: Final = 10.0
 
 
-class RemoteOutputTree:
-    """A batch's remote output folder: targets, their claims, the provenance index (an
-    `OutputFolder`)."""
+class _RemoteFolder(FolderState):
+    """What the batch keeps of one remote output folder: its listing and index, read once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reading = asyncio.Lock()  # the first image in the folder reads; the others wait
+        self.existing: set[str] | None = None
+        self.index: dict[str, dict[str, Any]] = {}
+
+
+class RemoteOutputTree(Tree[_RemoteFolder]):
+    """A batch's remote output folder: targets, claims, provenance index (`OutputFolder`)."""
+
+    separator = "/"
 
     def __init__(
         self, url: str, remote: RemoteInputs, root: Any, extension: str, *, overwrite: bool
     ) -> None:
+        super().__init__(root, extension, _RemoteFolder, overwrite=overwrite, remote=remote)
         self.url = url.rstrip("/")
-        self.remote = remote
         self.store: Store = remote.stores.store(url, remote.options)
-        self.root = root
-        self.extension = extension
-        self.cwd = os.getcwd()
-        self._overwrite = overwrite
-        self._folders: Folders[_RemoteFolder] = Folders(lambda _: _RemoteFolder(), self.cwd)
         #: Index lines not yet written, by folder: `FLUSH_ENTRIES` at most (all folders).
         self._pending: dict[str, list[str]] = {}
         self._waiting = 0
@@ -93,28 +78,12 @@ class RemoteOutputTree:
         relative = relative_name(value, index, self.root, self.cwd)
         return f"{self.url}/{mirrored_path(Path(), relative, self.extension).as_posix()}"
 
-    async def claim(self, target: str, value: Any) -> bool:
-        """Take ``target`` for ``value`` (see `_provenance.claim`); its folder is held until
-        `release`."""
-        folder = _folder_of(target)
-        self._folders.enter(folder)
-        return await self._folders.claim(folder, target, value)
-
-    def release(self, target: str) -> None:
-        """The batch is done with ``target`` (claimed)."""
-        self._folders.leave(_folder_of(target))
-
     async def open(self) -> None:
-        """Get ready: nothing to make or lock; the folder listed, so that a store that refuses
-        (a key, a bucket) stops the batch before any request."""
+        """List the folder: a store that refuses (key, bucket) stops the batch before a request."""
         await self._list(self.url)
 
-    async def look(self) -> None:
-        """Nothing to learn up front: each folder is listed when first needed."""
-
     async def _known(self, folder: str) -> _RemoteFolder:
-        """``folder``'s state, with its listing and index segments read (once while the batch
-        is in it)."""
+        """``folder``'s state, its listing and index segments read (once while held)."""
         state = self._folders.live.get(folder)
         if state is None:  # not claimed: known for this once only
             state = _RemoteFolder()
@@ -123,7 +92,7 @@ class RemoteOutputTree:
                 state.existing, segments = await self._list(folder)
                 texts = await asyncio.gather(*(self.store.cat(path) for path in segments))
                 for text in texts:
-                    _read_segment(text, state.index)
+                    read_entries(text.decode("utf-8", "replace").splitlines(), state.index)
         return state
 
     async def _list(self, folder: str) -> tuple[set[str], list[str]]:
@@ -136,12 +105,8 @@ class RemoteOutputTree:
             segments = sorted(path for path in found if path.endswith(".jsonl"))
         return names, segments
 
-    def _relative(self, target: str) -> str:
-        return target[len(self.url) + 1 :]
-
     async def plan(self, value: Any, target: str, options: str, *, skip_existing: bool) -> Plan:
-        """``value``'s plan: its provenance (a local input read and stamped in one thread call,
-        a remote one from its object's details) and its verdict from its folder's listing."""
+        """``value``'s provenance (from its read or its object's details) and verdict."""
         found = None
         if is_remote(value):
             found, made, problem = await stat_remote(self.remote, value, options)
@@ -150,29 +115,16 @@ class RemoteOutputTree:
             read = None
         else:
             read, made = await run_to_completion(read_and_identify, value, options, self.cwd)
-        state = await self._known(_folder_of(target))
-        plan = Plan(made=made, verdict=self._judge(state, target, made), read=read)
-        if settled(plan.verdict, skip_existing):
-            return Plan(made=made, verdict=plan.verdict)
+        verdict = await self.verdict(target, made)
+        if settled(verdict, skip_existing):
+            return Plan(made=made, verdict=verdict)
+        plan = Plan(made=made, verdict=verdict, read=read)
         return plan if found is None else await open_remote(self.remote, found, plan)
-
-    async def plan_many(
-        self, pairs: list[tuple[Any, str]], options: str, *, skip_existing: bool
-    ) -> list[Plan | OSError]:
-        """`plan` of each ``(value, target)``, side by side."""
-
-        async def one(value: Any, target: str) -> Plan | OSError:
-            try:
-                return await self.plan(value, target, options, skip_existing=skip_existing)
-            except OSError as error:  # this image's alone
-                return error
-
-        return list(await asyncio.gather(*(one(value, target) for value, target in pairs)))
 
     async def verdict_of(self, value: Any, target: str, options: str) -> Verdict:
         """Whether ``target`` is done, to do, or someone else's (a dry run: nothing read)."""
-        state = await self._known(_folder_of(target))
-        if state.existing is None or _name_of(target) not in state.existing:
+        state = await self._known(self._folder_of(target))
+        if not self._there(state, target):
             return Verdict.TODO  # no request for the input's provenance
         if is_remote(value):
             made = (await stat_remote(self.remote, value, options))[1]
@@ -182,17 +134,18 @@ class RemoteOutputTree:
 
     async def verdict(self, target: str, mine: Provenance) -> Verdict:
         """Whether ``target`` is done, to do, or someone else's (its folder listed if need be)."""
-        return self._judge(await self._known(_folder_of(target)), target, mine)
+        return self._judge(await self._known(self._folder_of(target)), target, mine)
 
     def _judge(self, state: _RemoteFolder, target: str, mine: Provenance) -> Verdict:
-        """Whether ``target`` is done, to do, or someone else's (from its folder's listing)."""
-        if state.existing is None or _name_of(target) not in state.existing:
+        if not self._there(state, target):
             return Verdict.TODO
         return judge(state.index.get(self._relative(target)), mine, overwrite=self._overwrite)
 
-    def foreign(self, target: str) -> ForeignOutputError:
-        """The error for an output this input did not make."""
-        return foreign_error(target)
+    def _there(self, state: _RemoteFolder, target: str) -> bool:
+        return state.existing is not None and target.rpartition("/")[2] in state.existing
+
+    def _relative(self, target: str) -> str:
+        return target[len(self.url) + 1 :]
 
     def keep(self, target: str, made: Provenance) -> RemoteTarget:
         """Where the result goes: noted in the index once the object is in place."""
@@ -200,10 +153,10 @@ class RemoteOutputTree:
 
     async def record(self, target: str, made: Provenance) -> None:
         """Note that ``target`` was made as ``made`` says; write segments when they are due."""
-        folder, relative = _folder_of(target), self._relative(target)
+        folder, relative = self._folder_of(target), self._relative(target)
         state = self._folders.live.get(folder)
         if state is not None and state.existing is not None:
-            state.existing.add(_name_of(target))
+            state.existing.add(target.rpartition("/")[2])
             state.index[relative] = made.entry(relative)
         self._pending.setdefault(folder, []).append(made.line(relative))
         self._waiting += 1
@@ -215,20 +168,17 @@ class RemoteOutputTree:
     async def flush(self) -> None:
         """Write the entries waiting as new segments, one in each folder they are in."""
         async with self._flushing:
-            await self._flush()
-
-    async def _flush(self) -> None:
-        while self._pending:
-            folder, lines = next(iter(self._pending.items()))
-            self._segments += 1
-            name = f"{folder}/{INDEX_FOLDER}/{self._run}-{self._segments:06d}.jsonl"
-            await self.store.pipe(self.store.path(name), "".join(lines).encode())
-            if self._pending.get(folder) is lines:  # no more came meanwhile
-                del self._pending[folder]
-            else:
-                del self._pending[folder][: len(lines)]
-            self._waiting -= len(lines)
-        self._oldest = None
+            while self._pending:
+                folder, lines = next(iter(self._pending.items()))
+                self._segments += 1
+                name = f"{folder}/{INDEX_FOLDER}/{self._run}-{self._segments:06d}.jsonl"
+                await self.store.pipe(self.store.path(name), "".join(lines).encode())
+                if self._pending.get(folder) is lines:  # no more came meanwhile
+                    del self._pending[folder]
+                else:
+                    del self._pending[folder][: len(lines)]
+                self._waiting -= len(lines)
+            self._oldest = None
 
     async def close(self) -> None:
         """Write what is waiting."""
@@ -236,31 +186,3 @@ class RemoteOutputTree:
             await self.flush()
         finally:
             await run_to_completion(self._folders.close)
-
-
-class _RemoteFolder(FolderState):
-    """What the batch keeps of one remote output folder while it works there: its listing
-    and index, read once."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.reading = asyncio.Lock()  # the first image in the folder reads; the others wait
-        self.existing: set[str] | None = None
-        self.index: dict[str, dict[str, Any]] = {}
-
-
-def _read_segment(text: bytes, index: dict[str, dict[str, Any]]) -> None:
-    for line in text.decode("utf-8", "replace").splitlines():
-        try:
-            entry = json.loads(line)
-            index[entry["output"]] = entry
-        except (ValueError, KeyError, TypeError):
-            continue  # not ours, or damaged: as a torn line of a local index
-
-
-def _folder_of(target: str) -> str:
-    return target.rpartition("/")[0]
-
-
-def _name_of(target: str) -> str:
-    return target.rpartition("/")[2]
