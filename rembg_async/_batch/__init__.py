@@ -1,5 +1,5 @@
 """remove_many: the run (`_run`: its loop, planning, stops, closing), the sending of one image
-(`_sending`; `_sends`: turns, recall on a stop), and what it reports (`_items`)."""
+(`_sending`: turns, recall on a stop), and what it reports (`_items`)."""
 
 from ._items import (
     BatchItem,
@@ -7,8 +7,10 @@ from ._items import (
     BatchProgressCallback,
     ItemProgressCallback,
     SyncBatchItem,
+    Tally,
     Wire,
     describe,
+    failed_in,
     failed_inputs,
     latest_statuses,
     manifest_line,
@@ -24,8 +26,10 @@ __all__ = [
     "BatchRun",
     "ItemProgressCallback",
     "SyncBatchItem",
+    "Tally",
     "Wire",
     "describe",
+    "failed_in",
     "failed_inputs",
     "latest_statuses",
     "manifest_line",
