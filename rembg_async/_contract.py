@@ -22,6 +22,8 @@ OUTPUT_FORMATS: Final = {name: f"image/{name}" for name in ("png", "jpeg", "webp
 #: Output formats that carry no alpha channel, so the cut-out is flattened.
 OPAQUE_FORMATS: Final = frozenset({"jpeg", "bmp"})
 DEFAULT_FORMAT: Final = "webp"
+#: What a boolean field or query flag takes for true (lowercased).
+TRUE_VALUES: Final = ("true", "1")
 
 # --- authentication --------------------------------------------------------------------------
 API_KEY_HEADER: Final = "x-api-key"
@@ -148,10 +150,6 @@ def check_angle(value: float) -> float:
             f"got: {float(value)!r}",
         )
     return float(value)
-
-
-#: What a boolean field or query flag takes for true (lowercased).
-TRUE_VALUES: Final = ("true", "1")
 
 
 def parse_boolean(field: str, raw: str) -> bool:
