@@ -22,6 +22,8 @@ OUTPUT_FORMATS: Final = {name: f"image/{name}" for name in ("png", "jpeg", "webp
 #: Output formats that carry no alpha channel, so the cut-out is flattened.
 OPAQUE_FORMATS: Final = frozenset({"jpeg", "bmp"})
 DEFAULT_FORMAT: Final = "webp"
+#: What a boolean field or query flag takes for true (lowercased).
+TRUE_VALUES: Final = ("true", "1")
 
 # --- authentication --------------------------------------------------------------------------
 API_KEY_HEADER: Final = "x-api-key"
@@ -105,11 +107,16 @@ def parse_format(raw: str) -> str:
 _INTEGER = re.compile(r"[+-]?\d+")
 
 
+def integer_problem(field: str, value: object) -> FieldProblem:
+    """The refusal of a ``field`` value that is no integer."""
+    return FieldProblem(field, f"'{field}' must be an integer, got: '{value}'")
+
+
 def parse_dimension(field: str, raw: str) -> int | None:
     """``w`` or ``h``: an integer 1 … 10,000, where 0 means unset (returned as None)."""
     text = raw.strip()
     if not _INTEGER.fullmatch(text):
-        raise FieldProblem(field, f"'{field}' must be an integer, got: '{raw}'")
+        raise integer_problem(field, raw)
     return check_dimension(field, int(text), shown=text)
 
 
@@ -148,7 +155,7 @@ def check_angle(value: float) -> float:
 def parse_boolean(field: str, raw: str) -> bool:
     """A boolean field: ``true``/``false`` or ``1``/``0``, case-insensitive."""
     value = raw.strip().lower()
-    if value in ("true", "1"):
+    if value in TRUE_VALUES:
         return True
     if value in ("false", "0"):
         return False

@@ -141,7 +141,7 @@ class RateLimitError(APIStatusError):
 
     def _header_number(self, name: str) -> float | None:
         lowered = {key.lower(): value for key, value in self.headers.items()}
-        return _number(lowered.get(name))
+        return finite_number(lowered.get(name))
 
 
 class ServerError(APIStatusError):
@@ -204,8 +204,8 @@ def retry_after_seconds(headers: Mapping[str, str], *, now: float | None = None)
     bad header turn every retry into an instant storm. A date in the past means now.
     """
     lowered = {name.lower(): value for name, value in headers.items()}
-    milliseconds = _number(lowered.get("retry-after-ms"))
-    if milliseconds is not None and milliseconds >= 0:
+    milliseconds = finite_number(lowered.get("retry-after-ms"), minimum=0)
+    if milliseconds is not None:
         return milliseconds / 1000
     value = lowered.get("retry-after")
     if value is None:
@@ -225,13 +225,14 @@ def _seconds_until(date: str, now: float) -> float | None:
     return max(0.0, moment.timestamp() - now)
 
 
-def _number(value: str | None) -> float | None:
-    """A finite number, or None (``float()`` also takes ``nan`` and ``inf``)."""
+def finite_number(value: str | None, *, minimum: float = -math.inf) -> float | None:
+    """A finite number not below ``minimum``, or None (``float()`` also takes ``nan`` and
+    ``inf``): a header value that says nothing usable."""
     try:
         number = float(value) if value is not None else math.nan
     except ValueError:
         return None
-    return number if math.isfinite(number) else None
+    return number if math.isfinite(number) and number >= minimum else None
 
 
 def request_id(headers: Mapping[str, str]) -> str | None:

@@ -8,7 +8,14 @@ from typing import IO, Final
 
 import attrs
 
-from ._contract import OUTPUT_FORMATS
+from ._contract import (
+    MAX_UPLOAD_BYTES,
+    MSG_EMPTY_FILE,
+    MSG_INVALID_SIGNATURE,
+    OUTPUT_FORMATS,
+    dimension_messages,
+    file_too_large_message,
+)
 
 #: Enough bytes to tell the type and, for every type but JPEG, the size.
 HEAD_BYTES: Final = 64
@@ -61,6 +68,20 @@ def read_image_info(stream: IO[bytes]) -> ImageInfo | None:
     size = _jpeg_size(stream) if kind == "jpeg" else _HEADER_READERS[kind](head)
     width, height = size if size is not None else (None, None)
     return ImageInfo(kind=kind, width=width, height=height)
+
+
+def file_problem(size: int | None, info: ImageInfo | None) -> str | None:
+    """The API's message for the first problem of an upload of ``size`` bytes whose header says
+    ``info``, in the server's order (client and server both check with it); None: no problem."""
+    if size == 0:
+        return MSG_EMPTY_FILE
+    if size is not None and size > MAX_UPLOAD_BYTES:
+        return file_too_large_message(size)
+    if info is None:
+        return MSG_INVALID_SIGNATURE
+    if info.width is None or info.height is None:
+        return None
+    return next(iter(dimension_messages(info.width, info.height)), None)
 
 
 def _png_size(head: bytes) -> tuple[int, int] | None:

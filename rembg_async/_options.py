@@ -14,6 +14,7 @@ from ._contract import (
     FieldProblem,
     check_angle,
     check_dimension,
+    integer_problem,
     parse_color,
     parse_format,
 )
@@ -106,7 +107,7 @@ def _dimension(field: str, value: object) -> None:
     if value is None:
         return
     if isinstance(value, bool) or not isinstance(value, int):
-        raise FieldProblem(field, f"'{field}' must be an integer, got: '{value}'")
+        raise integer_problem(field, value)
     check_dimension(field, value)  # 0 means unset, as on the server
 
 

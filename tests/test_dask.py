@@ -23,6 +23,9 @@ from rembg_async.server import Account, LocalServer, ServerConfig
 from tests._valkey import start_valkey
 
 KEY = "dask-test-key-0123456789"
+#: The scheduler's HTTP server (the dashboard's) on loopback, on a free port: ``None`` still
+#: means port 8787, so two clusters at once (two xdist workers) would clash.
+SCHEDULER_HTTP = "127.0.0.1:0"
 
 
 @pytest.fixture(scope="module")
@@ -36,9 +39,17 @@ def server() -> Iterator[LocalServer]:
 def cluster() -> Iterator[LocalCluster]:
     """Two worker processes, one thread each, for the whole module."""
     with LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=SCHEDULER_HTTP
     ) as made:
         yield made
+
+
+def test_two_clusters_at_once_both_start(cluster: LocalCluster) -> None:
+    """A second cluster beside the module's starts: each one's HTTP server takes a port of its
+    own (a fixed one would clash, and Dask's "port in use" warning is an error here)."""
+    with LocalCluster(n_workers=0, processes=False, dashboard_address=SCHEDULER_HTTP) as second:
+        ports = {made.scheduler.http_server.port for made in (cluster, second)}
+        assert len(ports) == 2
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ async def run_on_dask(job: Job, outcomes: Outcomes) -> int | None:
                     threads_per_worker=1,
                     processes=True,
                     asynchronous=True,
-                    dashboard_address=None,
+                    dashboard_address="127.0.0.1:0",  # None still takes port 8787
                 )
             )
         dask_client = await stack.enter_async_context(Client(address, asynchronous=True))

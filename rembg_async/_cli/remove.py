@@ -6,10 +6,8 @@ import argparse
 import asyncio
 import base64
 import contextlib
-import signal
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,7 @@ from .._exceptions import InvalidInputError
 from .._files import run_to_completion
 from .._limits import RateLimitState
 from .._loops import run as run_loop
+from .._loops import signals_handled
 from .._options import RemoveOptions
 from .._results import ImageFile
 from .._storage._listing import parse_storage_options
@@ -234,7 +233,7 @@ def _run_until_signalled(job: Job, ended: _Ended) -> int | None:
         if args.dask and not args.dry_run:
             return await run_on_dask(job, ended.outcomes)
         interrupts = Interrupts(asyncio.current_task())  # type: ignore[arg-type]
-        with interrupts.handled():
+        with signals_handled(interrupts.on_signal):
             try:
                 async with client_for(args, job.base_url, job.api_key) as client:
                     if args.dry_run:
@@ -268,21 +267,6 @@ class Interrupts:
         self.signal: int | None = None
         self.run: BatchRun | None = None
         self.reporter: Reporter | None = None
-
-    @contextlib.contextmanager
-    def handled(self) -> Iterator[None]:
-        """SIGINT and SIGTERM come here while the batch runs."""
-        loop = asyncio.get_running_loop()
-        installed = []
-        for number in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError):  # none on Windows loops
-                loop.add_signal_handler(number, self.on_signal, int(number))
-                installed.append(number)
-        try:
-            yield
-        finally:
-            for number in installed:
-                loop.remove_signal_handler(number)
 
     def on_signal(self, number: int) -> None:
         """Handle one signal."""

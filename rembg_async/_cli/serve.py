@@ -8,12 +8,12 @@ import contextlib
 import json
 import logging
 import os
-import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .._loops import run as run_loop
+from .._loops import signals_handled
 from ._args import fail, port, seconds, share, whole
 from ._connect import SERVER_EXTRA_HINT, say_engine
 
@@ -94,7 +94,6 @@ async def _serve_until_signalled(config: ServerConfig, args: argparse.Namespace)
     task = asyncio.ensure_future(
         serve(config, host=args.host, port=args.port, on_ready=_announce, access_log=access_log)
     )
-    loop = asyncio.get_running_loop()
     signalled: list[int] = []
 
     def stop(number: int) -> None:
@@ -109,10 +108,7 @@ async def _serve_until_signalled(config: ServerConfig, args: argparse.Namespace)
 
     # Ctrl-C cancels the server too: left to Python 3.10's default handler, the
     # KeyboardInterrupt may land in a transport's callback, which the loop logs and survives.
-    for number in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows loops
-            loop.add_signal_handler(number, stop, number)
-    with contextlib.suppress(asyncio.CancelledError):
+    with signals_handled(stop), contextlib.suppress(asyncio.CancelledError):
         await task
 
 

@@ -18,16 +18,10 @@ from typing import IO, Any, Final
 
 import attrs
 
-from .._contract import (
-    MAX_UPLOAD_BYTES,
-    MSG_EMPTY_FILE,
-    MSG_INVALID_SIGNATURE,
-    dimension_messages,
-    file_too_large_message,
-)
+from .._contract import MAX_UPLOAD_BYTES
 from .._exceptions import InvalidInputError
 from .._files import run_to_completion
-from .._imageinfo import ImageInfo, read_image_info
+from .._imageinfo import ImageInfo, file_problem, read_image_info
 from .._paths import check_output_place
 from .._storage._stores import is_remote
 
@@ -80,7 +74,7 @@ def checked_source(
     name: str | None, size: int | None, info: ImageInfo | None, chunks: Chunks, **more: Any
 ) -> Source:
     """Check the file as the server would, in its order; name it after its real type."""
-    problem = _file_problem(size, info)
+    problem = file_problem(size, info)
     if problem is not None:
         raise input_error(problem)
     assert info is not None
@@ -103,18 +97,6 @@ def memory_source(data: memoryview, name: str | None) -> Source:
             yield data[start : start + chunk_size]  # type: ignore[misc]  # a zero-copy slice
 
     return checked_source(name, len(data), info, chunks)
-
-
-def _file_problem(size: int | None, info: ImageInfo | None) -> str | None:
-    if size == 0:
-        return MSG_EMPTY_FILE
-    if size is not None and size > MAX_UPLOAD_BYTES:
-        return file_too_large_message(size)
-    if info is None:
-        return MSG_INVALID_SIGNATURE
-    if info.width is None or info.height is None:
-        return None
-    return next(iter(dimension_messages(info.width, info.height)), None)
 
 
 async def read_exactly(

@@ -9,6 +9,8 @@ from collections.abc import Mapping
 
 import attrs
 
+from .._exceptions import finite_number
+
 #: A reset above this is a Unix time, not a number of seconds (a year of seconds is 3e7).
 UNIX_TIME_FLOOR = 1e9
 
@@ -52,20 +54,12 @@ def _items(value: str) -> list[tuple[str, dict[str, str]]]:
     return items
 
 
-def _number(value: str | None) -> float | None:
-    """``value`` as a number (None: absent, unreadable, negative or NaN)."""
-    try:
-        number = float(value or "nan")
-    except ValueError:
-        return None
-    return number if number >= 0 else None
-
-
 def _policy_rate(value: str) -> float | None:
     """Quota per second of the policy with the shortest window (the short-term one)."""
     best: tuple[float, float] | None = None
     for head, params in _items(value):
-        quota, window = _number(params.get("q", head)), _number(params.get("w"))
+        quota = finite_number(params.get("q", head), minimum=0)
+        window = finite_number(params.get("w"), minimum=0)
         if quota is not None and window and (best is None or window < best[1]):
             best = (quota, window)
     return best[0] / best[1] if best else None
@@ -78,16 +72,16 @@ def _exhausted_for(fields: Mapping[str, str], now: float | None) -> float | None
         items = [("", {key: value for _, params in items for key, value in params.items()})]
     spent = []
     for _, params in items:
-        if _number(params.get("r", params.get("remaining"))) == 0:
-            spent.append(_number(params.get("t", params.get("reset"))))
+        if finite_number(params.get("r", params.get("remaining"))) == 0:
+            spent.append(finite_number(params.get("t", params.get("reset")), minimum=0))
     for prefix in ("ratelimit-", "x-ratelimit-"):
-        if _number(fields.get(prefix + "remaining")) == 0:
+        if finite_number(fields.get(prefix + "remaining")) == 0:
             spent.append(_reset_seconds(fields.get(prefix + "reset"), now))
     return max((reset for reset in spent if reset is not None), default=None)
 
 
 def _reset_seconds(value: str | None, now: float | None) -> float | None:
-    reset = _number(value)
+    reset = finite_number(value, minimum=0)
     if reset is not None and reset > UNIX_TIME_FLOOR:
         reset = max(0.0, reset - (time.time() if now is None else now))
     return reset

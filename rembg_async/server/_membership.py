@@ -7,7 +7,13 @@ from datetime import datetime, timezone
 
 from aiohttp import web
 
-from .._contract import MSG_PERIOD_WITH_CALENDAR, FieldProblem, out_of_range_message
+from .._contract import (
+    MSG_PERIOD_WITH_CALENDAR,
+    TRUE_VALUES,
+    FieldProblem,
+    integer_problem,
+    out_of_range_message,
+)
 from ._accounts import AccountState, Usage, Window
 from ._state import STATE, APIError, authenticate, json_response
 
@@ -26,7 +32,7 @@ async def handle_membership_usage(request: web.Request) -> web.Response:
 
 
 def _flag(query: Mapping[str, str], name: str) -> bool:
-    return query.get(name, "").lower() in ("1", "true")
+    return query.get(name, "").lower() in TRUE_VALUES
 
 
 def usage_body(account: AccountState, query: Mapping[str, str], now: int) -> dict[str, object]:
@@ -71,7 +77,7 @@ def _integer(
     try:
         value = int(raw)
     except ValueError:
-        problems.append(FieldProblem(name, f"'{name}' must be an integer, got: '{raw}'"))
+        problems.append(integer_problem(name, raw))
         return None
     if not low <= value <= high:
         problems.append(FieldProblem(name, out_of_range_message(name, low, high, value)))

@@ -17,8 +17,6 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from .._contract import (
     MAX_UPLOAD_BYTES,
-    MSG_EMPTY_FILE,
-    MSG_INVALID_SIGNATURE,
     MSG_MASK_WITH_BG_COLOR,
     MSG_NO_FILE_SELECTED,
     MSG_NO_IMAGE,
@@ -26,7 +24,6 @@ from .._contract import (
     MSG_RATE_MONTHLY,
     MSG_RATE_SHORT_TERM,
     FieldProblem,
-    dimension_messages,
     extension_problem,
     file_too_large_message,
     parse_angle,
@@ -35,7 +32,7 @@ from .._contract import (
     parse_dimension,
     parse_format,
 )
-from .._imageinfo import read_image_info
+from .._imageinfo import file_problem, read_image_info
 from ._accounts import AccountState
 from ._imaging import RenderOptions, render
 from ._ratelimit import retry_after_header
@@ -88,18 +85,11 @@ def check_file(form: ReceivedForm) -> IO[bytes]:
     problem = extension_problem(form.image_filename)
     if problem is not None or form.image is None:
         raise APIError(400, problem or MSG_NO_IMAGE)
-    if form.image_size == 0:
-        raise APIError(400, MSG_EMPTY_FILE)
-    if form.image_size > MAX_UPLOAD_BYTES:
-        raise APIError(400, file_too_large_message(form.image_size), close=not form.complete)
     info = read_image_info(form.image)
     form.image.seek(0)
-    if info is None:
-        raise APIError(400, MSG_INVALID_SIGNATURE)
-    if info.width is not None and info.height is not None:
-        messages = dimension_messages(info.width, info.height)
-        if messages:
-            raise APIError(400, messages[0])
+    problem = file_problem(form.image_size, info)
+    if problem is not None:  # an incomplete form is one too large to read: close, not drain
+        raise APIError(400, problem, close=not form.complete)
     return form.image
 
 
