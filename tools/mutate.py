@@ -269,12 +269,18 @@ def _alternatives(node: ast.AST) -> Iterator[ast.AST]:
         yield ast.Pass()
 
 
+#: Keyword arguments that declare a class's shape to attrs; every caller passes keywords.
+_DECLARATIONS = frozenset({"kw_only", "init", "repr", "eq", "order", "hash", "slots"})
+
+
 def _skipped(node: ast.AST) -> bool:
     """Subtrees whose mutation says nothing about the tests."""
     if isinstance(node, (ast.Assert, ast.JoinedStr, ast.Import, ast.ImportFrom)):
         return True
     if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
         return True  # a docstring
+    if isinstance(node, ast.keyword) and node.arg in _DECLARATIONS:
+        return True  # how attrs builds a class (`kw_only=True`, `init=False`), not behaviour
     if isinstance(node, ast.Expr):
         node = node.value  # a statement that is a logging call
     if isinstance(node, ast.Call):
