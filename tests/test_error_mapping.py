@@ -145,6 +145,7 @@ def test_rate_limit_headers_any_case_finite_only() -> None:
     ("headers", "seconds"),
     [
         ({"retry-after-ms": "1500", "Retry-After": "9"}, 1.5),
+        ({"retry-after-ms": "0", "Retry-After": "9"}, 0),
         ({"retry-after-ms": "-1", "Retry-After": "9"}, 9),
         ({"retry-after-ms": "nan", "Retry-After": "9"}, 9),
         ({"Retry-After": "0"}, 0),

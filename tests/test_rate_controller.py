@@ -83,6 +83,13 @@ def test_a_429_with_nothing_known_starts_at_one_a_second() -> None:
     assert (controller.epoch, controller.cut_at, controller.source) == (1, 0.0, "learned")
 
 
+def test_the_source_is_learned_only_while_learning_with_a_ceiling() -> None:
+    """The source is "learned" only with learning on and a ceiling known; else "none"."""
+    assert RateController().source == "none"
+    assert RateController(adaptive=False, ceiling=5.0).source == "none"
+    assert RateController(ceiling=5.0).source == "learned"
+
+
 def test_a_paced_429_takes_the_middle_of_sent_and_accepted() -> None:
     """Paced at R and refused with a lower accepted rate A: the new ceiling is (R + A) / 2."""
     controller = RateController()
