@@ -68,8 +68,8 @@ class ItemRun(AsyncClosing):
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Cancel the work in flight (a Dask run's tasks) and release everything (a Dask run's
-        workers' clients too). Safe to call twice."""
+        """Cancel the work in flight and release everything (a Dask run: its tasks under way,
+        and its workers' clients). Safe to call twice."""
         await self._items.aclose()
 
 
