@@ -93,11 +93,11 @@ def skipped_item(value: Any, index: int, target: Any) -> BatchItem:
     return BatchItem(input=value, index=index, skipped=True, **output_at(target))
 
 
-def output_at(target: str | os.PathLike[str]) -> dict[str, Any]:
+def output_at(target: Any) -> dict[str, Any]:
     """A local output's ``output_path``, or a remote one's ``output_url``."""
     if isinstance(target, str) and is_remote(target):
         return {"output_url": target}
-    return {"output_path": Path(target)}
+    return {"output_path": target}
 
 
 def failed_item(value: Any, index: int, error: Exception, wire: Wire) -> BatchItem:
