@@ -14,10 +14,12 @@ from ._items import (
     failed_inputs,
     latest_statuses,
     manifest_line,
+    output_at,
+    skipped_item,
     statuses_of,
     stops_batch,
 )
-from ._run import BatchRun
+from ._run import BatchRun, ItemRun
 
 __all__ = [
     "BatchItem",
@@ -25,6 +27,7 @@ __all__ = [
     "BatchProgressCallback",
     "BatchRun",
     "ItemProgressCallback",
+    "ItemRun",
     "SyncBatchItem",
     "Tally",
     "Wire",
@@ -33,6 +36,8 @@ __all__ = [
     "failed_inputs",
     "latest_statuses",
     "manifest_line",
+    "output_at",
+    "skipped_item",
     "statuses_of",
     "stops_batch",
 ]

@@ -90,9 +90,14 @@ def made_item(value: Any, index: int, result: ImageFile | Base64Image, wire: Wir
 
 def skipped_item(value: Any, index: int, target: Any) -> BatchItem:
     """The item of an image made before, at ``target`` (a path, or a URL)."""
+    return BatchItem(input=value, index=index, skipped=True, **output_at(target))
+
+
+def output_at(target: Any) -> dict[str, Any]:
+    """A local output's ``output_path``, or a remote one's ``output_url``."""
     if isinstance(target, str) and is_remote(target):
-        return BatchItem(input=value, index=index, skipped=True, output_url=target)
-    return BatchItem(input=value, index=index, skipped=True, output_path=target)
+        return {"output_url": target}
+    return {"output_path": target}
 
 
 def failed_item(value: Any, index: int, error: Exception, wire: Wire) -> BatchItem:

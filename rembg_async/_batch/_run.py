@@ -10,7 +10,7 @@ import contextlib
 import os
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Coroutine, Iterable
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from .._budget import CreditBudget, Reservations
 from .._closing import AsyncClosing
@@ -50,7 +50,30 @@ from ._sending import Sending, Sends, Turns, cancel_all, closing_items
 READ_AHEAD: Final = 16
 
 
-class BatchRun(Sending, AsyncClosing):
+R = TypeVar("R", bound="ItemRun")
+
+
+class ItemRun(AsyncClosing):
+    """A run's items as an async iterator over its generator ``_items`` (`BatchRun`, `DaskRun`)."""
+
+    _items: AsyncGenerator[BatchItem, None]
+
+    def __aiter__(self: R) -> R:
+        return self
+
+    async def __anext__(self) -> BatchItem:
+        return await self._items.__anext__()
+
+    async def _close_on_exit(self) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Cancel the work in flight and release everything (a Dask run: its tasks under way,
+        and its workers' clients). Safe to call twice."""
+        await self._items.aclose()
+
+
+class BatchRun(Sending, ItemRun):
     """The running batch: an async iterator of `BatchItem`, in completion order.
 
     Leaving ``async with`` (or ``await run.aclose()``) cancels the work in flight and cleans
@@ -151,19 +174,6 @@ class BatchRun(Sending, AsyncClosing):
     def progress(self) -> BatchProgress:
         """The batch's standing now."""
         return self._tally.progress(self._sends.on_the_wire)
-
-    def __aiter__(self) -> BatchRun:
-        return self
-
-    async def __anext__(self) -> BatchItem:
-        return await self._items.__anext__()
-
-    async def _close_on_exit(self) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Cancel the work in flight and release everything. Safe to call twice."""
-        await self._items.aclose()
 
     async def _run(self) -> AsyncGenerator[BatchItem, None]:
         async with contextlib.AsyncExitStack() as closing:

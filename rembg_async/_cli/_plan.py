@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+import os
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,10 @@ from .._exceptions import RembgError
 from .._imageinfo import extension_for
 from .._inputs import RemoteInputs, content_digest, open_input
 from .._options import RemoveOptions
-from .._outputs import OutputTree, RemoteOutputTree, dry_run_counts, options_key, output_folder
+from .._outputs import OutputFolder, dry_run_counts, options_key, output_folder, targets_of
+from .._paths import safe_leaf
 from .._storage._stores import Stores, import_fsspec, is_remote
-from ._walk import FolderCheck, Inputs, clash_check
+from ._walk import FolderCheck, Inputs
 
 
 class Failed:
@@ -97,15 +99,22 @@ class Job:
     api_key: str | None = None
 
     def folder_check(self) -> FolderCheck | None:
-        """The folders' clash check (None with ``--base64``: nothing is written)."""
+        """The folders' clash check (None with ``--base64``: nothing is written): two images of
+        a folder that would make one output (``x.png`` and ``x.jpg``, both ``x.webp``) raise
+        `OutputClashError` with the output folder's message, before any is sent."""
         if self.args.base64:
             return None
-        remote = RemoteInputs(stores=Stores(), options=self.args.storage_options or {})
-        probe = self._tree(remote).probe()
+        tree = self._tree(RemoteInputs(stores=Stores(), options=self.args.storage_options or {}))
         extension = extension_for(self.options.output_format)
-        return clash_check(lambda value: probe.target(value, 0), extension)
 
-    def _tree(self, remote: RemoteInputs) -> OutputTree | RemoteOutputTree:
+        def check(folder: str, names: list[str]) -> None:
+            if len({safe_leaf(name, extension) for name in names}) < len(names):
+                prefix = "" if folder == "." else os.path.join(folder, "")
+                targets_of(tree, [prefix + name for name in names])  # the exact targets, only now
+
+        return check
+
+    def _tree(self, remote: RemoteInputs) -> OutputFolder:
         """The output folder (local or remote, reached through ``remote``)."""
         extension = extension_for(self.options.output_format)
         output_dir, overwrite = self.args.output_dir, self.args.overwrite
@@ -133,16 +142,16 @@ class Job:
         and counted on the way."""
         args = self.args
         served = cache_lookup(client, self.options)
-        seen = _Seen(self.inputs)
         if args.base64:
-            counts: dict[str, Any] = {"send": 0, "cached": 0, "done": 0, "refused": 0}
-            for value in seen:
+            counts: dict[str, Any] = {"inputs": 0, "send": 0, "cached": 0, "done": 0, "refused": 0}
+            for value in self.inputs:
+                counts["inputs"] += 1
                 counts["cached" if served is not None and await served(value) else "send"] += 1
         else:  # the output folder, through the client's stores and storage_options
             tree = self._tree(RemoteInputs(stores=client._stores, options=None))
             key = options_key(self.options.form_fields())
-            counts = await dry_run_counts(tree, seen, key, args.redo, served)
-        print(f"inputs: {seen.count}")
+            counts = await dry_run_counts(tree, self.inputs, key, args.redo, served)
+        print(f"inputs: {counts['inputs']}")
         print(f"would send: {counts['send']} image(s), costing at most {counts['send']} credit(s)")
         if served is not None:
             print(f"cached: {counts['cached']} image(s) the cache would serve, costing nothing")
@@ -153,19 +162,6 @@ class Job:
         if args.max_credits is not None and counts["send"] > args.max_credits:
             print(f"--max-credits {args.max_credits}: the run would stop after {args.max_credits}")
         return 0
-
-
-class _Seen:
-    """The inputs, counted as they go by."""
-
-    def __init__(self, inputs: Iterable[str]) -> None:
-        self._inputs = inputs
-        self.count = 0
-
-    def __iter__(self) -> Iterator[str]:
-        for value in self._inputs:
-            self.count += 1
-            yield value
 
 
 def cache_lookup(

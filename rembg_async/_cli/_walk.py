@@ -17,8 +17,6 @@ from typing import Any
 
 from .._contract import ALLOWED_EXTENSIONS
 from .._imageinfo import HEAD_BYTES, sniff_kind
-from .._outputs._provenance import claim
-from .._paths import safe_leaf
 from .._storage._listing import expand_remote
 from .._storage._stores import import_fsspec, is_remote
 
@@ -335,20 +333,3 @@ def _relative(value: str, folder: str) -> str | None:
     if os.path.normcase(absolute).startswith(os.path.normcase(inside)):
         return os.path.relpath(absolute, folder)
     return None
-
-
-def clash_check(target: Callable[[str], Any], extension: str) -> FolderCheck:
-    """The clash check of one folder at a time: two of its images that would make one output
-    (``x.png`` and ``x.jpg``, both ``x.webp``; ``target``: an input's output, as the batch
-    places it) raise `OutputClashError` with the output folder's message, before any is sent."""
-    cwd = os.getcwd()
-
-    def check(folder: str, names: list[str]) -> None:
-        if len({safe_leaf(name, extension) for name in names}) == len(names):
-            return
-        prefix = "" if folder == "." else os.path.join(folder, "")
-        claims: dict[Any, str] = {}
-        for name in names:  # only now: the exact targets and message
-            claim(claims, target(prefix + name), prefix + name, cwd)
-
-    return check

@@ -24,15 +24,17 @@ from distributed import Client, Future, as_completed
 from .._batch import (
     BatchItem,
     BatchProgress,
+    ItemRun,
     Tally,
     Wire,
     describe,
     latest_statuses,
     manifest_line,
+    output_at,
+    skipped_item,
     statuses_of,
     stops_batch,
 )
-from .._closing import AsyncClosing
 from .._exceptions import APIStatusError
 from .._files import run_to_completion
 from .._imageinfo import extension_for
@@ -53,7 +55,7 @@ from ._worker import ClientPlugin, Outcome, remove_on_worker
 WORKERS_EVERY: Final = 5.0
 
 
-class DaskRun(AsyncClosing):
+class DaskRun(ItemRun):
     """A batch on a Dask cluster: ``async for item in run`` yields `BatchItem` objects in
     completion order; ``stopped``, ``remaining``, ``stop()`` and ``progress()`` as for
     `BatchRun`. Use it as ``async with remove_many_dask(...) as run:`` so that leaving early
@@ -89,19 +91,6 @@ class DaskRun(AsyncClosing):
         self._items = self._run()
         self.stopped: BaseException | None = None
         self.interrupted = False
-
-    def __aiter__(self) -> DaskRun:
-        return self
-
-    async def __anext__(self) -> BatchItem:
-        return await self._items.__anext__()
-
-    async def _close_on_exit(self) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Cancel the tasks under way and let go of the workers' clients."""
-        await self._items.aclose()
 
     def stop(self) -> None:
         """Submit no more inputs; those under way finish and are yielded."""
@@ -165,7 +154,7 @@ class DaskRun(AsyncClosing):
             index = next(self._indices)
             target = self._outputs.target(value, index)
             if describe(value, index) in self._done_before:
-                yield BatchItem(input=value, index=index, skipped=True, **_where(target))
+                yield skipped_item(value, index, target)
                 continue
             future = self._dask.submit(
                 remove_on_worker,
@@ -197,7 +186,7 @@ class DaskRun(AsyncClosing):
             error = outcome if isinstance(outcome, BaseException) else RuntimeError(outcome)
             return BatchItem(input=value, index=index, error=error, attempts=1, credits=1)
         if outcome.error_type is None:
-            where = _where(outcome.output) if outcome.output is not None else {}
+            where = output_at(outcome.output) if outcome.output is not None else {}
             if outcome.cached:  # the worker's cache served it: no request, no credit
                 return BatchItem(input=value, index=index, cached=True, **where)
             return BatchItem(input=value, index=index, attempts=1, credits=1, **where)
@@ -297,10 +286,3 @@ async def _close(manifest: Any, remote: RemoteInputs) -> None:
             await manifest.close()
     finally:
         await remote.stores.aclose()
-
-
-def _where(target: str | Path) -> dict[str, Any]:
-    """A local output's ``output_path``, or a remote one's ``output_url`` (as `BatchRun`)."""
-    if isinstance(target, str) and "://" in target:
-        return {"output_url": target}
-    return {"output_path": Path(target)}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, cast
 
 import attrs
@@ -23,7 +24,7 @@ from .._options import RemoveOptions
 class Outcome:
     """One image's outcome, as it travels from the worker to the driver."""
 
-    output: str | None = None
+    output: str | Path | None = None  # a URL, or a local path
     error_type: str | None = None
     error_message: str = ""
     status: int | None = None
@@ -100,7 +101,7 @@ async def remove_on_worker(
             result = await plugin.client.remove(value, options, output_path=target)
         except Exception as error:  # the image's own failure: told to the driver
             return failed(error)
-    output = result.url or str(result.output_image_path)  # a remote result: its URL
+    output = result.url or result.output_image_path  # a remote result: its URL
     return Outcome(output=output, cached=result.cached, attempts=0 if result.cached else 1)
 
 

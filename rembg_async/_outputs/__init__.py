@@ -123,13 +123,13 @@ async def dry_run_counts(
     redo: bool,
     cached: Callable[[Any], Awaitable[bool]] | None = None,
 ) -> dict[str, Any]:
-    """``--dry-run``'s counts: to send, ``cached``, done, refused (and why); nothing per input."""
-    counts: dict[str, Any] = {"send": 0, "cached": 0, "done": 0, "refused": 0, "why": ""}
+    """``--dry-run``'s counts: inputs, to send, ``cached``, done, refused (and why); nothing
+    per input."""
+    counts: dict[str, Any] = {"inputs": 0, "send": 0, "cached": 0, "done": 0, "refused": 0}
     try:
-        index = 0
         async for value in async_iterator(inputs):
-            target = outputs.target(value, index)
-            index += 1
+            target = outputs.target(value, counts["inputs"])  # its index: the inputs before it
+            counts["inputs"] += 1
             try:
                 if not await outputs.claim(target, value):
                     continue
