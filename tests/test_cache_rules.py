@@ -504,17 +504,6 @@ def test_caches_say_where_they_are(tmp_path: Path) -> None:
     assert repr(FsspecCache("memory://place/")) == "FsspecCache('memory://place')"
 
 
-async def test_entries_written_in_a_row_are_evicted_in_that_order(tmp_path: Path) -> None:
-    """Entries written within the same millisecond still leave in the order written: their
-    times are set to the nanosecond, not left to the file system's coarser clock."""
-    keys = sorted((key_of(n) for n in range(10)), reverse=True)  # a tie would go by name
-    cache = FolderCache(tmp_path, max_bytes=1000)
-    for key in keys:
-        await cache.put(key, b"x" * 100)
-    await cache.put(key_of(10), b"x" * 100)  # 1100 bytes: down to 900
-    assert [await cache.get(key) is not None for key in keys] == [False] * 2 + [True] * 8
-
-
 def test_a_write_that_fails_raises_its_own_error(tmp_path: Path) -> None:
     """A cache folder that is a dangling link fails the write with the folder's error, not
     one about the temporary file it could not make."""
