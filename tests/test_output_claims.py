@@ -180,24 +180,23 @@ async def made_in(tree: OutputTree, source: Path, number: int) -> None:
 
 
 async def test_a_folder_let_go_closes_its_index(keep_one: None, tmp_path: Path) -> None:
-    """A batch through 12 folders holds at most the indexes of the folders it keeps (the one
-    it is in, the one left last) open, not one per folder it went through."""
+    """A batch through 12 folders holds only the indexes of the folders it keeps (the one it
+    is in, the one left last) open, not one per folder it went through; closed, none."""
     tree = OutputTree(tmp_path / "out", tmp_path / "in", "webp", overwrite=False)
     await tree.open()
 
-    def indexes() -> int:
-        return sum(
-            path.endswith(INDEX_NAME) and Path(path).parent != tmp_path / "out"
+    def indexes() -> set[str]:
+        return {
+            Path(path).parent.name
             for path in open_files().values()
-        )
+            if path.endswith(INDEX_NAME) and Path(path).parent != tmp_path / "out"
+        }
 
-    held = []
     for number in range(12):
         await made_in(tree, tmp_path / "in" / f"{number:02d}" / "x.png", number)
-        held.append(indexes())
+        assert indexes() == {f"{max(number - 1, 0):02d}", f"{number:02d}"}  # the oldest goes
     await tree.close()
-    assert max(held) == 2
-    assert indexes() == 0
+    assert indexes() == set()
 
 
 async def test_a_closed_output_folder_holds_no_file_open(keep_one: None, tmp_path: Path) -> None:
@@ -219,3 +218,17 @@ async def test_a_closed_output_folder_holds_no_file_open(keep_one: None, tmp_pat
     assert any(not path.startswith(str(tmp_path)) for path in opened.values())  # the spill
     await tree.close()
     assert open_files() == before
+
+
+async def test_releasing_what_is_not_held_does_nothing(tmp_path: Path) -> None:
+    """A target released though never claimed, or released twice, changes nothing: the
+    claim made after still holds, and a clash is still refused."""
+    tree = OutputTree(tmp_path / "out", tmp_path / "in", "webp", overwrite=False)
+    target = tree.target(tmp_path / "in" / "x.png", 0)
+    tree.release(target)
+    assert await tree.claim(target, tmp_path / "in" / "x.png")
+    tree.release(target)
+    tree.release(target)
+    with pytest.raises(OutputClashError):
+        await tree.claim(target, tmp_path / "in" / "x.jpg")
+    await tree.close()
