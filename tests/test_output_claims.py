@@ -4,9 +4,11 @@ looked up on disk."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import secrets
+import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rembg_async import AsyncRembg
+from rembg_async._files import run_to_completion
 from rembg_async._inputs import RemoteInputs
 from rembg_async._outputs import (
     INDEX_NAME,
@@ -231,4 +234,31 @@ async def test_releasing_what_is_not_held_does_nothing(tmp_path: Path) -> None:
     tree.release(target)
     with pytest.raises(OutputClashError):
         await tree.claim(target, tmp_path / "in" / "x.jpg")
+    await tree.close()
+
+
+async def test_claims_on_disk_are_read_from_any_file_thread(keep_one: None, tmp_path: Path) -> None:
+    """The claims one file thread spilled to disk are looked up by another (the first busy
+    meanwhile): a clash in a folder let go is still refused, not a thread error."""
+    tree = OutputTree(tmp_path / "out", tmp_path / "in", "webp", overwrite=False)
+    for number, folder in enumerate("abc"):  # at the claim in "c", "a" is let go: to disk
+        source = tmp_path / "in" / folder / "x.png"
+        assert await tree.claim(tree.target(source, number), source)
+        tree.release(tree.target(source, number))
+    loop = asyncio.get_running_loop()
+    running, done = asyncio.Event(), threading.Event()
+
+    def busy() -> None:  # the thread that spilled is the one woken next: it stays busy
+        loop.call_soon_threadsafe(running.set)
+        done.wait()
+
+    busy_call = asyncio.ensure_future(run_to_completion(busy))
+    try:
+        await running.wait()
+        other = tmp_path / "in" / "a" / "x.jpg"
+        with pytest.raises(OutputClashError):
+            await tree.claim(tree.target(other, 3), other)
+    finally:
+        done.set()
+        await busy_call
     await tree.close()
