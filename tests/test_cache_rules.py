@@ -488,13 +488,6 @@ def test_zero_limits_are_allowed_negative_ones_refused(tmp_path: Path) -> None:
         FsspecCache("memory://zero", max_age=-0.5)
 
 
-def test_a_folder_cache_makes_its_folder(tmp_path: Path) -> None:
-    """A cache folder that does not exist yet is made, parents and all, at the first write."""
-    cache = FolderCache(tmp_path / "not" / "yet")
-    asyncio.run(cache.put(KEY, b"entry"))
-    assert asyncio.run(cache.get(KEY)) == b"entry"
-
-
 def test_caches_say_where_they_are(tmp_path: Path) -> None:
     """A cache's repr names its folder (and size limit) or its URL, for logs and errors."""
     pytest.importorskip("fsspec")
