@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from rembg_async import FolderCache, FsspecCache, InvalidInputError, RemoveOptions, ResultCache
 from rembg_async._cache import CacheSeam, Turn, as_cache, cache_key, frame, unframe
+from rembg_async._cache._backends import evict
 from rembg_async._cache._frame import stored_at
 
 PNG = make_image((8, 8), "PNG")
@@ -396,3 +397,114 @@ async def test_a_scan_deletes_temporary_files_left_by_dead_writers(tmp_path: Pat
     await FolderCache(tmp_path, max_bytes=2000).put(key_of(1), b"y" * 1000)
     assert (stale.exists(), fresh.exists()) == (False, True)
     assert await FolderCache(tmp_path).get(key_of(1)) == b"y" * 1000
+
+
+def plant_stale(folder: Path) -> Path:
+    """A temporary file two hours old in ``folder``: the next scan deletes it (its witness)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stale = folder / ".tmp-witness"
+    stale.write_bytes(b"x")
+    hours_ago = time.time() - 2 * 3600
+    os.utime(stale, (hours_ago, hours_ago))
+    return stale
+
+
+async def test_a_folder_cache_is_scanned_once_then_counted(tmp_path: Path) -> None:
+    """The first write scans the folder; later writes count their bytes and scan again only
+    once the count passes max_bytes (not at it), after an eviction as after none."""
+    value = os.urandom(1000)
+    cache = FolderCache(tmp_path, max_bytes=3000)
+    await cache.put(key_of(0), value)  # the scan: 1000 bytes
+    stale = plant_stale(tmp_path / "ff")
+    for n in (1, 2):
+        await cache.put(key_of(n), value)  # 2000, then exactly 3000: counted, not scanned
+    assert stale.exists()
+    await cache.put(key_of(3), value)  # 4000: a scan, evicting down to 2000
+    assert not stale.exists()
+    stale = plant_stale(tmp_path / "ff")
+    await cache.put(key_of(4), value)  # counted: 3000
+    assert stale.exists()
+
+
+async def test_a_scan_evicts_past_max_bytes_and_down_to_ninety_percent(tmp_path: Path) -> None:
+    """A folder of exactly max_bytes keeps every entry; past it, eviction stops as soon as
+    the entries are at 90% of it, not an entry later."""
+    value = os.urandom(900)
+    filler = FolderCache(tmp_path)
+    for n in range(3):
+        await filler.put(key_of(n), value)
+    await FolderCache(tmp_path, max_bytes=3600).put(key_of(3), value)  # 3600: all kept
+    assert [await filler.get(key_of(n)) is not None for n in range(4)] == [True] * 4
+    await FolderCache(tmp_path, max_bytes=3000).put(key_of(4), value)  # 4500 -> 2700
+    held = [await filler.get(key_of(n)) is not None for n in range(5)]
+    assert held == [False, False, True, True, True]
+
+
+async def test_links_in_a_cache_folder_are_never_followed(tmp_path: Path) -> None:
+    """A linked shard and a linked entry are neither counted by their target's size nor
+    emptied: eviction only ever deletes the cache's own files."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    big = outside / key_of(1)
+    big.write_bytes(b"x" * 5000)
+    hours_ago = time.time() - 2 * 3600
+    os.utime(big, (hours_ago, hours_ago))
+    root = tmp_path / "cache"
+    (root / "cd").mkdir(parents=True)
+    (root / key_of(1)[:2]).symlink_to(outside, target_is_directory=True)
+    link = root / "cd" / key_of(2)
+    link.symlink_to(big)
+    os.utime(link, (hours_ago, hours_ago), follow_symlinks=False)
+    await FolderCache(root, max_bytes=3000).put(key_of(3), b"y" * 1000)
+    assert big.read_bytes() == b"x" * 5000
+    assert link.is_symlink()
+
+
+@pytest.mark.parametrize(("minutes", "kept"), [(59, True), (61, False)])
+async def test_a_temporary_file_is_stale_after_an_hour(
+    tmp_path: Path, minutes: int, kept: bool
+) -> None:
+    """A temporary file untouched for over an hour is a dead writer's, deleted by a scan;
+    one younger than that may be a writer at work, and stays."""
+    temporary = tmp_path / "ab" / ".tmp-writer"
+    temporary.parent.mkdir()
+    temporary.write_bytes(b"x")
+    then = time.time() - minutes * 60
+    os.utime(temporary, (then, then))
+    await FolderCache(tmp_path, max_bytes=2000).put(key_of(1), b"y" * 1000)
+    assert temporary.exists() is kept
+
+
+def test_zero_limits_are_allowed_negative_ones_refused(tmp_path: Path) -> None:
+    """max_bytes=0 (keep nothing) and max_age=0 (everything stale) are limits like any; a
+    negative one is refused, whatever the cache."""
+    pytest.importorskip("fsspec")
+    assert FolderCache(tmp_path, max_bytes=0, max_age=0).max_bytes == 0
+    assert FolderCache(tmp_path, max_age=0.5).max_age == 0.5
+    assert FsspecCache("memory://zero", max_age=datetime.timedelta(0)).max_age == 0.0
+    with pytest.raises(ValueError, match="max_bytes"):
+        FolderCache(tmp_path, max_bytes=-1)
+    with pytest.raises(ValueError, match="max_age"):
+        FsspecCache("memory://zero", max_age=-0.5)
+
+
+def test_caches_say_where_they_are(tmp_path: Path) -> None:
+    """A cache's repr names its folder (and size limit) or its URL, for logs and errors."""
+    pytest.importorskip("fsspec")
+    assert (
+        repr(FolderCache(tmp_path, max_bytes=5)) == f"FolderCache({str(tmp_path)!r}, max_bytes=5)"
+    )
+    assert repr(FsspecCache("memory://place/")) == "FsspecCache('memory://place')"
+
+
+def test_a_write_that_fails_raises_its_own_error(tmp_path: Path) -> None:
+    """A cache folder that is a dangling link fails the write with the folder's error, not
+    one about the temporary file it could not make."""
+    (tmp_path / "cache").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(FileExistsError):
+        asyncio.run(FolderCache(tmp_path / "cache").put(KEY, b"entry"))
+
+
+def test_a_scan_of_a_folder_deleted_meanwhile_finds_nothing(tmp_path: Path) -> None:
+    """Another process may delete the cache folder: a scan then finds no entry, no error."""
+    assert evict(tmp_path / "gone", 1000, 900) == 0

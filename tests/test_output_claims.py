@@ -4,7 +4,11 @@ looked up on disk."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
 import secrets
+import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,8 +19,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rembg_async import AsyncRembg
+from rembg_async._files import run_to_completion
 from rembg_async._inputs import RemoteInputs
 from rembg_async._outputs import (
+    INDEX_NAME,
     OutputClashError,
     OutputTree,
     Provenance,
@@ -153,3 +159,106 @@ async def test_a_remote_folder_is_listed_one_folder_at_a_time(
             held.append(len(tree._folders.live))
         await tree.close()
     assert max(held) <= 2  # the folder the batch is in, and the one kept
+
+
+def open_files() -> dict[int, str]:
+    """What this process holds open: descriptor -> path (Linux's /proc)."""
+    if not os.path.isdir("/proc/self/fd"):
+        pytest.skip("needs /proc/self/fd to see open files")
+    found = {}
+    for name in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # the listing's own descriptor, closed by now
+            found[int(name)] = os.readlink(f"/proc/self/fd/{name}")
+    return found
+
+
+async def made_in(tree: OutputTree, source: Path, number: int) -> None:
+    """``source``'s output claimed, indexed (its folder's index opened for appending), and
+    left by the batch."""
+    target = tree.target(source, number)
+    assert await tree.claim(target, source)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tree.record(target, Provenance(source=str(source), stamp="1", options="o"))
+    tree.release(target)
+
+
+async def test_a_folder_let_go_closes_its_index(keep_one: None, tmp_path: Path) -> None:
+    """A batch through 12 folders holds only the indexes of the folders it keeps (the one it
+    is in, the one left last) open, not one per folder it went through; closed, none."""
+    tree = OutputTree(tmp_path / "out", tmp_path / "in", "webp", overwrite=False)
+    await tree.open()
+
+    def indexes() -> set[str]:
+        return {
+            Path(path).parent.name
+            for path in open_files().values()
+            if path.endswith(INDEX_NAME) and Path(path).parent != tmp_path / "out"
+        }
+
+    for number in range(12):
+        await made_in(tree, tmp_path / "in" / f"{number:02d}" / "x.png", number)
+        assert indexes() == {f"{max(number - 1, 0):02d}", f"{number:02d}"}  # the oldest goes
+    await tree.close()
+    assert indexes() == set()
+
+
+async def test_a_closed_output_folder_holds_no_file_open(keep_one: None, tmp_path: Path) -> None:
+    """Closed, an output folder has closed every file it opened: the indexes of the folders
+    it still held, and the file the claims of the folders it let go were spilled to."""
+    before = open_files()
+    tree = OutputTree(tmp_path / "out", tmp_path / "in", "webp", overwrite=False)
+    await tree.open()
+    long = "n" * 150  # 10,000 long claims: more than SQLite keeps in memory
+    sources = [tmp_path / "in" / "a" / f"{number}{long}.png" for number in range(10_000)]
+    for number, source in enumerate(sources):
+        assert await tree.claim(tree.target(source, number), source)
+    for number, source in enumerate(sources):
+        tree.release(tree.target(source, number))
+    for number, folder in enumerate("bc"):  # folder "a" let go: its claims to disk
+        await made_in(tree, tmp_path / "in" / folder / "x.png", number)
+    opened = {number: path for number, path in open_files().items() if number not in before}
+    assert any(path.endswith(INDEX_NAME) for path in opened.values())
+    assert any(not path.startswith(str(tmp_path)) for path in opened.values())  # the spill
+    await tree.close()
+    assert open_files() == before
+
+
+async def test_releasing_what_is_not_held_does_nothing(tmp_path: Path) -> None:
+    """A target released though never claimed, or released twice, changes nothing: the
+    claim made after still holds, and a clash is still refused."""
+    tree = OutputTree(tmp_path / "out", tmp_path / "in", "webp", overwrite=False)
+    target = tree.target(tmp_path / "in" / "x.png", 0)
+    tree.release(target)
+    assert await tree.claim(target, tmp_path / "in" / "x.png")
+    tree.release(target)
+    tree.release(target)
+    with pytest.raises(OutputClashError):
+        await tree.claim(target, tmp_path / "in" / "x.jpg")
+    await tree.close()
+
+
+async def test_claims_on_disk_are_read_from_any_file_thread(keep_one: None, tmp_path: Path) -> None:
+    """The claims one file thread spilled to disk are looked up by another (the first busy
+    meanwhile): a clash in a folder let go is still refused, not a thread error."""
+    tree = OutputTree(tmp_path / "out", tmp_path / "in", "webp", overwrite=False)
+    for number, folder in enumerate("abc"):  # at the claim in "c", "a" is let go: to disk
+        source = tmp_path / "in" / folder / "x.png"
+        assert await tree.claim(tree.target(source, number), source)
+        tree.release(tree.target(source, number))
+    loop = asyncio.get_running_loop()
+    running, done = asyncio.Event(), threading.Event()
+
+    def busy() -> None:  # the thread that spilled is the one woken next: it stays busy
+        loop.call_soon_threadsafe(running.set)
+        done.wait()
+
+    busy_call = asyncio.ensure_future(run_to_completion(busy))
+    try:
+        await running.wait()
+        other = tmp_path / "in" / "a" / "x.jpg"
+        with pytest.raises(OutputClashError):
+            await tree.claim(tree.target(other, 3), other)
+    finally:
+        done.set()
+        await busy_call
+    await tree.close()

@@ -26,6 +26,7 @@ from rembg_async._outputs import (
     INDEX_NAME,
     ForeignOutputError,
     OutputTree,
+    Plan,
     Provenance,
     RemoteOutputTree,
     Verdict,
@@ -354,3 +355,26 @@ async def test_a_failed_segment_loses_no_entry(
     await tree.close()
     (written,) = segments(memory, folder).values()
     assert written == [f"{number}.webp" for number in range(100)] + ["meanwhile.webp"]
+
+
+async def test_planning_local_and_remote_inputs_side_by_side(
+    tmp_path: Path, place: dict[str, Any]
+) -> None:
+    """A local output folder made without the remote inputs' settings still plans memory://
+    inputs (with its own), beside local ones; an image whose planning fails with an OSError
+    (here, an index that cannot be read) gets that error as its plan, the others theirs."""
+    tree = OutputTree(tmp_path / "out", place["root"], "webp", overwrite=False)
+    await tree.open()
+    broken = tmp_path / "out" / "broken" / "x.webp"
+    (broken.parent / INDEX_NAME).mkdir(parents=True)  # not a file: reading it fails
+    broken.write_bytes(b"made")
+    remote = place["inputs"][0]
+    plans = await tree.plan_many(
+        [(tmp_path / "x.png", broken), (remote, tree.target(remote, 1))],
+        OPTIONS,
+        skip_existing=False,
+    )
+    await tree.close()
+    assert isinstance(plans[0], IsADirectoryError)
+    assert isinstance(plans[1], Plan)
+    assert (plans[1].problem, plans[1].verdict) == (None, Verdict.TODO)
