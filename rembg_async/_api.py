@@ -83,17 +83,10 @@ async def rembg(
     if return_base64 and output_path is not None:
         raise ValueError(MSG_BASE64_WITH_OUTPUT_PATH)  # the rule of remove(), not a silent drop
     async with AsyncRembg(api_key, base_url=base_url, cache=cache) as client:
-        if return_base64:
-            return await client.remove(
-                input_image,
-                options,
-                return_base64=True,
-                on_upload_progress=on_upload_progress,
-                on_download_progress=on_download_progress,
-            )
         return await client.remove(
             input_image,
             options,
+            return_base64=return_base64,
             output_path=output_path,
             on_upload_progress=on_upload_progress,
             on_download_progress=on_download_progress,

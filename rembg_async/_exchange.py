@@ -360,10 +360,12 @@ async def _receive(
         return await receive_base64(chunks, declared, tracker, answer_id, cached)
     if call.returns == "bytes":
         return await receive_bytes(chunks, declared, tracker, answer_id, cached)
+    path: Path | None = None  # a temporary file; a remote output's too, then put in its store
+    then = None
     if isinstance(call.output, KeptTarget):
         path, then = call.output.path, call.output.then
-    else:  # a remote output is received locally first
-        path, then = (call.output if isinstance(call.output, Path) else None), None
+    elif isinstance(call.output, Path):
+        path = call.output
     return await receive_file(chunks, declared, tracker, path, then, answer_id, cached)
 
 
