@@ -83,41 +83,33 @@ class Call:
     admit: Callable[[], Awaitable[object]] | None = None
 
 
+@attrs.define(kw_only=True, eq=False, repr=False)
 class Exchange:
     """A client's way to the network: its session (made at first use, unless given), limiter,
     headers, timeout and retries. ``state``: ``unopened``, ``opened``, ``closed``."""
 
-    def __init__(
-        self,
-        *,
-        session: aiohttp.ClientSession | None,
-        url: URL,
-        proxies: Mapping[URL, Mapping[str, Any]],
-        limiter: Limiter,
-        owns_limiter: bool,
-        retry: RetryPolicy,
-        timeout: Timeout | None,
-        api_key: str | None,
-        extra_headers: Mapping[str, str] | None,
-        progress_interval: float,
-        stores: Stores,
-        cache: CacheSeam | None = None,
-    ) -> None:
-        self.state = "unopened"
-        self.session = session
-        self.owns_session = session is None
-        self._loop: asyncio.AbstractEventLoop | None = None  # the loop its session belongs to
-        self._url = url
-        self._proxies = proxies
-        self.limiter = limiter
-        self._owns_limiter = owns_limiter
-        self.retry = retry
-        self._timeout = timeout  # None: the session's own
-        self._key_headers = _key_headers(api_key)
-        self._headers = {**(extra_headers or {}), **self._key_headers}
-        self._progress_interval = progress_interval
-        self._stores = stores
-        self.cache = cache
+    session: aiohttp.ClientSession | None
+    _url: URL
+    _proxies: Mapping[URL, Mapping[str, Any]]
+    limiter: Limiter
+    _owns_limiter: bool
+    retry: RetryPolicy
+    _timeout: Timeout | None  # None: the session's own
+    _api_key: str | None
+    _extra_headers: Mapping[str, str] | None
+    _progress_interval: float
+    _stores: Stores
+    cache: CacheSeam | None = None
+    state: str = attrs.field(default="unopened", init=False)
+    owns_session: bool = attrs.field(init=False)
+    _loop: asyncio.AbstractEventLoop | None = attrs.field(default=None, init=False)
+    _key_headers: dict[str, str] = attrs.field(init=False)  # what extra headers cannot replace
+    _headers: dict[str, str] = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.owns_session = self.session is None
+        self._key_headers = _key_headers(self._api_key)
+        self._headers = {**(self._extra_headers or {}), **self._key_headers}
 
     def open(self) -> aiohttp.ClientSession:
         """The session, made at first use; refused once closed, or from another event loop."""
