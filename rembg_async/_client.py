@@ -150,8 +150,7 @@ class AsyncRembg(AsyncClosing):
 
     def __repr__(self) -> str:
         key = "set" if self._api_key else "none (anonymous)"
-        state = self._exchange.state
-        return f"<AsyncRembg {state} api={self._api_url} api_key={key}>"
+        return f"<AsyncRembg {self._exchange.state} api={self._api_url} api_key={key}>"
 
     async def __aenter__(self) -> AsyncRembg:
         self._exchange.open()

@@ -338,7 +338,7 @@ class Exchange:
         raise error
 
 
-async def _receive(
+def _receive(
     call: Call,
     chunks: AsyncIterable[bytes],
     declared: str,
@@ -346,19 +346,20 @@ async def _receive(
     answer_id: str | None,
     *,
     cached: bool = False,
-) -> Result:
-    """An answer's body (downloaded, or a cache hit's) received into the call's sink."""
+) -> Awaitable[Result]:
+    """An answer's body (downloaded, or a cache hit's) received into the call's sink (the
+    receiver's own coroutine: no frame of ours in between)."""
     if call.returns == "base64":
-        return await receive_base64(chunks, declared, tracker, answer_id, cached)
+        return receive_base64(chunks, declared, tracker, answer_id, cached)
     if call.returns == "bytes":
-        return await receive_bytes(chunks, declared, tracker, answer_id, cached)
+        return receive_bytes(chunks, declared, tracker, answer_id, cached)
     path: Path | None = None  # a temporary file; a remote output's too, then put in its store
     then = None
     if isinstance(call.output, KeptTarget):
         path, then = call.output.path, call.output.then
     elif isinstance(call.output, Path):
         path = call.output
-    return await receive_file(chunks, declared, tracker, path, then, answer_id, cached)
+    return receive_file(chunks, declared, tracker, path, then, answer_id, cached)
 
 
 def check_api_key(api_key: str | None, *, from_env: bool) -> None:

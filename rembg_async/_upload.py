@@ -91,9 +91,8 @@ class _StallGuard:
         transport = self._writer.transport
         if transport is None:
             return  # already closed: the write fails on its own
-        if (position := self._position(transport)) != self._position_seen:
-            self._position_seen = position
-            self._handle = asyncio.get_running_loop().call_later(self._seconds, self._check)
+        if self._position(transport) != self._position_seen:
+            self.watch()  # bytes moved: watch again from where they are
             return
         self.error = aiohttp.SocketTimeoutError(
             f"the server read none of the upload for {self._seconds:g} s (the read timeout)"
