@@ -122,8 +122,7 @@ async def receive_file(
     request_id: str | None = None,
     cached: bool = False,
 ) -> ImageFile:
-    """Stream the body to ``output_path``, or to a new temporary file when it is None; run
-    ``then()`` (blocking) once the file is there."""
+    """The body streamed to ``output_path`` (None: a new temporary file), then ``then()``."""
     folder = output_path.parent if output_path is not None else Path(tempfile.gettempdir())
     output = _Output(folder=folder, target=output_path, then=then)
     sniffer = _TypeSniffer(declared)
@@ -335,6 +334,5 @@ async def receive_bytes(
 
 
 def is_partial_name(name: str) -> bool:
-    """Whether ``name`` is one of our partial files (``rembg-<random>.part``): a run that holds
-    its output folder may delete those a killed run left behind."""
+    """Whether ``name`` is one of our partial files, which a killed run may have left behind."""
     return name.startswith(TEMP_PREFIX) and name.endswith(PARTIAL_SUFFIX)

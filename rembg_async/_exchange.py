@@ -184,8 +184,7 @@ class Exchange:
 
     @contextlib.asynccontextmanager
     async def _turn(self, call: Call) -> AsyncIterator[Turn | None]:
-        """The call's turn at the cache (None: no cache), taken before any permit or credit;
-        a miss holds its key until the block ends."""
+        """The call's turn at the cache (None: no cache), before any permit or credit is taken."""
         if self.cache is None:
             yield None
             return
@@ -347,8 +346,7 @@ def _receive(
     *,
     cached: bool = False,
 ) -> Awaitable[Result]:
-    """An answer's body (downloaded, or a cache hit's) received into the call's sink (the
-    receiver's own coroutine: no frame of ours in between)."""
+    """The receiver of an answer's body (downloaded, or a cache hit's) into the call's sink."""
     if call.returns == "base64":
         return receive_base64(chunks, declared, tracker, answer_id, cached)
     if call.returns == "bytes":
