@@ -130,8 +130,9 @@ async def receive_file(
     pending: list[bytes] = []  # the network gives small pieces: write them several at a time
     try:
         async for chunk in chunks:
-            if size - output.written >= CHUNK_BYTES:  # only once more comes: a whole answer
-                await output.write(pending)  # is written in a single hop by finish()
+            # Written once more follows: an answer in one piece is saved whole by finish().
+            if size - output.written >= CHUNK_BYTES:
+                await output.write(pending)
                 pending = []
             sniffer.feed(chunk)
             pending.append(chunk)
