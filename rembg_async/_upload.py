@@ -34,6 +34,8 @@ GATHER_BYTES: Final = 64 * 1024
 
 
 class _BinaryPayload(Payload):
+    """A payload of the image's bytes: never decoded as text."""
+
     _autoclose = True  # holds nothing open between writes
 
     def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
