@@ -7,9 +7,9 @@ from collections.abc import Mapping
 from typing import Any, overload
 
 from ._cache import CacheLike
-from ._client import MSG_BASE64_WITH_OUTPUT_PATH, AsyncRembg
+from ._client import AsyncRembg
 from ._inputs import ImageInput
-from ._options import Base64Options, ImageFileOptions, RemoveOptions, _resolve_return_base64
+from ._options import Base64Options, ImageFileOptions, RemoveOptions
 from ._progress import ProgressCallback
 from ._results import Base64Image, ImageFile
 
@@ -79,18 +79,7 @@ async def rembg(
     `AsyncRembg` open instead. ``cache`` is as for `AsyncRembg`: a folder, an fsspec URL
     or a `ResultCache` (a hit sends nothing, and says ``cached=True``).
     """
-    return_base64 = _resolve_return_base64(options)
-    if return_base64 and output_path is not None:
-        raise ValueError(MSG_BASE64_WITH_OUTPUT_PATH)  # the rule of remove(), not a silent drop
     async with AsyncRembg(api_key, base_url=base_url, cache=cache) as client:
-        if return_base64:
-            return await client.remove(
-                input_image,
-                options,
-                return_base64=True,
-                on_upload_progress=on_upload_progress,
-                on_download_progress=on_download_progress,
-            )
         return await client.remove(
             input_image,
             options,

@@ -1,11 +1,6 @@
-"""Credit budgets: a batch reserves a credit before it sends an image, and settles it after.
-
-The batch knows only the small `CreditBudget` interface, so a budget shared by many
-processes (a Redis twin) can stand in for the in-process `LocalCreditBudget`.
-A reservation is the most an image can cost under the batch's rules (one credit: with a budget,
-an attempt is retried only when the server certainly did not charge the one before); settling
-gives back what was not spent, so a failure the server did not charge frees its credit.
-"""
+"""Credit budgets: a batch reserves a credit (the most an image can cost under its rules)
+before it sends an image, and settles after, giving back what was not spent. The batch knows
+only `CreditBudget`, so a budget shared by many processes (Redis) can stand in."""
 
 from __future__ import annotations
 
@@ -78,8 +73,7 @@ class LocalCreditBudget:
 
 
 class Reservations:
-    """A batch's hold on its budget (none: no limit): a credit reserved before each image is
-    sent, settled after."""
+    """A batch's hold on its budget (None: no limit), one credit per image in flight."""
 
     def __init__(self, budget: CreditBudget | None) -> None:
         self.budget = budget
@@ -87,25 +81,21 @@ class Reservations:
         self._settled = asyncio.Event()
 
     async def reserve(self, halted: Callable[[], bool]) -> bool:
-        """Hold a credit for one image, waiting for images in flight to give theirs back
-        before saying the budget is spent (`BudgetExhaustedError`); False when the batch
-        stopped meanwhile (``halted``)."""
+        """Hold a credit for one image, waiting for those in flight to settle before raising
+        `BudgetExhaustedError`; False when the batch stopped meanwhile (``halted``)."""
         if self.budget is None:
             return True
-        while True:
-            if halted():
-                return False
+        while not halted():
             if await self.budget.reserve(1):
-                break
+                self._holding += 1
+                return True
             if self._holding == 0:
                 raise self.budget.exhausted()
             self._settled.clear()
             await self._settled.wait()
-        self._holding += 1
-        return True
+        return False
 
     async def settle(self, spent: int) -> None:
-        """End an image's reservation: it cost ``spent``."""
         if self.budget is not None:
             self._holding -= 1
             await self.budget.settle(1, spent)

@@ -46,7 +46,6 @@ logger = logging.getLogger("rembg_async")
 API_BASE_URL: Final = "https://api.rembg.com"
 ACCOUNT_BASE_URL: Final = "https://www.rembg.com"
 MSG_BASE64_WITH_OUTPUT_PATH: Final = "return_base64 and output_path exclude each other"
-MSG_BYTES_WITH_OTHERS: Final = "return_bytes excludes return_base64 and output_path"
 #: A usage answer is a few hundred bytes; a list of billing cycles, a few per month of history.
 MAX_USAGE_BODY: Final = 4 * 1024 * 1024
 
@@ -108,10 +107,10 @@ class AsyncRembg(AsyncClosing):
         check_api_key(self._api_key, from_env=api_key is None)
         shared = base_url or os.environ.get("REMBG_BASE_URL")
         self._api_url = checked_url(shared or API_BASE_URL, allow_insecure_http)
-        self._account_url = checked_url(
+        account_url = checked_url(
             account_base_url or shared or ACCOUNT_BASE_URL, allow_insecure_http
         )
-        self._usage_url = self._account_url / "api" / "membership-usage"
+        self._usage_url = account_url / "api" / "membership-usage"
         retry = retry or RetryPolicy(max_retries=max_retries)
         if limiter is not None and (requests_per_second or max_concurrency):
             raise ValueError("pass requests_per_second and max_concurrency to your limiter")
@@ -151,8 +150,7 @@ class AsyncRembg(AsyncClosing):
 
     def __repr__(self) -> str:
         key = "set" if self._api_key else "none (anonymous)"
-        state = self._exchange.state
-        return f"<AsyncRembg {state} api={self._api_url} api_key={key}>"
+        return f"<AsyncRembg {self._exchange.state} api={self._api_url} api_key={key}>"
 
     async def __aenter__(self) -> AsyncRembg:
         self._exchange.open()
@@ -325,7 +323,7 @@ class AsyncRembg(AsyncClosing):
         if return_base64 and output_path is not None:
             raise ValueError(MSG_BASE64_WITH_OUTPUT_PATH)
         if return_bytes and (return_base64 or output_path is not None):
-            raise ValueError(MSG_BYTES_WITH_OTHERS)
+            raise ValueError("return_bytes excludes return_base64 and output_path")
         output: Path | RemoteTarget | None = None
         if output_path is not None:
             if isinstance(output_path, str) and is_remote(output_path):
@@ -337,10 +335,9 @@ class AsyncRembg(AsyncClosing):
             if chosen != remove_options.format:
                 remove_options = attrs.evolve(remove_options, format=chosen)
         remote = RemoteInputs(stores=self._stores, options=storage_options)
-        target = output if isinstance(output, Path) else None
-        source = await open_input(input_image, size=size, target=target, remote=remote)
+        target = output if isinstance(output, Path) else None  # the input must not be it
         call = Call(
-            source=source,
+            source=await open_input(input_image, size=size, target=target, remote=remote),
             fields=remove_options.form_fields(),
             output=output,
             returns="base64" if return_base64 else "bytes" if return_bytes else "file",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from types import TracebackType
 from typing import TypeVar
 
 T = TypeVar("T", bound="AsyncClosing")
@@ -19,10 +18,5 @@ class AsyncClosing:
     async def __aenter__(self: T) -> T:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self._close_on_exit()

@@ -1,15 +1,6 @@
-"""Receiving the image: chunk by chunk to a file (renamed into place when whole) or to base64.
-
-A partial file starts beside its target and becomes the result only once the last byte is in;
-any failure, truncation or cancellation deletes it. A temporary result is readable by its owner
-only; a file at a path the user chose gets the usual mode. Writes go to a thread through
-`run_to_completion`, which stays correct under cancellation. The real format is read from
-the first bytes, so the file's extension and the data URL's type are true whatever the
-``Content-Type`` says.
-
-Each job sent to a thread makes as few system calls as it can (``os.open``/``os.write``, no
-``mkstemp``, ``fdopen`` or ``mkdir`` each time): every call releases the GIL, and taking it back
-can wait on the event loop, so at a thousand answers a second each call costs throughput.
+"""Receiving the image: to a file (written beside its target, renamed into place when whole),
+to base64 or to bytes; its real type read from its first bytes. Each thread hop makes as few
+system calls as it can: every call releases the GIL, which at 1,000 answers/s costs throughput.
 """
 
 from __future__ import annotations
@@ -19,7 +10,7 @@ import contextlib
 import os
 import random
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterable, Callable, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -27,7 +18,7 @@ import aiohttp
 import attrs
 
 from ._contract import OUTPUT_FORMATS
-from ._exceptions import APIResponseError, request_id
+from ._exceptions import APIResponseError
 from ._files import run_to_completion
 from ._imageinfo import extension_for, sniff_kind
 from ._progress import ProgressTracker
@@ -49,7 +40,6 @@ _CREATE_FLAGS: Final = (
 )
 #: Random names of 64 bits do not collide; this bounds the loop should a folder be hostile.
 _NAME_ATTEMPTS: Final = 100
-
 # Names need no secrecy (O_EXCL refuses a name that exists, a planted link included), only
 # to rarely collide: seeded once, they cost no system call each, unlike ``secrets``.
 _NAMES: Final = random.Random(os.urandom(16))
@@ -60,35 +50,27 @@ _PIECES_PER_WRITE: Final = 1024
 
 @attrs.define
 class _TypeSniffer:
-    """Tells the body's type from its first `SNIFF_BYTES`, however they are split.
-
-    The network may hand the body over a byte at a time: the type is decided once enough bytes
-    are in, or when the body ends, never from the first piece alone.
-    """
+    """The body's type from its first `SNIFF_BYTES`, however the network splits them."""
 
     declared: str
     head: bytes = b""
     content_type: str | None = None
 
     def feed(self, chunk: bytes) -> None:
-        """Look at the next piece of the body (a no-op once the type is known)."""
         if self.content_type is None:
             self.head += chunk[: SNIFF_BYTES - len(self.head)]
             if len(self.head) >= SNIFF_BYTES:
                 self.content_type = real_content_type(self.head, self.declared)
 
     def result(self) -> str:
-        """The type, once the body has ended."""
         if self.content_type is None:
             self.content_type = real_content_type(self.head, self.declared)
         return self.content_type
 
 
 def real_content_type(first_bytes: bytes, declared: str) -> str:
-    """The MIME type of the body, from its signature; an answer that is no image is an error.
-
-    A wrong ``Content-Type`` over a real image is forgiven: the bytes are what count.
-    """
+    """The MIME type of the body from its signature (a wrong ``Content-Type`` is forgiven);
+    an answer that is no image is an error."""
     kind = sniff_kind(first_bytes)
     if kind is None:
         raise APIResponseError(
@@ -105,42 +87,60 @@ def body_length(response: aiohttp.ClientResponse) -> int | None:
 
 
 async def read_whole(response: aiohttp.ClientResponse, limit: int) -> bytes:
-    """The body, up to ``limit`` bytes: every piece of it, however the network split it
-    (``content.read(n)`` returns the first piece that arrived, which can be one byte)."""
+    """The body, up to ``limit`` bytes, however the network split it (``read(n)`` returns the
+    first piece that arrived, which can be one byte)."""
     pieces = bytearray()
     while len(pieces) < limit and (piece := await response.content.read(limit - len(pieces))):
         pieces += piece
     return bytes(pieces)
 
 
-def _check_not_empty(size: int) -> None:
+async def _ended(sniffer: _TypeSniffer, size: int, tracker: ProgressTracker) -> str:
+    """The body's real type, once it has ended (not empty)."""
     if size == 0:
         raise APIResponseError("the server answered 200 with an empty body")
+    content_type = sniffer.result()
+    await tracker.finish()
+    return content_type
 
 
 @attrs.frozen(kw_only=True)
 class KeptTarget:
-    """An output path with a blocking ``then()`` to run once the file is in place, in the same
-    thread call (a batch notes the file in its folder's index there: no second hop)."""
+    """An output path with a blocking ``then()`` run in the same thread hop once the file is in
+    place (a batch notes it in its folder's index there)."""
 
     path: Path
     then: Callable[[], object]
 
 
 async def receive_file(
-    response: aiohttp.ClientResponse,
-    output_path: Path | None,
+    chunks: AsyncIterable[bytes],
+    declared: str,
     tracker: ProgressTracker,
+    output_path: Path | None,
     then: Callable[[], object] | None = None,
+    request_id: str | None = None,
+    cached: bool = False,
 ) -> ImageFile:
-    """Stream the body to ``output_path``, or to a new temporary file when it is None; run
-    ``then()`` (blocking) once the file is there."""
+    """The body streamed to ``output_path`` (None: a new temporary file), then ``then()``."""
     folder = output_path.parent if output_path is not None else Path(tempfile.gettempdir())
     output = _Output(folder=folder, target=output_path, then=then)
+    sniffer = _TypeSniffer(declared)
+    size = 0
+    pending: list[bytes] = []  # the network gives small pieces: write them several at a time
     try:
-        content_type, size, last = await _receive_body(response, output, tracker)
+        async for chunk in chunks:
+            # Written once more follows: an answer in one piece is saved whole by finish().
+            if size - output.written >= CHUNK_BYTES:
+                await output.write(pending)
+                pending = []
+            sniffer.feed(chunk)
+            pending.append(chunk)
+            size += len(chunk)
+            await tracker.advance(len(chunk))
+        content_type = await _ended(sniffer, size, tracker)
         kind = _KINDS.get(content_type)
-        target = await output.finish(last, extension_for(kind) if kind is not None else "bin")
+        target = await output.finish(pending, extension_for(kind) if kind is not None else "bin")
     except BaseException:
         output.abandon()
         raise
@@ -149,50 +149,38 @@ async def receive_file(
         content_type=content_type,
         size=size,
         temporary=output_path is None,
-        request_id=request_id(response.headers),
+        request_id=request_id,
+        cached=cached,
     )
 
 
 @attrs.define
 class _Output:
-    """The file being received, beside its target: created at the first large piece, or
-    written whole in a single thread hop when the answer fits in one piece.
-
-    File-system calls go to a thread (creating a file can take a millisecond, too long to hold
-    the event loop), each with an ``undo`` for a caller cancelled meanwhile.
-    """
+    """The file being received beside its target: created at the first large piece, or written
+    whole in one thread hop when the answer fits in one; each hop has an ``undo`` if cancelled."""
 
     folder: Path
     target: Path | None
     then: Callable[[], object] | None = None
     handle: int | None = None
     partial: Path | None = None
+    written: int = 0
 
     async def write(self, data: Sequence[bytes]) -> None:
-        """Append the pieces of ``data``, creating the partial file first if need be."""
         if self.handle is None:
-            handle, partial = await run_to_completion(
-                _create_partial,
-                self.folder,
-                PARTIAL_SUFFIX,
-                _mode_for(self.target),
-                undo=_forget_partial,
+            mode = _mode_for(self.target)
+            created = await run_to_completion(
+                _create_partial, self.folder, PARTIAL_SUFFIX, mode, undo=_forget_partial
             )
-            self.handle, self.partial = handle, partial
+            self.handle, self.partial = created
         await run_to_completion(_write_all, self.handle, data)
+        self.written += sum(len(piece) for piece in data)
 
     async def finish(self, last: Sequence[bytes], extension: str) -> Path:
         """Write ``last`` and put the file in place; returns where it is."""
         if self.handle is None:
-            return await run_to_completion(
-                save_whole,
-                self.folder,
-                last,
-                self.target,
-                extension,
-                self.then,
-                undo=_discard,
-            )
+            args = (self.folder, last, self.target, extension, self.then)
+            return await run_to_completion(save_whole, *args, undo=_discard)
         if last:
             await self.write(last)
         os.close(self.handle)
@@ -227,8 +215,7 @@ def save_whole(
     then: Callable[[], object] | None = None,
 ) -> Path:
     """Write a whole answer: as a new temporary result, or beside ``target`` and renamed onto it
-    (so that ``target`` is never seen half-written, and an older file there survives a failure).
-    """
+    (``target`` is never seen half-written, and an older file there survives a failure)."""
     suffix = PARTIAL_SUFFIX if target else f".{extension}"
     handle, written = _create_partial(folder, suffix, _mode_for(target))
     try:
@@ -247,8 +234,8 @@ def save_whole(
 
 
 def _mode_for(target: Path | None) -> int:
-    """A temporary result is its owner's alone; a file the user named gets the usual mode
-    (``0o666`` less the umask, which ``os.open`` applies), as ``open()`` would give it."""
+    """A temporary result is its owner's alone; a file the user named gets ``0o666`` less the
+    umask (which ``os.open`` applies), as ``open()`` would give it."""
     return 0o600 if target is None else 0o666
 
 
@@ -266,8 +253,8 @@ def _create_partial(folder: Path, suffix: str, mode: int) -> tuple[int, Path]:
 
 
 def _write_all(handle: int, pieces: Sequence[bytes]) -> None:
-    """Write all of ``pieces``, in order and without joining them (a copy): in one ``writev``
-    where there is one, which may write less than it is given."""
+    """Write all of ``pieces`` in order, without joining them (a copy): by ``writev`` where
+    there is one, which may write less than it is given."""
     views = [memoryview(piece) for piece in pieces if piece]
     while views:
         if hasattr(os, "writev"):
@@ -292,37 +279,19 @@ def _discard(path: Path) -> None:
         path.unlink()
 
 
-async def _receive_body(
-    response: aiohttp.ClientResponse, output: _Output, tracker: ProgressTracker
-) -> tuple[str, int, list[bytes]]:
-    """Receive the body into ``output`` in large writes; returns the type, the size and the
-    last pieces, not yet written."""
-    sniffer = _TypeSniffer(response.content_type)
-    size = 0
-    pending: list[bytes] = []  # the network gives small pieces: write them several at a time
-    pending_size = 0
-    async for chunk in response.content.iter_chunked(CHUNK_BYTES):
-        sniffer.feed(chunk)
-        pending.append(chunk)
-        pending_size += len(chunk)
-        size += len(chunk)
-        if pending_size >= CHUNK_BYTES:
-            full, pending, pending_size = pending, [], 0
-            await output.write(full)
-        await tracker.advance(len(chunk))
-    _check_not_empty(size)
-    content_type = sniffer.result()
-    await tracker.finish()
-    return content_type, size, pending
-
-
-async def receive_base64(response: aiohttp.ClientResponse, tracker: ProgressTracker) -> Base64Image:
+async def receive_base64(
+    chunks: AsyncIterable[bytes],
+    declared: str,
+    tracker: ProgressTracker,
+    request_id: str | None = None,
+    cached: bool = False,
+) -> Base64Image:
     """The body as a ``data:`` URL, encoded as it streams in (no copy of the raw bytes kept)."""
-    sniffer = _TypeSniffer(response.content_type)
+    sniffer = _TypeSniffer(declared)
     encoded: list[bytes] = []
     pending = b""
     size = 0
-    async for chunk in response.content.iter_chunked(CHUNK_BYTES):
+    async for chunk in chunks:
         sniffer.feed(chunk)
         size += len(chunk)
         pending += chunk
@@ -331,37 +300,40 @@ async def receive_base64(response: aiohttp.ClientResponse, tracker: ProgressTrac
         pending = pending[whole:]
         await tracker.advance(len(chunk))
     encoded.append(base64.b64encode(pending))
-    _check_not_empty(size)
-    content_type = sniffer.result()
-    await tracker.finish()
-    data_url = f"data:{content_type};base64," + b"".join(encoded).decode("ascii")
+    content_type = await _ended(sniffer, size, tracker)
     return Base64Image(
-        base64_image=data_url,
+        base64_image=f"data:{content_type};base64," + b"".join(encoded).decode("ascii"),
         content_type=content_type,
         size=size,
-        request_id=request_id(response.headers),
+        request_id=request_id,
+        cached=cached,
     )
 
 
-async def receive_bytes(response: aiohttp.ClientResponse, tracker: ProgressTracker) -> ImageBytes:
+async def receive_bytes(
+    chunks: AsyncIterable[bytes],
+    declared: str,
+    tracker: ProgressTracker,
+    request_id: str | None = None,
+    cached: bool = False,
+) -> ImageBytes:
     """The body in memory."""
-    sniffer = _TypeSniffer(response.content_type)
+    sniffer = _TypeSniffer(declared)
     pieces = bytearray()
-    async for chunk in response.content.iter_chunked(CHUNK_BYTES):
+    async for chunk in chunks:
         sniffer.feed(chunk)
         pieces += chunk
         await tracker.advance(len(chunk))
-    _check_not_empty(len(pieces))
-    await tracker.finish()
+    content_type = await _ended(sniffer, len(pieces), tracker)
     return ImageBytes(
         data=bytes(pieces),
-        content_type=sniffer.result(),
+        content_type=content_type,
         size=len(pieces),
-        request_id=request_id(response.headers),
+        request_id=request_id,
+        cached=cached,
     )
 
 
 def is_partial_name(name: str) -> bool:
-    """Whether ``name`` is one of our partial files (``rembg-<random>.part``): a run that holds
-    its output folder may delete those left behind by a run that was killed."""
+    """Whether ``name`` is one of our partial files, which a killed run may have left behind."""
     return name.startswith(TEMP_PREFIX) and name.endswith(PARTIAL_SUFFIX)

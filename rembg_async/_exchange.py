@@ -1,23 +1,15 @@
-"""The one seam to the network: a `Call` (one image to send and where its answer goes) and
-`Exchange.send`, which `remove()`, `stream()` and the batch all use.
-
-Every attempt of a call takes a permit of the limiter, POSTs the streamed multipart body (the
-source opened afresh), turns a status other than 200 into our error, and receives the answer
-into its sink (a file, base64, bytes, a remote object, or the caller's stream). Failures of
-the transport become ours here and nowhere else (`_transport_errors`), and each request logs
-one DEBUG line however it ends (`RequestLine`): method, URL without user or query, status,
-time; never a header's value, so never the key. With a result cache, a call looks up its
-answer first (`_cache`): a hit is served into the call's sink and sends nothing.
-"""
+"""The one seam to the network: a `Call` (one image, and where its answer goes) and
+`Exchange.send`/`stream`, used by `remove()`, `stream()` and the batch. Transport failures
+become ours here alone (`_transport_errors`); a cache hit is served and sends nothing."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import functools
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeVar
 
 import aiohttp
 import attrs
@@ -25,6 +17,7 @@ from yarl import URL
 
 from ._cache import CacheSeam, Entry, Turn
 from ._contract import API_KEY_HEADER
+from ._download import CHUNK_BYTES as DOWNLOAD_CHUNK
 from ._download import (
     KeptTarget,
     body_length,
@@ -38,8 +31,9 @@ from ._exceptions import (
     RateLimitError,
     error_from_response,
     error_from_transport,
+    request_id,
 )
-from ._hits import answer_body, deliver_base64, deliver_bytes, deliver_file, deliver_stream
+from ._hits import answer_body, deliver_stream, one_piece
 from ._inputs import Source, content_digest
 from ._limits import Answer, Limiter, Outcome, limited
 from ._progress import ProgressCallback, ProgressTracker
@@ -48,11 +42,12 @@ from ._results import Base64Image, ImageBytes, ImageFile, discard_temporary
 from ._retry import RetryPolicy
 from ._storage._sinks import RemoteTarget, put_result
 from ._storage._stores import Stores
-from ._stream_output import Keeper, StreamedImage, end_of_block, open_streamed
+from ._stream_output import StreamedImage, end_of_block, open_streamed
 from ._timeouts import Timeout
 from ._upload import CHUNK_BYTES, UploadBody, build_form
 from ._version import __version__
 
+T = TypeVar("T")
 #: Error bodies are small; a proxy's HTML page is cut to this.
 MAX_ERROR_BODY: Final = 64 * 1024
 
@@ -83,46 +78,38 @@ class Call:
     on_download: ProgressCallback | None = None
     extra_headers: Mapping[str, str] | None = None  # after the client's; never over the key
     timeout: Timeout | None = None  # None: the client's
-    #: Awaited once before the call first goes to the network (a cache hit never does): a
-    #: batch reserves its credit there.
+    #: Awaited once before the call first goes to the network (never on a cache hit): a batch
+    #: reserves its credit there.
     admit: Callable[[], Awaitable[object]] | None = None
 
 
+@attrs.define(kw_only=True, eq=False, repr=False)
 class Exchange:
     """A client's way to the network: its session (made at first use, unless given), limiter,
     headers, timeout and retries. ``state``: ``unopened``, ``opened``, ``closed``."""
 
-    def __init__(
-        self,
-        *,
-        session: aiohttp.ClientSession | None,
-        url: URL,
-        proxies: Mapping[URL, Mapping[str, Any]],
-        limiter: Limiter,
-        owns_limiter: bool,
-        retry: RetryPolicy,
-        timeout: Timeout | None,
-        api_key: str | None,
-        extra_headers: Mapping[str, str] | None,
-        progress_interval: float,
-        stores: Stores,
-        cache: CacheSeam | None = None,
-    ) -> None:
-        self.state = "unopened"
-        self.session = session
-        self.owns_session = session is None
-        self._loop: asyncio.AbstractEventLoop | None = None  # the loop its session belongs to
-        self._url = url
-        self._proxies = proxies
-        self.limiter = limiter
-        self._owns_limiter = owns_limiter
-        self.retry = retry
-        self._timeout = timeout  # None: the session's own
-        self._key_headers = _key_headers(api_key)
-        self._headers = {**(extra_headers or {}), **self._key_headers}
-        self._progress_interval = progress_interval
-        self._stores = stores
-        self.cache = cache
+    session: aiohttp.ClientSession | None
+    _url: URL
+    _proxies: Mapping[URL, Mapping[str, Any]]
+    limiter: Limiter
+    _owns_limiter: bool
+    retry: RetryPolicy
+    _timeout: Timeout | None  # None: the session's own
+    _api_key: str | None
+    _extra_headers: Mapping[str, str] | None
+    _progress_interval: float
+    _stores: Stores
+    cache: CacheSeam | None = None
+    state: str = attrs.field(default="unopened", init=False)
+    owns_session: bool = attrs.field(init=False)
+    _loop: asyncio.AbstractEventLoop | None = attrs.field(default=None, init=False)
+    _key_headers: dict[str, str] = attrs.field(init=False)  # what extra headers cannot replace
+    _headers: dict[str, str] = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.owns_session = self.session is None
+        self._key_headers = _key_headers(self._api_key)
+        self._headers = {**(self._extra_headers or {}), **self._key_headers}
 
     def open(self) -> aiohttp.ClientSession:
         """The session, made at first use; refused once closed, or from another event loop."""
@@ -140,9 +127,8 @@ class Exchange:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # called outside a loop: nothing is bound yet
             return
-        if self._loop is None:
-            self._loop = loop
-        elif self._loop is not loop:
+        self._loop = self._loop or loop
+        if self._loop is not loop:
             raise RuntimeError(MSG_OTHER_LOOP)
 
     async def aclose(self) -> None:
@@ -163,34 +149,42 @@ class Exchange:
         """Send ``call``, retried by ``retry`` (else the client's); its answer, in its sink."""
         try:
             self.open()
-            policy = retry or self.retry
-            if self.cache is None:
-                await _admit(call)
-                result = await policy.run(functools.partial(self._send_once, call, None))
+            if self.cache is None:  # the hot path: no context manager
+                result = await self._fetch(
+                    call, retry, functools.partial(self._send_once, call, None)
+                )
             else:
-                result = await self._send_or_serve(call, policy)
+                async with self._turn(call) as turn:
+                    result = await self._serve_or_fetch(call, retry, turn)
         finally:
             call.source.close()
-        if isinstance(call.output, RemoteTarget):
-            assert isinstance(result, ImageFile)
-            store = self._stores.store(call.output.url, storage_options)
-            stored = await put_result(store, result, call.output)
-            return attrs.evolve(stored, cached=True) if result.cached else stored
-        return result
+        if not isinstance(call.output, RemoteTarget):
+            return result
+        assert isinstance(result, ImageFile)
+        store = self._stores.store(call.output.url, storage_options)
+        stored = await put_result(store, result, call.output)
+        return attrs.evolve(stored, cached=result.cached)
 
-    async def _send_or_serve(self, call: Call, policy: RetryPolicy) -> Result:
-        """A hit served from the cache, or the call sent (its answer stored)."""
-        async with self._turn(call) as turn:
-            if turn is not None and turn.entry is not None:
-                return await self._serve(call, turn.entry)
-            await _admit(call)
-            return await policy.run(functools.partial(self._send_once, call, turn))
-        raise AssertionError("unreachable")  # pragma: no cover
+    async def _serve_or_fetch(
+        self, call: Call, retry: RetryPolicy | None, turn: Turn | None
+    ) -> Result:
+        if turn is None or turn.entry is None:
+            return await self._fetch(call, retry, functools.partial(self._send_once, call, turn))
+        tracker = self._hit_tracker(call, turn.entry)
+        body = one_piece(turn.entry.body)
+        return await _receive(call, body, turn.entry.content_type, tracker, None, cached=True)
+
+    async def _fetch(
+        self, call: Call, retry: RetryPolicy | None, attempt_once: Callable[[int], Awaitable[T]]
+    ) -> T:
+        """Admit ``call`` (once), then run its attempts under ``retry`` (else the client's)."""
+        if call.admit is not None:
+            await call.admit()
+        return await (retry or self.retry).run(attempt_once)
 
     @contextlib.asynccontextmanager
     async def _turn(self, call: Call) -> AsyncIterator[Turn | None]:
-        """The call's turn at the cache (None: no cache), looked up before any permit or
-        credit is taken; a miss holds its key until the block ends."""
+        """The call's turn at the cache (None: no cache), before any permit or credit is taken."""
         if self.cache is None:
             yield None
             return
@@ -198,35 +192,19 @@ class Exchange:
         async with self.cache.turn(digest, call.fields) as turn:
             yield turn
 
-    async def _serve(self, call: Call, entry: Entry) -> Result:
-        """A cache hit, into the call's sink as a download would leave it."""
-        tracker = self._hit_tracker(call, entry)
-        if call.returns == "base64":
-            return await deliver_base64(entry.body, entry.content_type, tracker)
-        if call.returns == "bytes":
-            return await deliver_bytes(entry.body, entry.content_type, tracker)
-        path, then = _local_target(call.output)
-        return await deliver_file(entry.body, entry.content_type, path, tracker, then)
-
     def _hit_tracker(self, call: Call, entry: Entry) -> ProgressTracker:
+        total = len(entry.body)
         return ProgressTracker(
-            call.on_download,
-            total=len(entry.body),
-            upload=False,
-            interval=self._progress_interval,
+            call.on_download, total=total, upload=False, interval=self._progress_interval
         )
 
     async def _send_once(self, call: Call, turn: Turn | None, attempt: int) -> Result:
         result: Result | None = None
         try:
             async with self._attempt(call, attempt) as (response, download):
-                if call.returns == "base64":
-                    result = await receive_base64(response, download)
-                elif call.returns == "bytes":
-                    result = await receive_bytes(response, download)
-                else:
-                    path, then = _local_target(call.output)
-                    result = await receive_file(response, path, download, then)
+                chunks = response.content.iter_chunked(DOWNLOAD_CHUNK)
+                answer_id = request_id(response.headers)
+                result = await _receive(call, chunks, response.content_type, download, answer_id)
                 declared = response.content_type, body_length(response)
             if turn is not None:  # after the attempt: its permit is not held meanwhile
                 await turn.store_read(functools.partial(answer_body, result), *declared)
@@ -250,23 +228,27 @@ class Exchange:
                     hit = turn.entry
                     result = await deliver_stream(hit.body, self._hit_tracker(call, hit))
                 else:
-                    await _admit(call)
-                    policy = retry or self.retry
-                    result = await policy.run(
-                        lambda attempt: self._stream_once(call, attempt, held, turn)
-                    )
+                    once = functools.partial(self._stream_once, call, held, turn)
+                    result = await self._fetch(call, retry, once)
                 held.callback(end_of_block, result)  # first of the exits: reading stops, clearly
                 yield result
         finally:
             call.source.close()
 
     async def _stream_once(
-        self, call: Call, attempt: int, held: contextlib.AsyncExitStack, turn: Turn | None
+        self, call: Call, held: contextlib.AsyncExitStack, turn: Turn | None, attempt: int
     ) -> StreamedImage:
         async with contextlib.AsyncExitStack() as stack:
             response, download = await stack.enter_async_context(self._attempt(call, attempt))
             errors = functools.partial(_transport_errors, self._url)
-            result = await open_streamed(response, download, errors, _keeper(turn, response))
+            keep = None
+            if turn is not None:  # the cache stores the body once the caller has read it all
+                keep = functools.partial(
+                    turn.store,
+                    declared_type=response.content_type,
+                    declared_length=body_length(response),
+                )
+            result = await open_streamed(response, download, errors, keep)
             held.push_async_exit(stack.pop_all())  # held open until the caller's block ends
             return result
         raise AssertionError("unreachable")  # pragma: no cover
@@ -355,29 +337,27 @@ class Exchange:
         raise error
 
 
-async def _admit(call: Call) -> None:
-    if call.admit is not None:
-        await call.admit()
-
-
-def _local_target(output: Output) -> tuple[Path | None, Callable[[], object] | None]:
-    """Where a file result goes locally (None: a temporary file, a remote output's too), and
-    what to run once it is there."""
-    if isinstance(output, KeptTarget):
-        return output.path, output.then
-    return (output if isinstance(output, Path) else None), None
-
-
-def _keeper(turn: Turn | None, response: aiohttp.ClientResponse) -> Keeper | None:
-    """What stores a streamed answer once it has all been read (None: no cache)."""
-    if turn is None:
-        return None
-    declared = response.content_type, body_length(response)
-
-    async def keep(body: bytes) -> None:
-        await turn.store(body, *declared)
-
-    return keep
+def _receive(
+    call: Call,
+    chunks: AsyncIterable[bytes],
+    declared: str,
+    tracker: ProgressTracker,
+    answer_id: str | None,
+    *,
+    cached: bool = False,
+) -> Awaitable[Result]:
+    """The receiver of an answer's body (downloaded, or a cache hit's) into the call's sink."""
+    if call.returns == "base64":
+        return receive_base64(chunks, declared, tracker, answer_id, cached)
+    if call.returns == "bytes":
+        return receive_bytes(chunks, declared, tracker, answer_id, cached)
+    path: Path | None = None  # a temporary file; a remote output's too, then put in its store
+    then = None
+    if isinstance(call.output, KeptTarget):
+        path, then = call.output.path, call.output.then
+    elif isinstance(call.output, Path):
+        path = call.output
+    return receive_file(chunks, declared, tracker, path, then, answer_id, cached)
 
 
 def check_api_key(api_key: str | None, *, from_env: bool) -> None:

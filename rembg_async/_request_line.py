@@ -1,8 +1,8 @@
-"""The DEBUG line each request logs however it ends (`RequestLine`): never a header's value,
-so never the key."""
+"""The DEBUG line each request logs however it ends: never a header's value, so never the key."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from typing import Any
@@ -13,12 +13,11 @@ from yarl import URL
 logger = logging.getLogger("rembg_async")
 
 
-class RequestLine:
+class RequestLine(contextlib.AbstractContextManager["RequestLine"]):
     """The DEBUG line of one request, timed from the ``with``: ``POST https://api.rembg.com/rmbg
-    200 in 0.412 s (attempt 1, a body of 51234 bytes, request id abc)``, or how it ended with no
-    answer (``failed (APITimeoutError)``, ``cancelled``: the error itself is raised, and retries
-    log it at INFO). The URL is the client's own, without user information or query.
-    ``body``: the bytes of the request's body (None: a length unknown), False for none."""
+    200 in 0.412 s (attempt 1, a body of 51234 bytes, request id abc)``, or ``failed (…)`` or
+    ``cancelled`` (retries log the error at INFO); the URL without user or query. ``body``: the
+    bytes of the request's body (None: a length unknown), False for none."""
 
     def __init__(
         self, method: str, url: URL, attempt: int, body: int | bool | None = False
@@ -28,9 +27,6 @@ class RequestLine:
         self._body = body
         self._started = time.monotonic()
         self._said = False
-
-    def __enter__(self) -> RequestLine:
-        return self
 
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, _: Any

@@ -1,15 +1,6 @@
-"""RetryPolicy: which failures are worth another attempt, and how long to wait before it.
-
-Retried: connection failures, timeouts, truncated or unusable answers, and the statuses 408,
-409, 429 and 5xx. Never retried: refused input and 400, 401, 402, 403 (they would fail again).
-The wait is the server's ``Retry-After`` (or ``retry-after-ms``) when it gives one, up to
-``max_retry_after``; a longer one is raised at once, with ``retry_after`` set, rather than
-slept through. Otherwise: exponential backoff with jitter.
-
-A short-term 429 is flow control, not a failure: it does not use up ``max_retries`` but has
-its own allowance in time (``rate_limited_for``), so a batch under a tight limit finishes. A
-daily or monthly 429 is never retried: it would only fail again until the next day or month.
-"""
+"""RetryPolicy: which failures are worth another attempt (connection failures, timeouts, bad
+answers, 408, 409, 429, 5xx), and how long to wait: the server's ``Retry-After`` up to a cap,
+else backoff with jitter. A short-term 429 is flow control, with its own allowance in time."""
 
 from __future__ import annotations
 
@@ -81,20 +72,21 @@ class RetryPolicy:
         spent ``spent`` seconds since its first one, or None to give up now."""
         if spent >= self.rate_limited_for:
             return None
-        asked = error.retry_after
-        if asked is not None:
-            return asked if asked <= self.max_retry_after else None
-        ceiling = min(self.max_backoff, self.initial_backoff * 2 ** (count - 1))
-        return random.uniform(ceiling / 2, ceiling)
+        return self._wait(error.retry_after, count)
 
     def delay(self, error: RembgError, attempt: int) -> float | None:
         """Seconds to wait after failed ``attempt`` (1-based), or None to give up now."""
         if attempt > self.max_retries or not self.is_retryable(error):
             return None
         asked = retry_after_seconds(error.headers) if isinstance(error, APIStatusError) else None
+        return self._wait(asked, attempt)
+
+    def _wait(self, asked: float | None, count: int) -> float | None:
+        """The wait the server ``asked`` for if within ``max_retry_after`` (else None: raised
+        at once rather than slept through), or the ``count``-th jittered backoff."""
         if asked is not None:
             return asked if asked <= self.max_retry_after else None
-        ceiling = min(self.max_backoff, self.initial_backoff * 2 ** (attempt - 1))
+        ceiling = min(self.max_backoff, self.initial_backoff * 2 ** (count - 1))
         return random.uniform(ceiling / 2, ceiling)
 
     async def run(self, attempt_once: Callable[[int], Awaitable[T]]) -> T:

@@ -1,13 +1,6 @@
-"""A cut-out handed over as it arrives (``client.stream()``): a sink that is the caller's loop.
-
-Before anything is handed over, the first bytes are read (enough to tell the real type), so a
-failure up to then is retried as any other; after that, the caller holds bytes of this answer
-and a failure is raised to it.
-
-The answer's connection lives as long as the caller's ``async with`` block: reading after the
-block (a web framework's streaming response made inside it, sent after the handler returned)
-raises `MSG_BLOCK_ENDED`, which says what to do, rather than a bare "connection closed".
-"""
+"""A cut-out handed over as it arrives (``client.stream()``). Its first bytes are read before
+(a failure until then is retried); its connection lives as long as the caller's block, and
+reading after it raises `MSG_BLOCK_ENDED`, which says what to do."""
 
 from __future__ import annotations
 
@@ -82,12 +75,12 @@ class StreamedImage:
             yield self._head[start : start + chunk_size]
         if self._response is None:
             return
-        kept = [self._head] if self._keep is not None else None
+        kept = [self._head]  # what the cache stores, if there is one to keep it
         try:
             with self._errors():
                 async for chunk in self._response.content.iter_chunked(chunk_size):
                     await self._tracker.advance(len(chunk))
-                    if kept is not None:
+                    if self._keep is not None:
                         kept.append(chunk)
                     yield chunk
         except Exception as error:
@@ -95,7 +88,7 @@ class StreamedImage:
                 raise RuntimeError(MSG_BLOCK_ENDED) from error
             raise
         await self._tracker.finish()
-        if kept is not None and self._keep is not None:
+        if self._keep is not None:
             await self._keep(b"".join(kept))  # the body ended whole: cache it
 
     async def read(self) -> bytes:
@@ -114,8 +107,7 @@ async def open_streamed(
     errors: ErrorMapper,
     keep: Keeper | None = None,
 ) -> StreamedImage:
-    """Read the first bytes of the answer (its type) and hand the rest over as a stream;
-    ``keep`` gets the whole body once it has all been read."""
+    """The answer, its first bytes (its type) read; ``keep`` gets the whole body once read."""
     head = bytearray()
     while len(head) < SNIFF_BYTES and (piece := await response.content.read(SNIFF_BYTES)):
         head += piece

@@ -31,12 +31,8 @@ TimeoutLike = Timeout | float | int
 
 
 def as_timeout(value: TimeoutLike | None) -> Timeout | None:
-    """``value`` as a `Timeout`: a plain number means ``Timeout(read=value)``.
-
-    A number is the longest silence allowed (as ``timeout=5`` in httpx or openai-python), not
-    a deadline for the whole attempt: a large upload may take longer than that and still
-    succeed, as long as bytes keep moving. The other limits keep their defaults.
-    """
+    """``value`` as a `Timeout`: a number is ``Timeout(read=value)``, the longest silence (as
+    in httpx), not a deadline: a large upload may take longer, as long as bytes keep moving."""
     if value is None or isinstance(value, Timeout):
         return value
     if isinstance(value, bool) or not isinstance(value, (int, float)):

@@ -1,15 +1,6 @@
-"""The streaming multipart body of ``POST /rmbg``: exact size, read in chunks, progress per chunk.
-
-Its ``size`` is known before a byte is sent, so aiohttp sends ``Content-Length`` (no chunked
-encoding) and upload progress has a ``total``: the bytes of the whole body on the wire.
-
-aiohttp's ``sock_read`` timer starts only once the body is written, so a server that stops
-reading mid-upload would hold the request for ever; `_StallGuard` is the missing timer.
-
-However an attempt ends early (a deadline, a cancellation, an error), its connection is aborted,
-not closed: aiohttp closes a failed request's connection gracefully, and a graceful close waits
-until the server has read every queued byte, for ever when it has stopped reading.
-"""
+"""The streaming multipart body of ``POST /rmbg``: its exact size known first (a
+``Content-Length``, a progress ``total``), a stall guard aiohttp lacks, and a failed attempt's
+connection aborted (a graceful close waits for ever on a server that stopped reading)."""
 
 from __future__ import annotations
 
@@ -42,10 +33,17 @@ else:
 GATHER_BYTES: Final = 64 * 1024
 
 
-class _SourcePayload(Payload):
-    """The image part: the source's bytes, read afresh from its start."""
+class _BinaryPayload(Payload):
+    """A payload of the image's bytes: never decoded as text."""
 
     _autoclose = True  # holds nothing open between writes
+
+    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        raise TypeError("an image upload is binary")
+
+
+class _SourcePayload(_BinaryPayload):
+    """The image part: the source's bytes, read afresh from its start."""
 
     def __init__(self, source: Source, chunk_size: int) -> None:
         super().__init__(source, content_type=source.content_type, filename=source.filename)
@@ -59,22 +57,11 @@ class _SourcePayload(Payload):
             async for chunk in chunks:
                 await writer.write(chunk)
 
-    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
-        raise TypeError("an image upload is binary")
-
 
 class _StallGuard:
-    """Ends an upload the server has stopped reading: no byte has left for the kernel in
-    ``seconds`` (the read timeout: silence in either direction is the same failure).
-
-    Progress is any movement of the bytes: written by aiohttp, passed from the transport's
-    buffer to the socket, or (where the system tells, as Linux does) acknowledged by the
-    server, so a slow reader that keeps reading is never cut, whatever a write's size. The
-    socket's queue matters: the kernel wakes a writer only once a third of its buffer (MBs) is
-    free, so on a slow link the transport alone can look still for seconds while bytes flow.
-    When it fires, the request fails with aiohttp's own read-timeout error and the connection
-    is aborted: a half-sent request can never be reused, and its socket must not stay open.
-    """
+    """Aborts an upload none of whose bytes moved for ``seconds`` (the read timeout): written,
+    passed to the socket, or acknowledged by the server where the system says (Linux), since
+    the kernel wakes a writer only once a third of its buffer (MBs) is free."""
 
     def __init__(self, writer: AbstractStreamWriter, seconds: float) -> None:
         self._writer = writer
@@ -91,14 +78,12 @@ class _StallGuard:
         )
 
     def watch(self) -> None:
-        """Start watching (before a write that may wait for the server to read)."""
         transport = self._writer.transport
         if transport is not None and self._handle is None:
             self._position_seen = self._position(transport)
             self._handle = asyncio.get_running_loop().call_later(self._seconds, self._check)
 
     def stop(self) -> None:
-        """Stop watching (the write is done, or failed)."""
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
@@ -108,9 +93,8 @@ class _StallGuard:
         transport = self._writer.transport
         if transport is None:
             return  # already closed: the write fails on its own
-        if (position := self._position(transport)) != self._position_seen:
-            self._position_seen = position
-            self._handle = asyncio.get_running_loop().call_later(self._seconds, self._check)
+        if self._position(transport) != self._position_seen:
+            self.watch()  # bytes moved: watch again from where they are
             return
         self.error = aiohttp.SocketTimeoutError(
             f"the server read none of the upload for {self._seconds:g} s (the read timeout)"
@@ -119,14 +103,13 @@ class _StallGuard:
 
 
 def abort_request(writer: AbstractStreamWriter, error: BaseException) -> None:
-    """Fail a half-sent request with ``error`` and close its connection now (it can never be
-    reused, and must not wait for the response's release to be closed)."""
+    """Fail a half-sent request with ``error`` and close its connection now: it can never be
+    reused, and must not wait for the response's release."""
     transport = writer.transport
     if transport is None or transport.is_closing():
         return  # already failed (the stall guard, or the server), with its own error
     protocol = transport.get_protocol()
-    # Abort first: the socket is then closed before the request's task wakes up to ``error``
-    # (both are callbacks of the loop, run in order).
+    # First, so the socket is closed before the request's task wakes up to ``error``.
     transport.abort()
     if hasattr(protocol, "set_exception"):
         protocol.set_exception(error)  # what the response being waited for raises
@@ -138,8 +121,7 @@ def _queued(transport: asyncio.WriteTransport) -> int:
 
 
 def _unacknowledged(transport: asyncio.WriteTransport) -> int | None:
-    """The bytes in the socket's send queue not yet acknowledged by the peer, where the system
-    says (``TIOCOUTQ``/``SIOCOUTQ``: Linux); None elsewhere."""
+    """The socket's bytes not yet acknowledged by the peer (``TIOCOUTQ``: Linux); else None."""
     sock = transport.get_extra_info("socket")
     if _OUTQ is None or sock is None:
         return None
@@ -151,12 +133,8 @@ def _unacknowledged(transport: asyncio.WriteTransport) -> int | None:
 
 
 class _GatheringWriter:
-    """Passes writes on to aiohttp's writer, gathering small ones, and counts them for progress.
-
-    A multipart form is written as many small pieces (boundary, part headers, CRLFs): each
-    would be a ``send()`` of its own. Gathered, a small upload leaves in one ``send()`` with the
-    request's headers, and a large one adds no more than two to its chunks.
-    """
+    """aiohttp's writer, gathering the form's small pieces (boundaries, headers) so a small
+    upload leaves in one ``send()``; counts what is sent for progress."""
 
     def __init__(
         self, inner: AbstractStreamWriter, tracker: ProgressTracker, stall_timeout: float | None
@@ -177,7 +155,6 @@ class _GatheringWriter:
         self._gathered_size += len(chunk)
 
     async def flush(self) -> None:
-        """Send what has been gathered."""
         if self._gathered:
             gathered = b"".join(self._gathered)
             self._gathered.clear()
@@ -185,12 +162,8 @@ class _GatheringWriter:
             await self._send(gathered)
 
     async def settle(self) -> None:
-        """Wait, watched, until the server has taken nearly all of the body.
-
-        aiohttp starts ``sock_read`` once the last byte is handed to the transport; on a slow
-        link megabytes may still be queued then, and the server, still reading them, would be
-        taken for silent. A small body (the common case) never waits here.
-        """
+        """Wait, watched, until the server has taken nearly all of the body: aiohttp's
+        ``sock_read`` starts once it is queued, and megabytes may still be on their way."""
         if self._guard is None or (transport := self._inner.transport) is None:
             return
         if self._inner.output_size <= GATHER_BYTES:
@@ -239,14 +212,9 @@ def build_form(
     return form
 
 
-class UploadBody(Payload):
-    """The whole form as one payload, reporting each chunk written to the tracker.
-
-    ``stall_timeout``: the seconds the server may read nothing of it before the request fails
-    with a read timeout and its connection is aborted (None: wait for ever).
-    """
-
-    _autoclose = True
+class UploadBody(_BinaryPayload):
+    """The whole form as one payload, with progress; the server may read none of it for
+    ``stall_timeout`` seconds (None: for ever) before the request fails as a read timeout."""
 
     def __init__(
         self,
@@ -281,8 +249,8 @@ class UploadBody(Payload):
 
     @contextlib.contextmanager
     def aborted_on_failure(self) -> Iterator[None]:
-        """Around the request: if it fails, abort its connection where aiohttp is closing it
-        gracefully (a pooled connection is not closing, and is left alone)."""
+        """Abort a failed request's connection where aiohttp closes it gracefully (a pooled one
+        is not closing, and is left alone)."""
         try:
             yield
         except BaseException:
@@ -293,6 +261,3 @@ class UploadBody(Payload):
     def _abort(self) -> None:
         if self._transport is not None:
             self._transport.abort()  # also on a closing transport: its queued bytes are dropped
-
-    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
-        raise TypeError("an image upload is binary")

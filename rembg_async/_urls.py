@@ -33,23 +33,16 @@ def is_loopback(host: str) -> bool:
 
 
 def proxy_arguments(url: URL) -> dict[str, Any]:
-    """``proxy=`` (and its credentials) for requests to ``url``, from the environment as
-    requests, httpx and urllib read it: ``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY`` (either
-    case), unless ``NO_PROXY`` names the host; empty when no proxy applies.
-
-    Read once per client, not per request: aiohttp's own ``trust_env`` reads the environment
-    and ``~/.netrc`` in two thread hops on every request (0.5 ms of CPU each time), and would
-    send netrc credentials to the API beside the API key.
-    """
+    """``proxy=`` (and its credentials) for requests to ``url`` from ``HTTP_PROXY``,
+    ``HTTPS_PROXY``, ``ALL_PROXY`` and ``NO_PROXY``, as requests and httpx read them; read once
+    per client: aiohttp's ``trust_env`` reads them and ``~/.netrc`` in two thread hops on every
+    request, and would send netrc credentials to the API beside the API key."""
     proxies = urllib.request.getproxies_environment()
     raw = proxies.get(url.scheme) or proxies.get("all")
-    if not raw or url.host is None or _bypassed(url.host, proxies):
+    if not raw or url.host is None:
+        return {}
+    if urllib.request.proxy_bypass_environment(url.host, proxies):  # type: ignore[attr-defined]
         return {}
     # Credentials stay in the URL: aiohttp sends them to the proxy alone, as
     # Proxy-Authorization (its proxy_auth= argument is deprecated).
     return {"proxy": URL(raw if "://" in raw else f"http://{raw}")}
-
-
-def _bypassed(host: str, proxies: dict[str, str]) -> bool:
-    """Whether ``NO_PROXY`` (``proxies["no"]``) names ``host``, as urllib reads it."""
-    return bool(urllib.request.proxy_bypass_environment(host, proxies))  # type: ignore[attr-defined]
