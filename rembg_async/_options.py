@@ -157,13 +157,6 @@ def options_from_mapping(options: Mapping[str, Any]) -> tuple[RemoveOptions, boo
     return RemoveOptions(**values), return_base64
 
 
-def _resolve_return_base64(options: RemoveOptions | Mapping[str, Any] | None) -> bool:
-    """Whether a rembg.js-style options dict asks for base64."""
-    if isinstance(options, Mapping):
-        return bool(options.get("returnBase64") or options.get("return_base64"))
-    return False
-
-
 class _ImageOptions(TypedDict, total=False):
     """The options every rembg.js-style dict may hold."""
 

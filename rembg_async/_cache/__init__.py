@@ -1,6 +1,6 @@
 """The result cache: never pay twice for the same answer. What a cache is and the backends
 (`_backends`), an entry's key and frame (`_frame`), and a client's use of its cache (`_seam`);
-`rembg_async._hits` serves a hit into the call's sink."""
+the exchange serves a hit into the call's sink, as a download (`rembg_async._hits`)."""
 
 from __future__ import annotations
 
