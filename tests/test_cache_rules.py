@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from rembg_async import FolderCache, FsspecCache, InvalidInputError, RemoveOptions, ResultCache
 from rembg_async._cache import CacheSeam, Turn, as_cache, cache_key, frame, unframe
 from rembg_async._cache._backends import evict
-from rembg_async._cache._frame import stored_at
+from rembg_async._cache._frame import MAGIC, VERSION, expired, stored_at
 
 PNG = make_image((8, 8), "PNG")
 DIGEST = hashlib.sha256(PNG).hexdigest()
@@ -124,6 +124,21 @@ def test_a_sound_entry_unframes() -> None:
     assert entry is not None
     assert (entry.body, entry.content_type, entry.stored) == (PNG, "image/png", 1000.0)
     assert stored_at(ENTRY) == 1000.0
+
+
+def test_an_entry_expires_only_past_max_age() -> None:
+    """No max_age: never expired; at exactly max_age seconds old an entry is still served."""
+    assert expired(ENTRY, None, now=1e12) is False
+    assert expired(ENTRY, 60, now=1060.0) is False
+    assert expired(ENTRY, 60, now=1060.5) is True
+
+
+@pytest.mark.parametrize("header", [b"[]", b'"stored"', b'{"stored": "1000"}', b"{}"])
+def test_a_header_that_is_no_object_with_a_time_is_damage(header: bytes) -> None:
+    """A header that is JSON but not an object with a numeric "stored" is damage: no entry,
+    no time, expired (fetched again), never an exception."""
+    data = MAGIC + bytes([VERSION]) + len(header).to_bytes(4, "big") + header + PNG
+    assert (unframe(KEY, data), stored_at(data), expired(data, 60, now=0.0)) == (None, None, True)
 
 
 @given(st.integers(0, len(ENTRY) - 1))
