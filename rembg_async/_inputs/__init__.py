@@ -1,6 +1,6 @@
 """Every kind of input opened in one place: `open_input` finds its kind in `_KINDS`, whose opener
-makes it a checked `Source`: an async stream (`_stream`), or a local input (a path, bytes,
-base64, a file object) opened beside the `Source` itself (`_source`); a URL goes to `_remote`."""
+makes it a checked `Source` (`_source`): an async stream (`_stream`), a path (`_path`), bytes,
+base64 or a file object (`_memory`); a URL goes to `_remote`."""
 
 from __future__ import annotations
 
@@ -10,19 +10,10 @@ from pathlib import Path
 from typing import IO, Any, Final, Union
 
 from .._storage._stores import is_remote
+from ._memory import open_base64, open_bytes, open_file_object
+from ._path import LocalRead, local_source, open_path, read_local_or_none
 from ._remote import RemoteInputs, RemoteObject
-from ._source import (
-    LocalRead,
-    Opening,
-    Source,
-    content_digest,
-    local_source,
-    open_base64,
-    open_bytes,
-    open_file_object,
-    open_path,
-    read_local_or_none,
-)
+from ._source import Opening, Source, content_digest
 from ._stream import AsyncReadable, is_stream, open_stream
 
 __all__ = [
