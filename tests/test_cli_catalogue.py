@@ -118,17 +118,26 @@ class SlowCount:
     def __init__(self, monkeypatch: pytest.MonkeyPatch, *, forever: bool = False) -> None:
         from rembg_async._cli import _counting, _report, _walk, remove
 
+        self.started = threading.Event()
         self.release = threading.Event()
+        self.counted = threading.Event()
         self.waited = False
         count, add, close = _walk.Inputs.count, _report.Outcomes.add, _counting.Counting.close
 
         def slow_count(inputs: Any, *args: Any) -> int:
-            self.waited = self.release.wait(timeout=60)
-            return count(inputs, *args)
+            self.started.set()
+            self.release.wait(timeout=60)
+            try:
+                return count(inputs, *args)
+            finally:
+                self.counted.set()
 
         def add_and_tell(outcomes: Any, item: Any) -> None:
             add(outcomes, item)
-            if not forever:
+            if not forever and not self.release.is_set():
+                # The count's thread may start late on a busy machine: the first item waits
+                # for it, so that the count is surely held back while that item was made.
+                self.waited = self.started.wait(timeout=60) and not self.counted.is_set()
                 self.release.set()
 
         def close_and_tell(counting: Any) -> None:
