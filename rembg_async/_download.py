@@ -118,9 +118,9 @@ async def receive_file(
     declared: str,
     tracker: ProgressTracker,
     output_path: Path | None,
-    then: Callable[[], object] | None = None,
-    request_id: str | None = None,
-    cached: bool = False,
+    then: Callable[[], object] | None,
+    request_id: str | None,
+    cached: bool,
 ) -> ImageFile:
     """The body streamed to ``output_path`` (None: a new temporary file), then ``then()``."""
     folder = output_path.parent if output_path is not None else Path(tempfile.gettempdir())
@@ -283,8 +283,8 @@ async def receive_base64(
     chunks: AsyncIterable[bytes],
     declared: str,
     tracker: ProgressTracker,
-    request_id: str | None = None,
-    cached: bool = False,
+    request_id: str | None,
+    cached: bool,
 ) -> Base64Image:
     """The body as a ``data:`` URL, encoded as it streams in (no copy of the raw bytes kept)."""
     sniffer = _TypeSniffer(declared)
@@ -314,8 +314,8 @@ async def receive_bytes(
     chunks: AsyncIterable[bytes],
     declared: str,
     tracker: ProgressTracker,
-    request_id: str | None = None,
-    cached: bool = False,
+    request_id: str | None,
+    cached: bool,
 ) -> ImageBytes:
     """The body in memory."""
     sniffer = _TypeSniffer(declared)
