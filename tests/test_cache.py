@@ -227,6 +227,7 @@ async def test_progress_on_a_hit_is_a_complete_download(
         )
     assert hit.cached
     assert up == []
+    assert all(event.download and not event.upload for event in down)
     assert down[-1].loaded == down[-1].total == made.size
     assert down[-1].progress == 1.0
 

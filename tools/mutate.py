@@ -165,6 +165,9 @@ MODULES: dict[str, list[str]] = {
         "tests/test_stream_inputs.py::test_stream_is_resent_whole_after_503",
         "tests/test_client_usage.py::test_usage_needs_a_key",
         "tests/test_client_errors.py",
+        "tests/test_cache.py",  # the exchange serves hits and stores answers
+        "tests/test_cache_rules.py",
+        "tests/test_batch_resume.py::test_budget_is_never_passed",  # a batch's credit admitted
     ],
     "_cache/_frame.py": ["tests/test_cache_rules.py", "tests/test_cache.py"],
     "_cache/_seam.py": ["tests/test_cache_rules.py", "tests/test_cache.py"],
