@@ -66,6 +66,9 @@ FLEET_TESTS = [
     ),
 ]
 
+#: The result cache's tests: its modules', and the exchange's (which serves hits).
+CACHE_TESTS = ["tests/test_cache_rules.py", "tests/test_cache.py"]
+
 #: Module (path under rembg_async/) -> the pytest arguments choosing the tests that concern it,
 #: fastest first (-x stops at the first failure, so a killed mutant costs the time of the tests
 #: before the one that fails). Files not in the tree are left out (so an older tree can run).
@@ -165,13 +168,12 @@ MODULES: dict[str, list[str]] = {
         "tests/test_stream_inputs.py::test_stream_is_resent_whole_after_503",
         "tests/test_client_usage.py::test_usage_needs_a_key",
         "tests/test_client_errors.py",
-        "tests/test_cache.py",  # the exchange serves hits and stores answers
-        "tests/test_cache_rules.py",
+        *CACHE_TESTS,  # the exchange serves hits and stores answers
         "tests/test_batch_resume.py::test_budget_is_never_passed",  # a batch's credit admitted
     ],
-    "_cache/_frame.py": ["tests/test_cache_rules.py", "tests/test_cache.py"],
-    "_cache/_seam.py": ["tests/test_cache_rules.py", "tests/test_cache.py"],
-    "_cache/_backends.py": ["tests/test_cache_rules.py", "tests/test_cache.py"],
+    "_cache/_frame.py": CACHE_TESTS,
+    "_cache/_seam.py": CACHE_TESTS,
+    "_cache/_backends.py": CACHE_TESTS,
     "_outputs/_folders.py": [
         "tests/test_output_claims.py",
         "tests/test_outputs_rules.py",
